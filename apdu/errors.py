@@ -1,0 +1,158 @@
+"""The exception tree of sscard-terminal.
+
+Every error the project raises on purpose derives from :class:`SscardError`::
+
+    SscardError
+    ├── ProtocolError            malformed bytes from a card or a file
+    │   ├── ApduFormatError      an APDU that cannot be encoded or parsed
+    │   ├── TlvError             SIMPLE-TLV / BER-TLV that does not parse
+    │   ├── AtrError             an ATR that violates ISO 7816-3
+    │   └── RecordFormatError    an SSC record with the wrong tag, length or encoding
+    ├── ApduError                the card answered a status word other than 9000
+    ├── CardStateError           what a status word means for the person at the terminal
+    │   ├── WrongPin             63Cx on VERIFY: x tries left
+    │   ├── PinBlocked           6983
+    │   ├── ApplicationLocked    9303
+    │   ├── CardBlocked          6A81
+    │   ├── SecurityNotSatisfied 6982: the file needs an authentication first
+    │   └── CardNotGenuine       INTERNAL AUTHENTICATE did not match
+    └── DriverError              the edges: readers and transports
+        ├── ReaderUnavailable    no PC/SC service or no such reader
+        ├── CardRemoved          the card left (or stopped answering) during a command
+        └── ReaderTimeout        no card arrived before the deadline
+"""
+
+from __future__ import annotations
+
+from apdu.sw import describe
+
+
+class SscardError(Exception):
+    """Root of every error raised by sscard-terminal."""
+
+
+class ProtocolError(SscardError):
+    """Bytes that do not follow the protocol or file format they claim to follow."""
+
+
+class ApduFormatError(ProtocolError):
+    """A command or response APDU that cannot be encoded or parsed."""
+
+
+class TlvError(ProtocolError):
+    """A SIMPLE-TLV or BER-TLV structure that does not parse."""
+
+
+class AtrError(ProtocolError):
+    """An answer-to-reset that violates ISO/IEC 7816-3."""
+
+
+class RecordFormatError(ProtocolError):
+    """An SSC record that has the wrong tag, runs past its data or holds an invalid value."""
+
+
+class ApduError(SscardError):
+    """The card answered a status word other than ``9000``.
+
+    :param command: the command APDU that was sent, as bytes
+    :param sw: the status word, as a 16-bit integer
+    :param data: response data that came with the status word
+    """
+
+    def __init__(self, *, command: bytes, sw: int, data: bytes = b"") -> None:
+        self.command = bytes(command)
+        self.sw = sw
+        self.data = bytes(data)
+        ins = f"{command[1]:02X}" if len(command) > 1 else "??"
+        super().__init__(f"INS {ins}: SW {sw:04X} ({describe(sw)})")
+
+
+class CardStateError(SscardError):
+    """A status word that tells something about the card or its holder, not about the bytes."""
+
+    sw: int = 0
+
+
+class WrongPin(CardStateError):
+    """VERIFY failed; ``tries_left`` attempts remain (``63Cx``)."""
+
+    def __init__(self, tries_left: int) -> None:
+        self.tries_left = tries_left
+        self.sw = 0x63C0 | tries_left
+        super().__init__(f"wrong PIN, {tries_left} tries left")
+
+
+class PinBlocked(CardStateError):
+    """The PIN try counter is exhausted (``6983``)."""
+
+    sw = 0x6983
+
+    def __init__(self) -> None:
+        super().__init__("PIN blocked")
+
+
+class ApplicationLocked(CardStateError):
+    """The application is permanently locked (``9303``)."""
+
+    sw = 0x9303
+
+    def __init__(self) -> None:
+        super().__init__("application permanently locked")
+
+
+class CardBlocked(CardStateError):
+    """The card is blocked and answers ``6A81`` to everything."""
+
+    sw = 0x6A81
+
+    def __init__(self) -> None:
+        super().__init__("card blocked")
+
+
+class SecurityNotSatisfied(CardStateError):
+    """The file needs an authentication first (``6982``)."""
+
+    sw = 0x6982
+
+    def __init__(self, what: str = "") -> None:
+        super().__init__(f"security status not satisfied{': ' + what if what else ''}")
+
+
+class CardNotGenuine(CardStateError):
+    """INTERNAL AUTHENTICATE did not give the answer the security module expects."""
+
+    def __init__(self) -> None:
+        super().__init__("card not genuine: internal authentication failed")
+
+
+class DriverError(SscardError):
+    """An error at the edge: a reader, a daemon, a transport."""
+
+
+class ReaderUnavailable(DriverError):
+    """The PC/SC service or the named reader is not there."""
+
+
+class CardRemoved(DriverError):
+    """The card was removed, or stopped answering, during a command."""
+
+
+class ReaderTimeout(DriverError):
+    """No card was presented before the deadline."""
+
+
+def card_state_error(sw: int) -> CardStateError | None:
+    """Return the person-level error a status word stands for, or ``None``.
+
+    :param sw: SW1SW2 as a 16-bit integer
+    """
+    if sw & 0xFFF0 == 0x63C0:
+        return WrongPin(sw & 0x0F)
+    simple: dict[int, type[CardStateError]] = {
+        0x6983: PinBlocked,
+        0x9303: ApplicationLocked,
+        0x6A81: CardBlocked,
+        0x6982: SecurityNotSatisfied,
+    }
+    cls = simple.get(sw)
+    return cls() if cls else None

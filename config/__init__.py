@@ -1,0 +1,1 @@
+"""Terminal settings and the ready-made scenario profiles."""

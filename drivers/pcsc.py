@@ -1,0 +1,276 @@
+"""The real reader: PC/SC through pyscard's low-level ``smartcard.scard`` API.
+
+It lists readers, waits for a card with ``SCardGetStatusChange`` (never a fixed sleep), connects
+in shared mode and transmits raw APDUs; the T=0 chain of :mod:`apdu.transport` goes on top.
+When pcscd goes away (restart, crash) the context becomes invalid: the waiter drops it and
+establishes a new one until its deadline instead of dying.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+
+from smartcard import scard
+
+from apdu.errors import CardRemoved, ReaderTimeout, ReaderUnavailable
+
+log = logging.getLogger(__name__)
+
+_SERVICE_GONE = {
+    scard.SCARD_E_NO_SERVICE & 0xFFFFFFFF,
+    scard.SCARD_E_SERVICE_STOPPED & 0xFFFFFFFF,
+    scard.SCARD_E_INVALID_HANDLE & 0xFFFFFFFF,
+    scard.SCARD_E_NO_READERS_AVAILABLE & 0xFFFFFFFF,
+    scard.SCARD_E_READER_UNAVAILABLE & 0xFFFFFFFF,
+    scard.SCARD_E_UNKNOWN_READER & 0xFFFFFFFF,
+    scard.SCARD_E_COMM_DATA_LOST & 0xFFFFFFFF,
+}
+_CARD_GONE = {
+    scard.SCARD_W_REMOVED_CARD & 0xFFFFFFFF,
+    scard.SCARD_E_NO_SMARTCARD & 0xFFFFFFFF,
+    scard.SCARD_W_UNPOWERED_CARD & 0xFFFFFFFF,
+    scard.SCARD_W_UNRESPONSIVE_CARD & 0xFFFFFFFF,
+    scard.SCARD_E_NOT_TRANSACTED & 0xFFFFFFFF,
+    scard.SCARD_W_RESET_CARD & 0xFFFFFFFF,
+}
+_OK = scard.SCARD_S_SUCCESS
+_TIMEOUT = scard.SCARD_E_TIMEOUT & 0xFFFFFFFF
+POLL_MS = 500  # one GetStatusChange slice; short enough to notice a dead pcscd quickly
+RECONNECT_PAUSE = 0.2
+
+
+def _rc(hresult: int) -> int:
+    return hresult & 0xFFFFFFFF
+
+
+def _message(hresult: int) -> str:
+    return f"{scard.SCardGetErrorMessage(hresult)} (0x{_rc(hresult):08X})"
+
+
+class PcscConnection:
+    """One card in one reader, connected in shared mode.
+
+    :param context: the PC/SC context (owned by the caller's :class:`PcscReader`)
+    :param reader: the reader name
+    :raises CardRemoved: when the card cannot be powered or left already
+    :raises ReaderUnavailable: when pcscd or the reader is gone
+    """
+
+    def __init__(self, context: int, reader: str) -> None:
+        self.reader = reader
+        hresult, self._card, self.protocol = scard.SCardConnect(
+            context,
+            reader,
+            scard.SCARD_SHARE_SHARED,
+            scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1,
+        )
+        if hresult != _OK:
+            _raise_for(hresult, f"connect to {reader!r}")
+        hresult, _name, _state, _proto, atr = scard.SCardStatus(self._card)
+        if hresult != _OK:
+            self.close()
+            _raise_for(hresult, f"status of {reader!r}")
+        self.atr = bytes(atr)
+        self._closed = False
+
+    @property
+    def protocol_name(self) -> str:
+        """``T=0`` or ``T=1``."""
+        return "T=0" if self.protocol == scard.SCARD_PROTOCOL_T0 else "T=1"
+
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        """Send one raw APDU.
+
+        :param apdu: the command bytes
+        :raises CardRemoved: when the card left or stopped answering
+        :raises ReaderUnavailable: when pcscd or the reader went away
+        """
+        if self._closed:
+            raise CardRemoved("connection closed")
+        hresult, response = scard.SCardTransmit(self._card, self.protocol, list(apdu))
+        if hresult != _OK:
+            _raise_for(hresult, "transmit")
+        if len(response) < 2:
+            raise CardRemoved("card returned no valid response")
+        raw = bytes(response)
+        return raw[:-2], int.from_bytes(raw[-2:], "big")
+
+    def close(self) -> None:
+        """Disconnect, leaving the card powered; harmless when called twice."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        scard.SCardDisconnect(self._card, scard.SCARD_LEAVE_CARD)
+
+    def __enter__(self) -> PcscConnection:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _raise_for(hresult: int, what: str) -> None:
+    code = _rc(hresult)
+    if code in _CARD_GONE:
+        raise CardRemoved(f"{what}: {_message(hresult)}")
+    raise ReaderUnavailable(f"{what}: {_message(hresult)}")
+
+
+class PcscReader:
+    """Access to the PC/SC service: list readers and wait for cards, surviving pcscd restarts.
+
+    The object owns one PC/SC context at a time and re-establishes it after the service died.
+    """
+
+    def __init__(self) -> None:
+        self._context: int | None = None
+
+    def _ensure_context(self) -> int:
+        if self._context is None:
+            hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+            if hresult != _OK:
+                raise ReaderUnavailable(f"PC/SC service: {_message(hresult)}")
+            self._context = context
+        return self._context
+
+    def _drop_context(self) -> None:
+        if self._context is not None:
+            scard.SCardReleaseContext(self._context)
+            self._context = None
+
+    def list_readers(self) -> list[str]:
+        """The names of the readers pcscd knows now.
+
+        :raises ReaderUnavailable: when the PC/SC service is not running
+        """
+        context = self._ensure_context()
+        hresult, readers = scard.SCardListReaders(context, [])
+        if _rc(hresult) == scard.SCARD_E_NO_READERS_AVAILABLE & 0xFFFFFFFF:
+            return []
+        if hresult != _OK:
+            self._drop_context()
+            raise ReaderUnavailable(f"list readers: {_message(hresult)}")
+        return list(readers)
+
+    def wait_for_card(
+        self,
+        timeout: float,
+        *,
+        reader: str | None = None,
+        exclude: Iterable[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> PcscConnection:
+        """Wait until a card is present in a reader, then connect to it.
+
+        :param timeout: seconds until :class:`ReaderTimeout`
+        :param reader: an exact reader name, or a substring that matches one reader;
+            ``None`` takes the first reader that has a card
+        :param exclude: readers never to take (e.g. the PSAM's)
+        :param clock: the monotonic clock (tests pass their own)
+        :raises ReaderTimeout: when no card came before the deadline
+        :raises ReaderUnavailable: when ``reader`` matches several readers
+        """
+        deadline = clock() + timeout
+        excluded = set(exclude)
+        last_problem = "no card presented"
+        while True:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise ReaderTimeout(f"no card within {timeout:g} s ({last_problem})")
+            try:
+                names = [r for r in self.list_readers() if r not in excluded]
+                names = self._match(names, reader)
+                if not names:
+                    last_problem = "no matching reader"
+                    time.sleep(min(RECONNECT_PAUSE, max(remaining, 0)))
+                    continue
+                found = self._wait_present(names, min(POLL_MS, int(remaining * 1000) + 1))
+                if found is None:
+                    continue
+                try:
+                    return PcscConnection(self._ensure_context(), found)
+                except CardRemoved as exc:
+                    # pcscd can report a card for ~400 ms after it left (feasibility §6.1)
+                    last_problem = str(exc)
+                    time.sleep(0.05)
+            except ReaderUnavailable as exc:
+                last_problem = str(exc)
+                log.warning("event=pcsc_unavailable detail=%r", last_problem)
+                self._drop_context()
+                time.sleep(min(RECONNECT_PAUSE, max(deadline - clock(), 0)))
+
+    @staticmethod
+    def _match(names: list[str], wanted: str | None) -> list[str]:
+        if wanted is None:
+            return names
+        if wanted in names:
+            return [wanted]
+        matches = [n for n in names if wanted in n]
+        if len(matches) > 1:
+            raise ReaderTimeout(f"reader {wanted!r} is ambiguous: {matches}")
+        return matches
+
+    def _wait_present(self, names: list[str], timeout_ms: int) -> str | None:
+        context = self._ensure_context()
+        states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
+        hresult, states = scard.SCardGetStatusChange(context, 0, states)
+        if hresult != _OK and _rc(hresult) != _TIMEOUT:
+            self._drop_context()
+            raise ReaderUnavailable(f"status: {_message(hresult)}")
+        present = self._first_present(states)
+        if present is not None:
+            return present
+        watch = [(name, state & ~scard.SCARD_STATE_CHANGED) for name, state, _atr in states]
+        hresult, states = scard.SCardGetStatusChange(context, timeout_ms, watch)
+        if _rc(hresult) == _TIMEOUT:
+            return None
+        if hresult != _OK:
+            self._drop_context()
+            raise ReaderUnavailable(f"status change: {_message(hresult)}")
+        return self._first_present(states)
+
+    @staticmethod
+    def _first_present(states: list[tuple[str, int, list[int]]]) -> str | None:
+        for name, state, _atr in states:
+            if state & scard.SCARD_STATE_PRESENT and not state & scard.SCARD_STATE_MUTE:
+                return name
+        return None
+
+    def wait_for_removal(self, reader: str, timeout: float) -> bool:
+        """Wait until the reader is empty.
+
+        :param reader: the reader name
+        :param timeout: seconds to wait
+        :returns: True when the card left within ``timeout``
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                context = self._ensure_context()
+                hresult, states = scard.SCardGetStatusChange(
+                    context, 0, [(reader, scard.SCARD_STATE_UNAWARE)]
+                )
+                if hresult == _OK and states[0][1] & scard.SCARD_STATE_EMPTY:
+                    return True
+            except ReaderUnavailable:
+                self._drop_context()
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        """Release the PC/SC context."""
+        self._drop_context()
+
+    def __enter__(self) -> PcscReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,248 @@
+"""Persona files: synthetic card holders for the emulated social security card.
+
+A persona is a TOML file (see ``tests/personas/``) with a ``[card]`` table (EF05 and the ATR),
+a ``[holder]`` table (EF06) and optionally ``[raw_records]`` that replace a record's bytes
+verbatim, for cards that misbehave. An item that is left out of the file is left ``FF`` on the
+card, as real cards leave unset items. Every persona is fictional and carries valid check digits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apdu import ssc
+from apdu.tlv import encode_simple
+
+ALGORITHM_IDS = {"des": 0x01, "ssf33": 0x02, "sm4": 0x03, "none": None}
+DEFAULT_MAKER = bytes.fromhex("8660")  # T6–T7: card-maker id (fictional)
+
+_CARD_KEYS = {
+    "spec_version",
+    "algorithm",
+    "city_code",
+    "serial",
+    "auth_code",
+    "category",
+    "init_org",
+    "issue_date",
+    "expiry_date",
+    "card_number",
+    "atr_historical",
+}
+_HOLDER_KEYS = {"ssn", "name", "sex", "ethnicity", "birthplace", "birth_date"}
+_TOP_KEYS = {"description", "card", "holder", "raw_records", "keys", "pin"}
+
+
+class PersonaError(ValueError):
+    """A persona file that does not describe a card."""
+
+
+def encode_an(text: str | None, length: int) -> bytes:
+    """Encode an ``an`` item: GB18030 bytes right-padded with ``00``; ``None`` is all ``FF``.
+
+    :param text: the value, or ``None`` for an unset item
+    :param length: the item length in bytes
+    :raises PersonaError: when the text is longer than the item
+    """
+    if text is None:
+        return b"\xff" * length
+    raw = text.encode("gb18030")
+    if len(raw) > length:
+        raise PersonaError(f"{text!r} needs {len(raw)} bytes, the item holds {length}")
+    return raw.ljust(length, b"\x00")
+
+
+def encode_cn(digits: str | None, length: int) -> bytes:
+    """Encode a ``cn`` item: BCD (hex digits allowed) right-padded with ``F``.
+
+    :param digits: the digits, or ``None`` for an unset item
+    :param length: the item length in bytes
+    :raises PersonaError: when the digits do not fit or are not hex
+    """
+    if digits is None:
+        return b"\xff" * length
+    if len(digits) > 2 * length:
+        raise PersonaError(f"{digits!r} does not fit in {length} bytes")
+    try:
+        return bytes.fromhex(digits.ljust(2 * length, "F"))
+    except ValueError:
+        raise PersonaError(f"{digits!r} is not a cn value") from None
+
+
+def encode_date(value: dt.date | None) -> bytes:
+    """Encode a date as BCD ``YYYYMMDD``; ``None`` is ``FFFFFFFF``.
+
+    :param value: the date
+    """
+    return b"\xff" * 4 if value is None else bytes.fromhex(value.strftime("%Y%m%d"))
+
+
+def split_name(name: str | None) -> tuple[bytes, bytes]:
+    """Split a name into the 30-byte tag 09 and the 20-byte extension tag 4E.
+
+    :param name: the holder's name, or ``None``
+    :raises PersonaError: when the name needs more than 50 bytes
+    """
+    if name is None:
+        return b"\xff" * 30, b"\x00" * 20
+    raw = name.encode("gb18030")
+    if len(raw) > 50:
+        raise PersonaError(f"name needs {len(raw)} bytes; 09 and 4E hold 50")
+    return raw[:30].ljust(30, b"\x00"), raw[30:].ljust(20, b"\x00")
+
+
+def default_historical(city_code: str, serial: bytes) -> bytes:
+    """Historical bytes in the layout of real SSCs: 5 bytes, maker, region, serial (13 bytes).
+
+    :param city_code: six-digit city code; its first four digits become T8–T9
+    :param serial: the four-byte card serial, T10–T13
+    """
+    return bytes.fromhex("00814A4446") + DEFAULT_MAKER + bytes.fromhex(city_code[:4]) + serial
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    """An emulated card's content.
+
+    :param name: the file stem, used in messages
+    :param description: one line on who this is
+    :param algorithm_id: FCI algorithm byte, ``None`` to omit tag 86
+    :param historical: ATR historical bytes
+    :param ef05: tag → record bytes (a whole TLV)
+    :param ef06: tag → record bytes (a whole TLV)
+    :param city_code: six-digit city code
+    :param extra: tables this module does not interpret (keys, PIN) for other emulator parts
+    """
+
+    name: str
+    description: str
+    algorithm_id: int | None
+    historical: bytes
+    ef05: dict[int, bytes]
+    ef06: dict[int, bytes]
+    city_code: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def generation(self) -> ssc.Generation:
+        """The generation the card announces in EF05 tag 03."""
+        raw = self.ef05.get(ssc.TAG_SPEC_VERSION, b"")
+        return ssc.Generation.from_version(ssc.decode_an(ssc.TAG_SPEC_VERSION, raw[2:]))
+
+
+def _require(table: dict[str, Any], key: str, where: str) -> Any:
+    if key not in table:
+        raise PersonaError(f"{where}: missing required key {key!r}")
+    return table[key]
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise PersonaError(f"{where}: unknown keys {unknown}")
+
+
+def _date(value: Any, where: str) -> dt.date | None:
+    if value is None or isinstance(value, dt.date):
+        return value
+    raise PersonaError(f"{where}: expected a TOML date like 2030-01-31, got {value!r}")
+
+
+def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
+    """Build a persona from a parsed TOML document.
+
+    :param data: the document
+    :param name: a label for messages
+    :raises PersonaError: for unknown keys, missing keys or values that do not fit
+    """
+    _check_keys(data, _TOP_KEYS, name)
+    card = _require(data, "card", name)
+    holder = data.get("holder", {})
+    _check_keys(card, _CARD_KEYS, f"{name} [card]")
+    _check_keys(holder, _HOLDER_KEYS, f"{name} [holder]")
+    algorithm = card.get("algorithm", "des")
+    if algorithm not in ALGORITHM_IDS:
+        raise PersonaError(f"{name}: algorithm must be one of {sorted(ALGORITHM_IDS)}")
+    city = str(_require(card, "city_code", f"{name} [card]"))
+    if len(city) != 6 or not city.isdigit():
+        raise PersonaError(f"{name}: city_code must be six digits")
+    serial = bytes.fromhex(_require(card, "serial", f"{name} [card]"))
+    auth = bytes.fromhex(card.get("auth_code", "FFFFFFFF"))
+    if len(serial) != 4 or len(auth) != 4:
+        raise PersonaError(f"{name}: serial and auth_code are four bytes of hex")
+    card_id = bytes.fromhex(city) + ssc.RID_SSC + serial + auth
+    hist_hex = card.get("atr_historical")
+    historical = bytes.fromhex(hist_hex) if hist_hex else default_historical(city, serial)
+
+    def tlv(tag: int, value: bytes) -> bytes:
+        return encode_simple(tag, value)
+
+    ef05 = {
+        ssc.TAG_CARD_ID: tlv(ssc.TAG_CARD_ID, card_id),
+        ssc.TAG_CATEGORY: tlv(ssc.TAG_CATEGORY, encode_an(card.get("category"), 1)),
+        ssc.TAG_SPEC_VERSION: tlv(ssc.TAG_SPEC_VERSION, encode_an(card.get("spec_version", ""), 4)),
+        ssc.TAG_INIT_ORG: tlv(ssc.TAG_INIT_ORG, encode_cn(card.get("init_org"), 12)),
+        ssc.TAG_ISSUE_DATE: tlv(
+            ssc.TAG_ISSUE_DATE, encode_date(_date(card.get("issue_date"), name))
+        ),
+        ssc.TAG_EXPIRY_DATE: tlv(
+            ssc.TAG_EXPIRY_DATE, encode_date(_date(card.get("expiry_date"), name))
+        ),
+        ssc.TAG_CARD_NUMBER: tlv(ssc.TAG_CARD_NUMBER, encode_an(card.get("card_number"), 9)),
+    }
+    name_09, name_4e = split_name(holder.get("name"))
+    ef06 = {
+        ssc.TAG_SSN: tlv(ssc.TAG_SSN, encode_an(holder.get("ssn"), 18)),
+        ssc.TAG_NAME: tlv(ssc.TAG_NAME, name_09),
+        ssc.TAG_SEX: tlv(ssc.TAG_SEX, encode_an(holder.get("sex"), 1)),
+        ssc.TAG_ETHNICITY: tlv(ssc.TAG_ETHNICITY, encode_cn(holder.get("ethnicity"), 1)),
+        ssc.TAG_BIRTHPLACE: tlv(ssc.TAG_BIRTHPLACE, encode_cn(holder.get("birthplace"), 3)),
+        ssc.TAG_BIRTH_DATE: tlv(
+            ssc.TAG_BIRTH_DATE, encode_date(_date(holder.get("birth_date"), name))
+        ),
+    }
+    persona = Persona(
+        name=name,
+        description=str(data.get("description", "")),
+        algorithm_id=ALGORITHM_IDS[algorithm],
+        historical=historical,
+        ef05=ef05,
+        ef06=ef06,
+        city_code=city,
+        extra={k: data[k] for k in ("keys", "pin") if k in data},
+    )
+    if persona.generation != ssc.Generation.V1:
+        ef06[ssc.TAG_NAME_EXTENSION] = tlv(ssc.TAG_NAME_EXTENSION, name_4e)
+    for address, hex_bytes in data.get("raw_records", {}).items():
+        _apply_raw(persona, address, hex_bytes, name)
+    return persona
+
+
+def _apply_raw(persona: Persona, address: str, hex_bytes: str, name: str) -> None:
+    try:
+        ef, tag_hex = address.upper().split(".")
+        target = {"EF05": persona.ef05, "EF06": persona.ef06}[ef]
+        target[int(tag_hex, 16)] = bytes.fromhex(hex_bytes)
+    except (ValueError, KeyError):
+        raise PersonaError(
+            f"{name} [raw_records]: {address!r} must be EF05.tt or EF06.tt with hex bytes"
+        ) from None
+
+
+def load_persona(path: str | Path) -> Persona:
+    """Read a persona TOML file.
+
+    :param path: the file
+    :raises PersonaError: when the file is not valid TOML or not a persona
+    :raises OSError: when the file cannot be read
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PersonaError(f"{path}: {exc}") from exc
+    return parse_persona(data, path.stem)

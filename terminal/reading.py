@@ -1,0 +1,215 @@
+"""Reading a card: from a driver connection and its ATR to a result the CLI and API print.
+
+The JSON shape (``sscard read --format json``) is a public interface: ``ok``, ``code`` (the
+national error code, 0 on success), ``reason``, and under ``card`` the items of
+:func:`card_fields`. Dates are ``YYYY-MM-DD``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from apdu import national
+from apdu.atr import Atr
+from apdu.errors import SscardError
+from apdu.identity import CATEGORY_NAMES, ETHNICITY_NAMES, SEX_NAMES
+from apdu.national import NO_TERMINAL_NUMBER, ireadcardbas
+from apdu.ssc import CardContents, read_free
+from apdu.sw import Sw
+from apdu.transport import Connection, t0_chain
+from terminal.outcomes import EXIT_OK, Failure, classify
+
+
+@dataclass(slots=True)
+class ReadResult:
+    """The outcome of one read.
+
+    :param contents: what was read, if anything
+    :param failure: why the read failed, or ``None``
+    :param reader: the reader name
+    :param protocol: ``T=0`` or ``T=1``
+    """
+
+    contents: CardContents | None
+    failure: Failure | None
+    reader: str = ""
+    protocol: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the card was read completely."""
+        return self.failure is None
+
+    @property
+    def code(self) -> int:
+        """The national code: 0 on success."""
+        return 0 if self.failure is None else self.failure.code
+
+    @property
+    def exit_status(self) -> int:
+        """The CLI exit status."""
+        return EXIT_OK if self.failure is None else self.failure.exit_status
+
+
+def read_card(raw: Connection, atr: bytes) -> CardContents:
+    """Read what the card gives without a security module.
+
+    :param raw: the driver's connection (the T=0 chain is added here)
+    :param atr: the card's ATR
+    :raises AtrError: for an ATR that violates ISO 7816-3
+    :raises SscardError: for anything the card or the data did wrong
+    """
+    historical = Atr.parse(atr).historical
+    return read_free(t0_chain(raw), historical)
+
+
+def outcome(contents: CardContents) -> tuple[Failure | None, list[str]]:
+    """Decide whether a read is complete and collect the warnings about the data.
+
+    :param contents: what was read
+    """
+    warnings: list[str] = []
+    issuer, holder = contents.issuer, contents.holder
+    if issuer.card_number_valid is False:
+        warnings.append("card number check character is wrong")
+    if holder is not None and holder.ssn_info is not None:
+        info = holder.ssn_info
+        if info.check_valid is False:
+            warnings.append("social security number check digit is wrong")
+        if info.kind != "mainland":
+            warnings.append(f"social security number is not a mainland number ({info.kind})")
+    failure = None
+    if contents.unreadable:
+        reasons = sorted(set(contents.unreadable.values()))
+        failure = Failure(national.for_sw(Sw.SECURITY_NOT_SATISFIED), "; ".join(reasons))
+    return failure, warnings
+
+
+def read_and_classify(
+    raw: Connection, atr: bytes, reader: str = "", protocol: str = ""
+) -> ReadResult:
+    """Read a card and turn every error into a :class:`ReadResult`, never an exception.
+
+    :param raw: the driver's connection
+    :param atr: the card's ATR
+    :param reader: the reader name, for the result
+    :param protocol: the transmission protocol, for the result
+    """
+    try:
+        contents = read_card(raw, atr)
+    except SscardError as exc:
+        return ReadResult(None, classify(exc), reader, protocol)
+    failure, warnings = outcome(contents)
+    return ReadResult(contents, failure, reader, protocol, warnings)
+
+
+def _date(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def card_fields(contents: CardContents) -> dict[str, Any]:
+    """The ``card`` object of the JSON output.
+
+    :param contents: what was read
+    """
+    issuer, holder = contents.issuer, contents.holder
+    info = holder.ssn_info if holder else None
+    return {
+        "region_code": issuer.region_code,
+        "ssn": holder.ssn if holder else None,
+        "card_number": issuer.card_number,
+        "card_id": issuer.card_id.hex().upper(),
+        "name": holder.name if holder else None,
+        "sex": holder.sex if holder else None,
+        "ethnicity": holder.ethnicity if holder else None,
+        "birthplace": holder.birthplace if holder else None,
+        "birth_date": _date(holder.birth_date) if holder else None,
+        "issue_date": _date(issuer.issue_date),
+        "expiry_date": _date(issuer.expiry_date),
+        "spec_version": issuer.spec_version,
+        "generation": contents.generation.value,
+        "category": issuer.category,
+        "algorithm": contents.algorithm.value,
+        "atr_historical": contents.historical.hex().upper(),
+        "card_number_valid": issuer.card_number_valid,
+        "ssn_kind": info.kind.value if info else None,
+        "ssn_check_valid": info.check_valid if info else None,
+        "sex_derived": holder.sex_derived if holder else False,
+        "birth_date_derived": holder.birth_date_derived if holder else False,
+    }
+
+
+def result_json(result: ReadResult) -> dict[str, Any]:
+    """The whole JSON object of ``sscard read --format json``.
+
+    :param result: the read result
+    """
+    out: dict[str, Any] = {
+        "ok": result.ok,
+        "code": result.code,
+        "reason": result.failure.reason if result.failure else "",
+        "reader": result.reader,
+        "protocol": result.protocol,
+    }
+    if result.contents is not None:
+        out["card"] = card_fields(result.contents)
+        out["unreadable"] = dict(result.contents.unreadable)
+    out["warnings"] = list(result.warnings)
+    return out
+
+
+def result_table(result: ReadResult) -> str:
+    """A human-readable rendering, one item per line, Chinese label first.
+
+    :param result: the read result
+    """
+    lines: list[str] = []
+    if result.contents is not None:
+        card = card_fields(result.contents)
+        unreadable = result.contents.unreadable
+        rows = [
+            ("发卡地区 region", "region_code", None),
+            ("社会保障号码 SSN", "ssn", None),
+            ("卡号 card number", "card_number", None),
+            ("卡识别码 card id", "card_id", None),
+            ("姓名 name", "name", None),
+            ("性别 sex", "sex", SEX_NAMES),
+            ("民族 ethnicity", "ethnicity", ETHNICITY_NAMES),
+            ("出生地 birthplace", "birthplace", None),
+            ("出生日期 birth date", "birth_date", None),
+            ("发卡日期 issued", "issue_date", None),
+            ("有效期 expires", "expiry_date", None),
+            ("规范版本 spec version", "spec_version", None),
+            ("卡类别 category", "category", CATEGORY_NAMES),
+            ("算法 algorithm", "algorithm", None),
+            ("卡复位信息 ATR historical", "atr_historical", None),
+        ]
+        for label, key, names in rows:
+            value = card[key]
+            if key in unreadable:
+                shown = "(unreadable)"
+            elif value is None:
+                shown = "-"
+            else:
+                shown = f"{value} {names.get(value, '')}".strip() if names else str(value)
+                if card.get(f"{key}_derived"):
+                    shown += " (from SSN)"
+            lines.append(f"{label:<24} {shown}")
+    lines.extend(f"warning: {warning}" for warning in result.warnings)
+    if result.failure is not None:
+        lines.append(f"error {result.failure.code}: {result.failure.reason}")
+    return "\n".join(lines)
+
+
+def national_string(result: ReadResult, terminal_number: str = NO_TERMINAL_NUMBER) -> str:
+    """The ``iReadCardBas`` line of a successful read.
+
+    :param result: a successful read result
+    :param terminal_number: 终端机编号, zeros without a PSAM
+    :raises ValueError: when the read did not succeed
+    """
+    if result.contents is None or result.failure is not None:
+        raise ValueError("no complete read to format")
+    return ireadcardbas(result.contents, terminal_number=terminal_number)
