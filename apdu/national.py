@@ -120,7 +120,8 @@ def ireadcardbas(
     """
     if contents.holder is None:
         raise ValueError("iReadCardBas needs the holder data (EF06), which was not read")
-    if len(terminal_number) != 12 or not terminal_number.isdigit():
+    # str.isdigit() alone accepts "４", "²" and "٤"; the field is 12 ASCII digits (§4.3 field 10)
+    if len(terminal_number) != 12 or not (terminal_number.isascii() and terminal_number.isdigit()):
         raise ValueError("the terminal number must be 12 digits")
     issuer, holder = contents.issuer, contents.holder
     fields = [

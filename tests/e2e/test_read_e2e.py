@@ -125,8 +125,8 @@ def test_no_card_times_out_with_the_no_card_code(pcscd) -> None:
 
 def test_pcscd_killed_and_restarted_during_the_wait_is_survived(pcscd, cards) -> None:
     waiting = subprocess.Popen(
-        [sys.executable, "-m", "terminal.cli", "read", "--reader", READER0]
-        + ["--format", "json", "--timeout", "30"],
+        [sys.executable, "-m", "terminal.cli", *("read", "--reader", READER0, "--timeout", "30")]
+        + ["--format", "json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

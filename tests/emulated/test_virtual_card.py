@@ -157,8 +157,8 @@ def test_malformed_records_give_a_clear_error_not_a_trace(records, needle) -> No
         ({"colour": "red"}, "unknown keys"),
         ({"card": {"city_code": "44"}}, "city_code"),
         ({"card": {"city_code": "440100", "serial": "01"}}, "four bytes"),
-        ({"card": {"city_code": "440100", "serial": "00000001", "algorithm": "rot13"}}, "algorithm"),
-        ({"card": {"city_code": "440100", "serial": "00000001", "issue_date": "yesterday"}}, "date"),
+        ({"card": {"city_code": "440100", "serial": "00000001", "algorithm": "rot"}}, "algorithm"),
+        ({"card": {"city_code": "440100", "serial": "00000001", "issue_date": "today"}}, "date"),
     ],
 )
 def test_bad_persona_files_are_clear_errors(change, needle) -> None:

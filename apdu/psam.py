@@ -1,0 +1,272 @@
+"""The PSAM (终端安全存取模块) as a security module: its commands and the key-level retry.
+
+Spec doc §3.5 (S3-P9 §5, §7–§9):
+
+* environments: DES = MF ``3F00`` with AID ``sx1.sh.社会保障``; SSF33 = DDF ``DDF1`` with AID
+  ``sx2.sh.社会保障``. Where an SM4 environment lives is not in the public sources; this
+  project uses the AID ``sx3.sh.社会保障`` (``7378332E…``), by analogy, and says so;
+* ``BF EC 00 00 01 <first byte of 卡识别码>`` initialises the environment (province key set);
+* the application ADF ``DF01`` has AID ``D15600000590`` in every environment;
+* ``BF DE <usage> <key id> Lc [factors][session factor]`` delivers a session key. The usage
+  byte's top three bits are the number of diversification levels, its low five bits the key
+  type (``07`` = encrypt/authenticate). Factors are 8 bytes each, **level 3 first** (card,
+  then city, then province), as Huada's PSAM code and the ``80 70`` layout order them; the
+  session factor is 8 bytes (DES) or 16 (SSF33/SM4). ``6A80`` = wrong number of levels,
+  ``6A88`` = key not found;
+* ``80 FA 00 00 Lc data`` encrypts with the delivered key; the result comes with ``61xx`` and
+  ``00 C0`` (the T=0 chain fetches it);
+* ``00 B0 96 00 06`` reads the 6-byte terminal number from EF ``0016`` by SFI.
+
+Key ids (S3-P9 附录B, S4 App B): IRK ``08`` with usage ``67`` (3 levels, type 07);
+RKSSSE ``0A`` with type 07.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apdu import crypto
+from apdu.command import CommandApdu
+from apdu.errors import ApduError, ProtocolError
+from apdu.sam import (
+    AlgorithmNotSupported,
+    AuthRequest,
+    AuthResponse,
+    CardIdentity,
+    KeyLevelInsufficient,
+    RkssseMissing,
+    SecurityModule,
+    SecurityModuleUnavailable,
+)
+from apdu.ssc import AID_SSSE, CardAlgorithm, Generation
+from apdu.transport import Connection, send
+
+log = logging.getLogger(__name__)
+
+AID_ENV_DES = AID_SSSE  # "sx1.sh.社会保障"
+AID_ENV_SSF33 = bytes.fromhex("7378322E73682EC9E7BBE1B1A3D5CF")  # "sx2.sh.社会保障"
+AID_ENV_SM4 = bytes.fromhex("7378332E73682EC9E7BBE1B1A3D5CF")  # "sx3.sh.社会保障" (assumed)
+AID_PSAM_ADF = bytes.fromhex("D15600000590")
+ENVIRONMENTS = {
+    CardAlgorithm.DES: AID_ENV_DES,
+    CardAlgorithm.SSF33: AID_ENV_SSF33,
+    CardAlgorithm.SM4: AID_ENV_SM4,
+}
+
+CLA_PSAM = 0xBF
+CLA_PROPRIETARY = 0x80
+INS_INIT_ENVIRONMENT = 0xEC
+INS_DELIVER_SESSION_KEY = 0xDE
+INS_CIPHER_DATA = 0xFA
+INS_READ_BINARY = 0xB0
+P1_TERMINAL_INFO_SFI = 0x80 | 0x16  # READ BINARY by SFI 16 (EF 0016)
+TERMINAL_NUMBER_LENGTH = 6
+
+KEY_TYPE_AUTH = 0x07
+KEY_IRK = 0x08
+KEY_RKSSSE = 0x0A
+SW_WRONG_LEVELS = 0x6A80
+SW_KEY_NOT_FOUND = 0x6A88
+SW_FILE_NOT_FOUND = 0x6A82
+
+
+def usage_byte(levels: int, key_type: int = KEY_TYPE_AUTH) -> int:
+    """The BF DE usage byte: levels in the top three bits, the key type in the low five.
+
+    :param levels: 0–3 diversification levels
+    :param key_type: e.g. ``07`` encrypt/authenticate
+    :raises ValueError: outside 0–3 levels or a type over 5 bits
+    """
+    if not 0 <= levels <= 3 or not 0 <= key_type <= 0x1F:
+        raise ValueError("levels must be 0-3 and the key type 5 bits")
+    return levels << 5 | key_type
+
+
+def diversification_factors(card: CardIdentity, levels: int) -> list[bytes]:
+    """The factors for ``levels`` levels, in the PSAM's order: level 3 first.
+
+    :param card: the card identity
+    :param levels: 1, 2 or 3
+    """
+    all_levels = [
+        crypto.card_factor(card.historical),
+        crypto.city_factor(card.city_code),
+        crypto.province_factor(card.city_code),
+    ]
+    return all_levels[:levels]
+
+
+class PsamSession:
+    """The commands of a PSAM over one connection (the T=0 chain included).
+
+    :param connection: the PSAM's connection
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def select_environment(self, algorithm: CardAlgorithm) -> bool:
+        """Select the environment of an algorithm.
+
+        :param algorithm: the card algorithm
+        :returns: False when the PSAM has no such environment (``6A82``)
+        :raises ApduError: any other refusal
+        """
+        aid = ENVIRONMENTS[algorithm]
+        try:
+            send(self.connection, CommandApdu(0x00, 0xA4, 0x04, 0x00, aid, 256))
+        except ApduError as exc:
+            if exc.sw == SW_FILE_NOT_FOUND:
+                return False
+            raise
+        return True
+
+    def init_environment(self, card_id: bytes) -> None:
+        """``BF EC 00 00 01 <first byte of 卡识别码>``.
+
+        :param card_id: the card's 卡识别码
+        """
+        send(self.connection, CommandApdu(CLA_PSAM, INS_INIT_ENVIRONMENT, 0, 0, card_id[:1]))
+
+    def select_application(self) -> None:
+        """Select the PSAM ADF ``DF01`` (AID ``D15600000590``)."""
+        send(self.connection, CommandApdu(0x00, 0xA4, 0x04, 0x00, AID_PSAM_ADF, 256))
+
+    def deliver_session_key(self, key_id: int, factors: list[bytes], session_factor: bytes) -> None:
+        """``BF DE``: derive the card key over ``factors`` and a session key from it.
+
+        :param key_id: e.g. ``08`` IRK, ``0A`` RKSSSE
+        :param factors: diversification factors, level 3 first
+        :param session_factor: 8 bytes (DES) or 16 (SM4/SSF33)
+        :raises ApduError: ``6A80`` wrong number of levels, ``6A88`` key not found, others
+        """
+        data = b"".join(factors) + session_factor
+        usage = usage_byte(len(factors))
+        send(self.connection, CommandApdu(CLA_PSAM, INS_DELIVER_SESSION_KEY, usage, key_id, data))
+
+    def cipher(self, data: bytes) -> bytes:
+        """``80 FA 00 00``: encrypt whole blocks with the delivered session key.
+
+        :param data: whole blocks
+        :raises ProtocolError: when the PSAM returns another length
+        """
+        out = send(
+            self.connection,
+            CommandApdu(CLA_PROPRIETARY, INS_CIPHER_DATA, 0x00, 0x00, data, len(data)),
+        )
+        if len(out) != len(data):
+            raise ProtocolError(f"CIPHER DATA returned {len(out)} bytes for {len(data)}")
+        return out
+
+    def terminal_number(self) -> str:
+        """Read 终端机编号 (EF ``0016``, 6 bytes BCD) → 12 digits.
+
+        :raises ProtocolError: when the file is not 6 bytes of BCD
+        """
+        command = CommandApdu(
+            0x00, INS_READ_BINARY, P1_TERMINAL_INFO_SFI, 0x00, le=TERMINAL_NUMBER_LENGTH
+        )
+        raw = send(self.connection, command)
+        digits = raw.hex()
+        if len(raw) != TERMINAL_NUMBER_LENGTH or not digits.isdigit():
+            raise ProtocolError("PSAM terminal number is not 6 bytes of BCD")
+        return digits
+
+
+class PsamModule(SecurityModule):
+    """A PSAM in a reader slot as the security module (production mode).
+
+    The number of diversification levels a PSAM's roots need differs between PSAMs (S3-P9 §8):
+    on ``6A80`` the module retries with 3 → 2 → 1 levels and remembers what worked, per
+    algorithm, for the life of the object (one object per PSAM).
+
+    :param connection: the PSAM's connection, with the T=0 chain
+    """
+
+    kind = "psam"
+
+    def __init__(self, connection: Connection) -> None:
+        self.session = PsamSession(connection)
+        self.levels: dict[CardAlgorithm, int] = {}
+        self._terminal_number: str | None = None
+
+    def _prepare(self, card: CardIdentity) -> None:
+        if not self.session.select_environment(card.algorithm):
+            raise AlgorithmNotSupported(
+                f"the PSAM has no {card.algorithm.value.upper()} environment"
+            )
+        self.session.init_environment(card.card_id)
+        self.session.select_application()
+
+    def _session_factor(self, card: CardIdentity, factor: bytes) -> bytes:
+        size = 8 if card.algorithm == CardAlgorithm.DES else 16
+        return factor.ljust(size, b"\x00")
+
+    def _deliver(self, card: CardIdentity, key_id: int, factor: bytes) -> None:
+        session_factor = self._session_factor(card, factor)
+        known = self.levels.get(card.algorithm)
+        for levels in [known] if known else [3, 2, 1]:
+            try:
+                self.session.deliver_session_key(
+                    key_id, diversification_factors(card, levels), session_factor
+                )
+            except ApduError as exc:
+                if exc.sw == SW_WRONG_LEVELS and known is None:
+                    log.info("event=psam_level_retry levels=%d", levels)
+                    continue
+                if exc.sw == SW_KEY_NOT_FOUND and key_id == KEY_RKSSSE:
+                    raise RkssseMissing("the PSAM holds no RKSSSE key") from exc
+                raise SecurityModuleUnavailable(f"PSAM refused BF DE: {exc}") from exc
+            if known is None:
+                self.levels[card.algorithm] = levels
+                log.info("event=psam_levels algorithm=%s levels=%d", card.algorithm, levels)
+            return
+        raise KeyLevelInsufficient("the PSAM accepted no number of diversification levels")
+
+    def _auth_data(self, card: CardIdentity, original: bytes) -> bytes:
+        if card.algorithm == CardAlgorithm.DES:
+            return self.session.cipher(original)
+        # 16-byte blocks: pad with 8 × 00, encrypt, fold the halves by XOR (S3-P9 §9.4)
+        block = self.session.cipher(original + bytes(8))
+        return bytes(a ^ b for a, b in zip(block[:8], block[8:], strict=True))
+
+    def check(self, card: CardIdentity) -> None:
+        """Select the environment and, for 3.0 cards, probe for RKSSSE.
+
+        :param card: the card identity
+        :raises AlgorithmNotSupported: no environment for the card's algorithm
+        :raises RkssseMissing: a 3.0 card and no RKSSSE key
+        """
+        try:
+            self._prepare(card)
+            if card.generation == Generation.V3:
+                self._deliver(card, KEY_RKSSSE, bytes(8))
+        except ApduError as exc:
+            raise SecurityModuleUnavailable(f"PSAM: {exc}") from exc
+
+    def authenticate(self, request: AuthRequest) -> AuthResponse:
+        """Compute both answers with ``BF DE`` + ``80 FA``.
+
+        :param request: the challenges
+        :raises SecurityModuleError: with its national code
+        """
+        card = request.card
+        try:
+            self._deliver(card, KEY_IRK, request.internal_factor)
+            expected = self._auth_data(card, request.internal_original)
+            cryptogram = None
+            if request.external_factor is not None and request.external_original is not None:
+                self._deliver(card, KEY_RKSSSE, request.external_factor)
+                cryptogram = self._auth_data(card, request.external_original)
+        except ApduError as exc:
+            raise SecurityModuleUnavailable(f"PSAM: {exc}") from exc
+        return AuthResponse(expected, cryptogram)
+
+    def terminal_number(self) -> str:
+        """The PSAM's 12-digit terminal number (read once)."""
+        if self._terminal_number is None:
+            try:
+                self._terminal_number = self.session.terminal_number()
+            except ApduError as exc:
+                raise SecurityModuleUnavailable(f"PSAM terminal number: {exc}") from exc
+        return self._terminal_number

@@ -1,0 +1,426 @@
+"""The security-module contract and the authenticated card read (spec doc §3.4–§3.7, §4.3–§4.4).
+
+Every back-end (PSAM in a reader slot, remote HSM, software SAM) implements
+:class:`SecurityModule`. The flow :func:`read_authenticated` drives the card and the module in
+the order the national interface requires (§4.3):
+
+1. SELECT SSSE, take the algorithm from the FCI; read EF05 (free) for 卡识别码 and 规范版本;
+2. the module must support the algorithm (``-2202``) and, on a 3.0 card, hold RKSSSE (``-2203``);
+3. INTERNAL AUTHENTICATE: GET CHALLENGE → original, GET CHALLENGE → process factor, then
+   ``00 88 00 00 10 factor‖original`` — the module's expected answer must match (``-21``);
+4. 3.0 only: GET CHALLENGE → original, GET CHALLENGE → factor **last**, because the card
+   computes the EXTERNAL AUTHENTICATE session key from its most recent challenge (§3.4);
+   then ``00 82 00 0A 10 cryptogram‖original``;
+5. read EF06; the terminal number comes from the module.
+
+Steps 3 and 4 are asked of the module in one call (:meth:`SecurityModule.authenticate`) so that
+the two-step HSM mode, which answers both at once, fits the same contract.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from apdu.command import CommandApdu
+from apdu.errors import (
+    ApduError,
+    CardNotGenuine,
+    ProtocolError,
+    SscardError,
+    card_state_error,
+)
+from apdu.national import NO_TERMINAL_NUMBER, NationalCode
+from apdu.ssc import CardAlgorithm, CardContents, Generation, IssuerData, SscSession
+from apdu.transport import Connection, send
+
+INS_GET_CHALLENGE = 0x84
+INS_INTERNAL_AUTHENTICATE = 0x88
+INS_EXTERNAL_AUTHENTICATE = 0x82
+KEY_RKSSSE = 0x0A  # S4 App B: RKSSSE, card key id 0A
+CHALLENGE_LENGTH = 8
+ALGORITHM_CODES = {CardAlgorithm.DES: "01", CardAlgorithm.SSF33: "02", CardAlgorithm.SM4: "03"}
+
+
+class SecurityModuleError(SscardError):
+    """A security-module condition with its national code (App A)."""
+
+    code: int = NationalCode.COMMAND_NOT_SUPPORTED
+
+
+class NoSecurityModule(SecurityModuleError):
+    """No PSAM is present (``-2201``)."""
+
+    code = NationalCode.NO_PSAM
+
+
+class AlgorithmNotSupported(SecurityModuleError):
+    """The module cannot serve the card's algorithm (``-2202``)."""
+
+    code = NationalCode.PSAM_ALGORITHM_MISSING
+
+
+class RkssseMissing(SecurityModuleError):
+    """A 3.0 card needs RKSSSE and the module holds none (``-2203``)."""
+
+    code = NationalCode.PSAM_RKSSSE_MISSING
+
+
+class KeyLevelInsufficient(SecurityModuleError):
+    """No number of diversification levels worked (``-24``)."""
+
+    code = NationalCode.PSAM_KEY_LEVEL
+
+
+class SecurityModuleUnavailable(SecurityModuleError):
+    """The module (PSAM reader, HSM service) could not be reached or answered nonsense."""
+
+    code = NationalCode.READER_CONNECTION
+
+
+@dataclass(frozen=True, slots=True)
+class CardIdentity:
+    """What a security module needs to know about a card to derive its keys.
+
+    :param algorithm: the card algorithm from the FCI
+    :param card_id: 卡识别码 (16 bytes); its first 3 bytes are the city code
+    :param historical: ATR historical bytes; T6…T13 are the level-3 factor
+    :param generation: the card generation
+    """
+
+    algorithm: CardAlgorithm
+    card_id: bytes
+    historical: bytes
+    generation: Generation
+
+    @property
+    def city_code(self) -> str:
+        """The six-digit city code (first three bytes of 卡识别码)."""
+        return self.card_id[:3].hex().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequest:
+    """The challenges of one authentication, in the card's own words.
+
+    :param card: the card identity
+    :param internal_factor: INTERNAL AUTHENTICATE process factor (8 bytes)
+    :param internal_original: INTERNAL AUTHENTICATE original data (8 bytes)
+    :param external_factor: the card's last challenge before EXTERNAL AUTHENTICATE (3.0 only)
+    :param external_original: EXTERNAL AUTHENTICATE original data (3.0 only)
+    """
+
+    card: CardIdentity
+    internal_factor: bytes
+    internal_original: bytes
+    external_factor: bytes | None = None
+    external_original: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """What the module computed.
+
+    :param internal_expected: the 8 bytes a genuine card answers to INTERNAL AUTHENTICATE
+    :param external_cryptogram: the 8-byte EXTERNAL AUTHENTICATE data for RKSSSE, if asked
+    """
+
+    internal_expected: bytes
+    external_cryptogram: bytes | None = None
+
+
+class SecurityModule(ABC):
+    """One interface, three back-ends: PSAM, HSM two-step, software SAM."""
+
+    #: a short name for messages and logs (``psam``, ``hsm``, ``soft-sam``)
+    kind: str = "security-module"
+
+    @abstractmethod
+    def check(self, card: CardIdentity) -> None:
+        """Check before any authentication that the module can serve this card.
+
+        :param card: the card identity
+        :raises AlgorithmNotSupported: ``-2202``
+        :raises RkssseMissing: ``-2203`` (3.0 cards only)
+        :raises SecurityModuleUnavailable: the module cannot be reached
+        """
+
+    @abstractmethod
+    def authenticate(self, request: AuthRequest) -> AuthResponse:
+        """Compute the expected INTERNAL AUTHENTICATE answer and, if asked, the RKSSSE cryptogram.
+
+        :param request: the challenges
+        :raises SecurityModuleError: on any module failure, with its national code
+        """
+
+    @abstractmethod
+    def terminal_number(self) -> str:
+        """The 12-digit 终端机编号 (``000000000000`` where the module has none).
+
+        :raises SecurityModuleUnavailable: the module cannot be reached
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most back-ends hold nothing
+        """Release what the module holds."""
+
+
+def _card_send(connection: Connection, command: CommandApdu) -> bytes:
+    try:
+        return send(connection, command)
+    except ApduError as exc:
+        state = card_state_error(exc.sw)
+        if state is not None:
+            raise state from exc
+        raise
+
+
+def get_challenge(connection: Connection, length: int = CHALLENGE_LENGTH) -> bytes:
+    """GET CHALLENGE: the card's random, which it also keeps for its next EXTERNAL AUTHENTICATE.
+
+    :param connection: the card
+    :param length: 4, 8 or 16
+    :raises ProtocolError: when the card returns another length
+    """
+    data = _card_send(connection, CommandApdu(0x00, INS_GET_CHALLENGE, 0x00, 0x00, le=length))
+    if len(data) != length:
+        raise ProtocolError(f"GET CHALLENGE returned {len(data)} bytes, asked for {length}")
+    return data
+
+
+def internal_authenticate(connection: Connection, factor: bytes, original: bytes) -> bytes:
+    """INTERNAL AUTHENTICATE ``00 88 00 00 10 factor‖original 00`` → 8-byte cryptogram.
+
+    :param connection: the card
+    :param factor: 8-byte process factor
+    :param original: 8-byte original data
+    :raises ProtocolError: when the card answers other than 8 bytes
+    """
+    command = CommandApdu(0x00, INS_INTERNAL_AUTHENTICATE, 0x00, 0x00, factor + original, 256)
+    data = _card_send(connection, command)
+    if len(data) != 8:
+        raise ProtocolError(f"INTERNAL AUTHENTICATE returned {len(data)} bytes, expected 8")
+    return data
+
+
+def external_authenticate(
+    connection: Connection, key_id: int, cryptogram: bytes, original: bytes
+) -> None:
+    """EXTERNAL AUTHENTICATE ``00 82 00 <key> 10 cryptogram‖original``.
+
+    :param connection: the card
+    :param key_id: P2, e.g. ``0x0A`` for RKSSSE
+    :param cryptogram: 8-byte authentication data
+    :param original: 8-byte original data
+    :raises WrongPin: ``63Cx`` (authentication failed, x tries left)
+    :raises PinBlocked: ``6983`` (the key is blocked)
+    """
+    command = CommandApdu(0x00, INS_EXTERNAL_AUTHENTICATE, 0x00, key_id, cryptogram + original)
+    _card_send(connection, command)
+
+
+def card_identity(session: SscSession, issuer: IssuerData, historical: bytes) -> CardIdentity:
+    """Build the card identity from the SELECT answer and EF05.
+
+    :param session: the SSSE session (its FCI names the algorithm)
+    :param issuer: EF05
+    :param historical: ATR historical bytes
+    """
+    algorithm = CardAlgorithm.from_id(session.algorithm_id, issuer.card_id)
+    return CardIdentity(algorithm, issuer.card_id, historical, issuer.generation)
+
+
+def collect_challenges(connection: Connection, card: CardIdentity) -> tuple[AuthRequest, bytes]:
+    """Run the card side of step 3 (and the challenges of step 4) in the spec's order.
+
+    :param connection: the card, SSSE selected
+    :param card: the card identity
+    :returns: the request for the module and the card's INTERNAL AUTHENTICATE answer
+    """
+    internal_original = get_challenge(connection)
+    internal_factor = get_challenge(connection)
+    answer = internal_authenticate(connection, internal_factor, internal_original)
+    if card.generation != Generation.V3:
+        return AuthRequest(card, internal_factor, internal_original), answer
+    external_original = get_challenge(connection)
+    external_factor = get_challenge(connection)  # last: the card keys EXTERNAL AUTH on it
+    request = AuthRequest(
+        card, internal_factor, internal_original, external_factor, external_original
+    )
+    return request, answer
+
+
+def finish_authentication(
+    connection: Connection, request: AuthRequest, answer: bytes, response: AuthResponse
+) -> None:
+    """Compare the card's answer with the module's and, on 3.0, authenticate to the card.
+
+    :param connection: the card
+    :param request: the challenges
+    :param answer: the card's INTERNAL AUTHENTICATE answer
+    :param response: the module's computation
+    :raises CardNotGenuine: the answers differ (``-21``)
+    :raises SecurityModuleUnavailable: a 3.0 card got no RKSSSE cryptogram
+    """
+    if response.internal_expected != answer:
+        raise CardNotGenuine()
+    if request.external_original is None:
+        return
+    if response.external_cryptogram is None:
+        raise SecurityModuleUnavailable("the security module returned no RKSSSE cryptogram")
+    external_authenticate(
+        connection, KEY_RKSSSE, response.external_cryptogram, request.external_original
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedRead:
+    """An authenticated read: the contents, the terminal number and the module kind.
+
+    :param contents: EF05 and EF06
+    :param terminal_number: 终端机编号 from the module
+    :param module: the module kind
+    """
+
+    contents: CardContents
+    terminal_number: str
+    module: str
+
+
+def read_authenticated(
+    connection: Connection, historical: bytes, module: SecurityModule | None
+) -> AuthenticatedRead:
+    """The full ``iReadCardBas`` flow of §4.3 with a security module.
+
+    :param connection: the card, with the T=0 chain
+    :param historical: ATR historical bytes
+    :param module: the security module, or ``None`` (then ``NoSecurityModule``, ``-2201``)
+    :raises NoSecurityModule: no module
+    :raises SecurityModuleError: the module cannot serve the card
+    :raises CardNotGenuine: INTERNAL AUTHENTICATE mismatch
+    :raises SscardError: any card or data error
+    """
+    session = SscSession(connection)
+    issuer = session.read_issuer()
+    if module is None:
+        raise NoSecurityModule("no PSAM: connect one, or use --hsm or --soft-sam")
+    card = card_identity(session, issuer, historical)
+    module.check(card)
+    request, answer = collect_challenges(connection, card)
+    finish_authentication(connection, request, answer, module.authenticate(request))
+    holder = session.read_holder(issuer.generation)
+    contents = CardContents(historical, card.algorithm, issuer, holder)
+    return AuthenticatedRead(contents, module.terminal_number(), module.kind)
+
+
+# -- HSM two-step strings (§4.4) -----------------------------------------------------------------
+
+
+def hsm_step1(request: AuthRequest) -> str:
+    """The ``iReadCardBas_HSM_Step1`` output: 8 fields, each followed by ``|``.
+
+    ``发卡地区代码|卡复位信息|算法标识|卡识别码|内部认证过程因子|内部认证原始信息|外部认证过程因子|外部认证原始信息|``;
+    the two external fields are empty for cards before 3.0.
+
+    :param request: the challenges
+    """
+    card = request.card
+    fields = [
+        card.city_code,
+        card.historical.hex().upper(),
+        ALGORITHM_CODES[card.algorithm],
+        card.card_id.hex().upper(),
+        request.internal_factor.hex().upper(),
+        request.internal_original.hex().upper(),
+        request.external_factor.hex().upper() if request.external_factor else "",
+        request.external_original.hex().upper() if request.external_original else "",
+    ]
+    return "".join(f + "|" for f in fields)
+
+
+def _hex_field(text: str, what: str, length: int) -> bytes:
+    if len(text) != 2 * length:
+        raise ProtocolError(f"{what}: expected {2 * length} hex characters, got {len(text)}")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ProtocolError(f"{what}: not hexadecimal") from None
+
+
+def parse_hsm_step1(text: str) -> AuthRequest:
+    """Parse a Step1 string back into a request (the HSM service side).
+
+    :param text: the Step1 string; a trailing vendor field after the 8th is tolerated
+    :raises ProtocolError: for a malformed string
+    """
+    if not text.endswith("|"):
+        raise ProtocolError("Step1 string must end with '|'")
+    fields = text[:-1].split("|")
+    if len(fields) < 8:
+        raise ProtocolError(f"Step1 string has {len(fields)} fields, expected 8")
+    city, hist, alg, card_id, i_factor, i_orig, e_factor, e_orig = fields[:8]
+    codes = {code: algorithm for algorithm, code in ALGORITHM_CODES.items()}
+    if alg not in codes:
+        raise ProtocolError(f"Step1 algorithm id {alg!r} is not 01, 02 or 03")
+    card_id_bytes = _hex_field(card_id, "卡识别码", 16)
+    if card_id_bytes[:3].hex().upper() != city:
+        raise ProtocolError("Step1 region code does not match 卡识别码")
+    try:
+        historical = bytes.fromhex(hist)
+    except ValueError:
+        raise ProtocolError("Step1 卡复位信息: not hexadecimal") from None
+    external = bool(e_factor or e_orig)
+    card = CardIdentity(
+        codes[alg], card_id_bytes, historical, Generation.V3 if external else Generation.V2
+    )
+    return AuthRequest(
+        card,
+        _hex_field(i_factor, "内部认证过程因子", 8),
+        _hex_field(i_orig, "内部认证原始信息", 8),
+        _hex_field(e_factor, "外部认证过程因子", 8) if external else None,
+        _hex_field(e_orig, "外部认证原始信息", 8) if external else None,
+    )
+
+
+def hsm_step2_key(request: AuthRequest, response: AuthResponse) -> str:
+    """The ``iReadCardBas_HSM_Step2`` ``pKey``: ``<int16><orig16>|<ext16><orig16>|`` (hex digits).
+
+    :param request: the challenges (their originals are echoed)
+    :param response: the HSM's computation
+    """
+    first = (response.internal_expected + request.internal_original).hex().upper()
+    second = ""
+    if response.external_cryptogram is not None and request.external_original is not None:
+        second = (response.external_cryptogram + request.external_original).hex().upper()
+    return f"{first}|{second}|"
+
+
+def parse_hsm_step2_key(text: str, request: AuthRequest) -> AuthResponse:
+    """Parse a ``pKey`` and check that it answers this request's originals.
+
+    :param text: the pKey string
+    :param request: the request it must answer
+    :raises ProtocolError: for a malformed key or one that answers other challenges
+    """
+    parts = text.split("|")
+    if len(parts) != 3 or parts[2] != "":
+        raise ProtocolError("pKey must be two fields, each followed by '|'")
+    first = _hex_field(parts[0], "pKey internal item", 16)
+    if first[8:] != request.internal_original:
+        raise ProtocolError("pKey answers another INTERNAL AUTHENTICATE original")
+    external = None
+    if request.external_original is not None:
+        second = _hex_field(parts[1], "pKey external item", 16)
+        if second[8:] != request.external_original:
+            raise ProtocolError("pKey answers another EXTERNAL AUTHENTICATE original")
+        external = second[:8]
+    elif parts[1]:
+        raise ProtocolError("pKey has an external item for a card that needs none")
+    return AuthResponse(first[:8], external)
+
+
+def ireadcardbas_terminal_number(module: SecurityModule | None) -> str:
+    """The terminal number for the national string: the module's, or zeros.
+
+    :param module: the security module, if any
+    """
+    return module.terminal_number() if module is not None else NO_TERMINAL_NUMBER

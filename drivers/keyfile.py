@@ -1,0 +1,168 @@
+"""Root-key files: the national root keys a software SAM, the reference HSM service, the virtual
+PSAM and the virtual cards derive from.
+
+Format (TOML)::
+
+    test_keys = true                      # must be true for anything under tests/
+    terminal_number = "440100000001"      # 12 digits, the software SAM's 终端机编号
+
+    [des]                                 # one table per algorithm: des, sm4
+    irk = "<16-byte hex>"                 # internal-authentication root (IRK)
+    rkssse = "<16-byte hex>"              # RKSSSE root (3.0 EF06 read key); optional
+
+A key file must be readable by its owner only (mode 0600): anything looser is refused, since a
+readable root key lets anyone forge cards.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apdu import crypto
+from apdu.errors import SscardError
+from apdu.ssc import CardAlgorithm
+
+KEY_LENGTH = 16
+ALGORITHM_TABLES = {"des": CardAlgorithm.DES, "sm4": CardAlgorithm.SM4}
+
+
+class KeyFileError(SscardError):
+    """A key file that is unreadable, too open, or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RootKeys:
+    """Root keys per algorithm.
+
+    :param irk: algorithm → IRK root
+    :param rkssse: algorithm → RKSSSE root (absent when the holder has none)
+    :param terminal_number: the 12-digit terminal number to report
+    :param test_keys: the file says these are test keys
+    :param source: where the keys came from, for messages
+    """
+
+    irk: dict[CardAlgorithm, bytes]
+    rkssse: dict[CardAlgorithm, bytes] = field(default_factory=dict)
+    terminal_number: str = "000000000000"
+    test_keys: bool = False
+    source: str = ""
+
+    def card_key(
+        self,
+        kind: str,
+        algorithm: CardAlgorithm,
+        city_code: str,
+        historical: bytes,
+        levels: int = 3,
+    ) -> bytes | None:
+        """Derive a card's key from a root over ``levels`` levels (spec §3.5).
+
+        :param kind: ``irk`` or ``rkssse``
+        :param algorithm: the card algorithm
+        :param city_code: the card's six-digit city code
+        :param historical: the card's ATR historical bytes
+        :param levels: diversification levels (3 from a national root)
+        :returns: the card key, or ``None`` when there is no such root
+        :raises UnsupportedAlgorithm: for SSF33
+        """
+        roots = self.irk if kind == "irk" else self.rkssse
+        root = roots.get(algorithm)
+        if root is None:
+            if algorithm == CardAlgorithm.SSF33:
+                raise crypto.UnsupportedAlgorithm(crypto.Algorithm.SSF33)
+            return None
+        return crypto.card_key(
+            crypto.Algorithm(_ALG_IDS[algorithm]), root, city_code, historical, levels
+        )
+
+
+_ALG_IDS = {CardAlgorithm.DES: 0x01, CardAlgorithm.SSF33: 0x02, CardAlgorithm.SM4: 0x03}
+
+
+def crypto_algorithm(algorithm: CardAlgorithm) -> crypto.Algorithm:
+    """The :mod:`apdu.crypto` enum member of a card algorithm.
+
+    :param algorithm: the card algorithm
+    """
+    return crypto.Algorithm(_ALG_IDS[algorithm])
+
+
+def _key(table: dict[str, Any], name: str, where: str) -> bytes:
+    try:
+        value = bytes.fromhex(str(table[name]))
+    except ValueError:
+        raise KeyFileError(f"{where}.{name} is not hexadecimal") from None
+    if len(value) != KEY_LENGTH:
+        raise KeyFileError(f"{where}.{name} must be {KEY_LENGTH} bytes, got {len(value)}")
+    return value
+
+
+def parse_root_keys(data: dict[str, Any], source: str = "") -> RootKeys:
+    """Build root keys from a parsed key file.
+
+    :param data: the TOML document
+    :param source: where it came from, for messages
+    :raises KeyFileError: for unknown tables or keys, or malformed values
+    """
+    allowed = {"test_keys", "terminal_number", *ALGORITHM_TABLES}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise KeyFileError(f"{source}: unknown keys {unknown}")
+    irk: dict[CardAlgorithm, bytes] = {}
+    rkssse: dict[CardAlgorithm, bytes] = {}
+    for name, algorithm in ALGORITHM_TABLES.items():
+        table = data.get(name)
+        if table is None:
+            continue
+        extra = sorted(set(table) - {"irk", "rkssse"})
+        if extra or "irk" not in table:
+            raise KeyFileError(f"{source}: [{name}] needs irk (and optionally rkssse) only")
+        irk[algorithm] = _key(table, "irk", f"{source} [{name}]")
+        if "rkssse" in table:
+            rkssse[algorithm] = _key(table, "rkssse", f"{source} [{name}]")
+    if not irk:
+        raise KeyFileError(f"{source}: no [des] or [sm4] keys")
+    number = str(data.get("terminal_number", "000000000000"))
+    if len(number) != 12 or not number.isdigit():
+        raise KeyFileError(f"{source}: terminal_number must be 12 digits")
+    return RootKeys(irk, rkssse, number, bool(data.get("test_keys", False)), source)
+
+
+def load_root_keys(path: str | Path, *, require_private: bool = True) -> RootKeys:
+    """Read a key file, refusing one that others can read.
+
+    :param path: the file
+    :param require_private: refuse group/other permissions (always, outside tests)
+    :raises KeyFileError: unreadable, too open, or malformed
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
+    if require_private and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"key file {path} has mode {stat.S_IMODE(mode):04o}; it must be 0600 (chmod 600 {path})"
+        )
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise KeyFileError(f"{path}: {exc}") from exc
+    return parse_root_keys(data, str(path))
+
+
+def private_copy(source: Path, target: Path) -> Path:
+    """Copy a key file with mode 0600 (git does not keep permissions).
+
+    :param source: the committed file
+    :param target: where to put the private copy
+    """
+    target.write_bytes(source.read_bytes())
+    os.chmod(target, 0o600)
+    return target
