@@ -124,9 +124,9 @@ def test_no_card_times_out_with_the_no_card_code(pcscd) -> None:
 
 
 def test_pcscd_killed_and_restarted_during_the_wait_is_survived(pcscd, cards) -> None:
+    argv = ["read", "--reader", READER0, "--timeout", "30", "--format", "json"]
     waiting = subprocess.Popen(
-        [sys.executable, "-m", "terminal.cli", *("read", "--reader", READER0, "--timeout", "30")]
-        + ["--format", "json"],
+        [sys.executable, "-m", "terminal.cli", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -32,7 +32,13 @@ ENCODINGS = [
     ("case 1", "00 A4 00 00", CommandApdu(0x00, 0xA4, 0x00, 0x00), 1, False),
     ("case 2 short, Le 20", "00 B2 08 00 14", CommandApdu(0x00, 0xB2, 0x08, 0x00, le=20), 2, False),
     ("case 2 short, Le 1", "00 84 00 00 01", CommandApdu(0x00, 0x84, 0x00, 0x00, le=1), 2, False),
-    ("case 2 short, Le 256", "00 B2 08 00 00", CommandApdu(0x00, 0xB2, 0x08, 0x00, le=256), 2, False),
+    (
+        "case 2 short, Le 256",
+        "00 B2 08 00 00",
+        CommandApdu(0x00, 0xB2, 0x08, 0x00, le=256),
+        2,
+        False,
+    ),
     (
         "case 3 short",
         "00 A4 02 00 02 EF05",
@@ -189,7 +195,7 @@ def test_with_le_none_removes_the_le_field() -> None:
 
 
 def test_with_le_rejects_an_out_of_range_le() -> None:
-    with pytest.raises(ApduFormatError, match="Le must be 1..65536"):
+    with pytest.raises(ApduFormatError, match=r"Le must be 1\.\.65536"):
         CommandApdu(0x00, 0xB2, 0x08, 0x00, le=20).with_le(0)
 
 
