@@ -146,8 +146,11 @@ class Fci:
     def parse(cls, data: bytes) -> Fci:
         """Parse ``6F L | 84 L AID | A5 L [88 01 sfi] [9F0C 03 86 01 alg]``.
 
+        Every item is optional (an empty answer gives an empty FCI): cards without ``9F0C``
+        exist, and the algorithm then comes from the region rule.
+
         :param data: the SELECT response data
-        :raises RecordFormatError: when the FCI is not a 6F template with a DF name
+        :raises RecordFormatError: when the data is not a 6F template
         """
         if not data:
             return cls(b"", None, None)
@@ -426,7 +429,7 @@ class SscSession:
             return send(self.connection, command)
         except ApduError as exc:
             state = card_state_error(exc.sw)
-            if state is not None and not isinstance(state, SecurityNotSatisfied):
+            if state is not None:
                 raise state from exc
             raise
 
@@ -452,11 +455,11 @@ class SscSession:
         )
         try:
             data = self._send(command)
+        except SecurityNotSatisfied as exc:
+            raise SecurityNotSatisfied(f"record {tag:02X}") from exc.__cause__
         except ApduError as exc:
             if exc.sw == 0x6A83:
                 return None
-            if exc.sw == 0x6982:
-                raise SecurityNotSatisfied(f"record {tag:02X}") from exc
             raise
         return parse_record(tag, data)
 

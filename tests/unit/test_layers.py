@@ -1,0 +1,114 @@
+"""The import layering of STYLE.md, checked on the source with :mod:`ast` (nothing is imported).
+
+Imports point one way: ``apdu/`` → ``drivers/`` → ``offline_store/``, ``sync/`` → ``terminal/``.
+``apdu/`` is pure protocol: no reader library, serial port, camera, database, HTTP client,
+socket or child process, and nothing from the layers above it. ``drivers/`` must not reach up
+into ``terminal/``, ``offline_store/`` or ``sync/``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+APDU_FORBIDDEN = frozenset(
+    {
+        "smartcard",
+        "serial",
+        "cv2",
+        "sqlite3",
+        "sqlite_utils",
+        "requests",
+        "socket",
+        "subprocess",
+        "drivers",
+        "terminal",
+        "offline_store",
+        "sync",
+    }
+)
+DRIVERS_FORBIDDEN = frozenset({"terminal", "offline_store", "sync"})
+
+
+def imported_modules(source: str) -> set[str]:
+    """The absolute module names a module imports, at any depth of its body.
+
+    Covers ``import a.b``, ``from a.b import c`` and ``importlib.import_module("a.b")`` or
+    ``__import__("a.b")`` with a literal name. Relative imports stay inside their package and
+    are left out.
+
+    :param source: the module's source text
+    """
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            first = node.args[0]
+            if (
+                called in {"import_module", "__import__"}
+                and isinstance(first, ast.Constant)
+                and isinstance(first.value, str)
+            ):
+                names.add(first.value)
+    return names
+
+
+def _top_level(name: str) -> str:
+    return name.split(".", 1)[0]
+
+
+def _sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def test_the_walker_sees_imports_of_every_form() -> None:
+    source = (
+        "import os.path\n"
+        "from apdu.tlv import parse_simple\n"
+        "from . import sibling\n"
+        "def lazy():\n"
+        "    import smartcard.scard\n"
+        "    importlib.import_module('serial.tools')\n"
+        "    __import__('cv2')\n"
+    )
+    assert imported_modules(source) == {
+        "os.path",
+        "apdu.tlv",
+        "smartcard.scard",
+        "serial.tools",
+        "cv2",
+    }
+
+
+def test_the_walk_finds_the_packages_and_their_imports() -> None:
+    apdu_files = {p.name for p in _sources("apdu")}
+    assert {"command.py", "sw.py", "transport.py", "ssc.py", "national.py"} <= apdu_files
+    assert "apdu.tlv" in imported_modules((ROOT / "apdu" / "ssc.py").read_text(encoding="utf-8"))
+    assert _sources("drivers")
+
+
+@pytest.mark.parametrize("path", _sources("apdu"), ids=_id)
+def test_apdu_imports_no_io_library_and_no_higher_layer(path: Path) -> None:
+    imports = imported_modules(path.read_text(encoding="utf-8"))
+    offending = sorted(name for name in imports if _top_level(name) in APDU_FORBIDDEN)
+    assert not offending, f"{_id(path)} imports {offending}"
+
+
+@pytest.mark.parametrize("path", _sources("drivers"), ids=_id)
+def test_drivers_import_nothing_from_the_layers_above(path: Path) -> None:
+    imports = imported_modules(path.read_text(encoding="utf-8"))
+    offending = sorted(name for name in imports if _top_level(name) in DRIVERS_FORBIDDEN)
+    assert not offending, f"{_id(path)} imports {offending}"
