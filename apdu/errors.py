@@ -15,6 +15,7 @@ Every error the project raises on purpose derives from :class:`SscardError`::
     │   ├── ApplicationLocked    9303
     │   ├── CardBlocked          6A81
     │   ├── SecurityNotSatisfied 6982: the file needs an authentication first
+    │   ├── ExternalAuthFailed   63Cx / 6983 on EXTERNAL AUTHENTICATE: terminal key refused
     │   └── CardNotGenuine       INTERNAL AUTHENTICATE did not match
     └── DriverError              the edges: readers and transports
         ├── ReaderUnavailable    no PC/SC service or no such reader
@@ -118,11 +119,28 @@ class SecurityNotSatisfied(CardStateError):
         super().__init__(f"security status not satisfied{': ' + what if what else ''}")
 
 
+class ExternalAuthFailed(CardStateError):
+    """The card refused the terminal's EXTERNAL AUTHENTICATE cryptogram.
+
+    This is not a PIN error: the card does not trust the terminal's key (a wrong or forged
+    security module, or a card whose keys do not derive from the module's roots). The card
+    counts these attempts; ``tries_left`` is ``0`` once the key is blocked (``6983``).
+
+    :param sw: the status word, ``63Cx`` or ``6983``
+    """
+
+    def __init__(self, sw: int) -> None:
+        self.sw = sw
+        self.tries_left = sw & 0x0F if sw & 0xFFF0 == 0x63C0 else 0
+        state = "key blocked" if sw == 0x6983 else f"{self.tries_left} tries left"
+        super().__init__(f"the card refused the terminal's authentication ({state})")
+
+
 class CardNotGenuine(CardStateError):
     """INTERNAL AUTHENTICATE did not give the answer the security module expects."""
 
     def __init__(self) -> None:
-        super().__init__("card not genuine: internal authentication failed")
+        super().__init__("the answer to INTERNAL AUTHENTICATE does not match the security module")
 
 
 class DriverError(SscardError):

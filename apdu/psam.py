@@ -36,7 +36,7 @@ from apdu.sam import (
     KeyLevelInsufficient,
     RkssseMissing,
     SecurityModule,
-    SecurityModuleUnavailable,
+    SecurityModuleRefused,
 )
 from apdu.ssc import AID_SSSE, CardAlgorithm, Generation
 from apdu.transport import Connection, send
@@ -216,7 +216,7 @@ class PsamModule(SecurityModule):
                     continue
                 if exc.sw == SW_KEY_NOT_FOUND and key_id == KEY_RKSSSE:
                     raise RkssseMissing("the PSAM holds no RKSSSE key") from exc
-                raise SecurityModuleUnavailable(f"PSAM refused BF DE: {exc}") from exc
+                raise SecurityModuleRefused("BF DE (deliver session key)", exc.sw) from exc
             if known is None:
                 self.levels[card.algorithm] = levels
                 log.info("event=psam_levels algorithm=%s levels=%d", card.algorithm, levels)
@@ -242,7 +242,7 @@ class PsamModule(SecurityModule):
             if card.generation == Generation.V3:
                 self._deliver(card, KEY_RKSSSE, bytes(8))
         except ApduError as exc:
-            raise SecurityModuleUnavailable(f"PSAM: {exc}") from exc
+            raise SecurityModuleRefused(_step(exc), exc.sw) from exc
 
     def authenticate(self, request: AuthRequest) -> AuthResponse:
         """Compute both answers with ``BF DE`` + ``80 FA``.
@@ -259,7 +259,7 @@ class PsamModule(SecurityModule):
                 self._deliver(card, KEY_RKSSSE, request.external_factor)
                 cryptogram = self._auth_data(card, request.external_original)
         except ApduError as exc:
-            raise SecurityModuleUnavailable(f"PSAM: {exc}") from exc
+            raise SecurityModuleRefused(_step(exc), exc.sw) from exc
         return AuthResponse(expected, cryptogram)
 
     def terminal_number(self) -> str:
@@ -268,5 +268,12 @@ class PsamModule(SecurityModule):
             try:
                 self._terminal_number = self.session.terminal_number()
             except ApduError as exc:
-                raise SecurityModuleUnavailable(f"PSAM terminal number: {exc}") from exc
+                raise SecurityModuleRefused("READ BINARY 0016 (terminal number)", exc.sw) from exc
         return self._terminal_number
+
+
+def _step(exc: ApduError) -> str:
+    """Name the PSAM command an error answered, for messages."""
+    names = {0xA4: "SELECT", 0xEC: "BF EC (initialise environment)", 0xFA: "80 FA (cipher data)"}
+    ins = exc.command[1] if len(exc.command) > 1 else -1
+    return names.get(ins, f"INS {ins:02X}")

@@ -26,12 +26,14 @@ from apdu.command import CommandApdu
 from apdu.errors import (
     ApduError,
     CardNotGenuine,
+    ExternalAuthFailed,
     ProtocolError,
     SscardError,
     card_state_error,
 )
 from apdu.national import NO_TERMINAL_NUMBER, NationalCode
 from apdu.ssc import CardAlgorithm, CardContents, Generation, IssuerData, SscSession
+from apdu.sw import describe
 from apdu.transport import Connection, send
 
 INS_GET_CHALLENGE = 0x84
@@ -39,7 +41,8 @@ INS_INTERNAL_AUTHENTICATE = 0x88
 INS_EXTERNAL_AUTHENTICATE = 0x82
 KEY_RKSSSE = 0x0A  # S4 App B: RKSSSE, card key id 0A
 CHALLENGE_LENGTH = 8
-ALGORITHM_CODES = {CardAlgorithm.DES: "01", CardAlgorithm.SSF33: "02", CardAlgorithm.SM4: "03"}
+HISTORICAL_MIN = 13  # T1…T13: the level-3 factor is T6…T13 (spec §3.5)
+HISTORICAL_MAX = 15  # ISO 7816-3: K is one nibble
 
 
 class SecurityModuleError(SscardError):
@@ -76,6 +79,21 @@ class SecurityModuleUnavailable(SecurityModuleError):
     """The module (PSAM reader, HSM service) could not be reached or answered nonsense."""
 
     code = NationalCode.READER_CONNECTION
+
+
+class SecurityModuleRefused(SecurityModuleError):
+    """The PSAM answered a status word other than the ones with a national code of their own.
+
+    Reported like a card status word, ``-(SW)`` (``6A88`` key not found → ``-27272``).
+
+    :param what: the step that was refused
+    :param sw: the PSAM's status word
+    """
+
+    def __init__(self, what: str, sw: int) -> None:
+        self.sw = sw
+        self.code = -(sw & 0xFFFF)
+        super().__init__(f"PSAM refused {what}: SW {sw:04X} ({describe(sw)})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +134,21 @@ class AuthRequest:
     external_factor: bytes | None = None
     external_original: bytes | None = None
 
+    def __post_init__(self) -> None:
+        if len(self.internal_factor) != 8 or len(self.internal_original) != 8:
+            raise ProtocolError("INTERNAL AUTHENTICATE factor and original are 8 bytes each")
+        if (self.external_factor is None) != (self.external_original is None):
+            raise ProtocolError("EXTERNAL AUTHENTICATE needs both a factor and an original")
+        if self.external_factor is not None and (
+            len(self.external_factor) != 8 or len(self.external_original or b"") != 8
+        ):
+            raise ProtocolError("EXTERNAL AUTHENTICATE factor and original are 8 bytes each")
+
+    @property
+    def wants_external(self) -> bool:
+        """Whether the module must also produce the RKSSSE cryptogram."""
+        return self.external_original is not None
+
 
 @dataclass(frozen=True, slots=True)
 class AuthResponse:
@@ -151,6 +184,7 @@ class SecurityModule(ABC):
 
         :param request: the challenges
         :raises SecurityModuleError: on any module failure, with its national code
+        :raises ProtocolError: when the card's keys cannot be derived from its identity
         """
 
     @abstractmethod
@@ -162,6 +196,12 @@ class SecurityModule(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most back-ends hold nothing
         """Release what the module holds."""
+
+    def __enter__(self) -> SecurityModule:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _card_send(connection: Connection, command: CommandApdu) -> bytes:
@@ -211,11 +251,18 @@ def external_authenticate(
     :param key_id: P2, e.g. ``0x0A`` for RKSSSE
     :param cryptogram: 8-byte authentication data
     :param original: 8-byte original data
-    :raises WrongPin: ``63Cx`` (authentication failed, x tries left)
-    :raises PinBlocked: ``6983`` (the key is blocked)
+    :raises ExternalAuthFailed: ``63Cx`` (x tries left) or ``6983`` (the key is blocked)
     """
     command = CommandApdu(0x00, INS_EXTERNAL_AUTHENTICATE, 0x00, key_id, cryptogram + original)
-    _card_send(connection, command)
+    try:
+        send(connection, command)
+    except ApduError as exc:
+        if exc.sw & 0xFFF0 == 0x63C0 or exc.sw == 0x6983:
+            raise ExternalAuthFailed(exc.sw) from exc
+        state = card_state_error(exc.sw)
+        if state is not None:
+            raise state from exc
+        raise
 
 
 def card_identity(session: SscSession, issuer: IssuerData, historical: bytes) -> CardIdentity:
@@ -327,7 +374,7 @@ def hsm_step1(request: AuthRequest) -> str:
     fields = [
         card.city_code,
         card.historical.hex().upper(),
-        ALGORITHM_CODES[card.algorithm],
+        f"{card.algorithm.algorithm_id:02X}",
         card.card_id.hex().upper(),
         request.internal_factor.hex().upper(),
         request.internal_original.hex().upper(),
@@ -337,13 +384,17 @@ def hsm_step1(request: AuthRequest) -> str:
     return "".join(f + "|" for f in fields)
 
 
+def _hex(text: str, what: str) -> bytes:
+    if any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise ProtocolError(f"{what}: not hexadecimal")
+    return bytes.fromhex(text)
+
+
 def _hex_field(text: str, what: str, length: int) -> bytes:
-    if len(text) != 2 * length:
-        raise ProtocolError(f"{what}: expected {2 * length} hex characters, got {len(text)}")
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise ProtocolError(f"{what}: not hexadecimal") from None
+    value = _hex(text, what)
+    if len(value) != length:
+        raise ProtocolError(f"{what}: expected {2 * length} hex digits, got {len(text)}")
+    return value
 
 
 def parse_hsm_step1(text: str) -> AuthRequest:
@@ -358,16 +409,19 @@ def parse_hsm_step1(text: str) -> AuthRequest:
     if len(fields) < 8:
         raise ProtocolError(f"Step1 string has {len(fields)} fields, expected 8")
     city, hist, alg, card_id, i_factor, i_orig, e_factor, e_orig = fields[:8]
-    codes = {code: algorithm for algorithm, code in ALGORITHM_CODES.items()}
+    codes = {f"{algorithm.algorithm_id:02X}": algorithm for algorithm in CardAlgorithm}
     if alg not in codes:
         raise ProtocolError(f"Step1 algorithm id {alg!r} is not 01, 02 or 03")
     card_id_bytes = _hex_field(card_id, "卡识别码", 16)
     if card_id_bytes[:3].hex().upper() != city:
         raise ProtocolError("Step1 region code does not match 卡识别码")
-    try:
-        historical = bytes.fromhex(hist)
-    except ValueError:
-        raise ProtocolError("Step1 卡复位信息: not hexadecimal") from None
+    historical = _hex(hist, "Step1 卡复位信息")
+    if not HISTORICAL_MIN <= len(historical) <= HISTORICAL_MAX:
+        # a vendor variant puts the whole ATR here; the level-3 factor would then be wrong
+        raise ProtocolError(
+            f"Step1 卡复位信息 must be the ATR historical bytes ({HISTORICAL_MIN}-"
+            f"{HISTORICAL_MAX} bytes), got {len(historical)}"
+        )
     external = bool(e_factor or e_orig)
     card = CardIdentity(
         codes[alg], card_id_bytes, historical, Generation.V3 if external else Generation.V2
@@ -386,10 +440,13 @@ def hsm_step2_key(request: AuthRequest, response: AuthResponse) -> str:
 
     :param request: the challenges (their originals are echoed)
     :param response: the HSM's computation
+    :raises ProtocolError: when a 3.0 request got no external cryptogram
     """
     first = (response.internal_expected + request.internal_original).hex().upper()
     second = ""
-    if response.external_cryptogram is not None and request.external_original is not None:
+    if request.external_original is not None:
+        if response.external_cryptogram is None:
+            raise ProtocolError("the request needs an RKSSSE cryptogram and the answer has none")
         second = (response.external_cryptogram + request.external_original).hex().upper()
     return f"{first}|{second}|"
 

@@ -123,10 +123,18 @@ class CardAlgorithm(StrEnum):
         """
         if algorithm_id is None:
             return cls.SSF33 if card_id.hex().startswith("11") else cls.DES
-        mapping = {0x01: cls.DES, 0x02: cls.SSF33, 0x03: cls.SM4}
-        if algorithm_id not in mapping:
-            raise RecordFormatError(f"unknown card algorithm id {algorithm_id:02X} in the FCI")
-        return mapping[algorithm_id]
+        for algorithm in cls:
+            if algorithm.algorithm_id == algorithm_id:
+                return algorithm
+        raise RecordFormatError(f"unknown card algorithm id {algorithm_id:02X} in the FCI")
+
+    @property
+    def algorithm_id(self) -> int:
+        """The algorithm byte of FCI ``9F0C/86`` (and of :class:`apdu.crypto.Algorithm`)."""
+        return _ALGORITHM_IDS[self]
+
+
+_ALGORITHM_IDS = {CardAlgorithm.DES: 0x01, CardAlgorithm.SSF33: 0x02, CardAlgorithm.SM4: 0x03}
 
 
 @dataclass(frozen=True, slots=True)
