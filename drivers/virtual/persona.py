@@ -4,6 +4,18 @@ A persona is a TOML file (see ``tests/personas/``) with a ``[card]`` table (EF05
 a ``[holder]`` table (EF06) and optionally ``[raw_records]`` that replace a record's bytes
 verbatim, for cards that misbehave. An item that is left out of the file is left ``FF`` on the
 card, as real cards leave unset items. Every persona is fictional and carries valid check digits.
+
+Two optional tables describe the card's secrets (spec doc §3.4, §5)::
+
+    [keys]
+    forged = false        # true: the card's keys do not derive from the roots (a forged card)
+    rkssse_tries = 3      # RKSSSE try counter, 1-15
+
+    [pin]
+    value = "123456"      # 4-16 digits, as a string
+    tries = 3             # PIN try counter, 1-15
+
+A persona without ``[pin]`` has no PIN (the card answers ``6A88`` to VERIFY).
 """
 
 from __future__ import annotations
@@ -35,6 +47,12 @@ _CARD_KEYS = {
 }
 _HOLDER_KEYS = {"ssn", "name", "sex", "ethnicity", "birthplace", "birth_date"}
 _TOP_KEYS = {"description", "card", "holder", "raw_records", "keys", "pin"}
+_KEYS_KEYS = {"forged", "rkssse_tries"}
+_PIN_KEYS = {"value", "tries"}
+MAX_TRIES = 15  # a try counter is the low nibble of 63Cx (spec doc §5)
+DEFAULT_TRIES = 3
+MIN_PIN_DIGITS = 4
+MAX_PIN_DIGITS = 16  # VERIFY Lc ≤ 08 (spec doc §5)
 
 
 class PersonaError(ValueError):
@@ -105,6 +123,30 @@ def default_historical(city_code: str, serial: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
+class PersonaKeys:
+    """The ``[keys]`` table: how the card's keys relate to the roots.
+
+    :param forged: the keys do not derive from the roots (a forged card)
+    :param rkssse_tries: the RKSSSE try counter's maximum
+    """
+
+    forged: bool = False
+    rkssse_tries: int = DEFAULT_TRIES
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaPin:
+    """The ``[pin]`` table: the holder's PIN and its try counter.
+
+    :param value: the PIN, 4–16 digits (kept out of ``repr``)
+    :param tries: the try counter's maximum
+    """
+
+    value: str = field(repr=False)
+    tries: int = DEFAULT_TRIES
+
+
+@dataclass(frozen=True, slots=True)
 class Persona:
     """An emulated card's content.
 
@@ -115,7 +157,8 @@ class Persona:
     :param ef05: tag → record bytes (a whole TLV)
     :param ef06: tag → record bytes (a whole TLV)
     :param city_code: six-digit city code
-    :param extra: tables this module does not interpret (keys, PIN) for other emulator parts
+    :param keys: the ``[keys]`` table (defaults when absent)
+    :param pin: the ``[pin]`` table, or ``None`` for a card without a PIN
     """
 
     name: str
@@ -125,7 +168,8 @@ class Persona:
     ef05: dict[int, bytes]
     ef06: dict[int, bytes]
     city_code: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    keys: PersonaKeys = field(default_factory=PersonaKeys)
+    pin: PersonaPin | None = None
 
     @property
     def generation(self) -> ssc.Generation:
@@ -150,6 +194,53 @@ def _date(value: Any, where: str) -> dt.date | None:
     if value is None or isinstance(value, dt.date):
         return value
     raise PersonaError(f"{where}: expected a TOML date like 2030-01-31, got {value!r}")
+
+
+def _tries(table: dict[str, Any], key: str, where: str) -> int:
+    value = table.get(key, DEFAULT_TRIES)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PersonaError(f"{where}: {key} must be an integer, got {type(value).__name__}")
+    if not 1 <= value <= MAX_TRIES:
+        raise PersonaError(f"{where}: {key} must be 1-{MAX_TRIES}, got {value}")
+    return value
+
+
+def parse_keys(table: Any, name: str = "persona") -> PersonaKeys:
+    """Validate a ``[keys]`` table.
+
+    :param table: the table from the document
+    :param name: a label for messages
+    :raises PersonaError: for a non-table, unknown keys or values of the wrong type
+    """
+    where = f"{name} [keys]"
+    if not isinstance(table, dict):
+        raise PersonaError(f"{where}: must be a table")
+    _check_keys(table, _KEYS_KEYS, where)
+    forged = table.get("forged", False)
+    if not isinstance(forged, bool):
+        raise PersonaError(f"{where}: forged must be true or false, got {type(forged).__name__}")
+    return PersonaKeys(forged, _tries(table, "rkssse_tries", where))
+
+
+def parse_pin(table: Any, name: str = "persona") -> PersonaPin:
+    """Validate a ``[pin]`` table; messages never repeat the PIN.
+
+    :param table: the table from the document
+    :param name: a label for messages
+    :raises PersonaError: for a non-table, unknown keys, a missing or malformed value
+    """
+    where = f"{name} [pin]"
+    if not isinstance(table, dict):
+        raise PersonaError(f"{where}: must be a table")
+    _check_keys(table, _PIN_KEYS, where)
+    value = _require(table, "value", where)
+    if not isinstance(value, str):
+        raise PersonaError(f'{where}: value must be a quoted string like "123456"')
+    if not (value.isascii() and value.isdigit()) or not (
+        MIN_PIN_DIGITS <= len(value) <= MAX_PIN_DIGITS
+    ):
+        raise PersonaError(f"{where}: value must be {MIN_PIN_DIGITS}-{MAX_PIN_DIGITS} digits")
+    return PersonaPin(value, _tries(table, "tries", where))
 
 
 def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
@@ -213,7 +304,8 @@ def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
         ef05=ef05,
         ef06=ef06,
         city_code=city,
-        extra={k: data[k] for k in ("keys", "pin") if k in data},
+        keys=parse_keys(data.get("keys", {}), name),
+        pin=parse_pin(data["pin"], name) if "pin" in data else None,
     )
     if persona.generation != ssc.Generation.V1:
         ef06[ssc.TAG_NAME_EXTENSION] = tlv(ssc.TAG_NAME_EXTENSION, name_4e)

@@ -3,28 +3,83 @@
 File system (spec doc §2): MF ``3F00`` → SSSE (selected by AID) → EF05 (issuer data, free) and
 EF06 (holder data; free on 2.0, RKSSSE on 3.0). Records are read by identifier
 (``00 B2 tag 00``), by number (``00 B2 n 04``) or by SFI (``00 B2 tag (sfi<<3)``).
+
+Keys (spec doc §3.4–§3.6). Given root keys, the card's IRK and RKSSSE derive from them over
+3 levels (province, city, card factors) exactly as a real card's do. Without roots the card
+has no keys and answers ``6A88`` to INTERNAL and EXTERNAL AUTHENTICATE. A persona with
+``[keys] forged = true`` gets keys from a root drawn at random for each card object: it
+answers every command, only its cryptograms are wrong. SSF33 is not public, so an SSF33 card
+(including a 1.0 card of region 11 whose FCI names no algorithm) cannot be emulated
+cryptographically: it answers ``6A81`` (function not supported) to both authentications.
+
+* INTERNAL AUTHENTICATE ``00 88 00 00 10|11 factor‖original[‖key version] [Le]``: the session
+  key from the IRK and the process factor, then the authentication data of the original.
+  Outside SSSE ``6985``.
+* EXTERNAL AUTHENTICATE ``00 82 00 0A 10|11 cryptogram‖original[‖key version]``: the session
+  key comes from the card's **last** GET CHALLENGE (spec doc §3.4), which every attempt
+  consumes (none: ``6984``). Success opens EF06 until power-off or the next SELECT of SSSE;
+  failure counts down the RKSSSE try counter (``63Cx``), and at 0 the key is blocked
+  (``6983``). Outside SSSE, or a key id other than ``0A``: ``6A88`` (RKSSSE is an SSSE key).
+  A key-version byte is accepted and not checked.
+* VERIFY ``00 20 00 00 Lc PIN`` and CHANGE PIN ``80 5E 01 00 Lc old‖FF‖new`` (spec doc §5): a
+  wrong PIN counts down (``63Cx``), a blocked PIN answers ``6983`` even to the right PIN, VERIFY
+  with no data reports ``63Cx`` without counting. A persona without ``[pin]`` answers ``6A88``;
+  on an application-locked card both answer ``9303``, as the SELECT would. Malformed PIN data
+  answers ``6A80`` and costs no try.
+
+The try counters live in EEPROM on a real card: here they survive :meth:`power_on` and last
+as long as the card object. The PIN and the keys are never logged.
 """
 
 from __future__ import annotations
 
 import os
 
-from apdu import ssc
+from apdu import crypto, ssc
 from apdu.command import CommandApdu, ResponseApdu
+from apdu.pin import MAX_PIN_DIGITS, MIN_PIN_DIGITS, PinFormatError, decode_pin
 from apdu.tlv import encode_ber
+from drivers.keyfile import KEY_LENGTH, RootKeys, crypto_algorithm
 from drivers.virtual.card import Behaviour, VirtualCard
-from drivers.virtual.persona import Persona
+from drivers.virtual.persona import Persona, PersonaError
 
 INS_SELECT = 0xA4
 INS_READ_RECORD = 0xB2
 INS_GET_CHALLENGE = 0x84
 INS_EXTERNAL_AUTHENTICATE = 0x82
 INS_INTERNAL_AUTHENTICATE = 0x88
+INS_VERIFY = 0x20
+INS_CHANGE_PIN = 0x5E
 FID_MF = 0x3F00
-KEY_RKSSSE = 0x0A
+KEY_IRK = 0x00  # S3-P9 附录B: IRK is user-card key 00
+KEY_RKSSSE = 0x0A  # S4 App B: RKSSSE, card key id 0A
 SFI_EF05 = 0x05
 SFI_EF06 = 0x06
 DIR_SFI = 0x1E
+ROOT_LEVELS = 3  # national roots: L1 province, L2 city, L3 card (spec doc §3.5)
+AUTH_LC = (0x10, 0x11)  # 8 + 8 bytes, optionally a key-version byte (spec doc §3.4)
+VERIFY_LC = range(2, 9)  # spec doc §5: Lc 02–08
+CHANGE_PIN_LC = range(3, 0x12)  # spec doc §5: Lc 03–11
+P1_CHANGE_PIN = 0x01
+PIN_SEPARATOR = 0xFF
+
+SW_OK = 0x9000
+SW_WRONG_LENGTH = 0x6700
+SW_TRIES_LEFT = 0x63C0
+SW_SECURITY_NOT_SATISFIED = 0x6982
+SW_AUTH_BLOCKED = 0x6983
+SW_NO_CHALLENGE = 0x6984
+SW_CONDITIONS = 0x6985
+SW_NO_CURRENT_EF = 0x6986
+SW_WRONG_DATA = 0x6A80
+SW_NOT_SUPPORTED = 0x6A81
+SW_FILE_NOT_FOUND = 0x6A82
+SW_RECORD_NOT_FOUND = 0x6A83
+SW_WRONG_P1P2 = 0x6A86
+SW_KEY_NOT_FOUND = 0x6A88
+SW_INS_UNKNOWN = 0x6D00
+SW_CLA_UNKNOWN = 0x6E00
+SW_APP_LOCKED = 0x9303
 
 
 def build_fci(algorithm_id: int | None) -> bytes:
@@ -43,17 +98,67 @@ def build_fci(algorithm_id: int | None) -> bytes:
     return encode_ber(ssc.TAG_FCI, body)
 
 
+def _sw(sw: int) -> ResponseApdu:
+    return ResponseApdu(b"", sw)
+
+
+def derive_card_keys(
+    persona: Persona, algorithm: ssc.CardAlgorithm, roots: RootKeys | None
+) -> tuple[bytes | None, bytes | None]:
+    """The card's IRK and RKSSSE: from the roots, from a random root if forged, or none.
+
+    :param persona: the card content (city code, historical bytes, ``[keys]``)
+    :param algorithm: the card algorithm (not SSF33)
+    :param roots: the national roots, or ``None``
+    :returns: ``(irk, rkssse)``; either is ``None`` when there is no root for it
+    :raises PersonaError: when the historical bytes are too short to give a card factor
+    """
+    if persona.keys.forged:
+        # a forged card has keys of its own, unrelated to any root a module holds
+        roots = RootKeys(
+            irk={algorithm: os.urandom(KEY_LENGTH)}, rkssse={algorithm: os.urandom(KEY_LENGTH)}
+        )
+    if roots is None:
+        return None, None
+    try:
+        irk = roots.card_key(
+            "irk", algorithm, persona.city_code, persona.historical, levels=ROOT_LEVELS
+        )
+        rkssse = roots.card_key(
+            "rkssse", algorithm, persona.city_code, persona.historical, levels=ROOT_LEVELS
+        )
+    except ValueError as exc:
+        raise PersonaError(f"{persona.name}: cannot derive the card keys: {exc}") from None
+    return irk, rkssse
+
+
 class VirtualSscCard(VirtualCard):
     """A social security card that answers like the chip, byte for byte.
 
     :param persona: the card content
     :param behaviour: switchable behaviours (T=0, latency, tearing, locks)
+    :param roots: root keys to derive the card's IRK and RKSSSE from; ``None`` for a card
+        without keys
+    :raises PersonaError: when keys are asked for and the historical bytes cannot give them
     """
 
-    def __init__(self, persona: Persona, behaviour: Behaviour | None = None) -> None:
+    def __init__(
+        self, persona: Persona, behaviour: Behaviour | None = None, roots: RootKeys | None = None
+    ) -> None:
         super().__init__(persona.historical, behaviour)
         self.persona = persona
         self.fci = build_fci(persona.algorithm_id)
+        self.algorithm = ssc.CardAlgorithm.from_id(
+            persona.algorithm_id, bytes.fromhex(persona.city_code)
+        )
+        self.irk: bytes | None = None
+        self.rkssse: bytes | None = None
+        if self.algorithm != ssc.CardAlgorithm.SSF33:
+            self.irk, self.rkssse = derive_card_keys(persona, self.algorithm, roots)
+        # persistent state (EEPROM on a real card): survives power_on
+        self.rkssse_tries = persona.keys.rkssse_tries
+        self._pin = persona.pin.value if persona.pin else None
+        self.pin_tries = persona.pin.tries if persona.pin else 0
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -62,11 +167,17 @@ class VirtualSscCard(VirtualCard):
         self.current_ef: int | None = None
         self.challenge: bytes | None = None
         self.rkssse_authenticated = False
+        self.pin_verified = False
 
     @property
     def is_v3(self) -> bool:
         """Whether EF06 is guarded by RKSSSE."""
         return self.persona.generation == ssc.Generation.V3
+
+    @property
+    def has_pin(self) -> bool:
+        """Whether the card holds a PIN."""
+        return self._pin is not None
 
     def handle(self, command: CommandApdu) -> ResponseApdu:
         """Answer one command (see the module docstring for the file system).
@@ -74,37 +185,42 @@ class VirtualSscCard(VirtualCard):
         :param command: the parsed command
         """
         if command.cla not in (0x00, 0x80, 0x84):
-            return ResponseApdu(b"", 0x6E00)
+            return _sw(SW_CLA_UNKNOWN)
         handlers = {
             INS_SELECT: self._select,
             INS_READ_RECORD: self._read_record,
             INS_GET_CHALLENGE: self._get_challenge,
+            INS_INTERNAL_AUTHENTICATE: self._internal_authenticate,
             INS_EXTERNAL_AUTHENTICATE: self._external_authenticate,
+            INS_VERIFY: self._verify,
+            INS_CHANGE_PIN: self._change_pin,
         }
         handler = handlers.get(command.ins)
         if handler is None:
-            return ResponseApdu(b"", 0x6D00)
+            return _sw(SW_INS_UNKNOWN)
         return handler(command)
+
+    # -- files -------------------------------------------------------------------------------
 
     def _select(self, command: CommandApdu) -> ResponseApdu:
         if command.p1 == 0x04:
             if command.data != ssc.AID_SSSE:
-                return ResponseApdu(b"", 0x6A82)
+                return _sw(SW_FILE_NOT_FOUND)
             if self.behaviour.app_locked:
-                return ResponseApdu(b"", 0x9303)
+                return _sw(SW_APP_LOCKED)
             self.reset_state()
             self.in_ssse = True
-            return ResponseApdu(self.fci, 0x9000)
+            return ResponseApdu(self.fci, SW_OK)
         if len(command.data) != 2:
-            return ResponseApdu(b"", 0x6700)
+            return _sw(SW_WRONG_LENGTH)
         fid = int.from_bytes(command.data, "big")
         if command.p1 == 0x00 and fid == FID_MF:
             self.reset_state()
-            return ResponseApdu(b"", 0x9000)
+            return _sw(SW_OK)
         if command.p1 in (0x00, 0x02) and self.in_ssse and fid in (ssc.FID_EF05, ssc.FID_EF06):
             self.current_ef = fid
-            return ResponseApdu(b"", 0x9000)
-        return ResponseApdu(b"", 0x6A82)
+            return _sw(SW_OK)
+        return _sw(SW_FILE_NOT_FOUND)
 
     def _records(self, fid: int) -> dict[int, bytes]:
         return self.persona.ef05 if fid == ssc.FID_EF05 else self.persona.ef06
@@ -114,12 +230,12 @@ class VirtualSscCard(VirtualCard):
         if sfi:
             fid = {SFI_EF05: ssc.FID_EF05, SFI_EF06: ssc.FID_EF06}.get(sfi)
             if fid is None or not self.in_ssse:
-                return ResponseApdu(b"", 0x6A82)
+                return _sw(SW_FILE_NOT_FOUND)
             self.current_ef = fid
         if self.current_ef is None:
-            return ResponseApdu(b"", 0x6986)
+            return _sw(SW_NO_CURRENT_EF)
         if self.current_ef == ssc.FID_EF06 and self.is_v3 and not self.rkssse_authenticated:
-            return ResponseApdu(b"", 0x6982)
+            return _sw(SW_SECURITY_NOT_SATISFIED)
         records = self._records(self.current_ef)
         if mode == 0x00:  # first record whose identifier is P1
             record = records.get(command.p1)
@@ -127,34 +243,134 @@ class VirtualSscCard(VirtualCard):
             ordered = [records[tag] for tag in sorted(records)]
             record = ordered[command.p1 - 1] if 1 <= command.p1 <= len(ordered) else None
         else:
-            return ResponseApdu(b"", 0x6A86)
+            return _sw(SW_WRONG_P1P2)
         if record is None:
-            return ResponseApdu(b"", 0x6A83)
+            return _sw(SW_RECORD_NOT_FOUND)
         return self.fit_le(command, record, self.behaviour.t0)
+
+    # -- authentication (spec doc §3.4, §3.6) ------------------------------------------------
 
     def _get_challenge(self, command: CommandApdu) -> ResponseApdu:
         if command.le not in (4, 8, 16):
-            return ResponseApdu(b"", 0x6700)
+            return _sw(SW_WRONG_LENGTH)
         self.challenge = os.urandom(command.le)
-        return ResponseApdu(self.challenge, 0x9000)
+        return ResponseApdu(self.challenge, SW_OK)
+
+    def _internal_authenticate(self, command: CommandApdu) -> ResponseApdu:
+        if not self.in_ssse:
+            return _sw(SW_CONDITIONS)
+        if command.p1 != 0x00:
+            return _sw(SW_WRONG_P1P2)
+        if command.p2 != KEY_IRK:
+            return _sw(SW_KEY_NOT_FOUND)
+        if len(command.data) not in AUTH_LC:
+            return _sw(SW_WRONG_LENGTH)
+        if self.algorithm == ssc.CardAlgorithm.SSF33:
+            return _sw(SW_NOT_SUPPORTED)
+        if self.irk is None:
+            return _sw(SW_KEY_NOT_FOUND)
+        factor, original = command.data[:8], command.data[8:16]
+        alg = crypto_algorithm(self.algorithm)
+        session = crypto.session_key(alg, self.irk, factor)
+        return ResponseApdu(crypto.auth_data(alg, session, original), SW_OK)
 
     def _external_authenticate(self, command: CommandApdu) -> ResponseApdu:
         if command.p2 != KEY_RKSSSE or not self.in_ssse:
-            return ResponseApdu(b"", 0x6A88)
-        if len(command.data) not in (0x10, 0x11):
-            return ResponseApdu(b"", 0x6700)
-        if self.challenge is None:
-            return ResponseApdu(b"", 0x6984)
-        # The card keys arrive with the security-module work; a card without keys cannot
-        # verify a cryptogram, which a real card reports as key not found.
-        self.challenge = None
-        return ResponseApdu(b"", 0x6A88)
+            return _sw(SW_KEY_NOT_FOUND)
+        if len(command.data) not in AUTH_LC:
+            return _sw(SW_WRONG_LENGTH)
+        if self.algorithm == ssc.CardAlgorithm.SSF33:
+            return _sw(SW_NOT_SUPPORTED)
+        if self.rkssse is None:
+            return _sw(SW_KEY_NOT_FOUND)
+        challenge, self.challenge = self.challenge, None  # every attempt consumes the random
+        if self.rkssse_tries == 0:
+            return _sw(SW_AUTH_BLOCKED)
+        alg = crypto_algorithm(self.algorithm)
+        if challenge is None or len(challenge) > alg.block_size:
+            # spec doc §3.4: the session input is the card's currently valid random (a DES
+            # card has no valid 16-byte random)
+            return _sw(SW_NO_CHALLENGE)
+        cryptogram, original = command.data[:8], command.data[8:16]
+        session = crypto.session_key(alg, self.rkssse, challenge)
+        if crypto.auth_data(alg, session, original) != cryptogram:
+            self.rkssse_authenticated = False
+            self.rkssse_tries -= 1
+            return _sw(SW_TRIES_LEFT | self.rkssse_tries)
+        self.rkssse_tries = self.persona.keys.rkssse_tries
+        self.rkssse_authenticated = True
+        return _sw(SW_OK)
+
+    # -- PIN (spec doc §5) -------------------------------------------------------------------
+
+    def _pin_refusal(self, command: CommandApdu, p1: int, lengths: range) -> int | None:
+        """The status word that refuses a PIN command before the PIN is looked at, if any."""
+        if self.behaviour.app_locked:
+            return SW_APP_LOCKED
+        if command.p1 != p1 or command.p2 != 0x00:
+            return SW_WRONG_P1P2
+        if self._pin is None:
+            return SW_KEY_NOT_FOUND
+        if command.data and len(command.data) not in lengths:
+            return SW_WRONG_LENGTH
+        if self.pin_tries == 0:
+            return SW_AUTH_BLOCKED
+        return None
+
+    def _wrong_pin(self) -> ResponseApdu:
+        self.pin_verified = False
+        self.pin_tries -= 1
+        return _sw(SW_TRIES_LEFT | self.pin_tries)
+
+    def _pin_ok(self) -> None:
+        self.pin_tries = self.persona.pin.tries if self.persona.pin else 0
+        self.pin_verified = True
+
+    def _verify(self, command: CommandApdu) -> ResponseApdu:
+        refusal = self._pin_refusal(command, 0x00, VERIFY_LC)
+        if refusal is not None:
+            return _sw(refusal)
+        if not command.data:  # Lc = 0: report the counter without spending a try
+            return _sw(SW_TRIES_LEFT | self.pin_tries)
+        try:
+            pin = decode_pin(command.data)
+        except PinFormatError:
+            return _sw(SW_WRONG_DATA)
+        if pin != self._pin:
+            return self._wrong_pin()
+        self._pin_ok()
+        return _sw(SW_OK)
+
+    def _change_pin(self, command: CommandApdu) -> ResponseApdu:
+        refusal = self._pin_refusal(command, P1_CHANGE_PIN, CHANGE_PIN_LC)
+        if refusal is not None:
+            return _sw(refusal)
+        if not command.data:
+            return _sw(SW_WRONG_LENGTH)
+        separator = command.data.find(PIN_SEPARATOR)
+        if separator <= 0:
+            return _sw(SW_WRONG_DATA)
+        try:
+            old = decode_pin(command.data[:separator])
+            new = decode_pin(command.data[separator + 1 :])
+        except PinFormatError:
+            return _sw(SW_WRONG_DATA)
+        if not MIN_PIN_DIGITS <= len(new) <= MAX_PIN_DIGITS:
+            return _sw(SW_WRONG_DATA)
+        if old != self._pin:
+            return self._wrong_pin()
+        self._pin = new
+        self._pin_ok()
+        return _sw(SW_OK)
 
 
-def make_card(persona: Persona, behaviour: Behaviour | None = None) -> VirtualSscCard:
+def make_card(
+    persona: Persona, behaviour: Behaviour | None = None, roots: RootKeys | None = None
+) -> VirtualSscCard:
     """Build the emulated card for a persona.
 
     :param persona: the card content
     :param behaviour: switchable behaviours
+    :param roots: root keys for the card's IRK and RKSSSE, or ``None``
     """
-    return VirtualSscCard(persona, behaviour)
+    return VirtualSscCard(persona, behaviour, roots)

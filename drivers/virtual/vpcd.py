@@ -45,10 +45,14 @@ class VpcdBridge:
     :param card: the emulated card
     :param slot: the vpcd slot (port 35963 + slot)
     :param host: where vpcd listens
+    :param quickack: set ``TCP_QUICKACK`` before every read (turn off only to measure the trap)
     """
 
-    def __init__(self, card: VirtualCard, slot: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, card: VirtualCard, slot: int = 0, host: str = "127.0.0.1", quickack: bool = True
+    ) -> None:
         self.card = card
+        self.quickack = quickack
         self.address = (host, vpcd_port(slot))
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
@@ -129,12 +133,12 @@ class VpcdBridge:
                     raise ConnectionError(f"vpcd not listening on {self.address}: {exc}") from exc
                 time.sleep(0.05)
 
-    @staticmethod
-    def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    def _recv_exact(self, sock: socket.socket, n: int) -> bytes:
         buf = bytearray()
         while len(buf) < n:
-            # Linux clears QUICKACK after each ACK; set it before every read (feasibility §5).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+            if self.quickack:
+                # Linux clears QUICKACK after each ACK; set it before every read (feasibility §5)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
             chunk = sock.recv(n - len(buf))
             if not chunk:
                 raise ConnectionError("vpcd closed the connection")

@@ -1,0 +1,516 @@
+"""Card authentication in-process: the virtual card with real (test) keys, the virtual PSAM and
+apdu.sam.read_authenticated / apdu.psam.PsamModule over VirtualConnections; the card's
+INTERNAL / EXTERNAL AUTHENTICATE, RKSSSE and PIN try counters byte by byte; persona [keys]
+and [pin] tables.
+
+Expected cryptograms are composed from apdu.crypto primitives and the test roots of
+tests/keys/test-roots.toml, without any security module (spec doc §3.4–§3.6).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import KEYS, load_test_roots, make_card, make_psam, persona
+
+from apdu import crypto
+from apdu.errors import (
+    ApduError,
+    ApplicationLocked,
+    CardBlocked,
+    CardNotGenuine,
+    ExternalAuthFailed,
+    PinBlocked,
+    SscardError,
+    WrongPin,
+)
+from apdu.pin import change_pin, pin_tries_left, verify_pin
+from apdu.psam import PsamModule
+from apdu.sam import (
+    AlgorithmNotSupported,
+    RkssseMissing,
+    SecurityModuleRefused,
+    card_identity,
+    external_authenticate,
+    get_challenge,
+    internal_authenticate,
+    read_authenticated,
+)
+from apdu.ssc import AID_SSSE, CardAlgorithm, Generation, SscSession
+from apdu.transport import Connection, t0_chain
+from drivers.keyfile import crypto_algorithm
+from drivers.virtual.card import Behaviour, VirtualConnection
+from drivers.virtual.persona import PersonaError, parse_persona
+from drivers.virtual.psam import VirtualPsam, load_psam
+from drivers.virtual.ssc_card import VirtualSscCard
+
+pytestmark = pytest.mark.emulated
+
+H = bytes.fromhex
+SELECT_SSSE = H("00A404000F") + AID_SSSE
+ROOTS = load_test_roots()
+PIN = "123456"  # tests/personas/ordinary-2.0.toml and v3-sm4.toml [pin]
+
+
+def connect(card: VirtualSscCard | VirtualPsam) -> Connection:
+    return t0_chain(VirtualConnection(card))
+
+
+def psam_module(name: str = "psam-national") -> tuple[VirtualPsam, PsamModule]:
+    psam = make_psam(name)
+    return psam, PsamModule(connect(psam))
+
+
+def read(card: VirtualSscCard, module: PsamModule):
+    return read_authenticated(connect(card), card.historical, module)
+
+
+def sent(card: VirtualSscCard | VirtualPsam, prefix: str) -> list[bytes]:
+    return [cmd for cmd, _ in card.log if cmd.startswith(H(prefix))]
+
+
+def card_key(card: VirtualSscCard, kind: str) -> bytes:
+    key = ROOTS.card_key(kind, card.algorithm, card.persona.city_code, card.historical, 3)
+    assert key is not None
+    return key
+
+
+def expected_auth(card: VirtualSscCard, kind: str, factor: bytes, original: bytes) -> bytes:
+    alg = crypto_algorithm(card.algorithm)
+    return crypto.auth_data(alg, crypto.session_key(alg, card_key(card, kind), factor), original)
+
+
+def in_ssse(card: VirtualSscCard) -> Connection:
+    connection = connect(card)
+    SscSession(connection)
+    return connection
+
+
+# -- the full flow with the virtual PSAM -------------------------------------------------------
+
+
+@pytest.mark.parametrize("t0", [False, True])
+def test_full_3_0_read_with_the_national_psam_opens_ef06(t0: bool) -> None:
+    card = make_card("v3-sm4", t0=t0)
+    _, module = psam_module()
+    result = read(card, module)
+    assert result.terminal_number == "440100813475" and result.module == "psam"
+    holder = result.contents.holder
+    assert holder is not None and holder.name == "李晓梅" and holder.ssn == "310000197811203384"
+    assert [cmd[3] for cmd in sent(card, "0082")] == [0x0A]
+    assert card.rkssse_authenticated and card.rkssse_tries == 3
+    assert module.levels == {CardAlgorithm.SM4: 3}
+
+
+def test_2_0_read_checks_the_card_is_genuine_and_needs_no_external_auth() -> None:
+    card = make_card("ordinary-2.0", t0=True)
+    psam, module = psam_module()
+    result = read(card, module)
+    assert result.contents.holder is not None and result.contents.holder.name == "陈静怡"
+    assert len(sent(card, "00880000")) == 1 and not sent(card, "0082")
+    assert [cmd[3] for cmd in sent(psam, "BFDE")] == [0x08]  # IRK only
+
+
+def test_forged_card_is_not_genuine() -> None:
+    card = make_card("forged", t0=True)
+    _, module = psam_module()
+    with pytest.raises(CardNotGenuine):
+        read(card, module)
+    assert not sent(card, "0082")
+
+
+def test_forged_card_answers_internal_authenticate_with_keys_not_from_the_roots() -> None:
+    card = make_card("forged")
+    connection = in_ssse(card)
+    factor, original = get_challenge(connection), get_challenge(connection)
+    answer = internal_authenticate(connection, factor, original)
+    assert answer != expected_auth(card, "irk", factor, original)
+    # keys of its own even without roots, and new ones for every forged card
+    assert make_card("forged", keys=False).irk not in (None, card.irk)
+
+
+def test_3_0_card_and_a_psam_without_rkssse_is_2203() -> None:
+    card = make_card("v3-sm4", t0=True)
+    _, module = psam_module("psam-no-rkssse")
+    with pytest.raises(RkssseMissing) as info:
+        read(card, module)
+    assert info.value.code == -2203
+    assert not sent(card, "0088")  # refused before the card was challenged
+
+
+def test_sm4_card_and_a_des_only_psam_is_2202() -> None:
+    card = make_card("v3-sm4", t0=True)
+    _, module = psam_module("psam-des-only")
+    with pytest.raises(AlgorithmNotSupported) as info:
+        read(card, module)
+    assert info.value.code == -2202
+
+
+def test_two_level_psam_is_found_by_the_retry_and_remembered() -> None:
+    psam, module = psam_module("psam-city-2level")
+    first = read(make_card("ordinary-2.0", t0=True), module)
+    assert first.terminal_number == "440100520008"
+    assert [cmd[2] for cmd in sent(psam, "BFDE")] == [0x67, 0x47]  # 6A80, then accepted
+    assert [resp for cmd, resp in psam.log if cmd[:2] == H("BFDE")] == [H("6A80"), H("9000")]
+    assert module.levels == {CardAlgorithm.DES: 2}
+    before = len(psam.log)
+    # another Guangdong card: the province key serves every city of the province
+    second = read(make_card("hk-resident", t0=True), module)
+    assert second.contents.holder is not None and second.contents.holder.name == "何嘉欣"
+    again = [cmd for cmd, _ in psam.log[before:] if cmd[:2] == H("BFDE")]
+    assert [(cmd[2], cmd[3]) for cmd in again] == [(0x47, 0x08)]  # once per key
+
+
+def test_two_level_psam_refuses_a_card_of_another_province() -> None:
+    _, module = psam_module("psam-city-2level")
+    with pytest.raises(CardNotGenuine):
+        read(make_card("expired", t0=True), module)  # Chengdu, 510100
+
+
+def test_one_level_psam_serves_only_its_own_city(tmp_path: Path) -> None:
+    path = tmp_path / "psam-1level.toml"
+    path.write_text(
+        'test_keys = true\nterminal_number = "440100000009"\nlevels = 1\n'
+        f'issued_for = "440100"\nalgorithms = ["des"]\nroots = "{KEYS / "test-roots.toml"}"\n'
+    )
+    module = PsamModule(connect(VirtualPsam(load_psam(path))))
+    assert read(make_card("ordinary-2.0"), module).terminal_number == "440100000009"
+    assert module.levels == {CardAlgorithm.DES: 1}
+    with pytest.raises(CardNotGenuine):
+        read(make_card("hk-resident"), module)  # Shenzhen, 440300: another city key
+
+
+class WithoutIrk:
+    """A PSAM connection whose card answers ``6A88`` (key not found) to BF DE for the IRK."""
+
+    def __init__(self, inner: Connection) -> None:
+        self.inner = inner
+
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        if apdu[:2] == H("BFDE") and apdu[3] == 0x08:
+            return b"", 0x6A88
+        return self.inner.transmit(apdu)
+
+
+def test_a_psam_without_the_irk_reports_its_status_word_not_a_reader_error() -> None:
+    psam = make_psam("psam-national")
+    module = PsamModule(WithoutIrk(connect(psam)))
+    with pytest.raises(SecurityModuleRefused) as info:
+        read(make_card("ordinary-2.0"), module)
+    assert info.value.code == -27272 and "BF DE" in str(info.value)
+
+
+def test_ssf33_card_is_refused_by_the_psam_before_the_card_is_asked() -> None:
+    card = make_card("v1-legacy", t0=True)  # no algorithm in the FCI, region 11: SSF33
+    _, module = psam_module()
+    with pytest.raises(AlgorithmNotSupported):
+        read(card, module)
+    assert not sent(card, "0088")
+
+
+# -- INTERNAL AUTHENTICATE ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ordinary-2.0", "v3-sm4"])
+def test_internal_authenticate_answers_with_the_irk_from_the_roots(name: str) -> None:
+    card = make_card(name, t0=True)
+    connection = in_ssse(card)
+    original, factor = get_challenge(connection), get_challenge(connection)
+    answer = internal_authenticate(connection, factor, original)
+    assert answer == expected_auth(card, "irk", factor, original)
+    assert [resp for cmd, resp in card.log if cmd[:2] == H("0088")] == [H("6108")]
+
+
+def test_internal_authenticate_byte_level_refusals() -> None:
+    card = make_card("ordinary-2.0")
+    card.power_on()
+    data = H("11223344556677880102030405060708")
+    assert card.process(H("0088000010") + data + H("00")) == H("6985")  # SSSE not selected
+    card.process(SELECT_SSSE)
+    assert card.process(H("008800000F") + data[:15]) == H("6700")
+    assert card.process(H("0088000110") + data + H("00")) == H("6A88")  # key 01: none
+    assert card.process(H("0088010010") + data + H("00")) == H("6A86")
+    with_version = card.process(H("0088000011") + data + H("01") + H("00"))
+    assert with_version[-2:] == H("9000") and len(with_version) == 10
+    assert with_version[:8] == expected_auth(card, "irk", data[:8], data[8:])
+
+
+def test_card_without_roots_has_no_keys_and_ssf33_is_not_supported() -> None:
+    data = H("0088000010") + bytes(16) + H("00")
+    keyless = make_card("ordinary-2.0", keys=False)
+    keyless.power_on()
+    keyless.process(SELECT_SSSE)
+    assert keyless.process(data) == H("6A88")
+    ssf33 = make_card("v1-legacy")
+    ssf33.power_on()
+    ssf33.process(SELECT_SSSE)
+    assert ssf33.process(data) == H("6A81")
+    ssf33.process(H("0084000008"))
+    assert ssf33.process(H("0082000A10") + bytes(16)) == H("6A81")
+
+
+# -- EXTERNAL AUTHENTICATE ---------------------------------------------------------------------
+
+
+def test_external_authenticate_without_a_challenge_is_6984() -> None:
+    card = make_card("v3-sm4")
+    card.power_on()
+    card.process(SELECT_SSSE)
+    ext = H("0082000A10") + bytes(16)
+    assert card.process(ext) == H("6984")
+    card.process(H("0084000008"))
+    assert card.process(ext) == H("63C2")  # a wrong cryptogram consumes the challenge
+    assert card.process(ext) == H("6984")
+    card.process(H("0084000008"))
+    card.power_on()  # power-off forgets the challenge
+    card.process(SELECT_SSSE)
+    assert card.process(ext) == H("6984")
+    assert card.rkssse_tries == 2
+
+
+def test_external_authenticate_refusals() -> None:
+    card = make_card("v3-sm4")
+    card.power_on()
+    assert card.process(H("0082000A10") + bytes(16)) == H("6A88")  # outside SSSE
+    card.process(SELECT_SSSE)
+    assert card.process(H("0082000610") + bytes(16)) == H("6A88")  # PUK: not emulated
+    assert card.process(H("0082000A08") + bytes(8)) == H("6700")
+    keyless = make_card("v3-sm4", keys=False)
+    keyless.power_on()
+    keyless.process(SELECT_SSSE)
+    keyless.process(H("0084000008"))
+    assert keyless.process(H("0082000A10") + bytes(16)) == H("6A88")
+
+
+def test_challenges_in_the_wrong_order_fail_external_authenticate() -> None:
+    card = make_card("v3-sm4", t0=True)
+    connection = in_ssse(card)
+    # wrong: the process factor first, then the original, so the card's LAST challenge is
+    # the original and its session key differs from the terminal's
+    factor = get_challenge(connection)
+    original = get_challenge(connection)
+    cryptogram = expected_auth(card, "rkssse", factor, original)
+    with pytest.raises(ExternalAuthFailed) as info:
+        external_authenticate(connection, 0x0A, cryptogram, original)
+    assert info.value.sw == 0x63C2
+    assert card.log[-1][1] == H("63C2") and not card.rkssse_authenticated
+    # the spec's order: the original first, the factor last
+    original = get_challenge(connection)
+    factor = get_challenge(connection)
+    external_authenticate(
+        connection, 0x0A, expected_auth(card, "rkssse", factor, original), original
+    )
+    assert card.rkssse_authenticated and card.rkssse_tries == 3  # success resets the counter
+    session = SscSession(connection)  # a new SELECT of SSSE closes EF06 again
+    assert not card.rkssse_authenticated
+    with pytest.raises(SscardError):
+        session.read_holder(Generation.V3)
+
+
+def test_external_authenticate_opens_ef06_until_power_off() -> None:
+    card = make_card("v3-sm4")
+    connection = connect(card)
+    session = SscSession(connection)
+    issuer = session.read_issuer()
+    identity = card_identity(session, issuer, card.historical)
+    assert identity.generation == Generation.V3
+    original, factor = get_challenge(connection), get_challenge(connection)
+    external_authenticate(
+        connection, 0x0A, expected_auth(card, "rkssse", factor, original), original
+    )
+    assert session.read_holder(Generation.V3).name == "李晓梅"
+    card.power_on()
+    session = SscSession(connection)
+    with pytest.raises(SscardError, match="security status not satisfied"):
+        session.read_holder(Generation.V3)
+
+
+def test_a_four_byte_challenge_is_padded_with_zeros() -> None:
+    card = make_card("ordinary-2.0")
+    connection = in_ssse(card)
+    original = get_challenge(connection)
+    factor = get_challenge(connection, 4)
+    cryptogram = expected_auth(card, "rkssse", factor + bytes(4), original)
+    external_authenticate(connection, 0x0A, cryptogram, original)
+    assert card.rkssse_authenticated
+
+
+def test_rkssse_try_counter_runs_down_to_6983_and_survives_power_off() -> None:
+    card = make_card("v3-sm4", t0=True)
+    connection = in_ssse(card)
+    tries = []
+    for _ in range(3):
+        get_challenge(connection)
+        with pytest.raises(ExternalAuthFailed) as info:
+            external_authenticate(connection, 0x0A, bytes(8), bytes(8))
+        tries.append(info.value.tries_left)
+    assert tries == [2, 1, 0]
+    connection = in_ssse(card)  # power-on again: the counter is in EEPROM
+    original, factor = get_challenge(connection), get_challenge(connection)
+    with pytest.raises(ExternalAuthFailed):  # blocked: even the right cryptogram is refused
+        external_authenticate(
+            connection, 0x0A, expected_auth(card, "rkssse", factor, original), original
+        )
+    assert card.log[-1][1] == H("6983") and not card.rkssse_authenticated
+
+
+def test_rkssse_tries_come_from_the_persona() -> None:
+    data = {
+        "card": {
+            "spec_version": "3.00",
+            "algorithm": "sm4",
+            "city_code": "330100",
+            "serial": "01020304",
+        },
+        "keys": {"rkssse_tries": 5},
+    }
+    card = VirtualSscCard(parse_persona(data, "five"), Behaviour(), ROOTS)
+    connection = in_ssse(card)
+    get_challenge(connection)
+    with pytest.raises(ExternalAuthFailed) as info:
+        external_authenticate(connection, 0x0A, bytes(8), bytes(8))
+    assert info.value.tries_left == 4
+
+
+# -- PIN ---------------------------------------------------------------------------------------
+
+
+def test_verify_right_pin_and_the_counter() -> None:
+    connection = in_ssse(make_card("ordinary-2.0", t0=True))
+    assert pin_tries_left(connection) == 3
+    verify_pin(connection, PIN)
+    assert pin_tries_left(connection) == 3
+
+
+def test_wrong_pins_count_down_then_block_even_the_right_pin() -> None:
+    card = make_card("ordinary-2.0")
+    connection = in_ssse(card)
+    left = []
+    for _ in range(3):
+        with pytest.raises(WrongPin) as info:
+            verify_pin(connection, "000000")
+        left.append(info.value.tries_left)
+    assert left == [2, 1, 0]
+    with pytest.raises(PinBlocked):
+        verify_pin(connection, PIN)
+    with pytest.raises(PinBlocked):
+        pin_tries_left(connection)
+    with pytest.raises(PinBlocked):
+        change_pin(connection, PIN, "654321")
+    assert card.process(H("00200000")) == H("6983")
+
+
+def test_right_pin_resets_the_counter_and_the_counter_survives_power_off() -> None:
+    card = make_card("v3-sm4")
+    connection = in_ssse(card)
+    with pytest.raises(WrongPin):
+        verify_pin(connection, "999999")
+    connection = in_ssse(card)  # power cycle: the counter is in EEPROM
+    assert pin_tries_left(connection) == 2
+    verify_pin(connection, PIN)
+    assert pin_tries_left(connection) == 3
+
+
+def test_change_pin_replaces_it_and_resets_the_counter() -> None:
+    connection = in_ssse(make_card("ordinary-2.0"))
+    with pytest.raises(WrongPin) as info:
+        change_pin(connection, "111111", "24680")
+    assert info.value.tries_left == 2
+    change_pin(connection, PIN, "24680")  # odd length: the last nibble is padded with F
+    assert pin_tries_left(connection) == 3
+    verify_pin(connection, "24680")
+    with pytest.raises(WrongPin):
+        verify_pin(connection, PIN)
+
+
+def test_pin_never_appears_in_an_exception() -> None:
+    secrets = ("987654", "135790")
+    caught: list[BaseException] = []
+    connection = in_ssse(make_card("ordinary-2.0"))
+    for call in (
+        lambda: verify_pin(connection, secrets[0]),
+        lambda: change_pin(connection, secrets[0], secrets[1]),
+        lambda: verify_pin(in_ssse(make_card("absent-fields")), secrets[0]),  # no PIN: 6A88
+    ):
+        with pytest.raises(SscardError) as info:
+            call()
+        caught.append(info.value)
+    assert isinstance(caught[-1], ApduError) and caught[-1].sw == 0x6A88
+    for exc in caught:
+        chain = [exc, exc.__cause__, exc.__context__]
+        text = " ".join(f"{e!s} {e!r} {getattr(e, 'command', b'').hex()}" for e in chain if e)
+        for secret in secrets:
+            assert secret not in text
+    assert PIN not in repr(persona("ordinary-2.0"))
+
+
+def test_pin_byte_level_answers() -> None:
+    card = make_card("ordinary-2.0")
+    card.power_on()
+    assert card.process(H("00200000")) == H("63C3")  # case 1: the count, nothing spent
+    assert card.process(H("0020000000")) == H("63C3")  # Lc = 0 form
+    assert card.process(H("00200000091234561234561234FF")) == H("6700")
+    assert card.process(H("0020000001" + "12")) == H("6700")
+    assert card.process(H("00200000031234AB")) == H("6A80")  # not BCD: no try spent
+    assert card.process(H("0020000100")) == H("6A86")
+    assert card.process(H("00200000")) == H("63C3")
+    assert card.process(H("805E010002" + "1234")) == H("6700")
+    assert card.process(H("805E010004" + "12345612")) == H("6A80")  # no separator
+    assert card.process(H("805E010005" + "123456FF12")) == H("6A80")  # new PIN too short
+    assert card.process(H("805E000006" + "123456FF1234")) == H("6A86")
+    assert card.process(H("805E010006" + "123456FF6543")) == H("9000")
+    assert card.process(H("0020000002" + "6543")) == H("9000")
+
+
+def test_pin_commands_on_locked_cards_and_cards_without_a_pin() -> None:
+    locked = make_card("ordinary-2.0", app_locked=True)
+    with pytest.raises(ApplicationLocked):
+        verify_pin(connect(locked), PIN)
+    blocked = make_card("ordinary-2.0", card_blocked=True)
+    with pytest.raises(CardBlocked):
+        verify_pin(connect(blocked), PIN)
+    no_pin = make_card("expired")
+    no_pin.power_on()
+    assert no_pin.process(H("00200000")) == H("6A88")
+    assert no_pin.process(H("805E010006123456FF6543")) == H("6A88")
+
+
+# -- persona [keys] and [pin] ------------------------------------------------------------------
+
+BASE = {"card": {"city_code": "440100", "serial": "00000001"}}
+
+
+def test_persona_keys_and_pin_are_typed_fields() -> None:
+    p = persona("ordinary-2.0")
+    assert p.pin is not None and p.pin.tries == 3 and p.pin.value == PIN
+    assert not p.keys.forged and p.keys.rkssse_tries == 3
+    assert persona("forged").keys.forged and persona("forged").pin is None
+    assert persona("expired").pin is None
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"keys": {"forged": "yes"}}, r"\[keys\]: forged must be true or false, got str"),
+        ({"keys": {"rkssse_tries": 0}}, r"\[keys\]: rkssse_tries must be 1-15, got 0"),
+        ({"keys": {"rkssse_tries": 16}}, "rkssse_tries must be 1-15"),
+        ({"keys": {"rkssse_tries": "3"}}, "rkssse_tries must be an integer, got str"),
+        ({"keys": {"rkssse_tries": True}}, "rkssse_tries must be an integer, got bool"),
+        ({"keys": {"irk": "00"}}, r"\[keys\]: unknown keys \['irk'\]"),
+        ({"keys": 3}, r"\[keys\]: must be a table"),
+        ({"pin": {"tries": 3}}, r"\[pin\]: missing required key 'value'"),
+        ({"pin": {"value": 123456}}, r"\[pin\]: value must be a quoted string"),
+        ({"pin": {"value": "123"}}, r"\[pin\]: value must be 4-16 digits"),
+        ({"pin": {"value": "12345678901234567"}}, "value must be 4-16 digits"),
+        ({"pin": {"value": "12a456"}}, "value must be 4-16 digits"),
+        ({"pin": {"value": "123456", "tries": 20}}, r"\[pin\]: tries must be 1-15, got 20"),
+        ({"pin": {"value": "123456", "puk": "1"}}, r"\[pin\]: unknown keys \['puk'\]"),
+    ],
+)
+def test_bad_keys_and_pin_tables_are_clear_errors(change, needle) -> None:
+    with pytest.raises(PersonaError, match=needle) as info:
+        parse_persona(BASE | change, "bad")
+    pin = change.get("pin", {})
+    if isinstance(pin, dict) and isinstance(pin.get("value"), str):
+        assert pin["value"] not in str(info.value)
