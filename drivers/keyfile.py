@@ -76,12 +76,7 @@ class RootKeys:
             if algorithm == CardAlgorithm.SSF33:
                 raise crypto.UnsupportedAlgorithm(crypto.Algorithm.SSF33)
             return None
-        return crypto.card_key(
-            crypto.Algorithm(_ALG_IDS[algorithm]), root, city_code, historical, levels
-        )
-
-
-_ALG_IDS = {CardAlgorithm.DES: 0x01, CardAlgorithm.SSF33: 0x02, CardAlgorithm.SM4: 0x03}
+        return crypto.card_key(crypto_algorithm(algorithm), root, city_code, historical, levels)
 
 
 def crypto_algorithm(algorithm: CardAlgorithm) -> crypto.Algorithm:
@@ -89,7 +84,7 @@ def crypto_algorithm(algorithm: CardAlgorithm) -> crypto.Algorithm:
 
     :param algorithm: the card algorithm
     """
-    return crypto.Algorithm(_ALG_IDS[algorithm])
+    return crypto.Algorithm(algorithm.algorithm_id)
 
 
 def _key(table: dict[str, Any], name: str, where: str) -> bytes:
@@ -155,6 +150,31 @@ def load_root_keys(path: str | Path, *, require_private: bool = True) -> RootKey
     except tomllib.TOMLDecodeError as exc:
         raise KeyFileError(f"{path}: {exc}") from exc
     return parse_root_keys(data, str(path))
+
+
+def read_secret(path: str | Path, what: str = "secret") -> str:
+    """Read a one-line secret (a bearer token), refusing a file that others can read.
+
+    :param path: the file
+    :param what: what the file holds, for messages
+    :raises KeyFileError: unreadable, too open, or empty
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {what} file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{what} file {path} is not UTF-8 text") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"{what} file {path} has mode {stat.S_IMODE(mode):04o}; it must be 0600 "
+            f"(chmod 600 {path})"
+        )
+    if not text or any(c.isspace() for c in text):
+        raise KeyFileError(f"{what} file {path} must hold one token on one line")
+    return text
 
 
 def private_copy(source: Path, target: Path) -> Path:

@@ -1,0 +1,278 @@
+"""The terminal settings file (TOML), checked into frozen dataclasses.
+
+Where the file comes from (:func:`load_settings`): the path given, else the environment
+variable ``SSCARD_CONFIG``, else ``/etc/sscard/terminal.toml`` if it exists, else the defaults.
+
+Schema (every key is optional)::
+
+    production = false                        # true: a production terminal (no software SAM)
+
+    [terminal]
+    device_number = ""                        # 终端设备号, §4.3 field 11: ≤ 32 chars, no "|"
+
+    [security]
+    hsm_url = "https://hsm.example/"          # the HSM service (spec §3.7), http or https
+    hsm_timeout_s = 5.0                       # connect and read timeout, seconds, > 0
+    soft_sam_keys = "/etc/sscard/roots.toml"  # root-key file of the software SAM
+
+A relative ``soft_sam_keys`` is taken relative to the settings file's folder. Unknown keys and
+values of the wrong type are refused with a :class:`SettingsError` that names the file, the
+dotted key and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from apdu.errors import SscardError
+
+ENV_CONFIG = "SSCARD_CONFIG"
+DEFAULT_PATH = Path("/etc/sscard/terminal.toml")
+DEFAULTS_SOURCE = "<defaults>"
+DEVICE_NUMBER_MAX = 32  # §4.3 field 11 shares the 1024-byte output; 32 is our own bound
+FIELD_SEPARATOR = "|"  # §4.3: every output field ends with "|", so none may contain one
+DEFAULT_HSM_TIMEOUT_S = 5.0
+URL_SCHEMES = ("http", "https")
+
+
+class SettingsError(SscardError):
+    """A settings file that cannot be read, does not parse, or breaks the schema."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The terminal settings, flattened: the file's tables are namespaces, not objects.
+
+    :param production: a production terminal: development aids such as the software SAM refuse
+    :param device_number: ``[terminal] device_number``, 终端设备号 (spec §4.3 field 11), empty
+        when the terminal has none
+    :param hsm_url: ``[security] hsm_url``, the HSM service (spec §3.7), or ``None``
+    :param hsm_timeout_s: ``[security] hsm_timeout_s``, the HSM client's connect and read
+        timeout in seconds
+    :param soft_sam_keys: ``[security] soft_sam_keys``, the software SAM's root-key file, or
+        ``None``
+    :param hsm_token_file: ``[security] hsm_token_file``, a 0600 file holding the bearer token
+        the HSM service asks for, or ``None``
+    :param source: the file the settings came from, or ``<defaults>``
+    """
+
+    production: bool = False
+    device_number: str = ""
+    hsm_url: str | None = None
+    hsm_timeout_s: float = DEFAULT_HSM_TIMEOUT_S
+    soft_sam_keys: Path | None = None
+    hsm_token_file: Path | None = None
+    source: str = DEFAULTS_SOURCE
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the terminal settings.
+
+    :param path: the settings file; ``None`` looks at ``$SSCARD_CONFIG``, then
+        ``/etc/sscard/terminal.toml``, and falls back to the defaults when neither is there
+    :raises SettingsError: a named file that is missing, unreadable, not TOML or off-schema
+    """
+    if path is None:
+        from_env = os.environ.get(ENV_CONFIG)
+        if from_env:
+            path = from_env
+        elif DEFAULT_PATH.is_file():
+            path = DEFAULT_PATH
+        else:
+            return Settings()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read settings file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_settings(data, source=str(path), base_dir=path.parent)
+
+
+def parse_settings(
+    data: Mapping[str, Any], source: str = DEFAULTS_SOURCE, base_dir: Path | None = None
+) -> Settings:
+    """Check a parsed settings document and build the settings.
+
+    :param data: the TOML document as a mapping
+    :param source: where it came from, named in every error
+    :param base_dir: the folder relative paths are taken from; ``None`` keeps them as written
+    :raises SettingsError: for an unknown key, a value of the wrong type or out of range
+    """
+    reader = _Reader(source)
+    reader.known(data, "", {"production", "terminal", "security"})
+    terminal = reader.table(data, "terminal")
+    reader.known(terminal, "terminal", {"device_number"})
+    security = reader.table(data, "security")
+    reader.known(
+        security, "security", {"hsm_url", "hsm_timeout_s", "hsm_token_file", "soft_sam_keys"}
+    )
+    keys = _relative(reader.path(security, "security.soft_sam_keys"), base_dir)
+    token = _relative(reader.path(security, "security.hsm_token_file"), base_dir)
+    return Settings(
+        production=reader.boolean(data, "production", default=False),
+        device_number=reader.device_number(terminal),
+        hsm_url=reader.url(security, "security.hsm_url"),
+        hsm_timeout_s=reader.positive(security, "security.hsm_timeout_s", DEFAULT_HSM_TIMEOUT_S),
+        soft_sam_keys=keys,
+        hsm_token_file=token,
+        source=source,
+    )
+
+
+class _Reader:
+    """Typed look-ups that raise :class:`SettingsError` naming the file and the dotted key.
+
+    :param source: the settings file, for messages
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, dotted: str, expected: str, value: object) -> SettingsError:
+        """Build the error for one key.
+
+        :param dotted: the dotted key, e.g. ``security.hsm_url``
+        :param expected: what the key takes
+        :param value: what the file holds
+        """
+        return SettingsError(
+            f"{self.source}: {dotted}: expected {expected}, got {_describe(value)}"
+        )
+
+    def known(self, table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+        """Refuse keys the schema does not have.
+
+        :param table: the table
+        :param prefix: its dotted name, ``""`` for the top level
+        :param allowed: the keys it may hold
+        :raises SettingsError: for the first unknown key
+        """
+        for name in sorted(set(table) - allowed):
+            dotted = f"{prefix}.{name}" if prefix else name
+            raise SettingsError(
+                f"{self.source}: unknown key {dotted!r}; expected one of {sorted(allowed)}"
+            )
+
+    def table(self, data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+        """Return a sub-table, empty when absent.
+
+        :param data: the enclosing table
+        :param name: the table's key
+        :raises SettingsError: when the key holds something other than a table
+        """
+        value = data.get(name, {})
+        if not isinstance(value, Mapping):
+            raise self.fail(name, f"a table [{name}]", value)
+        return value
+
+    def boolean(self, data: Mapping[str, Any], dotted: str, *, default: bool) -> bool:
+        """Return a boolean key.
+
+        :param data: the table holding the key
+        :param dotted: the dotted key (its last part is the key in ``data``)
+        :param default: the value when absent
+        :raises SettingsError: for anything but ``true`` or ``false``
+        """
+        value = data.get(_leaf(dotted), default)
+        if not isinstance(value, bool):
+            raise self.fail(dotted, "true or false", value)
+        return value
+
+    def device_number(self, terminal: Mapping[str, Any]) -> str:
+        """Return ``terminal.device_number``.
+
+        :param terminal: the ``[terminal]`` table
+        :raises SettingsError: not a string, too long, or holding ``|``
+        """
+        dotted = "terminal.device_number"
+        value = terminal.get("device_number", "")
+        expected = f"a string of at most {DEVICE_NUMBER_MAX} characters without '|'"
+        if not isinstance(value, str) or len(value) > DEVICE_NUMBER_MAX or FIELD_SEPARATOR in value:
+            raise self.fail(dotted, expected, value)
+        return value
+
+    def url(self, data: Mapping[str, Any], dotted: str) -> str | None:
+        """Return an optional http or https URL.
+
+        :param data: the table holding the key
+        :param dotted: the dotted key
+        :raises SettingsError: not a string, or not an http(s) URL with a host
+        """
+        value = data.get(_leaf(dotted))
+        if value is None:
+            return None
+        expected = "an http:// or https:// URL with a host"
+        if not isinstance(value, str):
+            raise self.fail(dotted, expected, value)
+        try:
+            parts = urlsplit(value)
+            port_ok = parts.port is None or parts.port > 0  # .port raises on a bad port
+        except ValueError:
+            raise self.fail(dotted, expected, value) from None
+        if parts.scheme not in URL_SCHEMES or not parts.hostname or not port_ok:
+            raise self.fail(dotted, expected, value)
+        return value
+
+    def positive(self, data: Mapping[str, Any], dotted: str, default: float) -> float:
+        """Return a finite number greater than zero.
+
+        :param data: the table holding the key
+        :param dotted: the dotted key
+        :param default: the value when absent
+        :raises SettingsError: not a number, not finite, or not above zero
+        """
+        value = data.get(_leaf(dotted), default)
+        expected = "a number of seconds greater than 0"
+        # bool is an int subclass: `true` is no timeout
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(dotted, expected, value)
+        if not math.isfinite(value) or value <= 0:
+            raise self.fail(dotted, expected, value)
+        return float(value)
+
+    def path(self, data: Mapping[str, Any], dotted: str) -> Path | None:
+        """Return an optional file path.
+
+        :param data: the table holding the key
+        :param dotted: the dotted key
+        :raises SettingsError: not a non-empty string
+        """
+        value = data.get(_leaf(dotted))
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            raise self.fail(dotted, "a file path", value)
+        return Path(value)
+
+
+def _relative(path: Path | None, base_dir: Path | None) -> Path | None:
+    """Take a relative path from the settings file's folder."""
+    if path is not None and base_dir is not None and not path.is_absolute():
+        return base_dir / path
+    return path
+
+
+def _leaf(dotted: str) -> str:
+    return dotted.rsplit(".", 1)[-1]
+
+
+def _describe(value: object) -> str:
+    """Name a value for an error message: its TOML type and, for scalars, the value."""
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return f"{type(value).__name__} {value!r}"
