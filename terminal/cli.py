@@ -6,6 +6,7 @@ Exit status: 0 success, 2 failure (the national code and a one-line reason go to
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
@@ -14,10 +15,21 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from apdu.errors import SscardError
+from apdu import national
+from apdu.errors import SscardError, WrongPin
+from apdu.national import NationalCode
+from apdu.sam import SecurityModule
+from apdu.transport import t0_chain
+from config.settings import Settings, load_settings
+from drivers.hsm import HsmModule
+from drivers.keyfile import read_secret
+from drivers.pcsc import PcscReader
+from drivers.psam import PcscPsamModule, open_psam
+from drivers.soft_sam import open_soft_sam
 from drivers.virtual.card import Behaviour
 from drivers.virtual.persona import PersonaError, load_persona
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK, classify
+from terminal.pin import pin_operation
 from terminal.reading import (
     ReadResult,
     national_string,
@@ -31,33 +43,145 @@ log = logging.getLogger("sscard")
 FORMATS = ("ireadcardbas", "json", "table")
 
 
-def _print_result(result: ReadResult, fmt: str) -> int:
+def _print_result(result: ReadResult, fmt: str, device_number: str = "") -> int:
     if fmt == "json":
         print(json.dumps(result_json(result), ensure_ascii=False, indent=2))
     elif fmt == "table":
         print(result_table(result))
     elif result.ok:
-        print(national_string(result))
+        print(national_string(result, device_number))
     if result.failure is not None:
         print(f"sscard: {result.failure.code}: {result.failure.reason}", file=sys.stderr)
     return result.exit_status
 
 
-def cmd_read(args: argparse.Namespace) -> int:
-    """``sscard read``: wait for a card, read it, print it."""
-    from drivers.pcsc import PcscReader
+def _open_module(
+    args: argparse.Namespace, readers: PcscReader, settings: Settings
+) -> tuple[bool, SecurityModule | None]:
+    """The security module the options ask for: (authenticate?, module or None)."""
+    if args.sam_reader:
+        return True, open_psam(readers, args.sam_reader)
+    url = args.hsm or (None if args.soft_sam else settings.hsm_url)
+    if url:
+        token = (
+            read_secret(settings.hsm_token_file, "HSM token") if settings.hsm_token_file else None
+        )
+        return True, HsmModule(url, timeout=settings.hsm_timeout_s, token=token)
+    if args.soft_sam:
+        return True, open_soft_sam(args.soft_sam, settings)
+    return False, None
 
+
+def _fail(exc: SscardError, fmt: str) -> int:
+    return _print_result(ReadResult(None, classify(exc)), fmt)
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    """``sscard read``: wait for a card, read it (with a security module if given), print it."""
+    try:
+        settings = load_settings(args.config)
+    except SscardError as exc:
+        return _fail(exc, args.format)
+    with PcscReader() as readers:
+        try:
+            authenticate, module = _open_module(args, readers, settings)
+        except SscardError as exc:
+            return _fail(exc, args.format)
+        try:
+            exclude = [module.reader] if isinstance(module, PcscPsamModule) else []
+            if args.sam_reader and module is None:
+                exclude = [r for r in readers.list_readers() if args.sam_reader in r]
+            try:
+                connection = readers.wait_for_card(
+                    args.timeout, reader=args.reader, exclude=exclude
+                )
+            except SscardError as exc:
+                return _fail(exc, args.format)
+            with connection:
+                result = read_and_classify(
+                    connection,
+                    connection.atr,
+                    connection.reader,
+                    connection.protocol_name,
+                    authenticate=authenticate,
+                    module=module,
+                )
+        finally:
+            if module is not None:
+                module.close()
+    return _print_result(result, args.format, settings.device_number)
+
+
+def _read_pin(prompt: str, from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return getpass.getpass(prompt)
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    """``sscard pin verify|change``: the PIN is prompted without echo (or read from stdin)."""
+    if args.action == "verify":
+        pins = [_read_pin("PIN: ", args.pin_stdin)]
+    else:
+        pins = [
+            _read_pin("current PIN: ", args.pin_stdin),
+            _read_pin("new PIN: ", args.pin_stdin),
+            _read_pin("new PIN again: ", args.pin_stdin),
+        ]
+        if pins[1] != pins[2]:
+            code = NationalCode.PIN_CONFIRM_MISMATCH
+            return _pin_report(args.format, code, national.message(code), None)
     with PcscReader() as readers:
         try:
             connection = readers.wait_for_card(args.timeout, reader=args.reader)
         except SscardError as exc:
             failure = classify(exc)
-            return _print_result(ReadResult(None, failure), args.format)
+            return _pin_report(args.format, failure.code, failure.reason, None)
         with connection:
-            result = read_and_classify(
-                connection, connection.atr, connection.reader, connection.protocol_name
-            )
-    return _print_result(result, args.format)
+            try:
+                pin_operation(t0_chain(connection), args.action, pins)
+            except WrongPin as exc:
+                failure = classify(exc)
+                return _pin_report(args.format, failure.code, failure.reason, exc.tries_left)
+            except SscardError as exc:
+                failure = classify(exc)
+                return _pin_report(args.format, failure.code, failure.reason, None)
+    done = "PIN verified" if args.action == "verify" else "PIN changed"
+    return _pin_report(args.format, 0, done, None)
+
+
+def _pin_report(fmt: str, code: int, reason: str, tries_left: int | None) -> int:
+    if fmt == "json":
+        out = {"ok": code == 0, "code": code, "reason": reason, "tries_left": tries_left}
+        print(json.dumps(out, ensure_ascii=False))
+    elif code == 0:
+        print(reason)
+    if code != 0:
+        print(f"sscard: {code}: {reason}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_hsm_service(args: argparse.Namespace) -> int:
+    """``sscard hsm-service``: run the reference HSM service (software keys) until interrupted."""
+    from drivers.keyfile import load_root_keys, read_secret
+    from sync.hsm_service import HsmService
+
+    try:
+        keys = load_root_keys(args.keys)
+        token = read_secret(args.token_file, "HSM token") if args.token_file else None
+        service = HsmService(
+            keys, host=args.host, port=args.port, token=token, allow_remote=args.allow_remote
+        )
+    except (SscardError, OSError) as exc:
+        print(f"sscard: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(
+        f"reference HSM service on {service.start()}; Ctrl-C to stop", file=sys.stderr, flush=True
+    )
+    _stop_on_signals().wait()
+    service.stop()
+    return EXIT_OK
 
 
 def _stop_on_signals() -> threading.Event:
@@ -72,27 +196,37 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_virtual_card(args: argparse.Namespace) -> int:
-    """``sscard virtual-card``: attach an emulated card to a vpcd slot until interrupted."""
+    """``sscard virtual-card``: attach an emulated card or PSAM to a vpcd slot until interrupted."""
+    from drivers.keyfile import load_root_keys
+    from drivers.virtual.card import VirtualCard
+    from drivers.virtual.psam import VirtualPsam, load_psam
     from drivers.virtual.ssc_card import VirtualSscCard
     from drivers.virtual.vpcd import VpcdBridge
 
-    try:
-        persona = load_persona(args.persona)
-    except (PersonaError, OSError) as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
     behaviour = Behaviour(
-        t0=args.t0,
+        t0=args.t0 or bool(args.psam),
         latency_ms=args.latency_ms,
         tear_after=args.tear_after,
         app_locked=args.app_locked,
         card_blocked=args.card_blocked,
     )
-    card = VirtualSscCard(persona, behaviour)
+    card: VirtualCard
+    try:
+        if args.psam:
+            card = VirtualPsam(load_psam(args.psam), behaviour)
+            label = f"PSAM {Path(args.psam).stem!r}"
+        else:
+            persona = load_persona(args.persona)
+            roots = load_root_keys(args.roots, require_private=False) if args.roots else None
+            card = VirtualSscCard(persona, behaviour, roots)
+            label = f"card {persona.name!r}"
+    except (PersonaError, SscardError, OSError, ValueError) as exc:
+        print(f"sscard: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     bridge = VpcdBridge(card, slot=args.slot, host=args.host)
     stop = _stop_on_signals()
     print(
-        f"virtual card {persona.name!r} ({'T=0' if args.t0 else 'T=1'}) on vpcd slot {args.slot}"
+        f"virtual {label} ({'T=0' if behaviour.t0 else 'T=1'}) on vpcd slot {args.slot}"
         f" — ATR {card.atr.hex().upper()}; Ctrl-C to remove",
         file=sys.stderr,
         flush=True,
@@ -127,12 +261,46 @@ def build_parser() -> argparse.ArgumentParser:
     read.add_argument(
         "--timeout", type=float, default=20.0, help="seconds to wait for a card (default: 20)"
     )
+    read.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")
+    module = read.add_mutually_exclusive_group()
+    module.add_argument("--sam-reader", metavar="NAME", help="reader holding the PSAM")
+    module.add_argument("--hsm", metavar="URL", help="HSM service for the two-step mode")
+    module.add_argument(
+        "--soft-sam", metavar="KEYFILE", help="software SAM root keys (development only)"
+    )
     read.set_defaults(handler=cmd_read)
+
+    pin = sub.add_parser("pin", help="verify or change the holder's PIN")
+    pin.add_argument("action", choices=("verify", "change"), help="what to do with the PIN")
+    pin.add_argument("--reader", help="reader name or a unique part of it (default: any)")
+    pin.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds to wait for a card (default: 20)"
+    )
+    pin.add_argument(
+        "--pin-stdin",
+        action="store_true",
+        help="read the PIN(s) from standard input, one per line, instead of prompting",
+    )
+    pin.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    pin.set_defaults(handler=cmd_pin)
+
+    hsm = sub.add_parser("hsm-service", help="run the reference HSM service (software keys)")
+    hsm.add_argument("--keys", required=True, help="root-key file (mode 0600)")
+    hsm.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    hsm.add_argument("--port", type=int, default=8470, help="port (default: 8470)")
+    hsm.add_argument("--token-file", help="file holding the bearer token clients must send")
+    hsm.add_argument(
+        "--allow-remote", action="store_true", help="allow binding a non-loopback address"
+    )
+    hsm.set_defaults(handler=cmd_hsm_service)
 
     virtual = sub.add_parser(
         "virtual-card", help="attach an emulated card to pcscd's vpcd reader until interrupted"
     )
-    virtual.add_argument("--persona", required=True, help="persona TOML file")
+    what = virtual.add_mutually_exclusive_group(required=True)
+    what.add_argument("--persona", help="persona TOML file (a social security card)")
+    what.add_argument("--psam", help="PSAM TOML file (a security module card)")
+    virtual.add_argument("--roots", help="root-key file the card derives its keys from")
     virtual.add_argument("--slot", type=int, default=0, help="vpcd slot (port 35963 + slot)")
     virtual.add_argument("--host", default="127.0.0.1", help="where vpcd listens")
     virtual.add_argument("--t0", action="store_true", help="behave as a T=0 card (61xx/6Cxx)")

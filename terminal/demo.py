@@ -3,6 +3,9 @@
 If a pcscd already runs (with the vpcd driver) it is used; otherwise one is started for the
 demo and stopped afterwards. Each card is inserted in vpcd slot 0, read by a separate
 ``sscard read --format ireadcardbas`` process (the real CLI through pyscard), and removed.
+Then a virtual PSAM goes into slot 1 and the cards that need one (3.0, and a forged card) are
+read again with ``--sam-reader``: the 3.0 card opens EF06, the forged one is refused (−21).
+The cards' keys and the PSAM derive from the TEST KEYS under ``tests/keys/``.
 """
 
 from __future__ import annotations
@@ -14,17 +17,22 @@ from pathlib import Path
 from typing import TextIO
 
 from apdu.errors import ReaderUnavailable
+from drivers.keyfile import RootKeys, load_root_keys
 from drivers.pcsc import PcscReader
 from drivers.virtual.card import Behaviour
 from drivers.virtual.pcscd import PcscdProcess, running_pid
 from drivers.virtual.persona import load_persona
+from drivers.virtual.psam import VirtualPsam, load_psam
 from drivers.virtual.ssc_card import VirtualSscCard
 from drivers.virtual.vpcd import VpcdBridge
 
 READER = "Virtual PCD 00 00"
+PSAM_READER = "Virtual PCD 00 01"
+#: the personas read a second time with the virtual PSAM in slot 1
+WITH_PSAM = ("v3-sm4", "forged")
 
 
-def _read_once(out: TextIO) -> None:
+def _read_once(out: TextIO, *extra: str) -> None:
     command = [
         sys.executable,
         "-m",
@@ -36,6 +44,7 @@ def _read_once(out: TextIO) -> None:
         "ireadcardbas",
         "--timeout",
         "10",
+        *extra,
     ]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.stdout.strip():
@@ -64,22 +73,47 @@ def run_demo(personas: Path, out: TextIO) -> int:
             print(f"sscard demo: {exc}", file=sys.stderr)
             return 2
     print(f"pcscd pid {running_pid()}; cards go into {READER!r}", file=out)
+    keys = personas.parent / "keys"
+    roots = load_root_keys(keys / "test-roots.toml", require_private=False)
     try:
         with PcscReader() as readers:
             for path in files:
-                persona = load_persona(path)
                 for t0 in (False, True) if path.stem == "ordinary-2.0" else (False,):
-                    card = VirtualSscCard(persona, Behaviour(t0=t0))
-                    mode = "T=0" if t0 else "T=1"
-                    print(f"\n[{persona.name}] {persona.description} ({mode})", file=out)
-                    bridge = VpcdBridge(card, slot=0)
-                    bridge.insert()
-                    try:
-                        _read_once(out)
-                    finally:
-                        bridge.remove()
-                        readers.wait_for_removal(READER, timeout=3)
+                    _show(readers, path, roots, out, t0=t0)
+            psam = VirtualPsam(load_psam(keys / "psam-national.toml"), Behaviour(t0=True))
+            print(f"\nvirtual PSAM (TEST KEYS) in {PSAM_READER!r}", file=out)
+            psam_bridge = VpcdBridge(psam, slot=1)
+            psam_bridge.insert()
+            try:
+                for name in WITH_PSAM:
+                    _show(readers, personas / f"{name}.toml", roots, out, psam=True)
+            finally:
+                psam_bridge.remove()
     finally:
         if daemon is not None:
             daemon.stop()
     return 0
+
+
+def _show(
+    readers: PcscReader,
+    path: Path,
+    roots: RootKeys,
+    out: TextIO,
+    *,
+    t0: bool = False,
+    psam: bool = False,
+) -> None:
+    """Insert one persona in slot 0, read it with the CLI, print the answer, remove it."""
+    persona = load_persona(path)
+    card = VirtualSscCard(persona, Behaviour(t0=t0), roots)
+    mode = "T=0" if t0 else "T=1"
+    how = ", with the PSAM" if psam else ""
+    print(f"\n[{persona.name}] {persona.description} ({mode}{how})", file=out)
+    bridge = VpcdBridge(card, slot=0)
+    bridge.insert()
+    try:
+        _read_once(out, *(("--sam-reader", PSAM_READER) if psam else ()))
+    finally:
+        bridge.remove()
+        readers.wait_for_removal(READER, timeout=3)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from apdu import national
+from apdu.crypto import UnsupportedAlgorithm
 from apdu.errors import (
     ApduError,
     AtrError,
@@ -24,6 +25,8 @@ from apdu.errors import (
     WrongPin,
 )
 from apdu.national import NationalCode
+from apdu.pin import PinFormatError
+from apdu.sam import SecurityModuleError
 
 EXIT_OK = 0
 EXIT_FAILURE = 2
@@ -43,32 +46,42 @@ class Failure:
     exit_status: int = EXIT_FAILURE
 
 
+#: error type → national code, first match wins (subclasses before their parents)
+CODES: tuple[tuple[type[SscardError], int], ...] = (
+    (UnsupportedAlgorithm, NationalCode.PSAM_ALGORITHM_MISSING),
+    (PinFormatError, NationalCode.PIN_LENGTH),
+    (ReaderTimeout, NationalCode.NO_CARD),
+    (CardRemoved, NationalCode.CARD_NOT_ANSWERING),
+    (ReaderUnavailable, NationalCode.READER_CONNECTION),
+    (CardNotGenuine, NationalCode.NOT_GENUINE),
+    (WrongPin, NationalCode.PIN_WRONG),
+    (PinBlocked, NationalCode.PIN_LOCKED),
+    (AtrError, NationalCode.WRONG_CARD_TYPE),
+    (ProtocolError, NationalCode.CHECKSUM),
+)
+
+
+def national_code(exc: SscardError) -> int:
+    """The national code of an error (App A, or ``-(SW)`` for a card status word).
+
+    :param exc: the error
+    """
+    if isinstance(exc, SecurityModuleError):
+        return int(exc.code)
+    if isinstance(exc, RecordFormatError) and "卡识别码" in str(exc):
+        return NationalCode.BAD_CARD_ID_FORMAT
+    for kind, code in CODES:
+        if isinstance(exc, kind):
+            return code
+    if isinstance(exc, CardStateError | ApduError):
+        return national.for_sw(exc.sw)
+    return NationalCode.COMMAND_NOT_SUPPORTED
+
+
 def classify(exc: SscardError) -> Failure:
     """Map an error to its national code and a one-line reason.
 
     :param exc: the error
     """
-    code: int
-    if isinstance(exc, ReaderTimeout):
-        code = NationalCode.NO_CARD
-    elif isinstance(exc, CardRemoved):
-        code = NationalCode.CARD_NOT_ANSWERING
-    elif isinstance(exc, ReaderUnavailable):
-        code = NationalCode.READER_CONNECTION
-    elif isinstance(exc, CardNotGenuine):
-        code = NationalCode.NOT_GENUINE
-    elif isinstance(exc, WrongPin):
-        code = NationalCode.PIN_WRONG
-    elif isinstance(exc, PinBlocked):
-        code = NationalCode.PIN_LOCKED
-    elif isinstance(exc, CardStateError | ApduError):
-        code = national.for_sw(exc.sw)
-    elif isinstance(exc, AtrError):
-        code = NationalCode.WRONG_CARD_TYPE
-    elif isinstance(exc, RecordFormatError) and "卡识别码" in str(exc):
-        code = NationalCode.BAD_CARD_ID_FORMAT
-    elif isinstance(exc, ProtocolError):
-        code = NationalCode.CHECKSUM
-    else:
-        code = NationalCode.COMMAND_NOT_SUPPORTED
-    return Failure(int(code), f"{national.message(code)}: {exc}")
+    code = national_code(exc)
+    return Failure(code, f"{national.message(code)}: {exc}")

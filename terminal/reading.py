@@ -15,6 +15,7 @@ from apdu.atr import Atr
 from apdu.errors import SscardError
 from apdu.identity import CATEGORY_NAMES, ETHNICITY_NAMES, SEX_NAMES
 from apdu.national import NO_TERMINAL_NUMBER, ireadcardbas
+from apdu.sam import SecurityModule, read_authenticated
 from apdu.ssc import CardContents, read_free
 from apdu.sw import Sw
 from apdu.transport import Connection, t0_chain
@@ -29,6 +30,9 @@ class ReadResult:
     :param failure: why the read failed, or ``None``
     :param reader: the reader name
     :param protocol: ``T=0`` or ``T=1``
+    :param warnings: what the operator should know (fields left unread and why)
+    :param terminal_number: the security module's 终端机编号, zeros without one
+    :param module: the security module's kind (``psam``, ``hsm``, ``soft-sam``), empty if none
     """
 
     contents: CardContents | None
@@ -36,6 +40,8 @@ class ReadResult:
     reader: str = ""
     protocol: str = ""
     warnings: list[str] = field(default_factory=list)
+    terminal_number: str = NO_TERMINAL_NUMBER
+    module: str = ""
 
     @property
     def ok(self) -> bool:
@@ -88,7 +94,13 @@ def outcome(contents: CardContents) -> tuple[Failure | None, list[str]]:
 
 
 def read_and_classify(
-    raw: Connection, atr: bytes, reader: str = "", protocol: str = ""
+    raw: Connection,
+    atr: bytes,
+    reader: str = "",
+    protocol: str = "",
+    *,
+    authenticate: bool = False,
+    module: SecurityModule | None = None,
 ) -> ReadResult:
     """Read a card and turn every error into a :class:`ReadResult`, never an exception.
 
@@ -96,13 +108,25 @@ def read_and_classify(
     :param atr: the card's ATR
     :param reader: the reader name, for the result
     :param protocol: the transmission protocol, for the result
+    :param authenticate: run the national flow with a security module (§4.3); with
+        ``module=None`` that flow reports ``-2201`` (no PSAM)
+    :param module: the security module
     """
+    terminal_number = NO_TERMINAL_NUMBER
     try:
-        contents = read_card(raw, atr)
+        if authenticate:
+            historical = Atr.parse(atr).historical
+            done = read_authenticated(t0_chain(raw), historical, module)
+            contents, terminal_number = done.contents, done.terminal_number
+        else:
+            contents = read_card(raw, atr)
     except SscardError as exc:
         return ReadResult(None, classify(exc), reader, protocol)
     failure, warnings = outcome(contents)
-    return ReadResult(contents, failure, reader, protocol, warnings)
+    result = ReadResult(contents, failure, reader, protocol, warnings)
+    result.terminal_number = terminal_number
+    result.module = module.kind if module is not None else ""
+    return result
 
 
 def _date(value: Any) -> str | None:
@@ -152,6 +176,8 @@ def result_json(result: ReadResult) -> dict[str, Any]:
         "reason": result.failure.reason if result.failure else "",
         "reader": result.reader,
         "protocol": result.protocol,
+        "security_module": result.module or None,
+        "terminal_number": result.terminal_number,
     }
     if result.contents is not None:
         out["card"] = card_fields(result.contents)
@@ -197,19 +223,25 @@ def result_table(result: ReadResult) -> str:
                 if card.get(f"{key}_derived"):
                     shown += " (from SSN)"
             lines.append(f"{label:<24} {shown}")
+        if result.module:
+            checked = f"{result.module}, card genuine (internal authentication)"
+            lines.append(f"{'安全模块 security module':<24} {checked}")
+            lines.append(f"{'终端机编号 terminal no.':<24} {result.terminal_number}")
     lines.extend(f"warning: {warning}" for warning in result.warnings)
     if result.failure is not None:
         lines.append(f"error {result.failure.code}: {result.failure.reason}")
     return "\n".join(lines)
 
 
-def national_string(result: ReadResult, terminal_number: str = NO_TERMINAL_NUMBER) -> str:
+def national_string(result: ReadResult, device_number: str = "") -> str:
     """The ``iReadCardBas`` line of a successful read.
 
-    :param result: a successful read result
-    :param terminal_number: 终端机编号, zeros without a PSAM
+    :param result: a successful read result (its terminal number comes from the module)
+    :param device_number: 终端设备号 from the settings
     :raises ValueError: when the read did not succeed
     """
     if result.contents is None or result.failure is not None:
         raise ValueError("no complete read to format")
-    return ireadcardbas(result.contents, terminal_number=terminal_number)
+    return ireadcardbas(
+        result.contents, terminal_number=result.terminal_number, device_number=device_number
+    )

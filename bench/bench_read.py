@@ -1,0 +1,97 @@
+"""Benchmark: reading a social security card, in-process versus through a real pcscd.
+
+Prints the time of one full basic-info read (SELECT, EF05 and EF06 records: 17 APDUs, more on
+T=0) for each path, and the ratio against the in-process baseline measured in the same run.
+The third row shows the vpcd TCP_QUICKACK trap (pcsc-feasibility §5): without QUICKACK every
+APDU waits for a delayed ACK.
+
+Run: ``.venv/bin/python bench/bench_read.py [--rounds N]`` (starts its own pcscd if none runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from drivers.pcsc import PcscReader
+from drivers.virtual.card import Behaviour, VirtualConnection
+from drivers.virtual.pcscd import PcscdProcess, running_pid
+from drivers.virtual.persona import load_persona
+from drivers.virtual.ssc_card import VirtualSscCard
+from drivers.virtual.vpcd import VpcdBridge
+from terminal.reading import read_and_classify
+
+PERSONA = Path(__file__).resolve().parent.parent / "tests" / "personas" / "ordinary-2.0.toml"
+READER = "Virtual PCD 00 00"
+
+
+def timed(fn: Callable[[], None], rounds: int) -> list[float]:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def in_process(t0: bool) -> Callable[[], None]:
+    card = VirtualSscCard(load_persona(PERSONA), Behaviour(t0=t0))
+
+    def run() -> None:
+        assert read_and_classify(VirtualConnection(card), card.atr).ok
+
+    return run
+
+
+def through_pcscd(readers: PcscReader, t0: bool, quickack: bool, rounds: int) -> list[float]:
+    card = VirtualSscCard(load_persona(PERSONA), Behaviour(t0=t0))
+    bridge = VpcdBridge(card, slot=0, quickack=quickack)
+    bridge.insert()
+    try:
+        connection = readers.wait_for_card(5, reader=READER)
+        with connection:
+
+            def run() -> None:
+                assert read_and_classify(connection, connection.atr).ok
+
+            return timed(run, rounds)
+    finally:
+        bridge.remove()
+        readers.wait_for_removal(READER, 5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200, help="reads per path")
+    args = parser.parse_args()
+    daemon = None
+    if running_pid() is None:
+        daemon = PcscdProcess(Path(tempfile.gettempdir()) / "sscard-bench-pcscd.log")
+        daemon.start()
+    try:
+        rows = [
+            ("in-process, T=1 (baseline)", timed(in_process(False), args.rounds)),
+            ("in-process, T=0", timed(in_process(True), args.rounds)),
+        ]
+        with PcscReader() as readers:
+            rows.append(("pcscd+vpcd, T=1", through_pcscd(readers, False, True, args.rounds)))
+            rows.append(("pcscd+vpcd, T=0", through_pcscd(readers, True, True, args.rounds)))
+            few = max(2, args.rounds // 50)
+            rows.append(("pcscd+vpcd, T=1, no QUICKACK", through_pcscd(readers, False, False, few)))
+    finally:
+        if daemon is not None:
+            daemon.stop()
+    base = statistics.median(rows[0][1])
+    print(f"{'path':<32} {'median ms':>10} {'p95 ms':>8} {'ratio':>8}")
+    for name, samples in rows:
+        median = statistics.median(samples)
+        p95 = sorted(samples)[int(0.95 * (len(samples) - 1))]
+        print(f"{name:<32} {median * 1e3:>10.3f} {p95 * 1e3:>8.3f} {median / base:>8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
