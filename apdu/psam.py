@@ -28,12 +28,14 @@ import logging
 from apdu import crypto
 from apdu.command import CommandApdu
 from apdu.errors import ApduError, ProtocolError
+from apdu.purse import PurchaseMac1, PurchaseRequest
 from apdu.sam import (
     AlgorithmNotSupported,
     AuthRequest,
     AuthResponse,
     CardIdentity,
     KeyLevelInsufficient,
+    Mac2Invalid,
     RkssseMissing,
     SecurityModule,
     SecurityModuleRefused,
@@ -58,6 +60,8 @@ CLA_PROPRIETARY = 0x80
 INS_INIT_ENVIRONMENT = 0xEC
 INS_DELIVER_SESSION_KEY = 0xDE
 INS_CIPHER_DATA = 0xFA
+INS_INIT_SAM_FOR_PURCHASE = 0x70
+INS_CREDIT_SAM_FOR_PURCHASE = 0x72
 INS_READ_BINARY = 0xB0
 P1_TERMINAL_INFO_SFI = 0x80 | 0x16  # READ BINARY by SFI 16 (EF 0016)
 TERMINAL_NUMBER_LENGTH = 6
@@ -66,8 +70,11 @@ KEY_TYPE_AUTH = 0x07
 KEY_IRK = 0x08
 KEY_RKSSSE = 0x0A
 SW_WRONG_LEVELS = 0x6A80
+SW_CONDITIONS = 0x6985
 SW_KEY_NOT_FOUND = 0x6A88
 SW_FILE_NOT_FOUND = 0x6A82
+SW_MAC_INVALID = 0x9302  # CREDIT SAM FOR PURCHASE: MAC2 does not match (S3-P9 §9.9)
+SW_MAC_INVALID_COUNTED = 0x63CF  # the same, as some PSAMs answer it
 
 
 def usage_byte(levels: int, key_type: int = KEY_TYPE_AUTH) -> int:
@@ -157,6 +164,26 @@ class PsamSession:
         if len(out) != len(data):
             raise ProtocolError(f"CIPHER DATA returned {len(out)} bytes for {len(data)}")
         return out
+
+    def init_sam_for_purchase(self, data: bytes) -> bytes:
+        """``80 70 00 00 24``: MAC1 of a purchase → terminal sequence (4) ‖ MAC1 (4).
+
+        :param data: the 36 bytes of :meth:`apdu.purse.PurchaseRequest.mac1_data`
+        :raises ProtocolError: when the PSAM returns other than 8 bytes
+        """
+        command = CommandApdu(CLA_PROPRIETARY, INS_INIT_SAM_FOR_PURCHASE, 0, 0, data, 8)
+        out = send(self.connection, command)
+        if len(out) != 8:
+            raise ProtocolError(f"INIT SAM FOR PURCHASE returned {len(out)} bytes, expected 8")
+        return out
+
+    def credit_sam_for_purchase(self, mac2: bytes) -> None:
+        """``80 72 00 00 04 <MAC2>``: the PSAM checks the card's MAC2.
+
+        :param mac2: 4 bytes
+        :raises ApduError: ``9302`` / ``63CF`` MAC2 wrong, ``6985`` nothing pending, others
+        """
+        send(self.connection, CommandApdu(CLA_PROPRIETARY, INS_CREDIT_SAM_FOR_PURCHASE, 0, 0, mac2))
 
     def terminal_number(self) -> str:
         """Read 终端机编号 (EF ``0016``, 6 bytes BCD) → 12 digits.
@@ -262,6 +289,40 @@ class PsamModule(SecurityModule):
             raise SecurityModuleRefused(_step(exc), exc.sw) from exc
         return AuthResponse(expected, cryptogram)
 
+    def purchase_mac1(self, request: PurchaseRequest) -> PurchaseMac1:
+        """MAC1 with ``80 70`` in the DES environment's ADF.
+
+        :param request: the card's purchase data
+        :raises AlgorithmNotSupported: the PSAM has no DES environment
+        :raises SecurityModuleRefused: the PSAM refused (``6A88``: no purchase key), as ``-(SW)``
+        """
+        try:
+            if not self.session.select_environment(CardAlgorithm.DES):
+                raise AlgorithmNotSupported("the PSAM has no DES environment for purchases")
+            self.session.select_application()
+            out = self.session.init_sam_for_purchase(request.mac1_data())
+        except ApduError as exc:
+            raise SecurityModuleRefused(_step(exc), exc.sw) from exc
+        return PurchaseMac1(int.from_bytes(out[:4], "big"), out[4:])
+
+    def check_mac2(self, mac2: bytes) -> None:
+        """Check MAC2 with ``80 72``.
+
+        :param mac2: 4 bytes from the card
+        :raises Mac2Invalid: ``9302`` / ``63CF``, or ``6985`` (no MAC1 pending)
+        :raises SecurityModuleRefused: any other refusal, as ``-(SW)``
+        """
+        if len(mac2) != 4:
+            raise ProtocolError(f"MAC2 is 4 bytes, got {len(mac2)}")
+        try:
+            self.session.credit_sam_for_purchase(mac2)
+        except ApduError as exc:
+            if exc.sw in (SW_MAC_INVALID, SW_MAC_INVALID_COUNTED):
+                raise Mac2Invalid("MAC2 does not match: the card did not prove the debit") from exc
+            if exc.sw == SW_CONDITIONS:
+                raise Mac2Invalid("the PSAM has no purchase pending (MAC1 first)") from exc
+            raise SecurityModuleRefused(_step(exc), exc.sw) from exc
+
     def terminal_number(self) -> str:
         """The PSAM's 12-digit terminal number (read once)."""
         if self._terminal_number is None:
@@ -274,6 +335,12 @@ class PsamModule(SecurityModule):
 
 def _step(exc: ApduError) -> str:
     """Name the PSAM command an error answered, for messages."""
-    names = {0xA4: "SELECT", 0xEC: "BF EC (initialise environment)", 0xFA: "80 FA (cipher data)"}
+    names = {
+        0xA4: "SELECT",
+        0xEC: "BF EC (initialise environment)",
+        0xFA: "80 FA (cipher data)",
+        0x70: "80 70 (init SAM for purchase)",
+        0x72: "80 72 (credit SAM for purchase)",
+    }
     ins = exc.command[1] if len(exc.command) > 1 else -1
     return names.get(ins, f"INS {ins:02X}")

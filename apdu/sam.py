@@ -32,6 +32,7 @@ from apdu.errors import (
     card_state_error,
 )
 from apdu.national import NO_TERMINAL_NUMBER, NationalCode
+from apdu.purse import PurchaseMac1, PurchaseRequest
 from apdu.ssc import CardAlgorithm, CardContents, Generation, IssuerData, SscSession
 from apdu.sw import describe
 from apdu.transport import Connection, send
@@ -94,6 +95,21 @@ class SecurityModuleRefused(SecurityModuleError):
         self.sw = sw
         self.code = -(sw & 0xFFFF)
         super().__init__(f"PSAM refused {what}: SW {sw:04X} ({describe(sw)})")
+
+
+class PurchaseNotSupported(SecurityModuleError):
+    """The back-end computes no purchase MACs (``-13``, command not supported)."""
+
+    code = NationalCode.COMMAND_NOT_SUPPORTED
+
+
+class Mac2Invalid(SecurityModuleError):
+    """MAC2 from the card does not match: the debit is not proven (``9302``, ``-37634``).
+
+    Also raised when no MAC1 is pending (the module has nothing to check MAC2 against).
+    """
+
+    code = -0x9302
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +209,26 @@ class SecurityModule(ABC):
 
         :raises SecurityModuleUnavailable: the module cannot be reached
         """
+
+    def purchase_mac1(self, request: PurchaseRequest) -> PurchaseMac1:
+        """Compute MAC1 of a purchase and hand out the next terminal transaction sequence.
+
+        The module keeps the session key until :meth:`check_mac2`.
+
+        :param request: the card's purchase data
+        :raises PurchaseNotSupported: a back-end without purchase keys
+        :raises SecurityModuleError: on any module failure, with its national code
+        """
+        raise PurchaseNotSupported(f"the {self.kind} back-end computes no purchase MACs")
+
+    def check_mac2(self, mac2: bytes) -> None:
+        """Check the card's MAC2 against the pending purchase, which it then forgets.
+
+        :param mac2: 4 bytes from the card's DEBIT FOR PURCHASE answer
+        :raises Mac2Invalid: MAC2 does not match, or no purchase is pending
+        :raises PurchaseNotSupported: a back-end without purchase keys
+        """
+        raise PurchaseNotSupported(f"the {self.kind} back-end computes no purchase MACs")
 
     def close(self) -> None:  # noqa: B027 - optional hook, most back-ends hold nothing
         """Release what the module holds."""

@@ -9,6 +9,7 @@ Format (TOML)::
     [des]                                 # one table per algorithm: des, sm4
     irk = "<16-byte hex>"                 # internal-authentication root (IRK)
     rkssse = "<16-byte hex>"              # RKSSSE root (3.0 EF06 read key); optional
+    dpk = "<16-byte hex>"                 # purchase root (MAC1/MAC2), [des] only; optional
 
 A key file must be readable by its owner only (mode 0600): anything looser is refused, since a
 readable root key lets anyone forge cards.
@@ -41,6 +42,7 @@ class RootKeys:
 
     :param irk: algorithm → IRK root
     :param rkssse: algorithm → RKSSSE root (absent when the holder has none)
+    :param dpk: the purchase (DPK) root, DES only, or ``None``
     :param terminal_number: the 12-digit terminal number to report
     :param test_keys: the file says these are test keys
     :param source: where the keys came from, for messages
@@ -48,6 +50,7 @@ class RootKeys:
 
     irk: dict[CardAlgorithm, bytes]
     rkssse: dict[CardAlgorithm, bytes] = field(default_factory=dict)
+    dpk: bytes | None = None
     terminal_number: str = "000000000000"
     test_keys: bool = False
     source: str = ""
@@ -110,22 +113,31 @@ def parse_root_keys(data: dict[str, Any], source: str = "") -> RootKeys:
         raise KeyFileError(f"{source}: unknown keys {unknown}")
     irk: dict[CardAlgorithm, bytes] = {}
     rkssse: dict[CardAlgorithm, bytes] = {}
+    dpk = None
     for name, algorithm in ALGORITHM_TABLES.items():
         table = data.get(name)
         if table is None:
             continue
-        extra = sorted(set(table) - {"irk", "rkssse"})
+        if not isinstance(table, dict):
+            raise KeyFileError(f"{source}: {name} must be a table [{name}]")
+        optional = {"rkssse", "dpk"} if algorithm == CardAlgorithm.DES else {"rkssse"}
+        extra = sorted(set(table) - {"irk"} - optional)
         if extra or "irk" not in table:
-            raise KeyFileError(f"{source}: [{name}] needs irk (and optionally rkssse) only")
+            raise KeyFileError(
+                f"{source}: [{name}] holds irk and optionally {' and '.join(sorted(optional))}"
+                f"{f'; not {extra}' if extra else ''}"
+            )
         irk[algorithm] = _key(table, "irk", f"{source} [{name}]")
         if "rkssse" in table:
             rkssse[algorithm] = _key(table, "rkssse", f"{source} [{name}]")
+        if "dpk" in table:
+            dpk = _key(table, "dpk", f"{source} [{name}]")
     if not irk:
         raise KeyFileError(f"{source}: no [des] or [sm4] keys")
     number = str(data.get("terminal_number", "000000000000"))
     if len(number) != 12 or not number.isdigit():
         raise KeyFileError(f"{source}: terminal_number must be 12 digits")
-    return RootKeys(irk, rkssse, number, bool(data.get("test_keys", False)), source)
+    return RootKeys(irk, rkssse, dpk, number, bool(data.get("test_keys", False)), source)
 
 
 def load_root_keys(path: str | Path, *, require_private: bool = True) -> RootKeys:

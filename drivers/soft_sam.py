@@ -12,13 +12,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from apdu import crypto
+from apdu import crypto, purse
 from apdu.errors import ProtocolError, SscardError
+from apdu.purse import PurchaseMac1, PurchaseRequest
 from apdu.sam import (
     AlgorithmNotSupported,
     AuthRequest,
     AuthResponse,
     CardIdentity,
+    Mac2Invalid,
     RkssseMissing,
     SecurityModule,
 )
@@ -142,6 +144,8 @@ class SoftSam(SecurityModule):
     def __init__(self, keys: RootKeys, settings: Settings) -> None:
         refuse_in_production(settings)
         self.keys = keys
+        self._sequence = 1
+        self._pending: tuple[bytes, int] | None = None
         log.warning(
             'event=soft_sam_open warning="software keys, not for production" '
             "key_file=%s test_keys=%s",
@@ -171,6 +175,46 @@ class SoftSam(SecurityModule):
     def terminal_number(self) -> str:
         """The key file's 12-digit ``terminal_number``."""
         return self.keys.terminal_number
+
+    def purchase_mac1(self, request: PurchaseRequest) -> PurchaseMac1:
+        """MAC1 from the key file's DES purchase root (:mod:`apdu.purse`).
+
+        The terminal transaction sequence counts from 1 for each process: a development aid
+        only, where a PSAM keeps it in EF ``0019``.
+
+        :param request: the card's purchase data
+        :raises AlgorithmNotSupported: no ``dpk`` in the key file, or a card algorithm id
+            other than ``00`` (DES)
+        """
+        self._pending = None
+        if self.keys.dpk is None:
+            raise AlgorithmNotSupported(
+                f"the key file {self.keys.source or '(in memory)'} has no [des] dpk purchase root"
+            )
+        if request.algorithm_id != purse.PURSE_ALG_DES:
+            raise AlgorithmNotSupported(
+                f"purchase algorithm id {request.algorithm_id:#04x}: only 00 (DES) is computed"
+            )
+        sequence = self._sequence
+        dpk = purse.card_purchase_key(self.keys.dpk, request)
+        sespk = purse.session_key(dpk, request, sequence)
+        mac1 = purse.mac1(sespk, request, self.keys.terminal_number)
+        self._sequence = (sequence + 1) & 0xFFFFFFFF
+        self._pending = (sespk, request.amount)
+        return PurchaseMac1(sequence, mac1)
+
+    def check_mac2(self, mac2: bytes) -> None:
+        """Check MAC2 against the pending purchase, then forget it.
+
+        :param mac2: 4 bytes from the card
+        :raises Mac2Invalid: MAC2 does not match, or no purchase is pending
+        """
+        pending, self._pending = self._pending, None
+        if pending is None:
+            raise Mac2Invalid("no purchase is pending (MAC1 first)")
+        sespk, amount = pending
+        if mac2 != purse.mac2(sespk, amount):
+            raise Mac2Invalid("MAC2 does not match: the card did not prove the debit")
 
 
 def open_soft_sam(path: str | Path, settings: Settings) -> SoftSam:

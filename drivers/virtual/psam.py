@@ -15,7 +15,14 @@ It answers the commands :mod:`apdu.psam` sends, byte for byte (spec doc §3.5, S
   factor; every BF DE first forgets the previous session key;
 * ``80 FA 00 00 Lc data``: encrypt whole blocks (ECB) with the session key (none: ``6985``;
   not whole blocks: ``6700``; P1 other than ``00``: ``6A86``);
-* ``00 B0 96 00 06``: the terminal number, 6 bytes BCD, from EF ``0016`` by SFI.
+* ``00 B0 96 00 06``: the terminal number, 6 bytes BCD, from EF ``0016`` by SFI;
+* ``80 70 00 00 24 <purchase data>`` (INIT SAM FOR PURCHASE, needs the DES environment's ADF,
+  else ``6985``; Lc other than 36 → ``6700``; no purchase root or an algorithm id other than
+  ``00`` → ``6A88``): derives the card's DPK and the session key (:mod:`apdu.purse`), answers
+  the terminal transaction sequence (4) ‖ MAC1 (4), then counts the sequence up. The sequence
+  lives in EF ``0019``, so it survives power-off;
+* ``80 72 00 00 04 <MAC2>`` (CREDIT SAM FOR PURCHASE): ``9000`` when MAC2 matches the pending
+  purchase, ``9302`` when not, ``6985`` with none pending; either way the purchase is over.
 
 PSAMs are T=0 cards: by default the answers with data come as ``61xx`` and GET RESPONSE.
 
@@ -37,22 +44,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from apdu import crypto
+from apdu import crypto, purse
 from apdu.command import CommandApdu, ResponseApdu
+from apdu.errors import ProtocolError
 from apdu.psam import (
     AID_PSAM_ADF,
     CLA_PROPRIETARY,
     CLA_PSAM,
     ENVIRONMENTS,
     INS_CIPHER_DATA,
+    INS_CREDIT_SAM_FOR_PURCHASE,
     INS_DELIVER_SESSION_KEY,
     INS_INIT_ENVIRONMENT,
+    INS_INIT_SAM_FOR_PURCHASE,
     INS_READ_BINARY,
     KEY_IRK,
     KEY_RKSSSE,
     KEY_TYPE_AUTH,
     TERMINAL_NUMBER_LENGTH,
 )
+from apdu.purse import MAC1_DATA_LEN, PURSE_ALG_DES
 from apdu.ssc import CardAlgorithm
 from apdu.tlv import encode_ber
 from drivers.keyfile import (
@@ -78,10 +89,12 @@ SW_WRONG_LENGTH = 0x6700
 SW_CONDITIONS = 0x6985
 SW_NO_CURRENT_EF = 0x6986
 SW_WRONG_LEVELS = 0x6A80
+SW_WRONG_DATA = 0x6A80
 SW_FILE_NOT_FOUND = 0x6A82
 SW_WRONG_P1P2 = 0x6A86
 SW_KEY_NOT_FOUND = 0x6A88
 SW_OUTSIDE_EF = 0x6B00
+SW_MAC_INVALID = 0x9302
 SW_INS_UNKNOWN = 0x6D00
 SW_CLA_UNKNOWN = 0x6E00
 
@@ -257,6 +270,9 @@ class VirtualPsam(VirtualCard):
         self.config = config
         self.terminal_number = number
         self.keys = held_keys(config)
+        has_des = CardAlgorithm.DES in config.algorithms
+        self.purchase_root = config.roots.dpk if has_des else None
+        self.terminal_sequence = 1  # EF 0019: kept across power-off
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -264,6 +280,7 @@ class VirtualPsam(VirtualCard):
         self.environment: CardAlgorithm | None = None
         self.adf_selected = False
         self.session_key: bytes | None = None
+        self.pending_purchase: tuple[bytes, int] | None = None  # (SESPK, amount)
 
     def handle(self, command: CommandApdu) -> ResponseApdu:
         """Answer one command.
@@ -276,6 +293,8 @@ class VirtualPsam(VirtualCard):
             (CLA_PSAM, INS_DELIVER_SESSION_KEY): self._deliver_session_key,
             (CLA_PROPRIETARY, INS_CIPHER_DATA): self._cipher,
             (0x00, INS_READ_BINARY): self._read_binary,
+            (CLA_PROPRIETARY, INS_INIT_SAM_FOR_PURCHASE): self._init_for_purchase,
+            (CLA_PROPRIETARY, INS_CREDIT_SAM_FOR_PURCHASE): self._credit_for_purchase,
         }
         handler = handlers.get((command.cla, command.ins))
         if handler is not None:
@@ -347,3 +366,36 @@ class VirtualPsam(VirtualCard):
         if command.p2 >= TERMINAL_NUMBER_LENGTH:
             return _sw(SW_OUTSIDE_EF)
         return self.fit_le(command, self.terminal_number[command.p2 :], self.behaviour.t0)
+
+    def _init_for_purchase(self, command: CommandApdu) -> ResponseApdu:
+        self.pending_purchase = None
+        if command.p1 or command.p2:
+            return _sw(SW_WRONG_P1P2)
+        if not self.adf_selected or self.environment != CardAlgorithm.DES:
+            return _sw(SW_CONDITIONS)
+        if len(command.data) != MAC1_DATA_LEN:
+            return _sw(SW_WRONG_LENGTH)
+        try:
+            request = purse.parse_mac1_data(command.data)
+        except ProtocolError:
+            return _sw(SW_WRONG_DATA)
+        if self.purchase_root is None or request.algorithm_id != PURSE_ALG_DES:
+            return _sw(SW_KEY_NOT_FOUND)
+        sequence = self.terminal_sequence
+        dpk = purse.card_purchase_key(self.purchase_root, request)
+        sespk = purse.session_key(dpk, request, sequence)
+        mac1 = purse.mac1(sespk, request, self.config.terminal_number)
+        self.terminal_sequence = (sequence + 1) & 0xFFFFFFFF
+        self.pending_purchase = (sespk, request.amount)
+        return ResponseApdu(sequence.to_bytes(4, "big") + mac1, SW_OK)
+
+    def _credit_for_purchase(self, command: CommandApdu) -> ResponseApdu:
+        if command.p1 or command.p2:
+            return _sw(SW_WRONG_P1P2)
+        pending, self.pending_purchase = self.pending_purchase, None
+        if pending is None:
+            return _sw(SW_CONDITIONS)
+        if len(command.data) != 4:
+            return _sw(SW_WRONG_LENGTH)
+        sespk, amount = pending
+        return _sw(SW_OK if command.data == purse.mac2(sespk, amount) else SW_MAC_INVALID)

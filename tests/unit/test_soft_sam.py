@@ -33,7 +33,14 @@ from apdu.sam import (
 )
 from apdu.ssc import CardAlgorithm, Generation
 from config.settings import Settings
-from drivers.keyfile import KeyFileError, RootKeys, load_root_keys, private_copy, read_secret
+from drivers.keyfile import (
+    KeyFileError,
+    RootKeys,
+    load_root_keys,
+    parse_root_keys,
+    private_copy,
+    read_secret,
+)
 from drivers.soft_sam import SoftSam, SoftSamRefused, compute_auth, open_soft_sam
 
 H = bytes.fromhex
@@ -240,3 +247,31 @@ def test_a_secret_file_must_be_private_and_hold_one_token(tmp_path: Path) -> Non
             read_secret(path, "HSM token")
     with pytest.raises(KeyFileError, match="cannot read HSM token file"):
         read_secret(tmp_path / "missing", "HSM token")
+
+
+GOOD_KEYS = {"test_keys": True, "des": {"irk": "00" * 16, "dpk": "11" * 16}}
+
+
+def test_a_key_file_may_carry_a_des_purchase_root() -> None:
+    keys = parse_root_keys(GOOD_KEYS, "k.toml")
+    assert keys.dpk == H("11" * 16) and keys.irk == {CardAlgorithm.DES: bytes(16)}
+    assert parse_root_keys({"des": {"irk": "00" * 16}}).dpk is None
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"sm4": {"irk": "00" * 16, "dpk": "11" * 16}}, r"\[sm4\] holds irk and optionally rkssse"),
+        ({"des": {"irk": "00" * 16, "mac": "11" * 16}}, r"not \['mac'\]"),
+        ({"des": {"rkssse": "00" * 16}}, r"\[des\] holds irk"),
+        ({"des": {"irk": "00" * 15}}, "must be 16 bytes, got 15"),
+        ({"des": {"irk": "zz" * 16}}, "not hexadecimal"),
+        ({"des": "irk"}, r"must be a table \[des\]"),
+        ({"sm2": {}}, r"unknown keys \['sm2'\]"),
+        ({}, r"no \[des\] or \[sm4\] keys"),
+        ({"des": {"irk": "00" * 16}, "terminal_number": "12345"}, "12 digits"),
+    ],
+)
+def test_malformed_key_files_are_clear_errors(data: dict, needle: str) -> None:
+    with pytest.raises(KeyFileError, match=needle):
+        parse_root_keys(data, "k.toml")
