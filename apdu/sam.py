@@ -33,7 +33,14 @@ from apdu.errors import (
 )
 from apdu.national import NO_TERMINAL_NUMBER, NationalCode
 from apdu.purse import PurchaseMac1, PurchaseRequest
-from apdu.ssc import CardAlgorithm, CardContents, Generation, IssuerData, SscSession
+from apdu.ssc import (
+    CardAlgorithm,
+    CardContents,
+    Generation,
+    IssuerData,
+    SscSession,
+    send_card,
+)
 from apdu.sw import describe
 from apdu.transport import Connection, send
 
@@ -240,16 +247,6 @@ class SecurityModule(ABC):
         self.close()
 
 
-def _card_send(connection: Connection, command: CommandApdu) -> bytes:
-    try:
-        return send(connection, command)
-    except ApduError as exc:
-        state = card_state_error(exc.sw)
-        if state is not None:
-            raise state from exc
-        raise
-
-
 def get_challenge(connection: Connection, length: int = CHALLENGE_LENGTH) -> bytes:
     """GET CHALLENGE: the card's random, which it also keeps for its next EXTERNAL AUTHENTICATE.
 
@@ -257,7 +254,7 @@ def get_challenge(connection: Connection, length: int = CHALLENGE_LENGTH) -> byt
     :param length: 4, 8 or 16
     :raises ProtocolError: when the card returns another length
     """
-    data = _card_send(connection, CommandApdu(0x00, INS_GET_CHALLENGE, 0x00, 0x00, le=length))
+    data = send_card(connection, CommandApdu(0x00, INS_GET_CHALLENGE, 0x00, 0x00, le=length))
     if len(data) != length:
         raise ProtocolError(f"GET CHALLENGE returned {len(data)} bytes, asked for {length}")
     return data
@@ -272,7 +269,7 @@ def internal_authenticate(connection: Connection, factor: bytes, original: bytes
     :raises ProtocolError: when the card answers other than 8 bytes
     """
     command = CommandApdu(0x00, INS_INTERNAL_AUTHENTICATE, 0x00, 0x00, factor + original, 256)
-    data = _card_send(connection, command)
+    data = send_card(connection, command)
     if len(data) != 8:
         raise ProtocolError(f"INTERNAL AUTHENTICATE returned {len(data)} bytes, expected 8")
     return data

@@ -8,6 +8,10 @@ Spec doc §2–§3 (人社信息函〔2012〕37号 V2.0; 3.0 changes from S4 §1
 * Each record is one SIMPLE-TLV object whose tag is the record identifier, read with
   ``00 B2 <tag> 00 <len+2>``; ``cn`` items are BCD right-padded with ``F``, ``an`` items are
   ASCII/GB18030 right-padded with ``00``; an item left all ``FF`` is absent.
+
+The command helpers (:func:`send_card`, :func:`select_by_name`, :func:`select_ef`,
+:func:`read_record_by_id`) and the item decoders serve the other applications under SSSE too
+(:mod:`apdu.medical`, DF04).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from apdu.errors import (
     card_state_error,
 )
 from apdu.identity import SsnInfo, card_number_valid, classify_ssn
+from apdu.sw import Sw
 from apdu.tlv import parse_ber_one, parse_simple_one
 from apdu.transport import Connection, send
 
@@ -39,6 +44,7 @@ INS_READ_RECORD = 0xB2
 P1_SELECT_BY_NAME = 0x04
 P1_SELECT_EF = 0x02
 P2_RECORD_BY_ID = 0x00  # spec doc §3.2: first record whose identifier is P1, current EF
+SELECT_LE = 256  # SELECT by name asks for the whole FCI (Le = 00)
 
 TAG_FCI = 0x6F
 TAG_DF_NAME = 0x84
@@ -151,13 +157,14 @@ class Fci:
     algorithm_id: int | None
 
     @classmethod
-    def parse(cls, data: bytes) -> Fci:
+    def parse(cls, data: bytes, application: str = "SSSE") -> Fci:
         """Parse ``6F L | 84 L AID | A5 L [88 01 sfi] [9F0C 03 86 01 alg]``.
 
         Every item is optional (an empty answer gives an empty FCI): cards without ``9F0C``
         exist, and the algorithm then comes from the region rule.
 
         :param data: the SELECT response data
+        :param application: the selected application, for the error message (``"DF04"``)
         :raises RecordFormatError: when the data is not a 6F template
         """
         if not data:
@@ -165,7 +172,9 @@ class Fci:
         try:
             fci = parse_ber_one(data)
             if fci.tag != TAG_FCI:
-                raise RecordFormatError(f"FCI must start with tag 6F, got {fci.tag:X}")
+                raise RecordFormatError(
+                    f"{application} FCI must start with tag 6F, got {fci.tag:X}"
+                )
             name = fci.find(TAG_DF_NAME)
             sfi = fci.find(TAG_SFI_DIR)
             # 9F0C is primitive (bit 6 of 9F is 0): its value holds the 86 object as raw bytes
@@ -176,7 +185,7 @@ class Fci:
                 if algorithm.tag != TAG_ALGORITHM:
                     algorithm = None
         except TlvError as exc:
-            raise RecordFormatError(f"SSSE FCI does not parse: {exc}") from exc
+            raise RecordFormatError(f"{application} FCI does not parse: {exc}") from exc
         return cls(
             df_name=name.value if name else b"",
             dir_sfi=sfi.value[0] if sfi and len(sfi.value) == 1 else None,
@@ -413,6 +422,79 @@ def parse_holder(records: dict[int, bytes]) -> HolderData:
     )
 
 
+def send_card(connection: Connection, command: CommandApdu) -> bytes:
+    """Send a command to the card and turn a status word about its holder into that error.
+
+    :param connection: a connection to the card, with the T=0 chain
+    :param command: the command
+    :raises WrongPin: ``63Cx``
+    :raises PinBlocked: ``6983``
+    :raises ApplicationLocked: ``9303``
+    :raises CardBlocked: ``6A81``
+    :raises SecurityNotSatisfied: ``6982``
+    :raises ApduError: any other status word but ``9000``
+    """
+    try:
+        return send(connection, command)
+    except ApduError as exc:
+        state = card_state_error(exc.sw)
+        if state is not None:
+            raise state from exc
+        raise
+
+
+def _select_command(p1: int, data: bytes) -> CommandApdu:
+    # by name the card answers the FCI (Le 00); by file identifier it answers nothing
+    le = SELECT_LE if p1 == P1_SELECT_BY_NAME else None
+    return CommandApdu(CLA_ISO, INS_SELECT, p1, 0x00, data, le)
+
+
+def select_by_name(connection: Connection, aid: bytes) -> bytes:
+    """Select an application (DDF or ADF) by its AID and return the FCI bytes.
+
+    :param connection: a connection to the card, with the T=0 chain
+    :param aid: the application identifier, e.g. :data:`AID_SSSE`
+    :raises ApplicationLocked: ``9303``
+    :raises CardBlocked: ``6A81``
+    :raises ApduError: any other refusal, e.g. ``6A82`` when the card has no such application
+    """
+    return send_card(connection, _select_command(P1_SELECT_BY_NAME, aid))
+
+
+def select_ef(connection: Connection, fid: int) -> None:
+    """Select an elementary file of the current application by file identifier.
+
+    :param connection: a connection to the card, with the T=0 chain
+    :param fid: e.g. ``0xEF05``
+    :raises ApduError: when the card refuses, e.g. ``6A82`` for a file it does not have
+    """
+    send_card(connection, _select_command(P1_SELECT_EF, fid.to_bytes(2, "big")))
+
+
+def read_record_by_id(connection: Connection, tag: int, length: int) -> bytes | None:
+    """READ RECORD ``00 B2 <tag> 00 <length+2>`` in the current EF and return the value.
+
+    :param connection: a connection to the card, with the T=0 chain
+    :param tag: the record identifier (the TLV tag)
+    :param length: the item's value length (spec doc §3.1: Le = value length + 2)
+    :returns: the value, or ``None`` when the card has no such record (``6A83``)
+    :raises SecurityNotSatisfied: ``6982`` (naming the record), the file needs an
+        authentication first
+    :raises RecordFormatError: when the answer is not exactly one TLV of the requested record
+    :raises ApduError: any other refusal
+    """
+    command = CommandApdu(CLA_ISO, INS_READ_RECORD, tag, P2_RECORD_BY_ID, le=length + 2)
+    try:
+        data = send_card(connection, command)
+    except SecurityNotSatisfied as exc:
+        raise SecurityNotSatisfied(f"record {tag:02X}") from exc.__cause__
+    except ApduError as exc:
+        if exc.sw == Sw.RECORD_NOT_FOUND:
+            return None
+        raise
+    return parse_record(tag, data)
+
+
 class SscSession:
     """The SSSE application of one card: SELECT on construction, then record reads.
 
@@ -425,21 +507,7 @@ class SscSession:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self.fci = Fci.parse(self._send(self._select_command(P1_SELECT_BY_NAME, AID_SSSE)))
-
-    @staticmethod
-    def _select_command(p1: int, data: bytes) -> CommandApdu:
-        le = 256 if p1 == P1_SELECT_BY_NAME else None
-        return CommandApdu(CLA_ISO, INS_SELECT, p1, 0x00, data, le)
-
-    def _send(self, command: CommandApdu) -> bytes:
-        try:
-            return send(self.connection, command)
-        except ApduError as exc:
-            state = card_state_error(exc.sw)
-            if state is not None:
-                raise state from exc
-            raise
+        self.fci = Fci.parse(select_by_name(connection, AID_SSSE))
 
     def select_ef(self, fid: int) -> None:
         """Select an elementary file of SSSE by file identifier.
@@ -447,7 +515,7 @@ class SscSession:
         :param fid: e.g. ``0xEF05``
         :raises ApduError: when the card refuses
         """
-        self._send(self._select_command(P1_SELECT_EF, fid.to_bytes(2, "big")))
+        select_ef(self.connection, fid)
 
     def read_record(self, tag: int) -> bytes | None:
         """Read one record of the current EF by record identifier and return its value.
@@ -458,18 +526,7 @@ class SscSession:
         :raises RecordFormatError: when the answer is not the requested record
         :raises ApduError: any other refusal
         """
-        command = CommandApdu(
-            CLA_ISO, INS_READ_RECORD, tag, P2_RECORD_BY_ID, le=RECORD_LENGTHS[tag] + 2
-        )
-        try:
-            data = self._send(command)
-        except SecurityNotSatisfied as exc:
-            raise SecurityNotSatisfied(f"record {tag:02X}") from exc.__cause__
-        except ApduError as exc:
-            if exc.sw == 0x6A83:
-                return None
-            raise
-        return parse_record(tag, data)
+        return read_record_by_id(self.connection, tag, RECORD_LENGTHS[tag])
 
     def _read_file(self, fid: int, tags: tuple[int, ...]) -> dict[int, bytes]:
         self.select_ef(fid)

@@ -16,6 +16,21 @@ Two optional tables describe the card's secrets (spec doc §3.4, §5)::
     tries = 3             # PIN try counter, 1-15
 
 A persona without ``[pin]`` has no PIN (the card answers ``6A88`` to VERIFY).
+
+An optional ``[medical]`` table fills EF05 医疗保险基本信息 of DF04 (spec doc §2.6), keyed
+by the field names of :data:`apdu.medical.MEDICAL_FIELDS`; the institution fields are lists
+of up to three (maternity: two) codes filling the slots in order. A persona without it has no
+DF04 (the card answers ``6A82`` to its SELECT)::
+
+    [medical]
+    insurance_type = "11000000"        # 险种类型及标识 an8
+    insured_region = "440100"          # 参保地 cn3
+    person_category = "11"             # 参保人员类别 cn1
+    account_opened = 2012-07-01        # 个人账户建立日期
+    designated_institutions = ["H44010600011", "H44010600023"]
+
+``[raw_records]`` addresses are ``EF05.tt``, ``EF06.tt`` or ``DF04.EF05.tt``; an empty string
+removes the record (the card then answers ``6A83``).
 """
 
 from __future__ import annotations
@@ -26,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apdu import ssc
+from apdu import medical, ssc
 from apdu.tlv import encode_simple
 
 ALGORITHM_IDS = {"des": 0x01, "ssf33": 0x02, "sm4": 0x03, "none": None}
@@ -46,7 +61,7 @@ _CARD_KEYS = {
     "atr_historical",
 }
 _HOLDER_KEYS = {"ssn", "name", "sex", "ethnicity", "birthplace", "birth_date"}
-_TOP_KEYS = {"description", "card", "holder", "raw_records", "keys", "pin"}
+_TOP_KEYS = {"description", "card", "holder", "raw_records", "keys", "pin", "medical"}
 _KEYS_KEYS = {"forged", "rkssse_tries"}
 _PIN_KEYS = {"value", "tries"}
 MAX_TRIES = 15  # a try counter is the low nibble of 63Cx (spec doc §5)
@@ -159,6 +174,8 @@ class Persona:
     :param city_code: six-digit city code
     :param keys: the ``[keys]`` table (defaults when absent)
     :param pin: the ``[pin]`` table, or ``None`` for a card without a PIN
+    :param medical: DF04 EF05, tag → record bytes (a whole TLV); ``None`` for a card without
+        DF04
     """
 
     name: str
@@ -170,6 +187,7 @@ class Persona:
     city_code: str
     keys: PersonaKeys = field(default_factory=PersonaKeys)
     pin: PersonaPin | None = None
+    medical: dict[int, bytes] | None = None
 
     @property
     def generation(self) -> ssc.Generation:
@@ -243,6 +261,58 @@ def parse_pin(table: Any, name: str = "persona") -> PersonaPin:
     return PersonaPin(value, _tries(table, "tries", where))
 
 
+def _medical_text(value: Any, item: medical.MedicalItem, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise PersonaError(f"{where}: must be a quoted string, got {type(value).__name__}")
+    cn = item.encoding is medical.ItemEncoding.CN
+    if cn and not (value.isascii() and value.isdigit()):
+        raise PersonaError(f"{where}: {item.label} is cn, decimal digits only")
+    if not cn and not (value.isascii() and value.isprintable()):
+        raise PersonaError(f"{where}: {item.label} is an, printable ASCII only")
+    try:
+        return encode_cn(value, item.length) if cn else encode_an(value, item.length)
+    except PersonaError as exc:
+        raise PersonaError(f"{where}: {exc}") from None
+
+
+def parse_medical(table: Any, name: str = "persona") -> dict[int, bytes]:
+    """Validate a ``[medical]`` table and build every DF04 EF05 record (unset items ``FF``).
+
+    :param table: the table from the document
+    :param name: a label for messages
+    :raises PersonaError: for a non-table, unknown keys, values of the wrong type, too many
+        institution codes or a value that does not fit its item
+    """
+    where = f"{name} [medical]"
+    if not isinstance(table, dict):
+        raise PersonaError(f"{where}: must be a table")
+    _check_keys(table, set(medical.MEDICAL_FIELDS), where)
+    values: dict[int, bytes] = {}
+    for field_name, tags in medical.FIELD_TAGS.items():
+        value = table.get(field_name)
+        key = f"{where}: {field_name}"
+        if value is None:
+            continue
+        if len(tags) > 1:
+            if not isinstance(value, list):
+                raise PersonaError(f"{key}: must be a list of codes")
+            if len(value) > len(tags):
+                raise PersonaError(f"{key}: at most {len(tags)} codes, got {len(value)}")
+            for tag, code in zip(tags, value, strict=False):
+                values[tag] = _medical_text(code, medical.MEDICAL_ITEMS[tag], key)
+            continue
+        item = medical.MEDICAL_ITEMS[tags[0]]
+        if item.encoding is medical.ItemEncoding.DATE:
+            values[item.tag] = encode_date(_date(value, key))
+        else:
+            values[item.tag] = _medical_text(value, item, key)
+    records: dict[int, bytes] = {}
+    for tag, item in medical.MEDICAL_ITEMS.items():
+        raw = values.get(tag, b"\xff" * item.length)
+        records[tag] = encode_simple(tag, raw)
+    return records
+
+
 def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
     """Build a persona from a parsed TOML document.
 
@@ -306,6 +376,7 @@ def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
         city_code=city,
         keys=parse_keys(data.get("keys", {}), name),
         pin=parse_pin(data["pin"], name) if "pin" in data else None,
+        medical=parse_medical(data["medical"], name) if "medical" in data else None,
     )
     if persona.generation != ssc.Generation.V1:
         ef06[ssc.TAG_NAME_EXTENSION] = tlv(ssc.TAG_NAME_EXTENSION, name_4e)
@@ -315,14 +386,24 @@ def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
 
 
 def _apply_raw(persona: Persona, address: str, hex_bytes: str, name: str) -> None:
+    where = f"{name} [raw_records]: {address!r}"
+    files = {"EF05": persona.ef05, "EF06": persona.ef06}
+    if persona.medical is not None:
+        files["DF04.EF05"] = persona.medical
     try:
-        ef, tag_hex = address.upper().split(".")
-        target = {"EF05": persona.ef05, "EF06": persona.ef06}[ef]
-        target[int(tag_hex, 16)] = bytes.fromhex(hex_bytes)
+        path, tag_hex = address.upper().rsplit(".", 1)
+        target = files[path]
+        tag = int(tag_hex, 16)
+        raw = bytes.fromhex(hex_bytes)
     except (ValueError, KeyError):
         raise PersonaError(
-            f"{name} [raw_records]: {address!r} must be EF05.tt or EF06.tt with hex bytes"
+            f"{where} must be EF05.tt, EF06.tt or DF04.EF05.tt (with a [medical] table) "
+            "with hex bytes"
         ) from None
+    if raw:
+        target[tag] = raw
+    else:  # the card has no such record at all
+        target.pop(tag, None)
 
 
 def load_persona(path: str | Path) -> Persona:

@@ -4,6 +4,15 @@ File system (spec doc §2): MF ``3F00`` → SSSE (selected by AID) → EF05 (iss
 EF06 (holder data; free on 2.0, RKSSSE on 3.0). Records are read by identifier
 (``00 B2 tag 00``), by number (``00 B2 n 04``) or by SFI (``00 B2 tag (sfi<<3)``).
 
+A persona with a ``[medical]`` table also has the ADF DF04 社会保险信息区2 (spec doc §2.6),
+selected by its AID ``D1 56 00 00 05 03`` from SSSE (or from DF04 itself); its FCI has the
+SSSE FCI's layout without the DIR SFI. DF04 holds EF05 医疗保险基本信息, read like the SSSE
+files; READ RECORD answers ``6982`` until the PIN was verified in this power session (RK1DF04
+is not emulated). Like a real card's security status, the verified PIN survives the SELECT of
+DF04 and is lost at power-off and at the next SELECT of SSSE or the MF. An application-locked
+card answers ``9303`` to the SELECT of DF04 as to that of SSSE; a persona without
+``[medical]`` answers ``6A82``.
+
 Keys (spec doc §3.4–§3.6). Given root keys, the card's IRK and RKSSSE derive from them over
 3 levels (province, city, card factors) exactly as a real card's do. Without roots the card
 has no keys and answers ``6A88`` to INTERNAL and EXTERNAL AUTHENTICATE. A persona with
@@ -35,7 +44,7 @@ from __future__ import annotations
 
 import os
 
-from apdu import crypto, ssc
+from apdu import crypto, medical, ssc
 from apdu.command import CommandApdu, ResponseApdu
 from apdu.pin import MAX_PIN_DIGITS, MIN_PIN_DIGITS, PinFormatError, decode_pin
 from apdu.tlv import encode_ber
@@ -98,6 +107,24 @@ def build_fci(algorithm_id: int | None) -> bytes:
     return encode_ber(ssc.TAG_FCI, body)
 
 
+def build_df04_fci(algorithm_id: int | None) -> bytes:
+    """The DF04 FCI: the SSSE FCI's layout (spec doc §2.2) without the DIR SFI.
+
+    No trace of a real card's DF04 FCI is known (spec doc §9); an ADF has no DIR file.
+
+    :param algorithm_id: FCI tag 86 value, or ``None`` to leave ``9F0C`` out
+    """
+    proprietary = b""
+    if algorithm_id is not None:
+        proprietary = encode_ber(
+            ssc.TAG_ISSUER_DISCRETIONARY, encode_ber(ssc.TAG_ALGORITHM, bytes((algorithm_id,)))
+        )
+    body = encode_ber(ssc.TAG_DF_NAME, medical.AID_DF04) + encode_ber(
+        ssc.TAG_FCI_PROPRIETARY, proprietary
+    )
+    return encode_ber(ssc.TAG_FCI, body)
+
+
 def _sw(sw: int) -> ResponseApdu:
     return ResponseApdu(b"", sw)
 
@@ -148,6 +175,7 @@ class VirtualSscCard(VirtualCard):
         super().__init__(persona.historical, behaviour)
         self.persona = persona
         self.fci = build_fci(persona.algorithm_id)
+        self.df04_fci = build_df04_fci(persona.algorithm_id)
         self.algorithm = ssc.CardAlgorithm.from_id(
             persona.algorithm_id, bytes.fromhex(persona.city_code)
         )
@@ -164,6 +192,7 @@ class VirtualSscCard(VirtualCard):
     def reset_state(self) -> None:
         """Power-on state: MF selected, no EF, no challenge, no authentication."""
         self.in_ssse = False
+        self.in_df04 = False
         self.current_ef: int | None = None
         self.challenge: bytes | None = None
         self.rkssse_authenticated = False
@@ -173,6 +202,11 @@ class VirtualSscCard(VirtualCard):
     def is_v3(self) -> bool:
         """Whether EF06 is guarded by RKSSSE."""
         return self.persona.generation == ssc.Generation.V3
+
+    @property
+    def has_medical(self) -> bool:
+        """Whether the card has DF04 (the persona has a ``[medical]`` table)."""
+        return self.persona.medical is not None
 
     @property
     def has_pin(self) -> bool:
@@ -204,6 +238,8 @@ class VirtualSscCard(VirtualCard):
 
     def _select(self, command: CommandApdu) -> ResponseApdu:
         if command.p1 == 0x04:
+            if command.data == medical.AID_DF04:
+                return self._select_df04()
             if command.data != ssc.AID_SSSE:
                 return _sw(SW_FILE_NOT_FOUND)
             if self.behaviour.app_locked:
@@ -217,26 +253,44 @@ class VirtualSscCard(VirtualCard):
         if command.p1 == 0x00 and fid == FID_MF:
             self.reset_state()
             return _sw(SW_OK)
-        if command.p1 in (0x00, 0x02) and self.in_ssse and fid in (ssc.FID_EF05, ssc.FID_EF06):
+        if command.p1 in (0x00, 0x02) and fid in self._files():
             self.current_ef = fid
             return _sw(SW_OK)
         return _sw(SW_FILE_NOT_FOUND)
 
-    def _records(self, fid: int) -> dict[int, bytes]:
-        return self.persona.ef05 if fid == ssc.FID_EF05 else self.persona.ef06
+    def _select_df04(self) -> ResponseApdu:
+        if not self.has_medical:
+            return _sw(SW_FILE_NOT_FOUND)
+        if self.behaviour.app_locked:
+            return _sw(SW_APP_LOCKED)
+        if not (self.in_ssse or self.in_df04):
+            return _sw(SW_FILE_NOT_FOUND)  # DF04 lies under SSSE
+        # leaving SSSE for its child keeps the security status (the verified PIN)
+        self.in_ssse, self.in_df04, self.current_ef = False, True, None
+        return ResponseApdu(self.df04_fci, SW_OK)
+
+    def _files(self) -> dict[int, dict[int, bytes]]:
+        """The EFs of the current application: FID → records (tag → whole TLV)."""
+        if self.in_ssse:
+            return {ssc.FID_EF05: self.persona.ef05, ssc.FID_EF06: self.persona.ef06}
+        if self.in_df04 and self.persona.medical is not None:
+            return {ssc.FID_EF05: self.persona.medical}
+        return {}
 
     def _read_record(self, command: CommandApdu) -> ResponseApdu:
         sfi, mode = command.p2 >> 3, command.p2 & 0x07
         if sfi:
             fid = {SFI_EF05: ssc.FID_EF05, SFI_EF06: ssc.FID_EF06}.get(sfi)
-            if fid is None or not self.in_ssse:
+            if fid is None or fid not in self._files():
                 return _sw(SW_FILE_NOT_FOUND)
             self.current_ef = fid
         if self.current_ef is None:
             return _sw(SW_NO_CURRENT_EF)
         if self.current_ef == ssc.FID_EF06 and self.is_v3 and not self.rkssse_authenticated:
             return _sw(SW_SECURITY_NOT_SATISFIED)
-        records = self._records(self.current_ef)
+        if self.in_df04 and not self.pin_verified:  # spec doc §2.6: PIN or RK1DF04
+            return _sw(SW_SECURITY_NOT_SATISFIED)
+        records = self._files()[self.current_ef]
         if mode == 0x00:  # first record whose identifier is P1
             record = records.get(command.p1)
         elif mode == 0x04:  # record number P1
