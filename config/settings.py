@@ -9,13 +9,28 @@ Schema (every key is optional)::
 
     [terminal]
     device_number = ""                        # 终端设备号, §4.3 field 11: ≤ 32 chars, no "|"
+    id = "T0001"                              # this terminal's id in the journal and at sync
 
     [security]
     hsm_url = "https://hsm.example/"          # the HSM service (spec §3.7), http or https
     hsm_timeout_s = 5.0                       # connect and read timeout, seconds, > 0
     soft_sam_keys = "/etc/sscard/roots.toml"  # root-key file of the software SAM
+    hsm_token_file = "/etc/sscard/hsm.token"  # 0600 file: the HSM service's bearer token
 
-A relative ``soft_sam_keys`` is taken relative to the settings file's folder. Unknown keys and
+    [store]
+    database = "/var/lib/sscard/store.db"     # the offline store (SQLite)
+    pepper_file = "/etc/sscard/pepper"        # 0600: the deny-list pepper from the platform
+    journal_key_file = "/etc/sscard/journal.key"  # 0600: AES-256 key of personal fields
+    journal_cap_rows = 1000000                # above this the journal raises an alarm
+    deny_public_key = "/etc/sscard/deny.pem"  # Ed25519 key deny lists are signed with
+
+    [indicators]
+    console = true                            # print each decision on stderr
+    serial_port = "/dev/ttyUSB0"              # relay/buzzer/gate board (docs/indicator-protocol.md)
+    serial_baud = 9600
+    voice = false                             # spoken prompts (espeak-ng or the profile's files)
+
+Relative paths are taken relative to the settings file's folder. Unknown keys and
 values of the wrong type are refused with a :class:`SettingsError` that names the file, the
 dotted key and what was expected.
 """
@@ -39,6 +54,9 @@ DEFAULTS_SOURCE = "<defaults>"
 DEVICE_NUMBER_MAX = 32  # §4.3 field 11 shares the 1024-byte output; 32 is our own bound
 FIELD_SEPARATOR = "|"  # §4.3: every output field ends with "|", so none may contain one
 DEFAULT_HSM_TIMEOUT_S = 5.0
+DEFAULT_DATABASE = Path("/var/lib/sscard/store.db")
+DEFAULT_JOURNAL_CAP_ROWS = 1_000_000
+TERMINAL_ID_MAX = 32
 URL_SCHEMES = ("http", "https")
 
 
@@ -60,6 +78,16 @@ class Settings:
         ``None``
     :param hsm_token_file: ``[security] hsm_token_file``, a 0600 file holding the bearer token
         the HSM service asks for, or ``None``
+    :param terminal_id: ``[terminal] id``, this terminal's id in the journal
+    :param database: ``[store] database``, the offline store's SQLite file
+    :param pepper_file: ``[store] pepper_file``, the deny-list pepper (0600)
+    :param journal_key_file: ``[store] journal_key_file``, the personal-field key (0600)
+    :param journal_cap_rows: ``[store] journal_cap_rows``, the journal's alarm threshold
+    :param deny_public_key: ``[store] deny_public_key``, the deny-list signing key (PEM)
+    :param console: ``[indicators] console``, print decisions on stderr
+    :param serial_port: ``[indicators] serial_port``, the relay/buzzer/gate board
+    :param serial_baud: ``[indicators] serial_baud``
+    :param voice: ``[indicators] voice``, spoken prompts
     :param source: the file the settings came from, or ``<defaults>``
     """
 
@@ -69,6 +97,16 @@ class Settings:
     hsm_timeout_s: float = DEFAULT_HSM_TIMEOUT_S
     soft_sam_keys: Path | None = None
     hsm_token_file: Path | None = None
+    terminal_id: str = "T0000"
+    database: Path = DEFAULT_DATABASE
+    pepper_file: Path | None = None
+    journal_key_file: Path | None = None
+    journal_cap_rows: int = DEFAULT_JOURNAL_CAP_ROWS
+    deny_public_key: Path | None = None
+    console: bool = True
+    serial_port: str | None = None
+    serial_baud: int = 9600
+    voice: bool = False
     source: str = DEFAULTS_SOURCE
 
 
@@ -112,9 +150,14 @@ def parse_settings(
     :raises SettingsError: for an unknown key, a value of the wrong type or out of range
     """
     reader = _Reader(source)
-    reader.known(data, "", {"production", "terminal", "security"})
+    reader.known(data, "", {"production", "terminal", "security", "store", "indicators"})
     terminal = reader.table(data, "terminal")
-    reader.known(terminal, "terminal", {"device_number"})
+    reader.known(terminal, "terminal", {"device_number", "id"})
+    store = reader.table(data, "store")
+    store_keys = {"database", "pepper_file", "journal_key_file", "journal_cap_rows"}
+    reader.known(store, "store", store_keys | {"deny_public_key"})
+    indicators = reader.table(data, "indicators")
+    reader.known(indicators, "indicators", {"console", "serial_port", "serial_baud", "voice"})
     security = reader.table(data, "security")
     reader.known(
         security, "security", {"hsm_url", "hsm_timeout_s", "hsm_token_file", "soft_sam_keys"}
@@ -128,6 +171,16 @@ def parse_settings(
         hsm_timeout_s=reader.positive(security, "security.hsm_timeout_s", DEFAULT_HSM_TIMEOUT_S),
         soft_sam_keys=keys,
         hsm_token_file=token,
+        terminal_id=reader.terminal_id(terminal),
+        database=_relative(reader.path(store, "store.database"), base_dir) or DEFAULT_DATABASE,
+        pepper_file=_relative(reader.path(store, "store.pepper_file"), base_dir),
+        journal_key_file=_relative(reader.path(store, "store.journal_key_file"), base_dir),
+        journal_cap_rows=reader.count(store, "store.journal_cap_rows", DEFAULT_JOURNAL_CAP_ROWS),
+        deny_public_key=_relative(reader.path(store, "store.deny_public_key"), base_dir),
+        console=reader.boolean(indicators, "indicators.console", default=True),
+        serial_port=_optional_text(reader.path(indicators, "indicators.serial_port")),
+        serial_baud=reader.count(indicators, "indicators.serial_baud", 9600),
+        voice=reader.boolean(indicators, "indicators.voice", default=False),
         source=source,
     )
 
@@ -243,6 +296,31 @@ class _Reader:
             raise self.fail(dotted, expected, value)
         return float(value)
 
+    def terminal_id(self, terminal: Mapping[str, Any]) -> str:
+        """Return ``terminal.id``.
+
+        :param terminal: the ``[terminal]`` table
+        :raises SettingsError: not 1–32 letters, digits, ``-`` or ``_``
+        """
+        value = terminal.get("id", "T0000")
+        ok = isinstance(value, str) and 0 < len(value) <= TERMINAL_ID_MAX
+        if not ok or not all(c.isascii() and (c.isalnum() or c in "-_") for c in value):
+            raise self.fail("terminal.id", "1-32 letters, digits, '-' or '_'", value)
+        return value
+
+    def count(self, data: Mapping[str, Any], dotted: str, default: int) -> int:
+        """Return a positive integer key.
+
+        :param data: the table holding the key
+        :param dotted: the dotted key
+        :param default: the value when absent
+        :raises SettingsError: not an integer, or not above zero
+        """
+        value = data.get(_leaf(dotted), default)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise self.fail(dotted, "a whole number above 0", value)
+        return value
+
     def path(self, data: Mapping[str, Any], dotted: str) -> Path | None:
         """Return an optional file path.
 
@@ -256,6 +334,10 @@ class _Reader:
         if not isinstance(value, str) or not value:
             raise self.fail(dotted, "a file path", value)
         return Path(value)
+
+
+def _optional_text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _relative(path: Path | None, base_dir: Path | None) -> Path | None:

@@ -184,3 +184,55 @@ def test_without_a_path_or_variable_the_system_file_is_used_if_present(
     assert load_settings(None) == Settings()  # absent: the defaults
     system.write_text('[terminal]\ndevice_number = "D1"\n', encoding="utf-8")
     assert load_settings(None).device_number == "D1"
+
+
+def test_the_store_and_indicator_tables() -> None:
+    settings = parse_settings(
+        {
+            "terminal": {"id": "BUS-0007"},
+            "store": {
+                "database": "store.db",
+                "pepper_file": "pepper",
+                "journal_key_file": "/etc/sscard/journal.key",
+                "journal_cap_rows": 5000,
+                "deny_public_key": "deny.pem",
+            },
+            "indicators": {"console": False, "serial_port": "/dev/ttyUSB0", "voice": True},
+        },
+        base_dir=Path("/etc/sscard"),
+    )
+    assert settings.terminal_id == "BUS-0007"
+    assert settings.database == Path("/etc/sscard/store.db")
+    assert settings.pepper_file == Path("/etc/sscard/pepper")
+    assert settings.journal_key_file == Path("/etc/sscard/journal.key")
+    assert settings.deny_public_key == Path("/etc/sscard/deny.pem")
+    assert settings.journal_cap_rows == 5000
+    assert (settings.console, settings.serial_port, settings.serial_baud, settings.voice) == (
+        False,
+        "/dev/ttyUSB0",
+        9600,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "dotted", "expected"),
+    [
+        ({"terminal": {"id": "bus 7"}}, "terminal.id", "1-32 letters"),
+        ({"terminal": {"id": ""}}, "terminal.id", "1-32 letters"),
+        ({"store": {"journal_cap_rows": 0}}, "store.journal_cap_rows", "a whole number above 0"),
+        ({"store": {"journal_cap_rows": True}}, "store.journal_cap_rows", "a whole number"),
+        ({"indicators": {"serial_baud": "9600"}}, "indicators.serial_baud", "a whole number"),
+        ({"indicators": {"voice": 1}}, "indicators.voice", "true or false"),
+    ],
+)
+def test_wrong_store_and_indicator_values(data: dict, dotted: str, expected: str) -> None:
+    with pytest.raises(SettingsError, match=rf"{SOURCE}: {dotted}: expected {expected}"):
+        parse_settings(data, source=SOURCE)
+
+
+def test_unknown_keys_in_the_new_tables() -> None:
+    with pytest.raises(SettingsError, match=r"unknown key 'store\.path'"):
+        parse_settings({"store": {"path": "x"}}, source=SOURCE)
+    with pytest.raises(SettingsError, match=r"unknown key 'indicators\.buzzer'"):
+        parse_settings({"indicators": {"buzzer": True}}, source=SOURCE)
