@@ -1,4 +1,79 @@
-"""The offline store (SQLite): deny list, trust list, catalogue, journal, replay cache, audit.
+"""The offline store (SQLite): deny list, journal, replay cache, access audit, catalogue.
 
-Its contents arrive with the offline-store work (issue 4); the package exists so the layout of
-DESIGN.md holds from the first commit."""
+One file per terminal, owned by one process (:class:`Store`). docs/offline-store.md is the
+normative description of the schema, the identifiers, the deny-list and catalogue files and the
+journal's hash chain.
+"""
+
+from offline_store.audit import AuditLog, AuditRow
+from offline_store.catalogue import Catalogue, CatalogueItem
+from offline_store.chain import ChainReport, JournalRow
+from offline_store.denyfile import (
+    DenyListKind,
+    DenyReason,
+    Verifier,
+    accept_unsigned,
+    ed25519_verifier,
+    load_verifier,
+)
+from offline_store.denylist import DenyEntry, DenyList, DenyStatus, ImportResult
+from offline_store.errors import (
+    CatalogueError,
+    DenyListError,
+    DenySignatureError,
+    DenyVersionError,
+    JournalError,
+    SchemaTooNew,
+    SecretFileError,
+    StoreError,
+    StoreLocked,
+)
+from offline_store.identity import (
+    canonical_card_id,
+    canonical_ecard_id,
+    keyed_card_hash,
+    pepper_check,
+)
+from offline_store.journal import Journal, JournalEntry, JournalOutcome
+from offline_store.keys import load_key_file, load_pepper_file
+from offline_store.replay import ReplayCache
+from offline_store.store import Store
+
+__all__ = [
+    "AuditLog",
+    "AuditRow",
+    "Catalogue",
+    "CatalogueError",
+    "CatalogueItem",
+    "ChainReport",
+    "DenyEntry",
+    "DenyList",
+    "DenyListError",
+    "DenyListKind",
+    "DenyReason",
+    "DenySignatureError",
+    "DenyStatus",
+    "DenyVersionError",
+    "ImportResult",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
+    "JournalOutcome",
+    "JournalRow",
+    "ReplayCache",
+    "SchemaTooNew",
+    "SecretFileError",
+    "Store",
+    "StoreError",
+    "StoreLocked",
+    "Verifier",
+    "accept_unsigned",
+    "canonical_card_id",
+    "canonical_ecard_id",
+    "ed25519_verifier",
+    "keyed_card_hash",
+    "load_key_file",
+    "load_pepper_file",
+    "load_verifier",
+    "pepper_check",
+]

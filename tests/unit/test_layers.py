@@ -112,3 +112,30 @@ def test_drivers_import_nothing_from_the_layers_above(path: Path) -> None:
     imports = imported_modules(path.read_text(encoding="utf-8"))
     offending = sorted(name for name in imports if _top_level(name) in DRIVERS_FORBIDDEN)
     assert not offending, f"{_id(path)} imports {offending}"
+
+
+def test_offline_store_imports_nothing_from_the_layers_above() -> None:
+    """``offline_store/`` sits beside ``sync/`` below ``terminal/``: it never imports
+    ``drivers/``, ``terminal/`` or ``sync/``; of the project it uses ``apdu.errors`` and
+    ``apdu.identity``, and of third-party code only ``sqlite_utils`` and ``cryptography``."""
+    import sys
+
+    sources = _sources("offline_store")
+    assert {"db.py", "denylist.py", "journal.py"} <= {p.name for p in sources}
+    allowed = {"sqlite_utils", "cryptography", "apdu", "offline_store"}
+    for path in sources:
+        imports = imported_modules(path.read_text(encoding="utf-8"))
+        upward = sorted(n for n in imports if _top_level(n) in {"drivers", "terminal", "sync"})
+        assert not upward, f"{_id(path)} imports {upward}"
+        foreign = sorted(
+            n
+            for n in imports
+            if _top_level(n) not in allowed and _top_level(n) not in sys.stdlib_module_names
+        )
+        assert not foreign, f"{_id(path)} imports {foreign}"
+        from_apdu = sorted(
+            n
+            for n in imports
+            if _top_level(n) == "apdu" and n not in {"apdu.errors", "apdu.identity"}
+        )
+        assert not from_apdu, f"{_id(path)} imports {from_apdu}"

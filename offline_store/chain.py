@@ -1,0 +1,155 @@
+"""The journal's record and its hash chain: what is hashed, how, and what the chain is
+checked against (docs/offline-store.md §5.2, §5.6).
+
+``hash = SHA-256(prev_hash ‖ canonical)``: ``prev_hash`` as its 64 ASCII hex characters, then
+the row's fields as a canonical JSON object (keys sorted, no whitespace, every integer as a
+decimal string, the personal ciphertext in base64). Row 1 chains to 64 zeros. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from offline_store.db import GENESIS_HASH
+
+__all__ = [
+    "CHAIN_FORMAT",
+    "GENESIS_HASH",
+    "ChainReport",
+    "JournalRow",
+    "canonical_bytes",
+    "chain_hash",
+    "personal_aad",
+]
+
+CHAIN_FORMAT = "sscard-journal/1"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow:
+    """A stored journal row, without its personal values.
+
+    :param seq: the sequence number, from 1, never reused
+    :param uuid: a uuid4, for the platform's de-duplication
+    :param wall_time: wall-clock time, seconds since the epoch (microsecond resolution)
+    :param monotonic_ns: the monotonic clock at append, nanoseconds
+    :param scenario: see :class:`JournalEntry`
+    :param catalogue_item: see :class:`JournalEntry`
+    :param credential_token: see :class:`JournalEntry`
+    :param outcome: see :class:`JournalEntry`
+    :param reason_code: see :class:`JournalEntry`
+    :param amount: see :class:`JournalEntry`
+    :param personal_fields: the names of the encrypted personal fields, sorted
+    :param prev_hash: the hash of the row before (64 zeros for row 1)
+    :param hash: this row's chain hash
+    :param uploaded: the platform acknowledged it
+    :param terminal_id: see :class:`JournalEntry`
+    :param wall_time_us: the wall-clock time as stored and hashed, microseconds
+    :param personal_ciphertext: nonce ‖ AES-GCM ciphertext ‖ tag, ``None`` without personal
+        fields; hashed, so the platform needs it to check the chain
+    """
+
+    seq: int
+    uuid: str
+    wall_time: float
+    monotonic_ns: int
+    scenario: str
+    catalogue_item: str | None
+    credential_token: str
+    outcome: str
+    reason_code: str
+    amount: int | None
+    personal_fields: tuple[str, ...]
+    prev_hash: str
+    hash: str
+    uploaded: bool
+    terminal_id: str = ""
+    wall_time_us: int = 0
+    personal_ciphertext: bytes | None = None
+
+    def canonical(self) -> bytes:
+        """The row's canonical serialisation, the input of its chain hash.
+
+        :raises: nothing
+        """
+        return canonical_bytes(self.record())
+
+    def record(self) -> dict[str, Any]:
+        """The hashed fields as the JSON object of docs/offline-store.md §5 (for upload).
+
+        :raises: nothing
+        """
+        return {
+            "v": CHAIN_FORMAT,
+            "seq": str(self.seq),
+            "uuid": self.uuid,
+            "wall_time_us": str(self.wall_time_us),
+            "monotonic_ns": str(self.monotonic_ns),
+            "scenario": self.scenario,
+            "catalogue_item": self.catalogue_item,
+            "credential_token": self.credential_token,
+            "outcome": self.outcome,
+            "reason_code": self.reason_code,
+            "amount": None if self.amount is None else str(self.amount),
+            "terminal_id": self.terminal_id,
+            "personal_fields": list(self.personal_fields),
+            "personal_ct": (
+                None
+                if self.personal_ciphertext is None
+                else base64.b64encode(self.personal_ciphertext).decode("ascii")
+            ),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """The result of :meth:`Journal.verify_chain`.
+
+    :param ok: every row links to the one before and hashes to its stored hash
+    :param rows: rows checked before the first problem (all of them when ``ok``)
+    :param first_bad_seq: the first sequence number that fails, ``None`` when ``ok``
+    :param problem: what is wrong there, ``None`` when ``ok``
+    """
+
+    ok: bool
+    rows: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def canonical_bytes(record: Mapping[str, Any]) -> bytes:
+    """Serialise a journal record canonically: JSON, keys sorted, no whitespace, UTF-8.
+
+    Every value is a string, ``null`` or a list of strings, and no string holds a control
+    character, so only ``"`` and ``\\`` are ever escaped (RFC 8785 gives the same bytes).
+
+    :param record: :meth:`JournalRow.record`
+    :raises: nothing
+    """
+    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")
+
+
+def chain_hash(prev_hash: str, canonical: bytes) -> str:
+    """``SHA-256(prev_hash ‖ canonical)``, hex: ``prev_hash`` as its 64 ASCII hex characters.
+
+    :param prev_hash: the previous row's hash (or the genesis / anchor hash)
+    :param canonical: :func:`canonical_bytes` of the row
+    :raises: nothing
+    """
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical).hexdigest()
+
+
+def personal_aad(seq: int, row_uuid: str) -> bytes:
+    """The AES-GCM associated data that binds a row's personal ciphertext to that row.
+
+    :param seq: the row's sequence number
+    :param row_uuid: the row's uuid
+    :raises: nothing
+    """
+    return f"{CHAIN_FORMAT} seq={seq} uuid={row_uuid}".encode("ascii")

@@ -1,0 +1,533 @@
+"""The journal (流水): every decision the terminal takes, append-only and hash-chained.
+
+Each row gets the next sequence number (never reused, even after pruning), a uuid4, the wall
+and monotonic clocks, and ``hash = SHA-256(prev_hash ‖ canonical serialisation)`` over its
+fields, the ciphertext of its personal fields included; row 1 chains to 64 zeros. A row is
+committed with ``synchronous=FULL`` before :meth:`Journal.append` returns, so an acknowledged
+row survives a crash or a power cut.
+
+Personal fields a scenario may keep are encrypted with AES-256-GCM (the journal key) and bound
+to their row by the associated data; only their names are stored in clear. Reading them back
+(:meth:`Journal.read_personal`) leaves an audit row.
+
+Rows leave only after the platform acknowledged them (:meth:`Journal.acknowledge`, then
+:meth:`Journal.prune`); the hash of the last pruned row stays as the anchor the chain starts
+from. A size cap never drops anything: above it :meth:`Journal.alarm` says a sync is needed.
+The row and its chain are in :mod:`offline_store.chain`; docs/offline-store.md §5 specifies
+the serialisation byte for byte.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from offline_store.audit import AuditLog, check_field_name
+from offline_store.chain import ChainReport, JournalRow, chain_hash, personal_aad
+from offline_store.db import StoreDb
+from offline_store.errors import JournalError
+from offline_store.identity import is_card_hash
+
+__all__ = ["Journal", "JournalEntry", "JournalOutcome"]
+
+log = logging.getLogger(__name__)
+
+NONCE_LEN = 12
+PAGE_ROWS = 500
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_COLUMNS = (
+    "seq, uuid, wall_time_us, monotonic_ns, scenario, catalogue_item, credential_token, outcome, "
+    "reason_code, amount, terminal_id, personal_fields, personal_ct, prev_hash, hash, uploaded"
+)
+
+
+class JournalOutcome(StrEnum):
+    """What the terminal decided."""
+
+    ACCEPT = "accept"
+    REFUSE = "refuse"
+    DEFERRED = "deferred"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """A decision to record.
+
+    :param scenario: the scenario's code (e.g. ``transit``)
+    :param catalogue_item: the catalogue item (应用目录) it was taken under, if any
+    :param credential_token: the credential's card hash (:meth:`Store.card_hash`), never a card
+        number; empty when no credential was read
+    :param outcome: ``accept``, ``refuse`` or ``deferred``
+    :param reason_code: why, as a code (a national error code, a deny reason …)
+    :param amount: the amount in fen (分), if money was involved
+    :param personal: the personal fields the scenario declared and keeps, name → value;
+        encrypted at rest
+    :param terminal_id: the terminal that took the decision
+    """
+
+    scenario: str
+    catalogue_item: str | None
+    credential_token: str
+    outcome: str
+    reason_code: str
+    amount: int | None
+    personal: Mapping[str, str] = field(default_factory=dict)
+    terminal_id: str = ""
+
+
+class Journal:
+    """The journal of one store (``store.journal``).
+
+    :param store_db: the open store
+    :param audit: the access audit, written by :meth:`read_personal`
+    :param key: the 32-byte AES-256-GCM key, ``None`` to refuse personal fields
+    :param cap_rows: the row count above which :meth:`alarm` reports
+    :param clock: wall clock, seconds since the epoch
+    :param monotonic: monotonic clock, nanoseconds
+    """
+
+    def __init__(
+        self,
+        store_db: StoreDb,
+        *,
+        audit: AuditLog,
+        key: bytes | None,
+        cap_rows: int,
+        clock: Callable[[], float],
+        monotonic: Callable[[], int],
+    ) -> None:
+        self._db = store_db
+        self._audit = audit
+        self._aead = AESGCM(key) if key is not None else None
+        self._cap = cap_rows
+        self._clock = clock
+        self._monotonic = monotonic
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def append(self, entry: JournalEntry) -> JournalRow:
+        """Append a row; it is committed and synced to disk before this returns.
+
+        :param entry: the decision
+        :raises JournalError: a malformed entry, or personal fields without a journal key
+        :raises StoreError: the database failed (nothing was written)
+        """
+        names = _check_entry(entry)
+        if names and self._aead is None:
+            raise JournalError("no journal key: refusing to store personal fields")
+        plaintext = _personal_plaintext(entry.personal) if names else None
+        with self._db.write() as conn:
+            last_seq, last_hash = conn.execute(
+                "SELECT last_seq, last_hash FROM journal_state WHERE id = 1"
+            ).fetchone()
+            seq = last_seq + 1
+            row_uuid = str(uuid.uuid4())
+            ciphertext = None
+            if plaintext is not None and self._aead is not None:
+                nonce = os.urandom(NONCE_LEN)
+                ciphertext = nonce + self._aead.encrypt(
+                    nonce, plaintext, personal_aad(seq, row_uuid)
+                )
+            wall_time_us = round(self._clock() * 1_000_000)
+            unhashed = JournalRow(
+                seq=seq,
+                uuid=row_uuid,
+                wall_time=wall_time_us / 1_000_000,
+                monotonic_ns=self._monotonic(),
+                scenario=entry.scenario,
+                catalogue_item=entry.catalogue_item,
+                credential_token=entry.credential_token,
+                outcome=str(entry.outcome),
+                reason_code=entry.reason_code,
+                amount=entry.amount,
+                personal_fields=names,
+                prev_hash=last_hash,
+                hash="",
+                uploaded=False,
+                terminal_id=entry.terminal_id,
+                wall_time_us=wall_time_us,
+                personal_ciphertext=ciphertext,
+            )
+            row = dataclasses.replace(unhashed, hash=chain_hash(last_hash, unhashed.canonical()))
+            conn.execute(
+                f"INSERT INTO journal ({_COLUMNS}) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (
+                    row.seq,
+                    row.uuid,
+                    row.wall_time_us,
+                    row.monotonic_ns,
+                    row.scenario,
+                    row.catalogue_item,
+                    row.credential_token,
+                    row.outcome,
+                    row.reason_code,
+                    row.amount,
+                    row.terminal_id,
+                    json.dumps(list(names)),
+                    row.personal_ciphertext,
+                    row.prev_hash,
+                    row.hash,
+                ),
+            )
+            conn.execute(
+                "UPDATE journal_state SET last_seq = ?, last_hash = ? WHERE id = 1",
+                (row.seq, row.hash),
+            )
+            held = seq - conn.execute("SELECT anchor_seq FROM journal_state").fetchone()[0]
+        log.debug(
+            "event=journal_append seq=%d scenario=%s outcome=%s", seq, row.scenario, row.outcome
+        )
+        if held == self._cap + 1:
+            log.warning("event=journal_over_cap rows=%d cap=%d", held, self._cap)
+        return row
+
+    def acknowledge(self, up_to_seq: int) -> int:
+        """Record that the platform holds every row up to ``up_to_seq`` and mark them uploaded.
+
+        :param up_to_seq: the platform's acknowledgement cursor
+        :returns: the number of rows newly marked (0 for a repeated or older acknowledgement)
+        :raises JournalError: ``up_to_seq`` is beyond the last row ever appended
+        """
+        with self._db.write() as conn:
+            last_seq, acked = conn.execute(
+                "SELECT last_seq, acked_seq FROM journal_state WHERE id = 1"
+            ).fetchone()
+            if up_to_seq > last_seq:
+                raise JournalError(
+                    f"cannot acknowledge seq {up_to_seq}: the journal ends at {last_seq}"
+                )
+            if up_to_seq <= acked:
+                return 0
+            marked = conn.execute(
+                "UPDATE journal SET uploaded = 1 WHERE seq > ? AND seq <= ?", (acked, up_to_seq)
+            ).rowcount
+            conn.execute("UPDATE journal_state SET acked_seq = ? WHERE id = 1", (up_to_seq,))
+        log.info("event=journal_acknowledged up_to_seq=%d rows=%d", up_to_seq, marked)
+        return int(marked)
+
+    def prune(self) -> int:
+        """Delete the acknowledged rows; the last one's hash becomes the chain's anchor.
+
+        :returns: the number of rows deleted
+        :raises JournalError: acknowledged rows are missing or not marked uploaded (the file was
+            altered: run :meth:`verify_chain`); nothing is deleted then
+        """
+        with self._db.write() as conn:
+            anchor_seq, acked = conn.execute(
+                "SELECT anchor_seq, acked_seq FROM journal_state WHERE id = 1"
+            ).fetchone()
+            if acked <= anchor_seq:
+                return 0
+            last = conn.execute("SELECT hash FROM journal WHERE seq = ?", (acked,)).fetchone()
+            deleted = conn.execute(
+                "DELETE FROM journal WHERE seq <= ? AND uploaded = 1", (acked,)
+            ).rowcount
+            if last is None or deleted != acked - anchor_seq:
+                raise JournalError(
+                    f"journal rows {anchor_seq + 1}…{acked} are acknowledged but not all present "
+                    "and marked uploaded: nothing pruned, run verify_chain"
+                )
+            conn.execute(
+                "UPDATE journal_state SET anchor_seq = ?, anchor_hash = ? WHERE id = 1",
+                (acked, last[0]),
+            )
+        log.info("event=journal_pruned rows=%d anchor_seq=%d", deleted, acked)
+        return int(deleted)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def rows(self, after_seq: int = 0, limit: int | None = None) -> Iterator[JournalRow]:
+        """Yield rows in sequence order (fetched in pages; the lock is not held between them).
+
+        :param after_seq: start after this sequence number
+        :param limit: stop after this many rows
+        :raises StoreError: the database failed
+        """
+        left = limit
+        cursor = after_seq
+        while left is None or left > 0:
+            page = PAGE_ROWS if left is None else min(PAGE_ROWS, left)
+            with self._db.read() as conn:
+                fetched = conn.execute(
+                    f"SELECT {_COLUMNS} FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (cursor, page),
+                ).fetchall()
+            for raw in fetched:
+                yield _row(raw)
+            if len(fetched) < page:
+                return
+            cursor = fetched[-1][0]
+            if left is not None:
+                left -= len(fetched)
+
+    def pending(self, limit: int) -> list[JournalRow]:
+        """The rows not yet acknowledged, oldest first.
+
+        :param limit: at most this many
+        :raises StoreError: the database failed
+        """
+        with self._db.read() as conn:
+            fetched = conn.execute(
+                f"SELECT {_COLUMNS} FROM journal WHERE seq > "
+                "(SELECT acked_seq FROM journal_state WHERE id = 1) ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [_row(raw) for raw in fetched]
+
+    def last(self) -> JournalRow | None:
+        """The newest row held, ``None`` when the journal holds none.
+
+        :raises StoreError: the database failed
+        """
+        with self._db.read() as conn:
+            raw = conn.execute(
+                f"SELECT {_COLUMNS} FROM journal ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return _row(raw) if raw else None
+
+    def read_personal(self, seq: int, who: str, purpose: str = "") -> dict[str, str]:
+        """Decrypt a row's personal fields; an audit row records who read which fields.
+
+        The audit row is committed before the values are returned.
+
+        :param seq: the row
+        :param who: the person or service reading (an operator id, ``sync``)
+        :param purpose: why; default ``journal row <seq>``
+        :raises JournalError: no journal key, no such row, or the ciphertext does not decrypt
+            (wrong key or an altered row)
+        """
+        if self._aead is None:
+            raise JournalError("no journal key: personal fields cannot be read")
+        with self._db.write() as conn:
+            raw = conn.execute(
+                "SELECT uuid, scenario, terminal_id, personal_fields, personal_ct FROM journal "
+                "WHERE seq = ?",
+                (seq,),
+            ).fetchone()
+            if raw is None:
+                raise JournalError(f"journal row {seq} does not exist (pruned or never written)")
+            row_uuid, scenario, terminal_id, names_json, ciphertext = raw
+            names = tuple(json.loads(names_json))
+            values: dict[str, str] = {}
+            if ciphertext is not None:
+                try:
+                    plaintext = self._aead.decrypt(
+                        ciphertext[:NONCE_LEN], ciphertext[NONCE_LEN:], personal_aad(seq, row_uuid)
+                    )
+                except InvalidTag:
+                    raise JournalError(
+                        f"journal row {seq}: personal fields do not decrypt (wrong journal key "
+                        "or an altered row)"
+                    ) from None
+                values = json.loads(plaintext)
+            self._audit.record(who, terminal_id, scenario, names, purpose or f"journal row {seq}")
+        log.info("event=journal_personal_read seq=%d fields=%s", seq, ",".join(names))
+        return values
+
+    def verify_chain(self) -> ChainReport:
+        """Walk the rows from the anchor and check every link and hash, and the head.
+
+        The thread lock is held for the walk so the rows do not change under it.
+
+        :raises StoreError: the database failed
+        """
+        with self._db.read() as conn:
+            state = conn.execute(
+                "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM journal_state"
+            ).fetchone()
+            last_seq, last_hash, anchor_seq, anchor_hash = state
+            expected_seq, expected_prev, checked = anchor_seq + 1, anchor_hash, 0
+            cursor = conn.execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq")
+            for raw in cursor:
+                row = _row(raw)
+                if row.seq < expected_seq:
+                    return ChainReport(
+                        False, checked, row.seq, f"row {row.seq} is at or before the prune anchor"
+                    )
+                if row.seq > expected_seq:
+                    return ChainReport(
+                        False, checked, expected_seq, f"row {expected_seq} is missing"
+                    )
+                if row.prev_hash != expected_prev:
+                    return ChainReport(
+                        False, checked, row.seq, "prev_hash does not match the previous row's hash"
+                    )
+                if chain_hash(row.prev_hash, row.canonical()) != row.hash:
+                    return ChainReport(
+                        False, checked, row.seq, "hash does not match the row's contents"
+                    )
+                expected_seq, expected_prev, checked = row.seq + 1, row.hash, checked + 1
+        if expected_seq - 1 > last_seq:
+            return ChainReport(
+                False, checked, last_seq + 1, f"row {last_seq + 1} is beyond the journal head"
+            )
+        if expected_seq - 1 < last_seq:
+            return ChainReport(
+                False,
+                checked,
+                expected_seq,
+                f"rows {expected_seq}…{last_seq} are missing (the journal head is {last_seq})",
+            )
+        if expected_prev != last_hash:
+            return ChainReport(
+                False, checked, last_seq, "the last row's hash does not match the journal head"
+            )
+        return ChainReport(True, checked)
+
+    def count(
+        self,
+        *,
+        scenario: str | None = None,
+        outcome: str | None = None,
+        since: float | None = None,
+    ) -> int:
+        """The number of rows held (appended and not pruned), optionally filtered.
+
+        Pruned rows are not counted: a count over a period (a day's entries at a gate) is only
+        complete while the period's rows are held.
+
+        :param scenario: only rows of this scenario
+        :param outcome: only rows with this outcome
+        :param since: only rows appended at or after this wall-clock time (seconds since the
+            epoch)
+        :raises StoreError: the database failed
+        """
+        with self._db.read() as conn:
+            if scenario is None and outcome is None and since is None:
+                last_seq, anchor_seq = conn.execute(
+                    "SELECT last_seq, anchor_seq FROM journal_state WHERE id = 1"
+                ).fetchone()
+                return int(last_seq - anchor_seq)
+            where: list[str] = []
+            params: list[str | int] = []
+            if scenario is not None:
+                where.append("scenario = ?")
+                params.append(scenario)
+            if outcome is not None:
+                where.append("outcome = ?")
+                params.append(str(outcome))
+            if since is not None:
+                where.append("wall_time_us >= ?")
+                params.append(math.ceil(since * 1_000_000))
+            found = conn.execute(
+                f"SELECT COUNT(*) FROM journal WHERE {' AND '.join(where)}", params
+            ).fetchone()
+        return int(found[0])
+
+    def alarm(self) -> str | None:
+        """A message when the journal holds more rows than its cap (nothing is ever dropped).
+
+        :raises StoreError: the database failed
+        """
+        held = self.count()
+        if held > self._cap:
+            return f"journal holds {held} rows, cap {self._cap}: sync needed"
+        return None
+
+
+def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
+    (
+        seq,
+        row_uuid,
+        wall_time_us,
+        monotonic_ns,
+        scenario,
+        catalogue_item,
+        credential_token,
+        outcome,
+        reason_code,
+        amount,
+        terminal_id,
+        names_json,
+        ciphertext,
+        prev_hash,
+        digest,
+        uploaded,
+    ) = raw
+    return JournalRow(
+        seq=seq,
+        uuid=row_uuid,
+        wall_time=wall_time_us / 1_000_000,
+        monotonic_ns=monotonic_ns,
+        scenario=scenario,
+        catalogue_item=catalogue_item,
+        credential_token=credential_token,
+        outcome=outcome,
+        reason_code=reason_code,
+        amount=amount,
+        personal_fields=tuple(json.loads(names_json)),
+        prev_hash=prev_hash,
+        hash=digest,
+        uploaded=bool(uploaded),
+        terminal_id=terminal_id,
+        wall_time_us=wall_time_us,
+        personal_ciphertext=ciphertext,
+    )
+
+
+def _check_text(value: object, name: str, *, empty_ok: bool = False) -> None:
+    if not isinstance(value, str):
+        raise JournalError(f"{name} must be a string")
+    if not value and not empty_ok:
+        raise JournalError(f"{name} must not be empty")
+    if _CONTROL.search(value):
+        raise JournalError(f"{name} must not hold control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JournalError(f"{name} is not valid Unicode text") from None
+
+
+def _check_entry(entry: JournalEntry) -> tuple[str, ...]:
+    """Check an entry; return its personal field names, sorted."""
+    if not isinstance(entry, JournalEntry):
+        raise JournalError("append takes a JournalEntry")
+    _check_text(entry.scenario, "scenario")
+    if entry.catalogue_item is not None:
+        _check_text(entry.catalogue_item, "catalogue_item")
+    token = entry.credential_token
+    if not isinstance(token, str) or (token and not is_card_hash(token)):
+        raise JournalError(
+            "credential_token must be a card hash (64 lowercase hex characters) or empty, "
+            "never a card number"
+        )
+    if entry.outcome not in tuple(JournalOutcome):
+        raise JournalError(
+            f"outcome must be one of {[str(o) for o in JournalOutcome]}, got {entry.outcome!r}"
+        )
+    _check_text(entry.reason_code, "reason_code")
+    if entry.amount is not None and (
+        isinstance(entry.amount, bool) or not isinstance(entry.amount, int)
+    ):
+        raise JournalError("amount must be an integer number of fen or None")
+    _check_text(entry.terminal_id, "terminal_id", empty_ok=True)
+    if not isinstance(entry.personal, Mapping):
+        raise JournalError("personal must be a mapping of field name to value")
+    for name, value in entry.personal.items():
+        check_field_name(name, JournalError)
+        if not isinstance(value, str):
+            raise JournalError(f"personal field {name} must be a string")
+    return tuple(sorted(entry.personal))
+
+
+def _personal_plaintext(personal: Mapping[str, str]) -> bytes:
+    try:
+        return json.dumps(
+            dict(personal), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+    except UnicodeEncodeError:
+        raise JournalError("a personal field is not valid Unicode text") from None
