@@ -9,6 +9,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,16 +19,15 @@ from pathlib import Path
 from apdu import national
 from apdu.errors import SscardError, WrongPin
 from apdu.national import NationalCode
-from apdu.sam import SecurityModule
 from apdu.transport import t0_chain
-from config.settings import Settings, load_settings
-from drivers.hsm import HsmModule
+from config.settings import load_settings
 from drivers.keyfile import read_secret
 from drivers.pcsc import PcscReader
-from drivers.psam import PcscPsamModule, open_psam
-from drivers.soft_sam import open_soft_sam
+from drivers.psam import PcscPsamModule
 from drivers.virtual.card import Behaviour
 from drivers.virtual.persona import PersonaError, load_persona
+from terminal import cmd_deny, cmd_store, cmd_tap
+from terminal.modules import open_module
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK, classify
 from terminal.pin import pin_operation
 from terminal.reading import (
@@ -41,6 +41,8 @@ from terminal.reading import (
 log = logging.getLogger("sscard")
 
 FORMATS = ("ireadcardbas", "json", "table")
+LOG_FILE_ENV = "SSCARD_LOG_FILE"
+LOG_LEVEL_ENV = "SSCARD_LOG_LEVEL"
 
 
 def _print_result(result: ReadResult, fmt: str, device_number: str = "") -> int:
@@ -55,23 +57,6 @@ def _print_result(result: ReadResult, fmt: str, device_number: str = "") -> int:
     return result.exit_status
 
 
-def _open_module(
-    args: argparse.Namespace, readers: PcscReader, settings: Settings
-) -> tuple[bool, SecurityModule | None]:
-    """The security module the options ask for: (authenticate?, module or None)."""
-    if args.sam_reader:
-        return True, open_psam(readers, args.sam_reader)
-    url = args.hsm or (None if args.soft_sam else settings.hsm_url)
-    if url:
-        token = (
-            read_secret(settings.hsm_token_file, "HSM token") if settings.hsm_token_file else None
-        )
-        return True, HsmModule(url, timeout=settings.hsm_timeout_s, token=token)
-    if args.soft_sam:
-        return True, open_soft_sam(args.soft_sam, settings)
-    return False, None
-
-
 def _fail(exc: SscardError, fmt: str) -> int:
     return _print_result(ReadResult(None, classify(exc)), fmt)
 
@@ -84,7 +69,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         return _fail(exc, args.format)
     with PcscReader() as readers:
         try:
-            authenticate, module = _open_module(args, readers, settings)
+            authenticate, module = open_module(args, readers, settings)
         except SscardError as exc:
             return _fail(exc, args.format)
         try:
@@ -164,7 +149,7 @@ def _pin_report(fmt: str, code: int, reason: str, tries_left: int | None) -> int
 
 def cmd_hsm_service(args: argparse.Namespace) -> int:
     """``sscard hsm-service``: run the reference HSM service (software keys) until interrupted."""
-    from drivers.keyfile import load_root_keys, read_secret
+    from drivers.keyfile import load_root_keys
     from sync.hsm_service import HsmService
 
     try:
@@ -330,7 +315,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of persona TOML files",
     )
     demo.set_defaults(handler=cmd_demo)
+
+    cmd_tap.add_parser(sub)
+    cmd_deny.add_parser(sub)
+    cmd_store.add_parser(sub)
     return parser
+
+
+def configure_logging(verbose: int) -> None:
+    """Log to stderr at the ``-v`` level; ``$SSCARD_LOG_FILE`` adds a file that gets
+    ``$SSCARD_LOG_LEVEL`` (default: the same level). Personal data is masked before any log line.
+
+    :param verbose: the count of ``-v`` options
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    logging.basicConfig(level=level, format=fmt)
+    path = os.environ.get(LOG_FILE_ENV)
+    if path:
+        file_level = logging.getLevelName(os.environ.get(LOG_LEVEL_ENV, "").upper() or level)
+        if not isinstance(file_level, int):
+            file_level = level
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setLevel(file_level)
+        handler.setFormatter(logging.Formatter(f"%(process)d {fmt}"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(min(level, file_level))
+        for stream in root.handlers[:-1]:
+            stream.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -339,8 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     :param argv: the arguments, without the program name (default: ``sys.argv[1:]``)
     """
     args = build_parser().parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.verbose)
     handler: Callable[[argparse.Namespace], int] = args.handler
     return handler(args)
 

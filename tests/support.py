@@ -56,6 +56,7 @@ def all_persona_names() -> list[str]:
 
 
 KEYS = Path(__file__).parent / "keys"
+CATALOGUE = Path(__file__).parent / "catalogue.toml"
 TEST_ROOTS = KEYS / "test-roots.toml"
 
 

@@ -1,0 +1,124 @@
+"""``sscard catalogue …`` and ``sscard journal …``: the operator's view of the offline store.
+
+The store is the one ``[store] database`` of the settings (``--config``). Each handler opens
+it, calls one library method and prints; exit status 0, or 2 with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from apdu.errors import SscardError
+from config.settings import load_settings
+from offline_store import Store
+
+EXIT_OK = 0
+EXIT_FAILURE = 2
+
+
+def _open(args: argparse.Namespace) -> Store:
+    return Store.open(load_settings(args.config).database)
+
+
+def cmd_catalogue_load(args: argparse.Namespace) -> int:
+    """``sscard catalogue load FILE``: replace the application catalogue (应用目录)."""
+    try:
+        with _open(args) as store:
+            count = store.catalogue.load_file(args.file)
+    except SscardError as exc:
+        print(f"sscard: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"catalogue loaded: {count} items")
+    return EXIT_OK
+
+
+def cmd_catalogue_list(args: argparse.Namespace) -> int:
+    """``sscard catalogue list``: the items, one per line."""
+    try:
+        with _open(args) as store:
+            items = store.catalogue.items()
+    except SscardError as exc:
+        print(f"sscard: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    for item in items:
+        valid = f"{item.valid_from or '…'} – {item.valid_to or '…'}"
+        print(f"{item.code}\t{item.scenario}\t{','.join(item.regions)}\t{valid}\t{item.name}")
+    return EXIT_OK
+
+
+def cmd_journal_verify(args: argparse.Namespace) -> int:
+    """``sscard journal verify``: check the hash chain; exit 2 on a break."""
+    try:
+        with _open(args) as store:
+            report = store.journal.verify_chain()
+            alarm = store.journal.alarm()
+    except SscardError as exc:
+        print(f"sscard: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if alarm:
+        print(f"sscard: warning: {alarm}", file=sys.stderr)
+    if not report.ok:
+        print(f"sscard: journal chain broken at seq {report.first_bad_seq}: {report.problem}")
+        return EXIT_FAILURE
+    print(f"journal chain verified: {report.rows} rows")
+    return EXIT_OK
+
+
+def cmd_journal_tail(args: argparse.Namespace) -> int:
+    """``sscard journal tail [-n N]``: the last rows as JSON lines, personal fields by name."""
+    try:
+        with _open(args) as store:
+            last = store.journal.last()
+            after = max(0, (last.seq if last else 0) - args.n)
+            rows = list(store.journal.rows(after_seq=after))
+    except SscardError as exc:
+        print(f"sscard: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    for row in rows:
+        out: dict[str, Any] = {
+            "seq": row.seq,
+            "uuid": row.uuid,
+            "wall_time": row.wall_time,
+            "scenario": row.scenario,
+            "outcome": row.outcome,
+            "reason": row.reason_code,
+            "amount": row.amount,
+            "personal_fields": list(row.personal_fields),
+            "uploaded": row.uploaded,
+        }
+        print(json.dumps(out, ensure_ascii=False))
+    return EXIT_OK
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``sscard catalogue`` and ``sscard journal``.
+
+    :param sub: the CLI's subparsers
+    """
+    catalogue = sub.add_parser(
+        "catalogue", help="load or list the application catalogue (应用目录)"
+    )
+    actions = catalogue.add_subparsers(
+        dest="catalogue_command", required=True, metavar="ACTION", help="what to do"
+    )
+    load = actions.add_parser("load", help="replace the catalogue from a TOML or JSON file")
+    load.add_argument("file", help="an sscard-catalogue/1 file")
+    load.set_defaults(handler=cmd_catalogue_load)
+    listing = actions.add_parser("list", help="print the catalogue's items")
+    listing.set_defaults(handler=cmd_catalogue_list)
+
+    journal = sub.add_parser("journal", help="verify or show the transaction journal")
+    jactions = journal.add_subparsers(
+        dest="journal_command", required=True, metavar="ACTION", help="what to do"
+    )
+    verify = jactions.add_parser("verify", help="check the journal's hash chain")
+    verify.set_defaults(handler=cmd_journal_verify)
+    tail = jactions.add_parser("tail", help="print the last rows (no personal values)")
+    tail.add_argument("-n", type=int, default=10, help="how many rows (default: 10)")
+    tail.set_defaults(handler=cmd_journal_tail)
+
+    for parser in (load, listing, verify, tail):
+        parser.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")

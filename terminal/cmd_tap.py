@@ -1,0 +1,199 @@
+"""``sscard tap --scenario NAME``: wait for one card, run the whole pipeline, print the decision.
+
+The decision is journaled in the offline store (``[store]`` in the settings) before it is
+printed or signalled. Exit status: 0 accepted, 1 refused or "try again", 2 no decision could be
+made (settings, profile, store, reader).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from apdu.atr import Atr
+from apdu.errors import SscardError
+from apdu.transport import t0_chain
+from config.settings import Settings, load_settings
+from drivers.indicators import (
+    ConsoleIndicator,
+    Indicator,
+    IndicatorSet,
+    SerialIndicator,
+    VoiceIndicator,
+)
+from drivers.pcsc import PcscReader
+from offline_store import Store, load_key_file, load_pepper_file
+from terminal.card_read import ScenarioRead
+from terminal.modules import open_module
+from terminal.pipeline import Decision, Pipeline
+from terminal.profiles import PROFILE_DIR, Profile, Scenario, load_profile
+
+EXIT_ACCEPTED = 0
+EXIT_REFUSED = 1
+EXIT_NO_DECISION = 2
+
+
+def open_store(settings: Settings) -> Store:
+    """Open the offline store the settings name, with its pepper and journal key.
+
+    :param settings: the terminal settings
+    :raises SscardError: no pepper configured, unreadable key files, a locked or newer store
+    """
+    if settings.pepper_file is None:
+        raise SscardError(f"{settings.source}: [store] pepper_file is not set")
+    pepper = load_pepper_file(settings.pepper_file)
+    key = load_key_file(settings.journal_key_file) if settings.journal_key_file else None
+    return Store.open(
+        settings.database,
+        journal_key=key,
+        pepper=pepper,
+        journal_cap_rows=settings.journal_cap_rows,
+    )
+
+
+def build_indicators(
+    settings: Settings, profile: Profile, profile_dir: Path = PROFILE_DIR
+) -> Indicator | None:
+    """The indicators the settings ask for: console (stderr), serial board, voice.
+
+    :param settings: the terminal settings
+    :param profile: the scenario profile (its voice prompts)
+    :param profile_dir: the folder relative audio files of the profile are taken from
+    :raises SscardError: an indicator that cannot start
+    """
+    chosen: list[Indicator] = []
+    if settings.console:
+        chosen.append(ConsoleIndicator(sys.stderr))
+    if settings.serial_port:
+        chosen.append(SerialIndicator(settings.serial_port, baudrate=settings.serial_baud))
+    if settings.voice:
+        chosen.append(VoiceIndicator.from_config(profile.voice, base_dir=profile_dir))
+    return IndicatorSet(chosen) if chosen else None
+
+
+@contextmanager
+def _closing_indicator(indicator: Indicator | None) -> Iterator[Indicator | None]:
+    try:
+        yield indicator
+    finally:
+        if indicator is not None:
+            indicator.close()
+
+
+def print_decision(decision: Decision, fmt: str) -> None:
+    """Print a decision as JSON or as a short table (the record in full: it is the output
+    the scenario exists to produce).
+
+    :param decision: the decision
+    :param fmt: ``json`` or ``table``
+    """
+    out = decision.to_json()
+    if fmt == "json":
+        print(json.dumps(out, ensure_ascii=False))
+        return
+    lines = [
+        f"{'结果 outcome':<18} {out['outcome']} ({out['reason']})",
+        f"{'提示 prompt':<18} {out['prompt_zh']} / {out['prompt_en']}",
+    ]
+    lines += [f"{k:<18} {v}" for k, v in out["detail"].items()]
+    lines += [f"{k:<18} {v}" for k, v in (decision.record or {}).items()]
+    if out["hotline"]:
+        lines.append(out["hotline"])
+    lines.append(f"{'流水号 journal seq':<18} {out['seq']}")
+    print("\n".join(lines))
+
+
+def cmd_tap(args: argparse.Namespace) -> int:
+    """Handle ``sscard tap``."""
+    try:
+        settings = load_settings(args.config)
+        profile = load_profile(args.scenario)
+    except SscardError as exc:
+        print(f"sscard: {exc}", file=sys.stderr)
+        return EXIT_NO_DECISION
+    if profile.scenario == Scenario.HOTEL and not args.room:
+        print("sscard: a hotel registration needs --room", file=sys.stderr)
+        return EXIT_NO_DECISION
+    with ExitStack() as stack:
+        try:
+            store = stack.enter_context(open_store(settings))
+            profile_dir = _profile_dir(args.scenario)
+            indicators = build_indicators(settings, profile, profile_dir)
+            indicator = stack.enter_context(_closing_indicator(indicators))
+            readers = stack.enter_context(PcscReader())
+            _, module = open_module(args, readers, settings)
+            if module is not None:
+                stack.enter_context(module)
+            pipeline = Pipeline(
+                profile,
+                store,
+                terminal_id=settings.terminal_id,
+                indicator=indicator,
+                profile_dir=profile_dir,
+            )
+            sam = args.sam_reader
+            exclude = [r for r in readers.list_readers() if sam and sam in r]
+            connection = stack.enter_context(
+                readers.wait_for_card(args.timeout, reader=args.reader, exclude=exclude)
+            )
+        except SscardError as exc:
+            print(f"sscard: {exc}", file=sys.stderr)
+            return EXIT_NO_DECISION
+        pin = _pin(args) if profile.pin else None
+        read = ScenarioRead(
+            t0_chain(connection), Atr.parse(connection.atr).historical, profile, module
+        )
+        decision = pipeline.process(read, pin=pin, room=args.room)
+        alarm = store.journal.alarm()
+    if alarm:
+        print(f"sscard: warning: {alarm}", file=sys.stderr)
+    print_decision(decision, args.format)
+    return EXIT_ACCEPTED if decision.accepted else EXIT_REFUSED
+
+
+def _profile_dir(scenario: str) -> Path:
+    """The folder of a profile given by path, else the built-in profile folder."""
+    path = Path(scenario)
+    return path.resolve().parent if path.suffix == ".toml" else PROFILE_DIR
+
+
+def _pin(args: argparse.Namespace) -> str | None:
+    if args.pin_stdin:
+        line = sys.stdin.readline().rstrip("\n")
+        return line or None
+    try:
+        return getpass.getpass("PIN: ") or None
+    except (EOFError, OSError):
+        return None
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``sscard tap``.
+
+    :param sub: the CLI's subparsers
+    """
+    tap = sub.add_parser(
+        "tap", help="wait for one card, decide for a scenario, journal and print the decision"
+    )
+    tap.add_argument(
+        "--scenario", required=True, help="profile name (transit, gate, hotel, hospital) or file"
+    )
+    tap.add_argument("--reader", help="reader name or a unique part of it (default: any)")
+    tap.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for a card")
+    tap.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")
+    tap.add_argument("--room", help="room number (hotel registration)")
+    tap.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
+    tap.add_argument("--format", choices=("json", "table"), default="table", help="output format")
+    module = tap.add_mutually_exclusive_group()
+    module.add_argument("--sam-reader", metavar="NAME", help="reader holding the PSAM")
+    module.add_argument("--hsm", metavar="URL", help="HSM service for the two-step mode")
+    module.add_argument(
+        "--soft-sam", metavar="KEYFILE", help="software SAM root keys (development only)"
+    )
+    tap.set_defaults(handler=cmd_tap)

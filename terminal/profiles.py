@@ -1,0 +1,247 @@
+"""Scenario profiles: what a terminal at a bus door, a library gate, a hotel desk or a hospital
+kiosk may read, store and decide (files under ``config/profiles/``, schema checked here).
+
+A profile declares its personal-field set. The pipeline reads only those items from the card,
+stores only those (encrypted) in the journal, and nothing else reaches a log. The schema is
+strict: an unknown key, a wrong type or a field outside the catalogue is an error that names the
+file and the key.
+
+Example (``config/profiles/transit.toml``)::
+
+    scenario = "transit"
+    catalogue_item = "0301"
+    fields = []                  # personal fields; transit needs none (no EF06 read)
+    max_list_age_hours = 72
+
+    [transit]
+    fare_fen = 200
+    free_categories = ["4"]      # 卡类别 4 老年人
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from apdu.errors import SscardError
+from apdu.identity import CATEGORY_NAMES
+from apdu.medical import MEDICAL_FIELDS
+
+#: the built-in profiles
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
+
+#: EF06 持卡人基本信息 items a profile may ask for (apdu.ssc.HolderData names)
+HOLDER_FIELDS = ("ssn", "name", "sex", "ethnicity", "birthplace", "birth_date")
+#: DF04 EF05 医疗保险基本信息 items (apdu.medical.MEDICAL_FIELDS); they need the PIN
+MEDICAL_PREFIX = "medical."
+
+
+class ProfileError(SscardError):
+    """A scenario profile that cannot be read or breaks the schema."""
+
+
+class Scenario(StrEnum):
+    """The kinds of service point (DESIGN.md), each with its own decision rules."""
+
+    TRANSIT = "transit"
+    GATE = "gate"
+    HOTEL = "hotel"
+    HOSPITAL = "hospital"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TransitRules(_Strict):
+    """Fares and concessions, computed from card data only — never from residency.
+
+    :param fare_fen: the flat fare in fen (分)
+    :param free_categories: 卡类别 codes that ride free (``4`` 老年人)
+    :param reduced_categories: 卡类别 codes that pay ``reduced_fare_fen`` (``2`` 学生)
+    :param reduced_fare_fen: the reduced fare
+    :param concession_age: holders this old or older ride free; needs ``birth_date`` in the
+        profile's fields (an EF06 read)
+    :param disabled_list: a file of card hashes (one per line) of disabled holders, who ride free
+    """
+
+    fare_fen: int = Field(ge=0, le=100_000)
+    free_categories: tuple[str, ...] = ()
+    reduced_categories: tuple[str, ...] = ()
+    reduced_fare_fen: int | None = Field(default=None, ge=0, le=100_000)
+    concession_age: int | None = Field(default=None, ge=1, le=130)
+    disabled_list: str | None = None
+
+
+class GateRules(_Strict):
+    """Library, museum or scenic-site gates.
+
+    :param anti_passback_s: the same card is refused at this gate for this long after an entry
+    :param daily_capacity: entries accepted per day, ``0`` for no limit
+    """
+
+    anti_passback_s: int = Field(default=0, ge=0, le=86_400)
+    daily_capacity: int = Field(default=0, ge=0)
+
+
+class HotelRules(_Strict):
+    """Lodging registration (旅馆业治安管理): the record the police system receives.
+
+    :param room_pattern: a regular expression the caller's room number must match
+    """
+
+    room_pattern: str = r"^[0-9A-Za-z-]{1,8}$"
+
+
+class HospitalRules(_Strict):
+    """Registration at a hospital: identity plus the medical-insurance items after the PIN.
+
+    :param pin_attempts_shown: warn the holder when this few PIN tries are left
+    """
+
+    pin_attempts_shown: int = Field(default=1, ge=0, le=3)
+
+
+class Profile(_Strict):
+    """One scenario profile (see the module docstring).
+
+    :param scenario: which rules apply
+    :param name: the profile's name (the file stem)
+    :param catalogue_item: the 应用目录 item this service is listed under
+    :param fields: personal fields read and stored; EF06 items and ``medical.*`` items
+    :param require_genuine: refuse cards not proven genuine by a security module
+    :param expiry_grace_days: days after 卡有效期 a card is still accepted
+    :param max_list_age_hours: refuse when the deny list or catalogue is older than this
+    :param allowed_categories: 卡类别 codes served
+    :param pin: the holder enters the PIN (hospital)
+    :param voice: reason code → text or audio file for voice prompts
+    """
+
+    scenario: Scenario = Field(strict=False)  # a TOML string names the enum member
+    name: str = ""
+    catalogue_item: str = Field(pattern=r"^[0-9A-Za-z]{2,16}$")
+    fields: tuple[str, ...] = ()
+    require_genuine: bool = True
+    expiry_grace_days: int = Field(default=0, ge=0, le=366)
+    max_list_age_hours: float = Field(default=72, gt=0)
+    allowed_categories: tuple[str, ...] = tuple(CATEGORY_NAMES)
+    pin: bool = False
+    voice: dict[str, str] = Field(default_factory=dict)
+    transit: TransitRules | None = None
+    gate: GateRules | None = None
+    hotel: HotelRules | None = None
+    hospital: HospitalRules | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Profile:
+        known = {*HOLDER_FIELDS, *(MEDICAL_PREFIX + name for name in MEDICAL_FIELDS)}
+        unknown = sorted(set(self.fields) - known)
+        if unknown:
+            raise ValueError(f"fields {unknown} are not card items; known: {sorted(known)}")
+        if len(set(self.fields)) != len(self.fields):
+            raise ValueError("fields lists an item twice")
+        strange = sorted(set(self.allowed_categories) - set(CATEGORY_NAMES))
+        if strange:
+            raise ValueError(f"allowed_categories {strange}: 卡类别 codes are 1-4")
+        rules = {
+            Scenario.TRANSIT: self.transit,
+            Scenario.GATE: self.gate,
+            Scenario.HOTEL: self.hotel,
+            Scenario.HOSPITAL: self.hospital,
+        }
+        if rules[self.scenario] is None:
+            raise ValueError(f"a {self.scenario} profile needs a [{self.scenario}] table")
+        others = [str(kind) for kind, table in rules.items() if kind != self.scenario and table]
+        if others:
+            raise ValueError(f"a {self.scenario} profile cannot have {others} tables")
+        if self.medical_fields and not self.pin:
+            raise ValueError("medical.* fields need the PIN: set pin = true")
+        if self.transit is not None:
+            self._check_transit(self.transit)
+        if self.scenario == Scenario.HOTEL:
+            missing = sorted({"name", "ssn", "sex", "ethnicity", "birth_date"} - set(self.fields))
+            if missing:
+                raise ValueError(f"lodging registration needs the fields {missing}")
+        return self
+
+    def _check_transit(self, rules: TransitRules) -> None:
+        if rules.concession_age is not None and "birth_date" not in self.fields:
+            raise ValueError("transit.concession_age needs birth_date in fields (which reads EF06)")
+        if rules.reduced_categories and rules.reduced_fare_fen is None:
+            raise ValueError("transit.reduced_categories needs transit.reduced_fare_fen")
+        for name in ("free_categories", "reduced_categories"):
+            strange = sorted(set(getattr(rules, name)) - set(CATEGORY_NAMES))
+            if strange:
+                raise ValueError(f"transit.{name} {strange}: 卡类别 codes are 1-4")
+
+    @property
+    def holder_fields(self) -> tuple[str, ...]:
+        """The EF06 items this profile reads (empty: no EF06 read at all)."""
+        return tuple(f for f in self.fields if f in HOLDER_FIELDS)
+
+    @property
+    def medical_fields(self) -> tuple[str, ...]:
+        """The DF04 EF05 items this profile reads, without the ``medical.`` prefix."""
+        return tuple(f[len(MEDICAL_PREFIX) :] for f in self.fields if f.startswith(MEDICAL_PREFIX))
+
+
+def parse_profile(data: Mapping[str, Any], source: str, name: str = "") -> Profile:
+    """Check a parsed profile document.
+
+    :param data: the TOML document
+    :param source: the file, named in every error
+    :param name: the profile name (the file stem)
+    :raises ProfileError: a key the schema does not have, a wrong type, an inconsistent profile
+    """
+    document = dict(data)
+    document.setdefault("name", name)
+    try:
+        return Profile.model_validate(_tuples(document))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(profile)'}: {_message(err)}"
+            for err in exc.errors()
+        )
+        raise ProfileError(f"{source}: {problems}") from None
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a profile by name (``config/profiles/<name>.toml``) or by path.
+
+    :param name_or_path: ``transit``, ``gate``, … or a file path
+    :raises ProfileError: no such profile, unreadable, not TOML, or off-schema
+    """
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and path.parent == Path("."):
+        path = PROFILE_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            known = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+            raise ProfileError(f"no scenario profile {str(name_or_path)!r}; built in: {known}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"cannot read profile {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_profile(data, str(path), path.stem)
+
+
+def _tuples(value: Any) -> Any:
+    """TOML arrays become tuples (the schema is strict and frozen)."""
+    if isinstance(value, dict):
+        return {key: _tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(item) for item in value)
+    return value
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind: Literal["extra_forbidden"] | str = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    return str(error["msg"]).removeprefix("Value error, ")

@@ -1,0 +1,112 @@
+"""The stable reason codes of a decision, with their prompts (DESIGN.md "A tap, end to end").
+
+A code never changes meaning once released: host systems, the platform and the journal key on
+it. Each has a short Chinese prompt for the holder, an English one, and the signal the
+indicators give. Every refusal also carries the hotline text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from drivers.indicators import Indication, Signal
+
+HOTLINE = "如有疑问请拨打 12333 / Questions: call 12333"
+
+
+class Reason(StrEnum):
+    """Why a tap ended as it did. The order of the checks is in :mod:`terminal.pipeline`."""
+
+    OK = "ok"
+    NOT_GENUINE = "not_genuine"
+    NO_SECURITY_MODULE = "no_security_module"
+    SECURITY_MODULE_ERROR = "security_module_error"
+    EXPIRED = "expired"
+    DENY_LOST = "deny_lost"
+    DENY_CANCELLED = "deny_cancelled"
+    DENY_REPLACED = "deny_replaced"
+    DENY_FRAUD = "deny_fraud"
+    APP_LOCKED = "app_locked"
+    CARD_BLOCKED = "card_blocked"
+    PIN_WRONG = "pin_wrong"
+    PIN_BLOCKED = "pin_blocked"
+    PIN_MISSING = "pin_missing"
+    CATEGORY_NOT_ALLOWED = "category_not_allowed"
+    NOT_IN_CATALOGUE = "not_in_catalogue"
+    LIST_STALE = "list_stale"
+    ANTI_PASSBACK = "anti_passback"
+    CAPACITY_FULL = "capacity_full"
+    BAD_REQUEST = "bad_request"
+    CARD_UNREADABLE = "card_unreadable"
+    CARD_REMOVED = "card_removed"
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonText:
+    """How a reason is shown and signalled.
+
+    :param signal: accept, refuse, or attention (the holder should try again)
+    :param zh: the Chinese prompt
+    :param en: the English prompt
+    """
+
+    signal: Signal
+    zh: str
+    en: str
+
+
+_A, _R, _T = Signal.ACCEPT, Signal.REFUSE, Signal.ATTENTION
+
+TEXTS: dict[Reason, ReasonText] = {
+    Reason.OK: ReasonText(_A, "验证通过", "Accepted"),
+    Reason.NOT_GENUINE: ReasonText(_R, "卡片验证失败", "Card could not be verified as genuine"),
+    Reason.NO_SECURITY_MODULE: ReasonText(
+        _R, "终端无法验卡，请到人工窗口", "Terminal cannot verify cards: please see staff"
+    ),
+    Reason.SECURITY_MODULE_ERROR: ReasonText(
+        _R, "终端安全模块故障，请到人工窗口", "Terminal security module fault: please see staff"
+    ),
+    Reason.EXPIRED: ReasonText(_R, "卡已过有效期", "Card has expired"),
+    Reason.DENY_LOST: ReasonText(_R, "卡已挂失", "Card reported lost"),
+    Reason.DENY_CANCELLED: ReasonText(_R, "卡已注销", "Card cancelled"),
+    Reason.DENY_REPLACED: ReasonText(_R, "卡已补换，请使用新卡", "Card replaced: use the new card"),
+    Reason.DENY_FRAUD: ReasonText(_R, "卡片状态异常", "Card not accepted"),
+    Reason.APP_LOCKED: ReasonText(_R, "社保应用已锁定", "Social security application locked"),
+    Reason.CARD_BLOCKED: ReasonText(_R, "卡片已锁定", "Card blocked"),
+    Reason.PIN_WRONG: ReasonText(_T, "密码错误", "Wrong PIN"),
+    Reason.PIN_BLOCKED: ReasonText(_R, "密码已锁定", "PIN blocked"),
+    Reason.PIN_MISSING: ReasonText(_T, "请输入密码", "Please enter the PIN"),
+    Reason.CATEGORY_NOT_ALLOWED: ReasonText(
+        _R, "此卡类别不适用本服务", "This card category is not served here"
+    ),
+    Reason.NOT_IN_CATALOGUE: ReasonText(
+        _R, "本服务未开通社保卡应用", "Service not in the card's application catalogue"
+    ),
+    Reason.LIST_STALE: ReasonText(
+        _R, "终端名单过期，请到人工窗口", "Terminal lists out of date: please see staff"
+    ),
+    Reason.ANTI_PASSBACK: ReasonText(_R, "此卡刚刚已进入", "This card has just entered"),
+    Reason.CAPACITY_FULL: ReasonText(_R, "今日名额已满", "Today's capacity is reached"),
+    Reason.BAD_REQUEST: ReasonText(_R, "输入信息有误", "Invalid input"),
+    Reason.CARD_UNREADABLE: ReasonText(_T, "读卡失败，请重新刷卡", "Card read failed: try again"),
+    Reason.CARD_REMOVED: ReasonText(_T, "请重新放卡", "Card removed too early: present it again"),
+}
+
+DENY_REASONS = {
+    "lost": Reason.DENY_LOST,
+    "cancelled": Reason.DENY_CANCELLED,
+    "replaced": Reason.DENY_REPLACED,
+    "fraud": Reason.DENY_FRAUD,
+}
+
+
+def indication(reason: Reason, *, open_gate: bool = False) -> Indication:
+    """What the indicators show for a reason; refusals carry the hotline.
+
+    :param reason: the reason code
+    :param open_gate: open the gate (accepted entries at a gate or validator)
+    """
+    text = TEXTS[reason]
+    hotline = HOTLINE if text.signal == Signal.REFUSE else None
+    return Indication(text.signal, str(reason), text.zh, text.en, hotline, open_gate)
