@@ -7,15 +7,47 @@ card leaks into the next test.
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from privacy import CaptureHandler, find_leaks, persona_secrets
 from support import READER0, READER1
 
 from drivers.virtual.ssc_card import VirtualSscCard
+
+_CAPTURE = CaptureHandler()
+_CHILD_LOG = Path(tempfile.mkdtemp(prefix="sscard-privacy-")) / "children.log"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Log everything at DEBUG, here and in every ``sscard`` child, for the privacy check."""
+    root = logging.getLogger()
+    root.addHandler(_CAPTURE)
+    root.setLevel(logging.DEBUG)
+    os.environ["SSCARD_LOG_FILE"] = str(_CHILD_LOG)
+    os.environ["SSCARD_LOG_LEVEL"] = "DEBUG"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when any log line of the session shows a persona's personal data."""
+    lines = list(_CAPTURE.lines)
+    if _CHILD_LOG.exists():
+        lines += _CHILD_LOG.read_text(encoding="utf-8", errors="replace").splitlines()
+    leaks = find_leaks(lines, persona_secrets())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"privacy check: {len(lines)} log lines, {len(leaks)} leaks")
+        for leak in leaks[:20]:
+            reporter.write_line(f"  {leak}", red=True)
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    shutil.rmtree(_CHILD_LOG.parent, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
