@@ -5,6 +5,7 @@ demo and stopped afterwards. Each card is inserted in vpcd slot 0, read by a sep
 ``sscard read --format ireadcardbas`` process (the real CLI through pyscard), and removed.
 Then a virtual PSAM goes into slot 1 and the cards that need one (3.0, and a forged card) are
 read again with ``--sam-reader``: the 3.0 card opens EF06, the forged one is refused (−21).
+Last, a bus validator decides taps with ``sscard tap`` (:mod:`terminal.demo_tap`).
 The cards' keys and the PSAM derive from the TEST KEYS under ``tests/keys/``.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -25,6 +27,7 @@ from drivers.virtual.persona import load_persona
 from drivers.virtual.psam import VirtualPsam, load_psam
 from drivers.virtual.ssc_card import VirtualSscCard
 from drivers.virtual.vpcd import VpcdBridge
+from terminal.demo_tap import bus_validator
 
 READER = "Virtual PCD 00 00"
 PSAM_READER = "Virtual PCD 00 01"
@@ -87,6 +90,9 @@ def run_demo(personas: Path, out: TextIO) -> int:
             try:
                 for name in WITH_PSAM:
                     _show(readers, personas / f"{name}.toml", roots, out, psam=True)
+
+                insert = _inserter(readers, personas, roots)
+                bus_validator(insert, PSAM_READER, READER, out)
             finally:
                 psam_bridge.remove()
     finally:
@@ -117,3 +123,23 @@ def _show(
     finally:
         bridge.remove()
         readers.wait_for_removal(READER, timeout=3)
+
+
+def _inserter(
+    readers: PcscReader, personas: Path, roots: RootKeys
+) -> Callable[[str], Callable[[], None]]:
+    """A function that inserts a persona's card in slot 0 and returns its remover."""
+
+    def insert(name: str) -> Callable[[], None]:
+        card = VirtualSscCard(load_persona(personas / f"{name}.toml"), Behaviour(), roots)
+        bridge = VpcdBridge(card, slot=0)
+        bridge.insert()
+        readers.wait_for_card(5, reader=READER).close()
+
+        def remove() -> None:
+            bridge.remove()
+            readers.wait_for_removal(READER, timeout=3)
+
+        return remove
+
+    return insert

@@ -198,3 +198,7 @@ def test_the_demo_reads_every_persona_and_the_3_0_card_with_the_psam(pcscd) -> N
     assert V3_LINE.format(terminal="440100813475") in v3[1]
     forged = [b for b in blocks if b.startswith("[forged]")]
     assert "|林志远|" in forged[0] and "-21" in forged[1]
+    validator = done.stdout.split("bus validator:")[1]
+    assert "[elderly] accept" in validator and "(elderly_category)" in validator
+    assert "[student] refuse: 卡已挂失" in validator
+    assert "journal chain verified: 4 rows" in validator
