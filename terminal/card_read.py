@@ -12,9 +12,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field, replace
 
-from apdu.medical import read_medical
-
 from apdu.errors import SscardError
+from apdu.medical import read_medical
 from apdu.pin import PinFormatError, verify_pin
 from apdu.sam import SecurityModule, card_identity, collect_challenges, finish_authentication
 from apdu.ssc import (
