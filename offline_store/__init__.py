@@ -1,4 +1,5 @@
-"""The offline store (SQLite): deny list, journal, replay cache, access audit, catalogue.
+"""The offline store (SQLite): deny list, journal, replay cache, access audit, catalogue,
+e-card trust list.
 
 One file per terminal, owned by one process (:class:`Store`). docs/offline-store.md is the
 normative description of the schema, the identifiers, the deny-list and catalogue files and the
@@ -27,6 +28,7 @@ from offline_store.errors import (
     SecretFileError,
     StoreError,
     StoreLocked,
+    TrustVersionError,
 )
 from offline_store.identity import (
     canonical_card_id,
@@ -38,6 +40,7 @@ from offline_store.journal import Journal, JournalEntry, JournalOutcome
 from offline_store.keys import load_key_file, load_pepper_file
 from offline_store.replay import ReplayCache
 from offline_store.store import Store
+from offline_store.trust import StoredTrustList, TrustStore
 
 __all__ = [
     "AuditLog",
@@ -66,6 +69,9 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLocked",
+    "StoredTrustList",
+    "TrustStore",
+    "TrustVersionError",
     "Verifier",
     "accept_unsigned",
     "canonical_card_id",

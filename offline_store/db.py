@@ -159,7 +159,24 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+def _v2_trust_list(db: sqlite_utils.Database) -> None:
+    """Schema 2: the e-card trust list, raw signed bytes, the active one and the previous one."""
+    _execute_all(
+        db,
+        [
+            """CREATE TABLE trust_list (
+                state TEXT PRIMARY KEY CHECK (state IN ('active', 'previous')),
+                version INTEGER NOT NULL CHECK (version >= 1),
+                not_after INTEGER NOT NULL,
+                sha256 TEXT NOT NULL CHECK (length(sha256) = 64),
+                saved_at TEXT NOT NULL,
+                raw BLOB NOT NULL
+            ) WITHOUT ROWID""",
+        ],
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_trust_list)
 """Forward migrations, in order: entry ``n`` takes the file from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

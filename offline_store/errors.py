@@ -9,7 +9,8 @@
         │   ├── DenySignatureError the detached signature is missing or does not verify
         │   └── DenyVersionError   a delta on the wrong base, a replayed older list, no rollback
         ├── JournalError           a journal entry or operation that cannot be done
-        └── CatalogueError         a catalogue file that does not parse or breaks the schema
+        ├── CatalogueError         a catalogue file that does not parse or breaks the schema
+        └── TrustVersionError      an e-card trust list older than the active one
 
 No message ever holds a personal value or a key: card numbers are masked or left out, and
 personal fields are named, never shown.
@@ -29,6 +30,7 @@ __all__ = [
     "SecretFileError",
     "StoreError",
     "StoreLocked",
+    "TrustVersionError",
 ]
 
 
@@ -89,3 +91,7 @@ class JournalError(StoreError):
 
 class CatalogueError(StoreError):
     """A catalogue file that does not parse or breaks the ``sscard-catalogue/1`` schema."""
+
+
+class TrustVersionError(StoreError):
+    """An e-card trust list whose version is not newer than the active one; nothing changed."""

@@ -1,5 +1,5 @@
 """The store: one SQLite file holding the deny list, the journal, the replay cache, the access
-audit and the application catalogue, owned by one process.
+audit, the application catalogue and the e-card trust list, owned by one process.
 
 ::
 
@@ -25,6 +25,7 @@ from offline_store.identity import keyed_card_hash, pepper_check
 from offline_store.journal import Journal
 from offline_store.keys import JOURNAL_KEY_LEN
 from offline_store.replay import ReplayCache
+from offline_store.trust import TrustStore
 
 __all__ = ["DEFAULT_JOURNAL_CAP_ROWS", "Store"]
 
@@ -69,6 +70,7 @@ class Store:
         )
         self.replay = ReplayCache(store_db, clock)
         self.catalogue = Catalogue(store_db, clock)
+        self.trust = TrustStore(store_db, clock)
 
     @classmethod
     def open(

@@ -1,0 +1,120 @@
+"""Benchmark: SM2 verification, native (tongsuopy) against pure Python (pysmx), and ES256.
+
+Prints the median and p99 of one signature verification for each path, over a Sig_structure
+the size of a real credential's (≈ 250 bytes), and the ratios against the native SM2 path
+measured in the same run; then a whole ``verify_code`` (decode + two signatures + checks) for an
+ES256 and an SM2 code. Issue 5 asks for a native SM2 verify median ≤ 1 ms; the last line says
+whether this machine meets it (the tests do not assert speed).
+
+Run: ``.venv/bin/python bench/bench_sm2.py [--rounds N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from terminal.ecard import (
+    Alg,
+    PrivateKey,
+    issue_credential,
+    make_code,
+    make_trust_list,
+    parse_trust_list,
+    sm2,
+    verify_code,
+)
+
+NOW = 1796040000
+GOAL_MS = 1.0
+
+
+def timed(fn: Callable[[], object], rounds: int) -> list[float]:
+    """Wall time of each call, seconds (after one warm-up call)."""
+    fn()
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def row(name: str, samples: list[float], base: float | None) -> float:
+    median = statistics.median(samples)
+    ratio = f"{median / base:8.1f}×" if base else "     1.0×"
+    print(f"{name:34} {median * 1e3:9.3f} ms {p99(samples) * 1e3:9.3f} ms {ratio}")
+    return median
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=1000, help="verifications per native path")
+    rounds = parser.parse_args().rounds
+    pure_rounds = max(20, rounds // 10)
+    message = os.urandom(250)
+
+    print(f"SM2 backends here: {', '.join(b.name for b in sm2.available_backends())}")
+    print(f"{'path':34} {'median':>12} {'p99':>12} {'vs native':>9}")
+    private, public = sm2.generate_key()
+    signature = sm2.sign(private, message)
+    results: dict[str, float] = {}
+    base = None
+    for backend in sm2.available_backends():
+        samples = timed(
+            lambda b=backend: sm2.verify(public, message, signature, backend=b),
+            rounds if backend.name == "tongsuopy" else pure_rounds,
+        )
+        results[backend.name] = row(f"SM2 verify ({backend.name})", samples, base)
+        base = base or results[backend.name]
+
+    es256 = PrivateKey.generate(Alg.ES256)
+    es_signature = es256.sign(message)
+    row(
+        "ES256 verify (cryptography)",
+        timed(lambda: es256.public_key.verify(message, es_signature), rounds),
+        base,
+    )
+
+    root = PrivateKey.generate(Alg.ES256)
+    for alg in (Alg.ES256, Alg.SM2):
+        platform, device = PrivateKey.generate(alg), PrivateKey.generate(alg)
+        trust = parse_trust_list(
+            make_trust_list([platform.public_key], root, 1, NOW - 60, NOW + 60),
+            root.public_key.to_pem(),
+            NOW,
+        )
+        credential = issue_credential(
+            platform,
+            token="0" * 64,
+            region="440100",
+            category="3",
+            not_before=NOW - 60,
+            not_after=NOW + 60,
+            device_public_key=device.public_key,
+        )
+        text = make_code(credential, device, timestamp=NOW, counter=1)
+        row(
+            f"verify_code {alg} ({sm2.BACKEND_NAME if alg is Alg.SM2 else 'cryptography'})",
+            timed(lambda t=text, tr=trust: verify_code(t, tr, NOW), rounds),
+            base,
+        )
+
+    native = results.get("tongsuopy")
+    if native is None:
+        print("native SM2 backend not installed here: the ≤ 1 ms goal cannot be met")
+    else:
+        verdict = "meets" if native * 1e3 <= GOAL_MS else "MISSES"
+        print(f"native SM2 verify median {native * 1e3:.3f} ms {verdict} the ≤ {GOAL_MS} ms goal")
+
+
+if __name__ == "__main__":
+    main()
