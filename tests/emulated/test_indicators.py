@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pty_pair import SocatPair
 
 from drivers.indicators import (
     Indication,
@@ -119,54 +120,6 @@ def test_backends_load_by_name() -> None:
 # -- serial board through a real pty pair ------------------------------------------------------
 
 
-class SocatPair:
-    """Two linked ptys from a real socat: ``terminal`` for the indicator, ``board`` for the gate.
-
-    Stopping it (by pid) hangs up both ends, like a pulled USB adaptor; starting it again makes
-    the same paths reappear.
-    """
-
-    def __init__(self, directory: Path) -> None:
-        self.terminal = directory / "terminal"
-        self.board = directory / "board"
-        self.log = directory / "socat.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [
-                    "socat",
-                    "-d",
-                    "-d",
-                    f"pty,raw,echo=0,link={self.terminal}",
-                    f"pty,raw,echo=0,link={self.board}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-            )
-        deadline = time.monotonic() + 5
-        while not (self.terminal.exists() and self.board.exists()):
-            assert self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, "socat did not create its ptys"
-            time.sleep(0.01)
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        # socat removes its links on exit; make sure before a restart reuses the names
-        self.terminal.unlink(missing_ok=True)
-        self.board.unlink(missing_ok=True)
-
-
 @pytest.fixture
 def pty_pair(tmp_path: Path) -> Iterator[SocatPair]:
     """A socat pty pair, killed (by pid) at teardown."""
@@ -181,7 +134,7 @@ def pty_pair(tmp_path: Path) -> Iterator[SocatPair]:
 @pytest.fixture
 def gate(pty_pair: SocatPair) -> Iterator[VirtualGate]:
     """The emulated board on the pair's board end."""
-    with VirtualGate(pty_pair.board) as board:
+    with VirtualGate(pty_pair.device) as board:
         assert board.wait_until(lambda g: g.connections >= 1, 5)
         yield board
 
