@@ -24,6 +24,12 @@ Schema (every key is optional)::
     journal_cap_rows = 1000000                # above this the journal raises an alarm
     deny_public_key = "/etc/sscard/deny.pem"  # Ed25519 key deny lists are signed with
 
+    [ecard]
+    trust_root_key = "/etc/sscard/qr-root.pem"  # the pinned key trust lists are signed with
+    audience_keys = "/etc/sscard/audience.keys" # 0600: "kid = 64 hex" lines (hotel, hospital)
+    decode_url = "https://platform.example/"    # online decoding of national (opaque) codes
+    decode_timeout_s = 2.0
+
     [indicators]
     console = true                            # print each decision on stderr
     serial_port = "/dev/ttyUSB0"              # relay/buzzer/gate board (docs/indicator-protocol.md)
@@ -54,6 +60,7 @@ DEFAULTS_SOURCE = "<defaults>"
 DEVICE_NUMBER_MAX = 32  # §4.3 field 11 shares the 1024-byte output; 32 is our own bound
 FIELD_SEPARATOR = "|"  # §4.3: every output field ends with "|", so none may contain one
 DEFAULT_HSM_TIMEOUT_S = 5.0
+DEFAULT_DECODE_TIMEOUT_S = 2.0
 DEFAULT_DATABASE = Path("/var/lib/sscard/store.db")
 DEFAULT_JOURNAL_CAP_ROWS = 1_000_000
 TERMINAL_ID_MAX = 32
@@ -84,6 +91,10 @@ class Settings:
     :param journal_key_file: ``[store] journal_key_file``, the personal-field key (0600)
     :param journal_cap_rows: ``[store] journal_cap_rows``, the journal's alarm threshold
     :param deny_public_key: ``[store] deny_public_key``, the deny-list signing key (PEM)
+    :param trust_root_key: ``[ecard] trust_root_key``, the pinned trust-list root (PEM)
+    :param audience_keys: ``[ecard] audience_keys``, identity-blob keys of this terminal (0600)
+    :param decode_url: ``[ecard] decode_url``, the platform decoding national codes
+    :param decode_timeout_s: ``[ecard] decode_timeout_s``
     :param console: ``[indicators] console``, print decisions on stderr
     :param serial_port: ``[indicators] serial_port``, the relay/buzzer/gate board
     :param serial_baud: ``[indicators] serial_baud``
@@ -103,6 +114,10 @@ class Settings:
     journal_key_file: Path | None = None
     journal_cap_rows: int = DEFAULT_JOURNAL_CAP_ROWS
     deny_public_key: Path | None = None
+    trust_root_key: Path | None = None
+    audience_keys: Path | None = None
+    decode_url: str | None = None
+    decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
     console: bool = True
     serial_port: str | None = None
     serial_baud: int = 9600
@@ -150,12 +165,16 @@ def parse_settings(
     :raises SettingsError: for an unknown key, a value of the wrong type or out of range
     """
     reader = _Reader(source)
-    reader.known(data, "", {"production", "terminal", "security", "store", "indicators"})
+    tables = {"production", "terminal", "security", "store", "ecard", "indicators"}
+    reader.known(data, "", tables)
     terminal = reader.table(data, "terminal")
     reader.known(terminal, "terminal", {"device_number", "id"})
     store = reader.table(data, "store")
     store_keys = {"database", "pepper_file", "journal_key_file", "journal_cap_rows"}
     reader.known(store, "store", store_keys | {"deny_public_key"})
+    ecard = reader.table(data, "ecard")
+    ecard_keys = {"trust_root_key", "audience_keys", "decode_url", "decode_timeout_s"}
+    reader.known(ecard, "ecard", ecard_keys)
     indicators = reader.table(data, "indicators")
     reader.known(indicators, "indicators", {"console", "serial_port", "serial_baud", "voice"})
     security = reader.table(data, "security")
@@ -177,6 +196,10 @@ def parse_settings(
         journal_key_file=_relative(reader.path(store, "store.journal_key_file"), base_dir),
         journal_cap_rows=reader.count(store, "store.journal_cap_rows", DEFAULT_JOURNAL_CAP_ROWS),
         deny_public_key=_relative(reader.path(store, "store.deny_public_key"), base_dir),
+        trust_root_key=_relative(reader.path(ecard, "ecard.trust_root_key"), base_dir),
+        audience_keys=_relative(reader.path(ecard, "ecard.audience_keys"), base_dir),
+        decode_url=reader.url(ecard, "ecard.decode_url"),
+        decode_timeout_s=reader.positive(ecard, "ecard.decode_timeout_s", DEFAULT_DECODE_TIMEOUT_S),
         console=reader.boolean(indicators, "indicators.console", default=True),
         serial_port=_optional_text(reader.path(indicators, "indicators.serial_port")),
         serial_baud=reader.count(indicators, "indicators.serial_baud", 9600),

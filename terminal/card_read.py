@@ -52,7 +52,7 @@ class CardFacts:
     :param card_number: 卡号, the key of the deny list (never journaled or logged in clear)
     :param category: 卡的类别
     :param expiry_date: 卡有效期
-    :param generation: the card generation
+    :param generation: the card generation (``None`` for an electronic card)
     :param genuine: a security module proved the card genuine
     :param module: the module's kind, empty without one
     :param terminal_number: the module's 终端机编号
@@ -64,7 +64,7 @@ class CardFacts:
     card_number: str | None
     category: str | None
     expiry_date: dt.date | None
-    generation: Generation
+    generation: Generation | None
     genuine: bool
     module: str = ""
     terminal_number: str = "000000000000"
@@ -186,7 +186,8 @@ class ScenarioRead:
         birth_date = None
         items = self.profile.holder_fields
         if items:
-            holder = _read_holder(self._session, items, facts.generation)
+            generation = facts.generation or Generation.V1
+            holder = _read_holder(self._session, items, generation)
             for item in items:
                 value = _text(getattr(holder, item))
                 if value is not None:

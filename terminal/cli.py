@@ -26,7 +26,7 @@ from drivers.pcsc import PcscReader
 from drivers.psam import PcscPsamModule
 from drivers.virtual.card import Behaviour
 from drivers.virtual.persona import PersonaError, load_persona
-from terminal import cmd_deny, cmd_store, cmd_tap
+from terminal import cmd_deny, cmd_qr, cmd_store, cmd_tap
 from terminal.modules import open_module
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK, classify
 from terminal.pin import pin_operation
@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_tap.add_parser(sub)
     cmd_deny.add_parser(sub)
     cmd_store.add_parser(sub)
+    cmd_qr.add_parser(sub)
     return parser
 
 

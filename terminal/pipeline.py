@@ -53,7 +53,7 @@ from terminal.reasons import DENY_REASONS, TEXTS, Reason, indication
 
 log = logging.getLogger(__name__)
 
-ACCEPT, REFUSE, ATTENTION = "accept", "refuse", "attention"
+ACCEPT, REFUSE, ATTENTION, DEFERRED = "accept", "refuse", "attention", "deferred"
 SECONDS_PER_HOUR = 3600
 
 
@@ -103,8 +103,16 @@ def _outcome(reason: Reason) -> str:
     return {Signal.ACCEPT: ACCEPT, Signal.REFUSE: REFUSE}.get(signal, ATTENTION)
 
 
-def _refusal(reason: Reason, **detail: Any) -> Decision:
+def refuse(reason: Reason, **detail: Any) -> Decision:
     return Decision(_outcome(reason), reason, detail)
+
+
+def _journal_outcome(decision: Decision) -> str:
+    """The journal's outcome: accepted, deferred (checked at the next sync), or refused —
+    "try again" included."""
+    if decision.reason == Reason.QR_DEFERRED:
+        return DEFERRED
+    return ACCEPT if decision.accepted else REFUSE
 
 
 def load_card_hashes(path: str | Path) -> frozenset[str]:
@@ -175,24 +183,24 @@ class Pipeline:
         :param error: what the read raised
         """
         if isinstance(error, CardNotGenuine):
-            return _refusal(Reason.NOT_GENUINE)
+            return refuse(Reason.NOT_GENUINE)
         if isinstance(error, NoSecurityModule):
-            return _refusal(Reason.NO_SECURITY_MODULE)
+            return refuse(Reason.NO_SECURITY_MODULE)
         if isinstance(error, SecurityModuleError):
-            return _refusal(Reason.SECURITY_MODULE_ERROR, national_code=int(error.code))
+            return refuse(Reason.SECURITY_MODULE_ERROR, national_code=int(error.code))
         if isinstance(error, ApplicationLocked):
-            return _refusal(Reason.APP_LOCKED)
+            return refuse(Reason.APP_LOCKED)
         if isinstance(error, CardBlocked):
-            return _refusal(Reason.CARD_BLOCKED)
+            return refuse(Reason.CARD_BLOCKED)
         if isinstance(error, WrongPin):
-            return _refusal(Reason.PIN_WRONG, tries_left=error.tries_left)
+            return refuse(Reason.PIN_WRONG, tries_left=error.tries_left)
         if isinstance(error, PinBlocked):
-            return _refusal(Reason.PIN_BLOCKED)
+            return refuse(Reason.PIN_BLOCKED)
         if isinstance(error, PinFormatError):
-            return _refusal(Reason.PIN_MISSING)
+            return refuse(Reason.PIN_MISSING)
         if isinstance(error, CardRemoved | ReaderTimeout):
-            return _refusal(Reason.CARD_REMOVED)
-        return _refusal(Reason.CARD_UNREADABLE, error=type(error).__name__)
+            return refuse(Reason.CARD_REMOVED)
+        return refuse(Reason.CARD_UNREADABLE, error=type(error).__name__)
 
     def check_card(self, facts: CardFacts, card_hash: str) -> Decision | None:
         """Checks 1–3 on the card itself: genuine, expired, deny listed.
@@ -204,13 +212,13 @@ class Pipeline:
         profile = self.profile
         today = self._now().date()
         if profile.require_genuine and not facts.genuine:
-            return _refusal(Reason.NO_SECURITY_MODULE)
+            return refuse(Reason.NO_SECURITY_MODULE)
         grace = dt.timedelta(days=profile.expiry_grace_days)
         if facts.expiry_date is not None and today > facts.expiry_date + grace:
-            return _refusal(Reason.EXPIRED, expiry_date=facts.expiry_date.isoformat())
+            return refuse(Reason.EXPIRED, expiry_date=facts.expiry_date.isoformat())
         entry = self.store.deny.lookup(card_hash, today)
         if entry is not None:
-            return _refusal(
+            return refuse(
                 DENY_REASONS[str(entry.reason)],
                 deny_reason=str(entry.reason),
                 effective=entry.effective.isoformat(),
@@ -227,7 +235,7 @@ class Pipeline:
         profile = self.profile
         now = self._now()
         if facts.category not in profile.allowed_categories:
-            return _refusal(Reason.CATEGORY_NOT_ALLOWED, category=facts.category)
+            return refuse(Reason.CATEGORY_NOT_ALLOWED, category=facts.category)
         listed = any(
             item.code == profile.catalogue_item
             and item.scenario == profile.scenario
@@ -236,14 +244,14 @@ class Pipeline:
             for item in self.store.catalogue.items()
         )
         if not listed:
-            return _refusal(
+            return refuse(
                 Reason.NOT_IN_CATALOGUE,
                 catalogue_item=profile.catalogue_item,
                 region_code=facts.region_code,
             )
         stale = self._stale_list(now)
         if stale is not None:
-            return _refusal(Reason.LIST_STALE, list=stale)
+            return refuse(Reason.LIST_STALE, list=stale)
         return None
 
     def decide(self, facts: CardFacts, card_hash: str, *, room: str | None = None) -> Decision:
@@ -281,7 +289,7 @@ class Pipeline:
             rules = profile.hotel
             assert rules is not None  # the schema guarantees it
             if room is None or not re.fullmatch(rules.room_pattern, room):
-                return _refusal(Reason.BAD_REQUEST, problem="room number missing or malformed")
+                return refuse(Reason.BAD_REQUEST, problem="room number missing or malformed")
             record = {"room": room, "region_code": facts.region_code, **facts.personal}
             return Decision(ACCEPT, Reason.OK, {"room": room}, record)
         record = {"region_code": facts.region_code, **facts.personal}
@@ -312,11 +320,11 @@ class Pipeline:
                 scenario=self.profile.name, outcome=ACCEPT, since=midnight
             )
             if entered >= rules.daily_capacity:
-                return _refusal(Reason.CAPACITY_FULL, capacity=rules.daily_capacity)
+                return refuse(Reason.CAPACITY_FULL, capacity=rules.daily_capacity)
         if rules.anti_passback_s:
             key = f"gate:{self.profile.name}:{card_hash}"
             if not self.store.replay.check_and_add(key, rules.anti_passback_s):
-                return _refusal(Reason.ANTI_PASSBACK, window_s=rules.anti_passback_s)
+                return refuse(Reason.ANTI_PASSBACK, window_s=rules.anti_passback_s)
         return Decision(ACCEPT, Reason.OK, {})
 
     # -- journal and signal ----------------------------------------------------------------
@@ -344,7 +352,7 @@ class Pipeline:
                 scenario=self.profile.name,
                 catalogue_item=self.profile.catalogue_item,
                 credential_token=card_hash,
-                outcome=ACCEPT if decision.accepted else REFUSE,  # "try again" is a refusal
+                outcome=_journal_outcome(decision),
                 reason_code=str(decision.reason),
                 amount=amount,
                 personal=personal,

@@ -107,6 +107,21 @@ class HospitalRules(_Strict):
     pin_attempts_shown: int = Field(default=1, ge=0, le=3)
 
 
+class QrRules(_Strict):
+    """Electronic-card QR codes at this service point.
+
+    :param window_s: a dynamic code is accepted this long around its timestamp
+    :param skew_s: clock skew allowed on the credential's validity
+    :param opaque_offline: a national (opaque) code while the platform is unreachable:
+        ``refuse``, or ``defer`` (accept, journal as deferred, verify at the next sync; for
+        low-risk services such as a library gate)
+    """
+
+    window_s: float = Field(default=30, gt=0, le=600)
+    skew_s: float = Field(default=5, ge=0, le=600)
+    opaque_offline: Literal["refuse", "defer"] = "refuse"
+
+
 class Profile(_Strict):
     """One scenario profile (see the module docstring).
 
@@ -120,6 +135,7 @@ class Profile(_Strict):
     :param allowed_categories: 卡类别 codes served
     :param pin: the holder enters the PIN (hospital)
     :param voice: reason code → text or audio file for voice prompts
+    :param qr: electronic-card QR rules
     """
 
     scenario: Scenario = Field(strict=False)  # a TOML string names the enum member
@@ -132,6 +148,7 @@ class Profile(_Strict):
     allowed_categories: tuple[str, ...] = tuple(CATEGORY_NAMES)
     pin: bool = False
     voice: dict[str, str] = Field(default_factory=dict)
+    qr: QrRules = Field(default_factory=QrRules)
     transit: TransitRules | None = None
     gate: GateRules | None = None
     hotel: HotelRules | None = None

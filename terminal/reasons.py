@@ -40,6 +40,18 @@ class Reason(StrEnum):
     BAD_REQUEST = "bad_request"
     CARD_UNREADABLE = "card_unreadable"
     CARD_REMOVED = "card_removed"
+    QR_BAD_ENCODING = "qr_bad_encoding"
+    QR_UNKNOWN_KEY = "qr_unknown_key"
+    QR_BAD_SIGNATURE = "qr_bad_signature"
+    QR_NOT_YET_VALID = "qr_not_yet_valid"
+    QR_EXPIRED = "qr_expired"
+    QR_OUTSIDE_WINDOW = "qr_outside_window"
+    QR_REPLAY = "qr_replay"
+    QR_STALE_TRUST_LIST = "qr_stale_trust_list"
+    QR_IDENTITY_UNAVAILABLE = "qr_identity_unavailable"
+    QR_ONLINE_REFUSED = "qr_online_refused"
+    QR_ONLINE_UNAVAILABLE = "qr_online_unavailable"
+    QR_DEFERRED = "qr_deferred"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +103,30 @@ TEXTS: dict[Reason, ReasonText] = {
     Reason.BAD_REQUEST: ReasonText(_R, "输入信息有误", "Invalid input"),
     Reason.CARD_UNREADABLE: ReasonText(_T, "读卡失败，请重新刷卡", "Card read failed: try again"),
     Reason.CARD_REMOVED: ReasonText(_T, "请重新放卡", "Card removed too early: present it again"),
+    Reason.QR_BAD_ENCODING: ReasonText(
+        _T, "无法识别此二维码", "Code not recognised: show it again"
+    ),
+    Reason.QR_UNKNOWN_KEY: ReasonText(_R, "电子社保卡签发方未知", "Code issued by an unknown key"),
+    Reason.QR_BAD_SIGNATURE: ReasonText(_R, "电子社保卡验证失败", "Code signature not valid"),
+    Reason.QR_NOT_YET_VALID: ReasonText(_R, "电子社保卡尚未生效", "Electronic card not yet valid"),
+    Reason.QR_EXPIRED: ReasonText(_R, "电子社保卡已过期", "Electronic card expired"),
+    Reason.QR_OUTSIDE_WINDOW: ReasonText(
+        _T, "二维码已过期，请刷新后重试", "Code too old: refresh it and try again"
+    ),
+    Reason.QR_REPLAY: ReasonText(_R, "二维码已使用，请刷新", "Code already used: refresh it"),
+    Reason.QR_STALE_TRUST_LIST: ReasonText(
+        _R, "终端密钥列表过期，请到人工窗口", "Terminal key list out of date: please see staff"
+    ),
+    Reason.QR_IDENTITY_UNAVAILABLE: ReasonText(
+        _R, "此二维码不含本业务所需信息", "This code does not carry what this service needs"
+    ),
+    Reason.QR_ONLINE_REFUSED: ReasonText(
+        _R, "电子社保卡验证未通过", "Electronic card not accepted"
+    ),
+    Reason.QR_ONLINE_UNAVAILABLE: ReasonText(
+        _R, "网络不可用，请使用实体卡", "Network unavailable: please use the physical card"
+    ),
+    Reason.QR_DEFERRED: ReasonText(_A, "验证通过", "Accepted (checked at the next sync)"),
 }
 
 DENY_REASONS = {

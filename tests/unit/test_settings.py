@@ -236,3 +236,24 @@ def test_unknown_keys_in_the_new_tables() -> None:
         parse_settings({"store": {"path": "x"}}, source=SOURCE)
     with pytest.raises(SettingsError, match=r"unknown key 'indicators\.buzzer'"):
         parse_settings({"indicators": {"buzzer": True}}, source=SOURCE)
+
+
+def test_the_ecard_table() -> None:
+    settings = parse_settings(
+        {
+            "ecard": {
+                "trust_root_key": "qr-root.pem",
+                "audience_keys": "/etc/sscard/audience.keys",
+                "decode_url": "https://platform.example/",
+                "decode_timeout_s": 1.5,
+            }
+        },
+        base_dir=Path("/etc/sscard"),
+    )
+    assert settings.trust_root_key == Path("/etc/sscard/qr-root.pem")
+    assert settings.audience_keys == Path("/etc/sscard/audience.keys")
+    assert (settings.decode_url, settings.decode_timeout_s) == ("https://platform.example/", 1.5)
+    with pytest.raises(SettingsError, match=r"ecard\.decode_url"):
+        parse_settings({"ecard": {"decode_url": "ftp://x"}}, source=SOURCE)
+    with pytest.raises(SettingsError, match=r"unknown key 'ecard\.url'"):
+        parse_settings({"ecard": {"url": "https://x/"}}, source=SOURCE)

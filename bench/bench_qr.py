@@ -1,0 +1,112 @@
+"""Benchmark: a scanned 720p camera frame to a verified e-card code, against the slow path.
+
+One round = decode the QR code in a cluttered 1280×720 frame (a small code, ≈2.75 px per
+module, JPEG-compressed) and verify it offline (Base45, zlib, CBOR, platform signature, device
+signature, window) against a trust list. The fast path is zxing-cpp + native SM2 (tongsuopy);
+the baseline, measured in the same run on the same frame, is pyzbar + the pure-Python SM2
+backend. An ES256 code is timed too. Prints median and p99 and the baseline/fast ratio (issue
+5's goal: ≥ 6× faster, ≤ 5 ms median); nothing is asserted.
+
+Run: ``.venv/bin/python bench/bench_qr.py [--rounds N]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from drivers.scanners.decoders import decode_frame
+from terminal.ecard import PrivateKey, issue_credential, make_code, make_trust_list, sm2
+from terminal.ecard.keys import Alg, load_private_key
+from terminal.ecard.trust import parse_trust_list
+from terminal.ecard.verify import verify_code
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import qr_images  # noqa: E402 - the tests' frames, so the bench measures what they check
+
+KEYS = ROOT / "tests" / "keys"
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The sample at ``fraction`` of the sorted samples (nearest rank)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def make(alg: Alg, now: int) -> tuple[str, bytes, bytes]:
+    """A fresh code, its trust list and the root's public key."""
+    platform = load_private_key((KEYS / f"qr-platform-{alg.value.lower()}-test.pem").read_bytes())
+    root = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
+    device = PrivateKey.generate(alg)
+    credential = issue_credential(
+        platform,
+        token="ab" * 32,
+        region="440100",
+        category="3",
+        not_before=now - 60,
+        not_after=now + 3600,
+        device_public_key=device.public_key,
+    )
+    code = make_code(credential, device, timestamp=now, counter=7)
+    trust = make_trust_list([platform.public_key], root, 1, now - 60, now + 86_400)
+    return code, trust, root.public_key.to_pem()
+
+
+def timed(rounds: int, step: Callable[[], object]) -> list[float]:
+    """Milliseconds per call."""
+    samples = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        step()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=100, help="rounds per path")
+    args = parser.parse_args()
+    now = int(time.time())
+    rows: list[tuple[str, list[float]]] = []
+    for alg in (Alg.SM2, Alg.ES256):
+        code, trust_bytes, root_pem = make(alg, now)
+        trust = parse_trust_list(trust_bytes, root_pem, now)
+        frame = qr_images.small_in_frame(code)
+
+        def fast(frame=frame, trust=trust) -> None:
+            (text,) = decode_frame(frame, "zxing")
+            verify_code(text, trust, now)
+
+        assert decode_frame(frame, "zxing") == [code], "zxing did not read the frame"
+        verifier = sm2.BACKEND.name if alg is Alg.SM2 else "cryptography"
+        rows.append((f"{alg} zxing + {verifier}", timed(args.rounds, fast)))
+        if alg is Alg.SM2:
+            pure = sm2.get_backend("pysmx")
+
+            def slow(frame=frame, trust=trust) -> None:
+                (text,) = decode_frame(frame, "zbar")
+                verify_code(text, trust, now)
+
+            assert decode_frame(frame, "zbar") == [code], "zbar did not read the frame"
+            native, sm2.BACKEND = sm2.BACKEND, pure  # the module's default backend, swapped
+            try:
+                rows.append(("SM2 zbar + pysmx (baseline)", timed(max(10, args.rounds // 5), slow)))
+            finally:
+                sm2.BACKEND = native
+    baseline = statistics.median(rows[1][1])
+    print(f"{'path':<34} {'median ms':>10} {'p99 ms':>8} {'baseline ÷ this':>16}")
+    for name, samples in rows:
+        median = statistics.median(samples)
+        print(
+            f"{name:<34} {median:>10.2f} {percentile(samples, 0.99):>8.2f} "
+            f"{baseline / median:>15.1f}×"
+        )
+
+
+if __name__ == "__main__":
+    main()
