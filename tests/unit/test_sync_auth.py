@@ -34,7 +34,7 @@ def signed(method: str = "POST", path: str = "/v1/journal/batch", body: bytes = 
     )
 
 
-def check(headers, method="POST", path="/v1/journal/batch", body=b"{}", now=NOW, nonces=None):
+def check(headers, *, method="POST", path="/v1/journal/batch", body=b"{}", now=NOW, nonces=None):
     return verify_request(
         method, path, headers, body, key_for=keys, nonces=nonces or NonceCache(), now=now
     )
