@@ -10,10 +10,7 @@ Like the vpcd bridge, it owns a thread: it plays the device, not the terminal.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -35,12 +32,11 @@ from drivers.indicators.protocol import (
     decode_command,
     encode_answer,
 )
-from drivers.indicators.serial_board import PORT_ERRORS
+from drivers.virtual.serial_device import VirtualSerialDevice
 
 log = logging.getLogger(__name__)
 
 GARBAGE = b"\xfe\xff#?!\x00" + EOL  # what a board with a wrong baud rate might send
-POLL_S = 0.05  # a read slice: how quickly stop() and a vanished port are noticed
 LED_COLOURS = frozenset(Led) - {Led.OFF}
 BEEPS = frozenset(Beep)
 
@@ -80,7 +76,7 @@ class GateRecord:
     pings: int = 0
 
 
-class VirtualGate:
+class VirtualGate(VirtualSerialDevice):
     """Play an indicator board on a serial port, on a background thread.
 
     :param port_path: the serial device the board listens on (e.g. a socat pty link)
@@ -88,49 +84,15 @@ class VirtualGate:
     :param reconnect_interval_s: how often to retry opening a port that is not there
     """
 
+    kind = "virtual-gate"
+
     def __init__(
         self, port_path: str | Path, baudrate: int = 9600, reconnect_interval_s: float = 0.05
     ) -> None:
-        self.port_path = str(port_path)
-        self.baudrate = baudrate
-        self.reconnect_interval_s = reconnect_interval_s
+        super().__init__(port_path, baudrate, reconnect_interval_s)
         self._record = GateRecord()
         self._faults: list[_Scheduled] = []
-        # reentrant: wait_until's predicate reads the properties while the condition is held
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._connections = 0
-        self._changed = threading.Condition(self._lock)
-
-    # -- life cycle --------------------------------------------------------------------------
-
-    def start(self) -> VirtualGate:
-        """Start serving the port on a thread named ``virtual-gate-<port name>``.
-
-        :raises RuntimeError: when it is running already
-        """
-        if self._thread is not None:
-            raise RuntimeError("the virtual gate is running already")
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"virtual-gate-{Path(self.port_path).name}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the thread and close the port; harmless when called twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
-
-    def __enter__(self) -> VirtualGate:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._buffer = bytearray()
 
     # -- faults and records ------------------------------------------------------------------
 
@@ -163,64 +125,20 @@ class VirtualGate:
                 list(r.gate_opens), list(r.leds), list(r.beeps), list(r.commands), r.pings
             )
 
-    @property
-    def connections(self) -> int:
-        """How many times the board opened its port (1 after the first start)."""
-        with self._lock:
-            return self._connections
-
-    def wait_until(self, predicate: Callable[[VirtualGate], bool], timeout: float) -> bool:
-        """Wait until ``predicate(self)`` holds (it is re-checked after every change).
-
-        :param predicate: a condition on the board, e.g. ``lambda g: g.connections >= 2``
-        :param timeout: seconds
-        :returns: whether it held in time
-        """
-        with self._changed:
-            return self._changed.wait_for(lambda: predicate(self), timeout)
-
     # -- the board ---------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        port: serial.Serial | None = None
-        buffer = bytearray()
-        try:
-            while not self._stop.is_set():
-                if port is None:
-                    port = self._open()
-                    buffer.clear()
-                    continue
-                try:
-                    chunk = port.read(max(1, port.in_waiting))
-                    buffer += chunk
-                    while (end := buffer.find(b"\n")) >= 0:
-                        line = bytes(buffer[:end]).rstrip(b"\r")
-                        del buffer[: end + 1]
-                        self._serve(port, line)
-                    if len(buffer) > MAX_LINE:
-                        self._answer(port, encode_answer(NOTICE_TAG, "line too long"))
-                        buffer.clear()
-                except PORT_ERRORS as exc:
-                    log.info("event=virtual_gate_port_lost port=%s error=%r", self.port_path, exc)
-                    with contextlib.suppress(*PORT_ERRORS):
-                        port.close()
-                    port = None
-        finally:
-            if port is not None:
-                with contextlib.suppress(*PORT_ERRORS):
-                    port.close()
+    def _opened(self) -> None:
+        self._buffer.clear()  # half a line from before the port went away is not a command
 
-    def _open(self) -> serial.Serial | None:
-        try:
-            port = serial.Serial(self.port_path, self.baudrate, timeout=POLL_S, exclusive=True)
-        except PORT_ERRORS:
-            self._stop.wait(self.reconnect_interval_s)
-            return None
-        with self._changed:
-            self._connections += 1
-            self._changed.notify_all()
-        log.info("event=virtual_gate_port_open port=%s", self.port_path)
-        return port
+    def _step(self, port: serial.Serial) -> None:
+        self._buffer += port.read(max(1, port.in_waiting))
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line = bytes(self._buffer[:end]).rstrip(b"\r")
+            del self._buffer[: end + 1]
+            self._serve(port, line)
+        if len(self._buffer) > MAX_LINE:
+            self._answer(port, encode_answer(NOTICE_TAG, "line too long"))
+            self._buffer.clear()
 
     def _serve(self, port: serial.Serial, line: bytes) -> None:
         try:

@@ -13,11 +13,8 @@ Like the virtual gate, it owns a thread: it plays the device, not the terminal.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -25,12 +22,11 @@ from pathlib import Path
 import serial
 
 from drivers.scanners.lines import MAX_LINE
-from drivers.scanners.serial import PORT_ERRORS
+from drivers.virtual.serial_device import VirtualSerialDevice
 
 log = logging.getLogger(__name__)
 
 GARBAGE = b"\xfe\xff#?!\x00\xc3("  # not UTF-8: what a wrong baud rate makes of a code
-POLL_S = 0.05  # a read slice: how quickly stop(), a new code and a vanished port are noticed
 SPLIT_PAUSE_S = 0.05  # between the writes of a split line
 
 
@@ -56,7 +52,7 @@ class _Emission:
     writes: tuple[bytes, ...]  # written in order, SPLIT_PAUSE_S apart
 
 
-class VirtualQrScanner:
+class VirtualQrScanner(VirtualSerialDevice):
     """Play a serial QR scanner on a serial port, on a background thread.
 
     :param port_path: the serial device the scanner writes to (e.g. a socat pty link)
@@ -64,6 +60,8 @@ class VirtualQrScanner:
     :param max_line: the terminal's line cap, for :attr:`Fault.OVERLONG`
     :param reconnect_interval_s: how often to retry opening a port that is not there
     """
+
+    kind = "virtual-qr-scanner"
 
     def __init__(
         self,
@@ -73,47 +71,10 @@ class VirtualQrScanner:
         max_line: int = MAX_LINE,
         reconnect_interval_s: float = 0.05,
     ) -> None:
-        self.port_path = str(port_path)
-        self.baudrate = baudrate
+        super().__init__(port_path, baudrate, reconnect_interval_s)
         self.max_line = max_line
-        self.reconnect_interval_s = reconnect_interval_s
         self._queue: deque[_Emission] = deque()
         self._sent: list[str] = []
-        self._connections = 0
-        # reentrant: wait_until's predicate reads the properties while the condition is held
-        self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # -- life cycle --------------------------------------------------------------------------
-
-    def start(self) -> VirtualQrScanner:
-        """Start serving the port on a thread named ``virtual-qr-scanner-<port name>``.
-
-        :raises RuntimeError: when it is running already
-        """
-        if self._thread is not None:
-            raise RuntimeError("the virtual QR scanner is running already")
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"virtual-qr-scanner-{Path(self.port_path).name}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop the thread and close the port; harmless when called twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
-
-    def __enter__(self) -> VirtualQrScanner:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- codes -------------------------------------------------------------------------------
 
@@ -156,50 +117,17 @@ class VirtualQrScanner:
         with self._lock:
             return list(self._sent)
 
-    @property
-    def connections(self) -> int:
-        """How many times the scanner opened its port (1 after the first start)."""
-        with self._lock:
-            return self._connections
-
-    def wait_until(self, predicate: Callable[[VirtualQrScanner], bool], timeout: float) -> bool:
-        """Wait until ``predicate(self)`` holds (it is re-checked after every change).
-
-        :param predicate: a condition on the scanner, e.g. ``lambda s: s.connections >= 2``
-        :param timeout: seconds
-        :returns: whether it held in time
-        """
-        with self._changed:
-            return self._changed.wait_for(lambda: predicate(self), timeout)
-
     # -- the device --------------------------------------------------------------------------
 
-    def _run(self) -> None:
-        port: serial.Serial | None = None
-        try:
-            while not self._stop.is_set():
-                if port is None:
-                    port = self._open()
-                    continue
-                with self._lock:
-                    emission = self._queue[0] if self._queue else None
-                try:
-                    if emission is None:
-                        # nothing to send: a read slice notices a hung-up port; input is dropped
-                        port.read(max(1, port.in_waiting))
-                        continue
-                    self._send(port, emission)
-                except PORT_ERRORS as exc:
-                    log.info(
-                        "event=virtual_scanner_port_lost port=%s error=%r", self.port_path, exc
-                    )
-                    with contextlib.suppress(*PORT_ERRORS):
-                        port.close()
-                    port = None  # the code stays queued and is sent whole after reopening
-        finally:
-            if port is not None:
-                with contextlib.suppress(*PORT_ERRORS):
-                    port.close()
+    def _step(self, port: serial.Serial) -> None:
+        with self._lock:
+            emission = self._queue[0] if self._queue else None
+        if emission is None:
+            # nothing to send: a read slice notices a hung-up port; input is dropped
+            port.read(max(1, port.in_waiting))
+            return
+        # a port lost during a send leaves the code queued: it is sent whole after reopening
+        self._send(port, emission)
 
     def _send(self, port: serial.Serial, emission: _Emission) -> None:
         for index, chunk in enumerate(emission.writes):
@@ -211,15 +139,3 @@ class VirtualQrScanner:
             self._queue.popleft()
             self._sent.append(emission.text)
             self._changed.notify_all()
-
-    def _open(self) -> serial.Serial | None:
-        try:
-            port = serial.Serial(self.port_path, self.baudrate, timeout=POLL_S, exclusive=True)
-        except PORT_ERRORS:
-            self._stop.wait(self.reconnect_interval_s)
-            return None
-        with self._changed:
-            self._connections += 1
-            self._changed.notify_all()
-        log.info("event=virtual_scanner_port_open port=%s", self.port_path)
-        return port
