@@ -29,11 +29,11 @@ from terminal.cmd_tap import (
     EXIT_ACCEPTED,
     EXIT_NO_DECISION,
     EXIT_REFUSED,
-    _closing_indicator,
-    _profile_dir,
     build_indicators,
+    closing_indicator,
     open_store,
     print_decision,
+    profile_dir_of,
 )
 from terminal.ecard import PrivateKey, issue_credential, make_code, make_trust_list
 from terminal.ecard.keys import load_private_key
@@ -172,9 +172,9 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
     with ExitStack() as stack:
         try:
             store = stack.enter_context(open_store(settings))
-            profile_dir = _profile_dir(args.scenario)
+            profile_dir = profile_dir_of(args.scenario)
             indicator = stack.enter_context(
-                _closing_indicator(build_indicators(settings, profile, profile_dir))
+                closing_indicator(build_indicators(settings, profile, profile_dir))
             )
             pipeline = Pipeline(
                 profile,

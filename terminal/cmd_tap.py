@@ -78,7 +78,11 @@ def build_indicators(
 
 
 @contextmanager
-def _closing_indicator(indicator: Indicator | None) -> Iterator[Indicator | None]:
+def closing_indicator(indicator: Indicator | None) -> Iterator[Indicator | None]:
+    """Close the indicators when the command ends.
+
+    :param indicator: the indicators, or ``None``
+    """
     try:
         yield indicator
     finally:
@@ -123,9 +127,9 @@ def cmd_tap(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         try:
             store = stack.enter_context(open_store(settings))
-            profile_dir = _profile_dir(args.scenario)
+            profile_dir = profile_dir_of(args.scenario)
             indicators = build_indicators(settings, profile, profile_dir)
-            indicator = stack.enter_context(_closing_indicator(indicators))
+            indicator = stack.enter_context(closing_indicator(indicators))
             readers = stack.enter_context(PcscReader())
             _, module = open_module(args, readers, settings)
             if module is not None:
@@ -157,7 +161,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
     return EXIT_ACCEPTED if decision.accepted else EXIT_REFUSED
 
 
-def _profile_dir(scenario: str) -> Path:
+def profile_dir_of(scenario: str) -> Path:
     """The folder of a profile given by path, else the built-in profile folder."""
     path = Path(scenario)
     return path.resolve().parent if path.suffix == ".toml" else PROFILE_DIR
