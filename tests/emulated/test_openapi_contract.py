@@ -1,0 +1,109 @@
+"""schemathesis runs sync/openapi.yaml against the reference platform on loopback: generated
+requests (valid and invalid) are signed like a terminal's, and every answer must be documented
+(status, headers, content type, body schema), no answer may be a server error, invalid input
+must be refused and valid input accepted, and an operation that declares the signature must
+refuse a request without it.
+
+Signing: schemathesis' auth provider puts a placeholder in ``X-Sscard-Signature``; a
+``requests`` auth hook replaces it with the real five headers over the exact bytes sent. A
+probe that removes (or fakes) the signature header is therefore sent unsigned, as it must be.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from platform_support import ROOT, LivePlatform, live_platform
+
+from sync.auth import H_SIGNATURE, sign_request
+from sync.platform.terminals import Credentials
+
+pytestmark = pytest.mark.emulated
+
+if int(schemathesis.__version__.split(".")[0]) < 4:  # the auth, config and call API of 4.x
+    pytest.skip("the contract run needs schemathesis 4", allow_module_level=True)
+
+PLACEHOLDER = "sign-this-request"
+MAX_EXAMPLES = 20
+
+# A decode request can be well-formed and still refused (422 {"ok": false}): schema-valid data
+# answered 422 is the contract there, not a rejection of valid input.
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "operations": [
+            {
+                "include-path": "/v1/ecard/decode",
+                "checks": {
+                    "positive_data_acceptance": {"expected-statuses": ["200", "401", "422"]}
+                },
+            }
+        ]
+    }
+)
+schema = schemathesis.openapi.from_path(ROOT / "sync" / "openapi.yaml", config=CONFIG)
+
+
+@schema.auth()
+class SignatureMarker:
+    """Marks a generated request as one to sign (the hook signs the bytes actually sent)."""
+
+    def get(self, case: schemathesis.Case, ctx: schemathesis.AuthContext) -> str:
+        return PLACEHOLDER
+
+    def set(self, case: schemathesis.Case, data: str, ctx: schemathesis.AuthContext) -> None:
+        case.headers = {**(case.headers or {}), H_SIGNATURE: data}
+
+
+class SignedByTerminal(requests.auth.AuthBase):
+    """Sign a prepared request that carries the placeholder, with a terminal's key."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        if request.headers.get(H_SIGNATURE) != PLACEHOLDER:
+            return request  # a probe without (or with a made-up) signature: sent as it is
+        body = request.body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        request.headers.update(
+            sign_request(
+                str(request.method),
+                request.path_url,
+                body,
+                terminal_id=self.credentials.terminal_id,
+                key_id=self.credentials.key_id,
+                secret=self.credentials.key,
+            )
+        )
+        return request
+
+
+@pytest.fixture(scope="module")
+def contract_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivePlatform]:
+    """One platform for the whole contract run, on the real clock."""
+    folder: Path = tmp_path_factory.mktemp("contract")
+    with live_platform(folder, {"T1": ("gate", "hotel")}, clock=time.time) as running:  # type: ignore[arg-type]
+        running.platform.load_catalogue(ROOT / "tests" / "catalogue.toml")
+        yield running
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_the_reference_platform_keeps_its_openapi_contract(
+    case: schemathesis.Case, contract_platform: LivePlatform
+) -> None:
+    case.call_and_validate(
+        base_url=contract_platform.url.rstrip("/"),
+        auth=SignedByTerminal(contract_platform.terminals["T1"]),
+    )

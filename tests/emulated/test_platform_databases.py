@@ -1,0 +1,135 @@
+"""The platform on each database it supports: SQLite always, PostgreSQL when a server is
+reachable through ``$SSCARD_TEST_POSTGRES_URL`` (e.g.
+``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``; each test works in a schema of its
+own and drops it). Concurrent batches of one terminal never store or count a row twice."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from platform_support import LivePlatform, chain_rows, live_platform
+
+from offline_store import DenyReason, canonical_card_id, ed25519_verifier
+from terminal.ecard import parse_trust_list
+
+pytestmark = pytest.mark.emulated
+
+POSTGRES_ENV = "SSCARD_TEST_POSTGRES_URL"
+
+
+def _postgres_schema() -> Iterator[str]:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"no PostgreSQL server: set ${POSTGRES_ENV} to run the platform on one")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("PostgreSQL tests need the psycopg driver (pip install 'psycopg[binary]')")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    schema = f"sscard_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"${POSTGRES_ENV} is set but the server is not reachable: {exc.orig}")
+    separator = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LivePlatform]:
+    if request.param == "postgresql":
+        schemas = _postgres_schema()
+        db_url: str | None = next(schemas)
+    else:
+        schemas, db_url = None, None
+    try:
+        with live_platform(tmp_path, {"T1": ("gate",), "T2": ("hotel",)}, db_url=db_url) as run:
+            yield run
+    finally:
+        if schemas is not None:
+            schemas.close()
+
+
+def test_batches_dedup_gaps_and_the_ack_cursor(live: LivePlatform) -> None:
+    client = live.client()
+    rows = chain_rows("T1", 300)
+    assert client.upload(rows[:100]).json()["ack_seq"] == 100
+    assert client.upload(rows[150:]).json()["ack_seq"] == 100
+    answer = client.upload(rows[50:150]).json()
+    assert answer == {"ack_seq": 300, "accepted": 50, "duplicates": 50, "rejected": []}
+    [summary] = live.platform.verify_chains("T1")
+    assert summary.ok and summary.rows == summary.counted == 300
+
+
+def test_concurrent_overlapping_batches_store_and_count_each_row_once(live: LivePlatform) -> None:
+    rows = chain_rows("T1", 2000)
+    accepted: list[int] = []
+    errors: list[str] = []
+
+    def upload(start: int) -> None:
+        client = live.client()
+        for offset in range(start, 2000, 250):
+            answer = client.upload(rows[max(0, offset - 100) : offset + 250])
+            if answer.status_code != 200:
+                errors.append(answer.text)
+                return
+            accepted.append(answer.json()["accepted"])
+
+    threads = [threading.Thread(target=upload, args=(start,)) for start in (0, 0, 125)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors
+    assert sum(accepted) == 2000
+    [summary] = live.platform.verify_chains("T1")
+    assert summary.ok and summary.rows == summary.counted == 2000 and summary.ack_seq == 2000
+
+
+def test_lists_and_decode_on_the_database(live: LivePlatform) -> None:
+    client = live.client()
+    verify = ed25519_verifier((live.keys_dir / "deny-signing.pub.pem").read_bytes())
+    live.platform.deny(canonical_card_id("440100", "A01023450"), DenyReason.LOST)
+    delta = client.get("/v1/deny?since=1")
+    assert delta.headers["x-sscard-deny-kind"] == "delta"
+    verify(delta.content, base64.b64decode(delta.headers["x-sscard-deny-signature"]))
+    trust = client.get("/v1/trust")
+    root = (live.keys_dir / "trust-root.pub.pem").read_bytes()
+    assert parse_trust_list(trust.content, root, live.clock()).version == 1
+    card = {
+        "city_code": "440100",
+        "card_number": "A01023450",
+        "category": "3",
+        "expiry_date": dt.date(2031, 3, 14),
+    }
+    issued = live.platform.issue_ecard({"card": card})
+    decoded = client.post(
+        "/v1/ecard/decode", {"code": issued.code, "terminal_id": "T1", "scenario": "gate"}
+    )
+    assert decoded.status_code == 200 and decoded.json()["token"] == issued.token
+    beat = {
+        "software_version": "0.1.0",
+        "deny_version": 2,
+        "trust_version": 1,
+        "backlog": 0,
+        "clock_offset_s": 0.25,
+    }
+    assert client.post("/v1/heartbeat", beat).status_code == 200
+    assert live.platform.list_terminals("T1")[0].clock_offset_s == 0.25
