@@ -30,6 +30,17 @@ Schema (every key is optional)::
     decode_url = "https://platform.example/"    # online decoding of national (opaque) codes
     decode_timeout_s = 2.0
 
+    [sync]
+    url = "https://platform.example/"         # the one-card platform (docs/sync.md), http or https
+    key_file = "/etc/sscard/sync.key"         # 0600: this terminal's 32-byte key, 64 hex
+    key_id = "k1"                             # the key's id at the platform
+    region = "440100"                         # 6-digit region code the catalogue is fetched for
+    batch_rows = 2000                         # journal rows per upload request, 1..5000
+    timeout_s = 10.0                          # connect and read timeout of each request, > 0
+    max_clock_offset_s = 120.0                # a local clock off by more raises an alarm
+    pinned_cert_sha256 = "ab12…"              # optional: SHA-256 of the server certificate (DER)
+    ca_file = "/etc/sscard/platform-ca.pem"   # optional: the CA the server certificate chains to
+
     [indicators]
     console = true                            # print each decision on stderr
     serial_port = "/dev/ttyUSB0"              # relay/buzzer/gate board (docs/indicator-protocol.md)
@@ -63,6 +74,11 @@ DEFAULT_HSM_TIMEOUT_S = 5.0
 DEFAULT_DECODE_TIMEOUT_S = 2.0
 DEFAULT_DATABASE = Path("/var/lib/sscard/store.db")
 DEFAULT_JOURNAL_CAP_ROWS = 1_000_000
+DEFAULT_SYNC_BATCH_ROWS = 2000
+MAX_SYNC_BATCH_ROWS = 5000  # docs/sync.md: a batch holds at most 5000 rows
+DEFAULT_SYNC_TIMEOUT_S = 10.0
+DEFAULT_MAX_CLOCK_OFFSET_S = 120.0
+KEY_ID_MAX = 64
 TERMINAL_ID_MAX = 32
 URL_SCHEMES = ("http", "https")
 
@@ -95,6 +111,18 @@ class Settings:
     :param audience_keys: ``[ecard] audience_keys``, identity-blob keys of this terminal (0600)
     :param decode_url: ``[ecard] decode_url``, the platform decoding national codes
     :param decode_timeout_s: ``[ecard] decode_timeout_s``
+    :param sync_url: ``[sync] url``, the platform's base URL, or ``None`` (no sync)
+    :param sync_key_file: ``[sync] key_file``, the terminal's request-signing key (0600)
+    :param sync_key_id: ``[sync] key_id``, the id of that key at the platform
+    :param sync_region: ``[sync] region``, the 6-digit region code the catalogue is fetched for
+    :param sync_batch_rows: ``[sync] batch_rows``, journal rows per upload request
+    :param sync_timeout_s: ``[sync] timeout_s``, connect and read timeout of each request
+    :param max_clock_offset_s: ``[sync] max_clock_offset_s``, the clock offset that raises an
+        alarm
+    :param pinned_cert_sha256: ``[sync] pinned_cert_sha256``, the SHA-256 of the platform's
+        certificate (DER), lowercase hex, or ``None``
+    :param sync_ca_file: ``[sync] ca_file``, the CA file the platform's certificate is checked
+        against, or ``None`` (the system's CAs)
     :param console: ``[indicators] console``, print decisions on stderr
     :param serial_port: ``[indicators] serial_port``, the relay/buzzer/gate board
     :param serial_baud: ``[indicators] serial_baud``
@@ -118,6 +146,15 @@ class Settings:
     audience_keys: Path | None = None
     decode_url: str | None = None
     decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
+    sync_url: str | None = None
+    sync_key_file: Path | None = None
+    sync_key_id: str = ""
+    sync_region: str | None = None
+    sync_batch_rows: int = DEFAULT_SYNC_BATCH_ROWS
+    sync_timeout_s: float = DEFAULT_SYNC_TIMEOUT_S
+    max_clock_offset_s: float = DEFAULT_MAX_CLOCK_OFFSET_S
+    pinned_cert_sha256: str | None = None
+    sync_ca_file: Path | None = None
     console: bool = True
     serial_port: str | None = None
     serial_baud: int = 9600
@@ -165,7 +202,7 @@ def parse_settings(
     :raises SettingsError: for an unknown key, a value of the wrong type or out of range
     """
     reader = _Reader(source)
-    tables = {"production", "terminal", "security", "store", "ecard", "indicators"}
+    tables = {"production", "terminal", "security", "store", "ecard", "sync", "indicators"}
     reader.known(data, "", tables)
     terminal = reader.table(data, "terminal")
     reader.known(terminal, "terminal", {"device_number", "id"})
@@ -175,6 +212,9 @@ def parse_settings(
     ecard = reader.table(data, "ecard")
     ecard_keys = {"trust_root_key", "audience_keys", "decode_url", "decode_timeout_s"}
     reader.known(ecard, "ecard", ecard_keys)
+    sync = reader.table(data, "sync")
+    sync_keys = {"url", "key_file", "key_id", "region", "batch_rows", "timeout_s"}
+    reader.known(sync, "sync", sync_keys | {"max_clock_offset_s", "pinned_cert_sha256", "ca_file"})
     indicators = reader.table(data, "indicators")
     reader.known(indicators, "indicators", {"console", "serial_port", "serial_baud", "voice"})
     security = reader.table(data, "security")
@@ -200,6 +240,17 @@ def parse_settings(
         audience_keys=_relative(reader.path(ecard, "ecard.audience_keys"), base_dir),
         decode_url=reader.url(ecard, "ecard.decode_url"),
         decode_timeout_s=reader.positive(ecard, "ecard.decode_timeout_s", DEFAULT_DECODE_TIMEOUT_S),
+        sync_url=reader.url(sync, "sync.url"),
+        sync_key_file=_relative(reader.path(sync, "sync.key_file"), base_dir),
+        sync_key_id=reader.key_id(sync),
+        sync_region=reader.region(sync),
+        sync_batch_rows=reader.batch_rows(sync),
+        sync_timeout_s=reader.positive(sync, "sync.timeout_s", DEFAULT_SYNC_TIMEOUT_S),
+        max_clock_offset_s=reader.positive(
+            sync, "sync.max_clock_offset_s", DEFAULT_MAX_CLOCK_OFFSET_S
+        ),
+        pinned_cert_sha256=reader.fingerprint(sync),
+        sync_ca_file=_relative(reader.path(sync, "sync.ca_file"), base_dir),
         console=reader.boolean(indicators, "indicators.console", default=True),
         serial_port=_optional_text(reader.path(indicators, "indicators.serial_port")),
         serial_baud=reader.count(indicators, "indicators.serial_baud", 9600),
@@ -343,6 +394,70 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise self.fail(dotted, "a whole number above 0", value)
         return value
+
+    def key_id(self, sync: Mapping[str, Any]) -> str:
+        """Return ``sync.key_id``, empty when absent.
+
+        :param sync: the ``[sync]`` table
+        :raises SettingsError: not 1–64 letters, digits, ``.``, ``-`` or ``_``
+        """
+        value = sync.get("key_id", "")
+        if value == "":
+            return ""
+        ok = isinstance(value, str) and len(value) <= KEY_ID_MAX
+        if not ok or not all(c.isascii() and (c.isalnum() or c in ".-_") for c in value):
+            raise self.fail("sync.key_id", "1-64 letters, digits, '.', '-' or '_'", value)
+        return value
+
+    def region(self, sync: Mapping[str, Any]) -> str | None:
+        """Return ``sync.region``, a six-digit region code (GB/T 2260), or ``None``.
+
+        :param sync: the ``[sync]`` table
+        :raises SettingsError: not a string of six ASCII digits
+        """
+        value = sync.get("region")
+        if value is None:
+            return None
+        if (
+            not isinstance(value, str)
+            or len(value) != 6
+            or not (value.isascii() and value.isdigit())
+        ):
+            raise self.fail("sync.region", "a string of 6 digits (GB/T 2260)", value)
+        return value
+
+    def batch_rows(self, sync: Mapping[str, Any]) -> int:
+        """Return ``sync.batch_rows``.
+
+        :param sync: the ``[sync]`` table
+        :raises SettingsError: not a whole number from 1 to 5000
+        """
+        value = self.count(sync, "sync.batch_rows", DEFAULT_SYNC_BATCH_ROWS)
+        if value > MAX_SYNC_BATCH_ROWS:
+            raise self.fail(
+                "sync.batch_rows", f"a whole number from 1 to {MAX_SYNC_BATCH_ROWS}", value
+            )
+        return value
+
+    def fingerprint(self, sync: Mapping[str, Any]) -> str | None:
+        """Return ``sync.pinned_cert_sha256`` as 64 lowercase hex digits, or ``None``.
+
+        Colons between byte pairs (as ``openssl x509 -fingerprint -sha256`` prints them) and
+        capitals are accepted.
+
+        :param sync: the ``[sync]`` table
+        :raises SettingsError: not a SHA-256 digest in hex
+        """
+        value = sync.get("pinned_cert_sha256")
+        if value is None:
+            return None
+        expected = "the certificate's SHA-256 as 64 hex digits"
+        if not isinstance(value, str):
+            raise self.fail("sync.pinned_cert_sha256", expected, value)
+        digits = value.replace(":", "").lower()
+        if len(digits) != 64 or not all(c in "0123456789abcdef" for c in digits):
+            raise self.fail("sync.pinned_cert_sha256", expected, value)
+        return digits
 
     def path(self, data: Mapping[str, Any], dotted: str) -> Path | None:
         """Return an optional file path.

@@ -36,8 +36,9 @@ from offline_store.identity import (
     keyed_card_hash,
     pepper_check,
 )
-from offline_store.journal import Journal, JournalEntry, JournalOutcome
+from offline_store.journal import Journal, JournalBacklog, JournalEntry, JournalOutcome
 from offline_store.keys import load_key_file, load_pepper_file
+from offline_store.meta import Meta
 from offline_store.replay import ReplayCache
 from offline_store.store import Store
 from offline_store.trust import StoredTrustList, TrustStore
@@ -59,10 +60,12 @@ __all__ = [
     "DenyVersionError",
     "ImportResult",
     "Journal",
+    "JournalBacklog",
     "JournalEntry",
     "JournalError",
     "JournalOutcome",
     "JournalRow",
+    "Meta",
     "ReplayCache",
     "SchemaTooNew",
     "SecretFileError",

@@ -52,6 +52,7 @@ _ITEM_REQUIRED = {"code", "name", "scenario", "regions"}
 _ITEM_OPTIONAL = {"valid_from", "valid_to"}
 _META_LOADED_AT = "catalogue.loaded_at"
 _META_SOURCE = "catalogue.sha256"
+CATALOGUE_SUFFIXES = (".toml", ".json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,19 +210,33 @@ class Catalogue:
             raw = path.read_bytes()
         except OSError as exc:
             raise CatalogueError(f"cannot read catalogue {path}: {exc.strerror}") from exc
+        if path.suffix not in CATALOGUE_SUFFIXES:
+            raise CatalogueError(f"{path}: a catalogue file ends in .toml or .json")
+        return self.load_bytes(raw, path.suffix[1:], str(path))
+
+    def load_bytes(self, raw: bytes, syntax: str, source: str) -> int:
+        """Replace the catalogue with the items of a document held in memory (what
+        :meth:`load_file` does after reading; the sync client loads the platform's answer).
+
+        :param raw: the document's bytes, UTF-8
+        :param syntax: ``"toml"`` or ``"json"``
+        :param source: where it came from, for messages and the log (a file, a URL)
+        :returns: the number of items loaded
+        :raises CatalogueError: not UTF-8, not TOML/JSON, or off-schema; nothing changes
+        """
         try:
             text = raw.decode("utf-8")
-            if path.suffix == ".toml":
+            if syntax == "toml":
                 data: Any = tomllib.loads(text)
-            elif path.suffix == ".json":
+            elif syntax == "json":
                 data = json.loads(text)
             else:
-                raise CatalogueError(f"{path}: a catalogue file ends in .toml or .json")
+                raise CatalogueError(f"{source}: a catalogue is TOML or JSON, not {syntax!r}")
         except UnicodeDecodeError:
-            raise CatalogueError(f"{path}: not UTF-8 text") from None
+            raise CatalogueError(f"{source}: not UTF-8 text") from None
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-            raise CatalogueError(f"{path}: does not parse: {exc}") from None
-        items = parse_catalogue(data, str(path))
+            raise CatalogueError(f"{source}: does not parse: {exc}") from None
+        items = parse_catalogue(data, source)
         with self._db.write() as conn:
             conn.execute("DELETE FROM catalogue")
             conn.executemany(
@@ -244,7 +259,7 @@ class Catalogue:
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
                 [(_META_LOADED_AT, now), (_META_SOURCE, hashlib.sha256(raw).hexdigest())],
             )
-        log.info("event=catalogue_loaded items=%d source=%s", len(items), path)
+        log.info("event=catalogue_loaded items=%d source=%s", len(items), source)
         return len(items)
 
     def items(self) -> list[CatalogueItem]:

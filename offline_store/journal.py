@@ -41,7 +41,7 @@ from offline_store.db import StoreDb
 from offline_store.errors import JournalError
 from offline_store.identity import is_card_hash
 
-__all__ = ["Journal", "JournalEntry", "JournalOutcome"]
+__all__ = ["Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,25 @@ class JournalOutcome(StrEnum):
     ACCEPT = "accept"
     REFUSE = "refuse"
     DEFERRED = "deferred"
+
+
+@dataclass(frozen=True, slots=True)
+class JournalBacklog:
+    """The journal's cursors (docs/offline-store.md §5.4).
+
+    :param last_seq: the last seq ever appended (0: none)
+    :param acked_seq: the platform's acknowledgement cursor
+    :param anchor_seq: the last pruned seq (0: none)
+    """
+
+    last_seq: int
+    acked_seq: int
+    anchor_seq: int
+
+    @property
+    def pending(self) -> int:
+        """Rows appended and not yet acknowledged by the platform."""
+        return self.last_seq - self.acked_seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +306,17 @@ class Journal:
                 (limit,),
             ).fetchall()
         return [_row(raw) for raw in fetched]
+
+    def backlog(self) -> JournalBacklog:
+        """Where the upload stands: the last row appended, the acknowledgement cursor, the anchor.
+
+        :raises StoreError: the database failed
+        """
+        with self._db.read() as conn:
+            last_seq, acked_seq, anchor_seq = conn.execute(
+                "SELECT last_seq, acked_seq, anchor_seq FROM journal_state WHERE id = 1"
+            ).fetchone()
+        return JournalBacklog(int(last_seq), int(acked_seq), int(anchor_seq))
 
     def last(self) -> JournalRow | None:
         """The newest row held, ``None`` when the journal holds none.

@@ -1,5 +1,6 @@
 """The store: one SQLite file holding the deny list, the journal, the replay cache, the access
-audit, the application catalogue and the e-card trust list, owned by one process.
+audit, the application catalogue, the e-card trust list and a few named values (``meta``),
+owned by one process.
 
 ::
 
@@ -24,6 +25,7 @@ from offline_store.errors import StoreError
 from offline_store.identity import keyed_card_hash, pepper_check
 from offline_store.journal import Journal
 from offline_store.keys import JOURNAL_KEY_LEN
+from offline_store.meta import Meta
 from offline_store.replay import ReplayCache
 from offline_store.trust import TrustStore
 
@@ -71,6 +73,7 @@ class Store:
         self.replay = ReplayCache(store_db, clock)
         self.catalogue = Catalogue(store_db, clock)
         self.trust = TrustStore(store_db, clock)
+        self.meta = Meta(store_db)
 
     @classmethod
     def open(

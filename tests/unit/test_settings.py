@@ -257,3 +257,68 @@ def test_the_ecard_table() -> None:
         parse_settings({"ecard": {"decode_url": "ftp://x"}}, source=SOURCE)
     with pytest.raises(SettingsError, match=r"unknown key 'ecard\.url'"):
         parse_settings({"ecard": {"url": "https://x/"}}, source=SOURCE)
+
+
+def test_the_sync_table() -> None:
+    settings = parse_settings(
+        {
+            "terminal": {"id": "440100-T0001"},
+            "sync": {
+                "url": "https://platform.example/",
+                "key_file": "sync.key",
+                "key_id": "k1",
+                "region": "440100",
+                "batch_rows": 5000,
+                "timeout_s": 3,
+                "max_clock_offset_s": 30.5,
+                "pinned_cert_sha256": "AB:" * 31 + "AB",
+                "ca_file": "/etc/sscard/platform-ca.pem",
+            },
+        },
+        base_dir=Path("/etc/sscard"),
+    )
+    assert settings.sync_url == "https://platform.example/"
+    assert settings.sync_key_file == Path("/etc/sscard/sync.key")
+    assert (settings.sync_key_id, settings.sync_region) == ("k1", "440100")
+    assert (settings.sync_batch_rows, settings.sync_timeout_s) == (5000, 3.0)
+    assert settings.max_clock_offset_s == 30.5
+    assert settings.pinned_cert_sha256 == "ab" * 32
+    assert settings.sync_ca_file == Path("/etc/sscard/platform-ca.pem")
+
+
+def test_the_sync_table_defaults() -> None:
+    settings = parse_settings({})
+    assert settings.sync_url is None and settings.sync_key_file is None
+    assert (settings.sync_key_id, settings.sync_region) == ("", None)
+    assert (settings.sync_batch_rows, settings.sync_timeout_s) == (2000, 10.0)
+    assert settings.max_clock_offset_s == 120.0
+    assert settings.pinned_cert_sha256 is None and settings.sync_ca_file is None
+
+
+@pytest.mark.parametrize(
+    ("data", "dotted", "expected"),
+    [
+        ({"sync": {"url": "ftp://platform"}}, "sync.url", "an http:// or https:// URL"),
+        ({"sync": {"key_id": "k 1"}}, "sync.key_id", "1-64 letters"),
+        ({"sync": {"key_id": 7}}, "sync.key_id", "1-64 letters"),
+        ({"sync": {"region": "4401"}}, "sync.region", "a string of 6 digits"),
+        ({"sync": {"region": 440100}}, "sync.region", "a string of 6 digits"),
+        ({"sync": {"batch_rows": 0}}, "sync.batch_rows", "a whole number above 0"),
+        ({"sync": {"batch_rows": 5001}}, "sync.batch_rows", "a whole number from 1 to 5000"),
+        ({"sync": {"timeout_s": 0}}, "sync.timeout_s", "a number of seconds greater than 0"),
+        ({"sync": {"max_clock_offset_s": True}}, "sync.max_clock_offset_s", "a number"),
+        ({"sync": {"pinned_cert_sha256": "ab" * 31}}, "sync.pinned_cert_sha256", "the cert"),
+        ({"sync": {"pinned_cert_sha256": "zz" * 32}}, "sync.pinned_cert_sha256", "the cert"),
+        ({"sync": {"ca_file": ""}}, "sync.ca_file", "a file path"),
+    ],
+)
+def test_wrong_sync_values(data: dict, dotted: str, expected: str) -> None:
+    with pytest.raises(SettingsError, match=rf"{SOURCE}: {dotted}: expected {expected}"):
+        parse_settings(data, source=SOURCE)
+
+
+def test_unknown_keys_in_the_sync_table() -> None:
+    with pytest.raises(SettingsError, match=r"unknown key 'sync\.interval'"):
+        parse_settings({"sync": {"interval": 60}}, source=SOURCE)
+    with pytest.raises(SettingsError, match=r"expected a table \[sync\]"):
+        parse_settings({"sync": "https://platform.example/"}, source=SOURCE)

@@ -1,0 +1,121 @@
+"""What the sync client needs from the terminal settings, checked once.
+
+The ``[sync]`` table names the platform and the request-signing key; ``[terminal] id`` is the
+signer; the ``[store]`` and ``[ecard]`` tables name the files the platform's secrets are written
+to (the pepper, the deny-list and trust-list public keys, the audience keys).
+"""
+
+from __future__ import annotations
+
+import stat
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sync.errors import SyncConfigError
+from sync.transport import Credentials
+
+__all__ = ["SECRET_KEY_LEN", "SyncConfig", "load_terminal_key"]
+
+SECRET_KEY_LEN = 32
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """The sync client's settings.
+
+    :param url: the platform's base URL
+    :param credentials: terminal id, key id and key
+    :param batch_rows: journal rows per upload request (1–5000)
+    :param timeout_s: connect and read timeout of each request
+    :param max_clock_offset_s: a local clock further off than this raises an alarm
+    :param pinned_cert_sha256: the pinned certificate digest (hex), or ``None``
+    :param ca_file: the CA file, or ``None``
+    :param region: the region code the catalogue is fetched for, or ``None`` (not fetched)
+    :param pepper_file: where the deny-list pepper is written, or ``None``
+    :param deny_public_key: where the deny-list public key is read from and written to
+    :param trust_root_key: where the trust-list root key is read from and written to
+    :param audience_keys: where the QR audience keys are written, or ``None``
+    :param prune: prune the acknowledged journal rows after a complete upload
+    """
+
+    url: str
+    credentials: Credentials
+    batch_rows: int = 2000
+    timeout_s: float = 10.0
+    max_clock_offset_s: float = 120.0
+    pinned_cert_sha256: str | None = None
+    ca_file: Path | None = None
+    region: str | None = None
+    pepper_file: Path | None = None
+    deny_public_key: Path | None = None
+    trust_root_key: Path | None = None
+    audience_keys: Path | None = None
+    prune: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, prune: bool = True) -> SyncConfig:
+        """Build the configuration from :class:`config.settings.Settings`, reading the key.
+
+        :param settings: the terminal settings
+        :param prune: see the class
+        :raises SyncConfigError: no ``[sync] url``, ``key_file`` or ``key_id``, or a key file
+            that is unreadable, readable by others, or not 32 bytes in hex
+        """
+        missing = [
+            name
+            for name, value in (
+                ("url", settings.sync_url),
+                ("key_file", settings.sync_key_file),
+                ("key_id", settings.sync_key_id),
+            )
+            if not value
+        ]
+        if missing:
+            raise SyncConfigError(
+                f"{settings.source}: [sync] needs {', '.join(missing)} "
+                "(`sscard platform terminal add` prints them)"
+            )
+        key = load_terminal_key(settings.sync_key_file)
+        return cls(
+            url=settings.sync_url,
+            credentials=Credentials(settings.terminal_id, settings.sync_key_id, key),
+            batch_rows=settings.sync_batch_rows,
+            timeout_s=settings.sync_timeout_s,
+            max_clock_offset_s=settings.max_clock_offset_s,
+            pinned_cert_sha256=settings.pinned_cert_sha256,
+            ca_file=settings.sync_ca_file,
+            region=settings.sync_region,
+            pepper_file=settings.pepper_file,
+            deny_public_key=settings.deny_public_key,
+            trust_root_key=settings.trust_root_key,
+            audience_keys=settings.audience_keys,
+            prune=prune,
+        )
+
+
+def load_terminal_key(path: str | Path) -> bytes:
+    """Read the terminal's request-signing key: 64 hex characters in a 0600 file.
+
+    :param path: the key file
+    :raises SyncConfigError: unreadable, readable by group or others, or not 64 hex digits
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+        text = path.read_bytes().strip()
+    except OSError as exc:
+        raise SyncConfigError(f"cannot read the sync key file {path}: {exc.strerror}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise SyncConfigError(
+            f"sync key file {path} has mode {stat.S_IMODE(mode):04o}; it must be 0600 "
+            f"(chmod 600 {path})"
+        )
+    digits = set(string.hexdigits.encode("ascii"))
+    if len(text) != 2 * SECRET_KEY_LEN or not all(b in digits for b in text):
+        raise SyncConfigError(
+            f"sync key file {path} must hold {2 * SECRET_KEY_LEN} hex characters "
+            f"(a {SECRET_KEY_LEN}-byte key)"
+        )
+    return bytes.fromhex(text.decode("ascii"))
