@@ -1,4 +1,6 @@
-"""Synchronisation with the one-card platform and the reference platform server.
+"""Synchronisation with the one-card platform (docs/sync.md, sync/openapi.yaml).
 
-Its contents arrive with the sync work (issue 6); the package exists so the layout of
-DESIGN.md holds from the first commit."""
+:mod:`sync.auth` signs and checks requests; :mod:`sync.client` is the terminal side (journal
+upload from the ack cursor, signed lists, secrets, clock); :mod:`sync.platform` is the
+reference platform; :mod:`sync.hsm_service` the reference HSM service of the two-step mode.
+"""

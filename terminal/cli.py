@@ -26,7 +26,7 @@ from drivers.pcsc import PcscReader
 from drivers.psam import PcscPsamModule
 from drivers.virtual.card import Behaviour
 from drivers.virtual.persona import PersonaError, load_persona
-from terminal import cmd_deny, cmd_qr, cmd_store, cmd_tap
+from terminal import cmd_deny, cmd_platform, cmd_qr, cmd_store, cmd_sync, cmd_tap
 from terminal.modules import open_module
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK, classify
 from terminal.pin import pin_operation
@@ -320,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_deny.add_parser(sub)
     cmd_store.add_parser(sub)
     cmd_qr.add_parser(sub)
+    cmd_sync.add_parser(sub)
+    cmd_platform.add_parser(sub)
     return parser
 
 

@@ -18,19 +18,24 @@ Both end in :class:`terminal.card_read.CardFacts` and a :class:`terminal.pipelin
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
+import json
 import logging
 import stat
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from apdu.errors import SscardError
 from offline_store import canonical_ecard_id
+from sync.auth import sign_request
+from sync.config import load_terminal_key
 from terminal.card_read import CardFacts
 from terminal.ecard import (
     QrReason,
@@ -105,6 +110,8 @@ class CodeVerifier:
     :param decode_url: the platform that decodes national codes, or ``None``
     :param decode_timeout_s: connect and read timeout of the decode call
     :param session: the HTTP session (tests give their own)
+    :param signer: signs a request (method, path, body) → headers, as every platform call is
+        signed (docs/sync.md); ``None`` sends it unsigned (a decode service of its own)
     """
 
     root_key_pem: bytes | None = None
@@ -112,6 +119,7 @@ class CodeVerifier:
     decode_url: str | None = None
     decode_timeout_s: float = 2.0
     session: requests.Session = field(default_factory=requests.Session)
+    signer: Callable[[str, str, bytes], Mapping[str, str]] | None = None
 
     def trust_list(self, pipeline: Pipeline, now: float) -> TrustList:
         """The verified trust list from the store.
@@ -144,8 +152,14 @@ class CodeVerifier:
             "terminal_id": pipeline.terminal_id,
             "scenario": pipeline.profile.name,
         }
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.signer is not None:
+            headers.update(self.signer("POST", urlsplit(url).path, data))
         try:
-            answer = self.session.post(url, json=body, timeout=self.decode_timeout_s)
+            answer = self.session.post(
+                url, data=data, headers=headers, timeout=self.decode_timeout_s
+            )
         except requests.RequestException as exc:
             log.warning("event=ecard_decode_unreachable error=%s", type(exc).__name__)
             return None
@@ -292,7 +306,20 @@ def verifier_from_settings(settings: Any) -> CodeVerifier:
         except OSError as exc:
             raise SscardError(f"cannot read trust root {settings.trust_root_key}: {exc}") from exc
     keys = load_audience_keys(settings.audience_keys) if settings.audience_keys else {}
-    return CodeVerifier(root, keys, settings.decode_url, settings.decode_timeout_s)
+    signer = None
+    if settings.sync_key_file is not None and settings.sync_key_id:
+        secret = load_terminal_key(settings.sync_key_file)
+        signer = functools.partial(
+            _sign, terminal_id=settings.terminal_id, key_id=settings.sync_key_id, secret=secret
+        )
+    url = settings.decode_url or settings.sync_url
+    return CodeVerifier(root, keys, url, settings.decode_timeout_s, signer=signer)
+
+
+def _sign(
+    method: str, path: str, body: bytes, *, terminal_id: str, key_id: str, secret: bytes
+) -> dict[str, str]:
+    return sign_request(method, path, body, terminal_id=terminal_id, key_id=key_id, secret=secret)
 
 
 __all__ = [

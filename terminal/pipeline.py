@@ -47,6 +47,7 @@ from apdu.pin import PinFormatError
 from apdu.sam import NoSecurityModule, SecurityModuleError
 from drivers.indicators import Indicator, IndicatorError, Signal
 from offline_store import JournalEntry, Store, canonical_card_id
+from sync.client import META_DENY_CURRENT_AT
 from terminal.card_read import CardFacts, ScenarioRead
 from terminal.profiles import Profile, Scenario
 from terminal.reasons import DENY_REASONS, TEXTS, Reason, indication
@@ -270,6 +271,11 @@ class Pipeline:
     def _stale_list(self, now: dt.datetime) -> str | None:
         limit = dt.timedelta(hours=self.profile.max_list_age_hours)
         created = self.store.deny.status().created
+        confirmed = self.store.meta.get(META_DENY_CURRENT_AT)
+        if confirmed is not None:
+            # a list that has not changed for a week is still fresh if the platform said so
+            checked = dt.datetime.fromtimestamp(float(confirmed), now.tzinfo)
+            created = checked if created is None or checked > created else created
         if created is None or now - created > limit:
             return "deny_list"
         loaded = self.store.catalogue.loaded_at()

@@ -14,6 +14,7 @@ import pytest
 from pipeline_support import World
 
 from offline_store import canonical_ecard_id
+from sync.auth import NonceCache, sign_request, verify_request
 from terminal.ecard_flow import DEFERRED_FIELD, CodeVerifier, process_code
 from terminal.reasons import Reason
 
@@ -49,13 +50,18 @@ class Platform:
 
     def __init__(self) -> None:
         self.seen: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self.bodies: list[bytes] = []
         self.stopped = False
         platform = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                body = json.loads(raw)
                 platform.seen.append({"path": self.path, **body})
+                platform.headers.append(dict(self.headers))
+                platform.bodies.append(raw)
                 status, answer = ANSWERS.get(
                     body["code"], (404, {"ok": False, "reason": "unknown"})
                 )
@@ -166,3 +172,24 @@ def test_no_platform_configured_is_offline(world: World) -> None:
 def test_an_overlong_scan_is_refused_before_anything_else(world: World) -> None:
     decision = process_code(world.pipeline("gate"), verifier(None), "X" * 5000)
     assert decision.reason == Reason.QR_BAD_ENCODING
+
+
+def test_decode_requests_are_signed_like_every_platform_call(
+    world: World, platform: Platform
+) -> None:
+    key = bytes(range(32))
+
+    def signer(method: str, path: str, body: bytes) -> dict[str, str]:
+        return sign_request(method, path, body, terminal_id="T-TEST-01", key_id="k1", secret=key)
+
+    checker = CodeVerifier(decode_url=platform.url, decode_timeout_s=1.0, signer=signer)
+    assert process_code(world.pipeline("gate"), checker, "ESSC-OK-1").reason == Reason.OK
+    terminal = verify_request(
+        "POST",
+        "/v1/ecard/decode",
+        platform.headers[0],
+        platform.bodies[0],
+        key_for=lambda t, k: key if (t, k) == ("T-TEST-01", "k1") else None,
+        nonces=NonceCache(),
+    )
+    assert terminal == "T-TEST-01"

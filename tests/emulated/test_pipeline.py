@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from pipeline_support import World
-from support import make_card
+from support import CATALOGUE, make_card
 
 from drivers.virtual.ssc_card import VirtualSscCard
 from terminal.profiles import load_profile, parse_profile
@@ -242,3 +242,13 @@ def _entry(world: World, persona: str, reason: str) -> dict:
         "reason": reason,
         "effective": "2026-11-20",
     }
+
+
+def test_an_unchanged_list_the_platform_confirmed_is_not_stale(world: World) -> None:
+    from sync.client import META_DENY_CURRENT_AT
+
+    world.clock.now += 100 * 3600  # the list itself was made 100 h ago …
+    assert world.tap("transit", "ordinary-2.0")[0].reason == Reason.LIST_STALE
+    world.store.meta.set({META_DENY_CURRENT_AT: f"{world.clock.now - 3600:.3f}"})
+    world.store.catalogue.load_file(CATALOGUE)  # … and the catalogue was fetched again too
+    assert world.tap("transit", "ordinary-2.0")[0].reason == Reason.OK  # confirmed an hour ago
