@@ -38,8 +38,8 @@ GOAL_ROWS_PER_S = 10_000
 
 
 def platform_cli(*args: str) -> list[str]:
-    """The argv of ``sscard platform ARGS…`` (the module's own entry point)."""
-    return [sys.executable, "-m", "terminal.cmd_platform", *args]
+    """The argv of ``sscard platform ARGS…`` ."""
+    return [sys.executable, "-m", "terminal.cli", "platform", *args]
 
 
 def register(folder: Path, db: Path, terminal_id: str) -> Credentials:

@@ -7,9 +7,6 @@ folder (default: ``$SSCARD_PLATFORM_KEYS``). Card numbers are never printed in f
 
 Exit status: 0 done, 2 failure (one line on stderr); ``tx verify`` exits 2 when a chain has a
 gap, a break, a bad hash or a miscount.
-
-Also runnable as ``python -m terminal.cmd_platform …`` (the same commands without the
-``platform`` word).
 """
 
 from __future__ import annotations
@@ -588,30 +585,3 @@ def _deny_parsers(actions: Any) -> None:
     status = deny_actions.add_parser("status", help="the current list version")
     _db_option(status)
     status.set_defaults(handler=cmd_deny_status)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``sscard platform`` with ``argv`` (without the word ``platform``).
-
-    :param argv: the arguments (default: ``sys.argv[1:]``)
-    :raises: nothing; the exit status is returned
-    """
-    # terminal.cli imports this module to register its commands: import it only here
-    from terminal.cli import configure_logging  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(prog="sscard")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    given = list(sys.argv[1:] if argv is None else argv)
-    lead = 0
-    while lead < len(given) and given[lead] in ("-v", "-vv", "-vvv", "--verbose"):
-        lead += 1
-    args = parser.parse_args([*given[:lead], "platform", *given[lead:]])
-    configure_logging(args.verbose)
-    status: int = args.handler(args)
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,9 +12,6 @@ in flight (everything acknowledged so far is kept).
 Exit status of ``--once``: 0 every step went well, 1 something was refused (rejected journal
 rows, a list that fails its signature) or raised an alarm (the local clock is off), 2 the
 platform could not be reached or the terminal is misconfigured. The loop exits 0 when stopped.
-
-Also runnable as ``python -m terminal.cmd_sync …`` (the same options, without the ``sync``
-word).
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -155,30 +152,3 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``sscard sync`` with ``argv`` (without the word ``sync``).
-
-    :param argv: the arguments (default: ``sys.argv[1:]``)
-    :raises: nothing; the exit status is returned
-    """
-    # terminal.cli imports this module to register its command: import it only here
-    from terminal.cli import configure_logging  # noqa: PLC0415
-
-    parser = argparse.ArgumentParser(prog="sscard")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    given = list(sys.argv[1:] if argv is None else argv)
-    lead = 0
-    while lead < len(given) and given[lead] in ("-v", "-vv", "-vvv", "--verbose"):
-        lead += 1
-    args = parser.parse_args([*given[:lead], "sync", *given[lead:]])
-    configure_logging(args.verbose)
-    status: int = args.handler(args)
-    return status
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -282,14 +282,14 @@ def free_port() -> int:
 def cli(
     *args: str, cwd: Path | None = None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``sscard platform ARGS`` in a child process (``python -m terminal.cmd_platform``).
+    """Run ``sscard platform ARGS`` in a child process (``python -m terminal.cli platform``).
 
     :param args: the arguments after ``platform``
     :param cwd: its working folder
     :param timeout: seconds
     """
     return subprocess.run(
-        [sys.executable, "-m", "terminal.cmd_platform", *args],
+        [sys.executable, "-m", "terminal.cli", "platform", *args],
         cwd=cwd or ROOT,
         capture_output=True,
         text=True,
@@ -322,7 +322,8 @@ class PlatformProcess:
         command = [
             sys.executable,
             "-m",
-            "terminal.cmd_platform",
+            "terminal.cli",
+            "platform",
             "serve",
             "--db",
             self.db,

@@ -339,7 +339,8 @@ def test_serve_over_https_with_a_certificate(site: Path) -> None:
         [
             sys.executable,
             "-m",
-            "terminal.cmd_platform",
+            "terminal.cli",
+            "platform",
             "serve",
             "--port",
             str(port),

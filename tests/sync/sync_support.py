@@ -7,7 +7,6 @@ Everything here is real: HTTP on loopback, SQLite files, child processes stopped
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -35,25 +34,13 @@ TOKEN = "5490d353fb3c81ec1e7cd95af4251a356c8b47b2bf0906b6900021adae19597f"
 FAST_RETRIES = RetryPolicy(attempts=40, base_s=0.05, cap_s=1.0)
 
 
-def _cli_has(*commands: str) -> bool:
-    from terminal.cli import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return set(commands) <= set(action.choices)
-    return False
-
-
 def sscard(command: str, *args: str) -> list[str]:
-    """The argv of ``sscard COMMAND ARGS…`` in a child process (the module's own entry point
-    while terminal/cli.py does not register the command).
+    """The argv of ``sscard COMMAND ARGS…`` in a child process.
 
     :param command: ``platform`` or ``sync``
     :param args: the rest
     """
-    if _cli_has(command):
-        return [sys.executable, "-m", "terminal.cli", command, *args]
-    return [sys.executable, "-m", f"terminal.cmd_{command}", *args]
+    return [sys.executable, "-m", "terminal.cli", command, *args]
 
 
 def run(
