@@ -2,7 +2,8 @@
 
 A code never changes meaning once released: host systems, the platform and the journal key on
 it. Each has a short Chinese prompt for the holder, an English one, and the signal the
-indicators give. Every refusal also carries the hotline text.
+indicators give. Every refusal also carries the hotline text. A refusal that rests on a
+deployment's own rule (a region restriction) names the rule in its prompt.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Reason(StrEnum):
     PIN_BLOCKED = "pin_blocked"
     PIN_MISSING = "pin_missing"
     CATEGORY_NOT_ALLOWED = "category_not_allowed"
+    REGION_NOT_ACCEPTED = "region_not_accepted"
     NOT_IN_CATALOGUE = "not_in_catalogue"
     LIST_STALE = "list_stale"
     ANTI_PASSBACK = "anti_passback"
@@ -92,8 +94,13 @@ TEXTS: dict[Reason, ReasonText] = {
     Reason.CATEGORY_NOT_ALLOWED: ReasonText(
         _R, "此卡类别不适用本服务", "This card category is not served here"
     ),
+    Reason.REGION_NOT_ACCEPTED: ReasonText(
+        _R,
+        "本服务仅限规定地区发行的社保卡（依据：{rule}）",
+        "This service takes only cards of certain regions (rule: {rule})",
+    ),
     Reason.NOT_IN_CATALOGUE: ReasonText(
-        _R, "本服务未开通社保卡应用", "Service not in the card's application catalogue"
+        _R, "本服务未开通社保卡应用", "Service not in the application catalogue here"
     ),
     Reason.LIST_STALE: ReasonText(
         _R, "终端名单过期，请到人工窗口", "Terminal lists out of date: please see staff"
@@ -137,12 +144,18 @@ DENY_REASONS = {
 }
 
 
-def indication(reason: Reason, *, open_gate: bool = False) -> Indication:
+RULE_UNNAMED = "-"
+
+
+def indication(reason: Reason, *, open_gate: bool = False, rule: str | None = None) -> Indication:
     """What the indicators show for a reason; refusals carry the hotline.
 
     :param reason: the reason code
     :param open_gate: open the gate (accepted entries at a gate or validator)
+    :param rule: the rule a refusal rests on, named in prompts that have a place for it
     """
     text = TEXTS[reason]
     hotline = HOTLINE if text.signal == Signal.REFUSE else None
-    return Indication(text.signal, str(reason), text.zh, text.en, hotline, open_gate)
+    named = rule or RULE_UNNAMED
+    zh, en = text.zh.replace("{rule}", named), text.en.replace("{rule}", named)
+    return Indication(text.signal, str(reason), zh, en, hotline, open_gate)
