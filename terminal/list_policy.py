@@ -309,11 +309,13 @@ def trust_list_for_codes(
     policy = profile.degraded.trust_list
     if policy == ONLINE:
         if online is not None and online.refresh_trust_list():
-            fetched = store.trust.load()
-            if fetched is not None:
-                return parse_trust_list(fetched, root_key_pem, now), (
-                    online_flag(ListName.TRUST_LIST),
-                )
+            raw = store.trust.load()
+            try:
+                if raw is not None:
+                    flags = (online_flag(ListName.TRUST_LIST),)
+                    return parse_trust_list(raw, root_key_pem, now), flags
+            except QrRefused:
+                pass  # the platform had nothing newer: still not current, fall back
         policy = profile.degraded.online_fallback
     if raw is None:
         raise QrRefused(QrReason.STALE_TRUST_LIST, "no trust list imported")

@@ -55,6 +55,8 @@ MEDICAL_PREFIX = "medical."
 #: a region in a profile: a two-digit province prefix or a six-digit GB/T 2260 code
 REGION = re.compile(r"[0-9]{2}|[0-9]{6}")
 RULE_MAX = 200
+#: the concessions computed from card data, by the names the journal and the host see
+CARD_CONCESSIONS = ("disabled", "elderly_category", "age", "reduced_category")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -370,6 +372,9 @@ class Profile(_Strict):
         names = [c.name for c in rules.region_concessions]
         if len(set(names)) != len(names):
             raise ValueError("transit.region_concessions names a concession twice")
+        taken = sorted(set(names) & set(CARD_CONCESSIONS))
+        if taken:
+            raise ValueError(f"region concession names {taken} are the card concessions' own")
         for concession in rules.region_concessions:
             if concession.fare_fen >= rules.fare_fen:
                 raise ValueError(

@@ -23,3 +23,11 @@ def test_refusals_carry_the_hotline_and_only_accepts_open_the_gate() -> None:
 def test_each_deny_list_reason_has_its_own_code() -> None:
     assert set(DENY_REASONS) == {"lost", "cancelled", "replaced", "fraud"}
     assert len(set(DENY_REASONS.values())) == 4
+
+
+def test_a_region_restriction_names_its_rule_in_both_prompts() -> None:
+    rule = "《某市办法》第5条"
+    shown = indication(Reason.REGION_NOT_ACCEPTED, rule=rule)
+    assert rule in shown.prompt_zh and rule in shown.prompt_en and shown.hotline == HOTLINE
+    assert "{rule}" not in indication(Reason.REGION_NOT_ACCEPTED).prompt_zh
+    assert indication(Reason.OK, rule=rule).prompt_zh == TEXTS[Reason.OK].zh  # no place for it
