@@ -95,6 +95,7 @@ def cmd_journal_tail(args: argparse.Namespace) -> int:
             "reason": row.reason_code,
             "amount": row.amount,
             "personal_fields": list(row.personal_fields),
+            "flags": list(row.flags),
             "uploaded": row.uploaded,
         }
         print(json.dumps(out, ensure_ascii=False))
