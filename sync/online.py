@@ -5,8 +5,10 @@ scenario's degraded policy says ``online`` (docs/policy.md §3).
 (``POST /v1/cards/status``), or a fresh catalogue or trust list fetched whole — each one signed
 attempt through the sync client's transport, with the profile's short timeout, because a holder
 is waiting. It never raises: an answer that does not come in time is ``None`` or ``False``, and
-the pipeline falls back to the profile's ``online_fallback``. The decision pipeline sees only
-the three methods (``terminal.list_policy.PlatformLink``), never an HTTP client.
+the pipeline falls back to the profile's ``online_fallback``. After a failure the platform is
+not asked again for ``quiet_s`` seconds, so a platform that is down costs one holder one
+timeout, not every holder. The decision pipeline sees only the three methods
+(``terminal.list_policy.PlatformLink``), never an HTTP client.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = ["OnlineLists"]
 log = logging.getLogger(__name__)
 
 ONE_ATTEMPT = RetryPolicy(attempts=1)
+DEFAULT_QUIET_S = 30.0
 
 
 class OnlineLists:
@@ -46,6 +49,8 @@ class OnlineLists:
     :param trust_saver: verifies and keeps a fetched trust list
         (:func:`terminal.ecard.trust.save_trust_list`); without one the trust list is never
         fetched online
+    :param quiet_s: after a failure, answer "no answer" at once for this long
+    :param monotonic: the clock of the quiet period (tests move it)
     """
 
     def __init__(
@@ -57,11 +62,34 @@ class OnlineLists:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
         trust_saver: TrustSaver | None = None,
+        quiet_s: float = DEFAULT_QUIET_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = dataclasses.replace(config, timeout_s=timeout_s)
         self._client = SyncClient(
             self.config, store, session, clock, trust_saver=trust_saver, policy=ONE_ATTEMPT
         )
+        self.quiet_s = quiet_s
+        self._monotonic = monotonic
+        self._quiet_until: float | None = None
+
+    def _quiet(self) -> bool:
+        """True while a recent failure keeps the platform from being asked."""
+        return self._quiet_until is not None and self._monotonic() < self._quiet_until
+
+    def _failed(self, what: str, exc: SscardError) -> None:
+        self._quiet_until = self._monotonic() + self.quiet_s
+        log.warning(
+            "event=online_failed what=%s error=%s quiet_s=%.0f",
+            what,
+            type(exc).__name__,
+            self.quiet_s,
+        )
+
+    def _answered(self) -> None:
+        if self._quiet_until is not None:
+            log.info("event=online_recovered")
+        self._quiet_until = None
 
     def card_status(self, card_hash: str) -> CardStatus | None:
         """The platform's deny-list entry for one card.
@@ -71,6 +99,8 @@ class OnlineLists:
             something else than the contract's answer
         :raises: nothing
         """
+        if self._quiet():
+            return None
         body = json.dumps({"card_hash": card_hash}).encode("ascii")
 
         def check(exchange: Exchange) -> CardStatus:
@@ -81,8 +111,9 @@ class OnlineLists:
                 "POST", PATH_CARD_STATUS, body=body, content_type="application/json", check=check
             )
         except SscardError as exc:
-            log.warning("event=online_card_status_failed error=%s", type(exc).__name__)
+            self._failed("card_status", exc)
             return None
+        self._answered()
         log.info("event=online_card_status listed=%s", status.listed if status else None)
         return status
 
@@ -92,11 +123,14 @@ class OnlineLists:
         :returns: whether a catalogue was loaded
         :raises: nothing
         """
+        if self._quiet():
+            return False
         try:
             report = self._client.update_catalogue(self.config.region)
         except SscardError as exc:
-            log.warning("event=online_catalogue_failed error=%s", type(exc).__name__)
+            self._failed("catalogue", exc)
             return False
+        self._answered()
         log.info("event=online_catalogue items=%d", report.items)
         return True
 
@@ -106,11 +140,14 @@ class OnlineLists:
         :returns: whether a current list is held afterwards
         :raises: nothing
         """
+        if self._quiet():
+            return False
         try:
             report = self._client.update_trust()
         except SscardError as exc:
-            log.warning("event=online_trust_list_failed error=%s", type(exc).__name__)
+            self._failed("trust_list", exc)
             return False
+        self._answered()
         log.info("event=online_trust_list version=%s", report.version_after)
         return report.version_after is not None
 

@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -423,3 +424,30 @@ def test_a_terminal_never_provisioned_says_so_loudly_at_start(
         Reason.OK,
         ("stale_list:catalogue", "stale_list:deny_list"),
     )
+
+
+def test_a_platform_that_does_not_answer_costs_one_timeout_then_a_quiet_period(
+    terminal: Terminal,
+) -> None:
+    """A listener that accepts and never answers: the first holder waits the timeout, the next
+    ones are decided at once by the fallback until the quiet period is over."""
+    now = [0.0]
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        credentials = terminal.platform.terminals[TERMINAL]
+        config = SyncConfig(
+            url=f"http://127.0.0.1:{silent.getsockname()[1]}/",
+            credentials=Credentials(TERMINAL, credentials.key_id, credentials.key),
+        )
+        online = OnlineLists(
+            config, terminal.store, timeout_s=0.5, quiet_s=30, monotonic=lambda: now[0]
+        )
+        timings = []
+        for advance in (0.0, 10.0, 25.0):  # the third ask comes 35 s after the failure
+            now[0] += advance
+            started = time.monotonic()
+            assert online.card_status("a" * 64) is None
+            timings.append(time.monotonic() - started)
+        online.close()
+    assert timings[0] >= 0.45 and timings[1] < 0.1 and timings[2] >= 0.45
