@@ -14,8 +14,11 @@ import pytest
 from platform_support import LivePlatform, chain_rows, live_platform, record, seal
 from sqlalchemy import select
 
-from offline_store import DenyReason, canonical_card_id
+from offline_store import DenyReason, JournalEntry, Store, canonical_card_id
+from sync.client import SyncClient
+from sync.config import SyncConfig
 from sync.platform.db import journal
+from sync.transport import Credentials
 
 pytestmark = pytest.mark.emulated
 
@@ -105,3 +108,25 @@ def test_malformed_flags_refuse_the_batch(live: LivePlatform, flags: object) -> 
     row = seal(record("T1", 1, flags=flags), "0" * 64)
     answer = live.client().upload([row])
     assert answer.status_code == 400 and "rows[0].flags" in answer.json()["detail"]
+
+
+def test_flagged_rows_of_a_real_offline_store_upload_through_the_sync_client(
+    live: LivePlatform, tmp_path: Path
+) -> None:
+    credentials = live.terminals["T1"]
+    config = SyncConfig(
+        url=live.url,
+        credentials=Credentials("T1", credentials.key_id, credentials.key),
+    )
+    with Store.open(tmp_path / "store.db", journal_key=bytes(range(32))) as store:
+        for flags in ((), ("stale_list:deny_list",), ("online:catalogue", "stale_list:deny_list")):
+            store.journal.append(
+                JournalEntry(
+                    "transit", "0301", "", "accept", "ok", 200, terminal_id="T1", flags=flags
+                )
+            )
+        with SyncClient(config, store, clock=live.clock) as client:
+            report = client.upload()
+    assert report.acked_seq == 3 and report.accepted == 3
+    (summary,) = live.platform.verify_chains("T1")
+    assert summary.ok and summary.rows == 3
