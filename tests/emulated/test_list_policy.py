@@ -51,7 +51,6 @@ pytestmark = pytest.mark.emulated
 
 TERMINAL = "T-TEST-01"  # pipeline_support's terminal id
 PERSONA = "jiangxi-nanchang"  # a card from another province, decided in Guangdong
-CARDS.setdefault(PERSONA, ("360100", "J36007413"))
 KEYS = Path(__file__).resolve().parents[1] / "keys"
 ROOT_KEY = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 ES256 = load_private_key((KEYS / "qr-platform-es256-test.pem").read_bytes()).public_key
