@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from offline_store import ListName, ListState, Store, list_ages
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 ACCEPT, ONLINE, REFUSE = "accept", "online", "refuse"
 SECONDS_PER_HOUR = 3600
+#: the end of validity of an expired trust list accepted under the ``accept`` policy
+OPEN_END = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)
 #: the lists a card decision uses (the trust list serves e-card codes only)
 CARD_LISTS = (ListName.DENY_LIST, ListName.CATALOGUE)
 HOW_TO_PROVISION = {
@@ -286,7 +288,8 @@ def trust_list_for_codes(
     for the trust list, and the journal flags that go with it.
 
     Fresh: the verified list, no flag. Expired: ``accept`` verifies with it all the same
-    (``stale_list:trust_list``); ``online`` fetches a new one first (``online:trust_list``) and
+    (``stale_list:trust_list``; the list returned has its end of validity set aside, its keys
+    and signature checked as ever); ``online`` fetches a new one first (``online:trust_list``) and
     falls back; ``refuse`` refuses. A missing list can only be fetched: without one, nothing
     can be verified offline.
 
@@ -321,9 +324,10 @@ def trust_list_for_codes(
         raise QrRefused(QrReason.STALE_TRUST_LIST, "no trust list imported")
     if policy == REFUSE:
         return parse_trust_list(raw, root_key_pem, now), ()  # raises: the list is not current
-    # verified against the pinned root all the same; only its validity dates are set aside
+    # verified against the pinned root all the same; only its end of validity is set aside, so
+    # that the codes its keys signed verify (verify_code checks the list's dates again)
     trust = parse_trust_list(raw, root_key_pem, now, skew_s=math.inf)
-    return trust, (stale_flag(ListName.TRUST_LIST),)
+    return replace(trust, not_after=OPEN_END), (stale_flag(ListName.TRUST_LIST),)
 
 
 def status_lines(
