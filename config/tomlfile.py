@@ -54,6 +54,8 @@ def read_toml(
             raw = handle.read(max_bytes + 1)
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror}") from exc
+    except ValueError:  # the C library cannot be given a name with a NUL in it
+        raise error(f"cannot read {what} {str(path)!r}: a file name holds no NUL") from None
     if len(raw) > max_bytes:
         raise error(f"{path}: larger than {max_bytes} bytes; is it the right file?")
     try:
