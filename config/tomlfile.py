@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-#: nesting of tables and arrays a document may have; ours need 3 (a table of tables of arrays)
+#: the deepest level a table or array may sit at; ours need 3 (``[[items]]`` ``regions = […]``)
 MAX_DEPTH = 16
 #: the largest file read; the largest of our documents is a few kilobytes
 MAX_BYTES = 1 << 20
@@ -97,8 +97,10 @@ def too_deep(document: Any, max_depth: int = MAX_DEPTH) -> str | None:
     """Find where a parsed document nests deeper than allowed, without recursing.
 
     :param document: a parsed TOML or JSON document (tables, arrays, scalars)
-    :param max_depth: the deepest nesting allowed; the document itself is level 0
-    :returns: the dotted key (array items as ``[i]``) of the first value too deep, or ``None``
+    :param max_depth: the deepest level a table or array may sit at; the document is level 0,
+        ``a`` in ``a = []`` level 1
+    :returns: the dotted key (array items as ``[i]``) of the first table or array too deep, or
+        ``None``
     """
     stack: list[tuple[Any, tuple[str, ...]]] = [(document, ())]
     while stack:
@@ -109,7 +111,7 @@ def too_deep(document: Any, max_depth: int = MAX_DEPTH) -> str | None:
             children = [(f"[{i}]", v) for i, v in enumerate(value)]
         else:
             continue
-        if len(where) >= max_depth and children:
+        if len(where) > max_depth:
             return _dotted(where)
         stack.extend((child, (*where, key)) for key, child in children)
     return None
