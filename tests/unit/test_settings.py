@@ -331,7 +331,7 @@ NUMBERS = [
     ("security", "hsm_timeout_s", 1e-3, 60, 0),
     ("ecard", "decode_timeout_s", 1e-3, 60, 0),
     ("sync", "timeout_s", 1e-3, 300, 0),
-    ("sync", "max_clock_offset_s", 1e-3, 86_400, 0),
+    ("sync", "max_clock_offset_s", 1e-3, 300, 0),
     ("sync", "batch_rows", 1, 5000, 0),
     ("store", "journal_cap_rows", 1, 10**9, 0),
     ("indicators", "serial_baud", 50, 4_000_000, 49),
@@ -559,3 +559,21 @@ def test_errors_from_a_file_name_that_file(tmp_path: Path) -> None:
         f"{path}: store.journal_cap_rows: expected a whole number from 1 to 1000000000, "
         "got float 1000.0",
     ]
+
+
+def test_the_readme_example_is_valid_and_names_every_key() -> None:
+    import re
+    import tomllib
+
+    from config.settings import SettingsFile
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Settings\n", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    parse_settings(tomllib.loads(block), source="README.md")
+    uncommented = re.sub(r"^# ", "", block, flags=re.MULTILINE)
+    named = parse_settings(tomllib.loads(uncommented.replace("AB:CD:…", "ab" * 32)))
+    assert named.pinned_cert_sha256 == "ab" * 32 and named.soft_sam_keys is not None
+    for table, field in SettingsFile.model_fields.items():
+        keys = getattr(field.annotation, "model_fields", {})
+        assert all(re.search(rf"^#? ?{key} = ", block, re.MULTILINE) for key in keys), table
