@@ -122,6 +122,16 @@ FilePath = Annotated[Path, PlainValidator(_file_path)]
 Url = Annotated[str, PlainValidator(_url)]
 
 
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as a dotted key; a key holding a control character is quoted
+    (an unknown key ``"a\\nb"`` must not start a new line in the message).
+
+    :param loc: the location
+    """
+    parts = (str(part) for part in loc)
+    return ".".join(repr(part) if CONTROL.search(part) else part for part in parts)
+
+
 def problems(exc: ValidationError, source: str, root: type[BaseModel]) -> str:
     """Say what is wrong, one line per problem, each naming the file and the dotted key.
 
@@ -153,15 +163,15 @@ def describe(value: object) -> str:
 
 def _problem(error: Mapping[str, Any], root: type[BaseModel]) -> str:
     loc = tuple(str(part) for part in error["loc"])
-    dotted = ".".join(loc)
+    key = dotted(error["loc"])
     if error["type"] == "extra_forbidden":
         parent = _model_at(root, loc[:-1])
         allowed = sorted(parent.model_fields) if parent is not None else []
-        return f"unknown key {dotted!r}; expected one of {allowed}"
+        return f"unknown key {'.'.join(loc)!r}; expected one of {allowed}"  # repr escapes
     ctx = error.get("ctx") or {}
     what = ctx.get("expected") or _description(root, loc) or str(error["msg"])
     got = f", got {describe(error['input'])}" if "input" in error else ""
-    return f"{dotted or '(document)'}: expected {what}{got}"
+    return f"{key or '(document)'}: expected {what}{got}"
 
 
 def _model_at(root: type[BaseModel], loc: tuple[str, ...]) -> type[BaseModel] | None:

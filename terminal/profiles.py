@@ -37,7 +37,7 @@ from pydantic import (
 from apdu.errors import SscardError
 from apdu.identity import CATEGORY_NAMES
 from apdu.medical import MEDICAL_FIELDS
-from config.schema import CONTROL, PATH_MAX, Table
+from config.schema import CONTROL, PATH_MAX, Table, dotted
 from config.tomlfile import read_toml
 
 #: the built-in profiles
@@ -255,8 +255,7 @@ def parse_profile(data: Mapping[str, Any], source: str, name: str = "") -> Profi
         return Profile.model_validate(_tuples(document))
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(profile)'}: {_message(err)}"
-            for err in exc.errors()
+            f"{dotted(err['loc']) or '(profile)'}: {_message(err)}" for err in exc.errors()
         )
         raise ProfileError(f"{source}: {problems}") from None
 

@@ -138,7 +138,7 @@ def test_the_largest_numbers_taken() -> None:
     [
         (TRANSIT | {"name": "bus\x00"}, "name"),
         (TRANSIT | {"voice": {"ok": "请通过\x00"}}, "voice.ok"),
-        (TRANSIT | {"voice": {"o\nk": "请通过"}}, "voice.o\nk.[key]"),
+        (TRANSIT | {"voice": {"o\nk": "请通过"}}, "voice.'o\\nk'.[key]"),
         (
             TRANSIT | {"transit": {"fare_fen": 1, "disabled_list": "/var/x\x00"}},
             "transit.disabled_list",
@@ -183,3 +183,9 @@ def test_a_profile_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
 def test_a_profile_path_with_a_nul_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="holds no NUL"):
         load_profile(tmp_path / "transit\x00.toml")
+
+
+def test_an_unknown_key_with_a_newline_cannot_forge_a_line_of_the_message() -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(TRANSIT | {"x\nforged: ok": 1}, "p.toml")
+    assert "\n" not in str(info.value) and "'x\\nforged: ok': unknown key" in str(info.value)

@@ -577,3 +577,8 @@ def test_the_readme_example_is_valid_and_names_every_key() -> None:
     for table, field in SettingsFile.model_fields.items():
         keys = getattr(field.annotation, "model_fields", {})
         assert all(re.search(rf"^#? ?{key} = ", block, re.MULTILINE) for key in keys), table
+
+
+def test_an_unknown_key_with_a_newline_cannot_forge_a_line_of_the_message() -> None:
+    message = fails({"store": {"x\nforged": 1}})
+    assert "\n" not in message and "unknown key 'store.x\\nforged'" in message
