@@ -51,7 +51,6 @@ padded with ``00``, at province and at city granularity).
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +78,8 @@ from apdu.psam import (
 from apdu.purse import PURSE_ALG_DES
 from apdu.ssc import CardAlgorithm
 from apdu.tlv import encode_ber
+from config.schema import CONTROL
+from config.tomlfile import read_toml
 from drivers.keyfile import (
     ALGORITHM_TABLES,
     KeyFileError,
@@ -173,7 +174,11 @@ class PsamConfig:
 
 
 def _digits(value: Any, length: int, name: str, where: str) -> str:
-    if not isinstance(value, str) or len(value) != length or not value.isdigit():
+    if (
+        not isinstance(value, str)
+        or len(value) != length
+        or not (value.isascii() and value.isdigit())  # "４４０１…" is digits, not BCD
+    ):
         raise PsamFileError(f"{where}: {name} must be a quoted string of {length} digits")
     return value
 
@@ -270,7 +275,7 @@ def parse_psam(data: dict[str, Any], base: Path, source: str = "psam") -> PsamCo
     rkssse = data.get("rkssse", True)
     if not isinstance(rkssse, bool):
         raise PsamFileError(f"{source}: rkssse must be true or false")
-    if not isinstance(data["roots"], str):
+    if not isinstance(data["roots"], str) or not data["roots"] or CONTROL.search(data["roots"]):
         raise PsamFileError(f"{source}: roots must be the path of a root-key file")
     roots = _roots(base / data["roots"], algorithms, rkssse, source)
     held = {
@@ -297,14 +302,7 @@ def load_psam(path: str | Path) -> PsamConfig:
     :raises KeyFileError: its root-key file is unreadable or malformed
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PsamFileError(f"cannot read PSAM file {path}: {exc.strerror}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PsamFileError(f"{path}: {exc}") from exc
+    data = read_toml(path, PsamFileError, what="PSAM file")
     return parse_psam(data, path.parent, str(path))
 
 

@@ -381,6 +381,14 @@ def test_every_committed_psam_file_loads() -> None:
         ({"algorithms": '["des", "rot13"]'}, r"unknown algorithms \['rot13'\]"),
         ({"rkssse": '"yes"'}, "rkssse must be true or false"),
         ({"roots": "7"}, "roots must be the path"),
+        (
+            {"terminal_number": '"４４０１００８１３４７５"'},
+            "terminal_number must be a quoted string",
+        ),
+        ({"issued_for": '"４４０１００"', "levels": "2"}, "issued_for must be a quoted string"),
+        ({"levels": "3.0"}, "levels must be 1, 2 or 3"),
+        ({"roots": '"test-roots.toml\\u0000"'}, "roots must be the path"),
+        ({"roots": '""'}, "roots must be the path"),
     ],
 )
 def test_bad_psam_files_are_clear_errors(tmp_path: Path, change, needle) -> None:
@@ -426,3 +434,16 @@ def test_unreadable_or_malformed_psam_file(tmp_path: Path) -> None:
     bad.write_text("levels = = 3\n")
     with pytest.raises(PsamFileError, match=r"bad\.toml"):
         load_psam(bad)
+
+
+def test_a_psam_file_nested_5000_deep_or_not_utf8_names_the_file(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text("levels = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(PsamFileError, match=rf"^{deep}: not valid TOML: .*nested too deeply"):
+        load_psam(deep)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'issued_for = "\xe9"\n')
+    with pytest.raises(PsamFileError, match=rf"^{latin1}: not UTF-8 text \(line 1"):
+        load_psam(latin1)
+    with pytest.raises(PsamFileError, match=r"cannot read PSAM file .*holds no NUL"):
+        load_psam(tmp_path / "psam\x00.toml")
