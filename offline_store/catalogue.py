@@ -218,6 +218,10 @@ class Catalogue:
             raw = path.read_bytes()
         except OSError as exc:
             raise CatalogueError(f"cannot read catalogue {path}: {exc.strerror}") from exc
+        except ValueError:  # the C library cannot be given a name with a NUL in it
+            raise CatalogueError(
+                f"cannot read catalogue {str(path)!r}: a NUL in its name"
+            ) from None
         if path.suffix not in CATALOGUE_SUFFIXES:
             raise CatalogueError(f"{path}: a catalogue file ends in .toml or .json")
         return self.load_bytes(raw, path.suffix[1:], str(path))
@@ -244,6 +248,9 @@ class Catalogue:
             raise CatalogueError(f"{source}: not UTF-8 text") from None
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
             raise CatalogueError(f"{source}: does not parse: {exc}") from None
+        except RecursionError:
+            # both parsers recurse per nested array or table; the stack unwound on the way here
+            raise CatalogueError(f"{source}: does not parse: nested too deeply") from None
         items = parse_catalogue(data, source)
         with self._db.write() as conn:
             conn.execute("DELETE FROM catalogue")

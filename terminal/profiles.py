@@ -33,17 +33,24 @@ Example (``config/profiles/transit.toml``)::
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from apdu.errors import SscardError
 from apdu.identity import CATEGORY_NAMES
 from apdu.medical import MEDICAL_FIELDS
+from config.schema import CONTROL, PATH_MAX, Table, dotted
+from config.tomlfile import read_toml
 
 #: the built-in profiles
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
@@ -52,12 +59,17 @@ PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
 HOLDER_FIELDS = ("ssn", "name", "sex", "ethnicity", "birthplace", "birth_date")
 #: DF04 EF05 医疗保险基本信息 items (apdu.medical.MEDICAL_FIELDS); they need the PIN
 MEDICAL_PREFIX = "medical."
+#: a week-old list still serves a library gate; a list older than a year is no list
+MAX_LIST_AGE_HOURS = 8760
+#: far above any gate's day (a metro gate serves some 20 000), well inside SQLite's integers
+MAX_DAILY_CAPACITY = 10_000_000
+#: characters of a profile name, a voice prompt's reason code, a room-number pattern
+TEXT_MAX = 256
 #: a region in a profile: a two-digit province prefix or a six-digit GB/T 2260 code
 REGION = re.compile(r"[0-9]{2}|[0-9]{6}")
 RULE_MAX = 200
 #: the concessions computed from card data, by the names the journal and the host see
 CARD_CONCESSIONS = ("disabled", "elderly_category", "age", "reduced_category")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ProfileError(SscardError):
@@ -73,8 +85,28 @@ class Scenario(StrEnum):
     HOSPITAL = "hospital"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+def _no_control(value: str) -> str:
+    if CONTROL.search(value):
+        raise ValueError("no control characters (NUL, newline, …) allowed")
+    return value
+
+
+def _regular_expression(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:  # refused here, not at the first guest's room number
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+#: a line of text: no control characters, at most TEXT_MAX characters
+Text = Annotated[str, StringConstraints(max_length=TEXT_MAX), AfterValidator(_no_control)]
+#: a voice prompt: a text to speak or an audio file's path
+Prompt = Annotated[str, StringConstraints(max_length=PATH_MAX), AfterValidator(_no_control)]
+#: a file path, as written (relative to the working folder)
+PathText = Annotated[
+    str, StringConstraints(min_length=1, max_length=PATH_MAX), AfterValidator(_no_control)
+]
 
 
 def _regions(values: tuple[str, ...], what: str) -> None:
@@ -86,7 +118,7 @@ def _regions(values: tuple[str, ...], what: str) -> None:
 
 
 def _rule(value: str, what: str) -> None:
-    if not value.strip() or len(value) > RULE_MAX or _CONTROL.search(value):
+    if not value.strip() or len(value) > RULE_MAX or CONTROL.search(value):
         raise ValueError(
             f"{what} must name the rule it rests on (file and article), one line of at most "
             f"{RULE_MAX} characters"
@@ -103,7 +135,7 @@ def region_matches(region_code: str, regions: tuple[str, ...]) -> bool:
     return any(region_code == r or (len(r) == 2 and region_code.startswith(r)) for r in regions)
 
 
-class RegionConcession(_Strict):
+class RegionConcession(Table):
     """A fare that depends on where a card was issued (a city's own elderly free ride): a fare
     rule that lowers the fare, never a refusal.
 
@@ -141,7 +173,7 @@ class RegionConcession(_Strict):
         )
 
 
-class TransitRules(_Strict):
+class TransitRules(Table):
     """Fares and concessions, computed from card data only — never from residency.
 
     :param fare_fen: the flat fare in fen (分)
@@ -160,11 +192,11 @@ class TransitRules(_Strict):
     reduced_categories: tuple[str, ...] = ()
     reduced_fare_fen: int | None = Field(default=None, ge=0, le=100_000)
     concession_age: int | None = Field(default=None, ge=1, le=130)
-    disabled_list: str | None = None
+    disabled_list: PathText | None = None
     region_concessions: tuple[RegionConcession, ...] = ()
 
 
-class GateRules(_Strict):
+class GateRules(Table):
     """Library, museum or scenic-site gates.
 
     :param anti_passback_s: the same card is refused at this gate for this long after an entry
@@ -172,19 +204,19 @@ class GateRules(_Strict):
     """
 
     anti_passback_s: int = Field(default=0, ge=0, le=86_400)
-    daily_capacity: int = Field(default=0, ge=0)
+    daily_capacity: int = Field(default=0, ge=0, le=MAX_DAILY_CAPACITY)
 
 
-class HotelRules(_Strict):
+class HotelRules(Table):
     """Lodging registration (旅馆业治安管理): the record the police system receives.
 
     :param room_pattern: a regular expression the caller's room number must match
     """
 
-    room_pattern: str = r"^[0-9A-Za-z-]{1,8}$"
+    room_pattern: Annotated[Text, AfterValidator(_regular_expression)] = r"^[0-9A-Za-z-]{1,8}$"
 
 
-class HospitalRules(_Strict):
+class HospitalRules(Table):
     """Registration at a hospital: identity plus the medical-insurance items after the PIN.
 
     :param pin_attempts_shown: warn the holder when this few PIN tries are left
@@ -193,7 +225,7 @@ class HospitalRules(_Strict):
     pin_attempts_shown: int = Field(default=1, ge=0, le=3)
 
 
-class QrRules(_Strict):
+class QrRules(Table):
     """Electronic-card QR codes at this service point.
 
     :param window_s: a dynamic code is accepted this long around its timestamp
@@ -211,7 +243,7 @@ class QrRules(_Strict):
 ListPolicy = Literal["accept", "online", "refuse"]
 
 
-class DegradedPolicy(_Strict):
+class DegradedPolicy(Table):
     """What the terminal does when a list it decides from is stale or missing (docs/policy.md).
 
     ``accept``: decide without it and journal the decision with a ``stale_list:<list>`` flag;
@@ -257,7 +289,7 @@ DEFAULT_DEGRADED: dict[str, dict[str, str]] = {
 }
 
 
-class RegionRestriction(_Strict):
+class RegionRestriction(Table):
     """A deployment that may serve only cards of some issuing regions — where, and only where,
     a rule says so. By default a terminal accepts the cards of every region, Hong Kong, Macao
     and Taiwan residents and foreign holders alike (guangdong-draft.txt §3 "全省互认",
@@ -277,7 +309,7 @@ class RegionRestriction(_Strict):
         return self
 
 
-class Profile(_Strict):
+class Profile(Table):
     """One scenario profile (see the module docstring).
 
     :param scenario: which rules apply
@@ -298,15 +330,15 @@ class Profile(_Strict):
     """
 
     scenario: Scenario = Field(strict=False)  # a TOML string names the enum member
-    name: str = ""
+    name: Text = ""
     catalogue_item: str = Field(pattern=r"^[0-9A-Za-z]{2,16}$")
     fields: tuple[str, ...] = ()
     require_genuine: bool = True
     expiry_grace_days: int = Field(default=0, ge=0, le=366)
-    max_list_age_hours: float = Field(default=72, gt=0)
+    max_list_age_hours: float = Field(default=72, gt=0, le=MAX_LIST_AGE_HOURS)
     allowed_categories: tuple[str, ...] = tuple(CATEGORY_NAMES)
     pin: bool = False
-    voice: dict[str, str] = Field(default_factory=dict)
+    voice: dict[Text, Prompt] = Field(default_factory=dict)
     qr: QrRules = Field(default_factory=QrRules)
     degraded: DegradedPolicy = Field(default_factory=DegradedPolicy)
     regions: RegionRestriction | None = None
@@ -407,8 +439,7 @@ def parse_profile(data: Mapping[str, Any], source: str, name: str = "") -> Profi
         return Profile.model_validate(_tuples(document))
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(profile)'}: {_message(err)}"
-            for err in exc.errors()
+            f"{dotted(err['loc']) or '(profile)'}: {_message(err)}" for err in exc.errors()
         )
         raise ProfileError(f"{source}: {problems}") from None
 
@@ -417,7 +448,8 @@ def load_profile(name_or_path: str | Path) -> Profile:
     """Load a profile by name (``config/profiles/<name>.toml``) or by path.
 
     :param name_or_path: ``transit``, ``gate``, … or a file path
-    :raises ProfileError: no such profile, unreadable, not TOML, or off-schema
+    :raises ProfileError: no such profile, unreadable, not UTF-8, not TOML, nested too deeply,
+        or off-schema
     """
     path = Path(name_or_path)
     if path.suffix != ".toml" and path.parent == Path("."):
@@ -425,12 +457,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         if not path.is_file():
             known = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
             raise ProfileError(f"no scenario profile {str(name_or_path)!r}; built in: {known}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProfileError(f"cannot read profile {path}: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+    data = read_toml(path, ProfileError, what="profile")
     return parse_profile(data, str(path), path.stem)
 
 

@@ -185,3 +185,104 @@ def test_policy_mistakes_are_clear_errors(change: dict, needle: str) -> None:
 def test_the_built_in_profiles_restrict_no_region() -> None:
     for name in ("transit", "gate", "hotel", "hospital"):
         assert load_profile(name).regions is None
+
+
+# --- issue 10 finding 9, the profile loader: deep TOML, huge numbers, NUL, unbounded ints ---
+
+GATE = {"scenario": "gate", "catalogue_item": "0501", "gate": {}}
+HOTEL = {
+    "scenario": "hotel",
+    "catalogue_item": "0601",
+    "fields": ["name", "ssn", "sex", "ethnicity", "birth_date"],
+    "hotel": {},
+}
+
+
+def _refused(data: dict, key: str) -> str:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(data, "/etc/sscard/profiles/p.toml")
+    message = str(info.value)
+    assert message.startswith(f"/etc/sscard/profiles/p.toml: {key}: "), message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        (TRANSIT | {"max_list_age_hours": 1e300}, "max_list_age_hours"),
+        (TRANSIT | {"max_list_age_hours": float("inf")}, "max_list_age_hours"),
+        (TRANSIT | {"max_list_age_hours": float("nan")}, "max_list_age_hours"),
+        (TRANSIT | {"max_list_age_hours": 8761}, "max_list_age_hours"),
+        (TRANSIT | {"qr": {"window_s": float("nan")}}, "qr.window_s"),
+        (TRANSIT | {"qr": {"skew_s": float("inf")}}, "qr.skew_s"),
+        (GATE | {"gate": {"daily_capacity": 2**63}}, "gate.daily_capacity"),
+        (GATE | {"gate": {"daily_capacity": 10_000_001}}, "gate.daily_capacity"),
+        (TRANSIT | {"transit": {"fare_fen": 10**400}}, "transit.fare_fen"),
+    ],
+)
+def test_numbers_are_finite_and_bounded(data: dict, key: str) -> None:
+    _refused(data, key)
+
+
+def test_the_largest_numbers_taken() -> None:
+    assert parse_profile(TRANSIT | {"max_list_age_hours": 8760}, "p.toml").max_list_age_hours
+    gate = parse_profile(GATE | {"gate": {"daily_capacity": 10_000_000}}, "p.toml").gate
+    assert gate is not None and gate.daily_capacity == 10_000_000
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        (TRANSIT | {"name": "bus\x00"}, "name"),
+        (TRANSIT | {"voice": {"ok": "请通过\x00"}}, "voice.ok"),
+        (TRANSIT | {"voice": {"o\nk": "请通过"}}, "voice.'o\\nk'.[key]"),
+        (
+            TRANSIT | {"transit": {"fare_fen": 1, "disabled_list": "/var/x\x00"}},
+            "transit.disabled_list",
+        ),
+        (TRANSIT | {"transit": {"fare_fen": 1, "disabled_list": ""}}, "transit.disabled_list"),
+        (HOTEL | {"hotel": {"room_pattern": "^[0-9]\x00$"}}, "hotel.room_pattern"),
+    ],
+)
+def test_strings_hold_no_control_character(data: dict, key: str) -> None:
+    _refused(data, key)
+
+
+def test_a_room_pattern_that_is_no_regular_expression_is_refused_at_load() -> None:
+    message = _refused(HOTEL | {"hotel": {"room_pattern": "^[0-9"}}, "hotel.room_pattern")
+    assert "not a regular expression" in message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        'scenario = "transit"\nvoice = ' + "[" * 5000 + "]" * 5000 + "\n",
+        'scenario = "transit"\nvoice = ' + "{a = " * 5000 + "1" + "}" * 5000 + "\n",
+        'scenario = "transit"\n' + ".".join(["voice"] * 5000) + ' = "x"\n',
+    ],
+    ids=["arrays", "inline-tables", "dotted-keys"],
+)
+def test_toml_nested_5000_deep_is_an_error_naming_the_file(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    assert str(info.value).startswith(f"{path}: ") and "nested" in str(info.value)
+
+
+def test_a_profile_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'scenario = "transit"\nname = "caf\xe9"\n')
+    with pytest.raises(ProfileError, match=rf"^{path}: not UTF-8 text \(line 2, byte 32\)$"):
+        load_profile(path)
+
+
+def test_a_profile_path_with_a_nul_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="holds no NUL"):
+        load_profile(tmp_path / "transit\x00.toml")
+
+
+def test_an_unknown_key_with_a_newline_cannot_forge_a_line_of_the_message() -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(TRANSIT | {"x\nforged: ok": 1}, "p.toml")
+    assert "\n" not in str(info.value) and "'x\\nforged: ok': unknown key" in str(info.value)
