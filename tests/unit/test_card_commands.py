@@ -451,6 +451,28 @@ def test_nothing_reaches_a_card_but_a_built_command() -> None:
     assert reparsed <= TRANSMIT_CALLERS, reparsed
 
 
+def test_no_reader_is_told_to_keep_a_card() -> None:
+    """Motorised kiosk readers capture a card into their bin on a vendor escape command
+    (``SCardControl``); PC/SC's own dispositions leave, reset, unpower or eject the card. The
+    terminal sends no escape command and lets go of a card only in one of those ways."""
+    dispositions = set()
+    for rel, source in sources().items():
+        if rel.startswith(EMULATORS):
+            continue
+        for function, nodes in _units(source):
+            for node in nodes:
+                if isinstance(node, ast.Call) and _called(node) == "SCardControl":
+                    pytest.fail(f"{function} sends a reader escape command (SCardControl)")
+                if isinstance(node, ast.Call) and _called(node) == "SCardDisconnect":
+                    dispositions.add(ast.unparse(node.args[1]).rsplit(".", 1)[-1])
+    assert dispositions and dispositions <= {
+        "SCARD_LEAVE_CARD",
+        "SCARD_RESET_CARD",
+        "SCARD_UNPOWER_CARD",
+        "SCARD_EJECT_CARD",
+    }, dispositions
+
+
 def test_the_e_card_flow_never_talks_to_a_card() -> None:
     """Electronic cards are decided from the code alone: the QR flow opens no reader, builds no
     card session and sends nothing, so there is no card for it to retain."""
