@@ -44,8 +44,8 @@ PSAM_COMMANDS = frozenset(
         (0x00, 0xB0),  # READ BINARY: the terminal number in EF 0016
     }
 )
-#: the only places that may hand bytes to a card: the transport chain (which forwards a
-#: built command, re-issues it with another Le, or asks GET RESPONSE) and the PC/SC driver
+#: the only place that may hand a card bytes it did not receive: the transport chain (which
+#: forwards a built command, re-issues it with another Le, or asks GET RESPONSE)
 TRANSMIT_CALLERS = frozenset({"apdu/transport.py"})
 SCARD_TRANSMIT = frozenset({"drivers/pcsc.py"})
 #: a copy of a command already built (the 6Cxx re-issue with another Le), not a new one
@@ -430,23 +430,41 @@ def test_the_psam_commands_go_to_the_psam_only() -> None:
     assert makers and all(m.startswith("apdu.psam.") for m in makers), makers
 
 
+def _forwards(function: ast.AST, call: ast.Call) -> bool:
+    """Whether ``call`` hands on, unchanged, the bytes its enclosing ``transmit`` was given."""
+    if not isinstance(function, ast.FunctionDef) or function.name != "transmit":
+        return False
+    params = [a.arg for a in function.args.args if a.arg != "self"]
+    return (
+        len(call.args) == 1
+        and isinstance(call.args[0], ast.Name)
+        and params[:1] == [call.args[0].id]
+    )
+
+
 def test_nothing_reaches_a_card_but_a_built_command() -> None:
-    transmitters, scard, reparsed = set(), set(), set()
+    """Bytes reach a card only from the transport chain (a built command, the same command
+    with another Le, or GET RESPONSE); any other ``transmit`` call is a connection wrapper that
+    hands on what it was given (the PSAM's reconnecting connection, for one)."""
+    crafted, scard, reparsed = set(), set(), set()
     for rel, source in sources().items():
         if rel.startswith(EMULATORS):
             continue
-        for _function, nodes in _units(source):
+        units = [(f"{source.module}.<module>", source.tree, _module_level(source))]
+        units += [(name, node, _own_nodes(node)) for name, node in _functions(source)]
+        for function, owner, nodes in units:
             for node in nodes:
                 if not isinstance(node, ast.Call):
                     continue
                 called = _called(node)
-                if called == "transmit":
-                    transmitters.add(rel)
+                if called == "transmit" and rel not in TRANSMIT_CALLERS:
+                    if not _forwards(owner, node):
+                        crafted.add(f"{rel}:{node.lineno} ({function})")
                 elif called == "SCardTransmit":
                     scard.add(rel)
                 elif called in {"parse", "with_le"} and "CommandApdu" in ast.unparse(node.func):
                     reparsed.add(rel)
-    assert transmitters <= TRANSMIT_CALLERS, transmitters
+    assert not crafted, f"bytes sent outside the transport chain: {sorted(crafted)}"
     assert scard <= SCARD_TRANSMIT, scard
     assert reparsed <= TRANSMIT_CALLERS, reparsed
 
