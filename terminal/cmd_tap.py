@@ -36,6 +36,7 @@ from terminal.card_read import ScenarioRead
 from terminal.modules import open_module
 from terminal.pipeline import Decision, Pipeline
 from terminal.profiles import PROFILE_DIR, Profile, Scenario, load_profile
+from terminal.reasons import hotlines_from
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def build_indicators(
         chosen.append(ConsoleIndicator(sys.stderr))
     if settings.serial_port:
         chosen.append(SerialIndicator(settings.serial_port, baudrate=settings.serial_baud))
-    setting: bool | None = settings.voice
+    setting = settings.voice
     if voice_enabled(setting, snd_dir=snd_dir):
         try:
             chosen.append(VoiceIndicator.from_config(profile.voice, base_dir=profile_dir))
@@ -184,6 +185,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
                 terminal_id=settings.terminal_id,
                 indicator=indicator,
                 profile_dir=profile_dir,
+                hotlines=hotlines_from(settings.hotlines),
             )
             sam = args.sam_reader
             exclude = [r for r in readers.list_readers() if sam and sam in r]

@@ -12,24 +12,34 @@ indicators give. The service-point duties of ``docs/service-point.md`` shape the
   :data:`MAX_SPOKEN_ZH_CHARS` spoken Chinese characters and :data:`MAX_SPOKEN_EN_WORDS` words;
 * every refusal carries the service point's complaint hotlines (12333 人社服务热线 and 12345
   政务服务便民热线 by default; Guangdong draft §21, Guangzhou §29, Jiangxi §5), passed in as
-  data so each deployment can set its own.
+  data: a deployment sets its own in ``[service_point] hotlines`` (:func:`hotlines_from`).
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from config.settings import DEFAULT_HOTLINES as DEFAULT_HOTLINE_ENTRIES
+from config.settings import HotlineEntry
 from drivers.indicators import Hotline, Indication, Signal
 
-#: the hotlines a service point announces unless its deployment sets others
-DEFAULT_HOTLINES: tuple[Hotline, ...] = (
-    Hotline("12333", "人社服务热线", "social security hotline"),
-    Hotline("12345", "政务服务便民热线", "government service hotline"),
-)
+
+def hotlines_from(entries: Iterable[HotlineEntry]) -> tuple[Hotline, ...]:
+    """The hotlines of ``[service_point] hotlines`` as the indicators announce them.
+
+    :param entries: the settings' entries, in order
+    :raises ValueError: an entry the settings schema would have refused
+    """
+    return tuple(Hotline(e.number, e.purpose_zh, e.purpose_en) for e in entries)
+
+
+#: the hotlines a service point announces unless its deployment sets others (the settings'
+#: defaults: 12333 人社服务热线, 12345 政务服务便民热线)
+DEFAULT_HOTLINES: tuple[Hotline, ...] = hotlines_from(DEFAULT_HOTLINE_ENTRIES)
 MAX_SPOKEN_ZH_CHARS = 20  # a Chinese prompt, punctuation not counted: ~5 s at 140 wpm
 MAX_SPOKEN_EN_WORDS = 12
 _WORD = re.compile(r"[A-Za-z0-9']+")

@@ -1,13 +1,17 @@
 """The complaint hotlines a deployment sets reach every refusal: the console line the holder
-sees, the decision the host gets as JSON; an accepted tap carries none (docs/service-point.md)."""
+sees, the decision the host gets as JSON; an accepted tap carries none (docs/service-point.md).
+The last test sets them in a settings file and runs the real ``sscard qr verify``."""
 
 from __future__ import annotations
 
 import io
+import json
+import os
+from pathlib import Path
 
 import pytest
 from pipeline_support import World
-from support import load_test_roots, make_card
+from support import load_test_roots, make_card, run_sscard
 
 from apdu.errors import SscardError
 from apdu.transport import t0_chain
@@ -70,3 +74,36 @@ def test_an_accepted_tap_announces_no_hotline(world: World) -> None:
 def test_a_service_point_without_a_hotline_is_refused(world: World) -> None:
     with pytest.raises(SscardError, match="at least one complaint hotline"):
         Pipeline(load_profile("transit"), world.store, terminal_id="T-TEST-01", hotlines=())
+
+
+def test_the_hotlines_of_the_settings_file_reach_the_console_and_the_json(tmp_path: Path) -> None:
+    for name, data in (("pepper", os.urandom(40)), ("journal.key", os.urandom(32).hex().encode())):
+        (tmp_path / name).write_bytes(data)
+        (tmp_path / name).chmod(0o600)
+    config = tmp_path / "terminal.toml"
+    config.write_text(
+        '[store]\ndatabase = "store.db"\npepper_file = "pepper"\n'
+        'journal_key_file = "journal.key"\n'
+        "[indicators]\nvoice = false\n"
+        "[[service_point.hotlines]]\n"
+        'number = "0791-12345"\npurpose_zh = "南昌市民热线"\n'
+        'purpose_en = "Nanchang citizens\' hotline"\n',
+        encoding="utf-8",
+    )
+    # a national code while the platform is unknown: the transit profile refuses it
+    done = run_sscard(
+        "qr", "verify", "NATIONAL:0001", "--scenario", "transit", "--format", "json",
+        "--config", str(config),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    decision = json.loads(done.stdout)
+    assert decision["reason"] == "qr_online_unavailable"
+    assert decision["hotlines"] == [
+        {
+            "number": "0791-12345",
+            "purpose_zh": "南昌市民热线",
+            "purpose_en": "Nanchang citizens' hotline",
+        }
+    ]
+    assert "12333" not in done.stdout  # the deployment's list replaces the defaults
+    assert "REFUSE" in done.stderr and "0791-12345 南昌市民热线" in done.stderr

@@ -193,7 +193,8 @@ def test_indicators_speak_by_default_where_a_sound_output_exists(
     speaker.mkdir()
     mute.mkdir()
     (speaker / "pcmC0D0p").touch()
-    unset = Settings(console=False, voice=None)  # type: ignore[arg-type]
+    unset = Settings(console=False)  # [indicators] voice left out
+    assert unset.voice is None
     transit = load_profile("transit")
 
     def kinds(settings: Settings, snd: Path, profile=transit) -> list[str]:
