@@ -41,6 +41,7 @@ from terminal.ecard.trust import save_trust_list
 from terminal.ecard_flow import process_code, verifier_from_settings
 from terminal.pipeline import Pipeline
 from terminal.profiles import Scenario, load_profile
+from terminal.reasons import hotlines_from
 
 TEST_KEYS = Path(__file__).resolve().parent.parent / "tests" / "keys"
 PLATFORM_KEYS = {"es256": "qr-platform-es256-test.pem", "sm2": "qr-platform-sm2-test.pem"}
@@ -182,6 +183,7 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
                 terminal_id=settings.terminal_id,
                 indicator=indicator,
                 profile_dir=profile_dir,
+                hotlines=hotlines_from(settings.hotlines),
             )
             for text in texts(stack):
                 decision = process_code(pipeline, verifier, text, room=args.room)

@@ -27,7 +27,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,12 +45,12 @@ from apdu.errors import (
 from apdu.identity import mask_card_number
 from apdu.pin import PinFormatError
 from apdu.sam import NoSecurityModule, SecurityModuleError
-from drivers.indicators import Indicator, IndicatorError, Signal
+from drivers.indicators import Hotline, Indicator, IndicatorError, Signal
 from offline_store import JournalEntry, Store, canonical_card_id
 from sync.client import META_DENY_CURRENT_AT
 from terminal.card_read import CardFacts, ScenarioRead
 from terminal.profiles import Profile, Scenario
-from terminal.reasons import DENY_REASONS, TEXTS, Reason, indication
+from terminal.reasons import DEFAULT_HOTLINES, DENY_REASONS, TEXTS, Reason, indication
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class Decision:
     :param record: the output the scenario exists to produce (a lodging or hospital
         registration: personal data), ``None`` elsewhere
     :param seq: the journal sequence of the decision
+    :param hotlines: the service point's complaint hotlines, announced with a refusal (the
+        pipeline sets its deployment's)
     """
 
     outcome: str
@@ -76,6 +78,7 @@ class Decision:
     detail: dict[str, Any] = field(default_factory=dict)
     record: dict[str, str] | None = None
     seq: int | None = None
+    hotlines: tuple[Hotline, ...] = DEFAULT_HOTLINES
 
     @property
     def accepted(self) -> bool:
@@ -83,14 +86,21 @@ class Decision:
         return self.outcome == ACCEPT
 
     def to_json(self) -> dict[str, Any]:
-        """The decision as a JSON object (prompts included)."""
-        shown = indication(self.reason)
+        """The decision as a JSON object: prompts, advice, and on a refusal the hotlines (as
+        one line under ``hotline`` and one object per line under ``hotlines``)."""
+        shown = indication(self.reason, hotlines=self.hotlines)
         out: dict[str, Any] = {
             "outcome": self.outcome,
             "reason": str(self.reason),
             "prompt_zh": shown.prompt_zh,
             "prompt_en": shown.prompt_en,
+            "advice_zh": shown.advice_zh or None,
+            "advice_en": shown.advice_en or None,
             "hotline": shown.hotline,
+            "hotlines": [
+                {"number": h.number, "purpose_zh": h.purpose_zh, "purpose_en": h.purpose_en}
+                for h in shown.hotlines
+            ],
             "detail": self.detail,
             "seq": self.seq,
         }
@@ -147,7 +157,9 @@ class Pipeline:
     :param indicator: where decisions are signalled, or ``None``
     :param clock: wall-clock seconds (tests freeze it)
     :param profile_dir: the folder relative list files in the profile are taken from
-    :raises SscardError: a list file named by the profile cannot be read
+    :param hotlines: the service point's complaint hotlines, announced with every refusal
+        (Guangdong draft §21, Guangzhou §29, Jiangxi §5)
+    :raises SscardError: a list file named by the profile cannot be read; no hotline
     """
 
     def __init__(
@@ -159,7 +171,11 @@ class Pipeline:
         indicator: Indicator | None = None,
         clock: Callable[[], float] = time.time,
         profile_dir: Path | None = None,
+        hotlines: Sequence[Hotline] = DEFAULT_HOTLINES,
     ) -> None:
+        if not hotlines:
+            raise SscardError("a service point announces at least one complaint hotline")
+        self.hotlines = tuple(hotlines)
         self.profile = profile
         self.store = store
         self.terminal_id = terminal_id
@@ -365,7 +381,7 @@ class Pipeline:
                 terminal_id=self.terminal_id,
             )
         )
-        done = replace(decision, seq=row.seq)
+        done = replace(decision, seq=row.seq, hotlines=self.hotlines)
         masked = mask_card_number(facts.card_number) if facts and facts.card_number else "-"
         log.info(
             "event=tap scenario=%s outcome=%s reason=%s seq=%d card=%s",
@@ -383,7 +399,8 @@ class Pipeline:
             return
         open_gate = decision.accepted and self.profile.scenario in (Scenario.TRANSIT, Scenario.GATE)
         try:
-            self.indicator.indicate(indication(decision.reason, open_gate=open_gate))
+            shown = indication(decision.reason, hotlines=decision.hotlines, open_gate=open_gate)
+            self.indicator.indicate(shown)
         except IndicatorError as exc:
             # the decision stands and is journaled; a dead buzzer must not undo it
             log.warning("event=indicator_failed reason=%s error=%s", decision.reason, exc)
