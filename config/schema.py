@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
@@ -170,26 +170,30 @@ def _problem(error: Mapping[str, Any], root: type[BaseModel]) -> str:
         return f"unknown key {'.'.join(loc)!r}; expected one of {allowed}"  # repr escapes
     ctx = error.get("ctx") or {}
     what = ctx.get("expected") or _description(root, loc) or str(error["msg"])
+    if error["type"] == "missing":  # its input is the table the key is missing from
+        return f"{key}: missing; expected {what}"
     got = f", got {describe(error['input'])}" if "input" in error else ""
     return f"{key or '(document)'}: expected {what}{got}"
 
 
 def _model_at(root: type[BaseModel], loc: tuple[str, ...]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = root
+    annotation: Any = root
     for part in loc:
-        field = model.model_fields.get(part) if model is not None else None
-        annotation = field.annotation if field is not None else None
-        model = (
-            annotation
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
-            else None
-        )
-    return model
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            field = annotation.model_fields.get(part)
+            annotation = field.annotation if field is not None else None
+        elif get_origin(annotation) in (list, tuple) and part.isdigit():
+            annotation = get_args(annotation)[0]  # an array of tables: its item's schema
+        else:
+            return None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
 
 
 def _description(root: type[BaseModel], loc: tuple[str, ...]) -> str | None:
-    if not loc:
-        return "a table"
+    if not loc or (loc[-1].isdigit() and _model_at(root, loc) is not None):
+        return "a table"  # the document, or an item of an array of tables
     parent = _model_at(root, loc[:-1])
     field = parent.model_fields.get(loc[-1]) if parent is not None else None
     return field.description if field is not None else None

@@ -45,7 +45,13 @@ Schema (every key is optional; the README's "Settings" section is the operator's
     console = true                            # print each decision on stderr
     serial_port = "/dev/ttyUSB0"              # relay/buzzer/gate board (docs/indicator-protocol.md)
     serial_baud = 9600                        # 50..4000000 (pyserial's standard rates span this)
-    voice = false                             # spoken prompts (espeak-ng or the profile's files)
+    voice = true                              # spoken prompts; left out: on wherever the machine
+                                              # has a sound output (docs/service-point.md)
+
+    [[service_point.hotlines]]                # said with every refusal: 1 to 3, in file order;
+    number = "12333"                          # default: 12333 人社服务热线, 12345 政务服务便民热线
+    purpose_zh = "人社服务热线"               # 3-12 digits ("0791-12345" with an area code)
+    purpose_en = "social security hotline"    # purposes: 1-40 characters each
 
 Relative paths are taken relative to the settings file's folder. No string may hold a control
 character (a NUL cuts a path short in the C library, a newline forges a log line), no number may
@@ -57,12 +63,13 @@ naming the file, the dotted key and what was expected, one line per problem.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import PlainValidator, ValidationError
+from pydantic import Field, PlainValidator, ValidationError, field_validator
 
 from apdu.errors import SscardError
 from config.schema import (
@@ -101,12 +108,61 @@ MAX_CLOCK_OFFSET_S = 300.0  # docs/sync.md §2: off by more, requests fail; alar
 DEFAULT_SERIAL_BAUD = 9600
 MIN_SERIAL_BAUD = 50  # the lowest and highest of pyserial's standard rates
 MAX_SERIAL_BAUD = 4_000_000
+# the complaint hotlines (Guangdong draft §21, Guangzhou §29, Jiangxi §5): every one is spoken
+# after each refusal, so a few at most; a number is dialled, an area code may lead ("0791-12345")
+MAX_HOTLINES = 3
+HOTLINE_NUMBER = re.compile(r"[0-9]{3,12}(?:-[0-9]{3,12})?")
+HOTLINE_PURPOSE_MAX = 40
 KEY_ID_MAX = 64
 TERMINAL_ID_MAX = 32
 
 
 class SettingsError(SscardError):
     """A settings file that cannot be read, does not parse, or breaks the schema."""
+
+
+def _hotline_number(value: object) -> str:
+    if not isinstance(value, str) or not HOTLINE_NUMBER.fullmatch(value):
+        raise expected('3-12 digits, optionally an area code and "-" first ("0791-12345")')
+    return value
+
+
+PURPOSE = f"what the line is for: 1-{HOTLINE_PURPOSE_MAX} characters, no control characters"
+
+
+def _purpose(value: object) -> str:
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > HOTLINE_PURPOSE_MAX
+        or CONTROL.search(value)
+    ):
+        raise expected(PURPOSE)
+    return value
+
+
+class HotlineEntry(Table):
+    """One complaint hotline of ``[service_point] hotlines``.
+
+    :param number: what to dial, e.g. ``12333``
+    :param purpose_zh: what the line is for, e.g. ``人社服务热线``
+    :param purpose_en: the same in English
+    """
+
+    number: Annotated[str, PlainValidator(_hotline_number)] = Field(
+        description='3-12 digits, optionally an area code and "-" first'
+    )
+    purpose_zh: Annotated[str, PlainValidator(_purpose)] = Field(description=PURPOSE)
+    purpose_en: Annotated[str, PlainValidator(_purpose)] = Field(description=PURPOSE)
+
+
+#: 12333 for social security, 12345 for government services (Guangdong draft §21)
+DEFAULT_HOTLINES: tuple[HotlineEntry, ...] = (
+    HotlineEntry(number="12333", purpose_zh="人社服务热线", purpose_en="social security hotline"),
+    HotlineEntry(
+        number="12345", purpose_zh="政务服务便民热线", purpose_en="government service hotline"
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +205,10 @@ class Settings:
     :param console: ``[indicators] console``, print decisions on stderr
     :param serial_port: ``[indicators] serial_port``, the relay/buzzer/gate board
     :param serial_baud: ``[indicators] serial_baud``
-    :param voice: ``[indicators] voice``, spoken prompts
+    :param voice: ``[indicators] voice``, spoken prompts; ``None`` when the file does not say
+        (then they are on wherever the machine has a sound output)
+    :param hotlines: ``[service_point] hotlines``, the complaint hotlines announced with every
+        refusal, in order
     :param source: the file the settings came from, or ``<defaults>``
     """
 
@@ -181,7 +240,8 @@ class Settings:
     console: bool = True
     serial_port: str | None = None
     serial_baud: int = DEFAULT_SERIAL_BAUD
-    voice: bool = False
+    voice: bool | None = None
+    hotlines: tuple[HotlineEntry, ...] = DEFAULT_HOTLINES
     source: str = DEFAULTS_SOURCE
 
 
@@ -228,6 +288,7 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
     """The file's tables are namespaces: the settings the code reads are one flat record."""
     terminal, security, store = document.terminal, document.security, document.store
     ecard, sync, indicators = document.ecard, document.sync, document.indicators
+    service_point = document.service_point
     return Settings(
         production=document.production,
         device_number=terminal.device_number,
@@ -258,6 +319,7 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
         serial_port=indicators.serial_port,
         serial_baud=indicators.serial_baud,
         voice=indicators.voice,
+        hotlines=tuple(service_point.hotlines),
         source=source,
     )
 
@@ -403,13 +465,34 @@ class IndicatorsTable(Table):
     :param console: print decisions on stderr
     :param serial_port: the relay/buzzer/gate board's device
     :param serial_baud: its line speed
-    :param voice: spoken prompts
+    :param voice: spoken prompts; absent (``None``): on wherever there is a sound output
     """
 
     console: bool = flag(True)
     serial_port: PathText | None = None
     serial_baud: int = whole(DEFAULT_SERIAL_BAUD, MIN_SERIAL_BAUD, MAX_SERIAL_BAUD)
-    voice: bool = flag(False)
+    voice: bool | None = Field(None, description="true or false")
+
+
+class ServicePointTable(Table):
+    """``[service_point]``: the duties of a service point (docs/service-point.md).
+
+    :param hotlines: the complaint hotlines announced with every refusal, in order
+    """
+
+    hotlines: list[HotlineEntry] = Field(
+        default_factory=lambda: list(DEFAULT_HOTLINES),
+        min_length=1,
+        max_length=MAX_HOTLINES,
+        description=f"a list of 1 to {MAX_HOTLINES} hotlines",
+    )
+
+    @field_validator("hotlines")
+    @classmethod
+    def _different_numbers(cls, value: list[HotlineEntry]) -> list[HotlineEntry]:
+        if len({entry.number for entry in value}) != len(value):
+            raise expected("hotlines with different numbers")
+        return value
 
 
 class SettingsFile(Table):
@@ -422,6 +505,7 @@ class SettingsFile(Table):
     :param ecard: ``[ecard]``
     :param sync: ``[sync]``
     :param indicators: ``[indicators]``
+    :param service_point: ``[service_point]``
     """
 
     production: bool = flag(False)
@@ -431,3 +515,4 @@ class SettingsFile(Table):
     ecard: EcardTable = table(EcardTable, "ecard")
     sync: SyncTable = table(SyncTable, "sync")
     indicators: IndicatorsTable = table(IndicatorsTable, "indicators")
+    service_point: ServicePointTable = table(ServicePointTable, "service_point")

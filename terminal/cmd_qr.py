@@ -43,6 +43,7 @@ from terminal.ecard.trust import save_trust_list
 from terminal.ecard_flow import process_code, verifier_from_settings
 from terminal.pipeline import Pipeline
 from terminal.profiles import Scenario, load_profile
+from terminal.reasons import hotlines_from
 
 TEST_KEYS = Path(__file__).resolve().parent.parent / "tests" / "keys"
 PLATFORM_KEYS = {"es256": "qr-platform-es256-test.pem", "sm2": "qr-platform-sm2-test.pem"}
@@ -189,6 +190,7 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
                 profile_dir=profile_dir,
                 region=settings.sync_region,
                 online=online,
+                hotlines=hotlines_from(settings.hotlines),
             )
             warn_operator(pipeline)
             for text in texts(stack):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -28,10 +29,12 @@ from config.settings import Settings, load_settings
 from drivers.indicators import (
     ConsoleIndicator,
     Indicator,
+    IndicatorError,
     IndicatorSet,
     SerialIndicator,
     VoiceIndicator,
 )
+from drivers.indicators.voice import SND_DIR, audio_output_present
 from drivers.pcsc import PcscReader
 from offline_store import Store, load_key_file, load_pepper_file
 from sync.config import SyncConfig
@@ -42,6 +45,9 @@ from terminal.list_policy import ONLINE
 from terminal.modules import open_module
 from terminal.pipeline import Decision, Pipeline
 from terminal.profiles import PROFILE_DIR, Profile, Scenario, load_profile
+from terminal.reasons import hotlines_from
+
+log = logging.getLogger(__name__)
 
 EXIT_ACCEPTED = 0
 EXIT_REFUSED = 1
@@ -103,23 +109,60 @@ def warn_operator(pipeline: Pipeline) -> None:
         print(f"sscard: WARNING: {line}", file=sys.stderr)
 
 
+def voice_enabled(
+    setting: bool | None, *, snd_dir: Path = SND_DIR, aplay: str | None = "aplay"
+) -> bool:
+    """Whether prompts are spoken: as the settings say, and where they say nothing, wherever
+    the machine has a sound output (Guangdong draft §15, 2026 draft §6, Jiangxi §10).
+
+    :param setting: ``[indicators] voice``: ``True``, ``False``, or ``None`` when not set
+    :param snd_dir: where ALSA's device nodes are
+    :param aplay: the ``aplay`` program asked for sound cards, ``None`` not to ask
+    """
+    if setting is not None:
+        return setting
+    present = audio_output_present(snd_dir, aplay)
+    log.info(
+        "event=voice_default enabled=%s why=%s",
+        str(present).lower(),
+        "audio_output_found" if present else "no_audio_output",
+    )
+    return present
+
+
 def build_indicators(
-    settings: Settings, profile: Profile, profile_dir: Path = PROFILE_DIR
+    settings: Settings,
+    profile: Profile,
+    profile_dir: Path = PROFILE_DIR,
+    *,
+    snd_dir: Path = SND_DIR,
 ) -> Indicator | None:
     """The indicators the settings ask for: console (stderr), serial board, voice.
+
+    Voice prompts follow :func:`voice_enabled`. When they are on only because a sound output
+    exists and they cannot start (espeak-ng missing), the terminal goes on without them and
+    says so: refusing every holder for want of a voice would be worse.
 
     :param settings: the terminal settings
     :param profile: the scenario profile (its voice prompts)
     :param profile_dir: the folder relative audio files of the profile are taken from
-    :raises SscardError: an indicator that cannot start
+    :param snd_dir: where ALSA's device nodes are
+    :raises SscardError: an indicator that cannot start (voice: only when the settings ask
+        for it)
     """
     chosen: list[Indicator] = []
     if settings.console:
         chosen.append(ConsoleIndicator(sys.stderr))
     if settings.serial_port:
         chosen.append(SerialIndicator(settings.serial_port, baudrate=settings.serial_baud))
-    if settings.voice:
-        chosen.append(VoiceIndicator.from_config(profile.voice, base_dir=profile_dir))
+    setting = settings.voice
+    if voice_enabled(setting, snd_dir=snd_dir):
+        try:
+            chosen.append(VoiceIndicator.from_config(profile.voice, base_dir=profile_dir))
+        except IndicatorError as exc:
+            if setting is not None:
+                raise
+            log.warning("event=voice_unavailable error=%s", exc)
     return IndicatorSet(chosen) if chosen else None
 
 
@@ -151,6 +194,8 @@ def print_decision(decision: Decision, fmt: str) -> None:
         f"{'结果 outcome':<18} {out['outcome']} ({out['reason']})",
         f"{'提示 prompt':<18} {out['prompt_zh']} / {out['prompt_en']}",
     ]
+    if out["advice_zh"]:
+        lines.append(f"{'建议 advice':<18} {out['advice_zh']} / {out['advice_en']}")
     lines += [f"{k:<18} {v}" for k, v in out["detail"].items()]
     lines += [f"{k:<18} {v}" for k, v in (decision.record or {}).items()]
     if out["hotline"]:
@@ -191,6 +236,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
                 profile_dir=profile_dir,
                 region=settings.sync_region,
                 online=online,
+                hotlines=hotlines_from(settings.hotlines),
             )
             warn_operator(pipeline)
             sam = args.sam_reader

@@ -33,7 +33,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ from apdu.errors import (
 from apdu.identity import mask_card_number
 from apdu.pin import PinFormatError
 from apdu.sam import NoSecurityModule, SecurityModuleError
-from drivers.indicators import Indication, Indicator, IndicatorError, Signal
+from drivers.indicators import Hotline, Indication, Indicator, IndicatorError, Signal
 from offline_store import JournalEntry, ListName, ListState, Store, canonical_card_id
 from terminal.card_read import CardFacts, ScenarioRead
 from terminal.list_policy import (
@@ -64,7 +64,7 @@ from terminal.list_policy import (
     startup_warnings,
 )
 from terminal.profiles import Profile, Scenario, region_matches
-from terminal.reasons import DENY_REASONS, TEXTS, Reason, indication
+from terminal.reasons import DEFAULT_HOTLINES, DENY_REASONS, TEXTS, Reason, indication
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class Decision:
     :param record: the output the scenario exists to produce (a lodging or hospital
         registration: personal data), ``None`` elsewhere
     :param seq: the journal sequence of the decision
+    :param hotlines: the service point's complaint hotlines, announced with a refusal (the
+        pipeline sets its deployment's)
     :param flags: the circumstances journaled with it (``stale_list:deny_list``: decided while
         the deny list was stale or missing; ``online:deny_list``: the platform answered)
     """
@@ -91,6 +93,7 @@ class Decision:
     detail: dict[str, Any] = field(default_factory=dict)
     record: dict[str, str] | None = None
     seq: int | None = None
+    hotlines: tuple[Hotline, ...] = DEFAULT_HOTLINES
     flags: tuple[str, ...] = ()
 
     @property
@@ -99,14 +102,21 @@ class Decision:
         return self.outcome == ACCEPT
 
     def to_json(self) -> dict[str, Any]:
-        """The decision as a JSON object (prompts included)."""
+        """The decision as a JSON object: prompts, advice, and on a refusal the hotlines (as
+        one line under ``hotline`` and one object per line under ``hotlines``)."""
         shown = self.indication()
         out: dict[str, Any] = {
             "outcome": self.outcome,
             "reason": str(self.reason),
             "prompt_zh": shown.prompt_zh,
             "prompt_en": shown.prompt_en,
+            "advice_zh": shown.advice_zh or None,
+            "advice_en": shown.advice_en or None,
             "hotline": shown.hotline,
+            "hotlines": [
+                {"number": h.number, "purpose_zh": h.purpose_zh, "purpose_en": h.purpose_en}
+                for h in shown.hotlines
+            ],
             "detail": self.detail,
             "flags": list(self.flags),
             "seq": self.seq,
@@ -116,12 +126,19 @@ class Decision:
         return out
 
     def indication(self, *, open_gate: bool = False) -> Indication:
-        """What the indicators show (a refusal that rests on a rule names it).
+        """What the indicators show: the hotlines on a refusal, and the rule a refusal rests on
+        (a region restriction) in its advice.
 
         :param open_gate: open the gate
+        :raises ValueError: ``open_gate`` for a decision that is not an accept
         """
         rule = self.detail.get("rule")
-        return indication(self.reason, open_gate=open_gate, rule=rule if rule else None)
+        return indication(
+            self.reason,
+            hotlines=self.hotlines,
+            open_gate=open_gate,
+            rule=str(rule) if rule else None,
+        )
 
 
 def _outcome(reason: Reason) -> str:
@@ -189,8 +206,10 @@ class Pipeline:
         (the platform serves each terminal the items of its registered region)
     :param online: the platform, asked during a tap when a list is stale and the profile says
         ``online``; ``None``: no platform configured (the profile's fallback applies)
-    :raises SscardError: a list file named by the profile cannot be read, a region that is not
-        six digits
+    :param hotlines: the service point's complaint hotlines, announced with every refusal
+        (Guangdong draft §21, Guangzhou §29, Jiangxi §5)
+    :raises SscardError: a list file named by the profile cannot be read; no hotline; a region
+        that is not six digits
     """
 
     def __init__(
@@ -204,9 +223,13 @@ class Pipeline:
         profile_dir: Path | None = None,
         region: str | None = None,
         online: PlatformLink | None = None,
+        hotlines: Sequence[Hotline] = DEFAULT_HOTLINES,
     ) -> None:
         if region is not None and not re.fullmatch(r"[0-9]{6}", region):
             raise SscardError(f"the terminal's region must be 6 digits, not {region!r}")
+        if not hotlines:
+            raise SscardError("a service point announces at least one complaint hotline")
+        self.hotlines = tuple(hotlines)
         self.profile = profile
         self.store = store
         self.terminal_id = terminal_id
@@ -460,7 +483,7 @@ class Pipeline:
                 flags=decision.flags,
             )
         )
-        done = replace(decision, seq=row.seq)
+        done = replace(decision, seq=row.seq, hotlines=self.hotlines)
         masked = mask_card_number(facts.card_number) if facts and facts.card_number else "-"
         log.info(
             "event=tap scenario=%s outcome=%s reason=%s seq=%d card=%s flags=%s",

@@ -169,7 +169,8 @@ def test_cards_of_every_province_at_every_scenario_rules_and_concessions(
     cards.insert(make_card("jiangxi-nanchang"))
     decision, _ = terminal.tap(str(restricted))
     assert decision["outcome"] == "refuse" and decision["reason"] == "region_not_accepted"
-    assert rule in decision["prompt_zh"] and rule in decision["prompt_en"]
+    assert rule in decision["advice_zh"] and rule in decision["advice_en"]
+    assert decision["prompt_zh"] == "本服务仅限规定地区的卡，请到人工窗口" and decision["hotline"]
     assert decision["detail"] == {"region_code": "360100", "rule": rule}
     cards.remove_all()
 

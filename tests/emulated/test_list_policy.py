@@ -354,7 +354,7 @@ def test_a_region_restriction_refuses_with_its_rule_named(terminal: Terminal) ->
     assert refused.reason == Reason.REGION_NOT_ACCEPTED
     assert refused.detail == {"region_code": "360100", "rule": rule}
     shown = refused.to_json()
-    assert rule in shown["prompt_zh"] and rule in shown["prompt_en"] and shown["hotline"]
+    assert rule in shown["advice_zh"] and rule in shown["advice_en"] and shown["hotline"]
     assert terminal.tap(profile, "macao-resident").reason == Reason.OK  # Zhuhai: in 44
 
 

@@ -359,6 +359,8 @@ STRINGS = [
     ("indicators", "serial_port", "/dev/ttyUSB0"),
 ]
 FLAGS = [("", "production"), ("indicators", "console"), ("indicators", "voice")]
+#: keys that hold an array of tables (checked in their own tests)
+ARRAYS = [("service_point", "hotlines")]
 
 
 def _doc(table: str, key: str, value: object) -> dict[str, Any]:
@@ -369,6 +371,7 @@ def test_the_tables_above_cover_every_key_of_the_schema() -> None:
     from config.settings import SettingsFile
 
     keys = {f"{t}.{k}" for t, k, *_ in NUMBERS + STRINGS} | {f"{t}.{k}" for t, k in FLAGS}
+    keys |= {f"{t}.{k}" for t, k in ARRAYS}
     schema = set()
     for name, field in SettingsFile.model_fields.items():
         inner = getattr(field.annotation, "model_fields", None)
@@ -472,7 +475,7 @@ def test_every_problem_is_one_line_naming_the_file_and_its_key() -> None:
         f"{SOURCE}: sync.timeout_s: expected a number of seconds greater than 0 and at most 300, "
         "got float nan",
         f"{SOURCE}: unknown key 'bogus'; expected one of ['ecard', 'indicators', 'production', "
-        "'security', 'store', 'sync', 'terminal']",
+        "'security', 'service_point', 'store', 'sync', 'terminal']",
     ]
 
 
@@ -582,3 +585,64 @@ def test_the_readme_example_is_valid_and_names_every_key() -> None:
 def test_an_unknown_key_with_a_newline_cannot_forge_a_line_of_the_message() -> None:
     message = fails({"store": {"x\nforged": 1}})
     assert "\n" not in message and "unknown key 'store.x\\nforged'" in message
+
+
+# -- [service_point] and the voice default (docs/service-point.md) -------------------------------
+
+
+def _hotline(number: str, zh: str = "热线", en: str = "hotline") -> dict[str, str]:
+    return {"number": number, "purpose_zh": zh, "purpose_en": en}
+
+
+def test_the_hotlines_default_to_12333_and_12345_with_what_each_is_for() -> None:
+    hotlines = parse_settings({}).hotlines
+    assert [(h.number, h.purpose_zh) for h in hotlines] == [
+        ("12333", "人社服务热线"),
+        ("12345", "政务服务便民热线"),
+    ]
+    assert Settings().hotlines == hotlines
+
+
+def test_a_deployment_sets_its_own_hotlines_in_order() -> None:
+    data = {
+        "service_point": {"hotlines": [_hotline("0791-12345", "南昌市民热线"), _hotline("12333")]}
+    }
+    hotlines = parse_settings(data).hotlines
+    assert isinstance(hotlines, tuple)
+    assert [h.number for h in hotlines] == ["0791-12345", "12333"]
+    assert hotlines[0].purpose_zh == "南昌市民热线"
+
+
+@pytest.mark.parametrize(
+    ("hotlines", "problem"),
+    [
+        ([], "service_point.hotlines: expected a list of 1 to 3 hotlines, got an array"),
+        ([_hotline(n) for n in ("12333", "12345", "12366", "95598")], "a list of 1 to 3"),
+        ([_hotline("12333"), _hotline("12333")], "expected hotlines with different numbers"),
+        ("12333", "service_point.hotlines: expected a list of 1 to 3 hotlines, got str"),
+        (["12333"], "service_point.hotlines.0: expected a table, got str '12333'"),
+        ([_hotline("12")], "service_point.hotlines.0.number: expected 3-12 digits"),
+        ([_hotline("12333 ")], "service_point.hotlines.0.number: expected 3-12 digits"),
+        ([_hotline("1-2333")], "service_point.hotlines.0.number: expected 3-12 digits"),
+        ([{**_hotline("x"), "number": 12333}], "hotlines.0.number: expected 3-12 digits"),
+        ([_hotline("12333", "")], "service_point.hotlines.0.purpose_zh: expected what the line"),
+        ([_hotline("12333", "热\n线")], "hotlines.0.purpose_zh: expected what the line is for"),
+        ([_hotline("12333", en="x" * 41)], "hotlines.0.purpose_en: expected what the line is for"),
+        ([{"number": "12333", "purpose_zh": "热线"}], "hotlines.0.purpose_en: missing; expected"),
+        (
+            [{**_hotline("12333"), "url": "x"}],
+            "unknown key 'service_point.hotlines.0.url'; "
+            "expected one of ['number', 'purpose_en', 'purpose_zh']",
+        ),
+    ],
+)
+def test_a_wrong_hotline_is_named_by_its_place(hotlines: object, problem: str) -> None:
+    message = fails({"service_point": {"hotlines": hotlines}})
+    assert message.startswith(f"{SOURCE}: ") and len(message.splitlines()) == 1
+    assert problem in message, message
+
+
+def test_voice_left_out_is_none_so_the_sound_output_decides() -> None:
+    assert parse_settings({}).voice is None and Settings().voice is None
+    assert parse_settings({"indicators": {"voice": False}}).voice is False
+    assert parse_settings({"indicators": {"voice": True}}).voice is True
