@@ -44,6 +44,7 @@ from offline_store import (
     Store,
     ed25519_verifier,
 )
+from offline_store.freshness import META_DENY_CURRENT_AT
 from sync.answers import BatchAnswer, batch_answer, deny_signature, json_answer, server_time
 from sync.config import SyncConfig
 from sync.errors import (
@@ -90,8 +91,6 @@ MAX_DENY_STEPS = 64  # deltas applied in one update at most: a platform that nev
 META_SERVER_TIME = "sync.server_time"
 META_OFFSET = "sync.clock_offset_s"
 META_SYNCED_AT = "sync.synced_at"
-#: when the platform last confirmed the active deny list is its current one (wall clock)
-META_DENY_CURRENT_AT = "sync.deny_current_at"
 META_CATALOGUE_ETAG = "sync.catalogue_etag"
 SOFTWARE = "sscard-terminal"
 

@@ -5,12 +5,16 @@ An import needs the platform's Ed25519 public key (``--public-key``), which must
 detached signature ``FILE.sig``; without a key it is refused unless ``--unsigned-ok`` is given
 (development only, with a warning). ``deny check`` never prints the full card number.
 
+``deny status`` also shows how old the list is and, per scenario, whether decisions are degraded
+(stale or missing list: the profile's degraded policy applies, docs/policy.md).
+
 Exit status: 0 done (``check``: listed or not listed), 2 failure (one line on stderr).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +26,7 @@ from apdu.errors import SscardError
 from apdu.identity import mask_card_number
 from config.settings import load_settings
 from offline_store import (
+    ListName,
     Store,
     Verifier,
     accept_unsigned,
@@ -29,7 +34,9 @@ from offline_store import (
     load_pepper_file,
     load_verifier,
 )
+from terminal.list_policy import status_lines
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK
+from terminal.profiles import PROFILE_DIR, Profile, load_profile
 
 DEFAULT_DB = Path("/var/lib/sscard/store.db")
 
@@ -70,8 +77,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     check.add_argument("--pepper-file", metavar="F", help="the deny-list pepper (mode 0600)")
     check.set_defaults(handler=cmd_deny_check)
 
-    status = commands.add_parser("status", help="show the active and previous list versions")
+    status = commands.add_parser(
+        "status", help="show the list versions, its age and where decisions are degraded"
+    )
     _db_option(status)
+    scenario_option(status)
     status.set_defaults(handler=cmd_deny_status)
 
     rollback = commands.add_parser("rollback", help="return to the previous list version")
@@ -89,6 +99,30 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", help="terminal settings file for the defaults (default: $SSCARD_CONFIG)"
     )
+
+
+def scenario_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--scenario`` (repeatable) to a status command.
+
+    :param parser: the command's parser
+    :raises: nothing
+    """
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="report on this profile (name or file; repeatable; default: every built-in one)",
+    )
+
+
+def scenario_profiles(names: list[str] | None) -> list[Profile]:
+    """The profiles a status command reports on.
+
+    :param names: ``--scenario`` values, or ``None`` for every built-in profile
+    :raises ProfileError: a profile that cannot be loaded
+    """
+    chosen = names or sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    return [load_profile(name) for name in chosen]
 
 
 def _defaults(args: argparse.Namespace) -> None:
@@ -197,15 +231,19 @@ def cmd_deny_check(args: argparse.Namespace) -> int:
 
 
 def cmd_deny_status(args: argparse.Namespace) -> int:
-    """``sscard deny status``: the active and previous versions, entries, dates."""
+    """``sscard deny status``: the active and previous versions, entries, dates, age, and the
+    scenarios whose decisions are degraded."""
     try:
         _defaults(args)
+        profiles = scenario_profiles(args.scenario)
         with Store.open(args.db) as store:
             status = store.deny.status()
+            ages = status_lines(store, ListName.DENY_LIST, profiles, dt.datetime.now().astimezone())
     except SscardError as exc:
         return _fail(exc)
     if status.version is None:
         print("no deny list imported")
+        print("\n".join(ages))
         return EXIT_OK
     created = status.created.isoformat() if status.created else "-"
     imported = status.imported_at.isoformat() if status.imported_at else "-"
@@ -215,6 +253,7 @@ def cmd_deny_status(args: argparse.Namespace) -> int:
     print(f"entries:     {status.entries}")
     print(f"created:     {created}")
     print(f"imported at: {imported}")
+    print("\n".join(ages))
     return EXIT_OK
 
 

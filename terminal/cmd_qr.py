@@ -31,9 +31,11 @@ from terminal.cmd_tap import (
     EXIT_REFUSED,
     build_indicators,
     closing_indicator,
+    open_online,
     open_store,
     print_decision,
     profile_dir_of,
+    warn_operator,
 )
 from terminal.ecard import PrivateKey, issue_credential, make_code, make_trust_list
 from terminal.ecard.keys import load_private_key
@@ -177,14 +179,20 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
             indicator = stack.enter_context(
                 closing_indicator(build_indicators(settings, profile, profile_dir))
             )
+            online = open_online(settings, store, profile)
+            if online is not None:
+                stack.enter_context(online)
             pipeline = Pipeline(
                 profile,
                 store,
                 terminal_id=settings.terminal_id,
                 indicator=indicator,
                 profile_dir=profile_dir,
+                region=settings.sync_region,
+                online=online,
                 hotlines=hotlines_from(settings.hotlines),
             )
+            warn_operator(pipeline)
             for text in texts(stack):
                 decision = process_code(pipeline, verifier, text, room=args.room)
                 print_decision(decision, args.format)

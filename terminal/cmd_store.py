@@ -2,18 +2,23 @@
 
 The store is the one ``[store] database`` of the settings (``--config``). Each handler opens
 it, calls one library method and prints; exit status 0, or 2 with a one-line reason.
+``catalogue list`` ends with the catalogue's age and, per scenario, whether decisions are
+degraded, as ``#`` comment lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from typing import Any
 
 from apdu.errors import SscardError
 from config.settings import load_settings
-from offline_store import Store
+from offline_store import ListName, Store
+from terminal.cmd_deny import scenario_option, scenario_profiles
+from terminal.list_policy import status_lines
 
 EXIT_OK = 0
 EXIT_FAILURE = 2
@@ -36,16 +41,19 @@ def cmd_catalogue_load(args: argparse.Namespace) -> int:
 
 
 def cmd_catalogue_list(args: argparse.Namespace) -> int:
-    """``sscard catalogue list``: the items, one per line."""
+    """``sscard catalogue list``: the items, one per line, then the age (``#`` lines)."""
     try:
+        profiles = scenario_profiles(args.scenario)
         with _open(args) as store:
             items = store.catalogue.items()
+            ages = status_lines(store, ListName.CATALOGUE, profiles, dt.datetime.now().astimezone())
     except SscardError as exc:
         print(f"sscard: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     for item in items:
         valid = f"{item.valid_from or '…'} – {item.valid_to or '…'}"
         print(f"{item.code}\t{item.scenario}\t{','.join(item.regions)}\t{valid}\t{item.name}")
+    print("\n".join(f"# {line}" for line in ages))
     return EXIT_OK
 
 
@@ -87,6 +95,7 @@ def cmd_journal_tail(args: argparse.Namespace) -> int:
             "reason": row.reason_code,
             "amount": row.amount,
             "personal_fields": list(row.personal_fields),
+            "flags": list(row.flags),
             "uploaded": row.uploaded,
         }
         print(json.dumps(out, ensure_ascii=False))
@@ -107,7 +116,10 @@ def add_parser(sub: Any) -> None:
     load = actions.add_parser("load", help="replace the catalogue from a TOML or JSON file")
     load.add_argument("file", help="an sscard-catalogue/1 file")
     load.set_defaults(handler=cmd_catalogue_load)
-    listing = actions.add_parser("list", help="print the catalogue's items")
+    listing = actions.add_parser(
+        "list", help="print the catalogue's items, its age and where decisions are degraded"
+    )
+    scenario_option(listing)
     listing.set_defaults(handler=cmd_catalogue_list)
 
     journal = sub.add_parser("journal", help="verify or show the transaction journal")

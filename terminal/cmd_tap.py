@@ -3,6 +3,11 @@
 The decision is journaled in the offline store (``[store]`` in the settings) before it is
 printed or signalled. Exit status: 0 accepted, 1 refused or "try again", 2 no decision could be
 made (settings, profile, store, reader).
+
+The terminal's region is ``[sync] region``; with ``[sync]`` configured, the platform is asked
+during the tap where the profile's degraded policy says ``online``. What an operator must hear
+— lists never provisioned, an ``online`` policy with no platform — is printed on stderr before
+the card is awaited (docs/policy.md).
 """
 
 from __future__ import annotations
@@ -32,7 +37,11 @@ from drivers.indicators import (
 from drivers.indicators.voice import SND_DIR, audio_output_present
 from drivers.pcsc import PcscReader
 from offline_store import Store, load_key_file, load_pepper_file
+from sync.config import SyncConfig
+from sync.online import OnlineLists
 from terminal.card_read import ScenarioRead
+from terminal.ecard import save_trust_list
+from terminal.list_policy import ONLINE
 from terminal.modules import open_module
 from terminal.pipeline import Decision, Pipeline
 from terminal.profiles import PROFILE_DIR, Profile, Scenario, load_profile
@@ -61,6 +70,43 @@ def open_store(settings: Settings) -> Store:
         pepper=pepper,
         journal_cap_rows=settings.journal_cap_rows,
     )
+
+
+def open_online(settings: Settings, store: Store, profile: Profile) -> OnlineLists | None:
+    """The platform link for the ``online`` degraded policy (``sync.online.OnlineLists``), or
+    ``None`` when the profile never asks or no platform is configured.
+
+    A link that cannot be built (an unreadable key file) is a warning, not a failure: the
+    terminal still decides, under the profile's fallback.
+
+    :param settings: the terminal settings (``[sync]``)
+    :param store: the open store
+    :param profile: the scenario profile (its policy and timeout)
+    :raises: nothing
+    """
+    policy = profile.degraded
+    if ONLINE not in (policy.deny_list, policy.catalogue, policy.trust_list):
+        return None
+    if not (settings.sync_url and settings.sync_key_file and settings.sync_key_id):
+        return None  # startup_warnings says what the profile does instead
+    try:
+        config = SyncConfig.from_settings(settings)
+    except SscardError as exc:
+        print(f"sscard: warning: no platform link ({exc}); deciding without it", file=sys.stderr)
+        return None
+    return OnlineLists(
+        config, store, timeout_s=policy.online_timeout_s, trust_saver=save_trust_list
+    )
+
+
+def warn_operator(pipeline: Pipeline) -> None:
+    """Print the pipeline's start-up warnings on stderr, loudly.
+
+    :param pipeline: the pipeline
+    :raises: nothing
+    """
+    for line in pipeline.warnings:
+        print(f"sscard: WARNING: {line}", file=sys.stderr)
 
 
 def voice_enabled(
@@ -179,14 +225,20 @@ def cmd_tap(args: argparse.Namespace) -> int:
             _, module = open_module(args, readers, settings)
             if module is not None:
                 stack.enter_context(module)
+            online = open_online(settings, store, profile)
+            if online is not None:
+                stack.enter_context(online)
             pipeline = Pipeline(
                 profile,
                 store,
                 terminal_id=settings.terminal_id,
                 indicator=indicator,
                 profile_dir=profile_dir,
+                region=settings.sync_region,
+                online=online,
                 hotlines=hotlines_from(settings.hotlines),
             )
+            warn_operator(pipeline)
             sam = args.sam_reader
             exclude = [r for r in readers.list_readers() if sam and sam in r]
             connection = stack.enter_context(

@@ -6,6 +6,14 @@ stores only those (encrypted) in the journal, and nothing else reaches a log. Th
 strict: an unknown key, a wrong type or a field outside the catalogue is an error that names the
 file and the key.
 
+A profile also declares its operating policy (docs/policy.md): what the terminal does when a
+list is stale or missing (``[degraded]``: accept and flag, ask the platform, or refuse — per
+list; by default transit and gates accept, hotels and hospitals ask online, then accept), an
+optional restriction of the issuing regions it serves, which must name the rule it rests on
+(``[regions]``; by default cards of every region are accepted alike), and, for transit,
+concessions that depend on where a card was issued (``[[transit.region_concessions]]``: a fare
+rule, never a refusal).
+
 Example (``config/profiles/transit.toml``)::
 
     scenario = "transit"
@@ -16,6 +24,10 @@ Example (``config/profiles/transit.toml``)::
     [transit]
     fare_fen = 200
     free_categories = ["4"]      # 卡类别 4 老年人
+
+    [degraded]                   # a stale or missing list: accept | online | refuse
+    deny_list = "accept"
+    catalogue = "accept"
 """
 
 from __future__ import annotations
@@ -53,6 +65,11 @@ MAX_LIST_AGE_HOURS = 8760
 MAX_DAILY_CAPACITY = 10_000_000
 #: characters of a profile name, a voice prompt's reason code, a room-number pattern
 TEXT_MAX = 256
+#: a region in a profile: a two-digit province prefix or a six-digit GB/T 2260 code
+REGION = re.compile(r"[0-9]{2}|[0-9]{6}")
+RULE_MAX = 200
+#: the concessions computed from card data, by the names the journal and the host see
+CARD_CONCESSIONS = ("disabled", "elderly_category", "age", "reduced_category")
 
 
 class ProfileError(SscardError):
@@ -92,6 +109,70 @@ PathText = Annotated[
 ]
 
 
+def _regions(values: tuple[str, ...], what: str) -> None:
+    if not values:
+        raise ValueError(f"{what} must list at least one region")
+    strange = [v for v in values if not isinstance(v, str) or not REGION.fullmatch(v)]
+    if strange:
+        raise ValueError(f"{what}: regions are 2-digit province prefixes or 6-digit codes")
+
+
+def _rule(value: str, what: str) -> None:
+    if not value.strip() or len(value) > RULE_MAX or CONTROL.search(value):
+        raise ValueError(
+            f"{what} must name the rule it rests on (file and article), one line of at most "
+            f"{RULE_MAX} characters"
+        )
+
+
+def region_matches(region_code: str, regions: tuple[str, ...]) -> bool:
+    """Whether an issuing region is among a list of regions (exact codes or province prefixes).
+
+    :param region_code: the card's six-digit region code
+    :param regions: two-digit prefixes and six-digit codes
+    :raises: nothing
+    """
+    return any(region_code == r or (len(r) == 2 and region_code.startswith(r)) for r in regions)
+
+
+class RegionConcession(Table):
+    """A fare that depends on where a card was issued (a city's own elderly free ride): a fare
+    rule that lowers the fare, never a refusal.
+
+    :param name: the concession's code, journaled and shown (``gz_senior_free``)
+    :param regions: the issuing regions it applies to (2-digit prefixes or 6-digit codes)
+    :param categories: the 卡类别 codes it applies to; empty for every category
+    :param fare_fen: the fare it gives, in fen; lower than the profile's fare
+    :param rule: the rule it rests on, file and article
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    regions: tuple[str, ...]
+    categories: tuple[str, ...] = ()
+    fare_fen: int = Field(default=0, ge=0, le=100_000)
+    rule: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegionConcession:
+        _regions(self.regions, f"region concession {self.name}")
+        _rule(self.rule, f"region concession {self.name}")
+        strange = sorted(set(self.categories) - set(CATEGORY_NAMES))
+        if strange:
+            raise ValueError(f"region concession {self.name}: categories {strange} are not 1-4")
+        return self
+
+    def applies(self, region_code: str, category: str | None) -> bool:
+        """Whether a card gets this concession.
+
+        :param region_code: the card's issuing region
+        :param category: its 卡类别
+        :raises: nothing
+        """
+        return region_matches(region_code, self.regions) and (
+            not self.categories or category in self.categories
+        )
+
+
 class TransitRules(Table):
     """Fares and concessions, computed from card data only — never from residency.
 
@@ -102,6 +183,8 @@ class TransitRules(Table):
     :param concession_age: holders this old or older ride free; needs ``birth_date`` in the
         profile's fields (an EF06 read)
     :param disabled_list: a file of card hashes (one per line) of disabled holders, who ride free
+    :param region_concessions: fares that depend on the card's issuing region, each naming its
+        rule; a card of another region pays the ordinary fare (it is never refused)
     """
 
     fare_fen: int = Field(ge=0, le=100_000)
@@ -110,6 +193,7 @@ class TransitRules(Table):
     reduced_fare_fen: int | None = Field(default=None, ge=0, le=100_000)
     concession_age: int | None = Field(default=None, ge=1, le=130)
     disabled_list: PathText | None = None
+    region_concessions: tuple[RegionConcession, ...] = ()
 
 
 class GateRules(Table):
@@ -156,6 +240,75 @@ class QrRules(Table):
     opaque_offline: Literal["refuse", "defer"] = "refuse"
 
 
+ListPolicy = Literal["accept", "online", "refuse"]
+
+
+class DegradedPolicy(Table):
+    """What the terminal does when a list it decides from is stale or missing (docs/policy.md).
+
+    ``accept``: decide without it and journal the decision with a ``stale_list:<list>`` flag;
+    ``online``: ask the platform now (one card's deny-list status, or a fresh catalogue or
+    trust list), and when it does not answer in time do ``online_fallback``; ``refuse``: refuse
+    with ``list_stale``. A stale list is an operator's alarm, never a holder's problem: refusing
+    lawful use is an offence (guangdong-draft.txt §25(三), jiangxi-2022.txt §19(四)).
+
+    :param deny_list: for a stale or missing deny list (a card it lists is refused all the same)
+    :param catalogue: for a stale or missing application catalogue
+    :param trust_list: for an expired or missing e-card trust list (codes only)
+    :param online_fallback: what ``online`` does when the platform does not answer
+    :param online_timeout_s: how long a holder waits for the platform
+    """
+
+    deny_list: ListPolicy = "accept"
+    catalogue: ListPolicy = "accept"
+    trust_list: ListPolicy = "accept"
+    online_fallback: Literal["accept", "refuse"] = "accept"
+    online_timeout_s: float = Field(default=2.0, gt=0, le=10)
+
+    def for_list(self, name: str) -> str:
+        """The policy for a list (``deny_list``, ``catalogue``, ``trust_list``).
+
+        :param name: the list
+        :raises KeyError: another name
+        """
+        policies = {
+            "deny_list": self.deny_list,
+            "catalogue": self.catalogue,
+            "trust_list": self.trust_list,
+        }
+        return policies[name]
+
+
+#: the degraded policy a profile without a [degraded] table gets, by scenario: where money or
+#: lodging is at stake the platform is asked first; a bus or a gate never waits for a network
+DEFAULT_DEGRADED: dict[str, dict[str, str]] = {
+    "transit": {},
+    "gate": {},
+    "hotel": {"deny_list": "online", "catalogue": "online", "trust_list": "online"},
+    "hospital": {"deny_list": "online", "catalogue": "online", "trust_list": "online"},
+}
+
+
+class RegionRestriction(Table):
+    """A deployment that may serve only cards of some issuing regions — where, and only where,
+    a rule says so. By default a terminal accepts the cards of every region, Hong Kong, Macao
+    and Taiwan residents and foreign holders alike (guangdong-draft.txt §3 "全省互认",
+    provincial-draft-2026.txt §6 "支持省内和跨区域用卡", §15 "省际互通").
+
+    :param accept: the issuing regions served (2-digit prefixes or 6-digit codes)
+    :param rule: the rule the restriction rests on, file and article; every refusal names it
+    """
+
+    accept: tuple[str, ...]
+    rule: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegionRestriction:
+        _regions(self.accept, "regions.accept")
+        _rule(self.rule, "a region restriction (regions.rule)")
+        return self
+
+
 class Profile(Table):
     """One scenario profile (see the module docstring).
 
@@ -165,11 +318,15 @@ class Profile(Table):
     :param fields: personal fields read and stored; EF06 items and ``medical.*`` items
     :param require_genuine: refuse cards not proven genuine by a security module
     :param expiry_grace_days: days after 卡有效期 a card is still accepted
-    :param max_list_age_hours: refuse when the deny list or catalogue is older than this
+    :param max_list_age_hours: the deny list or catalogue is stale when older than this
     :param allowed_categories: 卡类别 codes served
     :param pin: the holder enters the PIN (hospital)
     :param voice: reason code → text or audio file for voice prompts
     :param qr: electronic-card QR rules
+    :param degraded: what to do with a stale or missing list (defaults by scenario:
+        :data:`DEFAULT_DEGRADED`)
+    :param regions: a restriction of the issuing regions served, naming its rule; ``None``
+        (the default) serves every region
     """
 
     scenario: Scenario = Field(strict=False)  # a TOML string names the enum member
@@ -183,10 +340,25 @@ class Profile(Table):
     pin: bool = False
     voice: dict[Text, Prompt] = Field(default_factory=dict)
     qr: QrRules = Field(default_factory=QrRules)
+    degraded: DegradedPolicy = Field(default_factory=DegradedPolicy)
+    regions: RegionRestriction | None = None
     transit: TransitRules | None = None
     gate: GateRules | None = None
     hotel: HotelRules | None = None
     hospital: HospitalRules | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scenario_defaults(cls, data: Any) -> Any:
+        """A missing ``[degraded]`` table, or a missing key in it, takes the scenario's
+        default (:data:`DEFAULT_DEGRADED`)."""
+        if not isinstance(data, Mapping):
+            return data
+        defaults = DEFAULT_DEGRADED.get(str(data.get("scenario")), {})
+        given = data.get("degraded", {})
+        if not defaults or not isinstance(given, Mapping):
+            return data
+        return {**data, "degraded": {**defaults, **given}}
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -229,6 +401,18 @@ class Profile(Table):
             strange = sorted(set(getattr(rules, name)) - set(CATEGORY_NAMES))
             if strange:
                 raise ValueError(f"transit.{name} {strange}: 卡类别 codes are 1-4")
+        names = [c.name for c in rules.region_concessions]
+        if len(set(names)) != len(names):
+            raise ValueError("transit.region_concessions names a concession twice")
+        taken = sorted(set(names) & set(CARD_CONCESSIONS))
+        if taken:
+            raise ValueError(f"region concession names {taken} are the card concessions' own")
+        for concession in rules.region_concessions:
+            if concession.fare_fen >= rules.fare_fen:
+                raise ValueError(
+                    f"region concession {concession.name}: fare_fen must be below the fare "
+                    f"({rules.fare_fen})"
+                )
 
     @property
     def holder_fields(self) -> tuple[str, ...]:

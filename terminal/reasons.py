@@ -12,7 +12,9 @@ indicators give. The service-point duties of ``docs/service-point.md`` shape the
   :data:`MAX_SPOKEN_ZH_CHARS` spoken Chinese characters and :data:`MAX_SPOKEN_EN_WORDS` words;
 * every refusal carries the service point's complaint hotlines (12333 人社服务热线 and 12345
   政务服务便民热线 by default; Guangdong draft §21, Guangzhou §29, Jiangxi §5), passed in as
-  data: a deployment sets its own in ``[service_point] hotlines`` (:func:`hotlines_from`).
+  data: a deployment sets its own in ``[service_point] hotlines`` (:func:`hotlines_from`);
+* a refusal that rests on a deployment's own rule (a region restriction, docs/policy.md) names
+  the rule in its advice (shown, not spoken).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Reason(StrEnum):
     PIN_BLOCKED = "pin_blocked"
     PIN_MISSING = "pin_missing"
     CATEGORY_NOT_ALLOWED = "category_not_allowed"
+    REGION_NOT_ACCEPTED = "region_not_accepted"
     NOT_IN_CATALOGUE = "not_in_catalogue"
     LIST_STALE = "list_stale"
     ANTI_PASSBACK = "anti_passback"
@@ -230,6 +233,14 @@ TEXTS: dict[Reason, ReasonText] = {
         "Card category not served here: please see staff",
         _STAFF,
     ),
+    Reason.REGION_NOT_ACCEPTED: ReasonText(
+        _R,
+        "本服务仅限规定地区的卡，请到人工窗口",
+        "Card region not served here: please see staff",
+        _STAFF,
+        "此限制的依据：{rule}",
+        "This restriction rests on {rule}",
+    ),
     Reason.NOT_IN_CATALOGUE: ReasonText(
         _R,
         "本服务未开通社保卡应用，请到人工窗口",
@@ -331,21 +342,27 @@ DENY_REASONS = {
 }
 
 
+RULE_UNNAMED = "-"
+
+
 def indication(
     reason: Reason,
     *,
     hotlines: Sequence[Hotline] = DEFAULT_HOTLINES,
     open_gate: bool = False,
+    rule: str | None = None,
 ) -> Indication:
     """What the indicators show for a reason; refusals carry the hotlines.
 
     :param reason: the reason code
     :param hotlines: the service point's complaint hotlines (its deployment's, or the defaults)
     :param open_gate: open the gate (accepted entries at a gate or validator)
+    :param rule: the rule a refusal rests on, named where its text has a place for it
     :raises ValueError: ``open_gate`` for a reason that is not an accept
     """
     text = TEXTS[reason]
     shown = tuple(hotlines) if text.signal == Signal.REFUSE else ()
+    named = rule or RULE_UNNAMED
     return Indication(
         text.signal,
         str(reason),
@@ -353,6 +370,6 @@ def indication(
         text.en,
         shown,
         open_gate,
-        text.advice_zh,
-        text.advice_en,
+        text.advice_zh.replace("{rule}", named),
+        text.advice_en.replace("{rule}", named),
     )

@@ -90,6 +90,103 @@ def test_unknown_profile_names_the_built_in_ones(tmp_path: Path) -> None:
         load_profile(bad)
 
 
+# --- operating policy (docs/policy.md) ------------------------------------------------------
+
+RULE = "《某市公交乘车优待办法》第3条"
+
+
+def test_degraded_defaults_by_scenario_and_a_partial_table_keeps_the_rest() -> None:
+    for name in ("transit", "gate"):
+        policy = load_profile(name).degraded
+        assert (policy.deny_list, policy.catalogue, policy.trust_list) == ("accept",) * 3
+    for name in ("hotel", "hospital"):
+        policy = load_profile(name).degraded
+        assert (policy.deny_list, policy.catalogue, policy.trust_list) == ("online",) * 3
+        assert policy.online_fallback == "accept"
+    hotel = {"scenario": "hotel", "catalogue_item": "0601", "hotel": {}}
+    hotel["fields"] = ["name", "ssn", "sex", "ethnicity", "birth_date"]
+    assert parse_profile(hotel, "h.toml").degraded.deny_list == "online"  # no table at all
+    partial = parse_profile(hotel | {"degraded": {"online_timeout_s": 0.5}}, "h.toml").degraded
+    assert (partial.deny_list, partial.online_timeout_s) == ("online", 0.5)
+    explicit = parse_profile(TRANSIT | {"degraded": {"deny_list": "refuse"}}, "t.toml")
+    assert (explicit.degraded.deny_list, explicit.degraded.catalogue) == ("refuse", "accept")
+
+
+def test_a_region_restriction_and_a_region_concession_parse() -> None:
+    profile = parse_profile(
+        TRANSIT
+        | {
+            "regions": {"accept": ["44", "360100"], "rule": RULE},
+            "transit": {
+                "fare_fen": 200,
+                "region_concessions": [
+                    {
+                        "name": "gz_senior_free",
+                        "regions": ["440100"],
+                        "categories": ["4"],
+                        "rule": RULE,
+                    }
+                ],
+            },
+        },
+        "t.toml",
+    )
+    assert profile.regions is not None and profile.regions.rule == RULE
+    assert profile.transit is not None
+    (local,) = profile.transit.region_concessions
+    assert local.applies("440100", "4") and not local.applies("440100", "3")
+    assert not local.applies("430100", "4")  # another city's elderly: the ordinary fare
+
+
+CONCESSION = {"name": "local", "regions": ["440100"], "rule": RULE}
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"regions": {"accept": ["44"]}}, "regions.rule"),
+        ({"regions": {"accept": ["44"], "rule": " "}}, "must name the rule it rests on"),
+        ({"regions": {"accept": [], "rule": RULE}}, "at least one region"),
+        ({"regions": {"accept": ["4401"], "rule": RULE}}, "2-digit province prefixes"),
+        ({"regions": {"accept": ["44"], "rule": "x" * 201}}, "at most 200"),
+        ({"degraded": {"deny_list": "ignore"}}, "degraded.deny_list"),
+        ({"degraded": {"online_fallback": "online"}}, "degraded.online_fallback"),
+        ({"degraded": {"online_timeout_s": 30}}, "degraded.online_timeout_s"),
+        ({"degraded": {"crl": "accept"}}, "degraded.crl: unknown key"),
+        (
+            {"transit": {"fare_fen": 200, "region_concessions": [CONCESSION | {"fare_fen": 200}]}},
+            "below the fare",
+        ),
+        (
+            {"transit": {"fare_fen": 200, "region_concessions": [CONCESSION, CONCESSION]}},
+            "twice",
+        ),
+        (
+            {"transit": {"fare_fen": 200, "region_concessions": [CONCESSION | {"name": "age"}]}},
+            "card concessions' own",
+        ),
+        (
+            {
+                "transit": {
+                    "fare_fen": 200,
+                    "region_concessions": [{"name": "x", "regions": ["44"]}],
+                }
+            },
+            "rule",
+        ),
+    ],
+)
+def test_policy_mistakes_are_clear_errors(change: dict, needle: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(TRANSIT | change, "/etc/sscard/profiles/bus.toml")
+    assert needle in str(info.value)
+
+
+def test_the_built_in_profiles_restrict_no_region() -> None:
+    for name in ("transit", "gate", "hotel", "hospital"):
+        assert load_profile(name).regions is None
+
+
 # --- issue 10 finding 9, the profile loader: deep TOML, huge numbers, NUL, unbounded ints ---
 
 GATE = {"scenario": "gate", "catalogue_item": "0501", "gate": {}}

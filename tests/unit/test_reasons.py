@@ -111,3 +111,12 @@ def test_a_malformed_hotline_is_refused(number: str, purpose: str) -> None:
 def test_each_deny_list_reason_has_its_own_code() -> None:
     assert set(DENY_REASONS) == {"lost", "cancelled", "replaced", "fraud"}
     assert len(set(DENY_REASONS.values())) == 4
+
+
+def test_a_region_restriction_names_its_rule_in_its_advice() -> None:
+    rule = "《某市办法》第5条"
+    shown = indication(Reason.REGION_NOT_ACCEPTED, rule=rule)
+    assert rule in shown.advice_zh and rule in shown.advice_en and shown.hotlines
+    assert rule not in shown.prompt_zh  # the prompt is spoken: short, ending with the next step
+    assert "{rule}" not in indication(Reason.REGION_NOT_ACCEPTED).advice_zh
+    assert indication(Reason.OK, rule=rule).prompt_zh == TEXTS[Reason.OK].zh  # no place for it
