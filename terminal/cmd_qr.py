@@ -4,7 +4,8 @@
 under ``tests/keys/`` (a real platform keeps its keys in an HSM). ``qr trust-import``,
 ``qr verify`` and ``scan`` are the terminal side: the trust list is verified against the
 pinned root of ``[ecard] trust_root_key`` and every decision goes through the pipeline and the
-journal, exactly like ``sscard tap``. Exit status: 0 accepted, 1 refused, 2 no decision.
+journal, exactly like ``sscard tap``. Exit status: 0 accepted, 1 refused, 2 no decision (an
+error that escapes a handler is answered by ``sscard``'s ``main``: one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def cmd_qr_trust_import(args: argparse.Namespace) -> int:
         root = Path(settings.trust_root_key).read_bytes()
         with open_store(settings) as store:
             trust = save_trust_list(store, Path(args.file).read_bytes(), root, time.time())
-    except (OSError, SscardError) as exc:
+    except OSError as exc:
         return _fail(exc)
     print(
         f"trust list version {trust.version} imported: {len(trust.keys)} keys, "
@@ -163,12 +164,9 @@ def cmd_qr_trust_import(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, texts: Any) -> int:
     """Decide each scanned text through the pipeline; the exit status of the last decision."""
-    try:
-        settings = load_settings(args.config)
-        profile = load_profile(args.scenario)
-        verifier = verifier_from_settings(settings)
-    except SscardError as exc:
-        return _fail(exc)
+    settings = load_settings(args.config)
+    profile = load_profile(args.scenario)
+    verifier = verifier_from_settings(settings)
     if profile.scenario == Scenario.HOTEL and not args.room:
         return _fail("a hotel registration needs --room")
     status = EXIT_NO_DECISION
@@ -198,8 +196,6 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
                 print_decision(decision, args.format)
                 sys.stdout.flush()
                 status = EXIT_ACCEPTED if decision.accepted else EXIT_REFUSED
-        except SscardError as exc:
-            return _fail(exc)
         except KeyboardInterrupt:
             pass
     return status

@@ -11,7 +11,8 @@ in flight (everything acknowledged so far is kept).
 
 Exit status of ``--once``: 0 every step went well, 1 something was refused (rejected journal
 rows, a list that fails its signature) or raised an alarm (the local clock is off), 2 the
-platform could not be reached or the terminal is misconfigured. The loop exits 0 when stopped.
+platform could not be reached or the terminal is misconfigured (settings, keys or a store that
+cannot be opened end the loop at start too). The loop exits 0 when stopped.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from tqdm import tqdm
 
 from apdu.errors import SscardError
 from config.settings import Settings, load_settings
-from offline_store import Store, load_pepper_file
+from offline_store import Store, StoreLocked, load_pepper_file
 from sync.client import SyncClient
 from sync.config import SyncConfig
-from sync.reports import EXIT_FAILED, EXIT_OK, StepStatus, SyncReport
+from sync.reports import EXIT_OK, StepStatus, SyncReport
 from terminal.ecard.trust import save_trust_list
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,15 @@ def _seconds(text: str) -> float:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    """``sscard sync``: one sync (``--once``) or one every ``--interval`` seconds."""
-    try:
-        settings = load_settings(args.config)
-        config = SyncConfig.from_settings(settings, prune=not args.no_prune)
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    """``sscard sync``: one sync (``--once``) or one every ``--interval`` seconds.
+
+    Settings, sync keys and a store that cannot be used end the command at once (``sscard``'s
+    ``main`` answers them: one line, exit status 2); a store another command holds for now
+    does not: each sync opens it again.
+    """
+    settings = load_settings(args.config)
+    config = SyncConfig.from_settings(settings, prune=not args.no_prune)
+    _check_store(settings)
     stop = _stop_on_signals()
     if args.once:
         return _sync(settings, config, stop).exit_status
@@ -114,6 +117,18 @@ def _sync(settings: Settings, config: SyncConfig, stop: threading.Event) -> Sync
         report = client.sync_once(progress)
     _print(report)
     return report
+
+
+def _check_store(settings: Settings) -> None:
+    """Fail at start on a store that cannot be opened, rather than once per sync forever.
+
+    :param settings: the terminal settings
+    :raises SscardError: the store (or its pepper file) cannot be used
+    """
+    try:
+        _open_store(settings).close()
+    except StoreLocked:
+        log.info("event=sync_store_busy_at_start")  # `sscard tap` holds it: each sync retries
 
 
 def _open_store(settings: Settings) -> Store:
