@@ -17,6 +17,7 @@ platform could not be reached or the terminal is misconfigured. The loop exits 0
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import sys
@@ -30,7 +31,7 @@ from tqdm import tqdm
 from apdu.errors import SscardError
 from config.settings import Settings, load_settings
 from offline_store import Store, load_pepper_file
-from sync.client import SyncClient
+from sync.client import SyncClient, TrustSaver
 from sync.config import SyncConfig
 from sync.reports import EXIT_FAILED, EXIT_OK, StepStatus, SyncReport
 from terminal.ecard.trust import save_trust_list
@@ -108,12 +109,17 @@ def _sync(settings: Settings, config: SyncConfig, stop: threading.Event) -> Sync
         return report
     with (
         store,
-        SyncClient(config, store, trust_saver=save_trust_list, stop=stop) as client,
+        SyncClient(config, store, trust_saver=_trust_saver(settings), stop=stop) as client,
         _upload_bar() as progress,
     ):
         report = client.sync_once(progress)
     _print(report)
     return report
+
+
+def _trust_saver(settings: Settings) -> TrustSaver:
+    """Verify and keep a trust list; a production terminal refuses TEST KEYS in it."""
+    return functools.partial(save_trust_list, production=settings.production)
 
 
 def _open_store(settings: Settings) -> Store:
