@@ -53,6 +53,9 @@ MAX_LIST_AGE_HOURS = 8760
 MAX_DAILY_CAPACITY = 10_000_000
 #: characters of a profile name, a voice prompt's reason code, a room-number pattern
 TEXT_MAX = 256
+#: deferred national codes a terminal may hold unacknowledged, unless the profile says
+DEFAULT_MAX_DEFERRED = 100
+MAX_DEFERRED_LIMIT = 100_000
 
 
 class ProfileError(SscardError):
@@ -149,11 +152,21 @@ class QrRules(Table):
     :param opaque_offline: a national (opaque) code while the platform is unreachable:
         ``refuse``, or ``defer`` (accept, journal as deferred, verify at the next sync; for
         low-risk services such as a library gate)
+    :param max_deferred: with ``defer``, how many deferred codes the terminal may hold that
+        the platform has not yet acknowledged (the journal's upload cursor); beyond it a
+        national code is refused (``qr_deferred_limit``) until a sync uploads them
     """
 
     window_s: float = Field(default=30, gt=0, le=600)
     skew_s: float = Field(default=5, ge=0, le=600)
     opaque_offline: Literal["refuse", "defer"] = "refuse"
+    max_deferred: int = Field(default=DEFAULT_MAX_DEFERRED, ge=1, le=MAX_DEFERRED_LIMIT)
+
+    @model_validator(mode="after")
+    def _deferral(self) -> QrRules:
+        if "max_deferred" in self.model_fields_set and self.opaque_offline != "defer":
+            raise ValueError('max_deferred applies only with opaque_offline = "defer"')
+        return self
 
 
 class Profile(Table):
