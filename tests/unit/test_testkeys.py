@@ -10,6 +10,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from config.settings import Settings
 from config.testkeys import (
@@ -21,6 +23,11 @@ from config.testkeys import (
     public_key_der,
     refuse_test_key,
 )
+from offline_store import Store
+from sync.client import SyncClient
+from sync.config import SyncConfig
+from sync.errors import SyncUnreachable
+from sync.transport import Credentials, RetryPolicy
 from terminal.ecard import Alg, PrivateKey, TrustListError, parse_trust_list
 from terminal.ecard.keys import load_private_key, load_public_key
 from terminal.ecard.trust import make_trust_list
@@ -143,3 +150,23 @@ def test_a_production_terminal_refuses_the_test_root_before_reading_any_code(
     audience = _audience_file(tmp_path, HOTEL)
     with pytest.raises(RefusedTestKey, match="audience key hotel"):
         verifier_from_settings(Settings(production=True, audience_keys=audience))
+
+
+def test_a_production_sync_refuses_a_deny_key_marked_test_before_any_request(
+    tmp_path: Path,
+) -> None:
+    public = Ed25519PrivateKey.generate().public_key()
+    pem = public.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    deny = tmp_path / "deny.pem"
+    deny.write_bytes(b"# TEST KEY: signs the lab's deny lists\n" + pem)
+    credentials = Credentials("T1", "k1", bytes(32))
+    offline = "http://127.0.0.1:9/"  # nothing listens on the discard port
+    once = RetryPolicy(attempts=1)
+    with Store.open(tmp_path / "store.db") as store:
+        config = SyncConfig(offline, credentials, deny_public_key=deny, production=True)
+        refused = pytest.raises(RefusedTestKey, match=r"deny_public_key .* marked TEST KEY")
+        with SyncClient(config, store, policy=once) as client, refused:
+            client.update_deny()  # refused before any request
+        config = SyncConfig(offline, credentials, deny_public_key=deny)  # development
+        with SyncClient(config, store, policy=once) as client, pytest.raises(SyncUnreachable):
+            client.update_deny()  # the key was taken: the request went out
