@@ -42,6 +42,7 @@ from requests.structures import CaseInsensitiveDict
 from sync.auth import sign_request
 from sync.errors import (
     SyncAuthError,
+    SyncConfigError,
     SyncProtocolError,
     SyncRefused,
     SyncStopped,
@@ -211,6 +212,7 @@ class SignedTransport:
     :param clock: the wall clock (signing timestamps, round-trip midpoints)
     :param stop: set to make a waiting retry give up with :class:`SyncStopped`
     :param rng: the random source of the jitter
+    :raises SyncConfigError: a pin or CA file with a plain-HTTP ``base_url``
     """
 
     def __init__(
@@ -234,7 +236,22 @@ class SignedTransport:
         self.clock = clock
         self.stop = stop or threading.Event()
         self._rng = rng or random.Random()
+        self._tls_settings = pinned_cert_sha256 is not None or ca_file is not None
+        self.check_url(self.base_url)
         self.session = session or platform_session(pinned_cert_sha256, ca_file)
+
+    def check_url(self, url: str) -> None:
+        """Refuse a plain-HTTP URL when a pin or a CA file is configured: over ``http://``
+        neither would be checked, and the terminal would trust a server it never verified.
+
+        :param url: a base URL this transport is to send to
+        :raises SyncConfigError: a pin or CA file is set and the URL is not ``https://``
+        """
+        if self._tls_settings and urlsplit(url).scheme != "https":
+            raise SyncConfigError(
+                f"{url}: pinned_cert_sha256 and ca_file need an https:// URL; over http:// "
+                "the platform's certificate would never be checked"
+            )
 
     def close(self) -> None:
         """Close the session's connections.
@@ -280,9 +297,13 @@ class SignedTransport:
         :raises SyncAuthError: 401
         :raises SyncRefused: another 4xx, or an unexpected status
         :raises SyncStopped: :attr:`stop` was set while waiting to retry
+        :raises SyncConfigError: ``base_url`` is plain HTTP while a pin or CA file is set
         """
         target = path + ("?" + urlencode(query) if query else "")
-        base = self.base_url if base_url is None else base_url.rstrip("/")
+        base = self.base_url
+        if base_url is not None:
+            self.check_url(base_url)
+            base = base_url.rstrip("/")
         request = _Request(
             method,
             path,

@@ -394,7 +394,7 @@ def verifier_from_settings(settings: Any, transport: SignedTransport | None = No
         sync); default: one made from the settings when a platform is configured
     :raises SscardError: an unreadable root key or audience-key file
     :raises SyncConfigError: a platform URL without the ``[sync]`` url, key file and key id
-        that sign its requests
+        that sign its requests, or a plain-HTTP URL with a pin or CA file
     :raises RefusedTestKey: ``production = true`` and a TEST KEY as root or audience key
     """
     production = bool(settings.production)
@@ -422,6 +422,7 @@ def verifier_from_settings(settings: Any, transport: SignedTransport | None = No
                 ) from None
             transport = config.transport()
         if url.rstrip("/") != transport.base_url:
+            transport.check_url(url)  # [ecard] decode_url, held to the same pin and CA file
             decode_url = url
     return CodeVerifier(
         root,

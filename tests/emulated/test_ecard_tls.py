@@ -20,7 +20,7 @@ from tls_support import Certificate, CountingListener, HttpsPlatform, make_ca_an
 from config.settings import Settings, load_settings
 from sync.client import SyncClient
 from sync.config import SyncConfig
-from sync.errors import SyncTlsError
+from sync.errors import SyncConfigError, SyncTlsError
 from terminal.ecard_flow import process_code, verifier_from_settings
 from terminal.reasons import Reason
 
@@ -80,7 +80,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def settings(folder: Path, url: str, **sync: str) -> Settings:
+def settings(folder: Path, url: str, decode_url: str | None = None, **sync: str) -> Settings:
     """The terminal's settings file: [sync] with its key, and the TLS keys given."""
     folder.mkdir(parents=True, exist_ok=True)
     key_file = folder / "sync.key"
@@ -88,6 +88,7 @@ def settings(folder: Path, url: str, **sync: str) -> Settings:
     key_file.chmod(0o600)
     lines = [
         '[terminal]\nid = "T-TEST-01"',
+        f'[ecard]\ndecode_url = "{decode_url}"' if decode_url else "",
         f'[sync]\nurl = "{url}"\nkey_id = "k1"\nkey_file = "sync.key"',
         *(f'{name} = "{value}"' for name, value in sync.items()),
     ]
@@ -188,6 +189,31 @@ def test_sync_and_decoding_share_one_transport(
     finally:
         transport.close()
     assert https.requests == []
+
+
+def test_a_decode_url_of_its_own_is_held_to_the_same_pin(
+    world: World, tmp_path: Path, pki: Pki, https
+) -> None:
+    nowhere = "https://127.0.0.1:9/"  # the sync's URL: nothing listens there
+    other = settings(tmp_path / "b", nowhere, https.url, pinned_cert_sha256=pki.rogue.sha256)
+    assert decide(world, other, "hotel").reason == Reason.QR_ONLINE_UNAVAILABLE
+    assert https.requests == []
+    pinned = settings(tmp_path / "a", nowhere, https.url, pinned_cert_sha256=pki.server.sha256)
+    assert decide(world, pinned, "hotel").reason == Reason.OK
+    assert [path for path, _ in https.requests] == ["/v1/ecard/decode"]
+
+
+def test_a_pin_or_ca_file_with_plain_http_is_a_configuration_error(
+    tmp_path: Path, pki: Pki
+) -> None:
+    plain = settings(tmp_path / "a", "http://127.0.0.1:9/", pinned_cert_sha256=pki.server.sha256)
+    with pytest.raises(SyncConfigError, match=r"need an https:// URL"):
+        verifier_from_settings(plain)
+    mixed = settings(
+        tmp_path / "b", "https://127.0.0.1:9/", "http://127.0.0.1:9/", ca_file=str(pki.ca.cert)
+    )
+    with pytest.raises(SyncConfigError, match=r"need an https:// URL"):
+        verifier_from_settings(mixed)
 
 
 def test_decoding_without_the_sync_key_is_a_configuration_error(
