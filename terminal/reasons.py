@@ -326,6 +326,7 @@ TEXTS: dict[Reason, ReasonText] = {
         _R,
         "离线验码已达上限，请使用实体卡",
         "Offline code checks used up: please use the physical card",
+        NextStep.USE_PHYSICAL_CARD,
     ),
 }
 
