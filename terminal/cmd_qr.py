@@ -4,7 +4,8 @@
 under ``tests/keys/`` (a real platform keeps its keys in an HSM). ``qr trust-import``,
 ``qr verify`` and ``scan`` are the terminal side: the trust list is verified against the
 pinned root of ``[ecard] trust_root_key`` and every decision goes through the pipeline and the
-journal, exactly like ``sscard tap``. Exit status: 0 accepted, 1 refused, 2 no decision (an
+journal, exactly like ``sscard tap``; with ``production = true`` a TEST KEY as the root, on the
+list or as an audience key is refused. Exit status: 0 accepted, 1 refused, 2 no decision (an
 error that escapes a handler is answered by ``sscard``'s ``main``: one line, exit status 2).
 """
 
@@ -151,8 +152,9 @@ def cmd_qr_trust_import(args: argparse.Namespace) -> int:
         if settings.trust_root_key is None:
             return _fail(f"{settings.source}: [ecard] trust_root_key is not set")
         root = Path(settings.trust_root_key).read_bytes()
+        data = Path(args.file).read_bytes()
         with open_store(settings) as store:
-            trust = save_trust_list(store, Path(args.file).read_bytes(), root, time.time())
+            trust = save_trust_list(store, data, root, time.time(), production=settings.production)
     except OSError as exc:
         return _fail(exc)
     print(

@@ -18,6 +18,7 @@ cannot be opened end the loop at start too). The loop exits 0 when stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import sys
@@ -31,7 +32,7 @@ from tqdm import tqdm
 from apdu.errors import SscardError
 from config.settings import Settings, load_settings
 from offline_store import Store, StoreLocked, load_pepper_file
-from sync.client import SyncClient
+from sync.client import SyncClient, TrustSaver
 from sync.config import SyncConfig
 from sync.reports import EXIT_OK, StepStatus, SyncReport
 from terminal.ecard.trust import save_trust_list
@@ -111,7 +112,7 @@ def _sync(settings: Settings, config: SyncConfig, stop: threading.Event) -> Sync
         return report
     with (
         store,
-        SyncClient(config, store, trust_saver=save_trust_list, stop=stop) as client,
+        SyncClient(config, store, trust_saver=_trust_saver(settings), stop=stop) as client,
         _upload_bar() as progress,
     ):
         report = client.sync_once(progress)
@@ -129,6 +130,11 @@ def _check_store(settings: Settings) -> None:
         _open_store(settings).close()
     except StoreLocked:
         log.info("event=sync_store_busy_at_start")  # `sscard tap` holds it: each sync retries
+
+
+def _trust_saver(settings: Settings) -> TrustSaver:
+    """Verify and keep a trust list; a production terminal refuses TEST KEYS in it."""
+    return functools.partial(save_trust_list, production=settings.production)
 
 
 def _open_store(settings: Settings) -> Store:
