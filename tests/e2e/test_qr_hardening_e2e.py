@@ -25,6 +25,7 @@ from support import CATALOGUE, KEYS, PERSONAS, run_sscard
 
 from offline_store import Store, accept_unsigned
 from terminal import cmd_qr
+from terminal.cli_errors import run_command
 from terminal.ecard import Alg, PrivateKey, make_trust_list
 from terminal.ecard.keys import load_private_key
 
@@ -37,13 +38,14 @@ TEST_ROOT = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 
 
 def sscard_qr(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """``sscard qr ARGS`` in this process (the real handlers; a child process costs seconds)."""
+    """``sscard qr ARGS`` in this process (the real handlers behind ``main``'s error edge; a child
+    process costs seconds)."""
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd_qr.add_parser(sub)
     parsed = parser.parse_args(["qr", *args])
     capsys.readouterr()
-    status: int = parsed.handler(parsed)
+    status = run_command(lambda: parsed.handler(parsed), log_file=None)
     out, err = capsys.readouterr()
     return status, out, err
 
