@@ -53,10 +53,10 @@ from terminal.ecard import (
     TrustListError,
     code_kind,
     load_public_key,
-    parse_trust_list,
     verify_code,
 )
 from terminal.ecard.errors import KeyFormatError
+from terminal.list_policy import trust_list_for_codes
 from terminal.pipeline import ACCEPT, DEFERRED, Decision, Pipeline, refuse
 from terminal.reasons import Reason
 
@@ -142,20 +142,27 @@ class CodeVerifier:
     decode_timeout_s: float = 2.0
     production: bool = False
 
-    def trust_list(self, pipeline: Pipeline, now: float) -> TrustList:
-        """The verified trust list from the store.
+    def trust_list(self, pipeline: Pipeline, now: float) -> tuple[TrustList, tuple[str, ...]]:
+        """The verified trust list from the store, under the profile's degraded policy for an
+        expired or missing list (docs/policy.md §3), and the journal flags that go with it.
 
-        :param pipeline: the pipeline (its store)
+        :param pipeline: the pipeline (its store, profile, platform link and list watch)
         :param now: the wall clock
-        :raises QrRefused: no list, no pinned root, or a list that is stale or does not verify
-            (in production, also one holding a TEST KEY)
+        :raises QrRefused: no usable list, no pinned root, or a list that does not verify (in
+            production, also one holding a TEST KEY, whatever the policy)
         """
-        raw = pipeline.store.trust.load()
-        if raw is None or self.root_key_pem is None:
-            missing = "no trust list imported" if raw is None else "no [ecard] trust_root_key"
-            raise QrRefused(QrReason.STALE_TRUST_LIST, missing)
+        if self.root_key_pem is None:
+            raise QrRefused(QrReason.STALE_TRUST_LIST, "no [ecard] trust_root_key")
         try:
-            return parse_trust_list(raw, self.root_key_pem, now, production=self.production)
+            return trust_list_for_codes(
+                pipeline.store,
+                pipeline.profile,
+                self.root_key_pem,
+                now,
+                online=pipeline.online,
+                watch=pipeline.watch,
+                production=self.production,
+            )
         except TrustListError as exc:
             log.warning("event=trust_list_unusable error=%s", exc.message)
             raise QrRefused(QrReason.STALE_TRUST_LIST, f"the stored trust list: {exc}") from exc
@@ -250,7 +257,7 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
     rules = pipeline.profile.qr
     now = pipeline.clock()
     try:
-        trust = verifier.trust_list(pipeline, now)
+        trust, flags = verifier.trust_list(pipeline, now)
         verified = verify_code(
             text,
             trust,
@@ -264,7 +271,7 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
         return pipeline.record(refuse(QR_REASONS[exc.reason]), None, "")
     credential = verified.credential
     token_hash = pipeline.store.card_hash(canonical_ecard_id(credential.token))
-    if not pipeline.store.replay.check_and_add(verified.replay_key, 2 * rules.window_s):
+    if pipeline.store.replay.seen(verified.replay_key):
         return pipeline.record(refuse(Reason.QR_REPLAY), None, token_hash)
     identity = verified.identity or {}
     wanted = pipeline.profile.holder_fields
@@ -283,9 +290,19 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
     if missing:
         decision = refuse(Reason.QR_IDENTITY_UNAVAILABLE, missing=missing)
         return pipeline.record(decision, replace(facts, personal={}), token_hash)
-    decision = pipeline.decide(facts, token_hash, room=room)
+    decision = pipeline.decide(facts, token_hash, room=room, flags=flags)
+    decision = _remember(pipeline, decision, verified.replay_key, 2 * rules.window_s)
     decision = replace(decision, detail={**decision.detail, "credential": "ecard"})
     return pipeline.record(decision, facts, token_hash)
+
+
+def _remember(pipeline: Pipeline, decision: Decision, key: str, ttl_s: float) -> Decision:
+    """Record an accepted code in the replay cache — only an accepted one: a valid code
+    refused for another reason (a full gate, anti-passback, the catalogue) is decided afresh
+    when it is shown again (issue 11 §6)."""
+    if decision.accepted and not pipeline.store.replay.check_and_add(key, ttl_s):
+        return refuse(Reason.QR_REPLAY)
+    return decision
 
 
 def defer_or_refuse(pipeline: Pipeline, text: str) -> Decision:
@@ -366,10 +383,7 @@ def _national_code(
         decision = refuse(Reason.QR_IDENTITY_UNAVAILABLE, missing=missing)
         return pipeline.record(decision, replace(facts, personal={}), token_hash)
     decision = pipeline.decide(facts, token_hash, room=room)
-    if decision.accepted and not pipeline.store.replay.check_and_add(
-        national_replay_key(text), NATIONAL_REPLAY_S
-    ):
-        decision = refuse(Reason.QR_REPLAY)
+    decision = _remember(pipeline, decision, national_replay_key(text), NATIONAL_REPLAY_S)
     decision = replace(decision, detail={**decision.detail, "credential": "national"})
     return pipeline.record(decision, facts, token_hash)
 
