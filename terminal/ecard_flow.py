@@ -22,7 +22,6 @@ Both end in :class:`terminal.card_read.CardFacts` and a :class:`terminal.pipelin
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import stat
@@ -36,6 +35,7 @@ from apdu.errors import SscardError
 from config.testkeys import RefusedTestKey, refuse_test_key
 from offline_store import canonical_ecard_id
 from sync.config import SyncConfig
+from sync.deferred import DEFERRED_FIELD, code_hash
 from sync.errors import (
     SyncAuthError,
     SyncConfigError,
@@ -57,7 +57,7 @@ from terminal.ecard import (
 )
 from terminal.ecard.errors import KeyFormatError
 from terminal.list_policy import trust_list_for_codes
-from terminal.pipeline import ACCEPT, DEFERRED, Decision, Pipeline, refuse
+from terminal.pipeline import DEFERRED, Decision, Pipeline, refuse
 from terminal.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,6 @@ log = logging.getLogger(__name__)
 PREFIX = "SSC1:"
 DECODE_PATH = "/v1/ecard/decode"
 CODE_TEXT_MAX = 4096
-#: the personal field that keeps a deferred code's text (encrypted) for the next sync
-DEFERRED_FIELD = "ecard_code"
 #: how long a national code this terminal accepted (online or deferred) stays a replay: its
 #: validity is not public; the reference platform's codes live 24 hours
 NATIONAL_REPLAY_S = 24 * 3600.0
@@ -217,10 +215,6 @@ def _decode_answer(exchange: Exchange) -> dict[str, Any]:
     return out
 
 
-def _code_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def national_replay_key(text: str) -> str:
     """The replay-cache key of a national code: its whole text (the cache keeps a hash).
 
@@ -311,10 +305,11 @@ def defer_or_refuse(pipeline: Pipeline, text: str) -> Decision:
 
     In order: the profile refuses (``opaque_offline = "refuse"``) → ``qr_online_unavailable``;
     the code was accepted here before → ``qr_replay``; the terminal already holds
-    ``max_deferred`` deferred codes the platform has not acknowledged → ``qr_deferred_limit``;
-    else the code is remembered in the replay cache and deferred (``qr_deferred``). The count
-    falls as ``sscard sync`` uploads the journal: the platform's acknowledgement moves the
-    cursor past the deferred rows.
+    ``max_deferred`` deferred codes the platform has not confirmed → ``qr_deferred_limit``;
+    what can be checked without the card (:meth:`Pipeline.decide_deferred`: the catalogue, a
+    gate's capacity) refuses → that refusal; else the code is remembered in the replay cache
+    and deferred (``qr_deferred``). The count falls as ``sscard sync`` has the platform
+    confirm the deferred codes (docs/qr-format.md §14.4).
 
     :param pipeline: the scenario's pipeline (profile, store)
     :param text: the code (national syntax)
@@ -325,32 +320,29 @@ def defer_or_refuse(pipeline: Pipeline, text: str) -> Decision:
     if rules.opaque_offline != "defer":
         return refuse(Reason.QR_ONLINE_UNAVAILABLE)
     key = national_replay_key(text)
-    replay = pipeline.store.replay
-    if replay.seen(key):
+    if pipeline.store.replay.seen(key):
         return refuse(Reason.QR_REPLAY)
-    held = pipeline.store.journal.count(outcome=DEFERRED, unacknowledged=True)
+    held = pipeline.store.journal.count(outcome=DEFERRED, unconfirmed=True)
     if held >= rules.max_deferred:
         log.warning("event=qr_deferred_limit held=%d max_deferred=%d", held, rules.max_deferred)
         return refuse(Reason.QR_DEFERRED_LIMIT, deferred=held, max_deferred=rules.max_deferred)
-    if not replay.check_and_add(key, NATIONAL_REPLAY_S):
-        return refuse(Reason.QR_REPLAY)
-    return Decision(ACCEPT, Reason.QR_DEFERRED, {"credential": "national"})
+    return _remember(pipeline, pipeline.decide_deferred(), key, NATIONAL_REPLAY_S)
 
 
 def _national_code(
     pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str | None
 ) -> Decision:
-    code_hash = _code_hash(text)
+    hashed = code_hash(text)  # what a deferred row names its code by (sync.deferred)
     if pipeline.store.replay.seen(national_replay_key(text)):
-        return pipeline.record(refuse(Reason.QR_REPLAY), None, code_hash)
+        return pipeline.record(refuse(Reason.QR_REPLAY), None, hashed)
     answer = verifier.decode_online(text, pipeline)
     if answer is None:
         decision = defer_or_refuse(pipeline, text)
         if decision.reason != Reason.QR_DEFERRED:
-            return pipeline.record(decision, None, code_hash)
+            return pipeline.record(decision, None, hashed)
         facts = CardFacts("", None, None, None, None, genuine=False, personal={})
         facts = replace(facts, personal={DEFERRED_FIELD: text})
-        return pipeline.record(decision, facts, code_hash)
+        return pipeline.record(decision, facts, hashed)
     if answer.get("_status") != 200 or answer.get("ok") is not True:
         reason = str(answer.get("reason", "refused"))[:64]
         return pipeline.record(refuse(Reason.QR_ONLINE_REFUSED, platform_reason=reason), None, "")
@@ -361,7 +353,7 @@ def _national_code(
         not_after = dt.date.fromisoformat(str(answer["not_after"]))
     except (KeyError, ValueError):
         log.warning("event=ecard_decode_bad_answer fields=%s", sorted(answer))
-        return pipeline.record(refuse(Reason.QR_ONLINE_UNAVAILABLE), None, code_hash)
+        return pipeline.record(refuse(Reason.QR_ONLINE_UNAVAILABLE), None, hashed)
     identity = answer.get("identity") or {}
     if not isinstance(identity, dict):
         identity = {}

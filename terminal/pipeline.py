@@ -332,6 +332,11 @@ class Pipeline:
     def _check_service(self, facts: CardFacts, tap: _Tap) -> Decision | None:
         """Checks 6–8 on the service: category, issuing region (only where a rule restricts
         it), the catalogue item offered at this terminal's region."""
+        return self._check_card_kind(facts) or self._check_catalogue(tap)
+
+    def _check_card_kind(self, facts: CardFacts) -> Decision | None:
+        """Checks 6–7: the card category, the issuing region (only where a rule restricts
+        it)."""
         profile = self.profile
         if facts.category not in profile.allowed_categories:
             return refuse(Reason.CATEGORY_NOT_ALLOWED, category=facts.category)
@@ -340,6 +345,12 @@ class Pipeline:
             return refuse(
                 Reason.REGION_NOT_ACCEPTED, region_code=facts.region_code, rule=regions.rule
             )
+        return None
+
+    def _check_catalogue(self, tap: _Tap) -> Decision | None:
+        """Check 8: the catalogue item offered at this terminal's region (a stale or missing
+        catalogue under its degraded policy)."""
+        profile = self.profile
         state = tap.lists[ListName.CATALOGUE]
         if state is not ListState.FRESH:
             policy = profile.degraded.catalogue
@@ -386,6 +397,43 @@ class Pipeline:
             or self._check_service(facts, tap)
             or self._scenario_rules(facts, card_hash, tap.now, room)
         )
+
+    def decide_deferred(self) -> Decision:
+        """Decide a national e-card code the platform cannot decode now, for a profile that
+        defers (docs/qr-format.md §14.3): what can be checked without the card — the catalogue
+        item offered here, and a gate's daily capacity — now; the card itself (deny list,
+        expiry, category) when the platform confirms the code at the next sync.
+
+        :returns: ``qr_deferred`` (accepted), or the refusal; not yet journaled
+        :raises StoreError: the store failed
+        """
+        tap = self._begin()
+        refused = self._check_catalogue(tap)
+        if refused is None and self.profile.scenario == Scenario.GATE:
+            refused = self._gate_capacity(tap.now)
+        return tap.finish(
+            refused or Decision(ACCEPT, Reason.QR_DEFERRED, {"credential": "national"})
+        )
+
+    def complete_deferred(self, facts: CardFacts, card_hash: str, scanned_at: float) -> Decision:
+        """Finish, once the platform confirmed it, the decision on a deferred national code
+        (:mod:`terminal.ecard_confirm`): what the deferral could not check without the card —
+        its category, a region restriction — and on a bus the fare its data gives, concessions
+        included, as on the day it was scanned. The platform checked the code, the card's
+        expiry and the deny list for that day; nothing here is journaled or counted again.
+
+        :param facts: what the platform's verdict gave (region, category, end of validity)
+        :param card_hash: the card's keyed hash (the disabled-holder list is keyed by it)
+        :param scanned_at: the deferred row's wall time
+        :raises: nothing
+        """
+        refused = self._check_card_kind(facts)
+        if refused is not None:
+            return refused
+        if self.profile.scenario == Scenario.TRANSIT:
+            day = dt.datetime.fromtimestamp(scanned_at).astimezone().date()
+            return self._transit(facts, card_hash, day)
+        return Decision(ACCEPT, Reason.OK, {})
 
     def _scenario_rules(
         self, facts: CardFacts, card_hash: str, now: dt.datetime, room: str | None
@@ -437,18 +485,32 @@ class Pipeline:
     def _gate(self, card_hash: str, now: dt.datetime) -> Decision:
         rules = self.profile.gate
         assert rules is not None  # the schema guarantees it
-        if rules.daily_capacity:
-            midnight = dt.datetime.combine(now.date(), dt.time(), now.tzinfo).timestamp()
-            entered = self.store.journal.count(
-                scenario=self.profile.name, outcome=ACCEPT, since=midnight
-            )
-            if entered >= rules.daily_capacity:
-                return refuse(Reason.CAPACITY_FULL, capacity=rules.daily_capacity)
+        full = self._gate_capacity(now)
+        if full is not None:
+            return full
         if rules.anti_passback_s:
             key = f"gate:{self.profile.name}:{card_hash}"
             if not self.store.replay.check_and_add(key, rules.anti_passback_s):
                 return refuse(Reason.ANTI_PASSBACK, window_s=rules.anti_passback_s)
         return Decision(ACCEPT, Reason.OK, {})
+
+    def _gate_capacity(self, now: dt.datetime) -> Decision | None:
+        """A gate's daily capacity: today's entries, deferred e-card codes included (they
+        entered), a sync's follow-up rows not (they are no entry)."""
+        rules = self.profile.gate
+        assert rules is not None  # the schema guarantees it
+        if not rules.daily_capacity:
+            return None
+        midnight = dt.datetime.combine(now.date(), dt.time(), now.tzinfo).timestamp()
+        entered = sum(
+            self.store.journal.count(
+                scenario=self.profile.name, outcome=outcome, since=midnight, taps_only=True
+            )
+            for outcome in (ACCEPT, DEFERRED)
+        )
+        if entered >= rules.daily_capacity:
+            return refuse(Reason.CAPACITY_FULL, capacity=rules.daily_capacity)
+        return None
 
     # -- journal and signal ----------------------------------------------------------------
 
