@@ -1,22 +1,31 @@
-"""Electronic cards count the same as physical ones (issue 11 §3, §6), for the open ``SSC1``
-format, decided offline through the real pipeline and a real store file:
+"""Electronic cards count the same as physical ones (issue 11 §3, §6), decided offline through
+the real pipeline and a real store file:
 
-* the trust list of e-card codes under the profile's degraded policy: an expired list still
-  verifies codes at a gate (flagged ``stale_list:trust_list``), ``refuse`` refuses, a missing
-  list verifies nothing, and a production terminal refuses TEST KEYS whatever the policy;
-* a valid code refused for another reason (anti-passback, the catalogue) is not remembered as
-  used: shown again, it is decided afresh, never refused as a replay.
+* the trust list of open ``SSC1`` codes under the profile's degraded policy: an expired list
+  still verifies codes at a gate (flagged ``stale_list:trust_list``), ``refuse`` refuses, a
+  missing list verifies nothing, and a production terminal refuses TEST KEYS whatever the
+  policy;
+* a valid code refused for another reason (anti-passback, the catalogue, a full gate) is not
+  remembered as used: shown again, it is decided afresh, never refused as a replay;
+* national codes the platform cannot decode now: a bus and a gate defer them (under the
+  catalogue and a gate's capacity, which deferred entries count toward), a hotel and a hospital
+  refuse them with a prompt that says what to do; at the next sync the platform's verdict
+  completes the decision (the fare with the card's concessions, the profile's categories).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 from pipeline_support import World
 
+from offline_store import JournalRow, canonical_ecard_id
+from sync.deferred import CONFIRMED, INVALID, Confirmation, Invalidity, follow_up_entry
 from terminal.ecard import Alg, PrivateKey, issue_credential, make_code, make_trust_list
 from terminal.ecard.keys import load_private_key
+from terminal.ecard_confirm import UNCHECKED_PROFILE, FollowUps
 from terminal.ecard_flow import CodeVerifier, process_code
 from terminal.profiles import Profile, parse_profile
 from terminal.reasons import Reason
@@ -153,3 +162,138 @@ def test_an_accepted_code_is_a_replay_at_once(world: World) -> None:
     shown = code(world.clock.now)
     assert process_code(world.pipeline(gate()), verifier(), shown).reason == Reason.OK
     assert process_code(world.pipeline(gate()), verifier(), shown).reason == Reason.QR_REPLAY
+
+
+# --- issue 11 §3: national codes deferred offline, by profile ---------------------------------
+
+NATIONAL = "CNSSC" + "A2B3C4D5" * 4
+
+
+def national(n: int) -> str:
+    """A distinct code in the reference platform's form (CNSSC + 32 Base32 characters)."""
+    return "CNSSC" + f"{n:032d}".translate(str.maketrans("0123456789", "ABCDEFGHIJ"))
+
+
+def offline() -> CodeVerifier:
+    return CodeVerifier()  # no platform configured: national codes cannot be decoded now
+
+
+@pytest.mark.parametrize(
+    ("profile", "reason"),
+    [
+        ("transit", Reason.QR_DEFERRED),
+        ("gate", Reason.QR_DEFERRED),
+        ("hotel", Reason.QR_ONLINE_UNAVAILABLE),
+        ("hospital", Reason.QR_ONLINE_UNAVAILABLE),
+    ],
+)
+def test_offline_a_bus_and_a_gate_defer_national_codes_identity_services_refuse(
+    world: World, profile: str, reason: Reason
+) -> None:
+    decision = process_code(world.pipeline(profile), offline(), NATIONAL, room="0302")
+    assert decision.reason == reason
+    if reason == Reason.QR_DEFERRED:
+        assert decision.accepted and decision.record is None
+        row = world.store.journal.last()
+        assert row is not None and row.outcome == "deferred" and row.amount is None
+    else:  # the prompt says what to do: the physical card works offline
+        shown = decision.to_json()
+        assert shown["prompt_zh"] == "网络不可用，请使用实体卡" and shown["hotline"]
+
+
+def test_a_deferred_code_needs_the_service_offered_here_and_is_then_decided_afresh(
+    world: World, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text(
+        'format = "sscard-catalogue/1"\n[[items]]\ncode = "0601"\nname = "住宿登记"\n'
+        'scenario = "hotel"\nregions = ["*"]\n',
+        encoding="utf-8",
+    )
+    world.store.catalogue.load_file(elsewhere)
+    refused = process_code(world.pipeline("transit"), offline(), NATIONAL)
+    assert refused.reason == Reason.NOT_IN_CATALOGUE
+    world.store.catalogue.load_file(Path(__file__).resolve().parents[1] / "catalogue.toml")
+    assert process_code(world.pipeline("transit"), offline(), NATIONAL).reason == (
+        Reason.QR_DEFERRED
+    )
+
+
+def test_deferred_entries_count_toward_a_gates_capacity_and_a_full_gate_refuses_them(
+    world: World,
+) -> None:
+    full_at_three = world.pipeline(gate(daily_capacity=3))
+    assert process_code(full_at_three, offline(), national(1)).reason == Reason.QR_DEFERRED
+    assert process_code(full_at_three, offline(), national(2)).reason == Reason.QR_DEFERRED
+    # a sync's follow-up rows are no entries: confirming both leaves two entries, not four
+    for row in world.store.journal.unconfirmed_deferred():
+        world.store.journal.append(follow_up_entry(row, reason=None))
+    assert process_code(full_at_three, offline(), national(3)).reason == Reason.QR_DEFERRED
+    refused = process_code(full_at_three, offline(), national(4))
+    assert refused.reason == Reason.CAPACITY_FULL  # three holders entered on deferred codes
+    world.clock.now += DAY  # the next day the code refused for capacity is decided afresh
+    assert process_code(full_at_three, offline(), national(4)).reason == Reason.QR_DEFERRED
+
+
+# --- the follow-up row: the decision completed as the card would have had it ------------------
+
+
+def verdict(category: str = "3", region: str = "430100") -> Confirmation:
+    return Confirmation(1, True, None, "7c" * 32, region, category, dt.date(2031, 11, 1))
+
+
+def deferred_row(world: World, scenario: str) -> JournalRow:
+    process_code(world.pipeline(scenario), offline(), NATIONAL)
+    (row,) = world.store.journal.unconfirmed_deferred()
+    return row
+
+
+def test_a_confirmed_ride_pays_the_fare_the_card_would_have_paid(world: World) -> None:
+    row = deferred_row(world, "transit")
+    elderly = FollowUps()(world.store, row, verdict(category="4"))
+    assert (elderly.outcome, elderly.reason_code, elderly.amount) == ("accept", CONFIRMED, 0)
+    assert elderly.ref_seq == row.seq and elderly.flags == ()
+    assert elderly.credential_token == world.store.card_hash(canonical_ecard_id("7c" * 32))
+    ordinary = FollowUps()(world.store, row, verdict(category="3"))
+    assert ordinary.amount == 200
+
+
+def test_a_card_the_service_does_not_serve_is_reported_invalid(world: World) -> None:
+    row = deferred_row(world, "gate")
+    profile = parse_profile(
+        {"scenario": "gate", "catalogue_item": "0501", "gate": {}, "allowed_categories": ["4"]},
+        "seniors-gate.toml",
+        "gate",
+    )
+    follow_ups = FollowUps()
+    follow_ups._pipelines[("gate", row.terminal_id)] = world.pipeline(profile)
+    entry = follow_ups(world.store, row, verdict(category="3"))
+    assert (entry.outcome, entry.reason_code) == ("refuse", INVALID)
+    assert entry.flags == ("invalid:category_not_allowed",)
+
+
+def test_the_platforms_refusal_is_journaled_with_its_reason(world: World) -> None:
+    row = deferred_row(world, "gate")
+    entry = FollowUps()(world.store, row, Confirmation(row.seq, False, Invalidity.DENY_LOST))
+    assert (entry.outcome, entry.reason_code, entry.flags) == (
+        "refuse",
+        INVALID,
+        ("invalid:deny_lost",),
+    )
+    assert entry.credential_token == row.credential_token  # the code's hash: no card named
+    world.store.journal.append(entry)
+    assert world.store.journal.count(outcome="deferred", unconfirmed=True) == 0
+
+
+def test_a_profile_the_sync_cannot_find_gives_the_platforms_verdict_alone(world: World) -> None:
+    process_code(
+        world.pipeline(parse_profile(_bus(), "line-7.toml", "line-7")), offline(), NATIONAL
+    )
+    (row,) = world.store.journal.unconfirmed_deferred()
+    entry = FollowUps()(world.store, row, verdict())
+    assert entry.reason_code == CONFIRMED and entry.flags == (UNCHECKED_PROFILE,)
+    assert entry.amount is None
+
+
+def _bus() -> dict[str, object]:
+    return {"scenario": "transit", "catalogue_item": "0301", "transit": {"fare_fen": 150}}
