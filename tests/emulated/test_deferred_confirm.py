@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from platform_support import NOW, PERSONAS, Clock, LivePlatform, live_platform
 
-from offline_store import JournalEntry, JournalError, Store, canonical_ecard_id
+from offline_store import JournalEntry, JournalError, JournalRow, Store, canonical_ecard_id
+from offline_store.chain import chain_hash
 from offline_store.db import MIGRATIONS, migrate, open_database
 from sync.client import SyncClient
 from sync.config import SyncConfig
@@ -232,3 +233,32 @@ def test_a_store_of_schema_3_gains_ref_seq_and_its_rows_hash_as_before(tmp_path:
         assert migrate(reopened) == len(MIGRATIONS) == 4
     finally:
         reopened.close()
+
+
+def test_a_follow_up_row_matches_its_documented_vector() -> None:
+    # docs/offline-store.md §5.6 row 4, computed there with sha256sum
+    row3_hash = "0f6d1dbe632e7ae0f810b86a04530296f5559363d6b2147022dbfb1f629a3d80"
+    fourth = JournalRow(
+        seq=4,
+        uuid="9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
+        wall_time=1795953604.5,
+        monotonic_ns=123460789000,
+        scenario="transit",
+        catalogue_item="0301",
+        credential_token="5490d353fb3c81ec1e7cd95af4251a356c8b47b2bf0906b6900021adae19597f",
+        outcome="accept",
+        reason_code="ecard_confirmed",
+        amount=0,
+        personal_fields=(),
+        prev_hash=row3_hash,
+        hash="",
+        uploaded=False,
+        terminal_id="440100-T0001",
+        wall_time_us=1795953604500000,
+        ref_seq=2,
+    )
+    assert b'"reason_code":"ecard_confirmed","ref_seq":"2","scenario"' in fourth.canonical()
+    assert (
+        chain_hash(row3_hash, fourth.canonical())
+        == "445937ca1292d2c07d070578c5763f204c4650971ecbb2659904b92f6907711b"
+    )
