@@ -16,18 +16,22 @@ the real pipeline and a real store file:
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
 from pipeline_support import World
+from platform_support import live_platform
 
+from config.settings import Settings
 from offline_store import JournalRow, canonical_ecard_id
 from sync.deferred import CONFIRMED, INVALID, Confirmation, Invalidity, follow_up_entry
+from terminal.cmd_tap import open_online
 from terminal.ecard import Alg, PrivateKey, issue_credential, make_code, make_trust_list
 from terminal.ecard.keys import load_private_key
 from terminal.ecard_confirm import UNCHECKED_PROFILE, FollowUps
 from terminal.ecard_flow import CodeVerifier, process_code
-from terminal.profiles import Profile, parse_profile
+from terminal.profiles import Profile, load_profile, parse_profile
 from terminal.reasons import Reason
 
 pytestmark = pytest.mark.emulated
@@ -297,3 +301,32 @@ def test_a_profile_the_sync_cannot_find_gives_the_platforms_verdict_alone(world:
 
 def _bus() -> dict[str, object]:
     return {"scenario": "transit", "catalogue_item": "0301", "transit": {"fare_fen": 150}}
+
+
+def test_a_production_desk_does_not_keep_a_test_key_list_it_fetched_online(
+    world: World, tmp_path: Path
+) -> None:
+    """The ``online`` policy fetches the trust list during a scan: in production a TEST KEY as
+    the pinned root (a platform made with ``init --test-keys``) refuses the fetch before
+    anything is kept, as at ``sscard sync`` and ``sscard qr trust-import``."""
+    with live_platform(tmp_path / "platform", {"T-TEST-01": ("hotel",)}, clock=time.time) as live:
+        credentials = live.terminals["T-TEST-01"]
+        key_file = tmp_path / "sync.key"
+        key_file.write_text(credentials.key.hex())
+        key_file.chmod(0o600)
+        root = tmp_path / "qr-root.pem"
+        root.write_bytes(TEST_ROOT.public_key.to_pem())
+        for production, kept in ((True, False), (False, True)):
+            settings = Settings(
+                production=production,
+                terminal_id="T-TEST-01",
+                trust_root_key=root,
+                sync_url=live.url,
+                sync_key_file=key_file,
+                sync_key_id=credentials.key_id,
+            )
+            online = open_online(settings, world.store, load_profile("hotel"))
+            assert online is not None
+            with online:
+                assert online.refresh_trust_list() is kept
+            assert (world.store.trust.info() is not None) is kept
