@@ -4,7 +4,8 @@ A scanned text is sorted by its syntax first (:func:`terminal.ecard.national.cod
 docs/qr-format.md §14); anything that is neither kind is ``qr_bad_encoding`` and goes nowhere:
 
 * the open, offline-verifiable format (``SSC1:``, docs/qr-format.md): verified here against
-  the trust list in the offline store, then the replay cache (the same credential and counter
+  the trust list in the offline store (an expired one under the profile's ``[degraded]
+  trust_list`` policy), then the replay cache (the same credential and counter
   within the window is refused), then — as one more credential — the pipeline's checks and the
   scenario's rules: deny list (the card token, hashed like a card), category, catalogue, list
   age, fares, gates, registrations;
@@ -12,9 +13,14 @@ docs/qr-format.md §14); anything that is neither kind is ``qr_bad_encoding`` an
   is sent to the platform's decode endpoint, once, with a short timeout, through the terminal's
   one transport to the platform (:meth:`sync.config.SyncConfig.transport`: signed, with the pin
   or the CA file of ``[sync]``, nothing from the environment). When the platform cannot be
-  reached, :func:`defer_or_refuse` decides: refuse, or (low-risk services) accept and journal
-  the code as ``deferred``, its text kept encrypted in the journal for the next sync — never
-  more than the profile's ``max_deferred`` not yet uploaded, never the same code twice.
+  reached, :func:`defer_or_refuse` decides: refuse (hotels, hospitals: the service is the
+  holder's identity), or (buses, gates) accept and journal the code as ``deferred``, its text
+  kept encrypted in the journal for the platform to confirm at the next sync
+  (:mod:`terminal.ecard_confirm`) — never more than the profile's ``max_deferred`` not yet
+  confirmed, never the same code twice (docs/policy.md §5).
+
+A code is remembered in the replay cache only when it is accepted (or deferred): a valid code
+refused for another reason is decided afresh when it is shown again.
 
 Both end in :class:`terminal.card_read.CardFacts` and a :class:`terminal.pipeline.Decision`.
 """

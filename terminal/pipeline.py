@@ -18,8 +18,11 @@ The checks run in a fixed order, each with a stable reason code (:mod:`terminal.
    follows the degraded policy too;
 
 then the scenario's own rules (transit fare and concessions, gate anti-passback and capacity,
-hotel room number). A card that answers with a lock or a wrong PIN cannot be read further, so
-those arrive as errors of the read and are decided before the checks on its data.
+hotel room number). A national e-card code the platform cannot decode now is deferred on the
+checks that need no card (:meth:`Pipeline.decide_deferred`) and its decision completed when
+the platform confirms it (:meth:`Pipeline.complete_deferred`). A card that answers with a lock
+or a wrong PIN cannot be read further, so those arrive as errors of the read and are decided
+before the checks on its data.
 
 Every decision is appended to the journal (durably, fsync) before any indicator fires, with
 its flags (``stale_list:deny_list`` …). Personal fields are journaled (encrypted) only for
