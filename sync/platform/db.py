@@ -59,6 +59,7 @@ __all__ = [
     "open_engine",
     "qr_key",
     "read_meta",
+    "request_nonce",
     "terminal",
     "terminal_key",
     "transaction",
@@ -68,12 +69,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: request_nonce
 BUSY_TIMEOUT_S = 5  # then 503 + Retry-After, well inside a client's request timeout
 SQLITE_FILE_MODE = 0o600
 READONLY = "sscard_readonly"  # execution option: open the transaction with a deferred BEGIN
 TERMINAL_ID_LEN = 32
 HASH_LEN = 64
+NONCE_LEN = 32
 
 metadata = MetaData()
 
@@ -215,6 +217,21 @@ ecard_code = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+# the request nonces whose timestamps are still accepted (docs/sync.md §2): a restart, or
+# another process serving the same database, still refuses their replays
+request_nonce = Table(
+    "request_nonce",
+    metadata,
+    Column("terminal_id", String(TERMINAL_ID_LEN), primary_key=True),
+    Column("nonce", String(NONCE_LEN), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),  # the last second it is accepted
+    sqlite_with_rowid=False,
+)
+Index("request_nonce_expiry", request_nonce.c.expires_at)
+
+# the tables each schema version added, created when an older database is opened
+MIGRATIONS: dict[int, tuple[Table, ...]] = {2: (request_nonce,)}
+
 # meta keys
 META_SCHEMA = "schema_version"
 META_DENY_VERSION = "deny.version"  # also the row writers of the deny list lock
@@ -304,7 +321,7 @@ def _prepare(engine: Engine, now: float) -> None:
     with engine.begin() as conn:
         if engine.dialect.has_table(conn, "meta"):
             found = conn.execute(select(meta.c.value).where(meta.c.key == META_SCHEMA)).scalar()
-            version = int(found) if found is not None and found.isdigit() else 0
+            version = int(found) if found is not None and found.isascii() and found.isdigit() else 0
             if version > SCHEMA_VERSION:
                 raise PlatformConfigError(
                     f"the database has schema version {version}: written by a newer sscard "
@@ -312,6 +329,8 @@ def _prepare(engine: Engine, now: float) -> None:
                 )
             if version < 1:
                 raise PlatformConfigError("the database has a meta table but no schema version")
+            if version < SCHEMA_VERSION:
+                _migrate(conn, version)
             return
         tables = engine.dialect.get_table_names(conn)
         if tables:
@@ -332,6 +351,14 @@ def _prepare(engine: Engine, now: float) -> None:
             insert(deny_version).values(version=1, created=iso_utc(now), listed=0, changes=0)
         )
     log.info("event=platform_schema_created version=%d", SCHEMA_VERSION)
+
+
+def _migrate(conn: Connection, version: int) -> None:
+    """Bring a database of an older schema version up to :data:`SCHEMA_VERSION`."""
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        metadata.create_all(conn, tables=list(MIGRATIONS.get(target, ())))
+        conn.execute(update(meta).where(meta.c.key == META_SCHEMA).values(value=str(target)))
+        log.info("event=platform_schema_migrated version=%d", target)
 
 
 def iso_utc(now: float) -> str:
