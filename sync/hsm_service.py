@@ -43,6 +43,7 @@ import socket
 import socketserver
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,7 @@ MAX_BODY = 16 * 1024
 MAX_TERMINAL_ID = 64
 MAX_LENGTH_DIGITS = 9  # a Content-Length with more digits is over any limit anyway
 PROBLEM_TYPE = "application/problem+json"
+FRAMES_LIMIT = 2000  # characters of the frames of an unexpected failure in its log line
 IDLE_TIMEOUT_S = 30.0  # a keep-alive connection idle this long is closed
 MASKED_CARD_HEX = 6  # the city code part of 卡识别码 (spec §4.3 field 1)
 NO_CARD = "-"
@@ -297,12 +299,15 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             reply = self._route(path)
         except Exception as exc:  # the request fails, the service carries on
+            # the type and the last frames, quoted on the line: an exception's message may
+            # hold request text (and a traceback spans lines)
+            frames = "".join(traceback.format_tb(exc.__traceback__)[-3:]).replace("\n", " | ")
             log.error(
-                "event=hsm_request_failed method=%s path=%s error=%s",
+                "event=hsm_request_failed method=%s path=%s error=%s frames=%s",
                 quote(self.command),
                 quote(path),
                 type(exc).__name__,
-                exc_info=True,
+                quote(frames, FRAMES_LIMIT),
             )
             self.close_connection = True
             reply = _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")

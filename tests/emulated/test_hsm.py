@@ -356,6 +356,28 @@ def test_a_newline_in_the_path_and_esc_in_the_terminal_stay_on_one_quoted_line(
     assert all(line.isprintable() for line in lines)
 
 
+def test_an_unexpected_failure_is_a_bare_500_problem_without_its_trace(
+    service: HsmService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = "forged\nERROR root key " + "-".join(["0123", "4567"])  # frames show source
+
+    def broken(keys: RootKeys, payload: bytes) -> None:
+        raise RuntimeError(message)
+
+    monkeypatch.setattr("sync.hsm_service.card_auth", broken)
+    with caplog.at_level(logging.INFO, logger="sync.hsm_service"):
+        answer = post(service, {"step1": hsm_step1(REQUEST_2)})
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["detail"] == "internal error"
+    assert "0123-4567" not in answer.text and "Traceback" not in answer.text
+    records = [r for r in caplog.records if r.name == "sync.hsm_service"]
+    [failed] = [r for r in records if "event=hsm_request_failed" in r.getMessage()]
+    assert "error=RuntimeError" in failed.getMessage() and failed.exc_info is None
+    for record in records:
+        assert "0123-4567" not in record.getMessage() and record.getMessage().isprintable()
+
+
 def test_ssf33_maps_back_to_algorithm_not_supported(module: HsmModule) -> None:
     request = AuthRequest(SSF33_CARD, REQUEST_2.internal_factor, REQUEST_2.internal_original)
     module.check(SSF33_CARD)  # the HSM decides, not the client

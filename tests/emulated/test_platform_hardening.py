@@ -334,3 +334,35 @@ def test_an_unsigned_garbage_request_line_is_a_problem_document(live: LivePlatfo
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400")
     assert json.loads(body)["code"] == "bad_request"
+
+
+def test_an_unexpected_failure_is_a_bare_500_problem_without_its_trace(
+    live: LivePlatform, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last resort stays: nothing of the exception reaches the client or the log line."""
+
+    message = "SELECT " + "-".join(["secret", "key", "value"])  # the frames show source lines
+
+    def broken(*args: object) -> float:
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(Platform, "heartbeat", broken)
+    with caplog.at_level(logging.INFO, logger="sync.platform"):
+        answer = live.client().post("/v1/heartbeat", HEARTBEAT)
+    assert answer.status_code == 500
+    document = assert_problem_5xx(answer)
+    assert document == {
+        "type": "about:blank",
+        "title": "Internal Server Error",
+        "status": 500,
+        "code": "internal_error",
+        "detail": "the platform could not answer",
+    }
+    [line] = [r.getMessage() for r in caplog.records if "event=internal_error" in r.getMessage()]
+    assert "error=RuntimeError" in line and "secret-key-value" not in line
+
+
+def assert_problem_5xx(answer: requests.Response) -> dict[str, object]:
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "Traceback" not in answer.text and "secret" not in answer.text
+    return dict(answer.json())
