@@ -354,7 +354,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _content_length(self) -> int | None:
         value = self.headers.get("Content-Length")
-        return None if value is None else ascii_uint(value.strip(), MAX_LENGTH_DIGITS)
+        if value is None:
+            return None
+        value = value.strip()
+        if len(value) > MAX_LENGTH_DIGITS and value.isascii() and value.isdigit():
+            return MAX_BODY + 1  # more digits than any length we read: over the limit
+        return ascii_uint(value, MAX_LENGTH_DIGITS)
 
     def _discard_body(self) -> None:
         length = self._content_length()

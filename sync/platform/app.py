@@ -318,6 +318,8 @@ async def _raw(request: Request, limit: int) -> RawRequest:
     declared = request.headers.get("content-length")
     length = None if declared is None else ascii_uint(declared, INT64_DIGITS)
     if declared is not None and length is None:
+        if declared.isascii() and declared.isdigit():  # more digits than any int64
+            raise ProblemError(413, "too_large", f"the body is over {limit} bytes")
         raise ProblemError(400, "bad_request", "Content-Length is not a number")
     if length is not None and length > DRAIN_FACTOR * limit:
         raise ProblemError(413, "too_large", f"the body is over {limit} bytes")

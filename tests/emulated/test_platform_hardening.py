@@ -126,10 +126,22 @@ def test_a_version_query_of_other_digits_is_400(live: LivePlatform, query: str) 
     assert problem(answer, 400) == "invalid_query"
 
 
+def test_a_content_length_of_more_digits_than_an_int64_is_413(live: LivePlatform) -> None:
+    request = (
+        b"POST /v1/heartbeat HTTP/1.1\r\nHost: platform\r\nContent-Length: "
+        + b"9" * 20  # over any int64; h11 itself refuses more than 20 digits (400)
+        + b"\r\n\r\n{}"
+    )
+    status, headers, body = raw_exchange("127.0.0.1", live.server.port, request)
+    assert status == 413 and assert_problem(status, headers["content-type"], body)["code"] == (
+        "too_large"
+    )
+
+
 @pytest.mark.parametrize(
     "length",
-    [b"\xb2", b"1\xb2", b"\xd9\xa3", b"-1", b"1 2", b"0x10", b"9" * 30],
-    ids=["superscript", "digit-superscript", "arabic-indic", "negative", "two", "hex", "huge"],
+    [b"\xb2", b"1\xb2", b"\xd9\xa3", b"-1", b"1 2", b"0x10"],
+    ids=["superscript", "digit-superscript", "arabic-indic", "negative", "two", "hex"],
 )
 def test_a_content_length_off_its_format_is_a_400_problem(
     live: LivePlatform, length: bytes
