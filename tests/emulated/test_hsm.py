@@ -514,6 +514,9 @@ def scripted() -> Iterator[HTTPServer]:
         (200, b'{"pkey": 5}', "no pkey string"),
         (200, b'{"pkey": "00|"}', "does not fit"),
         (200, b'{"pkey": "11111111111111110000000000000000||"}', "another INTERNAL"),
+        (200, b"[" * 100_000 + b"]" * 100_000, "not JSON"),  # RecursionError escaped
+        (422, b"[" * 100_000 + b"]" * 100_000, "HTTP 422: no error text"),
+        (200, b'{"pkey": "' + b"0" * 31 + b'||"}', "does not fit"),  # odd hex: ValueError
     ],
 )
 def test_answers_that_are_not_a_pkey_for_this_request_are_unavailable(

@@ -9,6 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sync.answers import batch_answer, json_answer, server_time
+from sync.errors import SyncProtocolError
+from sync.transport import Exchange
 from sync.wire import MAX_JSON_DEPTH, MalformedBody, ascii_uint, json_depth, load_json, quote
 
 LIMIT = 1 << 20
@@ -156,3 +159,11 @@ def test_a_quoted_value_is_one_printable_line(text: str) -> None:
     shown = quote(text, 50)
     assert shown.isprintable() and "\n" not in shown
     assert shown.startswith('"') and shown.rstrip("…").endswith('"')
+
+
+@pytest.mark.parametrize("check", [batch_answer, server_time, json_answer])
+def test_the_sync_client_refuses_an_answer_nested_thousands_deep(check: object) -> None:
+    """A platform answer (or a proxy's) of 60 KB of "[" raised RecursionError in the client."""
+    answer = Exchange(200, {}, nested(30_000), 1000.0, 0.1, 1)
+    with pytest.raises(SyncProtocolError, match="nests deeper"):
+        check(answer)  # type: ignore[operator]
