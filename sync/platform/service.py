@@ -137,6 +137,7 @@ class Platform:
 
         :raises: nothing
         """
+        self.nonces.close()
         self.engine.dispose()
 
     def __enter__(self) -> Platform:
