@@ -260,7 +260,7 @@ def open_engine(url: str, now: float | None = None) -> Engine:
         raise PlatformConfigError(f"not a database URL: {exc}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        engine = _sqlite_engine(parsed.database)
+        engine = _sqlite_engine(_sqlite_file(parsed.database))
     elif backend == "postgresql":
         try:
             engine = create_engine(parsed, pool_pre_ping=True)
@@ -283,16 +283,24 @@ def open_engine(url: str, now: float | None = None) -> Engine:
     return engine
 
 
-def _sqlite_engine(database: str | None, synchronous: str = "FULL") -> Engine:
+def _sqlite_file(database: str | None) -> Path:
+    """The database file, created 0600 before SQLite opens it (-wal/-shm inherit the mode).
+
+    Only before any connection: closing a descriptor of the file drops every POSIX lock this
+    process holds on it, which the connections of an engine already open would rely on.
+    """
     if not database or database == ":memory:" or database.startswith("file:"):
         raise PlatformConfigError("the SQLite database must be a file (sqlite:///path/platform.db)")
     path = Path(database)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # created 0600 before SQLite opens it; -wal/-shm inherit the mode from the database
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, SQLITE_FILE_MODE))
     except OSError as exc:
         raise PlatformConfigError(f"cannot create {path}: {exc.strerror}") from exc
+    return path
+
+
+def _sqlite_engine(path: Path, synchronous: str = "FULL") -> Engine:
     engine = create_engine(
         f"sqlite:///{path}",
         connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
@@ -331,9 +339,10 @@ def fast_commit_engine(engine: Engine) -> Engine:
     :param engine: the platform's engine (:func:`open_engine`)
     :raises: nothing
     """
-    if engine.dialect.name != "sqlite":
+    if engine.dialect.name != "sqlite" or not engine.url.database:
         return engine
-    return _sqlite_engine(engine.url.database, "NORMAL")
+    # the file exists (open_engine made it): never opened and closed here, see _sqlite_file
+    return _sqlite_engine(Path(engine.url.database), "NORMAL")
 
 
 def fast_commit(conn: Connection) -> None:
