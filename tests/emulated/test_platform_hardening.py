@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,12 +207,28 @@ def test_a_newline_in_the_path_and_esc_in_the_terminal_header_stay_on_one_quoted
             timeout=30,
         )
     assert answer.status_code == 404
+    access = wait_for_line(caplog, "event=http_request", "forged")
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("sync.platform")]
-    [access] = [line for line in lines if "event=http_request" in line and "forged" in line]
     assert 'path="/v1/time\\n2026-11-29 08:00:00 ERROR event=forged"' in access
     assert 'terminal="T1\\x1b[31m\\x1b]0;owned\\x07"' in access
     for line in lines:
         assert "\n" not in line and "\x1b" not in line, line
+
+
+def wait_for_line(caplog: pytest.LogCaptureFixture, *words: str) -> str:
+    """The one platform log line holding every word; the access line is written after the
+    answer is sent, so the client can read the answer first."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = [
+            r.getMessage()
+            for r in caplog.records
+            if r.name.startswith("sync.platform") and all(w in r.getMessage() for w in words)
+        ]
+        if found or time.monotonic() > deadline:
+            [line] = found
+            return line
+        time.sleep(0.01)
 
 
 def test_a_refused_signature_logs_the_quoted_path(
