@@ -18,12 +18,17 @@ Spec doc §3.5 (S3-P9 §5, §7–§9):
 * ``00 B0 96 00 06`` reads the 6-byte terminal number from EF ``0016`` by SFI.
 
 Key ids (S3-P9 附录B, S4 App B): IRK ``08`` with usage ``67`` (3 levels, type 07);
-RKSSSE ``0A`` with type 07.
+RKSSSE ``0A`` with type 07; the purchase key DPK, type ``02``, ids ``01``–``03`` by key version,
+with usage ``22`` (1 level). The number of levels is a property of **each key**: a PSAM may
+hold its IRK at 3 levels, its RKSSSE at 2 and its DPK at 1 (S3-P9 §8 tells applications to try
+the other level counts or to index them per PSAM).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 from apdu import crypto
 from apdu.command import CommandApdu
@@ -67,14 +72,44 @@ P1_TERMINAL_INFO_SFI = 0x80 | 0x16  # READ BINARY by SFI 16 (EF 0016)
 TERMINAL_NUMBER_LENGTH = 6
 
 KEY_TYPE_AUTH = 0x07
+KEY_TYPE_PURCHASE = 0x02  # S3-P9 附录B: DPK ↔ usage 22 (medical purchase), ids 01..03
 KEY_IRK = 0x08
 KEY_RKSSSE = 0x0A
+LEVEL_ORDER = (3, 2, 1)  # S3-P9 §8: national roots first, then province, then city keys
 SW_WRONG_LEVELS = 0x6A80
+SW_WRONG_LENGTH = 0x6700
 SW_CONDITIONS = 0x6985
 SW_KEY_NOT_FOUND = 0x6A88
 SW_FILE_NOT_FOUND = 0x6A82
 SW_MAC_INVALID = 0x9302  # CREDIT SAM FOR PURCHASE: MAC2 does not match (S3-P9 §9.9)
 SW_MAC_INVALID_COUNTED = 0x63CF  # the same, as some PSAMs answer it
+
+
+T = TypeVar("T")
+
+
+class PsamKey(NamedTuple):
+    """One key of a PSAM: what its number of diversification levels belongs to.
+
+    :param algorithm: the environment (DES, SSF33, SM4) the key lives in
+    :param key_type: the low five bits of the usage byte (``07`` auth, ``02`` purchase)
+    :param key_id: the key id (``08`` IRK, ``0A`` RKSSSE; the key version for a DPK)
+    """
+
+    algorithm: CardAlgorithm
+    key_type: int
+    key_id: int
+
+
+def key_name(key: PsamKey) -> str:
+    """A short name of a PSAM key for logs and messages (``IRK``, ``RKSSSE``, ``DPK v1``).
+
+    :param key: the key
+    """
+    if key.key_type == KEY_TYPE_PURCHASE:
+        return f"DPK v{key.key_id}"
+    names = {KEY_IRK: "IRK", KEY_RKSSSE: "RKSSSE"}
+    return names.get(key.key_id, f"key {key.key_id:02X}")
 
 
 def usage_byte(levels: int, key_type: int = KEY_TYPE_AUTH) -> int:
@@ -166,9 +201,9 @@ class PsamSession:
         return out
 
     def init_sam_for_purchase(self, data: bytes) -> bytes:
-        """``80 70 00 00 24``: MAC1 of a purchase → terminal sequence (4) ‖ MAC1 (4).
+        """``80 70 00 00 Lc``: MAC1 of a purchase → terminal sequence (4) ‖ MAC1 (4).
 
-        :param data: the 36 bytes of :meth:`apdu.purse.PurchaseRequest.mac1_data`
+        :param data: :meth:`apdu.purse.PurchaseRequest.mac1_data`, 20 + 8 bytes per level
         :raises ProtocolError: when the PSAM returns other than 8 bytes
         """
         command = CommandApdu(CLA_PROPRIETARY, INS_INIT_SAM_FOR_PURCHASE, 0, 0, data, 8)
@@ -203,9 +238,15 @@ class PsamSession:
 class PsamModule(SecurityModule):
     """A PSAM in a reader slot as the security module (production mode).
 
-    The number of diversification levels a PSAM's roots need differs between PSAMs (S3-P9 §8):
-    on ``6A80`` the module retries with 3 → 2 → 1 levels and remembers what worked, per
-    algorithm, for the life of the object (one object per PSAM).
+    The number of diversification levels differs between PSAMs and, within one PSAM, between
+    its keys (S3-P9 §8, 附录B): the IRK may sit at 3 levels, RKSSSE at 2, the purchase key at
+    1. On ``6A80`` (wrong number of levels) the module retries 3 → 2 → 1 and remembers what
+    worked **per key** — (environment, key type, key id), see :class:`PsamKey` — so a count
+    found for one key is never tried on another. A remembered count is a hint, not a fact: if
+    the PSAM refuses it with ``6A80`` (another PSAM in the slot, another key set after
+    ``BF EC``), the module forgets it and probes the other counts again. :meth:`forget` drops
+    everything the module learnt about its PSAM (the levels and the terminal number); a
+    back-end that reconnects to a replaced PSAM calls it.
 
     :param connection: the PSAM's connection, with the T=0 chain
     """
@@ -214,8 +255,13 @@ class PsamModule(SecurityModule):
 
     def __init__(self, connection: Connection) -> None:
         self.session = PsamSession(connection)
-        self.levels: dict[CardAlgorithm, int] = {}
+        self.levels: dict[PsamKey, int] = {}
         self._terminal_number: str | None = None
+
+    def forget(self) -> None:
+        """Forget what was learnt about the PSAM: key levels and the terminal number."""
+        self.levels.clear()
+        self._terminal_number = None
 
     def _prepare(self, card: CardIdentity) -> None:
         if not self.session.select_environment(card.algorithm):
@@ -229,26 +275,66 @@ class PsamModule(SecurityModule):
         size = 8 if card.algorithm == CardAlgorithm.DES else 16
         return factor.ljust(size, b"\x00")
 
+    def _with_levels(
+        self,
+        key: PsamKey,
+        attempt: Callable[[int], T],
+        *,
+        most: int = 3,
+        wrong_levels: tuple[int, ...] = (SW_WRONG_LEVELS,),
+    ) -> T:
+        """Run ``attempt(levels)`` with this key's remembered count, else 3 → 2 → 1.
+
+        :param key: the key the count belongs to
+        :param attempt: one try of the command with a number of levels
+        :param most: the most levels the caller has factors for
+        :param wrong_levels: the status words that mean "wrong number of levels"
+        :raises KeyLevelInsufficient: no count was accepted (``-24``)
+        :raises ApduError: any other refusal
+        """
+        known = self.levels.get(key)
+        order = [n for n in LEVEL_ORDER if n <= most]
+        if known is not None and known in order:
+            order.remove(known)
+            order.insert(0, known)
+        for levels in order:
+            try:
+                result = attempt(levels)
+            except ApduError as exc:
+                if exc.sw not in wrong_levels:
+                    raise
+                if levels == known:
+                    del self.levels[key]  # e.g. another PSAM in the slot: probe again
+                    log.info("event=psam_levels_changed key=%s levels=%d", key_name(key), levels)
+                else:
+                    log.info("event=psam_level_retry key=%s levels=%d", key_name(key), levels)
+                continue
+            if levels != known:
+                self.levels[key] = levels
+                log.info(
+                    "event=psam_levels key=%s algorithm=%s levels=%d",
+                    key_name(key),
+                    key.algorithm,
+                    levels,
+                )
+            return result
+        raise KeyLevelInsufficient(
+            f"the PSAM accepted no number of diversification levels for its {key_name(key)}"
+        )
+
     def _deliver(self, card: CardIdentity, key_id: int, factor: bytes) -> None:
         session_factor = self._session_factor(card, factor)
-        known = self.levels.get(card.algorithm)
-        for levels in [known] if known else [3, 2, 1]:
-            try:
-                self.session.deliver_session_key(
-                    key_id, diversification_factors(card, levels), session_factor
-                )
-            except ApduError as exc:
-                if exc.sw == SW_WRONG_LEVELS and known is None:
-                    log.info("event=psam_level_retry levels=%d", levels)
-                    continue
-                if exc.sw == SW_KEY_NOT_FOUND and key_id == KEY_RKSSSE:
-                    raise RkssseMissing("the PSAM holds no RKSSSE key") from exc
-                raise SecurityModuleRefused("BF DE (deliver session key)", exc.sw) from exc
-            if known is None:
-                self.levels[card.algorithm] = levels
-                log.info("event=psam_levels algorithm=%s levels=%d", card.algorithm, levels)
-            return
-        raise KeyLevelInsufficient("the PSAM accepted no number of diversification levels")
+
+        def attempt(levels: int) -> None:
+            factors = diversification_factors(card, levels)
+            self.session.deliver_session_key(key_id, factors, session_factor)
+
+        try:
+            self._with_levels(PsamKey(card.algorithm, KEY_TYPE_AUTH, key_id), attempt)
+        except ApduError as exc:
+            if exc.sw == SW_KEY_NOT_FOUND and key_id == KEY_RKSSSE:
+                raise RkssseMissing("the PSAM holds no RKSSSE key") from exc
+            raise SecurityModuleRefused("BF DE (deliver session key)", exc.sw) from exc
 
     def _auth_data(self, card: CardIdentity, original: bytes) -> bytes:
         if card.algorithm == CardAlgorithm.DES:
@@ -292,15 +378,27 @@ class PsamModule(SecurityModule):
     def purchase_mac1(self, request: PurchaseRequest) -> PurchaseMac1:
         """MAC1 with ``80 70`` in the DES environment's ADF.
 
+        The purchase key's number of levels is the number of factors sent (the Lc); it is
+        found like the others, 3 → 2 → 1, and remembered per key version. A PSAM may answer
+        a factor count its key does not take with ``6A80`` or ``6700``: both mean "wrong number
+        of levels" here, since the rest of the data is fixed.
+
         :param request: the card's purchase data
         :raises AlgorithmNotSupported: the PSAM has no DES environment
+        :raises KeyLevelInsufficient: no number of factors was accepted (``-24``)
         :raises SecurityModuleRefused: the PSAM refused (``6A88``: no purchase key), as ``-(SW)``
         """
+        key = PsamKey(CardAlgorithm.DES, KEY_TYPE_PURCHASE, request.key_version)
         try:
             if not self.session.select_environment(CardAlgorithm.DES):
                 raise AlgorithmNotSupported("the PSAM has no DES environment for purchases")
             self.session.select_application()
-            out = self.session.init_sam_for_purchase(request.mac1_data())
+            out = self._with_levels(
+                key,
+                lambda levels: self.session.init_sam_for_purchase(request.mac1_data(levels)),
+                most=len(request.factors),
+                wrong_levels=(SW_WRONG_LEVELS, SW_WRONG_LENGTH),
+            )
         except ApduError as exc:
             raise SecurityModuleRefused(_step(exc), exc.sw) from exc
         return PurchaseMac1(int.from_bytes(out[:4], "big"), out[4:])

@@ -10,9 +10,15 @@ A purchase runs between the card and the security module in three steps (§7.2):
 
 The computation (DES, the only purse algorithm with public test material here):
 
-* the card's purchase key DPK is diversified from the purchase root over two 8-byte factors,
-  the issuer id and then the card application serial (the ``80 70`` data lists them the other
-  way round, the card's own level first, as every PSAM command does);
+* the card's purchase key DPK is diversified from the national purchase root over three 8-byte
+  factors: the region, the issuer and then the card application serial (S3-P9 §9.9: "3
+  diversification factors"; the ``80 70`` data lists them the other way round, the card's own
+  level first, as every PSAM command does);
+* a PSAM holds the purchase key at a level of its own — the national root (3 factors), a region
+  key (2: issuer, card) or an issuer key (1: the card serial) — independently of its IRK and
+  RKSSSE levels (S3-P9 附录B gives the DPK usage ``22``, one level, where the IRK has ``67``).
+  The number of factors is the Lc of ``80 70``: ``20 + 8·n`` (``1C``/``24``/``2C``); §7.2's
+  transit trace is the 2-factor form ``80 70 00 00 24``;
 * the session key ``SESPK = 3DES_DPK(card random 4 ‖ card sequence 2 ‖ terminal sequence
   low 2)``, 8 bytes;
 * ``MAC1 = MAC_SESPK(amount 4 ‖ type 1 ‖ terminal number 6 ‖ date 4 ‖ time 3)`` and
@@ -36,7 +42,9 @@ TYPE_COMPOUND = 0x09
 #: the card's algorithm id for DES/3DES purchase keys
 PURSE_ALG_DES = 0x00
 AMOUNT_MAX = 0xFFFFFFFF
-MAC1_DATA_LEN = 36  # the Lc of 80 70 (§7.2 step 4: 0x24)
+MAC1_FIXED_LEN = 20  # the 80 70 data before the factors (§7.2 step 4)
+FACTOR_LEN = 8
+MAX_LEVELS = 3  # region, issuer, card
 TERMINAL_NUMBER_LEN = 6
 
 
@@ -59,8 +67,10 @@ class PurchaseRequest:
     :param when: the transaction time, as the terminal will send it to the card
     :param key_version: the card's key version
     :param algorithm_id: the card's algorithm id (``00``: DES/3DES)
-    :param card_serial: the card application serial, 8 bytes (the card-level factor)
-    :param issuer_id: the issuer / city id, 8 bytes (the issuer-level factor)
+    :param factors: the diversification factors, 8 bytes each, **the card's own level first**:
+        card application serial, issuer id, region id. A terminal gives all three; the module
+        sends as many as its purchase key needs (:meth:`mac1_data`). A request read back from
+        ``80 70`` data holds the ones that were sent.
     :raises ProtocolError: a field of the wrong length or out of range
     """
 
@@ -71,14 +81,17 @@ class PurchaseRequest:
     when: datetime
     key_version: int
     algorithm_id: int
-    card_serial: bytes
-    issuer_id: bytes
+    factors: tuple[bytes, ...]
 
     def __post_init__(self) -> None:
         if len(self.card_random) != 4:
             raise ProtocolError("the card's purchase random is 4 bytes")
-        if len(self.card_serial) != 8 or len(self.issuer_id) != 8:
-            raise ProtocolError("the card serial and the issuer id are 8 bytes each")
+        if not 1 <= len(self.factors) <= MAX_LEVELS:
+            raise ProtocolError(
+                f"a purchase has 1 to {MAX_LEVELS} diversification factors, got {len(self.factors)}"
+            )
+        if any(len(factor) != FACTOR_LEN for factor in self.factors):
+            raise ProtocolError(f"the diversification factors are {FACTOR_LEN} bytes each")
         if not 0 <= self.card_sequence <= 0xFFFF:
             raise ProtocolError("the card transaction sequence is 2 bytes")
         if not 0 < self.amount <= AMOUNT_MAX:
@@ -88,8 +101,23 @@ class PurchaseRequest:
         if not 0 <= self.key_version <= 0xFF or not 0 <= self.algorithm_id <= 0xFF:
             raise ProtocolError("the key version and the algorithm id are one byte each")
 
-    def mac1_data(self) -> bytes:
-        """The 36 data bytes of ``80 70`` (INIT SAM FOR PURCHASE), in the order of §7.2."""
+    @property
+    def card_serial(self) -> bytes:
+        """The card application serial: the card-level factor."""
+        return self.factors[0]
+
+    def mac1_data(self, levels: int | None = None) -> bytes:
+        """The data of ``80 70`` (INIT SAM FOR PURCHASE), in the order of §7.2.
+
+        :param levels: how many factors to send, card level first (default: all of them);
+            a PSAM whose purchase key sits ``n`` levels above the card takes ``n``
+        :raises ProtocolError: more levels than the request has factors, or fewer than one
+        """
+        count = len(self.factors) if levels is None else levels
+        if not 1 <= count <= len(self.factors):
+            raise ProtocolError(
+                f"{count} diversification levels asked for, the request has {len(self.factors)}"
+            )
         return (
             self.card_random
             + self.card_sequence.to_bytes(2, "big")
@@ -97,8 +125,7 @@ class PurchaseRequest:
             + bytes([self.transaction_type])
             + bcd_datetime(self.when)
             + bytes([self.key_version, self.algorithm_id])
-            + self.card_serial
-            + self.issuer_id
+            + b"".join(self.factors[:count])
         )
 
 
@@ -114,14 +141,27 @@ class PurchaseMac1:
     mac1: bytes
 
 
-def parse_mac1_data(data: bytes) -> PurchaseRequest:
-    """Read the 36 data bytes of ``80 70`` back into a request (the module side).
+def mac1_levels(length: int) -> int | None:
+    """The number of factors in ``80 70`` data of ``length`` bytes, or ``None`` if it fits none.
 
-    :param data: the command data
+    :param length: the Lc of ``80 70``
+    """
+    count, rest = divmod(length - MAC1_FIXED_LEN, FACTOR_LEN)
+    return count if rest == 0 and 1 <= count <= MAX_LEVELS else None
+
+
+def parse_mac1_data(data: bytes) -> PurchaseRequest:
+    """Read the data of ``80 70`` back into a request (the module side).
+
+    :param data: the command data: 20 bytes, then 1 to 3 factors of 8, card level first
     :raises ProtocolError: wrong length, bad BCD time or a field out of range
     """
-    if len(data) != MAC1_DATA_LEN:
-        raise ProtocolError(f"INIT SAM FOR PURCHASE data is {MAC1_DATA_LEN} bytes, got {len(data)}")
+    count = mac1_levels(len(data))
+    if count is None:
+        raise ProtocolError(
+            f"INIT SAM FOR PURCHASE data is {MAC1_FIXED_LEN} + {FACTOR_LEN}·n bytes "
+            f"(n = 1-{MAX_LEVELS}), got {len(data)}"
+        )
     try:
         when = datetime.strptime(data[11:18].hex(), "%Y%m%d%H%M%S")
     except ValueError:
@@ -134,20 +174,22 @@ def parse_mac1_data(data: bytes) -> PurchaseRequest:
         when=when,
         key_version=data[18],
         algorithm_id=data[19],
-        card_serial=data[20:28],
-        issuer_id=data[28:36],
+        factors=tuple(
+            data[i : i + FACTOR_LEN] for i in range(MAC1_FIXED_LEN, len(data), FACTOR_LEN)
+        ),
     )
 
 
-def card_purchase_key(root: bytes, request: PurchaseRequest) -> bytes:
-    """The card's DPK: the purchase root diversified by the issuer id, then the card serial.
+def card_purchase_key(key: bytes, request: PurchaseRequest) -> bytes:
+    """The card's DPK: ``key`` diversified by the request's factors, the highest level first.
 
-    :param root: the 16-byte purchase root (DPK master)
-    :param request: the purchase (its serial and issuer id)
+    ``key`` sits as many levels above the card as the request has factors: the national root
+    for all three, a PSAM's region or issuer key for the factors it was sent.
+
+    :param key: the 16-byte purchase key the factors hang from
+    :param request: the purchase (its factors)
     """
-    return crypto.diversify_levels(
-        crypto.Algorithm.DES, root, [request.issuer_id, request.card_serial]
-    )
+    return crypto.diversify_levels(crypto.Algorithm.DES, key, request.factors[::-1])
 
 
 def session_key(dpk: bytes, request: PurchaseRequest, terminal_sequence: int) -> bytes:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from apdu import crypto
 from apdu.errors import SscardError
 from apdu.ssc import CardAlgorithm
+from config.tomlfile import read_toml
 
 KEY_LENGTH = 16
 ALGORITHM_TABLES = {"des": CardAlgorithm.DES, "sm4": CardAlgorithm.SM4}
@@ -135,9 +135,12 @@ def parse_root_keys(data: dict[str, Any], source: str = "") -> RootKeys:
     if not irk:
         raise KeyFileError(f"{source}: no [des] or [sm4] keys")
     number = str(data.get("terminal_number", "000000000000"))
-    if len(number) != 12 or not number.isdigit():
+    if len(number) != 12 or not (number.isascii() and number.isdigit()):  # not "４４０１…"
         raise KeyFileError(f"{source}: terminal_number must be 12 digits")
-    return RootKeys(irk, rkssse, dpk, number, bool(data.get("test_keys", False)), source)
+    test_keys = data.get("test_keys", False)
+    if not isinstance(test_keys, bool):  # "false" is a string, and a string is truthy
+        raise KeyFileError(f"{source}: test_keys must be true or false")
+    return RootKeys(irk, rkssse, dpk, number, test_keys, source)
 
 
 def load_root_keys(path: str | Path, *, require_private: bool = True) -> RootKeys:
@@ -148,20 +151,9 @@ def load_root_keys(path: str | Path, *, require_private: bool = True) -> RootKey
     :raises KeyFileError: unreadable, too open, or malformed
     """
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from exc
-    if require_private and mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"key file {path} has mode {stat.S_IMODE(mode):04o}; it must be 0600 (chmod 600 {path})"
-        )
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise KeyFileError(f"{path}: {exc}") from exc
-    return parse_root_keys(data, str(path))
+    if require_private:
+        _check_private(path, "key file")
+    return parse_root_keys(read_toml(path, KeyFileError, what="key file"), str(path))
 
 
 def read_secret(path: str | Path, what: str = "secret") -> str:
@@ -172,21 +164,30 @@ def read_secret(path: str | Path, what: str = "secret") -> str:
     :raises KeyFileError: unreadable, too open, or empty
     """
     path = Path(path)
+    _check_private(path, f"{what} file")
     try:
-        mode = path.stat().st_mode
         text = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise KeyFileError(f"cannot read {what} file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError:
         raise KeyFileError(f"{what} file {path} is not UTF-8 text") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(
-            f"{what} file {path} has mode {stat.S_IMODE(mode):04o}; it must be 0600 "
-            f"(chmod 600 {path})"
-        )
-    if not text or any(c.isspace() for c in text):
+    if not text or any(c.isspace() or not c.isprintable() for c in text):
         raise KeyFileError(f"{what} file {path} must hold one token on one line")
     return text
+
+
+def _check_private(path: Path, what: str) -> None:
+    """Refuse a file others may read or write, before anything is read from it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {what} {path}: {exc.strerror}") from exc
+    except ValueError:  # the C library cannot be given a name with a NUL in it
+        raise KeyFileError(f"cannot read {what} {str(path)!r}: a file name holds no NUL") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"{what} {path} has mode {stat.S_IMODE(mode):04o}; it must be 0600 (chmod 600 {path})"
+        )
 
 
 def private_copy(source: Path, target: Path) -> Path:

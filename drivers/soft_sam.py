@@ -180,11 +180,13 @@ class SoftSam(SecurityModule):
         """MAC1 from the key file's DES purchase root (:mod:`apdu.purse`).
 
         The terminal transaction sequence counts from 1 for each process: a development aid
-        only, where a PSAM keeps it in EF ``0019``.
+        only, where a PSAM keeps it in EF ``0019``. The key file's ``dpk`` is the national
+        purchase root, so the request must carry all three factors (region, issuer, card).
 
         :param request: the card's purchase data
         :raises AlgorithmNotSupported: no ``dpk`` in the key file, or a card algorithm id
             other than ``00`` (DES)
+        :raises ProtocolError: a request with fewer than the three factors
         """
         self._pending = None
         if self.keys.dpk is None:
@@ -194,6 +196,11 @@ class SoftSam(SecurityModule):
         if request.algorithm_id != purse.PURSE_ALG_DES:
             raise AlgorithmNotSupported(
                 f"purchase algorithm id {request.algorithm_id:#04x}: only 00 (DES) is computed"
+            )
+        if len(request.factors) != purse.MAX_LEVELS:
+            raise ProtocolError(
+                f"the software SAM holds the national purchase root: it needs all "
+                f"{purse.MAX_LEVELS} factors (card, issuer, region), got {len(request.factors)}"
             )
         sequence = self._sequence
         dpk = purse.card_purchase_key(self.keys.dpk, request)

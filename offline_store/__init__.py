@@ -30,6 +30,13 @@ from offline_store.errors import (
     StoreLocked,
     TrustVersionError,
 )
+from offline_store.freshness import (
+    META_DENY_CURRENT_AT,
+    ListAge,
+    ListName,
+    ListState,
+    list_ages,
+)
 from offline_store.identity import (
     canonical_card_id,
     canonical_ecard_id,
@@ -44,6 +51,7 @@ from offline_store.store import Store
 from offline_store.trust import StoredTrustList, TrustStore
 
 __all__ = [
+    "META_DENY_CURRENT_AT",
     "AuditLog",
     "AuditRow",
     "Catalogue",
@@ -65,6 +73,9 @@ __all__ = [
     "JournalError",
     "JournalOutcome",
     "JournalRow",
+    "ListAge",
+    "ListName",
+    "ListState",
     "Meta",
     "ReplayCache",
     "SchemaTooNew",
@@ -81,6 +92,7 @@ __all__ = [
     "canonical_ecard_id",
     "ed25519_verifier",
     "keyed_card_hash",
+    "list_ages",
     "load_key_file",
     "load_pepper_file",
     "load_verifier",

@@ -6,6 +6,11 @@ region, the most specific one: a six-digit city code beats a two-digit province 
 beats ``"*"``; then the latest ``valid_from``; then the smallest code. docs/offline-store.md §8
 gives the format.
 
+The regions of an item say where the service is offered — the terminal's region — never whose
+cards it takes: cards of every region are accepted alike ("全省互认", guangdong-draft.txt §3;
+"省际互通", provincial-draft-2026.txt §15). :meth:`Catalogue.offered` answers the terminal's
+question, "may I offer this item here today?".
+
 TOML::
 
     format = "sscard-catalogue/1"
@@ -76,6 +81,9 @@ class CatalogueItem:
 
     def covers(self, region_code: str) -> int:
         """How specifically the item covers a region: 3 city, 2 province, 1 everywhere, 0 not.
+
+        The region is where the service is offered (a terminal's region), not where a card was
+        issued.
 
         :param region_code: a six-digit region code
         :raises: nothing
@@ -210,6 +218,10 @@ class Catalogue:
             raw = path.read_bytes()
         except OSError as exc:
             raise CatalogueError(f"cannot read catalogue {path}: {exc.strerror}") from exc
+        except ValueError:  # the C library cannot be given a name with a NUL in it
+            raise CatalogueError(
+                f"cannot read catalogue {str(path)!r}: a NUL in its name"
+            ) from None
         if path.suffix not in CATALOGUE_SUFFIXES:
             raise CatalogueError(f"{path}: a catalogue file ends in .toml or .json")
         return self.load_bytes(raw, path.suffix[1:], str(path))
@@ -236,6 +248,9 @@ class Catalogue:
             raise CatalogueError(f"{source}: not UTF-8 text") from None
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
             raise CatalogueError(f"{source}: does not parse: {exc}") from None
+        except RecursionError:
+            # both parsers recurse per nested array or table; the stack unwound on the way here
+            raise CatalogueError(f"{source}: does not parse: nested too deeply") from None
         items = parse_catalogue(data, source)
         with self._db.write() as conn:
             conn.execute("DELETE FROM catalogue")
@@ -307,6 +322,36 @@ class Catalogue:
                 item.code,
             ),
         )
+
+    def offered(
+        self, code: str, scenario: str, region: str | None, today: datetime.date
+    ) -> CatalogueItem | None:
+        """The item a terminal offers a service under: the item ``code`` of ``scenario``, valid
+        on the day, whose regions cover the terminal's region.
+
+        :param code: the item's code (the profile's ``catalogue_item``)
+        :param scenario: the scenario
+        :param region: the terminal's six-digit region code; ``None`` when the terminal has none
+            configured: then the catalogue it holds is taken as its own (the platform serves
+            each terminal the items of its registered region) and regions are not matched
+        :param today: the day
+        :returns: the item, or ``None`` when the terminal may not offer it
+        :raises StoreError: a region that is not six digits, or the database failed
+        """
+        if region is not None and (not isinstance(region, str) or not _CITY.fullmatch(region)):
+            raise StoreError("region code must be 6 ASCII digits")
+        with self._db.read() as conn:
+            found = conn.execute(
+                "SELECT code, name, scenario, regions, valid_from, valid_to FROM catalogue "
+                "WHERE code = ? AND scenario = ?",
+                (code, scenario),
+            ).fetchone()
+        if found is None:
+            return None
+        item = _from_row(found)
+        if not item.valid_on(today) or (region is not None and not item.covers(region)):
+            return None
+        return item
 
     def loaded_at(self) -> datetime.datetime | None:
         """When the catalogue was last loaded (UTC), ``None`` if never.

@@ -4,6 +4,10 @@ checked against (docs/offline-store.md §5.2, §5.6).
 ``hash = SHA-256(prev_hash ‖ canonical)``: ``prev_hash`` as its 64 ASCII hex characters, then
 the row's fields as a canonical JSON object (keys sorted, no whitespace, every integer as a
 decimal string, the personal ciphertext in base64). Row 1 chains to 64 zeros. Pure: no I/O.
+
+``flags`` (the decision's circumstances, e.g. ``stale_list:deny_list``) joined the record after
+its first release: the member is present only when a row has flags, so a row without any
+serialises — and hashes — exactly as before.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from offline_store.db import GENESIS_HASH
 
 __all__ = [
     "CHAIN_FORMAT",
+    "FLAGS_MAX",
+    "FLAG_PATTERN",
     "GENESIS_HASH",
     "ChainReport",
     "JournalRow",
@@ -28,6 +34,9 @@ __all__ = [
 ]
 
 CHAIN_FORMAT = "sscard-journal/1"
+FLAGS_MAX = 16  # flags per row
+#: a flag: a lower-case word, optionally ``:`` and a second one (``stale_list:catalogue``)
+FLAG_PATTERN = r"[a-z][a-z0-9_]{0,31}(?::[a-z][a-z0-9_]{0,31})?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,7 @@ class JournalRow:
     :param wall_time_us: the wall-clock time as stored and hashed, microseconds
     :param personal_ciphertext: nonce ‖ AES-GCM ciphertext ‖ tag, ``None`` without personal
         fields; hashed, so the platform needs it to check the chain
+    :param flags: the decision's flags, sorted (see :class:`JournalEntry`)
     """
 
     seq: int
@@ -71,6 +81,7 @@ class JournalRow:
     terminal_id: str = ""
     wall_time_us: int = 0
     personal_ciphertext: bytes | None = None
+    flags: tuple[str, ...] = ()
 
     def canonical(self) -> bytes:
         """The row's canonical serialisation, the input of its chain hash.
@@ -80,11 +91,12 @@ class JournalRow:
         return canonical_bytes(self.record())
 
     def record(self) -> dict[str, Any]:
-        """The hashed fields as the JSON object of docs/offline-store.md §5 (for upload).
+        """The hashed fields as the JSON object of docs/offline-store.md §5 (for upload);
+        ``flags`` only when the row has some.
 
         :raises: nothing
         """
-        return {
+        record: dict[str, Any] = {
             "v": CHAIN_FORMAT,
             "seq": str(self.seq),
             "uuid": self.uuid,
@@ -104,6 +116,9 @@ class JournalRow:
                 else base64.b64encode(self.personal_ciphertext).decode("ascii")
             ),
         }
+        if self.flags:
+            record["flags"] = list(self.flags)
+        return record
 
 
 @dataclass(frozen=True, slots=True)

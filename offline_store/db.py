@@ -176,7 +176,12 @@ def _v2_trust_list(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_trust_list)
+def _v3_journal_flags(db: sqlite_utils.Database) -> None:
+    """Schema 3: journal rows carry flags (a JSON array, ``[]`` for the rows written before)."""
+    db.execute("ALTER TABLE journal ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_trust_list, _v3_journal_flags)
 """Forward migrations, in order: entry ``n`` takes the file from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -14,7 +14,8 @@ Rows leave only after the platform acknowledged them (:meth:`Journal.acknowledge
 :meth:`Journal.prune`); the hash of the last pruned row stays as the anchor the chain starts
 from. A size cap never drops anything: above it :meth:`Journal.alarm` says a sync is needed.
 The row and its chain are in :mod:`offline_store.chain`; docs/offline-store.md §5 specifies
-the serialisation byte for byte.
+the serialisation byte for byte. A row may carry flags — the circumstances of its decision,
+such as ``stale_list:deny_list`` for a card accepted while the deny list was stale (schema 3).
 """
 
 from __future__ import annotations
@@ -36,7 +37,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from offline_store.audit import AuditLog, check_field_name
-from offline_store.chain import ChainReport, JournalRow, chain_hash, personal_aad
+from offline_store.chain import (
+    FLAG_PATTERN,
+    FLAGS_MAX,
+    ChainReport,
+    JournalRow,
+    chain_hash,
+    personal_aad,
+)
 from offline_store.db import StoreDb
 from offline_store.errors import JournalError
 from offline_store.identity import is_card_hash
@@ -48,9 +56,11 @@ log = logging.getLogger(__name__)
 NONCE_LEN = 12
 PAGE_ROWS = 500
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FLAG = re.compile(FLAG_PATTERN)
 _COLUMNS = (
     "seq, uuid, wall_time_us, monotonic_ns, scenario, catalogue_item, credential_token, outcome, "
-    "reason_code, amount, terminal_id, personal_fields, personal_ct, prev_hash, hash, uploaded"
+    "reason_code, amount, terminal_id, personal_fields, personal_ct, prev_hash, hash, uploaded, "
+    "flags"
 )
 
 
@@ -95,6 +105,9 @@ class JournalEntry:
     :param personal: the personal fields the scenario declared and keeps, name → value;
         encrypted at rest
     :param terminal_id: the terminal that took the decision
+    :param flags: the decision's circumstances, each a lower-case word optionally followed by
+        ``:`` and a second one (``stale_list:deny_list``: decided while the deny list was stale
+        or missing; docs/policy.md lists them); at most 16, stored sorted
     """
 
     scenario: str
@@ -105,6 +118,7 @@ class JournalEntry:
     amount: int | None
     personal: Mapping[str, str] = field(default_factory=dict)
     terminal_id: str = ""
+    flags: tuple[str, ...] = ()
 
 
 class Journal:
@@ -145,6 +159,7 @@ class Journal:
         :raises StoreError: the database failed (nothing was written)
         """
         names = _check_entry(entry)
+        flags = _check_flags(entry.flags)
         if names and self._aead is None:
             raise JournalError("no journal key: refusing to store personal fields")
         plaintext = _personal_plaintext(entry.personal) if names else None
@@ -179,11 +194,12 @@ class Journal:
                 terminal_id=entry.terminal_id,
                 wall_time_us=wall_time_us,
                 personal_ciphertext=ciphertext,
+                flags=flags,
             )
             row = dataclasses.replace(unhashed, hash=chain_hash(last_hash, unhashed.canonical()))
             conn.execute(
                 f"INSERT INTO journal ({_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
                 (
                     row.seq,
                     row.uuid,
@@ -200,6 +216,7 @@ class Journal:
                     row.personal_ciphertext,
                     row.prev_hash,
                     row.hash,
+                    json.dumps(list(flags)),
                 ),
             )
             conn.execute(
@@ -424,6 +441,7 @@ class Journal:
         scenario: str | None = None,
         outcome: str | None = None,
         since: float | None = None,
+        unacknowledged: bool = False,
     ) -> int:
         """The number of rows held (appended and not pruned), optionally filtered.
 
@@ -434,10 +452,12 @@ class Journal:
         :param outcome: only rows with this outcome
         :param since: only rows appended at or after this wall-clock time (seconds since the
             epoch)
+        :param unacknowledged: only rows the platform has not acknowledged yet (after the
+            upload cursor): the count falls as a sync uploads them
         :raises StoreError: the database failed
         """
         with self._db.read() as conn:
-            if scenario is None and outcome is None and since is None:
+            if scenario is None and outcome is None and since is None and not unacknowledged:
                 last_seq, anchor_seq = conn.execute(
                     "SELECT last_seq, anchor_seq FROM journal_state WHERE id = 1"
                 ).fetchone()
@@ -453,6 +473,8 @@ class Journal:
             if since is not None:
                 where.append("wall_time_us >= ?")
                 params.append(math.ceil(since * 1_000_000))
+            if unacknowledged:
+                where.append("seq > (SELECT acked_seq FROM journal_state WHERE id = 1)")
             found = conn.execute(
                 f"SELECT COUNT(*) FROM journal WHERE {' AND '.join(where)}", params
             ).fetchone()
@@ -487,6 +509,7 @@ def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
         prev_hash,
         digest,
         uploaded,
+        flags_json,
     ) = raw
     return JournalRow(
         seq=seq,
@@ -506,7 +529,22 @@ def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
         terminal_id=terminal_id,
         wall_time_us=wall_time_us,
         personal_ciphertext=ciphertext,
+        flags=tuple(json.loads(flags_json)),
     )
+
+
+def _check_flags(flags: object) -> tuple[str, ...]:
+    """Check an entry's flags; return them sorted."""
+    if not isinstance(flags, tuple | list) or len(flags) > FLAGS_MAX:
+        raise JournalError(f"flags must be a tuple of at most {FLAGS_MAX} flags")
+    for flag in flags:
+        if not isinstance(flag, str) or not _FLAG.fullmatch(flag):
+            raise JournalError(
+                "a flag is a lower-case word, optionally ':' and another (stale_list:deny_list)"
+            )
+    if len(set(flags)) != len(flags):
+        raise JournalError("flags lists a flag twice")
+    return tuple(sorted(flags))
 
 
 def _check_text(value: object, name: str, *, empty_ok: bool = False) -> None:

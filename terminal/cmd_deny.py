@@ -5,12 +5,17 @@ An import needs the platform's Ed25519 public key (``--public-key``), which must
 detached signature ``FILE.sig``; without a key it is refused unless ``--unsigned-ok`` is given
 (development only, with a warning). ``deny check`` never prints the full card number.
 
-Exit status: 0 done (``check``: listed or not listed), 2 failure (one line on stderr).
+``deny status`` also shows how old the list is and, per scenario, whether decisions are degraded
+(stale or missing list: the profile's degraded policy applies, docs/policy.md).
+
+Exit status: 0 done (``check``: listed or not listed), 2 failure (one line on stderr; an
+error that escapes a handler is answered by ``sscard``'s ``main``).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,10 +23,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from apdu.errors import SscardError
 from apdu.identity import mask_card_number
 from config.settings import load_settings
 from offline_store import (
+    ListName,
     Store,
     Verifier,
     accept_unsigned,
@@ -29,7 +34,9 @@ from offline_store import (
     load_pepper_file,
     load_verifier,
 )
+from terminal.list_policy import status_lines
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK
+from terminal.profiles import PROFILE_DIR, Profile, load_profile
 
 DEFAULT_DB = Path("/var/lib/sscard/store.db")
 
@@ -70,8 +77,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     check.add_argument("--pepper-file", metavar="F", help="the deny-list pepper (mode 0600)")
     check.set_defaults(handler=cmd_deny_check)
 
-    status = commands.add_parser("status", help="show the active and previous list versions")
+    status = commands.add_parser(
+        "status", help="show the list versions, its age and where decisions are degraded"
+    )
     _db_option(status)
+    scenario_option(status)
     status.set_defaults(handler=cmd_deny_status)
 
     rollback = commands.add_parser("rollback", help="return to the previous list version")
@@ -89,6 +99,30 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", help="terminal settings file for the defaults (default: $SSCARD_CONFIG)"
     )
+
+
+def scenario_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--scenario`` (repeatable) to a status command.
+
+    :param parser: the command's parser
+    :raises: nothing
+    """
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="report on this profile (name or file; repeatable; default: every built-in one)",
+    )
+
+
+def scenario_profiles(names: list[str] | None) -> list[Profile]:
+    """The profiles a status command reports on.
+
+    :param names: ``--scenario`` values, or ``None`` for every built-in profile
+    :raises ProfileError: a profile that cannot be loaded
+    """
+    chosen = names or sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    return [load_profile(name) for name in chosen]
 
 
 def _defaults(args: argparse.Namespace) -> None:
@@ -131,22 +165,18 @@ def _accept_unsigned_loudly(data: bytes, signature: bytes | None) -> None:
 
 def cmd_deny_import(args: argparse.Namespace) -> int:
     """``sscard deny import FILE``: verify, apply in one transaction, switch versions."""
-    try:
-        _defaults(args)
-        verify = _verifier(args)
-        if verify is None:
-            return _fail(
-                "refusing an unsigned import: give --public-key PEM (or --unsigned-ok for "
-                "development)"
-            )
-        pepper = load_pepper_file(args.pepper_file) if args.pepper_file else None
-        with (
-            Store.open(args.db, pepper=pepper) as store,
-            tqdm(unit=" entries", file=sys.stderr, disable=None, leave=False) as bar,
-        ):
-            result = store.deny.import_file(args.file, verify, progress=_progress(bar))
-    except SscardError as exc:
-        return _fail(exc)
+    _defaults(args)
+    verify = _verifier(args)
+    if verify is None:
+        return _fail(
+            "refusing an unsigned import: give --public-key PEM (or --unsigned-ok for development)"
+        )
+    pepper = load_pepper_file(args.pepper_file) if args.pepper_file else None
+    with (
+        Store.open(args.db, pepper=pepper) as store,
+        tqdm(unit=" entries", file=sys.stderr, disable=None, leave=False) as bar,
+    ):
+        result = store.deny.import_file(args.file, verify, progress=_progress(bar))
     if result.already_applied:
         print(f"deny list version {result.version} was already imported: nothing changed")
         return EXIT_OK
@@ -172,19 +202,16 @@ def cmd_deny_check(args: argparse.Namespace) -> int:
     region, sep, number = args.card.partition(":")
     if not sep:
         return _fail("give the card as REGION:CARDNUMBER (six digits, a colon, the card number)")
-    try:
-        _defaults(args)
-        canonical = canonical_card_id(region, number)
-        if not args.pepper_file:
-            return _fail("deny check needs --pepper-file (the deny-list pepper, mode 0600)")
-        pepper = load_pepper_file(args.pepper_file)
-        with Store.open(args.db, pepper=pepper) as store:
-            status = store.deny.status()
-            if status.version is None:
-                return _fail(f"no deny list has been imported into {args.db}")
-            entry = store.deny.lookup(store.card_hash(canonical))
-    except SscardError as exc:
-        return _fail(exc)
+    _defaults(args)
+    canonical = canonical_card_id(region, number)
+    if not args.pepper_file:
+        return _fail("deny check needs --pepper-file (the deny-list pepper, mode 0600)")
+    pepper = load_pepper_file(args.pepper_file)
+    with Store.open(args.db, pepper=pepper) as store:
+        status = store.deny.status()
+        if status.version is None:
+            return _fail(f"no deny list has been imported into {args.db}")
+        entry = store.deny.lookup(store.card_hash(canonical))
     shown = f"{region}:{mask_card_number(number.upper())}"
     if entry is None:
         print(f"{shown}: not listed (list version {status.version})")
@@ -197,15 +224,16 @@ def cmd_deny_check(args: argparse.Namespace) -> int:
 
 
 def cmd_deny_status(args: argparse.Namespace) -> int:
-    """``sscard deny status``: the active and previous versions, entries, dates."""
-    try:
-        _defaults(args)
-        with Store.open(args.db) as store:
-            status = store.deny.status()
-    except SscardError as exc:
-        return _fail(exc)
+    """``sscard deny status``: the active and previous versions, entries, dates, age, and the
+    scenarios whose decisions are degraded."""
+    _defaults(args)
+    profiles = scenario_profiles(args.scenario)
+    with Store.open(args.db) as store:
+        status = store.deny.status()
+        ages = status_lines(store, ListName.DENY_LIST, profiles, dt.datetime.now().astimezone())
     if status.version is None:
         print("no deny list imported")
+        print("\n".join(ages))
         return EXIT_OK
     created = status.created.isoformat() if status.created else "-"
     imported = status.imported_at.isoformat() if status.imported_at else "-"
@@ -215,16 +243,14 @@ def cmd_deny_status(args: argparse.Namespace) -> int:
     print(f"entries:     {status.entries}")
     print(f"created:     {created}")
     print(f"imported at: {imported}")
+    print("\n".join(ages))
     return EXIT_OK
 
 
 def cmd_deny_rollback(args: argparse.Namespace) -> int:
     """``sscard deny rollback``: switch back to the previous version."""
-    try:
-        _defaults(args)
-        with Store.open(args.db) as store:
-            version = store.deny.rollback()
-    except SscardError as exc:
-        return _fail(exc)
+    _defaults(args)
+    with Store.open(args.db) as store:
+        version = store.deny.rollback()
     print(f"deny list rolled back to version {version}")
     return EXIT_OK

@@ -1,19 +1,24 @@
 """``sscard catalogue …`` and ``sscard journal …``: the operator's view of the offline store.
 
 The store is the one ``[store] database`` of the settings (``--config``). Each handler opens
-it, calls one library method and prints; exit status 0, or 2 with a one-line reason.
+it, calls one library method and prints; exit status 0, or 2 with a one-line reason (an error
+that escapes a handler is answered by ``sscard``'s ``main``).
+``catalogue list`` ends with the catalogue's age and, per scenario, whether decisions are
+degraded, as ``#`` comment lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from typing import Any
 
-from apdu.errors import SscardError
 from config.settings import load_settings
-from offline_store import Store
+from offline_store import ListName, Store
+from terminal.cmd_deny import scenario_option, scenario_profiles
+from terminal.list_policy import status_lines
 
 EXIT_OK = 0
 EXIT_FAILURE = 2
@@ -25,39 +30,30 @@ def _open(args: argparse.Namespace) -> Store:
 
 def cmd_catalogue_load(args: argparse.Namespace) -> int:
     """``sscard catalogue load FILE``: replace the application catalogue (应用目录)."""
-    try:
-        with _open(args) as store:
-            count = store.catalogue.load_file(args.file)
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    with _open(args) as store:
+        count = store.catalogue.load_file(args.file)
     print(f"catalogue loaded: {count} items")
     return EXIT_OK
 
 
 def cmd_catalogue_list(args: argparse.Namespace) -> int:
-    """``sscard catalogue list``: the items, one per line."""
-    try:
-        with _open(args) as store:
-            items = store.catalogue.items()
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    """``sscard catalogue list``: the items, one per line, then the age (``#`` lines)."""
+    profiles = scenario_profiles(args.scenario)
+    with _open(args) as store:
+        items = store.catalogue.items()
+        ages = status_lines(store, ListName.CATALOGUE, profiles, dt.datetime.now().astimezone())
     for item in items:
         valid = f"{item.valid_from or '…'} – {item.valid_to or '…'}"
         print(f"{item.code}\t{item.scenario}\t{','.join(item.regions)}\t{valid}\t{item.name}")
+    print("\n".join(f"# {line}" for line in ages))
     return EXIT_OK
 
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:
     """``sscard journal verify``: check the hash chain; exit 2 on a break."""
-    try:
-        with _open(args) as store:
-            report = store.journal.verify_chain()
-            alarm = store.journal.alarm()
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    with _open(args) as store:
+        report = store.journal.verify_chain()
+        alarm = store.journal.alarm()
     if alarm:
         print(f"sscard: warning: {alarm}", file=sys.stderr)
     if not report.ok:
@@ -69,14 +65,10 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
 
 def cmd_journal_tail(args: argparse.Namespace) -> int:
     """``sscard journal tail [-n N]``: the last rows as JSON lines, personal fields by name."""
-    try:
-        with _open(args) as store:
-            last = store.journal.last()
-            after = max(0, (last.seq if last else 0) - args.n)
-            rows = list(store.journal.rows(after_seq=after))
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    with _open(args) as store:
+        last = store.journal.last()
+        after = max(0, (last.seq if last else 0) - args.n)
+        rows = list(store.journal.rows(after_seq=after))
     for row in rows:
         out: dict[str, Any] = {
             "seq": row.seq,
@@ -87,6 +79,7 @@ def cmd_journal_tail(args: argparse.Namespace) -> int:
             "reason": row.reason_code,
             "amount": row.amount,
             "personal_fields": list(row.personal_fields),
+            "flags": list(row.flags),
             "uploaded": row.uploaded,
         }
         print(json.dumps(out, ensure_ascii=False))
@@ -107,7 +100,10 @@ def add_parser(sub: Any) -> None:
     load = actions.add_parser("load", help="replace the catalogue from a TOML or JSON file")
     load.add_argument("file", help="an sscard-catalogue/1 file")
     load.set_defaults(handler=cmd_catalogue_load)
-    listing = actions.add_parser("list", help="print the catalogue's items")
+    listing = actions.add_parser(
+        "list", help="print the catalogue's items, its age and where decisions are degraded"
+    )
+    scenario_option(listing)
     listing.set_defaults(handler=cmd_catalogue_list)
 
     journal = sub.add_parser("journal", help="verify or show the transaction journal")

@@ -3,6 +3,11 @@
 The decision is journaled in the offline store (``[store]`` in the settings) before it is
 printed or signalled. Exit status: 0 accepted, 1 refused or "try again", 2 no decision could be
 made (settings, profile, store, reader).
+
+The terminal's region is ``[sync] region``; with ``[sync]`` configured, the platform is asked
+during the tap where the profile's degraded policy says ``online``. What an operator must hear
+— lists never provisioned, an ``online`` policy with no platform — is printed on stderr before
+the card is awaited (docs/policy.md).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,16 +29,25 @@ from config.settings import Settings, load_settings
 from drivers.indicators import (
     ConsoleIndicator,
     Indicator,
+    IndicatorError,
     IndicatorSet,
     SerialIndicator,
     VoiceIndicator,
 )
+from drivers.indicators.voice import SND_DIR, audio_output_present
 from drivers.pcsc import PcscReader
 from offline_store import Store, load_key_file, load_pepper_file
+from sync.config import SyncConfig
+from sync.online import OnlineLists
 from terminal.card_read import ScenarioRead
+from terminal.ecard import save_trust_list
+from terminal.list_policy import ONLINE
 from terminal.modules import open_module
 from terminal.pipeline import Decision, Pipeline
 from terminal.profiles import PROFILE_DIR, Profile, Scenario, load_profile
+from terminal.reasons import hotlines_from
+
+log = logging.getLogger(__name__)
 
 EXIT_ACCEPTED = 0
 EXIT_REFUSED = 1
@@ -57,23 +72,97 @@ def open_store(settings: Settings) -> Store:
     )
 
 
+def open_online(settings: Settings, store: Store, profile: Profile) -> OnlineLists | None:
+    """The platform link for the ``online`` degraded policy (``sync.online.OnlineLists``), or
+    ``None`` when the profile never asks or no platform is configured.
+
+    A link that cannot be built (an unreadable key file) is a warning, not a failure: the
+    terminal still decides, under the profile's fallback.
+
+    :param settings: the terminal settings (``[sync]``)
+    :param store: the open store
+    :param profile: the scenario profile (its policy and timeout)
+    :raises: nothing
+    """
+    policy = profile.degraded
+    if ONLINE not in (policy.deny_list, policy.catalogue, policy.trust_list):
+        return None
+    if not (settings.sync_url and settings.sync_key_file and settings.sync_key_id):
+        return None  # startup_warnings says what the profile does instead
+    try:
+        config = SyncConfig.from_settings(settings)
+    except SscardError as exc:
+        print(f"sscard: warning: no platform link ({exc}); deciding without it", file=sys.stderr)
+        return None
+    return OnlineLists(
+        config, store, timeout_s=policy.online_timeout_s, trust_saver=save_trust_list
+    )
+
+
+def warn_operator(pipeline: Pipeline) -> None:
+    """Print the pipeline's start-up warnings on stderr, loudly.
+
+    :param pipeline: the pipeline
+    :raises: nothing
+    """
+    for line in pipeline.warnings:
+        print(f"sscard: WARNING: {line}", file=sys.stderr)
+
+
+def voice_enabled(
+    setting: bool | None, *, snd_dir: Path = SND_DIR, aplay: str | None = "aplay"
+) -> bool:
+    """Whether prompts are spoken: as the settings say, and where they say nothing, wherever
+    the machine has a sound output (Guangdong draft §15, 2026 draft §6, Jiangxi §10).
+
+    :param setting: ``[indicators] voice``: ``True``, ``False``, or ``None`` when not set
+    :param snd_dir: where ALSA's device nodes are
+    :param aplay: the ``aplay`` program asked for sound cards, ``None`` not to ask
+    """
+    if setting is not None:
+        return setting
+    present = audio_output_present(snd_dir, aplay)
+    log.info(
+        "event=voice_default enabled=%s why=%s",
+        str(present).lower(),
+        "audio_output_found" if present else "no_audio_output",
+    )
+    return present
+
+
 def build_indicators(
-    settings: Settings, profile: Profile, profile_dir: Path = PROFILE_DIR
+    settings: Settings,
+    profile: Profile,
+    profile_dir: Path = PROFILE_DIR,
+    *,
+    snd_dir: Path = SND_DIR,
 ) -> Indicator | None:
     """The indicators the settings ask for: console (stderr), serial board, voice.
+
+    Voice prompts follow :func:`voice_enabled`. When they are on only because a sound output
+    exists and they cannot start (espeak-ng missing), the terminal goes on without them and
+    says so: refusing every holder for want of a voice would be worse.
 
     :param settings: the terminal settings
     :param profile: the scenario profile (its voice prompts)
     :param profile_dir: the folder relative audio files of the profile are taken from
-    :raises SscardError: an indicator that cannot start
+    :param snd_dir: where ALSA's device nodes are
+    :raises SscardError: an indicator that cannot start (voice: only when the settings ask
+        for it)
     """
     chosen: list[Indicator] = []
     if settings.console:
         chosen.append(ConsoleIndicator(sys.stderr))
     if settings.serial_port:
         chosen.append(SerialIndicator(settings.serial_port, baudrate=settings.serial_baud))
-    if settings.voice:
-        chosen.append(VoiceIndicator.from_config(profile.voice, base_dir=profile_dir))
+    setting = settings.voice
+    if voice_enabled(setting, snd_dir=snd_dir):
+        try:
+            chosen.append(VoiceIndicator.from_config(profile.voice, base_dir=profile_dir))
+        except IndicatorError as exc:
+            if setting is not None:
+                raise
+            log.warning("event=voice_unavailable error=%s", exc)
     return IndicatorSet(chosen) if chosen else None
 
 
@@ -105,6 +194,8 @@ def print_decision(decision: Decision, fmt: str) -> None:
         f"{'结果 outcome':<18} {out['outcome']} ({out['reason']})",
         f"{'提示 prompt':<18} {out['prompt_zh']} / {out['prompt_en']}",
     ]
+    if out["advice_zh"]:
+        lines.append(f"{'建议 advice':<18} {out['advice_zh']} / {out['advice_en']}")
     lines += [f"{k:<18} {v}" for k, v in out["detail"].items()]
     lines += [f"{k:<18} {v}" for k, v in (decision.record or {}).items()]
     if out["hotline"]:
@@ -114,41 +205,41 @@ def print_decision(decision: Decision, fmt: str) -> None:
 
 
 def cmd_tap(args: argparse.Namespace) -> int:
-    """Handle ``sscard tap``."""
-    try:
-        settings = load_settings(args.config)
-        profile = load_profile(args.scenario)
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_NO_DECISION
+    """Handle ``sscard tap``; a failure before the decision is answered by ``sscard``'s
+    ``main`` (exit status 2, :data:`EXIT_NO_DECISION`)."""
+    settings = load_settings(args.config)
+    profile = load_profile(args.scenario)
     if profile.scenario == Scenario.HOTEL and not args.room:
         print("sscard: a hotel registration needs --room", file=sys.stderr)
         return EXIT_NO_DECISION
     with ExitStack() as stack:
-        try:
-            store = stack.enter_context(open_store(settings))
-            profile_dir = profile_dir_of(args.scenario)
-            indicators = build_indicators(settings, profile, profile_dir)
-            indicator = stack.enter_context(closing_indicator(indicators))
-            readers = stack.enter_context(PcscReader())
-            _, module = open_module(args, readers, settings)
-            if module is not None:
-                stack.enter_context(module)
-            pipeline = Pipeline(
-                profile,
-                store,
-                terminal_id=settings.terminal_id,
-                indicator=indicator,
-                profile_dir=profile_dir,
-            )
-            sam = args.sam_reader
-            exclude = [r for r in readers.list_readers() if sam and sam in r]
-            connection = stack.enter_context(
-                readers.wait_for_card(args.timeout, reader=args.reader, exclude=exclude)
-            )
-        except SscardError as exc:
-            print(f"sscard: {exc}", file=sys.stderr)
-            return EXIT_NO_DECISION
+        store = stack.enter_context(open_store(settings))
+        profile_dir = profile_dir_of(args.scenario)
+        indicators = build_indicators(settings, profile, profile_dir)
+        indicator = stack.enter_context(closing_indicator(indicators))
+        readers = stack.enter_context(PcscReader())
+        _, module = open_module(args, readers, settings)
+        if module is not None:
+            stack.enter_context(module)
+        online = open_online(settings, store, profile)
+        if online is not None:
+            stack.enter_context(online)
+        pipeline = Pipeline(
+            profile,
+            store,
+            terminal_id=settings.terminal_id,
+            indicator=indicator,
+            profile_dir=profile_dir,
+            region=settings.sync_region,
+            online=online,
+            hotlines=hotlines_from(settings.hotlines),
+        )
+        warn_operator(pipeline)
+        sam = args.sam_reader
+        exclude = [r for r in readers.list_readers() if sam and sam in r]
+        connection = stack.enter_context(
+            readers.wait_for_card(args.timeout, reader=args.reader, exclude=exclude)
+        )
         pin = _pin(args) if profile.pin else None
         read = ScenarioRead(
             t0_chain(connection), Atr.parse(connection.atr).historical, profile, module

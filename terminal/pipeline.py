@@ -5,20 +5,26 @@ The checks run in a fixed order, each with a stable reason code (:mod:`terminal.
 1. card not genuine (no security module where the profile requires one, or INTERNAL
    AUTHENTICATE failed);
 2. expired, after the profile's grace days;
-3. deny listed, with the list's reason (lost 挂失, cancelled 注销, replaced 补换, fraud);
+3. deny listed, with the list's reason (lost 挂失, cancelled 注销, replaced 补换, fraud); when
+   the deny list is stale or missing, the profile's degraded policy: accept and flag, ask the
+   platform about this card, or refuse (:mod:`terminal.list_policy`);
 4. application locked (``9303``), card blocked (``6A81``);
 5. PIN wrong or blocked, where the scenario needs the PIN;
 6. card category not allowed;
-7. the scenario's item is not in the application catalogue (应用目录) for the card's region;
-8. the deny list or the catalogue is older than the profile's staleness limit;
+7. issuing region not served — only where the profile restricts regions, and the refusal names
+   the rule it rests on; by default cards of every region are accepted alike;
+8. the scenario's item is not offered here: the application catalogue (应用目录) for the
+   *terminal's* region (``[sync] region``), never the card's; a stale or missing catalogue
+   follows the degraded policy too;
 
 then the scenario's own rules (transit fare and concessions, gate anti-passback and capacity,
 hotel room number). A card that answers with a lock or a wrong PIN cannot be read further, so
 those arrive as errors of the read and are decided before the checks on its data.
 
-Every decision is appended to the journal (durably, fsync) before any indicator fires.
-Personal fields are journaled (encrypted) only for accepted decisions, and only the profile's
-fields; every read of them leaves an access-audit row with the field names.
+Every decision is appended to the journal (durably, fsync) before any indicator fires, with
+its flags (``stale_list:deny_list`` …). Personal fields are journaled (encrypted) only for
+accepted decisions, and only the profile's fields; every read of them leaves an access-audit
+row with the field names. docs/policy.md explains each policy with its article.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -45,17 +51,24 @@ from apdu.errors import (
 from apdu.identity import mask_card_number
 from apdu.pin import PinFormatError
 from apdu.sam import NoSecurityModule, SecurityModuleError
-from drivers.indicators import Indicator, IndicatorError, Signal
-from offline_store import JournalEntry, Store, canonical_card_id
-from sync.client import META_DENY_CURRENT_AT
+from drivers.indicators import Hotline, Indication, Indicator, IndicatorError, Signal
+from offline_store import JournalEntry, ListName, ListState, Store, canonical_card_id
 from terminal.card_read import CardFacts, ScenarioRead
-from terminal.profiles import Profile, Scenario
-from terminal.reasons import DENY_REASONS, TEXTS, Reason, indication
+from terminal.list_policy import (
+    ONLINE,
+    REFUSE,
+    ListWatch,
+    PlatformLink,
+    online_flag,
+    stale_flag,
+    startup_warnings,
+)
+from terminal.profiles import Profile, Scenario, region_matches
+from terminal.reasons import DEFAULT_HOTLINES, DENY_REASONS, TEXTS, Reason, indication
 
 log = logging.getLogger(__name__)
 
-ACCEPT, REFUSE, ATTENTION, DEFERRED = "accept", "refuse", "attention", "deferred"
-SECONDS_PER_HOUR = 3600
+ACCEPT, ATTENTION, DEFERRED = "accept", "attention", "deferred"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +82,10 @@ class Decision:
     :param record: the output the scenario exists to produce (a lodging or hospital
         registration: personal data), ``None`` elsewhere
     :param seq: the journal sequence of the decision
+    :param hotlines: the service point's complaint hotlines, announced with a refusal (the
+        pipeline sets its deployment's)
+    :param flags: the circumstances journaled with it (``stale_list:deny_list``: decided while
+        the deny list was stale or missing; ``online:deny_list``: the platform answered)
     """
 
     outcome: str
@@ -76,6 +93,8 @@ class Decision:
     detail: dict[str, Any] = field(default_factory=dict)
     record: dict[str, str] | None = None
     seq: int | None = None
+    hotlines: tuple[Hotline, ...] = DEFAULT_HOTLINES
+    flags: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -83,20 +102,43 @@ class Decision:
         return self.outcome == ACCEPT
 
     def to_json(self) -> dict[str, Any]:
-        """The decision as a JSON object (prompts included)."""
-        shown = indication(self.reason)
+        """The decision as a JSON object: prompts, advice, and on a refusal the hotlines (as
+        one line under ``hotline`` and one object per line under ``hotlines``)."""
+        shown = self.indication()
         out: dict[str, Any] = {
             "outcome": self.outcome,
             "reason": str(self.reason),
             "prompt_zh": shown.prompt_zh,
             "prompt_en": shown.prompt_en,
+            "advice_zh": shown.advice_zh or None,
+            "advice_en": shown.advice_en or None,
             "hotline": shown.hotline,
+            "hotlines": [
+                {"number": h.number, "purpose_zh": h.purpose_zh, "purpose_en": h.purpose_en}
+                for h in shown.hotlines
+            ],
             "detail": self.detail,
+            "flags": list(self.flags),
             "seq": self.seq,
         }
         if self.record is not None:
             out["record"] = self.record
         return out
+
+    def indication(self, *, open_gate: bool = False) -> Indication:
+        """What the indicators show: the hotlines on a refusal, and the rule a refusal rests on
+        (a region restriction) in its advice.
+
+        :param open_gate: open the gate
+        :raises ValueError: ``open_gate`` for a decision that is not an accept
+        """
+        rule = self.detail.get("rule")
+        return indication(
+            self.reason,
+            hotlines=self.hotlines,
+            open_gate=open_gate,
+            rule=str(rule) if rule else None,
+        )
 
 
 def _outcome(reason: Reason) -> str:
@@ -106,6 +148,18 @@ def _outcome(reason: Reason) -> str:
 
 def refuse(reason: Reason, **detail: Any) -> Decision:
     return Decision(_outcome(reason), reason, detail)
+
+
+@dataclass(slots=True)
+class _Tap:
+    """What one tap's checks share: the clock, the lists' states, the flags gathered."""
+
+    now: dt.datetime
+    lists: dict[ListName, ListState]
+    flags: set[str] = field(default_factory=set)
+
+    def finish(self, decision: Decision) -> Decision:
+        return replace(decision, flags=tuple(sorted(self.flags)))
 
 
 def _journal_outcome(decision: Decision) -> str:
@@ -147,7 +201,15 @@ class Pipeline:
     :param indicator: where decisions are signalled, or ``None``
     :param clock: wall-clock seconds (tests freeze it)
     :param profile_dir: the folder relative list files in the profile are taken from
-    :raises SscardError: a list file named by the profile cannot be read
+    :param region: the terminal's six-digit region code (``[sync] region``): the catalogue
+        item must be offered there; ``None`` takes the catalogue the terminal holds as its own
+        (the platform serves each terminal the items of its registered region)
+    :param online: the platform, asked during a tap when a list is stale and the profile says
+        ``online``; ``None``: no platform configured (the profile's fallback applies)
+    :param hotlines: the service point's complaint hotlines, announced with every refusal
+        (Guangdong draft §21, Guangzhou §29, Jiangxi §5)
+    :raises SscardError: a list file named by the profile cannot be read; no hotline; a region
+        that is not six digits
     """
 
     def __init__(
@@ -159,12 +221,23 @@ class Pipeline:
         indicator: Indicator | None = None,
         clock: Callable[[], float] = time.time,
         profile_dir: Path | None = None,
+        region: str | None = None,
+        online: PlatformLink | None = None,
+        hotlines: Sequence[Hotline] = DEFAULT_HOTLINES,
     ) -> None:
+        if region is not None and not re.fullmatch(r"[0-9]{6}", region):
+            raise SscardError(f"the terminal's region must be 6 digits, not {region!r}")
+        if not hotlines:
+            raise SscardError("a service point announces at least one complaint hotline")
+        self.hotlines = tuple(hotlines)
         self.profile = profile
         self.store = store
         self.terminal_id = terminal_id
         self.indicator = indicator
         self.clock = clock
+        self.region = region
+        self.online = online
+        self.watch = ListWatch(profile.name)
         self.disabled: frozenset[str] = frozenset()
         rules = profile.transit
         if rules is not None and rules.disabled_list:
@@ -172,6 +245,10 @@ class Pipeline:
             if not path.is_absolute() and profile_dir is not None:
                 path = profile_dir / path
             self.disabled = load_card_hashes(path)
+        #: what the operator must hear at start (lists never provisioned, …), also logged
+        self.warnings = startup_warnings(
+            store, profile, self._now(), region=region, online=online is not None
+        )
 
     # -- the decision ----------------------------------------------------------------------
 
@@ -203,85 +280,112 @@ class Pipeline:
             return refuse(Reason.CARD_REMOVED)
         return refuse(Reason.CARD_UNREADABLE, error=type(error).__name__)
 
-    def check_card(self, facts: CardFacts, card_hash: str) -> Decision | None:
-        """Checks 1–3 on the card itself: genuine, expired, deny listed.
+    def _begin(self) -> _Tap:
+        now = self._now()
+        return _Tap(now, self.watch.states(self.store, self.profile, now))
 
-        :param facts: what the card's base read gave
-        :param card_hash: the keyed hash of the card's canonical identifier
-        :returns: the refusal, or ``None`` when the card passes
-        """
+    def _check_card(self, facts: CardFacts, card_hash: str, tap: _Tap) -> Decision | None:
+        """Checks 1–3 on the card itself: genuine, expired, deny listed."""
         profile = self.profile
-        today = self._now().date()
+        today = tap.now.date()
         if profile.require_genuine and not facts.genuine:
             return refuse(Reason.NO_SECURITY_MODULE)
         grace = dt.timedelta(days=profile.expiry_grace_days)
         if facts.expiry_date is not None and today > facts.expiry_date + grace:
             return refuse(Reason.EXPIRED, expiry_date=facts.expiry_date.isoformat())
         entry = self.store.deny.lookup(card_hash, today)
-        if entry is not None:
+        if entry is not None:  # a card the list names is refused, however old the list
             return refuse(
                 DENY_REASONS[str(entry.reason)],
                 deny_reason=str(entry.reason),
                 effective=entry.effective.isoformat(),
                 list_version=entry.version,
             )
+        state = tap.lists[ListName.DENY_LIST]
+        if state is ListState.FRESH:
+            return None
+        policy = profile.degraded.deny_list
+        if policy == ONLINE:
+            status = self.online.card_status(card_hash) if self.online is not None else None
+            if status is not None:
+                tap.flags.add(online_flag(ListName.DENY_LIST))
+                if status.refuses_on(today) and status.reason in DENY_REASONS:
+                    return refuse(
+                        DENY_REASONS[status.reason],
+                        deny_reason=status.reason,
+                        effective=status.effective.isoformat() if status.effective else None,
+                        list_version=status.version,
+                        source="platform",
+                    )
+                return None
+            policy = profile.degraded.online_fallback
+        return self._degraded(ListName.DENY_LIST, state, policy, tap)
+
+    @staticmethod
+    def _degraded(name: ListName, state: ListState, policy: str, tap: _Tap) -> Decision | None:
+        """A stale or missing list under ``accept`` (flag) or ``refuse``."""
+        if policy == REFUSE:
+            return refuse(Reason.LIST_STALE, list=str(name), state=str(state))
+        tap.flags.add(stale_flag(name))
         return None
 
-    def check_service(self, facts: CardFacts) -> Decision | None:
-        """Checks 6–8 on the service: category, catalogue, list age.
-
-        :param facts: what the card's base read gave
-        :returns: the refusal, or ``None`` when the service may go ahead
-        """
+    def _check_service(self, facts: CardFacts, tap: _Tap) -> Decision | None:
+        """Checks 6–8 on the service: category, issuing region (only where a rule restricts
+        it), the catalogue item offered at this terminal's region."""
         profile = self.profile
-        now = self._now()
         if facts.category not in profile.allowed_categories:
             return refuse(Reason.CATEGORY_NOT_ALLOWED, category=facts.category)
-        listed = any(
-            item.code == profile.catalogue_item
-            and item.scenario == profile.scenario
-            and item.covers(facts.region_code)
-            and item.valid_on(now.date())
-            for item in self.store.catalogue.items()
+        regions = profile.regions
+        if regions is not None and not region_matches(facts.region_code, regions.accept):
+            return refuse(
+                Reason.REGION_NOT_ACCEPTED, region_code=facts.region_code, rule=regions.rule
+            )
+        state = tap.lists[ListName.CATALOGUE]
+        if state is not ListState.FRESH:
+            policy = profile.degraded.catalogue
+            if policy == ONLINE:
+                if self.online is not None and self.online.refresh_catalogue():
+                    tap.flags.add(online_flag(ListName.CATALOGUE))
+                    state = ListState.FRESH
+                else:
+                    policy = profile.degraded.online_fallback
+            if state is not ListState.FRESH:
+                refused = self._degraded(ListName.CATALOGUE, state, policy, tap)
+                if refused is not None or state is ListState.MISSING:
+                    return refused  # no catalogue at all: the profile's item is taken as offered
+        offered = self.store.catalogue.offered(
+            profile.catalogue_item, str(profile.scenario), self.region, tap.now.date()
         )
-        if not listed:
+        if offered is None:
             return refuse(
                 Reason.NOT_IN_CATALOGUE,
                 catalogue_item=profile.catalogue_item,
-                region_code=facts.region_code,
+                terminal_region=self.region,
             )
-        stale = self._stale_list(now)
-        if stale is not None:
-            return refuse(Reason.LIST_STALE, list=stale)
         return None
 
-    def decide(self, facts: CardFacts, card_hash: str, *, room: str | None = None) -> Decision:
+    def decide(
+        self,
+        facts: CardFacts,
+        card_hash: str,
+        *,
+        room: str | None = None,
+        flags: tuple[str, ...] = (),
+    ) -> Decision:
         """Every check and the scenario's rules on facts already read (no PIN step).
 
         :param facts: what the card gave, personal fields included
         :param card_hash: the keyed hash of the card's canonical identifier
         :param room: the hotel room number from the desk
+        :param flags: flags the caller's own steps raised (``stale_list:trust_list``)
         """
-        return (
-            self.check_card(facts, card_hash)
-            or self.check_service(facts)
-            or self._scenario_rules(facts, card_hash, self._now(), room)
+        tap = self._begin()
+        tap.flags.update(flags)
+        return tap.finish(
+            self._check_card(facts, card_hash, tap)
+            or self._check_service(facts, tap)
+            or self._scenario_rules(facts, card_hash, tap.now, room)
         )
-
-    def _stale_list(self, now: dt.datetime) -> str | None:
-        limit = dt.timedelta(hours=self.profile.max_list_age_hours)
-        created = self.store.deny.status().created
-        confirmed = self.store.meta.get(META_DENY_CURRENT_AT)
-        if confirmed is not None:
-            # a list that has not changed for a week is still fresh if the platform said so
-            checked = dt.datetime.fromtimestamp(float(confirmed), now.tzinfo)
-            created = checked if created is None or checked > created else created
-        if created is None or now - created > limit:
-            return "deny_list"
-        loaded = self.store.catalogue.loaded_at()
-        if loaded is None or now - loaded > limit:
-            return "catalogue"
-        return None
 
     def _scenario_rules(
         self, facts: CardFacts, card_hash: str, now: dt.datetime, room: str | None
@@ -302,20 +406,33 @@ class Pipeline:
         return Decision(ACCEPT, Reason.OK, {}, record)
 
     def _transit(self, facts: CardFacts, card_hash: str, today: dt.date) -> Decision:
+        """The fare: the lowest of the concessions that apply, the first listed on a tie.
+
+        Concessions come from card data only (the disabled-holder list, 卡类别, age) and from
+        the profile's explicit issuing-region rules; none of them ever refuses a card.
+        """
         rules = self.profile.transit
         assert rules is not None  # the schema guarantees it
-        fare, concession = rules.fare_fen, None
+        options: list[tuple[int, str, str | None]] = []
         if card_hash in self.disabled:
-            fare, concession = 0, "disabled"
-        elif facts.category in rules.free_categories:
-            fare, concession = 0, "elderly_category"
-        elif rules.concession_age is not None and _age(facts.birth_date, today) is not None:
-            age = _age(facts.birth_date, today)
-            if age is not None and age >= rules.concession_age:
-                fare, concession = 0, "age"
-        if concession is None and facts.category in rules.reduced_categories:
-            fare, concession = rules.reduced_fare_fen or 0, "reduced_category"
-        return Decision(ACCEPT, Reason.OK, {"fare_fen": fare, "concession": concession})
+            options.append((0, "disabled", None))
+        if facts.category in rules.free_categories:
+            options.append((0, "elderly_category", None))
+        age = _age(facts.birth_date, today)
+        if rules.concession_age is not None and age is not None and age >= rules.concession_age:
+            options.append((0, "age", None))
+        for local in rules.region_concessions:
+            if local.applies(facts.region_code, facts.category):
+                options.append((local.fare_fen, local.name, local.rule))
+        if facts.category in rules.reduced_categories:
+            options.append((rules.reduced_fare_fen or 0, "reduced_category", None))
+        fare, concession, rule = min(
+            options, key=lambda option: option[0], default=(rules.fare_fen, None, None)
+        )
+        detail: dict[str, Any] = {"fare_fen": fare, "concession": concession}
+        if rule is not None:
+            detail["concession_rule"] = rule
+        return Decision(ACCEPT, Reason.OK, detail)
 
     def _gate(self, card_hash: str, now: dt.datetime) -> Decision:
         rules = self.profile.gate
@@ -363,17 +480,19 @@ class Pipeline:
                 amount=amount,
                 personal=personal,
                 terminal_id=self.terminal_id,
+                flags=decision.flags,
             )
         )
-        done = replace(decision, seq=row.seq)
+        done = replace(decision, seq=row.seq, hotlines=self.hotlines)
         masked = mask_card_number(facts.card_number) if facts and facts.card_number else "-"
         log.info(
-            "event=tap scenario=%s outcome=%s reason=%s seq=%d card=%s",
+            "event=tap scenario=%s outcome=%s reason=%s seq=%d card=%s flags=%s",
             self.profile.name,
             done.outcome,
             done.reason,
             row.seq,
             masked,
+            ",".join(done.flags) or "-",
         )
         self._signal(done)
         return done
@@ -383,7 +502,7 @@ class Pipeline:
             return
         open_gate = decision.accepted and self.profile.scenario in (Scenario.TRANSIT, Scenario.GATE)
         try:
-            self.indicator.indicate(indication(decision.reason, open_gate=open_gate))
+            self.indicator.indicate(decision.indication(open_gate=open_gate))
         except IndicatorError as exc:
             # the decision stands and is journaled; a dead buzzer must not undo it
             log.warning("event=indicator_failed reason=%s error=%s", decision.reason, exc)
@@ -415,20 +534,21 @@ class Pipeline:
             card_hash = self.card_hash(facts)
         except SscardError as exc:
             return self.record(self.decide_error(exc), facts, "")
-        decision = self.check_card(facts, card_hash)
+        tap = self._begin()
+        decision = self._check_card(facts, card_hash, tap)
         if decision is None and self.profile.pin:
             try:
                 read.verify_pin(pin)
             except SscardError as exc:
                 decision = self.decide_error(exc)
-        decision = decision or self.check_service(facts)
+        decision = decision or self._check_service(facts, tap)
         if decision is None:
             try:
                 facts = read.personal(facts)
             except SscardError as exc:
-                return self.record(self.decide_error(exc), facts, card_hash)
-            decision = self._scenario_rules(facts, card_hash, self._now(), room)
-        return self.record(decision, facts, card_hash)
+                return self.record(tap.finish(self.decide_error(exc)), facts, card_hash)
+            decision = self._scenario_rules(facts, card_hash, tap.now, room)
+        return self.record(tap.finish(decision), facts, card_hash)
 
 
 def _age(birth: dt.date | None, today: dt.date) -> int | None:

@@ -6,6 +6,14 @@ stores only those (encrypted) in the journal, and nothing else reaches a log. Th
 strict: an unknown key, a wrong type or a field outside the catalogue is an error that names the
 file and the key.
 
+A profile also declares its operating policy (docs/policy.md): what the terminal does when a
+list is stale or missing (``[degraded]``: accept and flag, ask the platform, or refuse — per
+list; by default transit and gates accept, hotels and hospitals ask online, then accept), an
+optional restriction of the issuing regions it serves, which must name the rule it rests on
+(``[regions]``; by default cards of every region are accepted alike), and, for transit,
+concessions that depend on where a card was issued (``[[transit.region_concessions]]``: a fare
+rule, never a refusal).
+
 Example (``config/profiles/transit.toml``)::
 
     scenario = "transit"
@@ -16,21 +24,33 @@ Example (``config/profiles/transit.toml``)::
     [transit]
     fare_fen = 200
     free_categories = ["4"]      # 卡类别 4 老年人
+
+    [degraded]                   # a stale or missing list: accept | online | refuse
+    deny_list = "accept"
+    catalogue = "accept"
 """
 
 from __future__ import annotations
 
-import tomllib
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from apdu.errors import SscardError
 from apdu.identity import CATEGORY_NAMES
 from apdu.medical import MEDICAL_FIELDS
+from config.schema import CONTROL, PATH_MAX, Table, dotted
+from config.tomlfile import read_toml
 
 #: the built-in profiles
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
@@ -39,6 +59,20 @@ PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
 HOLDER_FIELDS = ("ssn", "name", "sex", "ethnicity", "birthplace", "birth_date")
 #: DF04 EF05 医疗保险基本信息 items (apdu.medical.MEDICAL_FIELDS); they need the PIN
 MEDICAL_PREFIX = "medical."
+#: a week-old list still serves a library gate; a list older than a year is no list
+MAX_LIST_AGE_HOURS = 8760
+#: far above any gate's day (a metro gate serves some 20 000), well inside SQLite's integers
+MAX_DAILY_CAPACITY = 10_000_000
+#: characters of a profile name, a voice prompt's reason code, a room-number pattern
+TEXT_MAX = 256
+#: a region in a profile: a two-digit province prefix or a six-digit GB/T 2260 code
+REGION = re.compile(r"[0-9]{2}|[0-9]{6}")
+RULE_MAX = 200
+#: the concessions computed from card data, by the names the journal and the host see
+CARD_CONCESSIONS = ("disabled", "elderly_category", "age", "reduced_category")
+#: deferred national codes a terminal may hold unacknowledged, unless the profile says
+DEFAULT_MAX_DEFERRED = 100
+MAX_DEFERRED_LIMIT = 100_000
 
 
 class ProfileError(SscardError):
@@ -54,11 +88,95 @@ class Scenario(StrEnum):
     HOSPITAL = "hospital"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+def _no_control(value: str) -> str:
+    if CONTROL.search(value):
+        raise ValueError("no control characters (NUL, newline, …) allowed")
+    return value
 
 
-class TransitRules(_Strict):
+def _regular_expression(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:  # refused here, not at the first guest's room number
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+#: a line of text: no control characters, at most TEXT_MAX characters
+Text = Annotated[str, StringConstraints(max_length=TEXT_MAX), AfterValidator(_no_control)]
+#: a voice prompt: a text to speak or an audio file's path
+Prompt = Annotated[str, StringConstraints(max_length=PATH_MAX), AfterValidator(_no_control)]
+#: a file path, as written (relative to the working folder)
+PathText = Annotated[
+    str, StringConstraints(min_length=1, max_length=PATH_MAX), AfterValidator(_no_control)
+]
+
+
+def _regions(values: tuple[str, ...], what: str) -> None:
+    if not values:
+        raise ValueError(f"{what} must list at least one region")
+    strange = [v for v in values if not isinstance(v, str) or not REGION.fullmatch(v)]
+    if strange:
+        raise ValueError(f"{what}: regions are 2-digit province prefixes or 6-digit codes")
+
+
+def _rule(value: str, what: str) -> None:
+    if not value.strip() or len(value) > RULE_MAX or CONTROL.search(value):
+        raise ValueError(
+            f"{what} must name the rule it rests on (file and article), one line of at most "
+            f"{RULE_MAX} characters"
+        )
+
+
+def region_matches(region_code: str, regions: tuple[str, ...]) -> bool:
+    """Whether an issuing region is among a list of regions (exact codes or province prefixes).
+
+    :param region_code: the card's six-digit region code
+    :param regions: two-digit prefixes and six-digit codes
+    :raises: nothing
+    """
+    return any(region_code == r or (len(r) == 2 and region_code.startswith(r)) for r in regions)
+
+
+class RegionConcession(Table):
+    """A fare that depends on where a card was issued (a city's own elderly free ride): a fare
+    rule that lowers the fare, never a refusal.
+
+    :param name: the concession's code, journaled and shown (``gz_senior_free``)
+    :param regions: the issuing regions it applies to (2-digit prefixes or 6-digit codes)
+    :param categories: the 卡类别 codes it applies to; empty for every category
+    :param fare_fen: the fare it gives, in fen; lower than the profile's fare
+    :param rule: the rule it rests on, file and article
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    regions: tuple[str, ...]
+    categories: tuple[str, ...] = ()
+    fare_fen: int = Field(default=0, ge=0, le=100_000)
+    rule: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegionConcession:
+        _regions(self.regions, f"region concession {self.name}")
+        _rule(self.rule, f"region concession {self.name}")
+        strange = sorted(set(self.categories) - set(CATEGORY_NAMES))
+        if strange:
+            raise ValueError(f"region concession {self.name}: categories {strange} are not 1-4")
+        return self
+
+    def applies(self, region_code: str, category: str | None) -> bool:
+        """Whether a card gets this concession.
+
+        :param region_code: the card's issuing region
+        :param category: its 卡类别
+        :raises: nothing
+        """
+        return region_matches(region_code, self.regions) and (
+            not self.categories or category in self.categories
+        )
+
+
+class TransitRules(Table):
     """Fares and concessions, computed from card data only — never from residency.
 
     :param fare_fen: the flat fare in fen (分)
@@ -68,6 +186,8 @@ class TransitRules(_Strict):
     :param concession_age: holders this old or older ride free; needs ``birth_date`` in the
         profile's fields (an EF06 read)
     :param disabled_list: a file of card hashes (one per line) of disabled holders, who ride free
+    :param region_concessions: fares that depend on the card's issuing region, each naming its
+        rule; a card of another region pays the ordinary fare (it is never refused)
     """
 
     fare_fen: int = Field(ge=0, le=100_000)
@@ -75,10 +195,11 @@ class TransitRules(_Strict):
     reduced_categories: tuple[str, ...] = ()
     reduced_fare_fen: int | None = Field(default=None, ge=0, le=100_000)
     concession_age: int | None = Field(default=None, ge=1, le=130)
-    disabled_list: str | None = None
+    disabled_list: PathText | None = None
+    region_concessions: tuple[RegionConcession, ...] = ()
 
 
-class GateRules(_Strict):
+class GateRules(Table):
     """Library, museum or scenic-site gates.
 
     :param anti_passback_s: the same card is refused at this gate for this long after an entry
@@ -86,19 +207,19 @@ class GateRules(_Strict):
     """
 
     anti_passback_s: int = Field(default=0, ge=0, le=86_400)
-    daily_capacity: int = Field(default=0, ge=0)
+    daily_capacity: int = Field(default=0, ge=0, le=MAX_DAILY_CAPACITY)
 
 
-class HotelRules(_Strict):
+class HotelRules(Table):
     """Lodging registration (旅馆业治安管理): the record the police system receives.
 
     :param room_pattern: a regular expression the caller's room number must match
     """
 
-    room_pattern: str = r"^[0-9A-Za-z-]{1,8}$"
+    room_pattern: Annotated[Text, AfterValidator(_regular_expression)] = r"^[0-9A-Za-z-]{1,8}$"
 
 
-class HospitalRules(_Strict):
+class HospitalRules(Table):
     """Registration at a hospital: identity plus the medical-insurance items after the PIN.
 
     :param pin_attempts_shown: warn the holder when this few PIN tries are left
@@ -107,7 +228,7 @@ class HospitalRules(_Strict):
     pin_attempts_shown: int = Field(default=1, ge=0, le=3)
 
 
-class QrRules(_Strict):
+class QrRules(Table):
     """Electronic-card QR codes at this service point.
 
     :param window_s: a dynamic code is accepted this long around its timestamp
@@ -115,14 +236,93 @@ class QrRules(_Strict):
     :param opaque_offline: a national (opaque) code while the platform is unreachable:
         ``refuse``, or ``defer`` (accept, journal as deferred, verify at the next sync; for
         low-risk services such as a library gate)
+    :param max_deferred: with ``defer``, how many deferred codes the terminal may hold that
+        the platform has not yet acknowledged (the journal's upload cursor); beyond it a
+        national code is refused (``qr_deferred_limit``) until a sync uploads them
     """
 
     window_s: float = Field(default=30, gt=0, le=600)
     skew_s: float = Field(default=5, ge=0, le=600)
     opaque_offline: Literal["refuse", "defer"] = "refuse"
+    max_deferred: int = Field(default=DEFAULT_MAX_DEFERRED, ge=1, le=MAX_DEFERRED_LIMIT)
+
+    @model_validator(mode="after")
+    def _deferral(self) -> QrRules:
+        if "max_deferred" in self.model_fields_set and self.opaque_offline != "defer":
+            raise ValueError('max_deferred applies only with opaque_offline = "defer"')
+        return self
 
 
-class Profile(_Strict):
+ListPolicy = Literal["accept", "online", "refuse"]
+
+
+class DegradedPolicy(Table):
+    """What the terminal does when a list it decides from is stale or missing (docs/policy.md).
+
+    ``accept``: decide without it and journal the decision with a ``stale_list:<list>`` flag;
+    ``online``: ask the platform now (one card's deny-list status, or a fresh catalogue or
+    trust list), and when it does not answer in time do ``online_fallback``; ``refuse``: refuse
+    with ``list_stale``. A stale list is an operator's alarm, never a holder's problem: refusing
+    lawful use is an offence (guangdong-draft.txt §25(三), jiangxi-2022.txt §19(四)).
+
+    :param deny_list: for a stale or missing deny list (a card it lists is refused all the same)
+    :param catalogue: for a stale or missing application catalogue
+    :param trust_list: for an expired or missing e-card trust list (codes only)
+    :param online_fallback: what ``online`` does when the platform does not answer
+    :param online_timeout_s: how long a holder waits for the platform
+    """
+
+    deny_list: ListPolicy = "accept"
+    catalogue: ListPolicy = "accept"
+    trust_list: ListPolicy = "accept"
+    online_fallback: Literal["accept", "refuse"] = "accept"
+    online_timeout_s: float = Field(default=2.0, gt=0, le=10)
+
+    def for_list(self, name: str) -> str:
+        """The policy for a list (``deny_list``, ``catalogue``, ``trust_list``).
+
+        :param name: the list
+        :raises KeyError: another name
+        """
+        policies = {
+            "deny_list": self.deny_list,
+            "catalogue": self.catalogue,
+            "trust_list": self.trust_list,
+        }
+        return policies[name]
+
+
+#: the degraded policy a profile without a [degraded] table gets, by scenario: where money or
+#: lodging is at stake the platform is asked first; a bus or a gate never waits for a network
+DEFAULT_DEGRADED: dict[str, dict[str, str]] = {
+    "transit": {},
+    "gate": {},
+    "hotel": {"deny_list": "online", "catalogue": "online", "trust_list": "online"},
+    "hospital": {"deny_list": "online", "catalogue": "online", "trust_list": "online"},
+}
+
+
+class RegionRestriction(Table):
+    """A deployment that may serve only cards of some issuing regions — where, and only where,
+    a rule says so. By default a terminal accepts the cards of every region, Hong Kong, Macao
+    and Taiwan residents and foreign holders alike (guangdong-draft.txt §3 "全省互认",
+    provincial-draft-2026.txt §6 "支持省内和跨区域用卡", §15 "省际互通").
+
+    :param accept: the issuing regions served (2-digit prefixes or 6-digit codes)
+    :param rule: the rule the restriction rests on, file and article; every refusal names it
+    """
+
+    accept: tuple[str, ...]
+    rule: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RegionRestriction:
+        _regions(self.accept, "regions.accept")
+        _rule(self.rule, "a region restriction (regions.rule)")
+        return self
+
+
+class Profile(Table):
     """One scenario profile (see the module docstring).
 
     :param scenario: which rules apply
@@ -131,28 +331,47 @@ class Profile(_Strict):
     :param fields: personal fields read and stored; EF06 items and ``medical.*`` items
     :param require_genuine: refuse cards not proven genuine by a security module
     :param expiry_grace_days: days after 卡有效期 a card is still accepted
-    :param max_list_age_hours: refuse when the deny list or catalogue is older than this
+    :param max_list_age_hours: the deny list or catalogue is stale when older than this
     :param allowed_categories: 卡类别 codes served
     :param pin: the holder enters the PIN (hospital)
     :param voice: reason code → text or audio file for voice prompts
     :param qr: electronic-card QR rules
+    :param degraded: what to do with a stale or missing list (defaults by scenario:
+        :data:`DEFAULT_DEGRADED`)
+    :param regions: a restriction of the issuing regions served, naming its rule; ``None``
+        (the default) serves every region
     """
 
     scenario: Scenario = Field(strict=False)  # a TOML string names the enum member
-    name: str = ""
+    name: Text = ""
     catalogue_item: str = Field(pattern=r"^[0-9A-Za-z]{2,16}$")
     fields: tuple[str, ...] = ()
     require_genuine: bool = True
     expiry_grace_days: int = Field(default=0, ge=0, le=366)
-    max_list_age_hours: float = Field(default=72, gt=0)
+    max_list_age_hours: float = Field(default=72, gt=0, le=MAX_LIST_AGE_HOURS)
     allowed_categories: tuple[str, ...] = tuple(CATEGORY_NAMES)
     pin: bool = False
-    voice: dict[str, str] = Field(default_factory=dict)
+    voice: dict[Text, Prompt] = Field(default_factory=dict)
     qr: QrRules = Field(default_factory=QrRules)
+    degraded: DegradedPolicy = Field(default_factory=DegradedPolicy)
+    regions: RegionRestriction | None = None
     transit: TransitRules | None = None
     gate: GateRules | None = None
     hotel: HotelRules | None = None
     hospital: HospitalRules | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scenario_defaults(cls, data: Any) -> Any:
+        """A missing ``[degraded]`` table, or a missing key in it, takes the scenario's
+        default (:data:`DEFAULT_DEGRADED`)."""
+        if not isinstance(data, Mapping):
+            return data
+        defaults = DEFAULT_DEGRADED.get(str(data.get("scenario")), {})
+        given = data.get("degraded", {})
+        if not defaults or not isinstance(given, Mapping):
+            return data
+        return {**data, "degraded": {**defaults, **given}}
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -195,6 +414,18 @@ class Profile(_Strict):
             strange = sorted(set(getattr(rules, name)) - set(CATEGORY_NAMES))
             if strange:
                 raise ValueError(f"transit.{name} {strange}: 卡类别 codes are 1-4")
+        names = [c.name for c in rules.region_concessions]
+        if len(set(names)) != len(names):
+            raise ValueError("transit.region_concessions names a concession twice")
+        taken = sorted(set(names) & set(CARD_CONCESSIONS))
+        if taken:
+            raise ValueError(f"region concession names {taken} are the card concessions' own")
+        for concession in rules.region_concessions:
+            if concession.fare_fen >= rules.fare_fen:
+                raise ValueError(
+                    f"region concession {concession.name}: fare_fen must be below the fare "
+                    f"({rules.fare_fen})"
+                )
 
     @property
     def holder_fields(self) -> tuple[str, ...]:
@@ -221,8 +452,7 @@ def parse_profile(data: Mapping[str, Any], source: str, name: str = "") -> Profi
         return Profile.model_validate(_tuples(document))
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(profile)'}: {_message(err)}"
-            for err in exc.errors()
+            f"{dotted(err['loc']) or '(profile)'}: {_message(err)}" for err in exc.errors()
         )
         raise ProfileError(f"{source}: {problems}") from None
 
@@ -231,7 +461,8 @@ def load_profile(name_or_path: str | Path) -> Profile:
     """Load a profile by name (``config/profiles/<name>.toml``) or by path.
 
     :param name_or_path: ``transit``, ``gate``, … or a file path
-    :raises ProfileError: no such profile, unreadable, not TOML, or off-schema
+    :raises ProfileError: no such profile, unreadable, not UTF-8, not TOML, nested too deeply,
+        or off-schema
     """
     path = Path(name_or_path)
     if path.suffix != ".toml" and path.parent == Path("."):
@@ -239,12 +470,7 @@ def load_profile(name_or_path: str | Path) -> Profile:
         if not path.is_file():
             known = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
             raise ProfileError(f"no scenario profile {str(name_or_path)!r}; built in: {known}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProfileError(f"cannot read profile {path}: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"{path}: not valid TOML: {exc}") from exc
+    data = read_toml(path, ProfileError, what="profile")
     return parse_profile(data, str(path), path.stem)
 
 

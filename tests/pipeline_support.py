@@ -35,6 +35,8 @@ CARDS = {  # persona → (region code, card number)
     "elderly": ("440100", "A07603317"),
     "student": ("440100", "A05514724"),
     "v3-sm4": ("330100", "E55120706"),
+    "jiangxi-nanchang": ("360100", "J36007413"),
+    "hunan-changsha": ("430100", "K43005827"),
 }
 
 

@@ -143,3 +143,64 @@ class Platform:
             ops,
             self.key,
         )
+
+
+def write_old_journal_rows(path: Path, amounts: Iterable[int | None], *, version: int) -> None:
+    """Make a store file of an earlier schema (``version`` migrations) holding journal rows as
+    that release wrote them: no ``flags`` column, the record without a ``flags`` member.
+
+    :param path: the new store file
+    :param amounts: one transit row per amount, chained from the genesis hash
+    :param version: the schema version the file is left at (1 or 2)
+    """
+    from offline_store.chain import GENESIS_HASH, JournalRow, chain_hash
+    from offline_store.db import MIGRATIONS, open_database
+
+    open_database(path, MIGRATIONS[:version]).close()
+    prev = GENESIS_HASH
+    with raw(path) as conn:
+        for seq, amount in enumerate(amounts, 1):
+            row = JournalRow(
+                seq=seq,
+                uuid=f"00000000-0000-4000-8000-{seq:012d}",
+                wall_time=NOON + seq,
+                monotonic_ns=seq,
+                scenario="transit",
+                catalogue_item="0301",
+                credential_token=TOKEN,
+                outcome="accept",
+                reason_code="ok",
+                amount=amount,
+                personal_fields=(),
+                prev_hash=prev,
+                hash="",
+                uploaded=False,
+                terminal_id="T",
+                wall_time_us=int((NOON + seq) * 1_000_000),
+            )
+            digest = chain_hash(prev, row.canonical())
+            conn.execute(
+                "INSERT INTO journal (seq, uuid, wall_time_us, monotonic_ns, scenario, "
+                "catalogue_item, credential_token, outcome, reason_code, amount, terminal_id, "
+                "personal_fields, personal_ct, prev_hash, hash, uploaded) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', NULL, ?, ?, 0)",
+                (
+                    seq,
+                    row.uuid,
+                    row.wall_time_us,
+                    seq,
+                    "transit",
+                    "0301",
+                    TOKEN,
+                    "accept",
+                    "ok",
+                    amount,
+                    "T",
+                    prev,
+                    digest,
+                ),
+            )
+            conn.execute(
+                "UPDATE journal_state SET last_seq = ?, last_hash = ? WHERE id = 1", (seq, digest)
+            )
+            prev = digest

@@ -16,7 +16,14 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from drivers.indicators.base import Indication, Indicator, IndicatorError, IndicatorSet, Signal
+from drivers.indicators.base import (
+    Hotline,
+    Indication,
+    Indicator,
+    IndicatorError,
+    IndicatorSet,
+    Signal,
+)
 
 if TYPE_CHECKING:
     from drivers.indicators.console import ConsoleIndicator
@@ -34,6 +41,7 @@ _BY_CLASS = {target.partition(":")[2]: name for name, target in BACKENDS.items()
 __all__ = [
     "BACKENDS",
     "ConsoleIndicator",
+    "Hotline",
     "Indication",
     "Indicator",
     "IndicatorError",

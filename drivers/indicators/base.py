@@ -2,9 +2,11 @@
 
 The pipeline decides; an :class:`Indicator` shows the decision — a line on a console, a gate,
 LED and buzzer on a relay board, a voice prompt. Every outcome carries a stable reason code, a
-short Chinese and English prompt and, for refusals, the hotline text (DESIGN.md "A tap, end to
-end"). :class:`IndicatorSet` fans one indication out to several indicators and never lets one
-dead device (a buzzer) keep another (the gate) from acting.
+short Chinese and English prompt and, for refusals, the service point's complaint hotlines
+(:class:`Hotline`: 12333 and 12345 by default, per deployment; Guangdong draft §21, Guangzhou
+§29, Jiangxi §5, ``docs/service-point.md``). :class:`IndicatorSet` fans one indication out to
+several indicators and never lets one dead device (a buzzer) keep another (the gate) from
+acting.
 
 :class:`IndicatorError` extends the tree of :mod:`apdu.errors` under ``DriverError``.
 """
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 # reason codes travel into file names and logs: keep them short and plain
 REASON_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# a hotline is dialled: digits, optionally an area code joined by "-" (0791-12345)
+HOTLINE_NUMBER = re.compile(r"[0-9]{3,12}(?:-[0-9]{3,12})?")
+MAX_PURPOSE_CHARS = 40
 
 
 class Signal(StrEnum):
@@ -57,36 +62,99 @@ class IndicatorError(DriverError):
 
 
 @dataclass(frozen=True, slots=True)
+class Hotline:
+    """A telephone line where the holder gets help and makes complaints.
+
+    :param number: what to dial, e.g. ``12333`` (digits; an area code may be joined by ``-``)
+    :param purpose_zh: what the line is, e.g. ``人社服务热线``
+    :param purpose_en: the same in English, e.g. ``social security hotline``
+    :raises ValueError: a number that is not 3–12 digits (with an optional ``-`` part), a
+        purpose that is empty, longer than 40 characters or not one line
+    """
+
+    number: str
+    purpose_zh: str
+    purpose_en: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.number, str) or not HOTLINE_NUMBER.fullmatch(self.number):
+            raise ValueError(f"hotline number {self.number!r} is not 3–12 digits")
+        for name in ("purpose_zh", "purpose_en"):
+            value = getattr(self, name)
+            if (
+                not isinstance(value, str)
+                or not value.strip()
+                or len(value) > MAX_PURPOSE_CHARS
+                or not value.isprintable()
+            ):
+                raise ValueError(
+                    f"hotline {self.number} {name} must be one line of 1–40 characters"
+                )
+
+    @property
+    def digits(self) -> str:
+        """The digits to dial, without separators."""
+        return self.number.replace("-", "")
+
+
+def hotline_text(hotlines: tuple[Hotline, ...]) -> str | None:
+    """The hotlines as one line to print, Chinese then English; ``None`` for none.
+
+    :param hotlines: the hotlines, in the order to show them
+    """
+    if not hotlines:
+        return None
+    zh = "，".join(f"{h.number} {h.purpose_zh}" for h in hotlines)
+    en = ", ".join(f"{h.number} {h.purpose_en}" for h in hotlines)
+    return f"咨询投诉：{zh} / Help or complaints: {en}"
+
+
+@dataclass(frozen=True, slots=True)
 class Indication:
     """One decision as the person at the terminal should perceive it.
 
     :param signal: accept, refuse or attention
     :param reason_code: the pipeline's stable code, e.g. ``ok``, ``deny_listed``, ``expired``
-    :param prompt_zh: a short Chinese prompt, e.g. ``卡已挂失``
+    :param prompt_zh: a short Chinese prompt ending with what to do next, e.g.
+        ``卡已挂失，请到人工窗口``; spoken
     :param prompt_en: the same prompt in English
-    :param hotline: for refusals, e.g. ``请咨询 12333 / call 12333``
+    :param hotlines: for refusals, the service point's complaint hotlines; printed and spoken
     :param open_gate: whether a gate should let the person through; only an accept may
+    :param advice_zh: longer advice that is shown but not spoken (too long to hear at a gate)
+    :param advice_en: the same advice in English
     :raises ValueError: a signal that is not a :class:`Signal`; a reason code that is empty,
         longer than 64 characters or not made of ASCII letters, digits, ``_``, ``.`` and ``-``;
-        ``open_gate`` on a refusal or an attention
+        hotlines that are not a tuple of :class:`Hotline`; ``open_gate`` on a refusal or an
+        attention
     """
 
     signal: Signal
     reason_code: str
     prompt_zh: str
     prompt_en: str
-    hotline: str | None = None
+    hotlines: tuple[Hotline, ...] = ()
     open_gate: bool = False
+    advice_zh: str = ""
+    advice_en: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.signal, Signal):
             raise ValueError(f"signal must be a Signal, got {self.signal!r}")
+        if not isinstance(self.hotlines, tuple) or not all(
+            isinstance(h, Hotline) for h in self.hotlines
+        ):
+            raise ValueError(f"hotlines must be a tuple of Hotline, got {self.hotlines!r}")
         if not REASON_CODE.fullmatch(self.reason_code):
             raise ValueError(
                 f"reason code {self.reason_code!r} is not of the form {REASON_CODE.pattern}"
             )
         if self.open_gate and self.signal is not Signal.ACCEPT:
             raise ValueError(f"only an accept opens the gate, not {self.signal}")
+
+    @property
+    def hotline(self) -> str | None:
+        """The hotlines as one printable line (:func:`hotline_text`), ``None`` without any."""
+        return hotline_text(self.hotlines)
 
 
 class Indicator(ABC):

@@ -1,7 +1,8 @@
 """The console indicator: one line of text per indication, for the demo, tests and operators.
 
 A line reads ``ACCEPT     请通行 / Please go ahead  [gate]  (ok)``: the signal, the Chinese
-and the English prompt, the hotline on refusals, whether the gate opens, and the reason code.
+and the English prompt, the advice that is shown but not spoken, the complaint hotlines on
+refusals (every one of them, with what it is for), whether the gate opens, and the reason code.
 Colour (ANSI) is used when the stream is a terminal and ``NO_COLOR`` is not set.
 """
 
@@ -56,6 +57,9 @@ class ConsoleIndicator(Indicator):
         if self.colour:
             label = f"{ANSI_COLOURS[indication.signal]}{label}{ANSI_RESET}"
         parts = [f"{label}  {indication.prompt_zh} / {indication.prompt_en}"]
+        if indication.advice_zh or indication.advice_en:
+            advice = " / ".join(a for a in (indication.advice_zh, indication.advice_en) if a)
+            parts.append(f"  ({advice})")
         if indication.hotline:
             parts.append(f"  — {indication.hotline}")
         if indication.open_gate:

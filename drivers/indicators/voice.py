@@ -1,12 +1,21 @@
-"""Voice prompts, for people who cannot see the screen (the regulations ask for terminals that
-elderly and disabled people can use).
+"""Voice prompts, for people who cannot see the screen: service points must serve elderly and
+disabled people, and card terminals must meet the accessibility requirements (Guangdong draft
+§15, 2026 draft §6, Jiangxi §10; ``docs/service-point.md``).
 
 Each outcome selects a clip: by its reason code first, then by its signal. A clip is a
 prerecorded audio file, played by a player command (``aplay -q {file}`` by default), or text
-spoken by espeak-ng (``-v zh`` Mandarin, ``-v yue`` Cantonese, ``-v en``). The player runs as a
-child process that :meth:`VoiceIndicator.indicate` does not wait for; the next prompt cancels
-it, and a finished one is reaped at the next prompt, at :meth:`VoiceIndicator.reap` and at
-:meth:`VoiceIndicator.close`. No thread is started.
+spoken by espeak-ng in a language: ``zh`` Mandarin (the default), ``yue`` Cantonese or ``en``
+English (:data:`LANGUAGE_VOICES`; any other espeak-ng voice name is passed through). Speech is
+slow and clear by default (:data:`DEFAULT_SPEED_WPM`, below espeak-ng's 175). An indication that
+carries hotlines (a refusal) is followed, after a pause of :data:`HOTLINE_PAUSE_MS`, by the
+hotline numbers read digit by digit in the same language ("咨询投诉请拨打 1 2 3 3 3 或 1 2 3 4 5").
+
+The player runs as a child process that :meth:`VoiceIndicator.indicate` does not wait for; the
+next prompt cancels it, and a finished one is reaped at the next prompt, at
+:meth:`VoiceIndicator.reap` and at :meth:`VoiceIndicator.close`. No thread is started.
+
+:func:`audio_output_present` tells whether the machine has a sound output at all: voice prompts
+are on by default wherever it has one.
 
 Everything that can be checked is checked at construction: espeak-ng installed and knowing the
 voices, the audio files readable, the player installed — not at the first tap.
@@ -22,14 +31,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
-from drivers.indicators.base import REASON_CODE, Indication, Indicator, IndicatorError, Signal
+from drivers.indicators.base import (
+    REASON_CODE,
+    Hotline,
+    Indication,
+    Indicator,
+    IndicatorError,
+    Signal,
+)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PLAYER = ("aplay", "-q", "{file}")
 DEFAULT_ESPEAK = "espeak-ng"
 DEFAULT_VOICE = "zh"
+#: language → espeak-ng voice. Mandarin is ``cmn-latn-pinyin``: espeak-ng 1.51's ``zh``/``cmn``
+#: voice reads the tone numbers of its own pinyin dictionary as English words ("卡" comes out as
+#: "ka three"; espeak-ng/espeak-ng#1370), which ``cmn-latn-pinyin`` does not do.
+LANGUAGE_VOICES = {"zh": "cmn-latn-pinyin", "yue": "yue", "en": "en"}
+DEFAULT_SPEED_WPM = 140  # slow and clear: espeak-ng's own default is 175
+HOTLINE_PAUSE_MS = 700  # silence between the prompt and the hotlines
+HOTLINE_WORDS = {  # "zh" also serves Cantonese: both read the same characters
+    "zh": ("咨询投诉请拨打 ", " 或 "),
+    "en": ("For help or complaints, call ", ", or "),
+}
+SND_DIR = Path("/dev/snd")
+ALSA_PLAYBACK = "pcmC*D*p"  # ALSA playback devices: card C, device D, p for playback
 FILE_PLACEHOLDER = "{file}"
 CANCEL_GRACE_S = 0.2  # a player that ignores SIGTERM this long is killed
 CHECK_TIMEOUT_S = 10.0
@@ -55,20 +84,42 @@ class Speech:
 
     :param text: what to say; ``None`` says the indication's own prompt (the English one for a
         voice whose name starts with ``en``, the Chinese one otherwise)
-    :param voice: the espeak-ng voice
+    :param voice: a language of :data:`LANGUAGE_VOICES` (``zh``, ``yue``, ``en``) or an
+        espeak-ng voice name
     """
 
     text: str | None = None
     voice: str = DEFAULT_VOICE
 
+    @property
+    def english(self) -> bool:
+        """Whether this clip speaks English."""
+        return self.voice.startswith("en")
+
+    @property
+    def espeak_voice(self) -> str:
+        """The espeak-ng voice that speaks this clip."""
+        return LANGUAGE_VOICES.get(self.voice, self.voice)
+
     def words(self, indication: Indication) -> str:
-        """What this clip says for an indication.
+        """What this clip says for an indication (the hotlines are not part of it).
 
         :param indication: the indication being shown
         """
         if self.text is not None:
             return self.text
-        return indication.prompt_en if self.voice.startswith("en") else indication.prompt_zh
+        return indication.prompt_en if self.english else indication.prompt_zh
+
+    def hotline_words(self, hotlines: Sequence[Hotline]) -> str:
+        """The hotlines as this clip says them: numbers digit by digit, in its language.
+
+        :param hotlines: the hotlines; empty gives an empty text
+        """
+        if not hotlines:
+            return ""
+        lead, joiner = HOTLINE_WORDS["en" if self.english else "zh"]
+        # "1 2 3 3 3": a phone number is read digit by digit, never as "twelve thousand …"
+        return lead + joiner.join(" ".join(h.digits) for h in hotlines)
 
 
 Clip = AudioFile | Speech
@@ -79,11 +130,14 @@ class VoiceIndicator(Indicator):
 
     :param clips: reason code → clip; ``None`` keeps that outcome silent
     :param defaults: signal → clip for reason codes without their own; a signal left out says
-        the indication's Chinese prompt (``Speech()``), ``None`` keeps it silent
+        the indication's own prompt in ``voice``, ``None`` keeps it silent
     :param player: the command for audio files; ``{file}`` is replaced by the path (appended
         when absent)
     :param espeak: the espeak-ng program
-    :param speed_wpm: espeak-ng's speed (``-s``), 80–450 words per minute; ``None``: its default
+    :param speed_wpm: espeak-ng's speed (``-s``), 80–450 words per minute; ``None``: espeak-ng's
+        own default (175)
+    :param voice: the language of the default clips: ``zh`` (Mandarin), ``yue`` (Cantonese),
+        ``en``, or an espeak-ng voice name
     :param wav_dir: write each spoken prompt to ``<wav_dir>/<n>-<reason>.wav`` (``-w``) instead
         of playing it (for tests and for recording prompts)
     :raises IndicatorError: espeak-ng missing or without a configured voice while a clip needs
@@ -101,11 +155,16 @@ class VoiceIndicator(Indicator):
         *,
         player: Sequence[str] = DEFAULT_PLAYER,
         espeak: str = DEFAULT_ESPEAK,
-        speed_wpm: int | None = None,
+        speed_wpm: int | None = DEFAULT_SPEED_WPM,
+        voice: str = DEFAULT_VOICE,
         wav_dir: Path | None = None,
     ) -> None:
+        if not isinstance(voice, str) or not voice:
+            raise IndicatorError(f"voice: expected a language or voice name, got {voice!r}")
         self.clips: dict[str, Clip | None] = dict(clips or {})
-        self.defaults: dict[Signal, Clip | None] = {signal: Speech() for signal in Signal}
+        self.defaults: dict[Signal, Clip | None] = {
+            signal: Speech(None, voice) for signal in Signal
+        }
         for key, clip in (defaults or {}).items():
             try:
                 self.defaults[Signal(key)] = clip
@@ -131,6 +190,7 @@ class VoiceIndicator(Indicator):
         self._process: subprocess.Popen[bytes] | None = None
         self._count = 0
         self._closed = False
+        self._warned_unspoken: set[str] = set()
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -151,7 +211,8 @@ class VoiceIndicator(Indicator):
         an audio suffix (``.wav``, ``.ogg``, ``.oga``, ``.opus``, ``.mp3``, ``.flac``; played),
         ``{ say = "文字", voice = "yue" }``, ``{ prompt = true, voice = "en" }`` (the
         indication's own prompt), ``{ file = "x.wav" }`` or ``false`` (silence). ``player`` (a
-        list), ``espeak``, ``voice`` (default ``zh``) and ``speed_wpm`` are optional::
+        list), ``espeak``, ``voice`` (the language of every spoken clip without its own: ``zh``
+        by default, ``yue``, ``en``) and ``speed_wpm`` (default 140) are optional::
 
             [voice]
             speed_wpm = 140
@@ -197,7 +258,7 @@ class VoiceIndicator(Indicator):
         ):
             raise IndicatorError(f"{where}.player: expected a list of strings, got {player!r}")
         espeak = mapping.get("espeak", DEFAULT_ESPEAK)
-        speed = mapping.get("speed_wpm")
+        speed = mapping.get("speed_wpm", DEFAULT_SPEED_WPM)
         if not isinstance(espeak, str) or not (speed is None or type(speed) is int):
             raise IndicatorError(f"{where}: espeak must be a string and speed_wpm an integer")
         return cls(
@@ -206,6 +267,7 @@ class VoiceIndicator(Indicator):
             player=player,
             espeak=espeak,
             speed_wpm=speed,
+            voice=voice,
             wav_dir=wav_dir,
         )
 
@@ -227,7 +289,7 @@ class VoiceIndicator(Indicator):
                     f"voice: espeak-ng ({espeak!r}) is not installed, and these prompts need it: "
                     f"{needing}; {INSTALL_HINT}, or configure an audio file (or silence) for each"
                 )
-            for voice in sorted({clip.voice for _, clip in speech}):
+            for voice in sorted({clip.espeak_voice for _, clip in speech}):
                 self._check_voice(voice)
         if files:
             if not self._player_template:
@@ -288,6 +350,8 @@ class VoiceIndicator(Indicator):
         if argv is None:
             log.debug("event=voice_nothing_to_say reason=%s", indication.reason_code)
             return
+        if isinstance(clip, AudioFile) and indication.hotlines:
+            self._warn_unspoken(indication.reason_code)
         try:
             self._process = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -315,14 +379,31 @@ class VoiceIndicator(Indicator):
         if not words:
             return None
         assert self._espeak is not None
-        argv = [self._espeak, "-v", clip.voice]
+        argv = [self._espeak, "-v", clip.espeak_voice]
         if self.speed_wpm is not None:
             argv += ["-s", str(self.speed_wpm)]
         if self.wav_dir is not None:
             self._count += 1
             self.last_wav = self.wav_dir / f"{self._count:06d}-{indication.reason_code}.wav"
             argv += ["-w", str(self.last_wav)]
+        hotline = clip.hotline_words(indication.hotlines)
+        if hotline:
+            # SSML (-m) for the pause: a full stop alone is too short to set the numbers apart
+            pause = f'<break time="{HOTLINE_PAUSE_MS}ms"/>'
+            words = f"<speak>{escape(words)}{pause}{escape(hotline)}</speak>"
+            argv.append("-m")
         return [*argv, "--", words]  # "--": a text starting with "-" is not an option
+
+    def _warn_unspoken(self, reason: str) -> None:
+        # a recorded clip cannot be followed without waiting for it: its recording must end
+        # with the hotlines; say so once per reason code
+        if reason not in self._warned_unspoken:
+            self._warned_unspoken.add(reason)
+            log.warning(
+                "event=voice_hotline_in_recording reason=%s "
+                "note=the recorded refusal must say the hotlines itself",
+                reason,
+            )
 
     # -- the player process ------------------------------------------------------------------
 
@@ -391,6 +472,37 @@ class VoiceIndicator(Indicator):
             log.warning(
                 "event=voice_player_failed program=%s status=%d", program, process.returncode
             )
+
+
+def audio_output_present(snd_dir: Path = SND_DIR, aplay: str | None = "aplay") -> bool:
+    """Whether this machine has a sound output: an ALSA playback device (``pcmC*D*p`` under
+    ``/dev/snd``), else a sound card that ``aplay -l`` lists.
+
+    :param snd_dir: where ALSA's device nodes are
+    :param aplay: the ``aplay`` program, or ``None`` not to ask it
+    """
+    try:
+        if any(snd_dir.glob(ALSA_PLAYBACK)):
+            return True
+    except OSError as exc:
+        log.debug("event=audio_probe_failed dir=%s error=%s", snd_dir, exc)
+    program = shutil.which(aplay) if aplay else None
+    if program is None:
+        return False
+    try:
+        done = subprocess.run(
+            [program, "-l"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=CHECK_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.debug("event=audio_probe_failed program=%s error=%s", program, exc)
+        return False
+    # "card 0: PCH [HDA Intel PCH], device 0: …"; with none it says "no soundcards found"
+    listed = done.stdout.decode(errors="replace").splitlines()
+    return done.returncode == 0 and any(line.startswith("card ") for line in listed)
 
 
 def _clip(value: object, where: str, voice: str, base: Path) -> Clip | None:

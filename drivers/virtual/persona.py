@@ -36,13 +36,14 @@ removes the record (the card then answers ``6A83``).
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from apdu import medical, ssc
 from apdu.tlv import encode_simple
+from config.schema import CONTROL
+from config.tomlfile import read_toml
 
 ALGORITHM_IDS = {"des": 0x01, "ssf33": 0x02, "sm4": 0x03, "none": None}
 DEFAULT_MAKER = bytes.fromhex("8660")  # T6–T7: card-maker id (fictional)
@@ -61,6 +62,7 @@ _CARD_KEYS = {
     "atr_historical",
 }
 _HOLDER_KEYS = {"ssn", "name", "sex", "ethnicity", "birthplace", "birth_date"}
+_DATE_KEYS = {"issue_date", "expiry_date", "birth_date"}
 _TOP_KEYS = {"description", "card", "holder", "raw_records", "keys", "pin", "medical"}
 _KEYS_KEYS = {"forged", "rkssse_tries"}
 _PIN_KEYS = {"value", "tries"}
@@ -321,23 +323,28 @@ def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
     :raises PersonaError: for unknown keys, missing keys or values that do not fit
     """
     _check_keys(data, _TOP_KEYS, name)
-    card = _require(data, "card", name)
-    holder = data.get("holder", {})
+    card = _table(data, "card", name, required=True)
+    holder = _table(data, "holder", name)
     _check_keys(card, _CARD_KEYS, f"{name} [card]")
     _check_keys(holder, _HOLDER_KEYS, f"{name} [holder]")
+    _check_text(card, f"{name} [card]")
+    _check_text(holder, f"{name} [holder]")
+    _check_text({"description": data.get("description")}, name)
     algorithm = card.get("algorithm", "des")
     if algorithm not in ALGORITHM_IDS:
         raise PersonaError(f"{name}: algorithm must be one of {sorted(ALGORITHM_IDS)}")
     city = str(_require(card, "city_code", f"{name} [card]"))
-    if len(city) != 6 or not city.isdigit():
+    if len(city) != 6 or not (city.isascii() and city.isdigit()):
         raise PersonaError(f"{name}: city_code must be six digits")
-    serial = bytes.fromhex(_require(card, "serial", f"{name} [card]"))
-    auth = bytes.fromhex(card.get("auth_code", "FFFFFFFF"))
+    serial = _hex(_require(card, "serial", f"{name} [card]"), "serial", name)
+    auth = _hex(card.get("auth_code", "FFFFFFFF"), "auth_code", name)
     if len(serial) != 4 or len(auth) != 4:
         raise PersonaError(f"{name}: serial and auth_code are four bytes of hex")
     card_id = bytes.fromhex(city) + ssc.RID_SSC + serial + auth
     hist_hex = card.get("atr_historical")
-    historical = bytes.fromhex(hist_hex) if hist_hex else default_historical(city, serial)
+    historical = (
+        _hex(hist_hex, "atr_historical", name) if hist_hex else default_historical(city, serial)
+    )
 
     def tlv(tag: int, value: bytes) -> bytes:
         return encode_simple(tag, value)
@@ -380,13 +387,40 @@ def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
     )
     if persona.generation != ssc.Generation.V1:
         ef06[ssc.TAG_NAME_EXTENSION] = tlv(ssc.TAG_NAME_EXTENSION, name_4e)
-    for address, hex_bytes in data.get("raw_records", {}).items():
+    for address, hex_bytes in _table(data, "raw_records", name).items():
         _apply_raw(persona, address, hex_bytes, name)
     return persona
 
 
+def _table(data: dict[str, Any], key: str, name: str, *, required: bool = False) -> dict[str, Any]:
+    """A sub-table of the document, empty when absent (unless required)."""
+    value = _require(data, key, name) if required else data.get(key, {})
+    if not isinstance(value, dict):
+        raise PersonaError(f"{name}: [{key}] must be a table")
+    return value
+
+
+def _check_text(table: dict[str, Any], where: str) -> None:
+    """Every value but the dates is a quoted string without control characters (a record
+    with odd bytes is written with ``[raw_records]``)."""
+    for key, value in table.items():
+        if value is None or key in _DATE_KEYS:
+            continue
+        if not isinstance(value, str) or CONTROL.search(value):
+            raise PersonaError(f"{where}: {key} must be a quoted string without control characters")
+
+
+def _hex(value: str, key: str, name: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise PersonaError(f"{name}: {key} must be hex bytes") from None
+
+
 def _apply_raw(persona: Persona, address: str, hex_bytes: str, name: str) -> None:
     where = f"{name} [raw_records]: {address!r}"
+    if not isinstance(hex_bytes, str):
+        raise PersonaError(f"{where} must be a quoted string of hex bytes")
     files = {"EF05": persona.ef05, "EF06": persona.ef06}
     if persona.medical is not None:
         files["DF04.EF05"] = persona.medical
@@ -410,12 +444,8 @@ def load_persona(path: str | Path) -> Persona:
     """Read a persona TOML file.
 
     :param path: the file
-    :raises PersonaError: when the file is not valid TOML or not a persona
-    :raises OSError: when the file cannot be read
+    :raises PersonaError: when the file cannot be read, is not UTF-8, not valid TOML, nested
+        too deeply or not a persona
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise PersonaError(f"{path}: {exc}") from exc
-    return parse_persona(data, path.stem)
+    return parse_persona(read_toml(path, PersonaError, what="persona file"), path.stem)

@@ -9,16 +9,17 @@ It answers the commands :mod:`apdu.psam` sends, byte for byte (spec doc §3.5, S
 * ``BF DE <usage> <key id> Lc <factors, level 3 first><session factor>``: needs the ADF
   (``6985``). Only type ``07`` keys (encrypt/authenticate) are held, so any other type in the
   usage byte is a key it does not have: ``6A88``, as is a key id other than ``08`` (IRK) or
-  ``0A`` (RKSSSE, when held). A number of levels other than the PSAM's own → ``6A80``; Lc other
+  ``0A`` (RKSSSE, when held). A number of levels other than that key's own → ``6A80``; Lc other
   than ``8·levels + M`` (M = 8 DES, 16 SM4) → ``6700``. The factors are applied from the end of
   the data (highest level) to its start, then the session key is derived from the session
   factor; every BF DE first forgets the previous session key;
 * ``80 FA 00 00 Lc data``: encrypt whole blocks (ECB) with the session key (none: ``6985``;
   not whole blocks: ``6700``; P1 other than ``00``: ``6A86``);
 * ``00 B0 96 00 06``: the terminal number, 6 bytes BCD, from EF ``0016`` by SFI;
-* ``80 70 00 00 24 <purchase data>`` (INIT SAM FOR PURCHASE, needs the DES environment's ADF,
-  else ``6985``; Lc other than 36 → ``6700``; no purchase root or an algorithm id other than
-  ``00`` → ``6A88``): derives the card's DPK and the session key (:mod:`apdu.purse`), answers
+* ``80 70 00 00 Lc <purchase data>`` (INIT SAM FOR PURCHASE, needs the DES environment's ADF,
+  else ``6985``; Lc other than ``20 + 8·n``, n = 1–3 → ``6700``; no purchase key or an
+  algorithm id other than ``00`` → ``6A88``; n other than the purchase key's own number of
+  levels → ``6A80``): derives the card's DPK and the session key (:mod:`apdu.purse`), answers
   the terminal transaction sequence (4) ‖ MAC1 (4), then counts the sequence up. The sequence
   lives in EF ``0019``, so it survives power-off;
 * ``80 72 00 00 04 <MAC2>`` (CREDIT SAM FOR PURCHASE): ``9000`` when MAC2 matches the pending
@@ -30,16 +31,27 @@ A PSAM file (TOML) — a test device only, its keys are test keys::
 
     test_keys = true                  # required: a virtual PSAM holds test keys only
     terminal_number = "440100813475"  # 12 digits, EF 0016
-    levels = 3                        # 3: national roots; 2: province key; 1: city key
-    issued_for = "440100"             # the city whose keys a 1- or 2-level PSAM holds
+    levels = 3                        # every key: 3 national roots; 2 province; 1 city keys
+    issued_for = "440100"             # the city whose keys a key of 1 or 2 levels comes from
     algorithms = ["des", "sm4"]       # its environments
     roots = "test-roots.toml"         # root-key file, relative to this file
     rkssse = true                     # false: the PSAM holds no RKSSSE key
+
+The number of levels belongs to each key, as on real PSAMs (S3-P9 §8, 附录B); instead of one
+count, ``levels`` may give one per key the PSAM holds — ``irk``, ``rkssse`` (unless ``rkssse =
+false``) and ``purchase`` (with a DES environment and a ``[des] dpk`` root), each 1, 2 or 3::
+
+    levels = { irk = 3, rkssse = 2, purchase = 1 }
+
+A key of fewer than 3 levels is the root diversified down to ``issued_for``: the province then
+the city factor of spec §3.5 for the IRK and RKSSSE; for the purchase key the region id then
+the issuer id of :func:`purchase_factors` (this emulator's convention: the city code in BCD,
+padded with ``00``, at province and at city granularity).
 """
 
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,9 +75,11 @@ from apdu.psam import (
     KEY_TYPE_AUTH,
     TERMINAL_NUMBER_LENGTH,
 )
-from apdu.purse import MAC1_DATA_LEN, PURSE_ALG_DES
+from apdu.purse import PURSE_ALG_DES
 from apdu.ssc import CardAlgorithm
 from apdu.tlv import encode_ber
+from config.schema import CONTROL
+from config.tomlfile import read_toml
 from drivers.keyfile import (
     ALGORITHM_TABLES,
     KeyFileError,
@@ -107,6 +121,7 @@ _PSAM_KEYS = {
     "roots",
     "rkssse",
 }
+KEY_NAMES = ("irk", "rkssse", "purchase")  # the keys of a levels table
 
 
 class PsamFileError(KeyFileError):
@@ -114,43 +129,100 @@ class PsamFileError(KeyFileError):
 
 
 @dataclass(frozen=True, slots=True)
+class KeyLevels:
+    """How many diversification levels each key of a PSAM sits above the card.
+
+    3: the national root; 2: a province (region) key; 1: a city (issuer) key.
+
+    :param irk: the IRK (``08``)
+    :param rkssse: the RKSSSE (``0A``), ``None`` when the PSAM holds none
+    :param purchase: the purchase key (DPK), ``None`` when the PSAM holds none
+    """
+
+    irk: int
+    rkssse: int | None = None
+    purchase: int | None = None
+
+    def lowest(self) -> int:
+        """The fewest levels of any key it holds."""
+        return min(n for n in (self.irk, self.rkssse, self.purchase) if n is not None)
+
+
+@dataclass(frozen=True, slots=True)
 class PsamConfig:
     """What a virtual PSAM holds.
 
     :param terminal_number: 终端机编号, 12 digits
-    :param levels: diversification levels its keys need: 3 national, 2 province, 1 city
+    :param levels: each key's number of diversification levels; which keys it holds
     :param algorithms: its environments (DES, SM4)
     :param roots: the root keys its own keys come from
-    :param issued_for: the city code a 1- or 2-level PSAM was issued for
-    :param rkssse: it holds an RKSSSE key
+    :param issued_for: the city code its keys of 1 or 2 levels were issued for
     :param source: where the file was, for messages
     """
 
     terminal_number: str
-    levels: int
+    levels: KeyLevels
     algorithms: tuple[CardAlgorithm, ...]
     roots: RootKeys
     issued_for: str | None = None
-    rkssse: bool = True
     source: str = ""
+
+    @property
+    def rkssse(self) -> bool:
+        """It holds an RKSSSE key."""
+        return self.levels.rkssse is not None
 
 
 def _digits(value: Any, length: int, name: str, where: str) -> str:
-    if not isinstance(value, str) or len(value) != length or not value.isdigit():
+    if (
+        not isinstance(value, str)
+        or len(value) != length
+        or not (value.isascii() and value.isdigit())  # "４４０１…" is digits, not BCD
+    ):
         raise PsamFileError(f"{where}: {name} must be a quoted string of {length} digits")
     return value
 
 
-def _levels(data: dict[str, Any], source: str) -> tuple[int, str | None]:
-    levels = data["levels"]
-    if isinstance(levels, bool) or levels not in (1, 2, 3):
-        raise PsamFileError(f"{source}: levels must be 1, 2 or 3, got {levels!r}")
-    issued_for = data.get("issued_for")
-    if issued_for is not None:
-        return levels, _digits(issued_for, 6, "issued_for", source)
-    if levels < 3:
-        raise PsamFileError(f"{source}: a {levels}-level PSAM needs issued_for (a city code)")
-    return levels, None
+def _count(value: Any, name: str, source: str) -> int:
+    if type(value) is not int or not 1 <= value <= 3:
+        raise PsamFileError(f"{source}: {name} must be 1, 2 or 3, got {value!r}")
+    return value
+
+
+def _key_levels(value: Any, held: dict[str, bool], source: str) -> KeyLevels:
+    """``levels``: one count for every key held, or a table with one count per key held.
+
+    :param value: the ``levels`` value
+    :param held: key name → the PSAM holds that key
+    :param source: where it came from, for messages
+    :raises PsamFileError: a count outside 1–3, an unknown key, a key not held, a key missing
+    """
+    if not isinstance(value, dict):
+        count = _count(value, "levels", source)
+        counts = {name: count for name in KEY_NAMES if held[name]}
+    else:
+        unknown = sorted(set(value) - set(KEY_NAMES))
+        if unknown:
+            raise PsamFileError(
+                f"{source}: levels has unknown keys {unknown}; it names irk, rkssse and purchase"
+            )
+        for name in KEY_NAMES:
+            if name in value and not held[name]:
+                raise PsamFileError(
+                    f"{source}: levels.{name}: the PSAM holds no {name} key"
+                    + (
+                        " (rkssse = false)"
+                        if name == "rkssse"
+                        else " (that needs the des environment and a [des] dpk root)"
+                    )
+                )
+            if held[name] and name not in value:
+                raise PsamFileError(
+                    f"{source}: levels.{name} is missing: a levels table gives every key the "
+                    "PSAM holds its own count"
+                )
+        counts = {name: _count(value[name], f"levels.{name}", source) for name in value}
+    return KeyLevels(counts["irk"], counts.get("rkssse"), counts.get("purchase"))
 
 
 def _algorithms(names: Any, source: str) -> tuple[CardAlgorithm, ...]:
@@ -199,15 +271,27 @@ def parse_psam(data: dict[str, Any], base: Path, source: str = "psam") -> PsamCo
     if missing:
         raise PsamFileError(f"{source}: missing required keys {missing}")
     number = _digits(data["terminal_number"], 12, "terminal_number", source)
-    levels, issued_for = _levels(data, source)
     algorithms = _algorithms(data["algorithms"], source)
     rkssse = data.get("rkssse", True)
     if not isinstance(rkssse, bool):
         raise PsamFileError(f"{source}: rkssse must be true or false")
-    if not isinstance(data["roots"], str):
+    if not isinstance(data["roots"], str) or not data["roots"] or CONTROL.search(data["roots"]):
         raise PsamFileError(f"{source}: roots must be the path of a root-key file")
     roots = _roots(base / data["roots"], algorithms, rkssse, source)
-    return PsamConfig(number, levels, algorithms, roots, issued_for, rkssse, source)
+    held = {
+        "irk": True,
+        "rkssse": rkssse,
+        "purchase": CardAlgorithm.DES in algorithms and roots.dpk is not None,
+    }
+    levels = _key_levels(data["levels"], held, source)
+    issued_for = data.get("issued_for")
+    if issued_for is not None:
+        issued_for = _digits(issued_for, 6, "issued_for", source)
+    elif levels.lowest() < 3:
+        raise PsamFileError(
+            f"{source}: a key of fewer than 3 levels needs issued_for (a city code)"
+        )
+    return PsamConfig(number, levels, algorithms, roots, issued_for, source)
 
 
 def load_psam(path: str | Path) -> PsamConfig:
@@ -218,35 +302,77 @@ def load_psam(path: str | Path) -> PsamConfig:
     :raises KeyFileError: its root-key file is unreadable or malformed
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PsamFileError(f"cannot read PSAM file {path}: {exc.strerror}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PsamFileError(f"{path}: {exc}") from exc
+    data = read_toml(path, PsamFileError, what="PSAM file")
     return parse_psam(data, path.parent, str(path))
 
 
+def issuer_id(city_code: str) -> bytes:
+    """The issuer-level purchase factor of an emulated card: its city code in BCD, padded
+    with ``00`` (``4401000000000000``). This emulator's convention: the factors above the
+    card are not public.
+
+    :param city_code: six digits
+    """
+    return bytes.fromhex(city_code).ljust(purse.FACTOR_LEN, b"\x00")
+
+
+def region_id(city_code: str) -> bytes:
+    """The region-level purchase factor of an emulated card: its province's two digits in
+    BCD, padded with ``00`` (``4400000000000000``); the same convention as :func:`issuer_id`.
+
+    :param city_code: six digits
+    """
+    return bytes.fromhex(city_code[:2]).ljust(purse.FACTOR_LEN, b"\x00")
+
+
+def purchase_factors(card_serial: bytes, city_code: str) -> tuple[bytes, bytes, bytes]:
+    """The purchase factors of an emulated card, card level first: serial, issuer, region.
+
+    :param card_serial: the 8-byte card application serial
+    :param city_code: the card's six-digit city code
+    """
+    return card_serial, issuer_id(city_code), region_id(city_code)
+
+
+def _above(levels: int, makers: Sequence[Callable[[str], bytes]], city: str) -> list[bytes]:
+    # S3-P9 §8: a 2-level key is the root diversified by the top factor, a 1-level key by two
+    return [make(city) for make in makers[: 3 - levels]]
+
+
 def held_keys(config: PsamConfig) -> dict[tuple[CardAlgorithm, int], bytes]:
-    """The keys a PSAM holds: the roots for 3 levels, else the ``issued_for`` province/city key.
+    """The IRK and RKSSSE a PSAM holds: each the root for 3 levels, else the ``issued_for``
+    province key (2 levels) or city key (1 level), each key at its own number of levels.
 
     :param config: the PSAM configuration
     """
     keys: dict[tuple[CardAlgorithm, int], bytes] = {}
     city = config.issued_for or ""
-    # S3-P9 §8: a 2-level PSAM holds the province key (root → L1), a 1-level one the city key
-    above = [crypto.province_factor, crypto.city_factor][: 3 - config.levels]
+    makers = [crypto.province_factor, crypto.city_factor]
     for algorithm in config.algorithms:
         alg = crypto_algorithm(algorithm)
-        factors = [make(city) for make in above]
-        roots = {KEY_IRK: config.roots.irk[algorithm]}
-        if config.rkssse:
-            roots[KEY_RKSSSE] = config.roots.rkssse[algorithm]
-        for key_id, root in roots.items():
-            keys[algorithm, key_id] = crypto.diversify_levels(alg, root, factors)
+        roots = {KEY_IRK: (config.roots.irk[algorithm], config.levels.irk)}
+        if config.levels.rkssse is not None:
+            roots[KEY_RKSSSE] = (config.roots.rkssse[algorithm], config.levels.rkssse)
+        for key_id, (root, levels) in roots.items():
+            keys[algorithm, key_id] = crypto.diversify_levels(
+                alg, root, _above(levels, makers, city)
+            )
     return keys
+
+
+def held_purchase_key(config: PsamConfig) -> bytes | None:
+    """The purchase key a PSAM holds: the DPK root for 3 levels, else the ``issued_for``
+    region key (2) or issuer key (1) of :func:`purchase_factors`; ``None`` without one.
+
+    :param config: the PSAM configuration
+    """
+    levels, root = config.levels.purchase, config.roots.dpk
+    if levels is None or root is None:
+        return None
+    city = config.issued_for or ""
+    return crypto.diversify_levels(
+        crypto.Algorithm.DES, root, _above(levels, [region_id, issuer_id], city)
+    )
 
 
 def _fci(aid: bytes) -> bytes:
@@ -270,8 +396,7 @@ class VirtualPsam(VirtualCard):
         self.config = config
         self.terminal_number = number
         self.keys = held_keys(config)
-        has_des = CardAlgorithm.DES in config.algorithms
-        self.purchase_root = config.roots.dpk if has_des else None
+        self.purchase_key = held_purchase_key(config)
         self.terminal_sequence = 1  # EF 0019: kept across power-off
         self.reset_state()
 
@@ -334,7 +459,8 @@ class VirtualPsam(VirtualCard):
         key = self.keys.get((self.environment, command.p2))
         if key_type != KEY_TYPE_AUTH or key is None:
             return _sw(SW_KEY_NOT_FOUND)
-        if levels != self.config.levels:
+        own = self.config.levels.irk if command.p2 == KEY_IRK else self.config.levels.rkssse
+        if levels != own:
             return _sw(SW_WRONG_LEVELS)
         factor_bytes = FACTOR_LEN * levels
         if len(command.data) != factor_bytes + SESSION_FACTOR_LEN[self.environment]:
@@ -373,16 +499,19 @@ class VirtualPsam(VirtualCard):
             return _sw(SW_WRONG_P1P2)
         if not self.adf_selected or self.environment != CardAlgorithm.DES:
             return _sw(SW_CONDITIONS)
-        if len(command.data) != MAC1_DATA_LEN:
+        levels = purse.mac1_levels(len(command.data))
+        if levels is None:
             return _sw(SW_WRONG_LENGTH)
         try:
             request = purse.parse_mac1_data(command.data)
         except ProtocolError:
             return _sw(SW_WRONG_DATA)
-        if self.purchase_root is None or request.algorithm_id != PURSE_ALG_DES:
+        if self.purchase_key is None or request.algorithm_id != PURSE_ALG_DES:
             return _sw(SW_KEY_NOT_FOUND)
+        if levels != self.config.levels.purchase:
+            return _sw(SW_WRONG_LEVELS)
         sequence = self.terminal_sequence
-        dpk = purse.card_purchase_key(self.purchase_root, request)
+        dpk = purse.card_purchase_key(self.purchase_key, request)
         sespk = purse.session_key(dpk, request, sequence)
         mac1 = purse.mac1(sespk, request, self.config.terminal_number)
         self.terminal_sequence = (sequence + 1) & 0xFFFFFFFF

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from sync.auth import AuthError, NonceLimit
-from sync.platform import journal
+from sync.platform import cards, journal
 from sync.platform.ecard import DecodeRefused, DecodeRequest
 from sync.platform.errors import Busy, PlatformError
 from sync.platform.keys import PlatformKeys
@@ -310,6 +310,22 @@ def ecard_decode(call: SmallCall) -> JSONResponse:
     except DecodeRefused as exc:
         return JSONResponse({"ok": False, "reason": str(exc.reason)}, status_code=422)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/v1/cards/status")
+def card_status(call: SmallCall) -> JSONResponse:
+    """One card's entry on the current deny list (a terminal whose own list is stale).
+
+    :param call: the request as signed
+    :raises AuthError: 401, the signature is refused
+    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    """
+    terminal_id, _, _ = call.signer()
+    _no_query(call.raw)
+    _json_body(call.raw)
+    card_hash = cards.parse_request(_json(call.raw.body))
+    found = call.platform.card_status(terminal_id, card_hash)
+    return JSONResponse(found.to_json(), headers={"Cache-Control": "no-store"})
 
 
 async def _raw(request: Request, limit: int) -> RawRequest:

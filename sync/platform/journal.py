@@ -2,7 +2,9 @@
 chain checks and the acknowledgement cursor.
 
 A row is exactly ``offline_store.chain.JournalRow.record()`` plus ``prev_hash`` and ``hash``
-(docs/offline-store.md §5). For each row of a batch, in seq order (docs/sync.md §5):
+(docs/offline-store.md §5); ``flags`` is there only when the row has some, and is stored with
+the rest of the record (its canonical bytes). For each row of a batch, in seq order
+(docs/sync.md §5):
 
 * another terminal's row → rejected ``terminal_mismatch``;
 * ``hash ≠ SHA-256(prev_hash ‖ canonical_bytes(record))`` → rejected ``bad_hash``;
@@ -28,7 +30,14 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
-from offline_store.chain import CHAIN_FORMAT, GENESIS_HASH, canonical_bytes, chain_hash
+from offline_store.chain import (
+    CHAIN_FORMAT,
+    FLAG_PATTERN,
+    FLAGS_MAX,
+    GENESIS_HASH,
+    canonical_bytes,
+    chain_hash,
+)
 from sync.platform.db import journal, journal_state
 from sync.platform.errors import InvalidInput, NotFound
 from sync.wire import load_json, quote
@@ -71,6 +80,7 @@ RECORD_KEYS = frozenset(
     }
 )
 ROW_KEYS = RECORD_KEYS | {"prev_hash", "hash"}
+OPTIONAL_KEYS = frozenset({"flags"})
 OUTCOMES = frozenset({"accept", "refuse", "deferred"})
 
 # at most 18 digits: every value fits in 64 bits, and JSON Schema can say it (sync/openapi.yaml)
@@ -82,6 +92,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOKEN = re.compile(r"|[0-9a-f]{64}")
 _FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_FLAG = re.compile(FLAG_PATTERN)
 _PATTERNS = (("uuid", _UUID), ("prev_hash", _HEX64), ("hash", _HEX64), ("credential_token", _TOKEN))
 
 
@@ -176,8 +187,9 @@ def _row(raw: object, index: int) -> UploadedRow:
     where = f"rows[{index}]"
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where} must be an object")
-    if raw.keys() != ROW_KEYS:
-        missing, unknown = sorted(ROW_KEYS - raw.keys()), sorted(raw.keys() - ROW_KEYS)
+    if not ROW_KEYS <= raw.keys() <= ROW_KEYS | OPTIONAL_KEYS:
+        missing = sorted(ROW_KEYS - raw.keys())
+        unknown = sorted(raw.keys() - ROW_KEYS - OPTIONAL_KEYS)
         raise InvalidInput(f"{where}: keys: missing {missing}, unknown {unknown[:5]}")
     if raw["v"] != CHAIN_FORMAT:
         raise InvalidInput(f"{where}.v must be {CHAIN_FORMAT!r}")
@@ -197,6 +209,9 @@ def _row(raw: object, index: int) -> UploadedRow:
         raise InvalidInput(f"{where}.outcome must be one of {sorted(OUTCOMES)}")
     _personal(raw["personal_fields"], raw["personal_ct"], where)
     record = {key: raw[key] for key in RECORD_KEYS}
+    if "flags" in raw:
+        _flags(raw["flags"], where)
+        record["flags"] = raw["flags"]
     try:
         canonical = canonical_bytes(record)
     except UnicodeEncodeError:
@@ -250,6 +265,19 @@ def _personal(fields: object, ciphertext: object, where: str) -> None:
         or not _BASE64.fullmatch(ciphertext)
     ):
         raise InvalidInput(f"{where}.personal_ct must be standard base64 (padded) or null")
+
+
+def _flags(flags: object, where: str) -> None:
+    if (
+        not isinstance(flags, list)
+        or not 1 <= len(flags) <= FLAGS_MAX
+        or not all(isinstance(f, str) and _FLAG.fullmatch(f) for f in flags)
+        or len(set(flags)) != len(flags)
+    ):
+        raise InvalidInput(
+            f"{where}.flags must be a list of 1-{FLAGS_MAX} distinct flags "
+            "(docs/offline-store.md §5.2)"
+        )
 
 
 def ingest(

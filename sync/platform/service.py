@@ -27,11 +27,12 @@ from sqlalchemy import Connection, Engine
 from offline_store.denyfile import DenyReason
 from offline_store.identity import keyed_card_hash
 from sync.auth import NonceCache, verify_request
-from sync.platform import catalogue, chains, denylist, ecard, journal, terminals, trust
+from sync.platform import cards, catalogue, chains, denylist, ecard, journal, terminals, trust
 from sync.platform.db import open_engine, transaction
 from sync.platform.errors import InvalidInput, PlatformConfigError
 from sync.platform.keys import PlatformKeys
 from sync.platform.nonces import PersistentNonces
+from sync.status import CardStatus
 from sync.wire import quote
 from terminal.ecard.keys import Alg
 
@@ -345,6 +346,23 @@ class Platform:
         """
         with self._read() as conn:
             return denylist.status(conn)
+
+    def card_status(self, terminal_id: str, card_hash: str) -> CardStatus:
+        """One card's entry on the current deny list, for a terminal whose list is stale.
+
+        :param terminal_id: the signer (logged, with the answer; never the hash)
+        :param card_hash: the card's keyed hash
+        :raises: nothing beyond the database's own errors
+        """
+        with self._read() as conn:
+            found = cards.status(conn, card_hash)
+        log.info(
+            "event=card_status terminal=%s listed=%s version=%d",
+            quote(terminal_id),
+            found.listed,
+            found.version,
+        )
+        return found
 
     def deny_file(self, since: int | None) -> denylist.DenyFile | None:
         """The signed file bringing a terminal from ``since`` to the current version.

@@ -26,7 +26,7 @@ from apdu.errors import (
     WrongPin,
 )
 from apdu.pin import change_pin, pin_tries_left, verify_pin
-from apdu.psam import PsamModule
+from apdu.psam import KEY_IRK, KEY_RKSSSE, KEY_TYPE_AUTH, PsamKey, PsamModule
 from apdu.sam import (
     AlgorithmNotSupported,
     RkssseMissing,
@@ -51,6 +51,14 @@ H = bytes.fromhex
 SELECT_SSSE = H("00A404000F") + AID_SSSE
 ROOTS = load_test_roots()
 PIN = "123456"  # tests/personas/ordinary-2.0.toml and v3-sm4.toml [pin]
+
+
+def irk(algorithm: CardAlgorithm) -> PsamKey:
+    return PsamKey(algorithm, KEY_TYPE_AUTH, KEY_IRK)
+
+
+def rkssse(algorithm: CardAlgorithm) -> PsamKey:
+    return PsamKey(algorithm, KEY_TYPE_AUTH, KEY_RKSSSE)
 
 
 def connect(card: VirtualSscCard | VirtualPsam) -> Connection:
@@ -100,7 +108,7 @@ def test_full_3_0_read_with_the_national_psam_opens_ef06(t0: bool) -> None:
     assert holder is not None and holder.name == "李晓梅" and holder.ssn == "310000197811203384"
     assert [cmd[3] for cmd in sent(card, "0082")] == [0x0A]
     assert card.rkssse_authenticated and card.rkssse_tries == 3
-    assert module.levels == {CardAlgorithm.SM4: 3}
+    assert module.levels == {irk(CardAlgorithm.SM4): 3, rkssse(CardAlgorithm.SM4): 3}
 
 
 def test_2_0_read_checks_the_card_is_genuine_and_needs_no_external_auth() -> None:
@@ -153,7 +161,7 @@ def test_two_level_psam_is_found_by_the_retry_and_remembered() -> None:
     assert first.terminal_number == "440100520008"
     assert [cmd[2] for cmd in sent(psam, "BFDE")] == [0x67, 0x47]  # 6A80, then accepted
     assert [resp for cmd, resp in psam.log if cmd[:2] == H("BFDE")] == [H("6A80"), H("9000")]
-    assert module.levels == {CardAlgorithm.DES: 2}
+    assert module.levels == {irk(CardAlgorithm.DES): 2}
     before = len(psam.log)
     # another Guangdong card: the province key serves every city of the province
     second = read(make_card("hk-resident", t0=True), module)
@@ -176,7 +184,7 @@ def test_one_level_psam_serves_only_its_own_city(tmp_path: Path) -> None:
     )
     module = PsamModule(connect(VirtualPsam(load_psam(path))))
     assert read(make_card("ordinary-2.0"), module).terminal_number == "440100000009"
-    assert module.levels == {CardAlgorithm.DES: 1}
+    assert module.levels == {irk(CardAlgorithm.DES): 1}
     with pytest.raises(CardNotGenuine):
         read(make_card("hk-resident"), module)  # Shenzhen, 440300: another city key
 

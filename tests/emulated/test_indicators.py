@@ -19,6 +19,7 @@ import pytest
 from pty_pair import SocatPair
 
 from drivers.indicators import (
+    Hotline,
     Indication,
     IndicatorError,
     IndicatorSet,
@@ -34,12 +35,19 @@ pytestmark = pytest.mark.emulated
 
 TIMEOUT_S = 0.4  # the board's answer timeout in these tests
 SLOW_S = 0.6  # a slow answer: after the timeout, before the next command's deadline
-HOTLINE = "请咨询 12333 / call 12333"
+HOTLINES = (
+    Hotline("12333", "人社服务热线", "social security hotline"),
+    Hotline("12345", "政务服务便民热线", "government service hotline"),
+)
+HOTLINE_LINE = (
+    "咨询投诉：12333 人社服务热线，12345 政务服务便民热线 / Help or complaints: "
+    "12333 social security hotline, 12345 government service hotline"
+)
 
 ACCEPT = Indication(Signal.ACCEPT, "ok", "请通行", "Please go ahead", open_gate=True)
 ACCEPT_NO_GATE = Indication(Signal.ACCEPT, "ok_desk", "登记成功", "Registered")
-LOST = Indication(Signal.REFUSE, "deny_listed", "卡已挂失", "Card reported lost", HOTLINE)
-EXPIRED = Indication(Signal.REFUSE, "expired", "卡已过期", "Card expired", HOTLINE)
+LOST = Indication(Signal.REFUSE, "deny_listed", "卡已挂失", "Card reported lost", HOTLINES)
+EXPIRED = Indication(Signal.REFUSE, "expired", "卡已过期", "Card expired", HOTLINES)
 AGAIN = Indication(Signal.ATTENTION, "present_again", "请重新刷卡", "Present the card again")
 
 
@@ -70,16 +78,29 @@ def _children() -> dict[int, str]:
 # -- console -----------------------------------------------------------------------------------
 
 
-def test_console_writes_one_line_per_indication_with_both_prompts_and_the_hotline() -> None:
+def test_console_writes_one_line_per_indication_with_both_prompts_and_the_hotlines() -> None:
     out = io.StringIO()
     console = ConsoleIndicator(out, colour=False)
     console.indicate(ACCEPT)
     console.indicate(LOST)
     console.indicate(AGAIN)
+    advised = Indication(
+        Signal.REFUSE,
+        "pin_blocked",
+        "密码已锁定，请到人工窗口",
+        "PIN blocked: please see staff",
+        HOTLINES[:1],
+        advice_zh="请到银行网点重置密码",
+        advice_en="Have the PIN reset at a bank",
+    )
+    console.indicate(advised)
     assert out.getvalue().splitlines() == [
         "ACCEPT     请通行 / Please go ahead  [gate]  (ok)",
-        f"REFUSE     卡已挂失 / Card reported lost  — {HOTLINE}  (deny_listed)",
+        f"REFUSE     卡已挂失 / Card reported lost  — {HOTLINE_LINE}  (deny_listed)",
         "ATTENTION  请重新刷卡 / Present the card again  (present_again)",
+        "REFUSE     密码已锁定，请到人工窗口 / PIN blocked: please see staff  "
+        "(请到银行网点重置密码 / Have the PIN reset at a bank)  — 咨询投诉：12333 人社服务热线 "
+        "/ Help or complaints: 12333 social security hotline  (pin_blocked)",
     ]
 
 
@@ -312,11 +333,11 @@ def _espeak() -> str:
     return found
 
 
-def _reference_wav(tmp_path: Path, text: str, voice: str = "zh") -> bytes:
+def _reference_wav(tmp_path: Path, text: str, voice: str, *, ssml: bool = False) -> bytes:
     reference = tmp_path / "reference.wav"
-    subprocess.run(
-        [_espeak(), "-v", voice, "-w", str(reference), "--", text], check=True, timeout=30
-    )
+    # 140 wpm: the indicator's slow default; -m: SSML, for the pause before the hotlines
+    argv = [_espeak(), "-v", voice, "-s", "140", "-w", str(reference), *(["-m"] if ssml else [])]
+    subprocess.run([*argv, "--", text], check=True, timeout=30)
     return reference.read_bytes()
 
 
@@ -337,10 +358,12 @@ def test_espeak_writes_a_wav_per_outcome_with_the_selected_text(tmp_path: Path) 
         },
         wav_dir=out,
     )
+    then = '<break time="700ms"/>咨询投诉请拨打 1 2 3 3 3 或 1 2 3 4 5</speak>'
+    mandarin = "cmn-latn-pinyin"  # what "zh" means to espeak-ng (see LANGUAGE_VOICES)
     expected = [
-        (LOST, "卡已挂失，请咨询12333", "zh"),  # by reason code
-        (EXPIRED, "请咨询工作人员", "zh"),  # by the signal's default
-        (ACCEPT, "请通行", "zh"),  # built-in default: the Chinese prompt
+        (LOST, f"<speak>卡已挂失，请咨询12333{then}", mandarin),  # by reason code
+        (EXPIRED, f"<speak>请咨询工作人员{then}", mandarin),  # by the signal's default
+        (ACCEPT, "请通行", mandarin),  # built-in default: the Chinese prompt
         (AGAIN, "Present the card again", "en"),  # an English voice says the English prompt
     ]
     with voice:
@@ -351,26 +374,36 @@ def test_espeak_writes_a_wav_per_outcome_with_the_selected_text(tmp_path: Path) 
             assert voice.last_wav.name.endswith(f"-{indication.reason_code}.wav")
             data = voice.last_wav.read_bytes()
             _assert_wav(data)
-            assert data == _reference_wav(tmp_path, text, lang), indication.reason_code
+            reference = _reference_wav(tmp_path, text, lang, ssml=text.startswith("<speak>"))
+            assert data == reference, indication.reason_code
         voice.indicate(ACCEPT_NO_GATE)  # silenced by its reason code
         assert voice.pid is None
     assert len(list(out.iterdir())) == len(expected)
 
 
-def test_a_prerecorded_file_is_played_by_the_player_command(tmp_path: Path) -> None:
+def test_a_prerecorded_file_is_played_by_the_player_command(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     clip = tmp_path / "card-lost.wav"
-    clip.write_bytes(_reference_wav(tmp_path, "卡已挂失"))
+    clip.write_bytes(_reference_wav(tmp_path, "卡已挂失", "cmn-latn-pinyin"))
     played = tmp_path / "played"
     played.mkdir()
     silent = dict.fromkeys(Signal)
-    with VoiceIndicator(
-        {"deny_listed": AudioFile(clip)}, silent, player=("cp", "{file}", str(played))
-    ) as voice:
+    with (
+        caplog.at_level(logging.WARNING, logger="drivers.indicators.voice"),
+        VoiceIndicator(
+            {"deny_listed": AudioFile(clip)}, silent, player=("cp", "{file}", str(played))
+        ) as voice,
+    ):
+        voice.indicate(LOST)
+        assert voice.wait(10) == 0
         voice.indicate(LOST)
         assert voice.wait(10) == 0
         voice.indicate(EXPIRED)  # refusals are silent by default here
         assert voice.pid is None
     assert (played / "card-lost.wav").read_bytes() == clip.read_bytes()
+    # a recording cannot be followed by the spoken hotlines: it must say them; told once
+    assert caplog.text.count("event=voice_hotline_in_recording reason=deny_listed") == 1
 
 
 def test_a_new_prompt_cancels_the_playing_one_and_no_player_is_left_behind(
@@ -486,6 +519,7 @@ def test_from_config_selects_prompts_per_outcome(tmp_path: Path) -> None:
     assert voice.clip_for(LOST) == AudioFile(tmp_path / "prompts" / "lost.wav")
     assert voice.clip_for(EXPIRED) == Speech("卡已过期", "yue")
     assert voice.clip_for(ACCEPT) == Speech(None, "zh")
+    assert Speech(None, "zh").espeak_voice == "cmn-latn-pinyin"
     assert voice.clip_for(ACCEPT_NO_GATE) is None
     assert voice.clip_for(AGAIN) is None
     assert voice.clip_for(Indication(Signal.REFUSE, "fraud", "x", "x")) == Speech("请咨询工作人员")

@@ -217,6 +217,10 @@ def test_a_json_catalogue_replaces_the_table(store, tmp_path) -> None:
             "unknown ['price']",
         ),
         ('format = "sscard-catalogue/1"\n[[items]\n', "does not parse"),
+        (
+            "items = " + "[" * 5000 + "]" * 5000 + "\n",
+            "bad.toml: does not parse: nested too deeply",
+        ),
     ],
 )
 def test_a_bad_catalogue_is_refused_and_changes_nothing(store, tmp_path, text, problem) -> None:
@@ -229,6 +233,17 @@ def test_a_bad_catalogue_is_refused_and_changes_nothing(store, tmp_path, text, p
         store.catalogue.load_file(bad)
     assert problem in str(caught.value)
     assert len(store.catalogue.items()) == 4
+
+
+def test_a_deeply_nested_json_catalogue_from_the_platform_is_refused(store) -> None:
+    raw = b'{"format": "sscard-catalogue/1", "items": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(CatalogueError, match=r"^https://p\.example/c: does not parse: nested"):
+        store.catalogue.load_bytes(raw, "json", "https://p.example/c")
+
+
+def test_a_catalogue_path_with_a_nul_is_refused(store, tmp_path) -> None:
+    with pytest.raises(CatalogueError, match=r"cannot read catalogue .*a NUL in its name"):
+        store.catalogue.load_file(tmp_path / "cata\x00logue.toml")
 
 
 def test_a_catalogue_needs_a_known_suffix(store, tmp_path) -> None:

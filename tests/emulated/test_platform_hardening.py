@@ -89,7 +89,9 @@ def problem(answer: requests.Response, status: int) -> str:
 # --- finding 6: bad input is a 4xx problem document --------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/v1/heartbeat", "/v1/journal/batch", "/v1/ecard/decode"])
+@pytest.mark.parametrize(
+    "path", ["/v1/heartbeat", "/v1/journal/batch", "/v1/ecard/decode", "/v1/cards/status"]
+)
 @pytest.mark.parametrize("opening", [b"[", b'{"a":'])
 def test_json_nested_60_kb_deep_is_a_400_problem(
     live: LivePlatform, path: str, opening: bytes

@@ -22,7 +22,7 @@ from config.settings import Settings
 from drivers.hsm import HsmModule
 from drivers.soft_sam import SoftSam
 from drivers.virtual.card import VirtualConnection
-from drivers.virtual.psam import VirtualPsam, load_psam
+from drivers.virtual.psam import VirtualPsam, load_psam, purchase_factors
 
 pytestmark = pytest.mark.emulated
 
@@ -36,14 +36,14 @@ REQUEST = PurchaseRequest(
     when=datetime(2026, 11, 29, 7, 58, 3),
     key_version=1,
     algorithm_id=purse.PURSE_ALG_DES,
-    card_serial=H("4401000000A1B2C3"),
-    issuer_id=H("4401000000000000"),
+    # card serial, issuer 4401000000000000, region 4400000000000000
+    factors=purchase_factors(H("4401000000A1B2C3"), "440100"),
 )
 
 
 def card_mac2(request: PurchaseRequest, sequence: int, mac1: bytes, terminal: str) -> bytes:
-    """The card's side: check MAC1 with its own DPK, then answer MAC2."""
-    assert ROOTS.dpk is not None
+    """The card's side: check MAC1 with its own DPK (3 levels from the root), then MAC2."""
+    assert ROOTS.dpk is not None and len(request.factors) == 3
     sespk = purse.session_key(purse.card_purchase_key(ROOTS.dpk, request), request, sequence)
     assert purse.mac1(sespk, request, terminal) == mac1, "the card would answer 9302"
     return purse.mac2(sespk, request.amount)
@@ -105,6 +105,12 @@ def test_the_software_sam_computes_what_the_card_expects() -> None:
     with pytest.raises(Mac2Invalid, match="does not match"):
         sam.check_mac2(bytes(4))
     assert answer.terminal_sequence == 2
+
+
+def test_the_software_sam_holds_the_national_root_and_needs_all_three_factors() -> None:
+    sam = SoftSam(ROOTS, Settings())
+    with pytest.raises(ProtocolError, match=r"needs all 3 factors .* got 2"):
+        sam.purchase_mac1(replace(REQUEST, factors=REQUEST.factors[:2]))
 
 
 def test_the_software_sam_needs_a_purchase_root() -> None:

@@ -119,6 +119,7 @@ def platform_bodies() -> st.SearchStrategy[bytes]:
         ),
         mutated(HEARTBEAT),
         mutated(DECODE),
+        mutated({"card_hash": "5490d353fb3c81ec1e7cd95af4251a356c8b47b2bf0906b6900021adae19597f"}),
         mutated(row).map(lambda raw: b'{"rows": [' + raw + b"]}"),
     )
 
@@ -132,6 +133,7 @@ def header_value(text: str) -> str:
 def platform_requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
     method, path = draw(st.sampled_from([
         ("POST", "/v1/heartbeat"), ("POST", "/v1/journal/batch"), ("POST", "/v1/ecard/decode"),
+        ("POST", "/v1/cards/status"),
         ("GET", "/v1/time"), ("GET", "/v1/deny"), ("GET", "/v1/trust"), ("GET", "/v1/catalogue"),
         ("GET", "/v1/secrets"),
     ]))  # fmt: skip

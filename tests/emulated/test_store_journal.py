@@ -9,6 +9,7 @@ Tampering is done with a second, raw ``sqlite3`` connection, as an attacker woul
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_support import KEY, NOON, TOKEN, Clock, raw
+from store_support import KEY, NOON, TOKEN, Clock, raw, write_old_journal_rows
 
 from offline_store import (
     ChainReport,
@@ -372,3 +373,71 @@ def test_count_filters_by_scenario_outcome_and_time(store, clock) -> None:
     assert store.journal.count(scenario="transit", outcome="accept") == 2
     assert store.journal.count(scenario="transit", since=NOON + 10) == 2
     assert store.journal.count(since=NOON + 20) == 1
+
+
+# --- flags (schema 3) -----------------------------------------------------------------------
+
+
+def test_a_flagged_row_matches_its_documented_vector_and_an_unflagged_row_is_unchanged() -> None:
+    # docs/offline-store.md §5.6 row 3, computed there with sha256sum
+    row2_hash = "653dad818c0a9b7318b09122e04261bd218d0553e48b5792d53e77d3b745a0bb"
+    third = JournalRow(
+        seq=3,
+        uuid="7c2e9f40-5d1b-4a3e-8f6c-1b2a3c4d5e6f",
+        wall_time=1795953603.0,
+        monotonic_ns=123459289000,
+        scenario="transit",
+        catalogue_item="0301",
+        credential_token=TOKEN,
+        outcome="accept",
+        reason_code="ok",
+        amount=200,
+        personal_fields=(),
+        prev_hash=row2_hash,
+        hash="",
+        uploaded=False,
+        terminal_id="440100-T0001",
+        wall_time_us=1795953603000000,
+        flags=("stale_list:catalogue", "stale_list:deny_list"),
+    )
+    assert b'"flags":["stale_list:catalogue","stale_list:deny_list"],' in third.canonical()
+    assert (
+        chain_hash(row2_hash, third.canonical())
+        == "0f6d1dbe632e7ae0f810b86a04530296f5559363d6b2147022dbfb1f629a3d80"
+    )
+    unflagged = dataclasses.replace(third, flags=())
+    assert "flags" not in unflagged.record() and b"flags" not in unflagged.canonical()
+
+
+def test_flags_are_stored_sorted_hashed_and_read_back(tmp_path, clock) -> None:
+    with Store.open(tmp_path / "store.db", journal_key=KEY, clock=clock) as store:
+        plain = store.journal.append(ride())
+        flagged = store.journal.append(ride(flags=("stale_list:deny_list", "online:catalogue")))
+        assert plain.flags == () and flagged.flags == ("online:catalogue", "stale_list:deny_list")
+        assert [r.flags for r in store.journal.rows()] == [(), flagged.flags]
+        assert flagged.record()["flags"] == ["online:catalogue", "stale_list:deny_list"]
+        assert store.journal.verify_chain().ok
+    with raw(tmp_path / "store.db") as conn:  # a flag edited behind the store's back
+        conn.execute("UPDATE journal SET flags = '[\"online:catalogue\"]' WHERE seq = 2")
+    with Store.open(tmp_path / "store.db", journal_key=KEY, clock=clock) as store:
+        report = store.journal.verify_chain()
+    assert not report.ok and report.first_bad_seq == 2
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [("Stale",), ("stale list",), ("a:b:c",), ("x",) * 2, tuple(f"f{n}" for n in range(17)), "x"],
+)
+def test_malformed_flags_are_refused(store, flags) -> None:
+    with pytest.raises(JournalError, match="flag"):
+        store.journal.append(ride(flags=flags))
+    assert store.journal.count() == 0
+
+
+def test_a_version_2_file_gains_flags_and_keeps_its_chain(tmp_path, clock) -> None:
+    path = tmp_path / "store.db"
+    write_old_journal_rows(path, (100, None, 300), version=2)
+    with Store.open(path, journal_key=KEY, clock=clock) as store:
+        assert [r.flags for r in store.journal.rows()] == [(), (), ()]
+        store.journal.append(ride(flags=("stale_list:deny_list",)))
+        assert store.journal.verify_chain() == ChainReport(True, 4)

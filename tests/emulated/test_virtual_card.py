@@ -159,6 +159,21 @@ def test_malformed_records_give_a_clear_error_not_a_trace(records, needle) -> No
         ({"card": {"city_code": "440100", "serial": "01"}}, "four bytes"),
         ({"card": {"city_code": "440100", "serial": "00000001", "algorithm": "rot"}}, "algorithm"),
         ({"card": {"city_code": "440100", "serial": "00000001", "issue_date": "today"}}, "date"),
+        # issue 10 finding 9's siblings: wrong types and odd text are errors, not tracebacks
+        ({"card": "440100"}, r"\[card\] must be a table"),
+        ({"holder": ["x"]}, r"\[holder\] must be a table"),
+        ({"raw_records": "EF05.01"}, r"\[raw_records\] must be a table"),
+        ({"card": {"city_code": "440100", "serial": 1}}, "serial must be a quoted string"),
+        ({"card": {"city_code": "440100", "serial": "zz000001"}}, "serial must be hex bytes"),
+        (
+            {"card": {"city_code": "440100", "serial": "00000001", "algorithm": ["des"]}},
+            "algorithm",
+        ),
+        ({"card": {"city_code": "４４０１００", "serial": "00000001"}}, "city_code"),
+        ({"holder": {"name": "X\x00Y"}}, "name must be a quoted string without control"),
+        ({"holder": {"ssn": 123}}, "ssn must be a quoted string"),
+        ({"description": 7}, "description must be a quoted string"),
+        ({"raw_records": {"EF05.01": 7}}, "must be a quoted string of hex bytes"),
     ],
 )
 def test_bad_persona_files_are_clear_errors(change, needle) -> None:
@@ -182,3 +197,18 @@ def test_persona_files_are_synthetic_with_valid_check_digits() -> None:
         assert card_number_valid(number), name
         ssn = p.ef06[0x08][2:].decode()
         assert classify_ssn(ssn).check_valid, name
+
+
+def test_a_persona_file_nested_5000_deep_or_not_utf8_is_a_persona_error(tmp_path) -> None:
+    from drivers.virtual.persona import load_persona
+
+    deep = tmp_path / "deep.toml"
+    deep.write_text("description = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n")
+    with pytest.raises(PersonaError, match=rf"^{deep}: not valid TOML: .*nested too deeply"):
+        load_persona(deep)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'description = "caf\xe9"\n')
+    with pytest.raises(PersonaError, match=rf"^{latin1}: not UTF-8 text \(line 1"):
+        load_persona(latin1)
+    with pytest.raises(PersonaError, match="cannot read persona file"):
+        load_persona(tmp_path / "absent.toml")

@@ -13,18 +13,20 @@ from pathlib import Path
 import pytest
 from support import KEYS, make_psam
 
-from apdu import crypto
+from apdu import crypto, purse
 from apdu.psam import AID_ENV_DES, AID_ENV_SM4, AID_ENV_SSF33, AID_PSAM_ADF, PsamSession
 from apdu.ssc import CardAlgorithm
 from apdu.transport import t0_chain
 from drivers.keyfile import KeyFileError
 from drivers.virtual.card import VirtualConnection
-from drivers.virtual.psam import PsamFileError, VirtualPsam, load_psam
+from drivers.virtual.psam import PsamFileError, VirtualPsam, load_psam, purchase_factors
 
 pytestmark = pytest.mark.emulated
 
 H = bytes.fromhex
 DES_IRK_ROOT = H("DEE24E50EF02A14BE9BF852D0C481B75")  # tests/keys/test-roots.toml
+DES_RKSSSE_ROOT = H("BAFDE5708157FF982396727236F41ACB")
+DES_DPK_ROOT = H("AD470F6DD49BD6BCA8FFC433079B09AC")
 SM4_RKSSSE_ROOT = H("E04B3B4DC7329326F7495534762AAE9B")
 # Guangzhou card of tests/personas/ordinary-2.0.toml
 L1_GZ = b"440000sh"
@@ -216,6 +218,43 @@ def test_one_level_psam_holds_the_city_key(tmp_path: Path) -> None:
     assert answer(psam, "00C0000008") == des_expected([L1_GZ, L2_GZ, L3_GZ]).hex().upper() + "9000"
 
 
+def test_each_key_answers_only_its_own_number_of_levels() -> None:
+    psam = ready("psam-mixed-levels")  # Hangzhou: IRK 3 levels, RKSSSE 2, purchase 1
+    three, two = L3_HZ + L2_HZ + L1_HZ + SESSION_FACTOR, L3_HZ + L2_HZ + SESSION_FACTOR
+    assert answer(psam, bf_de(0x47, 0x08, two)) == "6A80"
+    assert answer(psam, bf_de(0x67, 0x0A, three)) == "6A80"
+    assert answer(psam, bf_de(0x27, 0x0A, L3_HZ + SESSION_FACTOR)) == "6A80"
+    assert answer(psam, bf_de(0x67, 0x08, three)) == "9000"
+    assert answer(psam, cipher(ORIGINAL)) == "6108"
+    assert answer(psam, "00C0000008") == des_expected([L1_HZ, L2_HZ, L3_HZ]).hex().upper() + "9000"
+    # RKSSSE is the Zhejiang province key: the city and card factors finish it
+    assert answer(psam, bf_de(0x47, 0x0A, two)) == "9000"
+    assert answer(psam, cipher(ORIGINAL)) == "6108"
+    expected = des_expected([L1_HZ, L2_HZ, L3_HZ], DES_RKSSSE_ROOT)
+    assert answer(psam, "00C0000008") == expected.hex().upper() + "9000"
+
+
+def test_init_for_purchase_takes_as_many_factors_as_its_key_has_levels() -> None:
+    psam = ready("psam-mixed-levels")  # the purchase key: the Hangzhou issuer key, 1 level
+    serial, issuer, region = purchase_factors(H("3301000004112233"), "330100")
+    assert (issuer, region) == (H("3301000000000000"), H("3300000000000000"))
+    fixed = H("0A1B2C3D0007000000FA06202612010930000100")
+
+    def init(factors: bytes, lc: int | None = None) -> str:
+        data = fixed + factors
+        return answer(psam, bytes((0x80, 0x70, 0, 0, lc or len(data))) + data + H("08"))
+
+    assert init(serial + issuer + region) == "6A80"  # Lc 2C: 3 levels
+    assert init(serial + issuer) == "6A80"  # Lc 24: 2 levels
+    assert init(serial + issuer[:4]) == "6700"  # Lc 20: no whole factor
+    assert init(serial) == "6108"  # Lc 1C: 1 level
+    out = H(answer(psam, "00C0000008"))
+    request = purse.parse_mac1_data(fixed + serial + issuer + region)
+    dpk = purse.card_purchase_key(DES_DPK_ROOT, request)  # the card's: 3 levels from the root
+    sespk = purse.session_key(dpk, request, int.from_bytes(out[:4], "big"))
+    assert out[4:8] == purse.mac1(sespk, request, "330100520011") and out[8:] == H("9000")
+
+
 def test_sm4_environment_computes_16_byte_blocks() -> None:
     psam = ready(aid=AID_ENV_SM4)
     session_factor = SESSION_FACTOR + bytes(8)  # right-padded to 16 by the terminal
@@ -318,12 +357,38 @@ def test_every_committed_psam_file_loads() -> None:
         ({"levels": "true"}, "levels must be 1, 2 or 3"),
         ({"levels": "2"}, "needs issued_for"),
         ({"levels": "2", "issued_for": '"4401"'}, "issued_for must be a quoted string of 6"),
+        ({"levels": "3.0"}, "levels must be 1, 2 or 3, got 3.0"),
+        ({"levels": '"3"'}, "levels must be 1, 2 or 3, got '3'"),
+        ({"levels": "{ irk = 3, rkssse = 2 }"}, "levels.purchase is missing"),
+        ({"levels": "{ irk = 3, rkssse = 3, purchase = 3, dpk = 1 }"}, r"unknown keys \['dpk'\]"),
+        ({"levels": "{ irk = 4, rkssse = 3, purchase = 3 }"}, "levels.irk must be 1, 2 or 3"),
+        ({"levels": "{ irk = 3, rkssse = true, purchase = 3 }"}, "levels.rkssse must be 1, 2"),
+        (
+            {"levels": "{ irk = 3, rkssse = 3, purchase = 1 }"},
+            "fewer than 3 levels needs issued_for",
+        ),
+        (
+            {"levels": "{ irk = 3, rkssse = 3, purchase = 3 }", "rkssse": "false"},
+            r"levels.rkssse: the PSAM holds no rkssse key \(rkssse = false\)",
+        ),
+        (
+            {"levels": "{ irk = 3, rkssse = 3, purchase = 3 }", "algorithms": '["sm4"]'},
+            "levels.purchase: the PSAM holds no purchase key",
+        ),
         ({"algorithms": '"des"'}, "algorithms must be a non-empty list"),
         ({"algorithms": "[]"}, "algorithms must be a non-empty list"),
         ({"algorithms": '["ssf33"]'}, "SSF33 is not public"),
         ({"algorithms": '["des", "rot13"]'}, r"unknown algorithms \['rot13'\]"),
         ({"rkssse": '"yes"'}, "rkssse must be true or false"),
         ({"roots": "7"}, "roots must be the path"),
+        (
+            {"terminal_number": '"４４０１００８１３４７５"'},
+            "terminal_number must be a quoted string",
+        ),
+        ({"issued_for": '"４４０１００"', "levels": "2"}, "issued_for must be a quoted string"),
+        ({"levels": "3.0"}, "levels must be 1, 2 or 3"),
+        ({"roots": '"test-roots.toml\\u0000"'}, "roots must be the path"),
+        ({"roots": '""'}, "roots must be the path"),
     ],
 )
 def test_bad_psam_files_are_clear_errors(tmp_path: Path, change, needle) -> None:
@@ -369,3 +434,16 @@ def test_unreadable_or_malformed_psam_file(tmp_path: Path) -> None:
     bad.write_text("levels = = 3\n")
     with pytest.raises(PsamFileError, match=r"bad\.toml"):
         load_psam(bad)
+
+
+def test_a_psam_file_nested_5000_deep_or_not_utf8_names_the_file(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.toml"
+    deep.write_text("levels = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(PsamFileError, match=rf"^{deep}: not valid TOML: .*nested too deeply"):
+        load_psam(deep)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b'issued_for = "\xe9"\n')
+    with pytest.raises(PsamFileError, match=rf"^{latin1}: not UTF-8 text \(line 1"):
+        load_psam(latin1)
+    with pytest.raises(PsamFileError, match=r"cannot read PSAM file .*holds no NUL"):
+        load_psam(tmp_path / "psam\x00.toml")

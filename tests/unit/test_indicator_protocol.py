@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drivers.indicators import Indication, Signal
+from drivers.indicators import Hotline, Indication, Signal
 from drivers.indicators.protocol import (
     MAX_LINE,
     Answer,
@@ -21,6 +21,7 @@ from drivers.indicators.protocol import (
     next_tag,
 )
 
+HOTLINE = Hotline("12333", "人社服务热线", "social security hotline")
 WORD = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=6)
 ARG = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=6)
 COMMANDS = st.builds(lambda w, a: " ".join([w, *a]), WORD, st.lists(ARG, max_size=3))
@@ -88,7 +89,7 @@ def test_tags_run_from_1_to_9999_and_wrap_without_0() -> None:
 def test_indications_map_to_commands_gate_first() -> None:
     accept = Indication(Signal.ACCEPT, "ok", "请通行", "Go ahead", open_gate=True)
     desk = Indication(Signal.ACCEPT, "ok", "登记成功", "Registered")
-    refuse = Indication(Signal.REFUSE, "expired", "卡已过期", "Expired", "12333")
+    refuse = Indication(Signal.REFUSE, "expired", "卡已过期", "Expired", (HOTLINE,))
     attention = Indication(Signal.ATTENTION, "pin_missing", "请输入密码", "Enter the PIN")
     assert commands_for(accept, 2500, 800) == ["GATE OPEN 2500", "LED GREEN 800", "BEEP OK"]
     assert commands_for(desk, 2500, 800) == ["LED GREEN 800", "BEEP OK"]
@@ -97,7 +98,9 @@ def test_indications_map_to_commands_gate_first() -> None:
 
 
 def test_no_prompt_or_personal_text_can_reach_the_wire() -> None:
-    lost = Indication(Signal.REFUSE, "deny_lost", "张三的卡已挂失", "Card of Zhang San lost", "x")
+    lost = Indication(
+        Signal.REFUSE, "deny_lost", "张三的卡已挂失", "Card of Zhang San lost", (HOTLINE,)
+    )
     for command in commands_for(lost, 3000, 1000):
         assert encode_command(1, command).isascii()
         assert "Zhang" not in command
@@ -118,6 +121,8 @@ def test_gate_times_are_bounded() -> None:
         ({"reason_code": "../x"}, "is not of the form"),
         ({"signal": Signal.REFUSE, "open_gate": True}, "only an accept opens the gate"),
         ({"signal": Signal.ATTENTION, "open_gate": True}, "only an accept opens the gate"),
+        ({"hotlines": "12333"}, "hotlines must be a tuple of Hotline"),
+        ({"hotlines": ("12333",)}, "hotlines must be a tuple of Hotline"),
     ],
 )
 def test_an_inconsistent_indication_is_refused(kwargs: dict[str, object], message: str) -> None:

@@ -139,3 +139,38 @@ def test_offline_store_imports_nothing_from_the_layers_above() -> None:
             if _top_level(n) == "apdu" and n not in {"apdu.errors", "apdu.identity"}
         )
         assert not from_apdu, f"{_id(path)} imports {from_apdu}"
+
+
+def _project_closure(start: str) -> set[str]:
+    """Every module a project module imports, transitively through the project's own modules
+    (third-party and stdlib modules are listed but not followed)."""
+    seen: set[str] = set()
+    todo = [start]
+    project = {"apdu", "drivers", "offline_store", "sync", "terminal", "config"}
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if _top_level(name) not in project:
+            continue
+        path = ROOT / (name.replace(".", "/") + ".py")
+        if not path.exists():
+            path = ROOT / name.replace(".", "/") / "__init__.py"
+        if not path.exists():
+            continue
+        todo.extend(imported_modules(path.read_text(encoding="utf-8")))
+        parent = name.rsplit(".", 1)[0]
+        if parent != name:
+            todo.append(parent)  # importing a.b runs a/__init__.py
+    return seen
+
+
+def test_the_decision_path_imports_no_http_client() -> None:
+    """The pipeline decides offline: it sees the platform through a small protocol
+    (terminal.list_policy.PlatformLink), never through requests or the sync client."""
+    closure = _project_closure("terminal.pipeline")
+    assert "offline_store.freshness" in closure  # the walk follows the project's imports
+    offending = sorted(n for n in closure if _top_level(n) in {"requests", "urllib3", "httpx"})
+    assert not offending, f"terminal.pipeline reaches {offending}"
+    assert not {"sync.client", "sync.transport", "sync.online"} & closure

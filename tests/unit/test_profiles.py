@@ -59,6 +59,12 @@ def test_a_profile_file_by_path(tmp_path: Path) -> None:
         ({"scenario": "spa"}, "scenario"),
         ({"catalogue_item": "03 01"}, "catalogue_item"),
         ({"require_genuine": "yes"}, "require_genuine"),
+        ({"qr": {"max_deferred": 10}}, 'max_deferred applies only with opaque_offline = "defer"'),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": 0}}, "qr.max_deferred"),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": True}}, "qr.max_deferred"),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": "50"}}, "qr.max_deferred"),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": 12.0}}, "qr.max_deferred"),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": 100_001}}, "qr.max_deferred"),
     ],
 )
 def test_mistakes_are_clear_errors_naming_the_file_and_key(change: dict, needle: str) -> None:
@@ -66,6 +72,15 @@ def test_mistakes_are_clear_errors_naming_the_file_and_key(change: dict, needle:
         parse_profile(TRANSIT | change, "/etc/sscard/profiles/bus.toml")
     message = str(info.value)
     assert message.startswith("/etc/sscard/profiles/bus.toml: ") and needle in message
+
+
+def test_a_deferring_profile_caps_its_deferred_codes() -> None:
+    gate = load_profile("gate")
+    assert gate.qr.opaque_offline == "defer" and gate.qr.max_deferred == 200
+    data = TRANSIT | {"qr": {"opaque_offline": "defer"}}
+    assert parse_profile(data, "bus.toml").qr.max_deferred == 100  # the default cap
+    data = TRANSIT | {"qr": {"opaque_offline": "defer", "max_deferred": 3}}
+    assert parse_profile(data, "bus.toml").qr.max_deferred == 3
 
 
 def test_a_scenario_needs_its_own_table() -> None:
@@ -88,3 +103,201 @@ def test_unknown_profile_names_the_built_in_ones(tmp_path: Path) -> None:
     bad.write_text("scenario = \n")
     with pytest.raises(ProfileError, match="not valid TOML"):
         load_profile(bad)
+
+
+# --- operating policy (docs/policy.md) ------------------------------------------------------
+
+RULE = "《某市公交乘车优待办法》第3条"
+
+
+def test_degraded_defaults_by_scenario_and_a_partial_table_keeps_the_rest() -> None:
+    for name in ("transit", "gate"):
+        policy = load_profile(name).degraded
+        assert (policy.deny_list, policy.catalogue, policy.trust_list) == ("accept",) * 3
+    for name in ("hotel", "hospital"):
+        policy = load_profile(name).degraded
+        assert (policy.deny_list, policy.catalogue, policy.trust_list) == ("online",) * 3
+        assert policy.online_fallback == "accept"
+    hotel = {"scenario": "hotel", "catalogue_item": "0601", "hotel": {}}
+    hotel["fields"] = ["name", "ssn", "sex", "ethnicity", "birth_date"]
+    assert parse_profile(hotel, "h.toml").degraded.deny_list == "online"  # no table at all
+    partial = parse_profile(hotel | {"degraded": {"online_timeout_s": 0.5}}, "h.toml").degraded
+    assert (partial.deny_list, partial.online_timeout_s) == ("online", 0.5)
+    explicit = parse_profile(TRANSIT | {"degraded": {"deny_list": "refuse"}}, "t.toml")
+    assert (explicit.degraded.deny_list, explicit.degraded.catalogue) == ("refuse", "accept")
+
+
+def test_a_region_restriction_and_a_region_concession_parse() -> None:
+    profile = parse_profile(
+        TRANSIT
+        | {
+            "regions": {"accept": ["44", "360100"], "rule": RULE},
+            "transit": {
+                "fare_fen": 200,
+                "region_concessions": [
+                    {
+                        "name": "gz_senior_free",
+                        "regions": ["440100"],
+                        "categories": ["4"],
+                        "rule": RULE,
+                    }
+                ],
+            },
+        },
+        "t.toml",
+    )
+    assert profile.regions is not None and profile.regions.rule == RULE
+    assert profile.transit is not None
+    (local,) = profile.transit.region_concessions
+    assert local.applies("440100", "4") and not local.applies("440100", "3")
+    assert not local.applies("430100", "4")  # another city's elderly: the ordinary fare
+
+
+CONCESSION = {"name": "local", "regions": ["440100"], "rule": RULE}
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"regions": {"accept": ["44"]}}, "regions.rule"),
+        ({"regions": {"accept": ["44"], "rule": " "}}, "must name the rule it rests on"),
+        ({"regions": {"accept": [], "rule": RULE}}, "at least one region"),
+        ({"regions": {"accept": ["4401"], "rule": RULE}}, "2-digit province prefixes"),
+        ({"regions": {"accept": ["44"], "rule": "x" * 201}}, "at most 200"),
+        ({"degraded": {"deny_list": "ignore"}}, "degraded.deny_list"),
+        ({"degraded": {"online_fallback": "online"}}, "degraded.online_fallback"),
+        ({"degraded": {"online_timeout_s": 30}}, "degraded.online_timeout_s"),
+        ({"degraded": {"crl": "accept"}}, "degraded.crl: unknown key"),
+        (
+            {"transit": {"fare_fen": 200, "region_concessions": [CONCESSION | {"fare_fen": 200}]}},
+            "below the fare",
+        ),
+        (
+            {"transit": {"fare_fen": 200, "region_concessions": [CONCESSION, CONCESSION]}},
+            "twice",
+        ),
+        (
+            {"transit": {"fare_fen": 200, "region_concessions": [CONCESSION | {"name": "age"}]}},
+            "card concessions' own",
+        ),
+        (
+            {
+                "transit": {
+                    "fare_fen": 200,
+                    "region_concessions": [{"name": "x", "regions": ["44"]}],
+                }
+            },
+            "rule",
+        ),
+    ],
+)
+def test_policy_mistakes_are_clear_errors(change: dict, needle: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(TRANSIT | change, "/etc/sscard/profiles/bus.toml")
+    assert needle in str(info.value)
+
+
+def test_the_built_in_profiles_restrict_no_region() -> None:
+    for name in ("transit", "gate", "hotel", "hospital"):
+        assert load_profile(name).regions is None
+
+
+# --- issue 10 finding 9, the profile loader: deep TOML, huge numbers, NUL, unbounded ints ---
+
+GATE = {"scenario": "gate", "catalogue_item": "0501", "gate": {}}
+HOTEL = {
+    "scenario": "hotel",
+    "catalogue_item": "0601",
+    "fields": ["name", "ssn", "sex", "ethnicity", "birth_date"],
+    "hotel": {},
+}
+
+
+def _refused(data: dict, key: str) -> str:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(data, "/etc/sscard/profiles/p.toml")
+    message = str(info.value)
+    assert message.startswith(f"/etc/sscard/profiles/p.toml: {key}: "), message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        (TRANSIT | {"max_list_age_hours": 1e300}, "max_list_age_hours"),
+        (TRANSIT | {"max_list_age_hours": float("inf")}, "max_list_age_hours"),
+        (TRANSIT | {"max_list_age_hours": float("nan")}, "max_list_age_hours"),
+        (TRANSIT | {"max_list_age_hours": 8761}, "max_list_age_hours"),
+        (TRANSIT | {"qr": {"window_s": float("nan")}}, "qr.window_s"),
+        (TRANSIT | {"qr": {"skew_s": float("inf")}}, "qr.skew_s"),
+        (GATE | {"gate": {"daily_capacity": 2**63}}, "gate.daily_capacity"),
+        (GATE | {"gate": {"daily_capacity": 10_000_001}}, "gate.daily_capacity"),
+        (TRANSIT | {"transit": {"fare_fen": 10**400}}, "transit.fare_fen"),
+    ],
+)
+def test_numbers_are_finite_and_bounded(data: dict, key: str) -> None:
+    _refused(data, key)
+
+
+def test_the_largest_numbers_taken() -> None:
+    assert parse_profile(TRANSIT | {"max_list_age_hours": 8760}, "p.toml").max_list_age_hours
+    gate = parse_profile(GATE | {"gate": {"daily_capacity": 10_000_000}}, "p.toml").gate
+    assert gate is not None and gate.daily_capacity == 10_000_000
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        (TRANSIT | {"name": "bus\x00"}, "name"),
+        (TRANSIT | {"voice": {"ok": "请通过\x00"}}, "voice.ok"),
+        (TRANSIT | {"voice": {"o\nk": "请通过"}}, "voice.'o\\nk'.[key]"),
+        (
+            TRANSIT | {"transit": {"fare_fen": 1, "disabled_list": "/var/x\x00"}},
+            "transit.disabled_list",
+        ),
+        (TRANSIT | {"transit": {"fare_fen": 1, "disabled_list": ""}}, "transit.disabled_list"),
+        (HOTEL | {"hotel": {"room_pattern": "^[0-9]\x00$"}}, "hotel.room_pattern"),
+    ],
+)
+def test_strings_hold_no_control_character(data: dict, key: str) -> None:
+    _refused(data, key)
+
+
+def test_a_room_pattern_that_is_no_regular_expression_is_refused_at_load() -> None:
+    message = _refused(HOTEL | {"hotel": {"room_pattern": "^[0-9"}}, "hotel.room_pattern")
+    assert "not a regular expression" in message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        'scenario = "transit"\nvoice = ' + "[" * 5000 + "]" * 5000 + "\n",
+        'scenario = "transit"\nvoice = ' + "{a = " * 5000 + "1" + "}" * 5000 + "\n",
+        'scenario = "transit"\n' + ".".join(["voice"] * 5000) + ' = "x"\n',
+    ],
+    ids=["arrays", "inline-tables", "dotted-keys"],
+)
+def test_toml_nested_5000_deep_is_an_error_naming_the_file(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    assert str(info.value).startswith(f"{path}: ") and "nested" in str(info.value)
+
+
+def test_a_profile_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'scenario = "transit"\nname = "caf\xe9"\n')
+    with pytest.raises(ProfileError, match=rf"^{path}: not UTF-8 text \(line 2, byte 32\)$"):
+        load_profile(path)
+
+
+def test_a_profile_path_with_a_nul_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ProfileError, match="holds no NUL"):
+        load_profile(tmp_path / "transit\x00.toml")
+
+
+def test_an_unknown_key_with_a_newline_cannot_forge_a_line_of_the_message() -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(TRANSIT | {"x\nforged: ok": 1}, "p.toml")
+    assert "\n" not in str(info.value) and "'x\\nforged: ok': unknown key" in str(info.value)

@@ -29,8 +29,7 @@ REQUEST = PurchaseRequest(
     when=WHEN,
     key_version=0x01,
     algorithm_id=purse.PURSE_ALG_DES,
-    card_serial=H("3101000012345678"),
-    issuer_id=H("3101000000000000"),
+    factors=(H("3101000012345678"), H("3101000000000000"), H("3100000000000000")),
 )
 
 
@@ -45,9 +44,11 @@ def reference_mac(key8: bytes, data: bytes) -> bytes:
     return (encryptor.update(padded) + encryptor.finalize())[-8:][:4]
 
 
-def reference(request: PurchaseRequest, sequence: int, terminal: str) -> tuple[bytes, bytes]:
-    key = ROOT
-    for factor in (request.issuer_id, request.card_serial):
+def reference(
+    request: PurchaseRequest, sequence: int, terminal: str, key: bytes = ROOT
+) -> tuple[bytes, bytes]:
+    # the factors from the root down: region, issuer, card (the request lists the card first)
+    for factor in reversed(request.factors):
         key = ecb_3des(key, factor) + ecb_3des(key, bytes(b ^ 0xFF for b in factor))
     seed = request.card_random + request.card_sequence.to_bytes(2, "big")
     sespk = ecb_3des(key, seed + (sequence & 0xFFFF).to_bytes(2, "big"))
@@ -57,8 +58,10 @@ def reference(request: PurchaseRequest, sequence: int, terminal: str) -> tuple[b
     return mac1, reference_mac(sespk, amount)
 
 
-def project(request: PurchaseRequest, sequence: int, terminal: str) -> tuple[bytes, bytes]:
-    sespk = purse.session_key(purse.card_purchase_key(ROOT, request), request, sequence)
+def project(
+    request: PurchaseRequest, sequence: int, terminal: str, key: bytes = ROOT
+) -> tuple[bytes, bytes]:
+    sespk = purse.session_key(purse.card_purchase_key(key, request), request, sequence)
     return purse.mac1(sespk, request, terminal), purse.mac2(sespk, request.amount)
 
 
@@ -80,7 +83,14 @@ def test_only_the_low_two_bytes_of_the_terminal_sequence_enter_the_session_key()
 )
 def test_any_purchase_matches_the_reference(random, card_sequence, amount, sequence, serial):
     request = PurchaseRequest(
-        random, card_sequence, amount, purse.TYPE_COMPOUND, WHEN, 2, 0, serial, REQUEST.issuer_id
+        random,
+        card_sequence,
+        amount,
+        purse.TYPE_COMPOUND,
+        WHEN,
+        2,
+        0,
+        (serial, *REQUEST.factors[1:]),
     )
     assert project(request, sequence, "330100000042") == reference(
         request, sequence, "330100000042"
@@ -88,8 +98,8 @@ def test_any_purchase_matches_the_reference(random, card_sequence, amount, seque
     assert purse.parse_mac1_data(request.mac1_data()) == request
 
 
-def test_mac1_data_is_the_36_bytes_of_the_spec_in_order() -> None:
-    assert REQUEST.mac1_data() == H(
+def test_mac1_data_is_the_data_of_the_spec_in_order_with_as_many_factors_as_levels() -> None:
+    fixed = H(
         "1A2B3C4D"  # card random
         "0012"  # card transaction sequence
         "000000C8"  # amount, fen
@@ -98,17 +108,37 @@ def test_mac1_data_is_the_36_bytes_of_the_spec_in_order() -> None:
         "081542"  # date, time
         "01"
         "00"  # key version, algorithm id
-        "3101000012345678"  # card application serial
-        "3101000000000000"  # issuer id
     )
-    assert len(REQUEST.mac1_data()) == purse.MAC1_DATA_LEN
+    serial, issuer, region = H("3101000012345678"), H("3101000000000000"), H("3100000000000000")
+    assert REQUEST.mac1_data() == fixed + serial + issuer + region  # Lc 2C
+    assert REQUEST.mac1_data(2) == fixed + serial + issuer  # Lc 24: the layout of spec §7.2
+    assert REQUEST.mac1_data(1) == fixed + serial  # Lc 1C
+    assert [len(REQUEST.mac1_data(n)) for n in (1, 2, 3)] == [0x1C, 0x24, 0x2C]
+    for levels in (0, 4):
+        with pytest.raises(ProtocolError, match=f"{levels} diversification levels asked for"):
+            REQUEST.mac1_data(levels)
+
+
+@pytest.mark.parametrize("levels", [1, 2, 3])
+def test_a_key_n_levels_above_the_card_computes_what_the_root_computes(levels: int) -> None:
+    """What a PSAM holding the purchase key at ``levels`` levels computes from the factors it
+    is sent equals what the card's DPK (3 levels from the root) gives."""
+    above = list(reversed(REQUEST.factors))[: 3 - levels]  # region, then issuer
+    held = ROOT
+    for factor in above:
+        held = ecb_3des(held, factor) + ecb_3des(held, bytes(b ^ 0xFF for b in factor))
+    sent = purse.parse_mac1_data(REQUEST.mac1_data(levels))
+    assert sent.factors == REQUEST.factors[:levels]
+    assert project(sent, 9, "440100813475", held) == reference(REQUEST, 9, "440100813475")
 
 
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
         ({"card_random": H("01")}, "random is 4 bytes"),
-        ({"card_serial": H("01")}, "8 bytes each"),
+        ({"factors": (H("01"), H("3101000000000000"))}, "8 bytes each"),
+        ({"factors": ()}, "1 to 3 diversification factors, got 0"),
+        ({"factors": (H("3101000012345678"),) * 4}, "1 to 3 diversification factors, got 4"),
         ({"amount": 0}, "1 … 4294967295 fen"),
         ({"amount": 1 << 32}, "1 … 4294967295 fen"),
         ({"card_sequence": 0x10000}, "sequence is 2 bytes"),
@@ -123,8 +153,9 @@ def test_malformed_requests_are_clear_errors(change: dict, needle: str) -> None:
 
 
 def test_mac1_data_from_a_terminal_is_checked() -> None:
-    with pytest.raises(ProtocolError, match="36 bytes"):
-        purse.parse_mac1_data(REQUEST.mac1_data()[:-1])
+    for length in (0x1B, 0x1D, 0x2D, 0x34, 20):
+        with pytest.raises(ProtocolError, match=rf"20 \+ 8·n bytes \(n = 1-3\), got {length}"):
+            purse.parse_mac1_data(REQUEST.mac1_data()[:length].ljust(length, b"\x00"))
     bad_time = bytearray(REQUEST.mac1_data())
     bad_time[11:18] = H("20261399081542")  # month 13
     with pytest.raises(ProtocolError, match="BCD"):

@@ -270,8 +270,51 @@ def test_a_key_file_may_carry_a_des_purchase_root() -> None:
         ({"sm2": {}}, r"unknown keys \['sm2'\]"),
         ({}, r"no \[des\] or \[sm4\] keys"),
         ({"des": {"irk": "00" * 16}, "terminal_number": "12345"}, "12 digits"),
+        ({"des": {"irk": "00" * 16}, "terminal_number": "４４０１０００００００１"}, "12 digits"),
+        ({"des": {"irk": "00" * 16}, "test_keys": "false"}, "test_keys must be true or false"),
     ],
 )
 def test_malformed_key_files_are_clear_errors(data: dict, needle: str) -> None:
     with pytest.raises(KeyFileError, match=needle):
         parse_root_keys(data, "k.toml")
+
+
+# --- issue 10 finding 9, the key files' parsing layer ---
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"test_keys = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply"),
+        (b"[des]\n" + b".".join([b"irk"] * 5000) + b' = "00"\n', "nested deeper than 16"),
+        (b'[des]\nirk = "\xff"\n', r"not UTF-8 text \(line 2, byte 13\)"),
+        (b"[des]\nirk = \n", r"not valid TOML: .*line 2"),
+    ],
+)
+def test_a_key_file_that_does_not_parse_is_an_error_naming_it(
+    tmp_path: Path, content: bytes, needle: str
+) -> None:
+    path = tmp_path / "roots.toml"
+    path.write_bytes(content)
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError, match=needle) as caught:
+        load_root_keys(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_key_and_secret_file_names_with_a_nul_are_errors(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match=r"cannot read key file .*holds no NUL"):
+        load_root_keys(tmp_path / "roots\x00.toml")
+    with pytest.raises(KeyFileError, match=r"cannot read key file .*holds no NUL"):
+        load_root_keys(tmp_path / "roots\x00.toml", require_private=False)
+    with pytest.raises(KeyFileError, match=r"cannot read HSM token file .*holds no NUL"):
+        read_secret(tmp_path / "hsm\x00.token", "HSM token")
+
+
+def test_a_token_with_a_control_character_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "hsm.token"
+    for bad in ("tok\x00en\n", "tok\x1ben", "tok\x7fen"):
+        path.write_text(bad)
+        path.chmod(0o600)
+        with pytest.raises(KeyFileError, match="one token on one line"):
+            read_secret(path, "HSM token")
