@@ -14,8 +14,11 @@ from typing import Any
 
 from sync.errors import RowRejection, SyncProtocolError
 from sync.transport import Exchange
+from sync.wire import MalformedBody, load_json
 
 __all__ = ["BatchAnswer", "batch_answer", "deny_signature", "json_answer", "server_time"]
+
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # far above any answer of the contract
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +41,12 @@ def json_answer(exchange: Exchange) -> Any:
     """The answer's body as JSON.
 
     :param exchange: the answer
-    :raises SyncProtocolError: not JSON
+    :raises SyncProtocolError: not JSON, or nested deeper than any answer of the contract
     """
-    return exchange.json()
+    try:
+        return load_json(exchange.body, max_bytes=MAX_ANSWER_BYTES)
+    except MalformedBody as exc:
+        raise SyncProtocolError(f"the platform's answer is not usable JSON: {exc}") from None
 
 
 def _count(data: dict[str, Any], key: str) -> int:
@@ -56,7 +62,7 @@ def batch_answer(exchange: Exchange) -> BatchAnswer:
     :param exchange: the answer
     :raises SyncProtocolError: not ``{"ack_seq", "accepted", "duplicates", "rejected"}``
     """
-    data = exchange.json()
+    data = json_answer(exchange)
     if not isinstance(data, dict):
         raise SyncProtocolError("the batch answer must be a JSON object")
     rejected_raw = data.get("rejected")
@@ -84,7 +90,7 @@ def server_time(exchange: Exchange) -> float:
     :param exchange: the answer
     :raises SyncProtocolError: missing or not a number
     """
-    data = exchange.json()
+    data = json_answer(exchange)
     value = data.get("server_time") if isinstance(data, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SyncProtocolError("the answer's server_time must be a number")
