@@ -394,7 +394,7 @@ def _read_pid(fd: int) -> int | None:
         text = os.pread(fd, 32, 0).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return int(text) if text.isdigit() else None
+    return int(text) if 0 < len(text) <= 10 and text.isascii() and text.isdigit() else None
 
 
 def _release(fd: int) -> None:
