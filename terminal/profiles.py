@@ -9,11 +9,11 @@ file and the key.
 
 A profile also declares its operating policy (docs/policy.md): what the terminal does when a
 list is stale or missing (``[degraded]``: accept and flag, ask the platform, or refuse — per
-list; by default transit and gates accept, hotels and hospitals ask online, then accept), an
-optional restriction of the issuing regions it serves, which must name the rule it rests on
-(``[regions]``; by default cards of every region are accepted alike), and, for transit,
-concessions that depend on where a card was issued (``[[transit.region_concessions]]``: a fare
-rule, never a refusal).
+list; by default transit, gates and meal points accept, hotels, hospitals and service halls ask
+online, then accept), an optional restriction of the issuing regions it serves, which must name
+the rule it rests on (``[regions]``; by default cards of every region are accepted alike), and,
+for transit, concessions that depend on where a card was issued
+(``[[transit.region_concessions]]``: a fare rule, never a refusal).
 
 Example (``config/profiles/transit.toml``)::
 

@@ -112,6 +112,12 @@ def test_a_service_the_hall_does_not_offer_is_refused_before_any_personal_read(
     assert world.store.audit.rows() == []
 
 
+def test_a_hotel_room_number_is_checked_before_any_personal_read(world: World) -> None:
+    decision, card = world.tap("hotel", "v3-sm4", room="12 08; drop")
+    assert decision.reason == Reason.BAD_REQUEST
+    assert records_read(card) <= EF05 and world.store.audit.rows() == []
+
+
 def test_the_hall_decides_a_code_without_a_pin_step_for_its_first_service(world: World) -> None:
     pipeline = world.pipeline("service-hall")
     facts = _facts("ordinary-2.0", personal={"name": "陈静怡", "ssn": "440000199003071027"})
