@@ -43,7 +43,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from apdu.errors import (
     ApplicationLocked,
@@ -394,8 +394,7 @@ class Pipeline:
         room: str | None,
         service: str | None,
     ) -> Decision:
-        ruling = self.rules.decide(facts, card_hash, now, room=room, service=service)
-        return Decision(_outcome(ruling.reason), ruling.reason, ruling.detail, ruling.record)
+        return _decision(self.rules.decide(facts, card_hash, now, room=room, service=service))
 
     # -- journal and signal ----------------------------------------------------------------
 
@@ -547,7 +546,14 @@ def _amount(decision: Decision) -> int | None:
     return next((decision.detail[k] for k in AMOUNT_KEYS if k in decision.detail), None)
 
 
+@overload
+def _decision(ruling: Ruling) -> Decision: ...
+@overload
+def _decision(ruling: None) -> None: ...
+@overload
+def _decision(ruling: Ruling | None) -> Decision | None: ...
 def _decision(ruling: Ruling | None) -> Decision | None:
+    """A scenario rule's ruling as a decision (its outcome from the reason's signal)."""
     if ruling is None:
         return None
     return Decision(_outcome(ruling.reason), ruling.reason, ruling.detail, ruling.record)
