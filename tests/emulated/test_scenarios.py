@@ -10,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pipeline_support import World
+from pipeline_support import CARDS, World
 from support import make_card
 
 from drivers.virtual.ssc_card import VirtualSscCard
+from terminal.card_read import CardFacts
+from terminal.cmd_tap import service_problem
 from terminal.profiles import Profile, load_profile, parse_profile
 from terminal.reasons import Reason
 
@@ -332,10 +334,19 @@ def _catalogue(folder: Path, *codes: str) -> Path:
     return path
 
 
-def _facts(persona: str, personal: dict[str, str]):
-    from pipeline_support import CARDS
-
-    from terminal.card_read import CardFacts
-
+def _facts(persona: str, personal: dict[str, str]) -> CardFacts:
     region, number = CARDS[persona]
     return CardFacts(region, number, "3", None, None, genuine=True, personal=personal)
+
+
+def test_sscard_tap_names_a_wrong_service_before_waiting_for_a_card() -> None:
+    hall, hospital = load_profile("service-hall"), load_profile("hospital")
+    assert service_problem(hall, None) is None and service_problem(hall, "records") is None
+    assert service_problem(hall, "pension") == (
+        "this service hall offers no service 'pension'; it offers: identity, employment, "
+        "records, benefits"
+    )
+    assert service_problem(hospital, None) is None
+    assert service_problem(hospital, "records") == (
+        "--service is for a service hall, not a hospital profile"
+    )
