@@ -176,17 +176,24 @@ class PcscReader:
         :param exclude: readers never to take (e.g. the PSAM's)
         :param clock: the monotonic clock (tests pass their own)
         :raises ReaderTimeout: when no card came before the deadline
-        :raises ReaderUnavailable: when ``reader`` matches several readers
+        :raises ReaderUnavailable: when the PC/SC service was still not there at the deadline
+            (it may come back during the wait: pcscd restarts are survived)
         """
         deadline = clock() + timeout
         excluded = set(exclude)
         last_problem = "no card presented"
+        service_down = False
         while True:
             remaining = deadline - clock()
             if remaining <= 0:
+                if service_down:
+                    raise ReaderUnavailable(
+                        f"no PC/SC service within {timeout:g} s ({last_problem})"
+                    )
                 raise ReaderTimeout(f"no card within {timeout:g} s ({last_problem})")
             try:
                 names = [r for r in self.list_readers() if r not in excluded]
+                service_down = False
                 names = self._match(names, reader)
                 if not names:
                     last_problem = "no matching reader"
@@ -203,6 +210,7 @@ class PcscReader:
                     time.sleep(0.05)
             except ReaderUnavailable as exc:
                 last_problem = str(exc)
+                service_down = True
                 log.warning("event=pcsc_unavailable detail=%r", last_problem)
                 self._drop_context()
                 time.sleep(min(RECONNECT_PAUSE, max(deadline - clock(), 0)))

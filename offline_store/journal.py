@@ -448,6 +448,7 @@ class Journal:
         scenario: str | None = None,
         outcome: str | None = None,
         since: float | None = None,
+        unacknowledged: bool = False,
     ) -> int:
         """The number of rows held (appended and not pruned), optionally filtered.
 
@@ -460,10 +461,12 @@ class Journal:
         :param outcome: only rows with this outcome
         :param since: only rows appended at or after this wall-clock time (seconds since the
             epoch)
+        :param unacknowledged: only rows the platform has not acknowledged yet (after the
+            upload cursor): the count falls as a sync uploads them
         :raises StoreError: the database failed
         """
         with self._db.read() as conn:
-            if scenario is None and outcome is None and since is None:
+            if scenario is None and outcome is None and since is None and not unacknowledged:
                 last_seq, anchor_seq = conn.execute(
                     "SELECT last_seq, anchor_seq FROM journal_state WHERE id = 1"
                 ).fetchone()
@@ -479,6 +482,8 @@ class Journal:
             if since is not None:
                 where.append("wall_time_us >= ?")
                 params.append(math.ceil(since * 1_000_000))
+            if unacknowledged:
+                where.append("seq > (SELECT acked_seq FROM journal_state WHERE id = 1)")
             found = conn.execute(
                 f"SELECT COUNT(*) FROM journal WHERE {' AND '.join(where)}", params
             ).fetchone()

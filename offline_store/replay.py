@@ -32,6 +32,20 @@ class ReplayCache:
         self._db = store_db
         self._clock = clock
 
+    def seen(self, key: str) -> bool:
+        """Tell whether ``key`` is remembered (recorded and not expired); changes nothing.
+
+        :param key: the value that must not be seen twice
+        :returns: ``True`` when a decision already recorded it within its lifetime
+        :raises StoreError: an empty key, or the database failed
+        """
+        key_hash = _key_hash(key)
+        with self._db.read() as conn:
+            found = conn.execute(
+                "SELECT expires_at FROM replay WHERE key_hash = ?", (key_hash,)
+            ).fetchone()
+        return found is not None and found[0] > self._clock()
+
     def check_and_add(self, key: str, ttl_s: float) -> bool:
         """Tell whether ``key`` is new, and remember it for ``ttl_s`` seconds — atomically.
 
@@ -41,13 +55,11 @@ class ReplayCache:
             ``False`` if it was (nothing changes then)
         :raises StoreError: an empty key or a TTL that is not a positive finite number
         """
-        if not isinstance(key, str) or not key:
-            raise StoreError("replay key must be a non-empty string")
+        key_hash = _key_hash(key)
         if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float):
             raise StoreError("replay ttl_s must be a number of seconds")
         if not math.isfinite(ttl_s) or ttl_s <= 0:
             raise StoreError("replay ttl_s must be a positive finite number of seconds")
-        key_hash = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
         with self._db.write() as conn:
             now = self._clock()
             seen = conn.execute(
@@ -73,3 +85,10 @@ class ReplayCache:
                 "DELETE FROM replay WHERE expires_at <= ?", (self._clock(),)
             ).rowcount
         return int(dropped)
+
+
+def _key_hash(key: str) -> str:
+    """The stored form of a key: its SHA-256 (a key never lands in the file as such)."""
+    if not isinstance(key, str) or not key:
+        raise StoreError("replay key must be a non-empty string")
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()

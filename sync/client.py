@@ -38,6 +38,7 @@ from typing import Any
 import requests
 
 from apdu.errors import SscardError
+from config.testkeys import public_key_der, refuse_test_key
 from offline_store import (
     DenyListError,
     JournalRow,
@@ -116,6 +117,8 @@ class SyncClient:
         (:class:`SyncStopped`); the daemon's shutdown event
     :param policy: the retry policy (tests shorten it)
     :param rng: the random source of the retry jitter (tests seed it)
+    :param transport: the terminal's transport to the platform when it has one already
+        (shared with e-card decoding); default: :meth:`SyncConfig.transport`
     """
 
     def __init__(
@@ -129,25 +132,17 @@ class SyncClient:
         stop: threading.Event | None = None,
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        transport: SignedTransport | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.clock = clock
-        self.stop = stop or threading.Event()
+        self.stop = stop or (transport.stop if transport is not None else threading.Event())
         self._trust_saver = trust_saver
         self._secrets: TerminalSecrets | None = None
         self._last_offset: float | None = None
-        self.transport = SignedTransport(
-            config.url,
-            config.credentials,
-            timeout_s=config.timeout_s,
-            session=session,
-            pinned_cert_sha256=config.pinned_cert_sha256,
-            ca_file=str(config.ca_file) if config.ca_file else None,
-            policy=policy,
-            clock=clock,
-            stop=self.stop,
-            rng=rng,
+        self.transport = transport or config.transport(
+            session=session, policy=policy, clock=clock, stop=self.stop, rng=rng
         )
 
     # --- the journal --------------------------------------------------------------------
@@ -394,12 +389,14 @@ class SyncClient:
         :returns: which secrets were written, unchanged or have no file configured
         :raises SyncProtocolError: the document does not decrypt with this terminal's key, or
             breaks the contract
+        :raises RefusedTestKey: a production terminal was sent a TEST KEY; nothing is written
         :raises OSError: a file could not be written
         :raises SyncError: see :meth:`SignedTransport.request`
         """
         _, document = self.transport.request("GET", PATH_SECRETS, check=json_answer)
         credentials = self.config.credentials
         secrets = open_secrets(document, credentials.key, credentials.terminal_id)
+        self._refuse_test_keys(secrets)
         self._secrets = secrets
         files: tuple[tuple[str, Path | None, bytes], ...] = (
             ("pepper", self.config.pepper_file, secrets.pepper.hex().encode("ascii") + b"\n"),
@@ -531,14 +528,33 @@ class SyncClient:
             )
         return report
 
+    def _refuse_test_keys(self, secrets: TerminalSecrets) -> None:
+        """On a production terminal, refuse secrets that hold a TEST KEY (a platform set up
+        with ``platform init --test-keys``)."""
+        production = self.config.production
+        for name in ("trust_root_key", "deny_public_key"):
+            pem = bytes(getattr(secrets, name))
+            der = public_key_der(pem) or b""
+            refuse_test_key(der, f"the {name} the platform sent", production=production, text=pem)
+        for kid, key in secrets.audience_keys.items():
+            refuse_test_key(key, f"the audience key {kid} the platform sent", production=production)
+
     def _public_key(self, name: str) -> bytes:
-        """A pinned public key: the configured file, else the one the secrets brought."""
+        """A pinned public key: the configured file, else the one the secrets brought (a TEST
+        KEY is refused on a production terminal)."""
         path: Path | None = getattr(self.config, name)
         if path is not None and path.exists():
             try:
-                return path.read_bytes()
+                pem = path.read_bytes()
             except OSError as exc:
                 raise SyncConfigError(f"cannot read {name} {path}: {exc.strerror}") from exc
+            refuse_test_key(
+                public_key_der(pem) or b"",
+                f"{name} {path}",
+                production=self.config.production,
+                text=pem,
+            )
+            return pem
         if self._secrets is not None:
             return bytes(getattr(self._secrets, name))
         where = f"{path} does not exist" if path is not None else "no file is configured"

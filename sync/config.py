@@ -7,14 +7,20 @@ to (the pepper, the deny-list and trust-list public keys, the audience keys).
 
 from __future__ import annotations
 
+import random
 import stat
 import string
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from sync.errors import SyncConfigError
-from sync.transport import Credentials
+from sync.transport import Credentials, RetryPolicy, SignedTransport
 
 __all__ = ["SECRET_KEY_LEN", "SyncConfig", "load_terminal_key"]
 
@@ -38,6 +44,7 @@ class SyncConfig:
     :param trust_root_key: where the trust-list root key is read from and written to
     :param audience_keys: where the QR audience keys are written, or ``None``
     :param prune: prune the acknowledged journal rows after a complete upload
+    :param production: a production terminal: secrets holding a TEST KEY are refused
     """
 
     url: str
@@ -53,6 +60,7 @@ class SyncConfig:
     trust_root_key: Path | None = None
     audience_keys: Path | None = None
     prune: bool = True
+    production: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any, *, prune: bool = True) -> SyncConfig:
@@ -92,6 +100,40 @@ class SyncConfig:
             trust_root_key=settings.trust_root_key,
             audience_keys=settings.audience_keys,
             prune=prune,
+            production=settings.production,
+        )
+
+    def transport(
+        self,
+        *,
+        session: requests.Session | None = None,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        stop: threading.Event | None = None,
+        rng: random.Random | None = None,
+    ) -> SignedTransport:
+        """The terminal's one transport to the platform: every call (sync, e-card decoding)
+        goes through it, with the pin or the CA file of these settings and nothing from the
+        environment (:func:`sync.transport.platform_session`).
+
+        :param session: a session to use instead (tests)
+        :param policy: the retry policy (default :class:`RetryPolicy`)
+        :param clock: the wall clock (signatures)
+        :param stop: set to make a waiting retry give up
+        :param rng: the random source of the jitter
+        :raises: nothing
+        """
+        return SignedTransport(
+            self.url,
+            self.credentials,
+            timeout_s=self.timeout_s,
+            session=session,
+            pinned_cert_sha256=self.pinned_cert_sha256,
+            ca_file=str(self.ca_file) if self.ca_file else None,
+            policy=policy,
+            clock=clock,
+            stop=stop,
+            rng=rng,
         )
 
 

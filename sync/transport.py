@@ -10,10 +10,20 @@ the platform asked for. A 4xx answer is final: the platform has decided.
 TLS: with a pinned digest, the SHA-256 of the server certificate's DER is compared on every
 new connection (urllib3's ``assert_fingerprint``) and the CA check is replaced by it unless a
 CA file is also given; without one, the CA file or the system's CAs are used.
+
+One transport carries every call a terminal makes to the platform — the sync's and the decoding
+of national e-card codes (:mod:`terminal.ecard_flow`) — so the pin and the CA file hold for all
+of them. Its session ignores the environment (``trust_env = False``): requests would otherwise
+let ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` replace the session's CA file, send the
+requests through ``HTTPS_PROXY``/``ALL_PROXY`` and add ``.netrc`` credentials, all chosen by
+whoever sets the process's environment rather than by the terminal's settings. Proxies from the
+environment are therefore not honoured (a proxy would need a setting of its own; the pin would
+still hold through a CONNECT tunnel).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import logging
@@ -32,6 +42,7 @@ from requests.structures import CaseInsensitiveDict
 from sync.auth import sign_request
 from sync.errors import (
     SyncAuthError,
+    SyncConfigError,
     SyncProtocolError,
     SyncRefused,
     SyncStopped,
@@ -39,7 +50,14 @@ from sync.errors import (
     SyncUnreachable,
 )
 
-__all__ = ["Credentials", "Exchange", "PinnedAdapter", "RetryPolicy", "SignedTransport"]
+__all__ = [
+    "Credentials",
+    "Exchange",
+    "PinnedAdapter",
+    "RetryPolicy",
+    "SignedTransport",
+    "platform_session",
+]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +178,27 @@ class PinnedAdapter(HTTPAdapter):
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
 
 
+def platform_session(
+    pinned_cert_sha256: str | None = None, ca_file: str | None = None
+) -> requests.Session:
+    """The HTTP session of every platform call: the pin or the CA file, nothing from the
+    environment (the module docstring says why).
+
+    :param pinned_cert_sha256: the pinned certificate digest (64 lowercase hex), or ``None``
+    :param ca_file: the CA file, or ``None`` (the CAs requests ships)
+    :raises: nothing
+    """
+    session = requests.Session()
+    session.trust_env = False  # no CA bundle, proxy or .netrc from the environment
+    session.mount("https://", PinnedAdapter(pinned_cert_sha256))
+    session.mount("http://", HTTPAdapter(max_retries=0))
+    if pinned_cert_sha256 is not None:
+        session.verify = ca_file or False  # the pin replaces the CA check
+    elif ca_file is not None:
+        session.verify = ca_file
+    return session
+
+
 class SignedTransport:
     """Signed requests to one platform over one :class:`requests.Session`.
 
@@ -173,6 +212,7 @@ class SignedTransport:
     :param clock: the wall clock (signing timestamps, round-trip midpoints)
     :param stop: set to make a waiting retry give up with :class:`SyncStopped`
     :param rng: the random source of the jitter
+    :raises SyncConfigError: a pin or CA file with a plain-HTTP ``base_url``
     """
 
     def __init__(
@@ -196,17 +236,22 @@ class SignedTransport:
         self.clock = clock
         self.stop = stop or threading.Event()
         self._rng = rng or random.Random()
-        self._base_path = urlsplit(self.base_url).path
-        if session is None:
-            session = requests.Session()
-            session.trust_env = False  # no proxy or .netrc from the environment
-            session.mount("https://", PinnedAdapter(pinned_cert_sha256))
-            session.mount("http://", HTTPAdapter(max_retries=0))
-            if pinned_cert_sha256 is not None:
-                session.verify = ca_file or False  # the pin replaces the CA check
-            elif ca_file is not None:
-                session.verify = ca_file
-        self.session = session
+        self._tls_settings = pinned_cert_sha256 is not None or ca_file is not None
+        self.check_url(self.base_url)
+        self.session = session or platform_session(pinned_cert_sha256, ca_file)
+
+    def check_url(self, url: str) -> None:
+        """Refuse a plain-HTTP URL when a pin or a CA file is configured: over ``http://``
+        neither would be checked, and the terminal would trust a server it never verified.
+
+        :param url: a base URL this transport is to send to
+        :raises SyncConfigError: a pin or CA file is set and the URL is not ``https://``
+        """
+        if self._tls_settings and urlsplit(url).scheme != "https":
+            raise SyncConfigError(
+                f"{url}: pinned_cert_sha256 and ca_file need an https:// URL; over http:// "
+                "the platform's certificate would never be checked"
+            )
 
     def close(self) -> None:
         """Close the session's connections.
@@ -226,6 +271,9 @@ class SignedTransport:
         accept: frozenset[int] = frozenset({200}),
         headers: Mapping[str, str] | None = None,
         check: Callable[[Exchange], T] | None = None,
+        timeout_s: float | None = None,
+        attempts: int | None = None,
+        base_url: str | None = None,
     ) -> tuple[Exchange, T | None]:
         """Send a signed request, retrying what can be retried, and return the final answer.
 
@@ -238,24 +286,37 @@ class SignedTransport:
         :param headers: extra headers (``If-None-Match``)
         :param check: called on an accepted answer; a :class:`SyncProtocolError` it raises
             (a body cut short without the transport noticing) makes the attempt count as failed
+        :param timeout_s: this request's connect and read timeout (default: the transport's)
+        :param attempts: this request's attempts at most (default: the policy's); a holder
+            waiting at a gate gets one
+        :param base_url: another base URL of the same platform for this request (``[ecard]
+            decode_url``); the session, and so the pin and the CA file, stay the same
         :returns: the answer and what ``check`` returned (``None`` without ``check``)
         :raises SyncUnreachable: no accepted answer after every attempt
         :raises SyncTlsError: the certificate is not the pinned one, or does not verify
         :raises SyncAuthError: 401
         :raises SyncRefused: another 4xx, or an unexpected status
         :raises SyncStopped: :attr:`stop` was set while waiting to retry
+        :raises SyncConfigError: ``base_url`` is plain HTTP while a pin or CA file is set
         """
         target = path + ("?" + urlencode(query) if query else "")
+        base = self.base_url
+        if base_url is not None:
+            self.check_url(base_url)
+            base = base_url.rstrip("/")
         request = _Request(
             method,
             path,
-            self.base_url + target,
-            self._base_path + target,
+            base + target,
+            urlsplit(base).path + target,
             body,
             dict(headers or {}) | ({"Content-Type": content_type} if content_type else {}),
+            self.timeout_s if timeout_s is None else timeout_s,
         )
         last = "no attempt"
         policy = self.policy
+        if attempts is not None:
+            policy = dataclasses.replace(policy, attempts=max(1, attempts))
         for attempt in range(1, policy.attempts + 1):
             if self.stop.is_set():
                 raise SyncStopped(f"stopped before {method} {path}")
@@ -304,7 +365,7 @@ class SignedTransport:
                 request.url,
                 data=request.body or None,
                 headers=request.headers | signed,
-                timeout=(self.timeout_s, self.timeout_s),
+                timeout=(request.timeout_s, request.timeout_s),
                 allow_redirects=False,
             )
             content = response.content  # reads it all: a cut body raises here
@@ -357,6 +418,7 @@ class _Request:
     signed_path: str
     body: bytes
     headers: dict[str, str]
+    timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)

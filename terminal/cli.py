@@ -1,6 +1,8 @@
 """The ``sscard`` command line. Each handler parses, calls one library function, formats.
 
-Exit status: 0 success, 2 failure (the national code and a one-line reason go to stderr).
+Exit status: 0 success, 2 failure (the national code and a one-line reason go to stderr),
+130 interrupted. What a handler does not answer itself is answered in one place,
+:func:`terminal.cli_errors.run_command`, called by :func:`main`: no command ends in a traceback.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from drivers.psam import PcscPsamModule
 from drivers.virtual.card import Behaviour
 from drivers.virtual.persona import PersonaError, load_persona
 from terminal import cmd_deny, cmd_platform, cmd_qr, cmd_store, cmd_sync, cmd_tap
+from terminal.cli_errors import hide_developer_records, run_command
 from terminal.modules import open_module
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK, classify
 from terminal.pin import pin_operation
@@ -74,9 +77,9 @@ def cmd_read(args: argparse.Namespace) -> int:
             return _fail(exc, args.format)
         try:
             exclude = [module.reader] if isinstance(module, PcscPsamModule) else []
-            if args.sam_reader and module is None:
-                exclude = [r for r in readers.list_readers() if args.sam_reader in r]
             try:
+                if args.sam_reader and module is None:
+                    exclude = [r for r in readers.list_readers() if args.sam_reader in r]
                 connection = readers.wait_for_card(
                     args.timeout, reader=args.reader, exclude=exclude
                 )
@@ -155,16 +158,17 @@ def cmd_hsm_service(args: argparse.Namespace) -> int:
     try:
         keys = load_root_keys(args.keys)
         token = read_secret(args.token_file, "HSM token") if args.token_file else None
-        service = HsmService(
-            keys, host=args.host, port=args.port, token=token, allow_remote=args.allow_remote
-        )
-    except (SscardError, OSError) as exc:
+    except OSError as exc:
         print(f"sscard: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    service = HsmService(
+        keys, host=args.host, port=args.port, token=token, allow_remote=args.allow_remote
+    )
+    stop = _stop_on_signals()  # before the address is shown: a SIGTERM right after it stops us
     print(
         f"reference HSM service on {service.start()}; Ctrl-C to stop", file=sys.stderr, flush=True
     )
-    _stop_on_signals().wait()
+    stop.wait()
     service.stop()
     return EXIT_OK
 
@@ -205,7 +209,7 @@ def cmd_virtual_card(args: argparse.Namespace) -> int:
             roots = load_root_keys(args.roots, require_private=False) if args.roots else None
             card = VirtualSscCard(persona, behaviour, roots)
             label = f"card {persona.name!r}"
-    except (PersonaError, SscardError, OSError, ValueError) as exc:
+    except (PersonaError, OSError, ValueError) as exc:
         print(f"sscard: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     bridge = VpcdBridge(card, slot=args.slot, host=args.host)
@@ -330,19 +334,29 @@ def configure_logging(verbose: int) -> None:
     ``$SSCARD_LOG_LEVEL`` (default: the same level). Personal data is masked before any log line.
 
     :param verbose: the count of ``-v`` options
+    :raises SscardError: the log file cannot be opened
     """
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     fmt = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    root = logging.getLogger()
+    console = not root.handlers  # else someone (a test) has set up logging already
     logging.basicConfig(level=level, format=fmt)
+    if console and verbose < 2:
+        for stream in root.handlers:
+            stream.addFilter(hide_developer_records)
     path = os.environ.get(LOG_FILE_ENV)
     if path:
         file_level = logging.getLevelName(os.environ.get(LOG_LEVEL_ENV, "").upper() or level)
         if not isinstance(file_level, int):
             file_level = level
-        handler = logging.FileHandler(path, encoding="utf-8")
+        try:
+            handler = logging.FileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            raise SscardError(
+                f"cannot open the log file ${LOG_FILE_ENV}={path}: {exc.strerror}"
+            ) from exc
         handler.setLevel(file_level)
         handler.setFormatter(logging.Formatter(f"%(process)d {fmt}"))
-        root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(min(level, file_level))
         for stream in root.handlers[:-1]:
@@ -352,12 +366,20 @@ def configure_logging(verbose: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sscard`` with ``argv`` and return the exit status.
 
+    Every failure a handler does not answer itself becomes one line on stderr here
+    (:func:`terminal.cli_errors.run_command`): exit status 2, or 130 after Ctrl-C.
+
     :param argv: the arguments, without the program name (default: ``sys.argv[1:]``)
+    :raises SystemExit: for ``--help`` and for options that do not parse (status 2)
     """
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+
+    def command() -> int:
+        configure_logging(args.verbose)  # inside: a log file that cannot be opened is answered
+        return handler(args)
+
+    return run_command(command, log_file=os.environ.get(LOG_FILE_ENV) or None)
 
 
 if __name__ == "__main__":

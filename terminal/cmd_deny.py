@@ -8,7 +8,8 @@ detached signature ``FILE.sig``; without a key it is refused unless ``--unsigned
 ``deny status`` also shows how old the list is and, per scenario, whether decisions are degraded
 (stale or missing list: the profile's degraded policy applies, docs/policy.md).
 
-Exit status: 0 done (``check``: listed or not listed), 2 failure (one line on stderr).
+Exit status: 0 done (``check``: listed or not listed), 2 failure (one line on stderr; an
+error that escapes a handler is answered by ``sscard``'s ``main``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from apdu.errors import SscardError
 from apdu.identity import mask_card_number
 from config.settings import load_settings
 from offline_store import (
@@ -171,22 +171,18 @@ def _accept_unsigned_loudly(data: bytes, signature: bytes | None) -> None:
 
 def cmd_deny_import(args: argparse.Namespace) -> int:
     """``sscard deny import FILE``: verify, apply in one transaction, switch versions."""
-    try:
-        _defaults(args)
-        verify = _verifier(args)
-        if verify is None:
-            return _fail(
-                "refusing an unsigned import: give --public-key PEM (or --unsigned-ok for "
-                "development)"
-            )
-        pepper = load_pepper_file(args.pepper_file) if args.pepper_file else None
-        with (
-            Store.open(args.db, pepper=pepper) as store,
-            tqdm(unit=" entries", file=sys.stderr, disable=None, leave=False) as bar,
-        ):
-            result = store.deny.import_file(args.file, verify, progress=_progress(bar))
-    except SscardError as exc:
-        return _fail(exc)
+    _defaults(args)
+    verify = _verifier(args)
+    if verify is None:
+        return _fail(
+            "refusing an unsigned import: give --public-key PEM (or --unsigned-ok for development)"
+        )
+    pepper = load_pepper_file(args.pepper_file) if args.pepper_file else None
+    with (
+        Store.open(args.db, pepper=pepper) as store,
+        tqdm(unit=" entries", file=sys.stderr, disable=None, leave=False) as bar,
+    ):
+        result = store.deny.import_file(args.file, verify, progress=_progress(bar))
     if result.already_applied:
         print(f"deny list version {result.version} was already imported: nothing changed")
         return EXIT_OK
@@ -212,19 +208,16 @@ def cmd_deny_check(args: argparse.Namespace) -> int:
     region, sep, number = args.card.partition(":")
     if not sep:
         return _fail("give the card as REGION:CARDNUMBER (six digits, a colon, the card number)")
-    try:
-        _defaults(args)
-        canonical = canonical_card_id(region, number)
-        if not args.pepper_file:
-            return _fail("deny check needs --pepper-file (the deny-list pepper, mode 0600)")
-        pepper = load_pepper_file(args.pepper_file)
-        with Store.open(args.db, pepper=pepper) as store:
-            status = store.deny.status()
-            if status.version is None:
-                return _fail(f"no deny list has been imported into {args.db}")
-            entry = store.deny.lookup(store.card_hash(canonical))
-    except SscardError as exc:
-        return _fail(exc)
+    _defaults(args)
+    canonical = canonical_card_id(region, number)
+    if not args.pepper_file:
+        return _fail("deny check needs --pepper-file (the deny-list pepper, mode 0600)")
+    pepper = load_pepper_file(args.pepper_file)
+    with Store.open(args.db, pepper=pepper) as store:
+        status = store.deny.status()
+        if status.version is None:
+            return _fail(f"no deny list has been imported into {args.db}")
+        entry = store.deny.lookup(store.card_hash(canonical))
     shown = f"{region}:{mask_card_number(number.upper())}"
     if entry is None:
         print(f"{shown}: not listed (list version {status.version})")
@@ -239,14 +232,11 @@ def cmd_deny_check(args: argparse.Namespace) -> int:
 def cmd_deny_status(args: argparse.Namespace) -> int:
     """``sscard deny status``: the active and previous versions, entries, dates, age, and the
     scenarios whose decisions are degraded."""
-    try:
-        _defaults(args)
-        profiles = scenario_profiles(args.scenario)
-        with Store.open(args.db) as store:
-            status = store.deny.status()
-            ages = status_lines(store, ListName.DENY_LIST, profiles, dt.datetime.now().astimezone())
-    except SscardError as exc:
-        return _fail(exc)
+    _defaults(args)
+    profiles = scenario_profiles(args.scenario)
+    with Store.open(args.db) as store:
+        status = store.deny.status()
+        ages = status_lines(store, ListName.DENY_LIST, profiles, dt.datetime.now().astimezone())
     if status.version is None:
         print("no deny list imported")
         print("\n".join(ages))
@@ -265,11 +255,8 @@ def cmd_deny_status(args: argparse.Namespace) -> int:
 
 def cmd_deny_rollback(args: argparse.Namespace) -> int:
     """``sscard deny rollback``: switch back to the previous version."""
-    try:
-        _defaults(args)
-        with Store.open(args.db) as store:
-            version = store.deny.rollback()
-    except SscardError as exc:
-        return _fail(exc)
+    _defaults(args)
+    with Store.open(args.db) as store:
+        version = store.deny.rollback()
     print(f"deny list rolled back to version {version}")
     return EXIT_OK

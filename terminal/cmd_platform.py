@@ -5,20 +5,22 @@ the answer. ``--db`` takes a database URL or an SQLite file path (default:
 ``$SSCARD_PLATFORM_DB``, else ``platform.db`` in the current folder); ``--keys`` the keys
 folder (default: ``$SSCARD_PLATFORM_KEYS``). Card numbers are never printed in full.
 
-Exit status: 0 done, 2 failure (one line on stderr); ``tx verify`` exits 2 when a chain has a
-gap, a break, a bad hash or a miscount.
+Exit status: 0 done, 2 failure (one line on stderr; an error that escapes a handler is answered
+by ``sscard``'s ``main``); ``tx verify`` exits 2 when a chain has a gap, a break, a bad hash or
+a miscount.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,8 +79,29 @@ def _keys(args: argparse.Namespace) -> str:
     return keys
 
 
-def _open(args: argparse.Namespace, *, keys: bool = False) -> Platform:
-    return _platform().Platform.open(_db(args), _keys(args) if keys else None)
+@contextlib.contextmanager
+def _database(url: str) -> Iterator[None]:
+    """Answer a database file the platform cannot use with an error that names it.
+
+    ``open_engine`` names a database it cannot reach; a file that is not a database at all
+    (SQLite's "file is not a database") still comes out as SQLAlchemy's ``DatabaseError``.
+
+    :param url: the database URL or file, as given
+    :raises PlatformConfigError: for SQLAlchemy's ``DatabaseError``
+    """
+    from sqlalchemy.exc import DatabaseError  # noqa: PLC0415 - loaded with the platform
+
+    try:
+        yield
+    except DatabaseError as exc:
+        raise _config_error(f"cannot use the database {url}: {exc.orig}") from exc
+
+
+@contextlib.contextmanager
+def _open(args: argparse.Namespace, *, keys: bool = False) -> Iterator[Platform]:
+    url = _db(args)
+    with _database(url), _platform().Platform.open(url, _keys(args) if keys else None) as found:
+        yield found
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -89,10 +112,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     """
     try:
         test_keys = TEST_KEYS if args.test_keys else None
-        with _platform().Platform.init(_db(args), _keys(args), test_keys=test_keys) as platform:
+        with (
+            _database(_db(args)),
+            _platform().Platform.init(_db(args), _keys(args), test_keys=test_keys) as platform,
+        ):
             trust = platform.trust_list()
             deny = platform.deny_status()
-    except (SscardError, OSError) as exc:
+    except OSError as exc:
         return _fail(exc)
     if args.test_keys:
         print("warning: the trust root and QR keys are the public TEST KEYS", file=sys.stderr)
@@ -118,11 +144,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pass --allow-plain-http"
         )
     try:
-        app = _platform().create_app(_db(args), _keys(args))
+        with _database(_db(args)):
+            app = _platform().create_app(_db(args), _keys(args))
         server = _platform().PlatformServer(
             app, args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
         )
-    except (SscardError, OSError) as exc:
+    except OSError as exc:
         return _fail(exc)
     print(server.url, flush=True)
     print(f"reference platform on {server.url}; Ctrl-C to stop", file=sys.stderr, flush=True)
@@ -182,11 +209,8 @@ def cmd_terminal_list(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    try:
-        with _open(args) as platform:
-            found = platform.list_terminals()
-    except SscardError as exc:
-        return _fail(exc)
+    with _open(args) as platform:
+        found = platform.list_terminals()
     for info in found:
         seen = "never"
         if info.last_heartbeat_at is not None:
@@ -239,8 +263,6 @@ def cmd_deny_add(args: argparse.Namespace) -> int:
             result = platform.deny(canonical, DenyReason(args.reason), effective)
     except ValueError:
         return _fail("--effective must be a date YYYY-MM-DD")
-    except SscardError as exc:
-        return _fail(exc)
     if not result.changed:
         print(f"{shown} is already listed so: deny list stays at version {result.version}")
     else:
@@ -257,12 +279,9 @@ def cmd_deny_remove(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    try:
-        canonical, shown = _card(args)
-        with _open(args, keys=True) as platform:
-            result = platform.undeny(canonical)
-    except SscardError as exc:
-        return _fail(exc)
+    canonical, shown = _card(args)
+    with _open(args, keys=True) as platform:
+        result = platform.undeny(canonical)
     print(f"{shown} unlisted: deny list version {result.version}, {result.listed} entries")
     return EXIT_OK
 
@@ -273,11 +292,8 @@ def cmd_deny_status(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    try:
-        with _open(args) as platform:
-            found = platform.deny_status()
-    except SscardError as exc:
-        return _fail(exc)
+    with _open(args) as platform:
+        found = platform.deny_status()
     print(f"deny list version {found.version}: {found.listed} entries, created {found.created}")
     return EXIT_OK
 
@@ -288,11 +304,8 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    try:
-        with _open(args, keys=True) as platform:
-            done = [platform.rotate_keys(alg, args.grace_days * DAY_S) for alg in ALGS[args.alg]]
-    except SscardError as exc:
-        return _fail(exc)
+    with _open(args, keys=True) as platform:
+        done = [platform.rotate_keys(alg, args.grace_days * DAY_S) for alg in ALGS[args.alg]]
     for rotation in done:
         leaving = ", ".join(rotation.retiring) or "none"
         until = dt.datetime.fromtimestamp(rotation.retire_at, dt.UTC).isoformat()
@@ -309,11 +322,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    try:
-        with _open(args) as platform:
-            found = platform.qr_keys()
-    except SscardError as exc:
-        return _fail(exc)
+    with _open(args) as platform:
+        found = platform.qr_keys()
     for key in found:
         retire = "current"
         if key.retire_at is not None:
@@ -334,8 +344,6 @@ def cmd_ecard_issue(args: argparse.Namespace) -> int:
             issued = platform.issue_ecard(persona, args.valid_hours * 3600)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return _fail(f"cannot read the persona {args.persona}: {exc}")
-    except SscardError as exc:
-        return _fail(exc)
     until = dt.datetime.fromtimestamp(issued.expires_at, dt.UTC).isoformat()
     print(issued.code)
     print(f"code valid until {until}; card token {issued.token}", file=sys.stderr)
@@ -348,11 +356,8 @@ def cmd_catalogue_load(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    try:
-        with _open(args) as platform:
-            count = platform.load_catalogue(args.file)
-    except SscardError as exc:
-        return _fail(exc)
+    with _open(args) as platform:
+        count = platform.load_catalogue(args.file)
     print(f"catalogue loaded: {count} items")
     return EXIT_OK
 
@@ -363,11 +368,8 @@ def cmd_tx_list(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    try:
-        with _open(args) as platform:
-            rows = platform.transactions(args.terminal, args.limit)
-    except SscardError as exc:
-        return _fail(exc)
+    with _open(args) as platform:
+        rows = platform.transactions(args.terminal, args.limit)
     for row in rows:
         when = dt.datetime.fromtimestamp(row.wall_time_us / 1e6, dt.UTC).isoformat()
         flags = ",".join(f for f, on in (("chain_break", row.chain_break), ("gap", row.gap)) if on)
@@ -387,11 +389,8 @@ def cmd_tx_verify(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    try:
-        with _open(args) as platform:
-            summaries = platform.verify_chains(args.terminal)
-    except SscardError as exc:
-        return _fail(exc)
+    with _open(args) as platform:
+        summaries = platform.verify_chains(args.terminal)
     for summary in summaries:
         print(_summary_line(summary))
     bad = [s.terminal_id for s in summaries if not s.ok]

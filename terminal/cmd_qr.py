@@ -4,7 +4,9 @@
 under ``tests/keys/`` (a real platform keeps its keys in an HSM). ``qr trust-import``,
 ``qr verify`` and ``scan`` are the terminal side: the trust list is verified against the
 pinned root of ``[ecard] trust_root_key`` and every decision goes through the pipeline and the
-journal, exactly like ``sscard tap``. Exit status: 0 accepted, 1 refused, 2 no decision.
+journal, exactly like ``sscard tap``; with ``production = true`` a TEST KEY as the root, on the
+list or as an audience key is refused. Exit status: 0 accepted, 1 refused, 2 no decision (an
+error that escapes a handler is answered by ``sscard``'s ``main``: one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -150,9 +152,10 @@ def cmd_qr_trust_import(args: argparse.Namespace) -> int:
         if settings.trust_root_key is None:
             return _fail(f"{settings.source}: [ecard] trust_root_key is not set")
         root = Path(settings.trust_root_key).read_bytes()
+        data = Path(args.file).read_bytes()
         with open_store(settings) as store:
-            trust = save_trust_list(store, Path(args.file).read_bytes(), root, time.time())
-    except (OSError, SscardError) as exc:
+            trust = save_trust_list(store, data, root, time.time(), production=settings.production)
+    except OSError as exc:
         return _fail(exc)
     print(
         f"trust list version {trust.version} imported: {len(trust.keys)} keys, "
@@ -163,12 +166,9 @@ def cmd_qr_trust_import(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, texts: Any) -> int:
     """Decide each scanned text through the pipeline; the exit status of the last decision."""
-    try:
-        settings = load_settings(args.config)
-        profile = load_profile(args.scenario)
-        verifier = verifier_from_settings(settings)
-    except SscardError as exc:
-        return _fail(exc)
+    settings = load_settings(args.config)
+    profile = load_profile(args.scenario)
+    verifier = verifier_from_settings(settings)
     if profile.scenario == Scenario.HOTEL and not args.room:
         return _fail("a hotel registration needs --room")
     status = EXIT_NO_DECISION
@@ -198,8 +198,6 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
                 print_decision(decision, args.format)
                 sys.stdout.flush()
                 status = EXIT_ACCEPTED if decision.accepted else EXIT_REFUSED
-        except SscardError as exc:
-            return _fail(exc)
         except KeyboardInterrupt:
             pass
     return status

@@ -2,7 +2,8 @@
 
 The store is the one ``[store] database`` of the settings (``--config``); ``journal verify``
 and ``journal tail`` also take ``--db PATH``, as ``sscard deny`` does. Each handler opens it,
-calls one library method and prints; exit status 0, or 2 with a one-line reason.
+calls one library method and prints; exit status 0, or 2 with a one-line reason (an error that
+escapes a handler is answered by ``sscard``'s ``main``).
 ``catalogue list`` ends with the catalogue's age and, per scenario, whether decisions are
 degraded, as ``#`` comment lines.
 """
@@ -16,7 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from apdu.errors import SscardError
 from config.settings import load_settings
 from offline_store import ListName, Store, StoreError
 from terminal.cmd_deny import db_option, scenario_option, scenario_profiles
@@ -34,33 +34,25 @@ def _open_journal(args: argparse.Namespace) -> Store:
     """The existing store of ``--db``, else of the settings' ``[store] database``: a command
     that only reads the journal never creates an empty store where a path was mistyped."""
     path = Path(args.db) if args.db is not None else load_settings(args.config).database
-    if not path.is_file():
-        raise StoreError(f"no offline store at {path}")
+    if not path.exists():
+        raise StoreError(f"cannot open {path}: there is no offline store there")
     return Store.open(path)
 
 
 def cmd_catalogue_load(args: argparse.Namespace) -> int:
     """``sscard catalogue load FILE``: replace the application catalogue (应用目录)."""
-    try:
-        with _open(args) as store:
-            count = store.catalogue.load_file(args.file)
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    with _open(args) as store:
+        count = store.catalogue.load_file(args.file)
     print(f"catalogue loaded: {count} items")
     return EXIT_OK
 
 
 def cmd_catalogue_list(args: argparse.Namespace) -> int:
     """``sscard catalogue list``: the items, one per line, then the age (``#`` lines)."""
-    try:
-        profiles = scenario_profiles(args.scenario)
-        with _open(args) as store:
-            items = store.catalogue.items()
-            ages = status_lines(store, ListName.CATALOGUE, profiles, dt.datetime.now().astimezone())
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    profiles = scenario_profiles(args.scenario)
+    with _open(args) as store:
+        items = store.catalogue.items()
+        ages = status_lines(store, ListName.CATALOGUE, profiles, dt.datetime.now().astimezone())
     for item in items:
         valid = f"{item.valid_from or '…'} – {item.valid_to or '…'}"
         print(f"{item.code}\t{item.scenario}\t{','.join(item.regions)}\t{valid}\t{item.name}")
@@ -70,13 +62,9 @@ def cmd_catalogue_list(args: argparse.Namespace) -> int:
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:
     """``sscard journal verify``: check the hash chain; exit 2 on a break."""
-    try:
-        with _open_journal(args) as store:
-            report = store.journal.verify_chain()
-            alarm = store.journal.alarm()
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    with _open_journal(args) as store:
+        report = store.journal.verify_chain()
+        alarm = store.journal.alarm()
     if alarm:
         print(f"sscard: warning: {alarm}", file=sys.stderr)
     if not report.ok:
@@ -88,14 +76,10 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
 
 def cmd_journal_tail(args: argparse.Namespace) -> int:
     """``sscard journal tail [-n N]``: the last rows as JSON lines, personal fields by name."""
-    try:
-        with _open_journal(args) as store:
-            last = store.journal.last()
-            after = max(0, (last.seq if last else 0) - args.n)
-            rows = list(store.journal.rows(after_seq=after))
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    with _open_journal(args) as store:
+        last = store.journal.last()
+        after = max(0, (last.seq if last else 0) - args.n)
+        rows = list(store.journal.rows(after_seq=after))
     for row in rows:
         out: dict[str, Any] = {
             "seq": row.seq,

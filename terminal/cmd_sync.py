@@ -11,12 +11,14 @@ in flight (everything acknowledged so far is kept).
 
 Exit status of ``--once``: 0 every step went well, 1 something was refused (rejected journal
 rows, a list that fails its signature) or raised an alarm (the local clock is off), 2 the
-platform could not be reached or the terminal is misconfigured. The loop exits 0 when stopped.
+platform could not be reached or the terminal is misconfigured (settings, keys or a store that
+cannot be opened end the loop at start too). The loop exits 0 when stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import sys
@@ -29,10 +31,10 @@ from tqdm import tqdm
 
 from apdu.errors import SscardError
 from config.settings import Settings, load_settings
-from offline_store import Store, load_pepper_file
-from sync.client import SyncClient
+from offline_store import Store, StoreLocked, load_pepper_file
+from sync.client import SyncClient, TrustSaver
 from sync.config import SyncConfig
-from sync.reports import EXIT_FAILED, EXIT_OK, StepStatus, SyncReport
+from sync.reports import EXIT_OK, StepStatus, SyncReport
 from terminal.ecard.trust import save_trust_list
 
 log = logging.getLogger(__name__)
@@ -80,13 +82,15 @@ def _seconds(text: str) -> float:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    """``sscard sync``: one sync (``--once``) or one every ``--interval`` seconds."""
-    try:
-        settings = load_settings(args.config)
-        config = SyncConfig.from_settings(settings, prune=not args.no_prune)
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    """``sscard sync``: one sync (``--once``) or one every ``--interval`` seconds.
+
+    Settings, sync keys and a store that cannot be used end the command at once (``sscard``'s
+    ``main`` answers them: one line, exit status 2); a store another command holds for now
+    does not: each sync opens it again.
+    """
+    settings = load_settings(args.config)
+    config = SyncConfig.from_settings(settings, prune=not args.no_prune)
+    _check_store(settings)
     stop = _stop_on_signals()
     if args.once:
         return _sync(settings, config, stop).exit_status
@@ -108,12 +112,29 @@ def _sync(settings: Settings, config: SyncConfig, stop: threading.Event) -> Sync
         return report
     with (
         store,
-        SyncClient(config, store, trust_saver=save_trust_list, stop=stop) as client,
+        SyncClient(config, store, trust_saver=_trust_saver(settings), stop=stop) as client,
         _upload_bar() as progress,
     ):
         report = client.sync_once(progress)
     _print(report)
     return report
+
+
+def _check_store(settings: Settings) -> None:
+    """Fail at start on a store that cannot be opened, rather than once per sync forever.
+
+    :param settings: the terminal settings
+    :raises SscardError: the store (or its pepper file) cannot be used
+    """
+    try:
+        _open_store(settings).close()
+    except StoreLocked:
+        log.info("event=sync_store_busy_at_start")  # `sscard tap` holds it: each sync retries
+
+
+def _trust_saver(settings: Settings) -> TrustSaver:
+    """Verify and keep a trust list; a production terminal refuses TEST KEYS in it."""
+    return functools.partial(save_trust_list, production=settings.production)
 
 
 def _open_store(settings: Settings) -> Store:

@@ -210,13 +210,10 @@ def print_decision(decision: Decision, fmt: str) -> None:
 
 
 def cmd_tap(args: argparse.Namespace) -> int:
-    """Handle ``sscard tap``."""
-    try:
-        settings = load_settings(args.config)
-        profile = load_profile(args.scenario)
-    except SscardError as exc:
-        print(f"sscard: {exc}", file=sys.stderr)
-        return EXIT_NO_DECISION
+    """Handle ``sscard tap``; a failure before the decision is answered by ``sscard``'s
+    ``main`` (exit status 2, :data:`EXIT_NO_DECISION`)."""
+    settings = load_settings(args.config)
+    profile = load_profile(args.scenario)
     if profile.scenario == Scenario.HOTEL and not args.room:
         print("sscard: a hotel registration needs --room", file=sys.stderr)
         return EXIT_NO_DECISION
@@ -225,37 +222,33 @@ def cmd_tap(args: argparse.Namespace) -> int:
         print(f"sscard: {problem}", file=sys.stderr)
         return EXIT_NO_DECISION
     with ExitStack() as stack:
-        try:
-            store = stack.enter_context(open_store(settings))
-            profile_dir = profile_dir_of(args.scenario)
-            indicators = build_indicators(settings, profile, profile_dir)
-            indicator = stack.enter_context(closing_indicator(indicators))
-            readers = stack.enter_context(PcscReader())
-            _, module = open_module(args, readers, settings)
-            if module is not None:
-                stack.enter_context(module)
-            online = open_online(settings, store, profile)
-            if online is not None:
-                stack.enter_context(online)
-            pipeline = Pipeline(
-                profile,
-                store,
-                terminal_id=settings.terminal_id,
-                indicator=indicator,
-                profile_dir=profile_dir,
-                region=settings.sync_region,
-                online=online,
-                hotlines=hotlines_from(settings.hotlines),
-            )
-            warn_operator(pipeline)
-            sam = args.sam_reader
-            exclude = [r for r in readers.list_readers() if sam and sam in r]
-            connection = stack.enter_context(
-                readers.wait_for_card(args.timeout, reader=args.reader, exclude=exclude)
-            )
-        except SscardError as exc:
-            print(f"sscard: {exc}", file=sys.stderr)
-            return EXIT_NO_DECISION
+        store = stack.enter_context(open_store(settings))
+        profile_dir = profile_dir_of(args.scenario)
+        indicators = build_indicators(settings, profile, profile_dir)
+        indicator = stack.enter_context(closing_indicator(indicators))
+        readers = stack.enter_context(PcscReader())
+        _, module = open_module(args, readers, settings)
+        if module is not None:
+            stack.enter_context(module)
+        online = open_online(settings, store, profile)
+        if online is not None:
+            stack.enter_context(online)
+        pipeline = Pipeline(
+            profile,
+            store,
+            terminal_id=settings.terminal_id,
+            indicator=indicator,
+            profile_dir=profile_dir,
+            region=settings.sync_region,
+            online=online,
+            hotlines=hotlines_from(settings.hotlines),
+        )
+        warn_operator(pipeline)
+        sam = args.sam_reader
+        exclude = [r for r in readers.list_readers() if sam and sam in r]
+        connection = stack.enter_context(
+            readers.wait_for_card(args.timeout, reader=args.reader, exclude=exclude)
+        )
         pin = _pin(args) if pipeline.rules.needs_pin(args.service) else None
         read = ScenarioRead(
             t0_chain(connection), Atr.parse(connection.atr).historical, profile, module

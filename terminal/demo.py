@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from apdu.errors import ReaderUnavailable
 from drivers.keyfile import RootKeys, load_root_keys
 from drivers.pcsc import PcscReader
 from drivers.virtual.card import Behaviour
@@ -62,22 +61,20 @@ def run_demo(personas: Path, out: TextIO) -> int:
     :param personas: the folder of persona TOML files
     :param out: where to print
     :returns: the exit status (0 when the daemon could be used)
+    :raises ReaderUnavailable: pcscd is not running and cannot be started
+    :raises SscardError: the test keys next to the personas cannot be read
     """
     files = sorted(personas.glob("*.toml"))
     if not files:
-        print(f"sscard demo: no persona files in {personas}", file=sys.stderr)
+        print(f"sscard: no persona files in {personas}", file=sys.stderr)
         return 2
+    keys = personas.parent / "keys"
+    roots = load_root_keys(keys / "test-roots.toml", require_private=False)  # before pcscd starts
     daemon = None
     if running_pid() is None:
         daemon = PcscdProcess(Path(tempfile.gettempdir()) / "sscard-demo-pcscd.log")
-        try:
-            daemon.start()
-        except ReaderUnavailable as exc:
-            print(f"sscard demo: {exc}", file=sys.stderr)
-            return 2
+        daemon.start()
     print(f"pcscd pid {running_pid()}; cards go into {READER!r}", file=out)
-    keys = personas.parent / "keys"
-    roots = load_root_keys(keys / "test-roots.toml", require_private=False)
     try:
         with PcscReader() as readers:
             for path in files:

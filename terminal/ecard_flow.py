@@ -1,16 +1,20 @@
 """Electronic social security card codes through the same pipeline as physical cards.
 
-Two kinds of code arrive at a scanner:
+A scanned text is sorted by its syntax first (:func:`terminal.ecard.national.code_kind`,
+docs/qr-format.md §14); anything that is neither kind is ``qr_bad_encoding`` and goes nowhere:
 
 * the open, offline-verifiable format (``SSC1:``, docs/qr-format.md): verified here against
   the trust list in the offline store, then the replay cache (the same credential and counter
   within the window is refused), then — as one more credential — the pipeline's checks and the
   scenario's rules: deny list (the card token, hashed like a card), category, catalogue, list
   age, fares, gates, registrations;
-* the national platform's opaque codes: sent to the platform's decode endpoint with a short
-  timeout. When the platform cannot be reached the profile decides: refuse, or (low-risk
-  services) accept and journal the code as ``deferred``, its text kept encrypted in the journal
-  for verification at the next sync.
+* the national platform's codes: a code this terminal already accepted is a replay; any other
+  is sent to the platform's decode endpoint, once, with a short timeout, through the terminal's
+  one transport to the platform (:meth:`sync.config.SyncConfig.transport`: signed, with the pin
+  or the CA file of ``[sync]``, nothing from the environment). When the platform cannot be
+  reached, :func:`defer_or_refuse` decides: refuse, or (low-risk services) accept and journal
+  the code as ``deferred``, its text kept encrypted in the journal for the next sync — never
+  more than the profile's ``max_deferred`` not yet uploaded, never the same code twice.
 
 Both end in :class:`terminal.card_read.CardFacts` and a :class:`terminal.pipeline.Decision`.
 """
@@ -18,34 +22,42 @@ Both end in :class:`terminal.card_read.CardFacts` and a :class:`terminal.pipelin
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import json
 import logging
 import stat
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import requests
 
 from apdu.errors import SscardError
+from config.testkeys import RefusedTestKey, refuse_test_key
 from offline_store import canonical_ecard_id
-from sync.auth import sign_request
-from sync.config import load_terminal_key
+from sync.config import SyncConfig
+from sync.errors import (
+    SyncAuthError,
+    SyncConfigError,
+    SyncError,
+    SyncProtocolError,
+    SyncRefused,
+)
+from sync.transport import Exchange, SignedTransport
 from terminal.card_read import CardFacts
 from terminal.ecard import (
+    CodeKind,
     QrReason,
     QrRefused,
     TrustList,
     TrustListError,
+    code_kind,
+    load_public_key,
     parse_trust_list,
     verify_code,
 )
-from terminal.pipeline import ACCEPT, Decision, Pipeline, refuse
+from terminal.ecard.errors import KeyFormatError
+from terminal.pipeline import ACCEPT, DEFERRED, Decision, Pipeline, refuse
 from terminal.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -55,6 +67,11 @@ DECODE_PATH = "/v1/ecard/decode"
 CODE_TEXT_MAX = 4096
 #: the personal field that keeps a deferred code's text (encrypted) for the next sync
 DEFERRED_FIELD = "ecard_code"
+#: how long a national code this terminal accepted (online or deferred) stays a replay: its
+#: validity is not public; the reference platform's codes live 24 hours
+NATIONAL_REPLAY_S = 24 * 3600.0
+NATIONAL_REPLAY_LABEL = "national-ecard:"
+DECODE_ANSWERS = frozenset({200, 422})  # 422: {"ok": false, "reason"} (sync/openapi.yaml)
 
 QR_REASONS: dict[QrReason, Reason] = {
     QrReason.BAD_ENCODING: Reason.QR_BAD_ENCODING,
@@ -71,16 +88,19 @@ class AudienceKeyError(SscardError):
     """An audience-key file that is unreadable, too open or malformed."""
 
 
-def load_audience_keys(path: str | Path) -> dict[str, bytes]:
+def load_audience_keys(path: str | Path, *, production: bool = False) -> dict[str, bytes]:
     """Read this terminal's identity-blob keys: a 0600 TOML file of ``kid = "64 hex"`` lines.
 
     :param path: the file
+    :param production: a production terminal: a TEST KEY (:mod:`config.testkeys`) is refused
     :raises AudienceKeyError: unreadable, readable by others, or a key that is not 32 bytes
+    :raises RefusedTestKey: ``production`` and a key is a test key
     """
     path = Path(path)
     try:
         mode = path.stat().st_mode
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise AudienceKeyError(f"cannot read audience keys {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -97,29 +117,30 @@ def load_audience_keys(path: str | Path) -> dict[str, bytes]:
             key = b""
         if len(key) != 32:
             raise AudienceKeyError(f"{path}: {kid} must be 64 hex digits (a 32-byte key)")
+        refuse_test_key(key, f"audience key {kid} in {path}", production=production, text=raw)
         keys[kid] = key
     return keys
 
 
 @dataclass
 class CodeVerifier:
-    """What a terminal needs to verify codes (from the ``[ecard]`` settings).
+    """What a terminal needs to verify codes (from the ``[ecard]`` and ``[sync]`` settings).
 
     :param root_key_pem: the pinned key trust lists are signed with, or ``None``
     :param audience_keys: audience key id → 32-byte key, for identity blobs
-    :param decode_url: the platform that decodes national codes, or ``None``
-    :param decode_timeout_s: connect and read timeout of the decode call
-    :param session: the HTTP session (tests give their own)
-    :param signer: signs a request (method, path, body) → headers, as every platform call is
-        signed (docs/sync.md); ``None`` sends it unsigned (a decode service of its own)
+    :param transport: the terminal's one transport to the platform, or ``None`` (no platform:
+        national codes are decided as if it were unreachable)
+    :param decode_url: ``[ecard] decode_url`` when it is not the transport's base URL
+    :param decode_timeout_s: connect and read timeout of the decode call (one attempt)
+    :param production: a production terminal: TEST KEYS are refused on every trust-list load
     """
 
     root_key_pem: bytes | None = None
     audience_keys: Mapping[str, bytes] = field(default_factory=dict)
+    transport: SignedTransport | None = None
     decode_url: str | None = None
     decode_timeout_s: float = 2.0
-    session: requests.Session = field(default_factory=requests.Session)
-    signer: Callable[[str, str, bytes], Mapping[str, str]] | None = None
+    production: bool = False
 
     def trust_list(self, pipeline: Pipeline, now: float) -> TrustList:
         """The verified trust list from the store.
@@ -127,58 +148,79 @@ class CodeVerifier:
         :param pipeline: the pipeline (its store)
         :param now: the wall clock
         :raises QrRefused: no list, no pinned root, or a list that is stale or does not verify
+            (in production, also one holding a TEST KEY)
         """
         raw = pipeline.store.trust.load()
         if raw is None or self.root_key_pem is None:
             missing = "no trust list imported" if raw is None else "no [ecard] trust_root_key"
             raise QrRefused(QrReason.STALE_TRUST_LIST, missing)
         try:
-            return parse_trust_list(raw, self.root_key_pem, now)
+            return parse_trust_list(raw, self.root_key_pem, now, production=self.production)
         except TrustListError as exc:
+            log.warning("event=trust_list_unusable error=%s", exc.message)
             raise QrRefused(QrReason.STALE_TRUST_LIST, f"the stored trust list: {exc}") from exc
 
     def decode_online(self, text: str, pipeline: Pipeline) -> dict[str, Any] | None:
-        """Ask the platform to decode a national code.
+        """Ask the platform to decode a national code: one signed attempt, no retry (a holder
+        is waiting), through the terminal's one transport.
 
-        :param text: the code
+        :param text: the code (national syntax: checked by the caller)
         :param pipeline: the pipeline (terminal id, scenario)
-        :returns: the platform's answer, or ``None`` when it cannot be reached
+        :returns: the platform's answer with its HTTP status under ``_status``, or ``None``
+            when it cannot be reached, its certificate is refused (pin or CA file), it refuses
+            this terminal's signature, or it answers off the contract
         """
-        if self.decode_url is None:
+        if self.transport is None:
             return None
-        url = self.decode_url.rstrip("/") + DECODE_PATH
         body = {
             "code": text,
             "terminal_id": pipeline.terminal_id,
             "scenario": pipeline.profile.name,
         }
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-        headers = {"Content-Type": "application/json"}
-        if self.signer is not None:
-            headers.update(self.signer("POST", urlsplit(url).path, data))
         try:
-            answer = self.session.post(
-                url, data=data, headers=headers, timeout=self.decode_timeout_s
+            exchange, answer = self.transport.request(
+                "POST",
+                DECODE_PATH,
+                body=data,
+                content_type="application/json",
+                accept=DECODE_ANSWERS,
+                check=_decode_answer,
+                timeout_s=self.decode_timeout_s,
+                attempts=1,
+                base_url=self.decode_url,
             )
-        except requests.RequestException as exc:
+        except SyncAuthError as exc:
+            log.warning("event=ecard_decode_unreachable error=SyncAuthError code=%s", exc.code)
+            return None
+        except SyncRefused as exc:
+            return {"ok": False, "reason": exc.code or f"http_{exc.status}", "_status": exc.status}
+        except SyncError as exc:
             log.warning("event=ecard_decode_unreachable error=%s", type(exc).__name__)
             return None
-        if answer.status_code >= 500:
-            log.warning("event=ecard_decode_unreachable status=%d", answer.status_code)
-            return None
-        try:
-            out = answer.json()
-        except ValueError:
-            log.warning("event=ecard_decode_bad_answer status=%d", answer.status_code)
-            return None
-        if not isinstance(out, dict):
-            return None
-        out["_status"] = answer.status_code
-        return out
+        assert answer is not None  # the check always returns one
+        return {**answer, "_status": exchange.status}
+
+
+def _decode_answer(exchange: Exchange) -> dict[str, Any]:
+    """The decode answer's JSON object (anything else counts as no answer)."""
+    out = exchange.json()
+    if not isinstance(out, dict):
+        raise SyncProtocolError("the decode answer is not a JSON object")
+    return out
 
 
 def _code_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def national_replay_key(text: str) -> str:
+    """The replay-cache key of a national code: its whole text (the cache keeps a hash).
+
+    :param text: the code
+    :raises: nothing
+    """
+    return NATIONAL_REPLAY_LABEL + text
 
 
 def process_code(
@@ -194,9 +236,14 @@ def process_code(
     text = text.strip()
     if len(text) > CODE_TEXT_MAX:
         return pipeline.record(refuse(Reason.QR_BAD_ENCODING, length=len(text)), None, "")
-    if text.startswith(PREFIX):
+    kind = code_kind(text)
+    if kind is CodeKind.OPEN:
         return _open_code(pipeline, verifier, text, room)
-    return _opaque_code(pipeline, verifier, text, room)
+    if kind is CodeKind.NATIONAL:
+        return _national_code(pipeline, verifier, text, room)
+    # neither format: never sent to the platform, never deferred (docs/qr-format.md §14)
+    log.info("event=qr_refused reason=bad_encoding kind=unknown chars=%d", len(text))
+    return pipeline.record(refuse(Reason.QR_BAD_ENCODING), None, "")
 
 
 def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str | None) -> Decision:
@@ -241,18 +288,53 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
     return pipeline.record(decision, facts, token_hash)
 
 
-def _opaque_code(
+def defer_or_refuse(pipeline: Pipeline, text: str) -> Decision:
+    """Decide a national code the platform did not decode (unreachable, certificate refused,
+    no platform configured): the one place that says defer or refuse.
+
+    In order: the profile refuses (``opaque_offline = "refuse"``) → ``qr_online_unavailable``;
+    the code was accepted here before → ``qr_replay``; the terminal already holds
+    ``max_deferred`` deferred codes the platform has not acknowledged → ``qr_deferred_limit``;
+    else the code is remembered in the replay cache and deferred (``qr_deferred``). The count
+    falls as ``sscard sync`` uploads the journal: the platform's acknowledgement moves the
+    cursor past the deferred rows.
+
+    :param pipeline: the scenario's pipeline (profile, store)
+    :param text: the code (national syntax)
+    :returns: the decision, not yet journaled
+    :raises StoreError: the store failed
+    """
+    rules = pipeline.profile.qr
+    if rules.opaque_offline != "defer":
+        return refuse(Reason.QR_ONLINE_UNAVAILABLE)
+    key = national_replay_key(text)
+    replay = pipeline.store.replay
+    if replay.seen(key):
+        return refuse(Reason.QR_REPLAY)
+    held = pipeline.store.journal.count(outcome=DEFERRED, unacknowledged=True)
+    if held >= rules.max_deferred:
+        log.warning("event=qr_deferred_limit held=%d max_deferred=%d", held, rules.max_deferred)
+        return refuse(Reason.QR_DEFERRED_LIMIT, deferred=held, max_deferred=rules.max_deferred)
+    if not replay.check_and_add(key, NATIONAL_REPLAY_S):
+        return refuse(Reason.QR_REPLAY)
+    return Decision(ACCEPT, Reason.QR_DEFERRED, {"credential": "national"})
+
+
+def _national_code(
     pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str | None
 ) -> Decision:
+    code_hash = _code_hash(text)
+    if pipeline.store.replay.seen(national_replay_key(text)):
+        return pipeline.record(refuse(Reason.QR_REPLAY), None, code_hash)
     answer = verifier.decode_online(text, pipeline)
     if answer is None:
-        if pipeline.profile.qr.opaque_offline == "defer":
-            facts = CardFacts("", None, None, None, None, genuine=False, personal={})
-            facts = replace(facts, personal={DEFERRED_FIELD: text})
-            decision = Decision(ACCEPT, Reason.QR_DEFERRED, {"credential": "national"})
-            return pipeline.record(decision, facts, _code_hash(text))
-        return pipeline.record(refuse(Reason.QR_ONLINE_UNAVAILABLE), None, _code_hash(text))
-    if answer.get("_status") != 200 or not answer.get("ok"):
+        decision = defer_or_refuse(pipeline, text)
+        if decision.reason != Reason.QR_DEFERRED:
+            return pipeline.record(decision, None, code_hash)
+        facts = CardFacts("", None, None, None, None, genuine=False, personal={})
+        facts = replace(facts, personal={DEFERRED_FIELD: text})
+        return pipeline.record(decision, facts, code_hash)
+    if answer.get("_status") != 200 or answer.get("ok") is not True:
         reason = str(answer.get("reason", "refused"))[:64]
         return pipeline.record(refuse(Reason.QR_ONLINE_REFUSED, platform_reason=reason), None, "")
     try:
@@ -262,8 +344,10 @@ def _opaque_code(
         not_after = dt.date.fromisoformat(str(answer["not_after"]))
     except (KeyError, ValueError):
         log.warning("event=ecard_decode_bad_answer fields=%s", sorted(answer))
-        return pipeline.record(refuse(Reason.QR_ONLINE_UNAVAILABLE), None, _code_hash(text))
+        return pipeline.record(refuse(Reason.QR_ONLINE_UNAVAILABLE), None, code_hash)
     identity = answer.get("identity") or {}
+    if not isinstance(identity, dict):
+        identity = {}
     wanted = pipeline.profile.holder_fields
     facts = CardFacts(
         region_code=region,
@@ -282,6 +366,10 @@ def _opaque_code(
         decision = refuse(Reason.QR_IDENTITY_UNAVAILABLE, missing=missing)
         return pipeline.record(decision, replace(facts, personal={}), token_hash)
     decision = pipeline.decide(facts, token_hash, room=room)
+    if decision.accepted and not pipeline.store.replay.check_and_add(
+        national_replay_key(text), NATIONAL_REPLAY_S
+    ):
+        decision = refuse(Reason.QR_REPLAY)
     decision = replace(decision, detail={**decision.detail, "credential": "national"})
     return pipeline.record(decision, facts, token_hash)
 
@@ -293,41 +381,81 @@ def _date(value: object) -> dt.date | None:
         return None
 
 
-def verifier_from_settings(settings: Any) -> CodeVerifier:
-    """Build the verifier from the ``[ecard]`` settings.
+def verifier_from_settings(settings: Any, transport: SignedTransport | None = None) -> CodeVerifier:
+    """Build the verifier from the ``[ecard]`` and ``[sync]`` settings.
+
+    National codes go to ``[ecard] decode_url``, else ``[sync] url``; either way through the
+    terminal's one transport to the platform, signed with the ``[sync]`` key and held to its
+    pin or CA file. On a production terminal a TEST KEY as the trust root or an audience key
+    is refused here, before any code is read.
 
     :param settings: :class:`config.settings.Settings`
+    :param transport: the terminal's transport when the caller has one (shared with the
+        sync); default: one made from the settings when a platform is configured
     :raises SscardError: an unreadable root key or audience-key file
+    :raises SyncConfigError: a platform URL without the ``[sync]`` url, key file and key id
+        that sign its requests, or a plain-HTTP URL with a pin or CA file
+    :raises RefusedTestKey: ``production = true`` and a TEST KEY as root or audience key
     """
+    production = bool(settings.production)
     root = None
     if settings.trust_root_key is not None:
         try:
             root = Path(settings.trust_root_key).read_bytes()
         except OSError as exc:
             raise SscardError(f"cannot read trust root {settings.trust_root_key}: {exc}") from exc
-    keys = load_audience_keys(settings.audience_keys) if settings.audience_keys else {}
-    signer = None
-    if settings.sync_key_file is not None and settings.sync_key_id:
-        secret = load_terminal_key(settings.sync_key_file)
-        signer = functools.partial(
-            _sign, terminal_id=settings.terminal_id, key_id=settings.sync_key_id, secret=secret
-        )
+        _refuse_test_root(root, f"[ecard] trust_root_key {settings.trust_root_key}", production)
+    keys = (
+        load_audience_keys(settings.audience_keys, production=production)
+        if settings.audience_keys
+        else {}
+    )
     url = settings.decode_url or settings.sync_url
-    return CodeVerifier(root, keys, url, settings.decode_timeout_s, signer=signer)
+    decode_url = None
+    if url is not None:
+        if transport is None:
+            try:
+                config = SyncConfig.from_settings(settings)
+            except SyncConfigError as exc:
+                raise SyncConfigError(
+                    f"national codes are decoded by the platform, with signed requests: {exc}"
+                ) from None
+            transport = config.transport()
+        if url.rstrip("/") != transport.base_url:
+            transport.check_url(url)  # [ecard] decode_url, held to the same pin and CA file
+            decode_url = url
+    return CodeVerifier(
+        root,
+        keys,
+        transport if url is not None else None,
+        decode_url,
+        settings.decode_timeout_s,
+        production=production,
+    )
 
 
-def _sign(
-    method: str, path: str, body: bytes, *, terminal_id: str, key_id: str, secret: bytes
-) -> dict[str, str]:
-    return sign_request(method, path, body, terminal_id=terminal_id, key_id=key_id, secret=secret)
+def _refuse_test_root(pem: bytes, what: str, production: bool) -> None:
+    """Refuse a TEST KEY as the pinned trust root on a production terminal (a malformed PEM
+    is left to the trust list's own check, which names the problem)."""
+    if not production:
+        return
+    try:
+        spki = load_public_key(pem).spki
+    except KeyFormatError:
+        spki = b""
+    refuse_test_key(spki, what, production=production, text=pem)
 
 
 __all__ = [
     "DEFERRED_FIELD",
+    "NATIONAL_REPLAY_S",
     "PREFIX",
     "AudienceKeyError",
     "CodeVerifier",
+    "RefusedTestKey",
+    "defer_or_refuse",
     "load_audience_keys",
+    "national_replay_key",
     "process_code",
     "verifier_from_settings",
 ]

@@ -61,8 +61,12 @@ CODES: tuple[tuple[type[SscardError], int], ...] = (
 )
 
 
-def national_code(exc: SscardError) -> int:
-    """The national code of an error (App A, or ``-(SW)`` for a card status word).
+def specific_code(exc: SscardError) -> int | None:
+    """The national code that names an error, or ``None`` when none does.
+
+    Errors of the terminal itself — a settings file, the offline store, a key file, the
+    platform — have no national code of their own; errors of a card, a reader or a security
+    module have one.
 
     :param exc: the error
     """
@@ -75,7 +79,17 @@ def national_code(exc: SscardError) -> int:
             return code
     if isinstance(exc, CardStateError | ApduError):
         return national.for_sw(exc.sw)
-    return NationalCode.COMMAND_NOT_SUPPORTED
+    return None
+
+
+def national_code(exc: SscardError) -> int:
+    """The national code of an error (App A, or ``-(SW)`` for a card status word); an error
+    no code names is ``COMMAND_NOT_SUPPORTED`` (the national string needs a code).
+
+    :param exc: the error
+    """
+    code = specific_code(exc)
+    return NationalCode.COMMAND_NOT_SUPPORTED if code is None else code
 
 
 def classify(exc: SscardError) -> Failure:
@@ -85,3 +99,15 @@ def classify(exc: SscardError) -> Failure:
     """
     code = national_code(exc)
     return Failure(code, f"{national.message(code)}: {exc}")
+
+
+def error_line(exc: SscardError) -> str:
+    """The one line the CLI prints on stderr for an error: ``sscard: <code>: <reason>`` when a
+    national code names it, else ``sscard: <message>``.
+
+    :param exc: the error
+    """
+    if specific_code(exc) is None:
+        return f"sscard: {exc}"
+    failure = classify(exc)
+    return f"sscard: {failure.code}: {failure.reason}"

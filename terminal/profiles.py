@@ -74,6 +74,9 @@ CARD_CONCESSIONS = ("disabled", "elderly_category", "age", "reduced_category")
 #: services one window offers; meals one holder may take in a day
 MAX_SERVICES = 50
 MAX_DAILY_MEALS = 10
+#: deferred national codes a terminal may hold unacknowledged, unless the profile says
+DEFAULT_MAX_DEFERRED = 100
+MAX_DEFERRED_LIMIT = 100_000
 
 
 class ProfileError(SscardError):
@@ -337,11 +340,21 @@ class QrRules(Table):
     :param opaque_offline: a national (opaque) code while the platform is unreachable:
         ``refuse``, or ``defer`` (accept, journal as deferred, verify at the next sync; for
         low-risk services such as a library gate)
+    :param max_deferred: with ``defer``, how many deferred codes the terminal may hold that
+        the platform has not yet acknowledged (the journal's upload cursor); beyond it a
+        national code is refused (``qr_deferred_limit``) until a sync uploads them
     """
 
     window_s: float = Field(default=30, gt=0, le=600)
     skew_s: float = Field(default=5, ge=0, le=600)
     opaque_offline: Literal["refuse", "defer"] = "refuse"
+    max_deferred: int = Field(default=DEFAULT_MAX_DEFERRED, ge=1, le=MAX_DEFERRED_LIMIT)
+
+    @model_validator(mode="after")
+    def _deferral(self) -> QrRules:
+        if "max_deferred" in self.model_fields_set and self.opaque_offline != "defer":
+            raise ValueError('max_deferred applies only with opaque_offline = "defer"')
+        return self
 
 
 ListPolicy = Literal["accept", "online", "refuse"]

@@ -87,6 +87,7 @@ class Reason(StrEnum):
     QR_ONLINE_REFUSED = "qr_online_refused"
     QR_ONLINE_UNAVAILABLE = "qr_online_unavailable"
     QR_DEFERRED = "qr_deferred"
+    QR_DEFERRED_LIMIT = "qr_deferred_limit"
 
 
 class NextStep(StrEnum):
@@ -348,6 +349,12 @@ TEXTS: dict[Reason, ReasonText] = {
         NextStep.USE_PHYSICAL_CARD,
     ),
     Reason.QR_DEFERRED: ReasonText(_A, "验证通过", "Accepted (checked at the next sync)"),
+    Reason.QR_DEFERRED_LIMIT: ReasonText(
+        _R,
+        "离线验码已达上限，请使用实体卡",
+        "Offline code checks used up: please use the physical card",
+        NextStep.USE_PHYSICAL_CARD,
+    ),
 }
 
 DENY_REASONS = {

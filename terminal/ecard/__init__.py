@@ -15,7 +15,8 @@ test vectors are in tests/vectors/qr/.
 Modules: :mod:`~terminal.ecard.base45`, :mod:`~terminal.ecard.cbor` (strict deterministic
 CBOR), :mod:`~terminal.ecard.format` (the wire structures), :mod:`~terminal.ecard.keys`,
 :mod:`~terminal.ecard.sm2` (native and pure backends), :mod:`~terminal.ecard.identity`,
-:mod:`~terminal.ecard.trust`, :mod:`~terminal.ecard.verify`, :mod:`~terminal.ecard.issue`.
+:mod:`~terminal.ecard.trust`, :mod:`~terminal.ecard.verify`, :mod:`~terminal.ecard.issue`,
+:mod:`~terminal.ecard.national` (which kind of code a text is; the national code syntax).
 """
 
 from terminal.ecard import sm2
@@ -32,6 +33,7 @@ from terminal.ecard.format import PREFIX, Credential, Dynamic
 from terminal.ecard.identity import EncryptedIdentity
 from terminal.ecard.issue import issue_credential, make_code
 from terminal.ecard.keys import Alg, PrivateKey, PublicKey, load_private_key, load_public_key
+from terminal.ecard.national import CodeKind, code_kind, is_national_code
 from terminal.ecard.trust import (
     TrustedKey,
     TrustList,
@@ -54,6 +56,7 @@ __all__ = [
     "PREFIX",
     "Alg",
     "Base45Error",
+    "CodeKind",
     "Credential",
     "Dynamic",
     "EcardError",
@@ -68,6 +71,8 @@ __all__ = [
     "TrustListError",
     "TrustedKey",
     "VerifiedCode",
+    "code_kind",
+    "is_national_code",
     "issue_credential",
     "load_private_key",
     "load_public_key",

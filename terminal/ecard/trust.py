@@ -14,6 +14,10 @@ A terminal verifies the list each time it loads it (:func:`parse_trust_list`) an
 codes against the list alone: a key the platform drops from the next list stops verifying as
 soon as that list is loaded. The ``kid`` of each key is computed here from its SPKI, never
 read from the list.
+
+The format carries no "test" mark. A production terminal (``production = true``) recognises
+the repository's TEST KEYS by their fingerprints (:mod:`config.testkeys`) and refuses a list
+signed by a test root or listing a test key, at import and every time it loads one.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from config.testkeys import RefusedTestKey, refuse_test_key
 from terminal.ecard import cbor
 from terminal.ecard.errors import (
     FormatError,
@@ -136,7 +141,12 @@ class TrustList:
 
 
 def parse_trust_list(
-    data: bytes, root_public_key_pem: bytes, now: float, *, skew_s: float = DEFAULT_TRUST_SKEW_S
+    data: bytes,
+    root_public_key_pem: bytes,
+    now: float,
+    *,
+    skew_s: float = DEFAULT_TRUST_SKEW_S,
+    production: bool = False,
 ) -> TrustList:
     """Verify a trust list against the pinned root key and check it is current.
 
@@ -144,8 +154,10 @@ def parse_trust_list(
     :param root_public_key_pem: the pinned root key, ``PUBLIC KEY`` PEM
     :param now: the wall clock, seconds since 1970
     :param skew_s: clock skew allowed on the list's ``nbf``/``exp``
+    :param production: a production terminal: a TEST KEY as the root or on the list is refused
     :raises TrustListError: malformed, unknown format, signed by another key, bad signature,
-        content hash mismatch, or a malformed key (also raised for a bad root PEM)
+        content hash mismatch, or a malformed key (also raised for a bad root PEM); in
+        production, a test root or a test key on the list
     :raises QrRefused: ``stale_trust_list``: the list is valid but not at ``now``
     """
     try:
@@ -153,9 +165,21 @@ def parse_trust_list(
     except KeyFormatError as exc:
         raise TrustListError(f"the pinned trust root is not usable: {exc}") from None
     try:
+        refuse_test_key(
+            root.spki, "the pinned trust root", production=production, text=root_public_key_pem
+        )
+    except RefusedTestKey as exc:
+        raise TrustListError(str(exc)) from None
+    try:
         trust = _verified(data, root)
     except (FormatError, KeyFormatError) as exc:
         raise TrustListError(f"trust list refused: {exc}") from None
+    for key in trust.keys:
+        what = f"key {key.kid.hex()} ({key.name}) of trust list version {trust.version}"
+        try:
+            refuse_test_key(key.spki, what, production=production)
+        except RefusedTestKey as exc:
+            raise TrustListError(str(exc)) from None
     trust.check_current(now, skew_s)
     log.debug(
         "event=trust_list_verified version=%d keys=%d sha256=%s",
@@ -307,18 +331,21 @@ def _epoch(value: int | dt.datetime) -> int:
     return value
 
 
-def save_trust_list(store: Store, data: bytes, root_public_key_pem: bytes, now: float) -> TrustList:
+def save_trust_list(
+    store: Store, data: bytes, root_public_key_pem: bytes, now: float, *, production: bool = False
+) -> TrustList:
     """Verify a trust list and keep it in the offline store (the previous one is kept too).
 
     :param store: the open store
     :param data: the list's bytes
     :param root_public_key_pem: the pinned root key
     :param now: the wall clock
-    :raises TrustListError: the list does not verify
+    :param production: a production terminal: TEST KEYS are refused (:func:`parse_trust_list`)
+    :raises TrustListError: the list does not verify, or holds a TEST KEY in production
     :raises QrRefused: ``stale_trust_list``: the list is not current
     :raises StoreError: an older version than the stored one, or the database failed
     """
-    trust = parse_trust_list(data, root_public_key_pem, now)
+    trust = parse_trust_list(data, root_public_key_pem, now, production=production)
     store.trust.save(data, trust.version, int(trust.not_after.timestamp()))
     log.info(
         "event=trust_list_saved version=%d keys=%d sha256=%s",
@@ -330,7 +357,7 @@ def save_trust_list(store: Store, data: bytes, root_public_key_pem: bytes, now: 
 
 
 def load_stored_trust_list(
-    store: Store, root_public_key_pem: bytes, now: float
+    store: Store, root_public_key_pem: bytes, now: float, *, production: bool = False
 ) -> TrustList | None:
     """Load the store's trust list and verify it again (a file edited behind the terminal's
     back is refused like any other tampered list).
@@ -338,12 +365,14 @@ def load_stored_trust_list(
     :param store: the open store
     :param root_public_key_pem: the pinned root key
     :param now: the wall clock
+    :param production: a production terminal: TEST KEYS are refused (:func:`parse_trust_list`)
     :returns: the list, or ``None`` when none was ever saved
-    :raises TrustListError: the stored list no longer verifies
+    :raises TrustListError: the stored list no longer verifies, or holds a TEST KEY in
+        production
     :raises QrRefused: ``stale_trust_list``: the stored list is not current
     :raises StoreError: the database failed
     """
     data = store.trust.load()
     if data is None:
         return None
-    return parse_trust_list(data, root_public_key_pem, now)
+    return parse_trust_list(data, root_public_key_pem, now, production=production)

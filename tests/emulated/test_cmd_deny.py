@@ -23,6 +23,7 @@ import pytest
 from store_support import Platform, entry, header, public_pem, write_list
 
 from offline_store import canonical_card_id, keyed_card_hash
+from terminal.cli_errors import run_command
 from terminal.cmd_deny import add_parser
 
 pytestmark = pytest.mark.emulated
@@ -40,9 +41,10 @@ def build() -> argparse.ArgumentParser:
 
 
 def run(*argv: str) -> int:
+    """Run a command as ``sscard``'s ``main`` does: its failures answered at the CLI's edge."""
     args = build().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    return run_command(lambda: handler(args), log_file=None)
 
 
 @pytest.fixture

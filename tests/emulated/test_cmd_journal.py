@@ -16,6 +16,7 @@ import pytest
 from store_support import TOKEN
 
 from offline_store import JournalEntry, Store
+from terminal.cli import main
 from terminal.cmd_store import add_parser
 
 pytestmark = pytest.mark.emulated
@@ -61,6 +62,7 @@ def test_db_defaults_to_the_settings_store_and_wins_over_it(tmp_path: Path, caps
 def test_a_mistyped_store_path_is_an_error_and_no_store_is_made(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "typo" / "stroe.db"
     for command in ("verify", "tail"):
-        assert run("journal", command, "--db", str(missing)) == 2
-        assert capsys.readouterr().err == f"sscard: no offline store at {missing}\n"
+        assert main(["journal", command, "--db", str(missing)]) == 2
+        said = capsys.readouterr().err
+        assert said == f"sscard: cannot open {missing}: there is no offline store there\n"
     assert not missing.parent.exists()

@@ -40,6 +40,7 @@ from sync.platform.ecard import DecodeRequest
 from sync.platform.journal import parse_batch
 from sync.platform.terminals import key_for
 from terminal import cmd_platform
+from terminal.cli_errors import run_command
 from terminal.ecard.keys import load_private_key
 
 pytestmark = pytest.mark.emulated
@@ -48,13 +49,13 @@ CARD = "440100:A01023450"
 
 
 def run(*args: str) -> int:
-    """``sscard platform ARGS`` in this process (no logging set-up)."""
+    """``sscard platform ARGS`` in this process (no logging set-up), its failures answered at
+    the CLI's edge as ``sscard``'s ``main`` does."""
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd_platform.add_parser(sub)
     parsed = parser.parse_args(["platform", *args])
-    status: int = parsed.handler(parsed)
-    return status
+    return run_command(lambda: int(parsed.handler(parsed)), log_file=None)
 
 
 @pytest.fixture

@@ -92,7 +92,7 @@ def test_the_hotlines_of_the_settings_file_reach_the_console_and_the_json(tmp_pa
     )
     # a national code while the platform is unknown: the transit profile refuses it
     done = run_sscard(
-        "qr", "verify", "NATIONAL:0001", "--scenario", "transit", "--format", "json",
+        "qr", "verify", "CNSSC2NATIONAL2CODE", "--scenario", "transit", "--format", "json",
         "--config", str(config),
     )  # fmt: skip
     assert done.returncode == 1, done.stderr

@@ -27,7 +27,9 @@ from apdu.sam import (
     SecurityModuleRefused,
     SecurityModuleUnavailable,
 )
-from terminal.outcomes import classify, national_code
+from config.settings import SettingsError
+from offline_store import StoreError
+from terminal.outcomes import classify, error_line, national_code, specific_code
 
 
 @pytest.mark.parametrize(
@@ -73,3 +75,14 @@ def test_a_refused_psam_command_names_the_step_and_the_status_word() -> None:
     error = SecurityModuleRefused("BF DE (deliver session key)", 0x6A88)
     assert error.sw == 0x6A88
     assert "BF DE" in str(error) and "6A88" in str(error)
+
+
+def test_the_cli_line_carries_a_national_code_only_where_one_applies() -> None:
+    """Issue 10: ``sscard: <code>: <reason>`` for a card, reader or module; a settings file or
+    the store has no national code (not -13, "command not supported")."""
+    assert error_line(ReaderUnavailable("list readers: no service")) == (
+        "sscard: -11: 读卡器连接错误 / reader connection error: list readers: no service"
+    )
+    assert specific_code(SettingsError("x")) is None and national_code(SettingsError("x")) == -13
+    assert error_line(SettingsError("t.toml: not valid TOML")) == "sscard: t.toml: not valid TOML"
+    assert error_line(StoreError("store.db is locked")) == "sscard: store.db is locked"

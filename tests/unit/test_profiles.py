@@ -104,6 +104,12 @@ def test_a_profile_file_by_path(tmp_path: Path) -> None:
         ({"scenario": "spa"}, "scenario"),
         ({"catalogue_item": "03 01"}, "catalogue_item"),
         ({"require_genuine": "yes"}, "require_genuine"),
+        ({"qr": {"max_deferred": 10}}, 'max_deferred applies only with opaque_offline = "defer"'),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": 0}}, "qr.max_deferred"),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": True}}, "qr.max_deferred"),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": "50"}}, "qr.max_deferred"),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": 12.0}}, "qr.max_deferred"),
+        ({"qr": {"opaque_offline": "defer", "max_deferred": 100_001}}, "qr.max_deferred"),
     ],
 )
 def test_mistakes_are_clear_errors_naming_the_file_and_key(change: dict, needle: str) -> None:
@@ -111,6 +117,15 @@ def test_mistakes_are_clear_errors_naming_the_file_and_key(change: dict, needle:
         parse_profile(TRANSIT | change, "/etc/sscard/profiles/bus.toml")
     message = str(info.value)
     assert message.startswith("/etc/sscard/profiles/bus.toml: ") and needle in message
+
+
+def test_a_deferring_profile_caps_its_deferred_codes() -> None:
+    gate = load_profile("gate")
+    assert gate.qr.opaque_offline == "defer" and gate.qr.max_deferred == 200
+    data = TRANSIT | {"qr": {"opaque_offline": "defer"}}
+    assert parse_profile(data, "bus.toml").qr.max_deferred == 100  # the default cap
+    data = TRANSIT | {"qr": {"opaque_offline": "defer", "max_deferred": 3}}
+    assert parse_profile(data, "bus.toml").qr.max_deferred == 3
 
 
 def test_a_scenario_needs_its_own_table() -> None:
