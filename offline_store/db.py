@@ -181,7 +181,32 @@ def _v3_journal_flags(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE journal ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_trust_list, _v3_journal_flags)
+def _v4_day_counts(db: sqlite_utils.Database) -> None:
+    """Schema 4: day counters (``offline_store.daycount``), seeded with the accepted rows the
+    journal holds per scenario and local day (what a gate's daily capacity counted before)."""
+    _execute_all(
+        db,
+        [
+            """CREATE TABLE day_count (
+                day TEXT NOT NULL,
+                key TEXT NOT NULL,
+                count INTEGER NOT NULL CHECK (count >= 0),
+                PRIMARY KEY (day, key)
+            ) WITHOUT ROWID""",
+            """INSERT INTO day_count (day, key, count)
+                SELECT date(wall_time_us / 1000000, 'unixepoch', 'localtime'),
+                       'entries:' || scenario, COUNT(*)
+                FROM journal WHERE outcome = 'accept' GROUP BY 1, 2""",
+        ],
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial,
+    _v2_trust_list,
+    _v3_journal_flags,
+    _v4_day_counts,
+)
 """Forward migrations, in order: entry ``n`` takes the file from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,7 +28,7 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -45,6 +45,7 @@ from offline_store.chain import (
     chain_hash,
     personal_aad,
 )
+from offline_store.daycount import add_counts, check_count_keys, local_day
 from offline_store.db import StoreDb
 from offline_store.errors import JournalError
 from offline_store.identity import is_card_hash
@@ -151,15 +152,20 @@ class Journal:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def append(self, entry: JournalEntry) -> JournalRow:
+    def append(self, entry: JournalEntry, *, counts: Sequence[str] = ()) -> JournalRow:
         """Append a row; it is committed and synced to disk before this returns.
 
         :param entry: the decision
-        :raises JournalError: a malformed entry, or personal fields without a journal key
+        :param counts: day counters (:mod:`offline_store.daycount`) this row adds one to, for
+            the local day of its wall-clock time, in the row's own transaction: a daily limit
+            counted on them survives the row's pruning
+        :raises JournalError: a malformed entry or counter key, or personal fields without a
+            journal key
         :raises StoreError: the database failed (nothing was written)
         """
         names = _check_entry(entry)
         flags = _check_flags(entry.flags)
+        count_keys = check_count_keys(counts, JournalError)
         if names and self._aead is None:
             raise JournalError("no journal key: refusing to store personal fields")
         plaintext = _personal_plaintext(entry.personal) if names else None
@@ -223,6 +229,7 @@ class Journal:
                 "UPDATE journal_state SET last_seq = ?, last_hash = ? WHERE id = 1",
                 (row.seq, row.hash),
             )
+            add_counts(conn, local_day(row.wall_time), count_keys)
             held = seq - conn.execute("SELECT anchor_seq FROM journal_state").fetchone()[0]
         log.debug(
             "event=journal_append seq=%d scenario=%s outcome=%s", seq, row.scenario, row.outcome
@@ -445,8 +452,10 @@ class Journal:
     ) -> int:
         """The number of rows held (appended and not pruned), optionally filtered.
 
-        Pruned rows are not counted: a count over a period (a day's entries at a gate) is only
-        complete while the period's rows are held.
+        Pruned rows are not counted: a count over a period is only complete while the period's
+        rows are held. A daily limit (a gate's capacity, a holder's meals) is counted on the day
+        counters instead (``counts=`` of :meth:`append`, ``store.day_counts``), which pruning
+        leaves alone.
 
         :param scenario: only rows of this scenario
         :param outcome: only rows with this outcome
