@@ -215,7 +215,9 @@ def mac1(sespk: bytes, request: PurchaseRequest, terminal_number: str) -> bytes:
     :param terminal_number: the module's 12-digit terminal number
     :raises ProtocolError: a terminal number that is not 12 digits
     """
-    if len(terminal_number) != 2 * TERMINAL_NUMBER_LEN or not terminal_number.isdigit():
+    if len(terminal_number) != 2 * TERMINAL_NUMBER_LEN or not (
+        terminal_number.isascii() and terminal_number.isdigit()
+    ):
         raise ProtocolError("the terminal number is 12 digits")
     data = (
         request.amount.to_bytes(4, "big")

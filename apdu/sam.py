@@ -420,6 +420,8 @@ def hsm_step1(request: AuthRequest) -> str:
 def _hex(text: str, what: str) -> bytes:
     if any(c not in "0123456789abcdefABCDEF" for c in text):
         raise ProtocolError(f"{what}: not hexadecimal")
+    if len(text) % 2:  # bytes.fromhex would raise ValueError, which no caller expects
+        raise ProtocolError(f"{what}: an odd number of hex digits ({len(text)})")
     return bytes.fromhex(text)
 
 

@@ -144,7 +144,7 @@ class HsmModule(SecurityModule):
         """
         try:
             return answer.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
             if answer.status_code == requests.codes.ok:
                 raise SecurityModuleUnavailable(
                     f"HSM service {self.url} answered HTTP 200 with a body that is not JSON"

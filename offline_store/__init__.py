@@ -9,6 +9,7 @@ journal's hash chain.
 from offline_store.audit import AuditLog, AuditRow
 from offline_store.catalogue import Catalogue, CatalogueItem
 from offline_store.chain import ChainReport, JournalRow
+from offline_store.daycount import DayCounts
 from offline_store.denyfile import (
     DenyListKind,
     DenyReason,
@@ -58,6 +59,7 @@ __all__ = [
     "CatalogueError",
     "CatalogueItem",
     "ChainReport",
+    "DayCounts",
     "DenyEntry",
     "DenyList",
     "DenyListError",

@@ -181,8 +181,28 @@ def _v3_journal_flags(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE journal ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
 
 
-def _v4_journal_ref_seq(db: sqlite_utils.Database) -> None:
-    """Schema 4: a row may follow up an earlier one (``ref_seq``: the confirmation of a deferred
+def _v4_day_counts(db: sqlite_utils.Database) -> None:
+    """Schema 4: day counters (``offline_store.daycount``), seeded with the accepted rows the
+    journal holds per scenario and local day (what a gate's daily capacity counted before)."""
+    _execute_all(
+        db,
+        [
+            """CREATE TABLE day_count (
+                day TEXT NOT NULL,
+                key TEXT NOT NULL,
+                count INTEGER NOT NULL CHECK (count >= 0),
+                PRIMARY KEY (day, key)
+            ) WITHOUT ROWID""",
+            """INSERT INTO day_count (day, key, count)
+                SELECT date(wall_time_us / 1000000, 'unixepoch', 'localtime'),
+                       'entries:' || scenario, COUNT(*)
+                FROM journal WHERE outcome = 'accept' GROUP BY 1, 2""",
+        ],
+    )
+
+
+def _v5_journal_ref_seq(db: sqlite_utils.Database) -> None:
+    """Schema 5: a row may follow up an earlier one (``ref_seq``: the confirmation of a deferred
     e-card code names the deferred row); ``NULL`` for every other row."""
     _execute_all(
         db,
@@ -197,7 +217,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_trust_list,
     _v3_journal_flags,
-    _v4_journal_ref_seq,
+    _v4_day_counts,
+    _v5_journal_ref_seq,
 )
 """Forward migrations, in order: entry ``n`` takes the file from version ``n`` to ``n + 1``."""
 
@@ -411,7 +432,7 @@ def _read_pid(fd: int) -> int | None:
         text = os.pread(fd, 32, 0).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return int(text) if text.isdigit() else None
+    return int(text) if 0 < len(text) <= 10 and text.isascii() and text.isdigit() else None
 
 
 def _release(fd: int) -> None:

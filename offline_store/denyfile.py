@@ -294,6 +294,8 @@ def _json_object(line: bytes, line_no: int) -> dict[str, Any]:
         raise line_error(line_no, "not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise line_error(line_no, f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:  # json.loads recurses once per level: "[[[[…" thousands deep
+        raise line_error(line_no, "not JSON (nested too deep)") from None
     if not isinstance(obj, dict):
         raise line_error(line_no, "not a JSON object")
     return obj

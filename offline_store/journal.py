@@ -12,7 +12,7 @@ to their row by the associated data; only their names are stored in clear. Readi
 
 Rows leave only after the platform acknowledged them (:meth:`Journal.acknowledge`, then
 :meth:`Journal.prune`); the hash of the last pruned row stays as the anchor the chain starts
-from. A deferred e-card code stays until a later row confirms it (``ref_seq``, schema 4): its
+from. A deferred e-card code stays until a later row confirms it (``ref_seq``, schema 5): its
 text, encrypted in the row, is what the confirmation sends to the platform. A size cap never
 drops anything: above it :meth:`Journal.alarm` says a sync is needed. The row and its chain are
 in :mod:`offline_store.chain`; docs/offline-store.md §5 specifies the serialisation byte for
@@ -30,7 +30,7 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -47,6 +47,7 @@ from offline_store.chain import (
     chain_hash,
     personal_aad,
 )
+from offline_store.daycount import add_counts, check_count_keys, local_day
 from offline_store.db import StoreDb
 from offline_store.errors import JournalError
 from offline_store.identity import is_card_hash
@@ -160,16 +161,20 @@ class Journal:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def append(self, entry: JournalEntry) -> JournalRow:
+    def append(self, entry: JournalEntry, *, counts: Sequence[str] = ()) -> JournalRow:
         """Append a row; it is committed and synced to disk before this returns.
 
         :param entry: the decision
-        :raises JournalError: a malformed entry, personal fields without a journal key, or a
-            ``ref_seq`` that is not an earlier row
+        :param counts: day counters (:mod:`offline_store.daycount`) this row adds one to, for
+            the local day of its wall-clock time, in the row's own transaction: a daily limit
+            counted on them survives the row's pruning
+        :raises JournalError: a malformed entry or counter key, personal fields without a
+            journal key, or a ``ref_seq`` that is not an earlier row
         :raises StoreError: the database failed (nothing was written)
         """
         names = _check_entry(entry)
         flags = _check_flags(entry.flags)
+        count_keys = check_count_keys(counts, JournalError)
         if names and self._aead is None:
             raise JournalError("no journal key: refusing to store personal fields")
         plaintext = _personal_plaintext(entry.personal) if names else None
@@ -237,6 +242,7 @@ class Journal:
                 "UPDATE journal_state SET last_seq = ?, last_hash = ? WHERE id = 1",
                 (row.seq, row.hash),
             )
+            add_counts(conn, local_day(row.wall_time), count_keys)
             held = seq - conn.execute("SELECT anchor_seq FROM journal_state").fetchone()[0]
         log.debug(
             "event=journal_append seq=%d scenario=%s outcome=%s", seq, row.scenario, row.outcome
@@ -490,12 +496,13 @@ class Journal:
         since: float | None = None,
         unacknowledged: bool = False,
         unconfirmed: bool = False,
-        taps_only: bool = False,
     ) -> int:
         """The number of rows held (appended and not pruned), optionally filtered.
 
-        Pruned rows are not counted: a count over a period (a day's entries at a gate) is only
-        complete while the period's rows are held.
+        Pruned rows are not counted: a count over a period is only complete while the period's
+        rows are held. A daily limit (a gate's capacity, a holder's meals) is counted on the day
+        counters instead (``counts=`` of :meth:`append`, ``store.day_counts``), which pruning
+        leaves alone.
 
         :param scenario: only rows of this scenario
         :param outcome: only rows with this outcome
@@ -505,12 +512,10 @@ class Journal:
             upload cursor): the count falls as a sync uploads them
         :param unconfirmed: only deferred e-card codes no later row confirms yet: the count
             falls as a sync has the platform confirm them
-        :param taps_only: only the decisions of taps and scans, not the rows a sync appends to
-            follow up an earlier one (``ref_seq``)
         :raises StoreError: the database failed
         """
         with self._db.read() as conn:
-            filtered = unacknowledged or unconfirmed or taps_only
+            filtered = unacknowledged or unconfirmed
             if scenario is None and outcome is None and since is None and not filtered:
                 last_seq, anchor_seq = conn.execute(
                     "SELECT last_seq, anchor_seq FROM journal_state WHERE id = 1"
@@ -531,8 +536,6 @@ class Journal:
                 where.append("j.seq > (SELECT acked_seq FROM journal_state WHERE id = 1)")
             if unconfirmed:
                 where.append(_UNCONFIRMED)
-            if taps_only:
-                where.append("j.ref_seq IS NULL")
             found = conn.execute(
                 f"SELECT COUNT(*) FROM journal j WHERE {' AND '.join(where)}", params
             ).fetchone()

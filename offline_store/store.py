@@ -1,6 +1,6 @@
 """The store: one SQLite file holding the deny list, the journal, the replay cache, the access
-audit, the application catalogue, the e-card trust list and a few named values (``meta``),
-owned by one process.
+audit, the application catalogue, the e-card trust list, the day counters and a few named values
+(``meta``), owned by one process.
 
 ::
 
@@ -19,6 +19,7 @@ from types import TracebackType
 
 from offline_store.audit import AuditLog
 from offline_store.catalogue import Catalogue
+from offline_store.daycount import DayCounts
 from offline_store.db import StoreDb, open_database
 from offline_store.denylist import DenyList
 from offline_store.errors import StoreError
@@ -71,6 +72,7 @@ class Store:
             monotonic=monotonic,
         )
         self.replay = ReplayCache(store_db, clock)
+        self.day_counts = DayCounts(store_db)
         self.catalogue = Catalogue(store_db, clock)
         self.trust = TrustStore(store_db, clock)
         self.meta = Meta(store_db)

@@ -38,7 +38,7 @@ def json_answer(exchange: Exchange) -> Any:
     """The answer's body as JSON.
 
     :param exchange: the answer
-    :raises SyncProtocolError: not JSON
+    :raises SyncProtocolError: not JSON, or nested deeper than any answer of the contract
     """
     return exchange.json()
 
@@ -56,7 +56,7 @@ def batch_answer(exchange: Exchange) -> BatchAnswer:
     :param exchange: the answer
     :raises SyncProtocolError: not ``{"ack_seq", "accepted", "duplicates", "rejected"}``
     """
-    data = exchange.json()
+    data = json_answer(exchange)
     if not isinstance(data, dict):
         raise SyncProtocolError("the batch answer must be a JSON object")
     rejected_raw = data.get("rejected")
@@ -84,7 +84,7 @@ def server_time(exchange: Exchange) -> float:
     :param exchange: the answer
     :raises SyncProtocolError: missing or not a number
     """
-    data = exchange.json()
+    data = json_answer(exchange)
     value = data.get("server_time") if isinstance(data, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise SyncProtocolError("the answer's server_time must be a number")

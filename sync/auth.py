@@ -19,30 +19,41 @@ The canonical string is six lines joined by ``\\n`` (no trailing newline)::
 
 The platform refuses (401, a problem document with one of the :class:`AuthFailure` codes) a
 request that is unsigned, names an unknown terminal or key, is signed wrongly, is more than
-:data:`MAX_SKEW_S` from the platform's clock, or repeats a nonce it saw within the window.
+:data:`MAX_SKEW_S` from the platform's clock, has a nonce off its format, or repeats a nonce
+whose timestamp is still accepted. Every number is read as ASCII digits only
+(:func:`sync.wire.ascii_uint`); a value off its format is refused, never an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from enum import StrEnum
+from typing import Protocol
 
 from apdu.errors import SscardError
+from sync.wire import ascii_uint, quote
 
 MAX_SKEW_S = 300
 NONCE_HEX = 32
+PER_TERMINAL_NONCES = 4096  # 6.8 requests a second for 10 minutes; more is refused (429)
+MAX_NONCES = 1_000_000  # about 120 MB; more is refused (503)
+SWEEP_INTERVAL_S = 60  # every expired nonce is dropped at least this often
 H_TERMINAL = "X-Sscard-Terminal"
 H_KEY_ID = "X-Sscard-Key-Id"
 H_TIMESTAMP = "X-Sscard-Timestamp"
 H_NONCE = "X-Sscard-Nonce"
 H_SIGNATURE = "X-Sscard-Signature"
 HEADERS = (H_TERMINAL, H_KEY_ID, H_TIMESTAMP, H_NONCE, H_SIGNATURE)
+_NONCE = re.compile(r"[0-9a-f]{32}")
+_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # a terminal id (docs/sync.md §3), a key id
 
 
 class AuthFailure(StrEnum):
@@ -122,35 +133,104 @@ def sign_request(
     }
 
 
-class NonceCache:
-    """Nonces seen within the skew window (thread-safe, bounded).
+class NonceLimit(SscardError):
+    """No room for another nonce: a terminal's pool (or the whole cache) is full of nonces that
+    have not expired. Nothing is evicted before it expires — an evicted nonce could be
+    replayed — so the request is refused instead, to be retried after ``retry_after_s``.
 
-    :param window_s: how long a nonce is remembered (twice the skew covers both sides)
-    :param limit: the most nonces kept; the oldest go first
+    :param retry_after_s: seconds until the oldest of those nonces expires
+    :param whole: the whole cache is full, not only this terminal's share
     """
 
-    def __init__(self, window_s: float = 2 * MAX_SKEW_S, limit: int = 1_000_000) -> None:
-        self.window_s = window_s
+    def __init__(self, retry_after_s: int, *, whole: bool = False) -> None:
+        self.retry_after_s = max(1, retry_after_s)
+        self.whole = whole
+        scope = "the platform holds" if whole else "this terminal sent"
+        super().__init__(f"{scope} too many requests within {2 * MAX_SKEW_S} s")
+
+
+class NonceStore(Protocol):
+    """Where a verifier remembers nonces (:class:`NonceCache`, or one that also persists)."""
+
+    def remember(self, terminal: str, nonce: str, expires_at: int, now: float) -> bool:
+        """Remember a nonce until ``expires_at``; ``False`` when it is remembered already.
+
+        :param terminal: the signing terminal
+        :param nonce: 32 lowercase hex characters
+        :param expires_at: the last second its timestamp is accepted
+        :param now: the clock
+        :raises NonceLimit: no room without evicting a nonce that has not expired
+        """
+        ...
+
+
+class NonceCache:
+    """The nonces of each terminal until they expire (thread-safe, bounded per terminal).
+
+    Each terminal has a pool of its own: a terminal's requests never push another's nonces
+    out, and no nonce leaves before it expires (the end of its timestamp's window), so a
+    replay is refused for as long as its timestamp would be accepted. A pool that is full
+    refuses the request (:class:`NonceLimit`) rather than forget. A nonce is kept as a 128-bit
+    integer in a dict: about 120 bytes each (docs/sync.md §10).
+
+    :param per_terminal: the most unexpired nonces of one terminal
+    :param limit: the most unexpired nonces of all terminals together
+    """
+
+    def __init__(self, per_terminal: int = PER_TERMINAL_NONCES, limit: int = MAX_NONCES) -> None:
+        self.per_terminal = per_terminal
         self.limit = limit
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._pools: dict[str, dict[int, int]] = {}
+        self._size = 0
+        self._swept_at = -math.inf
         self._lock = threading.Lock()
 
-    def add(self, key: str, now: float) -> bool:
-        """Remember a nonce; ``False`` when it was already seen within the window.
+    @property
+    def size(self) -> int:
+        """How many nonces it holds (some may have expired since the last sweep)."""
+        return self._size
 
-        :param key: terminal id and nonce
+    def remember(self, terminal: str, nonce: str, expires_at: int, now: float) -> bool:
+        """Remember a terminal's nonce until ``expires_at``.
+
+        :param terminal: the signing terminal
+        :param nonce: 32 lowercase hex characters (checked by :func:`verify_request`)
+        :param expires_at: the last second its timestamp is accepted
         :param now: the clock
+        :returns: ``False`` when the terminal sent it before and it has not expired
+        :raises NonceLimit: the terminal's pool, or the whole cache, is full
         """
+        key = int(nonce, 16)
         with self._lock:
-            while self._seen:
-                _, seen_at = next(iter(self._seen.items()))
-                if now - seen_at <= self.window_s and len(self._seen) < self.limit:
-                    break
-                self._seen.popitem(last=False)
-            if key in self._seen:
+            if now - self._swept_at >= SWEEP_INTERVAL_S:
+                self._sweep_all(now)
+            pool = self._pools.setdefault(terminal, {})
+            seen = pool.get(key)
+            if seen is not None and seen >= now:
                 return False
-            self._seen[key] = now
+            if seen is None:
+                if len(pool) >= self.per_terminal and not self._sweep(pool, now):
+                    raise NonceLimit(math.ceil(min(pool.values()) - now) + 1)
+                if self._size >= self.limit and not self._sweep_all(now):
+                    raise NonceLimit(SWEEP_INTERVAL_S, whole=True)
+                self._size += 1
+            pool[key] = expires_at
             return True
+
+    def _sweep(self, pool: dict[int, int], now: float) -> int:
+        """Drop a pool's expired nonces; how many went."""
+        expired = [key for key, expires_at in pool.items() if expires_at < now]
+        for key in expired:
+            del pool[key]
+        self._size -= len(expired)
+        return len(expired)
+
+    def _sweep_all(self, now: float) -> int:
+        """Drop every expired nonce and every empty pool; how many nonces went."""
+        dropped = sum(self._sweep(pool, now) for pool in self._pools.values())
+        self._pools = {terminal: pool for terminal, pool in self._pools.items() if pool}
+        self._swept_at = now
+        return dropped
 
 
 def verify_request(
@@ -160,7 +240,7 @@ def verify_request(
     body: bytes,
     *,
     key_for: Callable[[str, str], bytes | None],
-    nonces: NonceCache,
+    nonces: NonceStore,
     now: float | None = None,
 ) -> str:
     """Check a request's signature (platform side).
@@ -170,10 +250,11 @@ def verify_request(
     :param headers: the request headers (looked up case-insensitively by the caller's mapping)
     :param body: the body bytes
     :param key_for: (terminal id, key id) → the key, or ``None`` when unknown
-    :param nonces: the nonce cache
+    :param nonces: where nonces are remembered until their timestamps expire
     :param now: the clock (default: :func:`time.time`)
     :returns: the terminal id
     :raises AuthError: with the failure code
+    :raises NonceLimit: the terminal sent too many requests within the window
     """
     values = {name: headers.get(name) for name in HEADERS}
     if not all(values.values()):
@@ -181,17 +262,27 @@ def verify_request(
         raise AuthError(AuthFailure.UNSIGNED, f"missing {', '.join(missing)}")
     terminal, key_id = str(values[H_TERMINAL]), str(values[H_KEY_ID])
     stamp, nonce = str(values[H_TIMESTAMP]), str(values[H_NONCE])
-    key = key_for(terminal, key_id)
+    signature = str(values[H_SIGNATURE])
+    # ids off their format name no key: never looked up (a NUL byte breaks PostgreSQL)
+    key = key_for(terminal, key_id) if _ID.fullmatch(terminal) and _ID.fullmatch(key_id) else None
     if key is None:
-        raise AuthError(AuthFailure.UNKNOWN_KEY, f"terminal {terminal!r} key {key_id!r}")
+        raise AuthError(
+            AuthFailure.UNKNOWN_KEY, f"terminal {quote(terminal, 40)} key {quote(key_id, 40)}"
+        )
     expected = hmac.new(
         key, canonical(method, path, stamp, nonce, body, key_id=key_id), hashlib.sha256
     )
-    if not hmac.compare_digest(expected.hexdigest(), str(values[H_SIGNATURE]).lower()):
-        raise AuthError(AuthFailure.BAD_SIGNATURE, f"terminal {terminal!r}")
+    # compare_digest refuses str holding non-ASCII characters: check the format first
+    if not _SIGNATURE.fullmatch(signature) or not hmac.compare_digest(
+        expected.hexdigest(), signature.lower()
+    ):
+        raise AuthError(AuthFailure.BAD_SIGNATURE, f"terminal {quote(terminal)}")
     clock = time.time() if now is None else now
-    if not stamp.isdigit() or abs(clock - int(stamp)) > MAX_SKEW_S:
-        raise AuthError(AuthFailure.STALE_TIMESTAMP, f"timestamp {stamp[:20]!r}")
-    if len(nonce) != NONCE_HEX or not nonces.add(f"{terminal}:{nonce}", clock):
-        raise AuthError(AuthFailure.REPLAYED_NONCE, f"terminal {terminal!r}")
+    seconds = ascii_uint(stamp)
+    if seconds is None or abs(clock - seconds) > MAX_SKEW_S:
+        raise AuthError(AuthFailure.STALE_TIMESTAMP, f"timestamp {quote(stamp, 20)}")
+    if not _NONCE.fullmatch(nonce):
+        raise AuthError(AuthFailure.REPLAYED_NONCE, f"the nonce is not {NONCE_HEX} lowercase hex")
+    if not nonces.remember(terminal, nonce, seconds + MAX_SKEW_S, clock):
+        raise AuthError(AuthFailure.REPLAYED_NONCE, f"terminal {quote(terminal)}")
     return terminal

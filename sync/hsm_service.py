@@ -1,12 +1,15 @@
 """The reference HSM service: the 持卡库 "卡内部认证" service of spec §3.7 (S4 App C.1), computing
 with software root keys, for development, tests and small sites.
 
-HTTP contract (JSON bodies, UTF-8):
+HTTP contract (JSON bodies, UTF-8; the same in OpenAPI 3.1 in ``sync/hsm-openapi.yaml``, which
+schemathesis runs against the service in the test suite):
 
 ``POST /v1/hsm/card-auth``
     Request ``{"step1": "<iReadCardBas_HSM_Step1 string>", "terminal": "<optional id>"}``.
     ``200 {"pkey": "<iReadCardBas_HSM_Step2 pKey>"}``;
-    ``400 {"error": …, "code": -23}`` malformed JSON, fields or Step1 string;
+    ``400 {"error": …, "code": -23}`` malformed JSON (not UTF-8, nested deeper than 32
+    levels), fields or Step1 string (a hex field of odd length or with other characters), a
+    missing or malformed ``Content-Length``, or a request that is not HTTP/1.1;
     ``401 {"error": …}`` a token is configured and the ``Authorization: Bearer`` header
     does not carry it;
     ``413 {"error": …}`` a body over 16 KiB;
@@ -15,10 +18,14 @@ HTTP contract (JSON bodies, UTF-8):
 ``GET /v1/health``
     ``200 {"status": "ok"}``, no token needed (it says nothing about keys or cards).
 
-Any other path is ``404``, another method on a known path ``405``; unexpected failures are
-``500``. ``code`` is the national error code (spec §4.7) of the condition, present on 400 and
-422 answers. Each request is logged in one line; a card shows only as the first 6 hex digits
-of its 卡识别码 (the city code) followed by ``…``.
+Any other path is ``404``, any other method on a known path ``405``. Every error answer is an
+RFC 9457 problem document (``application/problem+json``: ``type``, ``title``, ``status``,
+``detail``) that also carries ``error`` (the same text) and, on 400 and 422 answers, ``code``,
+the national error code (spec §4.7) of the condition. Request bodies are read by
+:func:`sync.wire.load_json`, numbers as ASCII digits only; an unexpected failure is a ``500``
+without details (the fuzz tests in the suite see none). Each request is logged in one line,
+every value from the request quoted by :func:`sync.wire.quote`; a card shows only as the first
+6 hex digits of its 卡识别码 (the city code) followed by ``…``.
 
 The service binds to 127.0.0.1 by default and refuses a non-loopback address unless
 ``allow_remote`` is given: its keys are software keys.
@@ -37,6 +44,7 @@ import socket
 import socketserver
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +56,7 @@ from apdu.national import NationalCode
 from apdu.sam import SecurityModuleError, hsm_step2_key, parse_hsm_step1
 from drivers.keyfile import RootKeys
 from drivers.soft_sam import compute_auth
+from sync.wire import MalformedBody, ascii_uint, load_json, quote
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +65,9 @@ HEALTH_PATH = "/v1/health"
 ROUTES = {CARD_AUTH_PATH: "POST", HEALTH_PATH: "GET"}
 MAX_BODY = 16 * 1024
 MAX_TERMINAL_ID = 64
+MAX_LENGTH_DIGITS = 9  # a Content-Length with more digits is over any limit anyway
+PROBLEM_TYPE = "application/problem+json"
+FRAMES_LIMIT = 2000  # characters of the frames of an unexpected failure in its log line
 IDLE_TIMEOUT_S = 30.0  # a keep-alive connection idle this long is closed
 MASKED_CARD_HEX = 6  # the city code part of 卡识别码 (spec §4.3 field 1)
 NO_CARD = "-"
@@ -94,7 +106,13 @@ def mask_card_id(card_id: bytes) -> str:
 
 
 def _error(status: HTTPStatus, message: str, code: int | None = None, **kw: Any) -> Reply:
-    body: dict[str, Any] = {"error": message}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": status.phrase,
+        "status": int(status),
+        "detail": message,
+        "error": message,
+    }
     if code is not None:
         body["code"] = int(code)
     return Reply(status, body, **kw)
@@ -112,9 +130,11 @@ def card_auth(keys: RootKeys, payload: bytes) -> Reply:
     :returns: the reply; errors are replies too (400, 422), never exceptions
     """
     try:
-        document = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return _bad_request("the body is not JSON")
+        document = load_json(payload, max_bytes=MAX_BODY)
+    except MalformedBody as exc:
+        if exc.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+            return _error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc))
+        return _bad_request(str(exc))
     if not isinstance(document, dict):
         return _bad_request("the body must be a JSON object")
     unknown = sorted(set(document) - REQUEST_FIELDS)
@@ -240,24 +260,66 @@ class _Handler(BaseHTTPRequestHandler):
 
         :meth:`_dispatch` logs the one line per request.
         """
-        log.debug("event=hsm_http client=%s message=%s", self.client_address[0], _q(format % args))
+        log.debug(
+            "event=hsm_http client=%s message=%s", self.client_address[0], quote(format % args)
+        )
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer what the stdlib refuses before :meth:`_dispatch` runs as a problem document
+        (not its HTML page): an unknown method is routed like the others (404 or 405), a
+        request line or header off HTTP/1.1 is 400, one too long 414 or 431.
+
+        :param code: the status the stdlib chose
+        :param message: its short text
+        :param explain: its longer text (not sent)
+        """
+        if code == HTTPStatus.NOT_IMPLEMENTED and self.command and self.path:
+            self._dispatch()  # a method with no do_ handler
+            return
+        status = HTTPStatus(code)
+        self.close_connection = True
+        reply = (
+            _bad_request(message or status.phrase)
+            if status == 400
+            else _error(status, message or status.phrase)
+        )
+        log.info(
+            "event=hsm_request client=%s method=%s status=%d detail=%s",
+            self.client_address[0],
+            quote(self.command or "-"),
+            status,
+            quote(message or ""),
+        )
+        if self.request_version == self.default_request_version:
+            self.request_version = "HTTP/1.1"  # the version was not read: answer with headers
+        self._write(reply)
 
     def _dispatch(self) -> None:
         started = time.monotonic()
         path = urlsplit(self.path).path
         try:
             reply = self._route(path)
-        except Exception:  # the request fails, the service carries on
-            log.exception("event=hsm_request_failed method=%s path=%s", self.command, _q(path))
+        except Exception as exc:  # the request fails, the service carries on
+            # the type and the last frames, quoted on the line: an exception's message may
+            # hold request text (and a traceback spans lines)
+            frames = "".join(traceback.format_tb(exc.__traceback__)[-3:]).replace("\n", " | ")
+            log.error(
+                "event=hsm_request_failed method=%s path=%s error=%s frames=%s",
+                quote(self.command),
+                quote(path),
+                type(exc).__name__,
+                quote(frames, FRAMES_LIMIT),
+            )
+            self.close_connection = True
             reply = _error(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
         log.info(
             "event=hsm_request client=%s method=%s path=%s status=%d card=%s terminal=%s ms=%.1f",
             self.client_address[0],
-            self.command,
-            _q(path),
+            quote(self.command),
+            quote(path),
             reply.status,
             reply.card,
-            _q(reply.terminal),
+            quote(reply.terminal),
             (time.monotonic() - started) * 1000,
         )
         self._write(reply)
@@ -278,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = self._content_length()
         if length is None:
             self.close_connection = True
-            return _bad_request("a Content-Length header is required")
+            return _bad_request("a Content-Length header of ASCII digits is required")
         if length > MAX_BODY:
             self.close_connection = True
             return _error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body exceeds {MAX_BODY} B")
@@ -293,9 +355,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _content_length(self) -> int | None:
         value = self.headers.get("Content-Length")
-        if value is None or not value.isdigit():
+        if value is None:
             return None
-        return int(value)
+        value = value.strip()
+        if len(value) > MAX_LENGTH_DIGITS and value.isascii() and value.isdigit():
+            return MAX_BODY + 1  # more digits than any length we read: over the limit
+        return ascii_uint(value, MAX_LENGTH_DIGITS)
 
     def _discard_body(self) -> None:
         length = self._content_length()
@@ -307,7 +372,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _write(self, reply: Reply) -> None:
         data = json.dumps(reply.body).encode("utf-8")
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header(
+            "Content-Type", PROBLEM_TYPE if reply.status >= 400 else "application/json"
+        )
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         for name, value in reply.headers.items():
@@ -317,11 +384,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
-
-
-def _q(text: str, limit: int = 80) -> str:
-    """Quote client-supplied text for a key=value log line (no spaces or control characters)."""
-    return json.dumps(text[:limit])
 
 
 class HsmService:

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from sync.errors import SyncProtocolError
+from sync.wire import MalformedBody, load_json
 
 __all__ = [
     "SECRETS_ALG",
@@ -47,6 +48,7 @@ SECRETS_ALG = "A256GCM"
 SECRETS_INFO = b"sscard secrets/1"
 IV_LEN = 12
 MIN_PEPPER_LEN = 16
+MAX_SECRETS_BYTES = 64 * 1024  # four keys and a pepper: a few kilobytes
 AUDIENCE_KEY_LEN = 32
 _HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -105,9 +107,9 @@ def open_secrets(document: Any, terminal_key: bytes, terminal_id: str) -> Termin
             "the secrets do not decrypt with this terminal's key (wrong key or terminal id)"
         ) from None
     try:
-        data = json.loads(plaintext)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SyncProtocolError("the decrypted secrets are not JSON") from None
+        data = load_json(plaintext, max_bytes=MAX_SECRETS_BYTES)
+    except MalformedBody as exc:
+        raise SyncProtocolError(f"the decrypted secrets are not usable JSON: {exc}") from None
     expected = {"pepper", "deny_public_key", "trust_root_key", "audience_keys"}
     if not isinstance(data, dict) or set(data) != expected:
         raise SyncProtocolError(f"the secrets must hold exactly {sorted(expected)}")

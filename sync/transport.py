@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
-import json
 import logging
 import random
 import threading
@@ -49,6 +48,7 @@ from sync.errors import (
     SyncTlsError,
     SyncUnreachable,
 )
+from sync.wire import MalformedBody, ascii_uint, load_json
 
 __all__ = [
     "Credentials",
@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # far above any answer of the contract
+MAX_PROBLEM_BYTES = 64 * 1024  # a problem document is a few hundred bytes
+RETRY_AFTER_DIGITS = 9  # Retry-After seconds: RFC 9110 §10.2.3; more than 30 years is not a wait
 _TRUST_FAILURES = (
     "fingerprints did not match",
     "certificate_verify_failed",
@@ -141,12 +144,13 @@ class Exchange:
     def json(self) -> Any:
         """The body as JSON.
 
-        :raises SyncProtocolError: not JSON
+        :raises SyncProtocolError: not JSON, over :data:`MAX_ANSWER_BYTES`, or nested deeper than
+            any answer of the contract (the same bounded parser as the platform's requests)
         """
         try:
-            return json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SyncProtocolError(f"the platform's answer is not JSON: {exc}") from None
+            return load_json(self.body, max_bytes=MAX_ANSWER_BYTES)
+        except MalformedBody as exc:
+            raise SyncProtocolError(f"the platform's answer is not usable JSON: {exc}") from None
 
 
 class PinnedAdapter(HTTPAdapter):
@@ -431,8 +435,8 @@ def _refusal(method: str, path: str, exchange: Exchange) -> SyncRefused:
     """The error for a final non-accepted answer, from its problem document."""
     code, title = "", ""
     try:
-        problem = json.loads(exchange.body) if exchange.body else {}
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        problem = load_json(exchange.body, max_bytes=MAX_PROBLEM_BYTES) if exchange.body else {}
+    except MalformedBody:
         problem = {}
     if isinstance(problem, dict):
         code = str(problem.get("code") or "")[:64]
@@ -464,8 +468,9 @@ def _retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    seconds = ascii_uint(value, max_digits=RETRY_AFTER_DIGITS)
+    if seconds is not None:
+        return float(seconds)
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError):

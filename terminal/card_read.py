@@ -58,6 +58,9 @@ class CardFacts:
     :param terminal_number: the module's 终端机编号
     :param personal: the profile's personal fields only, as text (dates ISO 8601)
     :param birth_date: the birth date, when the profile reads it (age concessions)
+    :param derived_from: holder items read only to derive a profile's item the card leaves
+        ``FF`` (the SSN, for the birth date or sex written in it); never kept, named in the
+        access audit
     """
 
     region_code: str
@@ -70,6 +73,11 @@ class CardFacts:
     terminal_number: str = "000000000000"
     personal: dict[str, str] = field(default_factory=dict)
     birth_date: dt.date | None = None
+    derived_from: tuple[str, ...] = ()
+
+
+#: holder items a card may leave ``FF`` that the SSN carries (apdu.ssc.parse_holder)
+DERIVED_FROM_SSN = ("sex", "birth_date")
 
 
 def holder_tags(items: tuple[str, ...], generation: Generation) -> tuple[int, ...]:
@@ -84,14 +92,26 @@ def holder_tags(items: tuple[str, ...], generation: Generation) -> tuple[int, ..
     return tuple(sorted(tags))
 
 
-def _read_holder(session: SscSession, items: tuple[str, ...], generation: Generation) -> HolderData:
+def _read_holder(
+    session: SscSession, items: tuple[str, ...], generation: Generation
+) -> tuple[HolderData, tuple[str, ...]]:
+    """Read EF06 records for some holder items; when the card leaves sex or the birth date
+    ``FF`` (real cards often do), the SSN is read too, for them alone (spec doc §2.5: they are
+    then taken from the SSN). Returns the data and the items read only for that."""
     session.select_ef(FID_EF06)
     records: dict[int, bytes] = {}
     for tag in holder_tags(items, generation):
         value = session.read_record(tag)
         if value is not None:
             records[tag] = value
-    return parse_holder(records)
+    holder = parse_holder(records)
+    wanted = [item for item in DERIVED_FROM_SSN if item in items]
+    if "ssn" in items or all(getattr(holder, item) is not None for item in wanted):
+        return holder, ()
+    value = session.read_record(TAG_SSN)
+    if value is None:
+        return holder, ()
+    return parse_holder({**records, TAG_SSN: value}), ("ssn",)
 
 
 def _text(value: object) -> str | None:
@@ -184,10 +204,11 @@ class ScenarioRead:
             raise SscardError("read the card's base data first")
         personal: dict[str, str] = {}
         birth_date = None
+        derived_from: tuple[str, ...] = ()
         items = self.profile.holder_fields
         if items:
             generation = facts.generation or Generation.V1
-            holder = _read_holder(self._session, items, generation)
+            holder, derived_from = _read_holder(self._session, items, generation)
             for item in items:
                 value = _text(getattr(holder, item))
                 if value is not None:
@@ -199,4 +220,4 @@ class ScenarioRead:
                 value = _text(getattr(medical, item))
                 if value is not None:
                     personal[f"{MEDICAL_PREFIX}{item}"] = value
-        return replace(facts, personal=personal, birth_date=birth_date)
+        return replace(facts, personal=personal, birth_date=birth_date, derived_from=derived_from)

@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     imp = commands.add_parser("import", help="import a signed snapshot or delta file")
     imp.add_argument("file", metavar="FILE", help="the sscard-deny/1 file; FILE.sig next to it")
-    _db_option(imp)
+    db_option(imp)
     imp.add_argument(
         "--pepper-file",
         metavar="F",
@@ -73,23 +73,29 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     check.add_argument(
         "card", metavar="REGION:CARDNUMBER", help="six-digit region code and card number (卡号)"
     )
-    _db_option(check)
+    db_option(check)
     check.add_argument("--pepper-file", metavar="F", help="the deny-list pepper (mode 0600)")
     check.set_defaults(handler=cmd_deny_check)
 
     status = commands.add_parser(
         "status", help="show the list versions, its age and where decisions are degraded"
     )
-    _db_option(status)
+    db_option(status)
     scenario_option(status)
     status.set_defaults(handler=cmd_deny_status)
 
     rollback = commands.add_parser("rollback", help="return to the previous list version")
-    _db_option(rollback)
+    db_option(rollback)
     rollback.set_defaults(handler=cmd_deny_rollback)
 
 
-def _db_option(parser: argparse.ArgumentParser) -> None:
+def db_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--db PATH`` and ``--config`` to a command working on the offline store (``sscard
+    deny …``, ``sscard journal …``).
+
+    :param parser: the command's parser
+    :raises: nothing
+    """
     parser.add_argument(
         "--db",
         metavar="PATH",

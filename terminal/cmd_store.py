@@ -1,8 +1,9 @@
 """``sscard catalogue …`` and ``sscard journal …``: the operator's view of the offline store.
 
-The store is the one ``[store] database`` of the settings (``--config``). Each handler opens
-it, calls one library method and prints; exit status 0, or 2 with a one-line reason (an error
-that escapes a handler is answered by ``sscard``'s ``main``).
+The store is the one ``[store] database`` of the settings (``--config``); ``journal verify``
+and ``journal tail`` also take ``--db PATH``, as ``sscard deny`` does. Each handler opens it,
+calls one library method and prints; exit status 0, or 2 with a one-line reason (an error that
+escapes a handler is answered by ``sscard``'s ``main``).
 ``catalogue list`` ends with the catalogue's age and, per scenario, whether decisions are
 degraded, as ``#`` comment lines.
 """
@@ -13,11 +14,12 @@ import argparse
 import datetime as dt
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from config.settings import load_settings
-from offline_store import ListName, Store
-from terminal.cmd_deny import scenario_option, scenario_profiles
+from offline_store import ListName, Store, StoreError
+from terminal.cmd_deny import db_option, scenario_option, scenario_profiles
 from terminal.list_policy import status_lines
 
 EXIT_OK = 0
@@ -26,6 +28,15 @@ EXIT_FAILURE = 2
 
 def _open(args: argparse.Namespace) -> Store:
     return Store.open(load_settings(args.config).database)
+
+
+def _open_journal(args: argparse.Namespace) -> Store:
+    """The existing store of ``--db``, else of the settings' ``[store] database``: a command
+    that only reads the journal never creates an empty store where a path was mistyped."""
+    path = Path(args.db) if args.db is not None else load_settings(args.config).database
+    if not path.exists():
+        raise StoreError(f"cannot open {path}: there is no offline store there")
+    return Store.open(path)
 
 
 def cmd_catalogue_load(args: argparse.Namespace) -> int:
@@ -51,7 +62,7 @@ def cmd_catalogue_list(args: argparse.Namespace) -> int:
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:
     """``sscard journal verify``: check the hash chain; exit 2 on a break."""
-    with _open(args) as store:
+    with _open_journal(args) as store:
         report = store.journal.verify_chain()
         alarm = store.journal.alarm()
     if alarm:
@@ -65,7 +76,7 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
 
 def cmd_journal_tail(args: argparse.Namespace) -> int:
     """``sscard journal tail [-n N]``: the last rows as JSON lines, personal fields by name."""
-    with _open(args) as store:
+    with _open_journal(args) as store:
         last = store.journal.last()
         after = max(0, (last.seq if last else 0) - args.n)
         rows = list(store.journal.rows(after_seq=after))
@@ -111,10 +122,12 @@ def add_parser(sub: Any) -> None:
         dest="journal_command", required=True, metavar="ACTION", help="what to do"
     )
     verify = jactions.add_parser("verify", help="check the journal's hash chain")
+    db_option(verify)
     verify.set_defaults(handler=cmd_journal_verify)
     tail = jactions.add_parser("tail", help="print the last rows (no personal values)")
     tail.add_argument("-n", type=int, default=10, help="how many rows (default: 10)")
+    db_option(tail)
     tail.set_defaults(handler=cmd_journal_tail)
 
-    for parser in (load, listing, verify, tail):
+    for parser in (load, listing):
         parser.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")

@@ -1,5 +1,10 @@
 """``sscard tap --scenario NAME``: wait for one card, run the whole pipeline, print the decision.
 
+``NAME`` is a built-in profile (``transit``, ``coach``, ``ferry``, ``gate``, ``hotel``,
+``hospital``, ``service-hall``, ``meal-point``) or a profile file. A hotel needs ``--room``; a
+service hall serves the holder for ``--service CODE`` (its first service by default) and asks
+the PIN where that service needs it.
+
 The decision is journaled in the offline store (``[store]`` in the settings) before it is
 printed or signalled. Exit status: 0 accepted, 1 refused or "try again", 2 no decision could be
 made (settings, profile, store, reader).
@@ -212,6 +217,10 @@ def cmd_tap(args: argparse.Namespace) -> int:
     if profile.scenario == Scenario.HOTEL and not args.room:
         print("sscard: a hotel registration needs --room", file=sys.stderr)
         return EXIT_NO_DECISION
+    problem = service_problem(profile, args.service)
+    if problem:
+        print(f"sscard: {problem}", file=sys.stderr)
+        return EXIT_NO_DECISION
     with ExitStack() as stack:
         store = stack.enter_context(open_store(settings))
         profile_dir = profile_dir_of(args.scenario)
@@ -240,16 +249,34 @@ def cmd_tap(args: argparse.Namespace) -> int:
         connection = stack.enter_context(
             readers.wait_for_card(args.timeout, reader=args.reader, exclude=exclude)
         )
-        pin = _pin(args) if profile.pin else None
+        pin = _pin(args) if pipeline.rules.needs_pin(args.service) else None
         read = ScenarioRead(
             t0_chain(connection), Atr.parse(connection.atr).historical, profile, module
         )
-        decision = pipeline.process(read, pin=pin, room=args.room)
+        decision = pipeline.process(read, pin=pin, room=args.room, service=args.service)
         alarm = store.journal.alarm()
     if alarm:
         print(f"sscard: warning: {alarm}", file=sys.stderr)
     print_decision(decision, args.format)
     return EXIT_ACCEPTED if decision.accepted else EXIT_REFUSED
+
+
+def service_problem(profile: Profile, service: str | None) -> str | None:
+    """What is wrong with ``--service`` for a profile, said before any card is read.
+
+    :param profile: the scenario profile
+    :param service: the ``--service`` value, or ``None``
+    :raises: nothing
+    """
+    hall = profile.service_hall
+    if hall is None:
+        if service is None:
+            return None
+        return f"--service is for a service hall, not a {profile.scenario} profile"
+    if hall.service(service) is None:
+        offered = ", ".join(item.code for item in hall.services)
+        return f"this service hall offers no service {service!r}; it offers: {offered}"
+    return None
 
 
 def profile_dir_of(scenario: str) -> Path:
@@ -276,13 +303,19 @@ def add_parser(sub: Any) -> None:
     tap = sub.add_parser(
         "tap", help="wait for one card, decide for a scenario, journal and print the decision"
     )
+    built_in = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.toml")))
     tap.add_argument(
-        "--scenario", required=True, help="profile name (transit, gate, hotel, hospital) or file"
+        "--scenario", required=True, metavar="NAME", help=f"profile name ({built_in}) or file"
     )
     tap.add_argument("--reader", help="reader name or a unique part of it (default: any)")
     tap.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for a card")
     tap.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")
     tap.add_argument("--room", help="room number (hotel registration)")
+    tap.add_argument(
+        "--service",
+        metavar="CODE",
+        help="the service a service-hall window serves the holder for (default: its first)",
+    )
     tap.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
     tap.add_argument("--format", choices=("json", "table"), default="table", help="output format")
     module = tap.add_mutually_exclusive_group()

@@ -17,7 +17,7 @@ docs/qr-format.md §14); anything that is neither kind is ``qr_bad_encoding`` an
   holder's identity), or (buses, gates) accept and journal the code as ``deferred``, its text
   kept encrypted in the journal for the platform to confirm at the next sync
   (:mod:`terminal.ecard_confirm`) — never more than the profile's ``max_deferred`` not yet
-  confirmed, never the same code twice (docs/policy.md §5).
+  confirmed, never the same code twice (docs/policy.md §7).
 
 A code is remembered in the replay cache only when it is accepted (or deferred): a valid code
 refused for another reason is decided afresh when it is shown again.

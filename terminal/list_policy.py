@@ -365,5 +365,6 @@ def status_lines(
             shown = f"DEGRADED ({status.state}, {limit}): {status.policy}"
         else:
             shown = f"fresh ({limit})"
-        lines.append(f"  {profile.name + ':':<12}{shown}")
+        label = f"{profile.name}:"
+        lines.append(f"  {label:<12}{' ' if len(label) >= 12 else ''}{shown}")
     return lines

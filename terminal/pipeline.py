@@ -9,25 +9,32 @@ The checks run in a fixed order, each with a stable reason code (:mod:`terminal.
    the deny list is stale or missing, the profile's degraded policy: accept and flag, ask the
    platform about this card, or refuse (:mod:`terminal.list_policy`);
 4. application locked (``9303``), card blocked (``6A81``);
-5. PIN wrong or blocked, where the scenario needs the PIN;
-6. card category not allowed;
-7. issuing region not served — only where the profile restricts regions, and the refusal names
+5. the desk's request: a hotel room number, a service the service hall offers
+   (:meth:`ScenarioRules.check_request`), refused before any personal data is read;
+6. PIN wrong or blocked, where the profile or the service-hall's service needs the PIN;
+7. card category not allowed;
+8. issuing region not served — only where the profile restricts regions, and the refusal names
    the rule it rests on; by default cards of every region are accepted alike;
-8. the scenario's item is not offered here: the application catalogue (应用目录) for the
+9. the scenario's item is not offered here: the application catalogue (应用目录) for the
    *terminal's* region (``[sync] region``), never the card's; a stale or missing catalogue
    follows the degraded policy too;
 
-then the scenario's own rules (transit fare and concessions, gate anti-passback and capacity,
-hotel room number). A national e-card code the platform cannot decode now is deferred on the
-checks that need no card (:meth:`Pipeline.decide_deferred`) and its decision completed when
-the platform confirms it (:meth:`Pipeline.complete_deferred`). A card that answers with a lock
-or a wrong PIN cannot be read further, so those arrive as errors of the read and are decided
-before the checks on its data.
+then the scenario's own rules (:mod:`terminal.scenario_rules`: transit fare and concessions,
+gate capacity, anti-passback and concessions, the hotel's and the hospital's records, the
+service hall's identity for the clerk, the meal point's subsidy category and daily limit). A
+national e-card code the platform cannot decode now is deferred on the checks that need no card
+(:meth:`Pipeline.decide_deferred`) and its decision completed when the platform confirms it
+(:meth:`Pipeline.complete_deferred`). A card that answers with a lock or a wrong PIN cannot be
+read further, so those arrive as errors of the read and are decided before the checks on its
+data.
 
 Every decision is appended to the journal (durably, fsync) before any indicator fires, with
-its flags (``stale_list:deny_list`` …). Personal fields are journaled (encrypted) only for
-accepted decisions, and only the profile's fields; every read of them leaves an access-audit
-row with the field names. docs/policy.md explains each policy with its article.
+its flags (``stale_list:deny_list`` …) and, for an accept, the day counters it raises (a gate's
+entries, a holder's meals). Personal fields are journaled (encrypted) only for accepted
+decisions, and only the profile's fields; every read of them leaves an access-audit row with
+the field names (and the SSN where it was read only to derive a birth date the card leaves
+``FF``) and the purpose (the service-hall's service). docs/policy.md explains each policy with
+its article.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from apdu.errors import (
     ApplicationLocked,
@@ -68,6 +75,17 @@ from terminal.list_policy import (
 )
 from terminal.profiles import Profile, Scenario, region_matches
 from terminal.reasons import DEFAULT_HOTLINES, DENY_REASONS, TEXTS, Reason, indication
+from terminal.scenario_rules import Ruling, ScenarioRules, load_card_hashes
+
+__all__ = [
+    "ACCEPT",
+    "ATTENTION",
+    "DEFERRED",
+    "Decision",
+    "Pipeline",
+    "load_card_hashes",
+    "refuse",
+]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +168,12 @@ def _outcome(reason: Reason) -> str:
 
 
 def refuse(reason: Reason, **detail: Any) -> Decision:
+    """A decision for a reason, its outcome from the reason's signal (an accept for
+    ``Reason.OK``, "try again" for a wrong PIN, a refusal for the rest).
+
+    :param reason: the reason code
+    :param detail: the facts behind it (never personal data)
+    """
     return Decision(_outcome(reason), reason, detail)
 
 
@@ -171,28 +195,6 @@ def _journal_outcome(decision: Decision) -> str:
     if decision.reason == Reason.QR_DEFERRED:
         return DEFERRED
     return ACCEPT if decision.accepted else REFUSE
-
-
-def load_card_hashes(path: str | Path) -> frozenset[str]:
-    """Read a list of card hashes (one 64-hex hash per line, ``#`` comments).
-
-    :param path: the file
-    :raises SscardError: unreadable, or a line that is not a hash (named by number)
-    """
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise SscardError(f"cannot read card-hash list {path}: {exc.strerror}") from exc
-    hashes = set()
-    for number, raw in enumerate(lines, 1):
-        line = raw.split("#", 1)[0].strip().lower()
-        if not line:
-            continue
-        if not re.fullmatch(r"[0-9a-f]{64}", line):
-            raise SscardError(f"{path}:{number}: not a 64-hex card hash")
-        hashes.add(line)
-    return frozenset(hashes)
 
 
 class Pipeline:
@@ -241,13 +243,7 @@ class Pipeline:
         self.region = region
         self.online = online
         self.watch = ListWatch(profile.name)
-        self.disabled: frozenset[str] = frozenset()
-        rules = profile.transit
-        if rules is not None and rules.disabled_list:
-            path = Path(rules.disabled_list)
-            if not path.is_absolute() and profile_dir is not None:
-                path = profile_dir / path
-            self.disabled = load_card_hashes(path)
+        self.rules = ScenarioRules(profile, store, profile_dir)
         #: what the operator must hear at start (lists never provisioned, …), also logged
         self.warnings = startup_warnings(
             store, profile, self._now(), region=region, online=online is not None
@@ -333,7 +329,7 @@ class Pipeline:
         return None
 
     def _check_service(self, facts: CardFacts, tap: _Tap) -> Decision | None:
-        """Checks 6–8 on the service: category, issuing region (only where a rule restricts
+        """Checks 7–9 on the service: category, issuing region (only where a rule restricts
         it), the catalogue item offered at this terminal's region."""
         return self._check_card_kind(facts) or self._check_catalogue(tap)
 
@@ -384,6 +380,7 @@ class Pipeline:
         card_hash: str,
         *,
         room: str | None = None,
+        service: str | None = None,
         flags: tuple[str, ...] = (),
     ) -> Decision:
         """Every check and the scenario's rules on facts already read (no PIN step).
@@ -391,29 +388,30 @@ class Pipeline:
         :param facts: what the card gave, personal fields included
         :param card_hash: the keyed hash of the card's canonical identifier
         :param room: the hotel room number from the desk
+        :param service: the service a service-hall clerk named (the hall's first for ``None``)
         :param flags: flags the caller's own steps raised (``stale_list:trust_list``)
         """
         tap = self._begin()
         tap.flags.update(flags)
         return tap.finish(
             self._check_card(facts, card_hash, tap)
+            or _decision(self.rules.check_request(room, service))
             or self._check_service(facts, tap)
-            or self._scenario_rules(facts, card_hash, tap.now, room)
+            or self._scenario_rules(facts, card_hash, tap.now, room, service)
         )
 
     def decide_deferred(self) -> Decision:
         """Decide a national e-card code the platform cannot decode now, for a profile that
         defers (docs/qr-format.md §14.3): what can be checked without the card — the catalogue
-        item offered here, and a gate's daily capacity — now; the card itself (deny list,
-        expiry, category) when the platform confirms the code at the next sync.
+        item offered here, and a gate's daily capacity — now (an accepted deferral raises the
+        gate's entries like any entry, :meth:`record`); the card itself (deny list, expiry,
+        category) when the platform confirms the code at the next sync.
 
         :returns: ``qr_deferred`` (accepted), or the refusal; not yet journaled
         :raises StoreError: the store failed
         """
         tap = self._begin()
-        refused = self._check_catalogue(tap)
-        if refused is None and self.profile.scenario == Scenario.GATE:
-            refused = self._gate_capacity(tap.now)
+        refused = self._check_catalogue(tap) or _decision(self.rules.check_without_card(tap.now))
         return tap.finish(
             refused or Decision(ACCEPT, Reason.QR_DEFERRED, {"credential": "national"})
         )
@@ -433,97 +431,43 @@ class Pipeline:
         refused = self._check_card_kind(facts)
         if refused is not None:
             return refused
-        if self.profile.scenario == Scenario.TRANSIT:
-            day = dt.datetime.fromtimestamp(scanned_at).astimezone().date()
-            return self._transit(facts, card_hash, day)
+        if self.profile.scenario == Scenario.TRANSIT:  # the fare: no counter, no side effect
+            scanned = dt.datetime.fromtimestamp(scanned_at).astimezone()
+            return _decision(self.rules.decide(facts, card_hash, scanned))
         return Decision(ACCEPT, Reason.OK, {})
 
     def _scenario_rules(
-        self, facts: CardFacts, card_hash: str, now: dt.datetime, room: str | None
+        self,
+        facts: CardFacts,
+        card_hash: str,
+        now: dt.datetime,
+        room: str | None,
+        service: str | None,
     ) -> Decision:
-        profile = self.profile
-        if profile.scenario == Scenario.TRANSIT:
-            return self._transit(facts, card_hash, now.date())
-        if profile.scenario == Scenario.GATE:
-            return self._gate(card_hash, now)
-        if profile.scenario == Scenario.HOTEL:
-            rules = profile.hotel
-            assert rules is not None  # the schema guarantees it
-            if room is None or not re.fullmatch(rules.room_pattern, room):
-                return refuse(Reason.BAD_REQUEST, problem="room number missing or malformed")
-            record = {"room": room, "region_code": facts.region_code, **facts.personal}
-            return Decision(ACCEPT, Reason.OK, {"room": room}, record)
-        record = {"region_code": facts.region_code, **facts.personal}
-        return Decision(ACCEPT, Reason.OK, {}, record)
-
-    def _transit(self, facts: CardFacts, card_hash: str, today: dt.date) -> Decision:
-        """The fare: the lowest of the concessions that apply, the first listed on a tie.
-
-        Concessions come from card data only (the disabled-holder list, 卡类别, age) and from
-        the profile's explicit issuing-region rules; none of them ever refuses a card.
-        """
-        rules = self.profile.transit
-        assert rules is not None  # the schema guarantees it
-        options: list[tuple[int, str, str | None]] = []
-        if card_hash in self.disabled:
-            options.append((0, "disabled", None))
-        if facts.category in rules.free_categories:
-            options.append((0, "elderly_category", None))
-        age = _age(facts.birth_date, today)
-        if rules.concession_age is not None and age is not None and age >= rules.concession_age:
-            options.append((0, "age", None))
-        for local in rules.region_concessions:
-            if local.applies(facts.region_code, facts.category):
-                options.append((local.fare_fen, local.name, local.rule))
-        if facts.category in rules.reduced_categories:
-            options.append((rules.reduced_fare_fen or 0, "reduced_category", None))
-        fare, concession, rule = min(
-            options, key=lambda option: option[0], default=(rules.fare_fen, None, None)
-        )
-        detail: dict[str, Any] = {"fare_fen": fare, "concession": concession}
-        if rule is not None:
-            detail["concession_rule"] = rule
-        return Decision(ACCEPT, Reason.OK, detail)
-
-    def _gate(self, card_hash: str, now: dt.datetime) -> Decision:
-        rules = self.profile.gate
-        assert rules is not None  # the schema guarantees it
-        full = self._gate_capacity(now)
-        if full is not None:
-            return full
-        if rules.anti_passback_s:
-            key = f"gate:{self.profile.name}:{card_hash}"
-            if not self.store.replay.check_and_add(key, rules.anti_passback_s):
-                return refuse(Reason.ANTI_PASSBACK, window_s=rules.anti_passback_s)
-        return Decision(ACCEPT, Reason.OK, {})
-
-    def _gate_capacity(self, now: dt.datetime) -> Decision | None:
-        """A gate's daily capacity: today's entries, deferred e-card codes included (they
-        entered), a sync's follow-up rows not (they are no entry)."""
-        rules = self.profile.gate
-        assert rules is not None  # the schema guarantees it
-        if not rules.daily_capacity:
-            return None
-        midnight = dt.datetime.combine(now.date(), dt.time(), now.tzinfo).timestamp()
-        entered = sum(
-            self.store.journal.count(
-                scenario=self.profile.name, outcome=outcome, since=midnight, taps_only=True
-            )
-            for outcome in (ACCEPT, DEFERRED)
-        )
-        if entered >= rules.daily_capacity:
-            return refuse(Reason.CAPACITY_FULL, capacity=rules.daily_capacity)
-        return None
+        return _decision(self.rules.decide(facts, card_hash, now, room=room, service=service))
 
     # -- journal and signal ----------------------------------------------------------------
 
-    def record(self, decision: Decision, facts: CardFacts | None, card_hash: str) -> Decision:
+    def record(
+        self,
+        decision: Decision,
+        facts: CardFacts | None,
+        card_hash: str,
+        *,
+        service: str | None = None,
+    ) -> Decision:
         """Journal a decision (durably), audit personal data, then signal it.
 
+        An accepted decision raises its day counters in the journal row's transaction (a gate's
+        entries, a holder's meals). Without facts and with an empty ``card_hash`` this
+        journals a decision no card was read for (docs/integrators.md).
+
         :param decision: the decision
-        :param facts: what was read, if the read got that far
-        :param card_hash: the credential token (empty when the card could not be read)
+        :param facts: what was read, if the read got that far; ``None`` for none
+        :param card_hash: the credential token (empty when no credential was read)
+        :param service: the service a service-hall clerk named, for the access audit
         :returns: the decision with its journal sequence
+        :raises StoreError: the journal could not be written (nothing is signalled then)
         """
         personal = dict(facts.personal) if facts is not None and decision.accepted else {}
         if facts is not None and facts.personal:
@@ -531,10 +475,9 @@ class Pipeline:
                 who=f"scenario:{self.profile.name}",
                 terminal_id=self.terminal_id,
                 scenario=self.profile.name,
-                fields=sorted(facts.personal),
-                purpose=f"{self.profile.scenario} decision",
+                fields=sorted({*facts.personal, *facts.derived_from}),
+                purpose=self.rules.audit_purpose(service),
             )
-        amount = decision.detail.get("fare_fen") if decision.accepted else None
         row = self.store.journal.append(
             JournalEntry(
                 scenario=self.profile.name,
@@ -542,11 +485,12 @@ class Pipeline:
                 credential_token=card_hash,
                 outcome=_journal_outcome(decision),
                 reason_code=str(decision.reason),
-                amount=amount,
+                amount=_amount(decision),
                 personal=personal,
                 terminal_id=self.terminal_id,
                 flags=decision.flags,
-            )
+            ),
+            counts=self.rules.counts(decision.accepted, card_hash),
         )
         done = replace(decision, seq=row.seq, hotlines=self.hotlines)
         masked = mask_card_number(facts.card_number) if facts and facts.card_number else "-"
@@ -583,13 +527,19 @@ class Pipeline:
         return self.store.card_hash(canonical_card_id(facts.region_code, facts.card_number))
 
     def process(
-        self, read: ScenarioRead, *, pin: str | None = None, room: str | None = None
+        self,
+        read: ScenarioRead,
+        *,
+        pin: str | None = None,
+        room: str | None = None,
+        service: str | None = None,
     ) -> Decision:
         """One whole tap: read, decide in the order of the module docstring, journal, signal.
 
         :param read: the card side of the tap
-        :param pin: the holder's PIN, for profiles with ``pin = true``
+        :param pin: the holder's PIN, for profiles with ``pin = true`` and services that need it
         :param room: the hotel room number
+        :param service: the service a service-hall clerk named (the hall's first for ``None``)
         """
         try:
             facts = read.base()
@@ -600,8 +550,10 @@ class Pipeline:
         except SscardError as exc:
             return self.record(self.decide_error(exc), facts, "")
         tap = self._begin()
-        decision = self._check_card(facts, card_hash, tap)
-        if decision is None and self.profile.pin:
+        decision = self._check_card(facts, card_hash, tap) or _decision(
+            self.rules.check_request(room, service)
+        )
+        if decision is None and self.rules.needs_pin(service):
             try:
                 read.verify_pin(pin)
             except SscardError as exc:
@@ -611,12 +563,47 @@ class Pipeline:
             try:
                 facts = read.personal(facts)
             except SscardError as exc:
-                return self.record(tap.finish(self.decide_error(exc)), facts, card_hash)
-            decision = self._scenario_rules(facts, card_hash, tap.now, room)
-        return self.record(tap.finish(decision), facts, card_hash)
+                failed = tap.finish(self.decide_error(exc))
+                return self.record(failed, facts, card_hash, service=service)
+            decision = self._scenario_rules(facts, card_hash, tap.now, room, service)
+        return self.record(tap.finish(decision), facts, card_hash, service=service)
+
+    def record_without_card(
+        self, reason: Reason, *, flags: tuple[str, ...] = (), **detail: Any
+    ) -> Decision:
+        """Journal and signal a decision no card or code was read for: an integrator's test of
+        the journal, the upload or the indicators (docs/integrators.md). The row has no
+        credential token and no personal field; an accept still raises the scenario's day
+        counters that need no card (a gate's entries).
+
+        :param reason: the decision's reason (``Reason.OK`` for an accept)
+        :param flags: the journal flags to record with it
+        :param detail: the decision's detail (never personal data)
+        :raises StoreError: the journal could not be written
+        :raises JournalError: a malformed flag
+        """
+        return self.record(replace(refuse(reason, **detail), flags=tuple(sorted(flags))), None, "")
 
 
-def _age(birth: dt.date | None, today: dt.date) -> int | None:
-    if birth is None:
+#: where a decision's amount in fen is, by scenario: the fare, the ticket
+AMOUNT_KEYS = ("fare_fen", "ticket_fen")
+
+
+def _amount(decision: Decision) -> int | None:
+    """The amount journaled with an accepted decision: its fare or ticket, if any."""
+    if not decision.accepted:
         return None
-    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+    return next((decision.detail[k] for k in AMOUNT_KEYS if k in decision.detail), None)
+
+
+@overload
+def _decision(ruling: Ruling) -> Decision: ...
+@overload
+def _decision(ruling: None) -> None: ...
+@overload
+def _decision(ruling: Ruling | None) -> Decision | None: ...
+def _decision(ruling: Ruling | None) -> Decision | None:
+    """A scenario rule's ruling as a decision (its outcome from the reason's signal)."""
+    if ruling is None:
+        return None
+    return Decision(_outcome(ruling.reason), ruling.reason, ruling.detail, ruling.record)

@@ -1,5 +1,6 @@
-"""Scenario profiles: what a terminal at a bus door, a library gate, a hotel desk or a hospital
-kiosk may read, store and decide (files under ``config/profiles/``, schema checked here).
+"""Scenario profiles: what a terminal at a bus door, a coach or ferry gangway, a library or
+museum gate, a hotel desk, a hospital kiosk, a social-insurance window or an elderly meal point
+may read, store and decide (files under ``config/profiles/``, schema checked here).
 
 A profile declares its personal-field set. The pipeline reads only those items from the card,
 stores only those (encrypted) in the journal, and nothing else reaches a log. The schema is
@@ -8,11 +9,11 @@ file and the key.
 
 A profile also declares its operating policy (docs/policy.md): what the terminal does when a
 list is stale or missing (``[degraded]``: accept and flag, ask the platform, or refuse — per
-list; by default transit and gates accept, hotels and hospitals ask online, then accept), an
-optional restriction of the issuing regions it serves, which must name the rule it rests on
-(``[regions]``; by default cards of every region are accepted alike), and, for transit,
-concessions that depend on where a card was issued (``[[transit.region_concessions]]``: a fare
-rule, never a refusal).
+list; by default transit, gates and meal points accept, hotels, hospitals and service halls ask
+online, then accept), an optional restriction of the issuing regions it serves, which must name
+the rule it rests on (``[regions]``; by default cards of every region are accepted alike), and,
+for transit, concessions that depend on where a card was issued
+(``[[transit.region_concessions]]``: a fare rule, never a refusal).
 
 Example (``config/profiles/transit.toml``)::
 
@@ -70,6 +71,9 @@ REGION = re.compile(r"[0-9]{2}|[0-9]{6}")
 RULE_MAX = 200
 #: the concessions computed from card data, by the names the journal and the host see
 CARD_CONCESSIONS = ("disabled", "elderly_category", "age", "reduced_category")
+#: services one window offers; meals one holder may take in a day
+MAX_SERVICES = 50
+MAX_DAILY_MEALS = 10
 #: deferred national codes a terminal may hold unacknowledged, unless the profile says
 DEFAULT_MAX_DEFERRED = 100
 MAX_DEFERRED_LIMIT = 100_000
@@ -82,10 +86,17 @@ class ProfileError(SscardError):
 class Scenario(StrEnum):
     """The kinds of service point (DESIGN.md), each with its own decision rules."""
 
-    TRANSIT = "transit"
+    TRANSIT = "transit"  # buses, metro, coaches and ferries alike (profiles coach, ferry)
     GATE = "gate"
     HOTEL = "hotel"
     HOSPITAL = "hospital"
+    SERVICE_HALL = "service-hall"
+    MEAL_POINT = "meal-point"
+
+    @property
+    def table(self) -> str:
+        """The profile's table of this scenario's rules (``[service_hall]``)."""
+        return self.value.replace("-", "_")
 
 
 def _no_control(value: str) -> str:
@@ -176,38 +187,57 @@ class RegionConcession(Table):
         )
 
 
-class TransitRules(Table):
-    """Fares and concessions, computed from card data only — never from residency.
+class ConcessionRules(Table):
+    """Concessions computed from card data only — never from residency: Hong Kong, Macao and
+    Taiwan residents, foreigners and mainland holders alike (guangdong-draft.txt §16). Shared by
+    transit fares and gate tickets; the lowest price wins, the first listed on a tie: the
+    disabled-holder list, ``free_categories``, the age, (transit) the region concessions,
+    ``reduced_categories``.
+
+    :param free_categories: 卡类别 codes that go free (``4`` 老年人: the 老年人优待证 holder)
+    :param reduced_categories: 卡类别 codes that pay the reduced price (``2`` 学生)
+    :param concession_age: holders this old or older go free; needs ``birth_date`` in the
+        profile's fields (an EF06 read)
+    :param disabled_list: a file of card hashes (one per line) of disabled holders (残疾人证),
+        who go free
+    """
+
+    free_categories: tuple[str, ...] = ()
+    reduced_categories: tuple[str, ...] = ()
+    concession_age: int | None = Field(default=None, ge=1, le=130)
+    disabled_list: PathText | None = None
+
+
+class TransitRules(ConcessionRules):
+    """Fares and concessions (:class:`ConcessionRules`) of a bus, metro, coach or ferry.
 
     :param fare_fen: the flat fare in fen (分)
-    :param free_categories: 卡类别 codes that ride free (``4`` 老年人)
-    :param reduced_categories: 卡类别 codes that pay ``reduced_fare_fen`` (``2`` 学生)
-    :param reduced_fare_fen: the reduced fare
-    :param concession_age: holders this old or older ride free; needs ``birth_date`` in the
-        profile's fields (an EF06 read)
-    :param disabled_list: a file of card hashes (one per line) of disabled holders, who ride free
+    :param reduced_fare_fen: the fare of ``reduced_categories``
     :param region_concessions: fares that depend on the card's issuing region, each naming its
         rule; a card of another region pays the ordinary fare (it is never refused)
     """
 
     fare_fen: int = Field(ge=0, le=100_000)
-    free_categories: tuple[str, ...] = ()
-    reduced_categories: tuple[str, ...] = ()
     reduced_fare_fen: int | None = Field(default=None, ge=0, le=100_000)
-    concession_age: int | None = Field(default=None, ge=1, le=130)
-    disabled_list: PathText | None = None
     region_concessions: tuple[RegionConcession, ...] = ()
 
 
-class GateRules(Table):
-    """Library, museum or scenic-site gates.
+class GateRules(ConcessionRules):
+    """Library, museum or scenic-site gates, with the concessions of 老年人优待证, 残疾人证 and
+    student holders (provincial-draft-2026.txt §11(五)(九); :class:`ConcessionRules`), shown on
+    every decision as ``concession``.
 
     :param anti_passback_s: the same card is refused at this gate for this long after an entry
     :param daily_capacity: entries accepted per day, ``0`` for no limit
+    :param ticket_fen: the entry price in fen; ``0`` for free entry (public libraries and
+        museums)
+    :param reduced_ticket_fen: the price of ``reduced_categories``
     """
 
     anti_passback_s: int = Field(default=0, ge=0, le=86_400)
     daily_capacity: int = Field(default=0, ge=0, le=MAX_DAILY_CAPACITY)
+    ticket_fen: int = Field(default=0, ge=0, le=1_000_000)
+    reduced_ticket_fen: int | None = Field(default=None, ge=0, le=1_000_000)
 
 
 class HotelRules(Table):
@@ -228,6 +258,80 @@ class HospitalRules(Table):
     pin_attempts_shown: int = Field(default=1, ge=0, le=3)
 
 
+class ServiceItem(Table):
+    """One service a government or social-insurance window offers.
+
+    :param code: the clerk names it (``sscard tap --service CODE``); journaled and audited
+    :param name: what the window calls it
+    :param pin: the holder enters the PIN for it
+    """
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: Text
+    pin: bool = False
+
+
+class ServiceHallRules(Table):
+    """A social-insurance, HR or government service window (guangdong-draft.txt §9, §11;
+    provincial-draft-2026.txt §11(一)(二)): the holder's identity for the clerk, the PIN where
+    the service needs it, and an audit row for every read naming the service.
+
+    :param services: what the window offers; the first is the one used when the clerk names
+        none
+    """
+
+    services: tuple[ServiceItem, ...] = Field(min_length=1, max_length=MAX_SERVICES)
+
+    def service(self, code: str | None) -> ServiceItem | None:
+        """The service of a code, the first one for ``None``; ``None`` for an unknown code.
+
+        :param code: the clerk's choice
+        :raises: nothing
+        """
+        if code is None:
+            return self.services[0]
+        return next((item for item in self.services if item.code == code), None)
+
+
+class SubsidyCategory(Table):
+    """A meal subsidy category: holders of an age or older, or holders on the disabled list.
+
+    :param name: the category's code, journaled and shown (``elderly_80``)
+    :param min_age: holders this old or older (the age from ``birth_date``)
+    :param disabled: holders on the meal point's disabled-holder list
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    min_age: int | None = Field(default=None, ge=1, le=130)
+    disabled: bool = False
+
+    @model_validator(mode="after")
+    def _one_criterion(self) -> SubsidyCategory:
+        if (self.min_age is None) == (not self.disabled):
+            raise ValueError(
+                f"subsidy category {self.name}: give either min_age or disabled = true"
+            )
+        return self
+
+
+class MealPointRules(Table):
+    """A 老年助餐点 (provincial-draft-2026.txt §11(七)): the holder's subsidy category and a daily
+    meal limit per holder, counted on the store's day counters (a synced journal never resets
+    it).
+
+    :param daily_limit: meals per holder per day
+    :param categories: the subsidy categories; the first listed that applies is the holder's
+    :param disabled_list: a file of card hashes (one per line) of disabled holders
+    :param serve_others: serve holders of no category too (``subsidy_category`` none); by
+        default they are refused ``meal_not_eligible``
+    """
+
+    daily_limit: int = Field(ge=1, le=MAX_DAILY_MEALS)
+    categories: tuple[SubsidyCategory, ...] = Field(min_length=1, max_length=16)
+    disabled_list: PathText | None = None
+    serve_others: bool = False
+
+
 class QrRules(Table):
     """Electronic-card QR codes at this service point.
 
@@ -236,7 +340,7 @@ class QrRules(Table):
     :param opaque_offline: a national (opaque) code while the platform is unreachable:
         ``refuse``, or ``defer`` (accept, journal as deferred, confirm with the platform at the
         next sync). By default transit and gates defer — the e-card has the same force as the
-        physical card (docs/policy.md §5) — and every other scenario refuses; a profile that
+        physical card (docs/policy.md §7) — and every other scenario refuses; a profile that
         reads personal fields cannot defer: a deferred code carries no identity
     :param max_deferred: with ``defer``, how many deferred codes the terminal may hold that
         the platform has not yet confirmed; beyond it a national code is refused
@@ -296,7 +400,7 @@ class DegradedPolicy(Table):
 
 #: the [qr] rules a profile gets by scenario unless it says otherwise, when it reads no personal
 #: field: a bus or a gate takes a national code it cannot check now and has it confirmed at the
-#: next sync, as it takes a physical card with a stale list (docs/policy.md §5)
+#: next sync, as it takes a physical card with a stale list (docs/policy.md §7)
 DEFAULT_QR: dict[str, dict[str, str]] = {
     "transit": {"opaque_offline": "defer"},
     "gate": {"opaque_offline": "defer"},
@@ -309,6 +413,8 @@ DEFAULT_DEGRADED: dict[str, dict[str, str]] = {
     "gate": {},
     "hotel": {"deny_list": "online", "catalogue": "online", "trust_list": "online"},
     "hospital": {"deny_list": "online", "catalogue": "online", "trust_list": "online"},
+    "service-hall": {"deny_list": "online", "catalogue": "online", "trust_list": "online"},
+    "meal-point": {},
 }
 
 
@@ -350,6 +456,9 @@ class Profile(Table):
         :data:`DEFAULT_DEGRADED`)
     :param regions: a restriction of the issuing regions served, naming its rule; ``None``
         (the default) serves every region
+    :param transit: the rules of a transit profile (bus, metro, coach, ferry); likewise
+        ``gate``, ``hotel``, ``hospital``, ``service_hall``, ``meal_point``: each profile has
+        the table of its scenario and no other
     """
 
     scenario: Scenario = Field(strict=False)  # a TOML string names the enum member
@@ -369,6 +478,8 @@ class Profile(Table):
     gate: GateRules | None = None
     hotel: HotelRules | None = None
     hospital: HospitalRules | None = None
+    service_hall: ServiceHallRules | None = None
+    meal_point: MealPointRules | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -400,15 +511,11 @@ class Profile(Table):
         strange = sorted(set(self.allowed_categories) - set(CATEGORY_NAMES))
         if strange:
             raise ValueError(f"allowed_categories {strange}: 卡类别 codes are 1-4")
-        rules = {
-            Scenario.TRANSIT: self.transit,
-            Scenario.GATE: self.gate,
-            Scenario.HOTEL: self.hotel,
-            Scenario.HOSPITAL: self.hospital,
-        }
-        if rules[self.scenario] is None:
-            raise ValueError(f"a {self.scenario} profile needs a [{self.scenario}] table")
-        others = [str(kind) for kind, table in rules.items() if kind != self.scenario and table]
+        if self.rules is None:
+            raise ValueError(f"a {self.scenario} profile needs a [{self.scenario.table}] table")
+        others = [
+            kind.table for kind in Scenario if kind != self.scenario and getattr(self, kind.table)
+        ]
         if others:
             raise ValueError(f"a {self.scenario} profile cannot have {others} tables")
         if self.medical_fields and not self.pin:
@@ -416,25 +523,57 @@ class Profile(Table):
         if self.fields and self.qr.opaque_offline == "defer":
             raise ValueError(
                 f'qr.opaque_offline = "defer" cannot serve a profile that reads {list(self.fields)}'
-                ": a deferred national code carries no identity (docs/policy.md §5)"
+                ": a deferred national code carries no identity (docs/policy.md §7)"
             )
-        if self.transit is not None:
-            self._check_transit(self.transit)
+        self._check_rules()
         if self.scenario == Scenario.HOTEL:
             missing = sorted({"name", "ssn", "sex", "ethnicity", "birth_date"} - set(self.fields))
             if missing:
                 raise ValueError(f"lodging registration needs the fields {missing}")
         return self
 
-    def _check_transit(self, rules: TransitRules) -> None:
+    def _check_rules(self) -> None:
+        """The scenario table's own consistency, and what it needs of the field set."""
+        if self.transit is not None:
+            self._check_concessions(self.transit, "transit", "reduced_fare_fen")
+            self._check_transit(self.transit)
+        if self.gate is not None:
+            self._check_concessions(self.gate, "gate", "reduced_ticket_fen")
+            reduced = self.gate.reduced_ticket_fen
+            if reduced is not None and reduced > self.gate.ticket_fen:
+                raise ValueError("gate.reduced_ticket_fen must not exceed gate.ticket_fen")
+        if self.service_hall is not None:
+            codes = [item.code for item in self.service_hall.services]
+            if len(set(codes)) != len(codes):
+                raise ValueError("service_hall.services names a service twice")
+        if self.meal_point is not None:
+            self._check_meal_point(self.meal_point)
+
+    def _check_concessions(self, rules: ConcessionRules, table: str, reduced: str) -> None:
         if rules.concession_age is not None and "birth_date" not in self.fields:
-            raise ValueError("transit.concession_age needs birth_date in fields (which reads EF06)")
-        if rules.reduced_categories and rules.reduced_fare_fen is None:
-            raise ValueError("transit.reduced_categories needs transit.reduced_fare_fen")
+            raise ValueError(
+                f"{table}.concession_age needs birth_date in fields (which reads EF06)"
+            )
+        if rules.reduced_categories and getattr(rules, reduced) is None:
+            raise ValueError(f"{table}.reduced_categories needs {table}.{reduced}")
         for name in ("free_categories", "reduced_categories"):
             strange = sorted(set(getattr(rules, name)) - set(CATEGORY_NAMES))
             if strange:
-                raise ValueError(f"transit.{name} {strange}: 卡类别 codes are 1-4")
+                raise ValueError(f"{table}.{name} {strange}: 卡类别 codes are 1-4")
+
+    def _check_meal_point(self, rules: MealPointRules) -> None:
+        names = [category.name for category in rules.categories]
+        if len(set(names)) != len(names):
+            raise ValueError("meal_point.categories names a category twice")
+        aged = [c.name for c in rules.categories if c.min_age is not None]
+        if aged and "birth_date" not in self.fields:
+            raise ValueError(
+                f"meal_point categories {aged} need birth_date in fields (which reads EF06)"
+            )
+        if any(c.disabled for c in rules.categories) and rules.disabled_list is None:
+            raise ValueError("a disabled subsidy category needs meal_point.disabled_list")
+
+    def _check_transit(self, rules: TransitRules) -> None:
         names = [c.name for c in rules.region_concessions]
         if len(set(names)) != len(names):
             raise ValueError("transit.region_concessions names a concession twice")
@@ -447,6 +586,17 @@ class Profile(Table):
                     f"region concession {concession.name}: fare_fen must be below the fare "
                     f"({rules.fare_fen})"
                 )
+
+    @property
+    def rules(self) -> Table | None:
+        """The table of this profile's scenario rules (``[transit]``, ``[meal_point]`` …)."""
+        table: Table | None = getattr(self, self.scenario.table)
+        return table
+
+    @property
+    def disabled_list(self) -> str | None:
+        """The disabled-holder list the scenario's rules name, if any."""
+        return getattr(self.rules, "disabled_list", None)
 
     @property
     def holder_fields(self) -> tuple[str, ...]:

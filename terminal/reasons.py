@@ -70,6 +70,8 @@ class Reason(StrEnum):
     LIST_STALE = "list_stale"
     ANTI_PASSBACK = "anti_passback"
     CAPACITY_FULL = "capacity_full"
+    MEAL_LIMIT_REACHED = "meal_limit_reached"
+    MEAL_NOT_ELIGIBLE = "meal_not_eligible"
     BAD_REQUEST = "bad_request"
     CARD_UNREADABLE = "card_unreadable"
     CARD_REMOVED = "card_removed"
@@ -259,6 +261,20 @@ TEXTS: dict[Reason, ReasonText] = {
         "今日名额已满，请改日再来",
         "Today's capacity is reached: please come another day",
         NextStep.COME_ANOTHER_DAY,
+    ),
+    Reason.MEAL_LIMIT_REACHED: ReasonText(
+        _R,
+        "今日助餐次数已用完，请改日再来",
+        "Today's meals are used up: please come another day",
+        NextStep.COME_ANOTHER_DAY,
+    ),
+    Reason.MEAL_NOT_ELIGIBLE: ReasonText(
+        _R,
+        "不符合助餐条件，请到人工窗口",
+        "Not eligible for meal service: please see staff",
+        _STAFF,
+        "助餐服务对象由当地民政部门确定，请到社区服务中心咨询",
+        "Who is served is set by the local civil affairs office: ask at the community centre",
     ),
     Reason.BAD_REQUEST: ReasonText(
         _R, "输入信息有误，请重新输入", "Invalid input: enter it again", NextStep.ENTER_AGAIN

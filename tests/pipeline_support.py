@@ -37,6 +37,7 @@ CARDS = {  # persona → (region code, card number)
     "v3-sm4": ("330100", "E55120706"),
     "jiangxi-nanchang": ("360100", "J36007413"),
     "hunan-changsha": ("430100", "K43005827"),
+    "absent-fields": ("440300", "C77104526"),
 }
 
 
@@ -87,6 +88,7 @@ class World:
         module: bool = True,
         pin: str | None = None,
         room: str | None = None,
+        service: str | None = None,
         **behaviour: object,
     ) -> tuple[Decision, VirtualSscCard]:
         if isinstance(profile, str):
@@ -94,7 +96,8 @@ class World:
         card = persona if isinstance(persona, VirtualSscCard) else make_card(persona, **behaviour)
         sam = SoftSam(load_test_roots(), Settings()) if module else None
         read = ScenarioRead(t0_chain(VirtualConnection(card)), card.historical, profile, sam)
-        return self.pipeline(profile).process(read, pin=pin, room=room), card
+        decision = self.pipeline(profile).process(read, pin=pin, room=room, service=service)
+        return decision, card
 
 
 @pytest.fixture

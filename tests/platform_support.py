@@ -233,6 +233,18 @@ class LivePlatform:
         self.server = PlatformServer(app, "127.0.0.1", 0)
         self.url = self.server.start()
 
+    def restart(self) -> str:
+        """Stop serving and serve the same database and keys again from a new application,
+        as a restarted process would (nothing kept in memory); the new URL.
+        """
+        self.server.stop()
+        app = create_app(self.db, self.keys_dir, clock=self.clock)
+        self.server = PlatformServer(app, "127.0.0.1", 0)
+        self.url = self.server.start()
+        for client in self.clients:
+            client.url = self.url.rstrip("/")
+        return self.url
+
     def client(self, terminal_id: str = "T1") -> SignedClient:
         """A signed client for a registered terminal.
 

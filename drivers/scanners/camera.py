@@ -64,7 +64,7 @@ class CameraScanner(Scanner):
         dedup_s: float = DEDUP_S,
         realtime: bool = True,
     ) -> None:
-        if isinstance(source, str) and source.isdigit():
+        if isinstance(source, str) and source.isascii() and source.isdigit():
             source = int(source)  # "0" from a command line is the camera, not a file named 0
         super().__init__(f"camera:{source}", dedup_s=dedup_s)
         load_decoder(decoder)  # fail now on a missing library, not on the first frame

@@ -203,4 +203,8 @@ class VirtualGate(VirtualSerialDevice):
 
 
 def _ms(text: str, low: int, high: int) -> int | None:
-    return int(text) if text.isdigit() and low <= int(text) <= high else None
+    # ASCII digits only: "²" passes isdigit() and int() refuses it; a 5000-digit text too
+    if not (0 < len(text) <= len(str(high)) and text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if low <= value <= high else None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import importlib.metadata
-import json
 import logging
 import threading
 import time
@@ -27,14 +26,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from sync.auth import AuthError
+from sync.auth import AuthError, NonceLimit
 from sync.platform import cards, deferred, journal
 from sync.platform.ecard import DecodeRefused, DecodeRequest
-from sync.platform.errors import Busy, InvalidInput, PlatformError
+from sync.platform.errors import Busy, PlatformError
 from sync.platform.keys import PlatformKeys
 from sync.platform.problems import ProblemError, problem, status_of
 from sync.platform.service import Clock, Platform
 from sync.platform.terminals import HeartbeatReport
+from sync.wire import MalformedBody, ascii_uint, load_json, quote
 
 __all__ = ["MAX_BODY_BYTES", "MAX_CONCURRENT_BATCHES", "create_app"]
 
@@ -45,6 +45,7 @@ MAX_CONCURRENT_BATCHES = 4  # more batches at once are answered 503 + Retry-Afte
 DRAIN_FACTOR = 4  # an oversized body is read and dropped up to this many times the limit
 RETRY_AFTER_S = 1
 INT64_MAX = 2**63 - 1
+INT64_DIGITS = 19
 JSON_TYPE = "application/json"
 NDJSON_TYPE = "application/x-ndjson"
 CBOR_TYPE = "application/cbor"
@@ -52,6 +53,8 @@ H_DENY_SIGNATURE = "X-Sscard-Deny-Signature"
 H_DENY_VERSION = "X-Sscard-Deny-Version"
 H_DENY_KIND = "X-Sscard-Deny-Kind"
 H_TRUST_VERSION = "X-Sscard-Trust-Version"
+TERMINAL_SHOWN = 40  # characters of the terminal header in a log line (an id has at most 32)
+FRAMES_LIMIT = 2000
 CODES_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 
@@ -346,9 +349,12 @@ async def _raw(request: Request, limit: int) -> RawRequest:
     """Read the whole body, refusing one over ``limit`` (413) after draining a bounded amount
     of it, so the client reads the answer instead of a reset connection."""
     declared = request.headers.get("content-length")
-    if declared is not None and not declared.isdigit():
+    length = None if declared is None else ascii_uint(declared, INT64_DIGITS)
+    if declared is not None and length is None:
+        if declared.isascii() and declared.isdigit():  # more digits than any int64
+            raise ProblemError(413, "too_large", f"the body is over {limit} bytes")
         raise ProblemError(400, "bad_request", "Content-Length is not a number")
-    if declared is not None and int(declared) > DRAIN_FACTOR * limit:
+    if length is not None and length > DRAIN_FACTOR * limit:
         raise ProblemError(413, "too_large", f"the body is over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
@@ -374,14 +380,7 @@ def _json_body(raw: RawRequest) -> None:
 
 
 def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"the body is not UTF-8 JSON: {exc}", "bad_json") from None
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+    return load_json(body, max_bytes=MAX_BODY_BYTES)
 
 
 def _query(raw: RawRequest, allowed: set[str]) -> dict[str, str]:
@@ -408,9 +407,10 @@ def _version_query(raw: RawRequest) -> int | None:
     value = _query(raw, {"since"}).get("since")
     if value is None:
         return None
-    if not value.isascii() or not value.isdigit() or int(value) > INT64_MAX:
+    since = ascii_uint(value, INT64_DIGITS)
+    if since is None or since > INT64_MAX:
         raise ProblemError(400, "invalid_query", "since must be a non-negative integer")
-    return int(value)
+    return since
 
 
 def _handlers(app: FastAPI) -> None:
@@ -420,8 +420,18 @@ def _handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AuthError)
     async def on_auth(request: Request, exc: AuthError) -> Response:
-        log.info("event=request_refused path=%s code=%s", request.url.path, exc.failure)
+        log.info("event=request_refused path=%s code=%s", quote(request.url.path), exc.failure)
         return problem(401, str(exc.failure), str(exc))
+
+    @app.exception_handler(MalformedBody)
+    async def on_malformed(request: Request, exc: MalformedBody) -> Response:
+        return problem(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(NonceLimit)
+    async def on_nonce_limit(request: Request, exc: NonceLimit) -> Response:
+        status, code = (503, "busy") if exc.whole else (429, "rate_limited")
+        log.warning("event=request_limited path=%s code=%s", quote(request.url.path), code)
+        return problem(status, code, str(exc), {"Retry-After": str(exc.retry_after_s)})
 
     @app.exception_handler(PlatformError)
     async def on_platform(request: Request, exc: PlatformError) -> Response:
@@ -447,7 +457,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class _AccessLog:
-    """One log line per request: method, path, status, time (never a body or a query value)."""
+    """One log line per request: method, path, status, time and the terminal header (never a
+    body or a query value); every value from the request goes through :func:`sync.wire.quote`,
+    so a ``%0a`` in a path or an ESC in a header cannot forge a line or reach a terminal."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
@@ -473,9 +485,9 @@ class _AccessLog:
             frames = "".join(traceback.format_tb(exc.__traceback__)[-3:]).replace("\n", " | ")
             log.error(
                 "event=internal_error path=%s error=%s frames=%s",
-                scope["path"],
+                quote(scope["path"]),
                 type(exc).__name__,
-                frames,
+                quote(frames, FRAMES_LIMIT),
             )
             if status == 0:
                 answer = problem(500, "internal_error", "the platform could not answer")
@@ -483,8 +495,8 @@ class _AccessLog:
         finally:
             log.info(
                 "event=http_request method=%s path=%s status=%d ms=%.1f terminal=%s",
-                scope["method"],
-                scope["path"],
+                quote(scope["method"]),
+                quote(scope["path"]),
                 status,
                 (time.perf_counter() - started) * 1000,
                 _terminal_header(scope),
@@ -494,6 +506,5 @@ class _AccessLog:
 def _terminal_header(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == b"x-sscard-terminal":
-            text: str = value.decode("latin-1")[:32]
-            return text
+            return quote(value, TERMINAL_SHOWN)
     return "-"

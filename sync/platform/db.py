@@ -51,6 +51,8 @@ __all__ = [
     "deny_entry",
     "deny_version",
     "ecard_code",
+    "fast_commit",
+    "fast_commit_engine",
     "iso_utc",
     "journal",
     "journal_state",
@@ -59,6 +61,7 @@ __all__ = [
     "open_engine",
     "qr_key",
     "read_meta",
+    "request_nonce",
     "terminal",
     "terminal_key",
     "transaction",
@@ -68,12 +71,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: request_nonce
 BUSY_TIMEOUT_S = 5  # then 503 + Retry-After, well inside a client's request timeout
 SQLITE_FILE_MODE = 0o600
 READONLY = "sscard_readonly"  # execution option: open the transaction with a deferred BEGIN
 TERMINAL_ID_LEN = 32
 HASH_LEN = 64
+NONCE_LEN = 32
 
 metadata = MetaData()
 
@@ -215,6 +219,21 @@ ecard_code = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+# the request nonces whose timestamps are still accepted (docs/sync.md §2): a restart, or
+# another process serving the same database, still refuses their replays
+request_nonce = Table(
+    "request_nonce",
+    metadata,
+    Column("terminal_id", String(TERMINAL_ID_LEN), primary_key=True),
+    Column("nonce", String(NONCE_LEN), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),  # the last second it is accepted
+    sqlite_with_rowid=False,
+)
+Index("request_nonce_expiry", request_nonce.c.expires_at)
+
+# the tables each schema version added, created when an older database is opened
+MIGRATIONS: dict[int, tuple[Table, ...]] = {2: (request_nonce,)}
+
 # meta keys
 META_SCHEMA = "schema_version"
 META_DENY_VERSION = "deny.version"  # also the row writers of the deny list lock
@@ -241,7 +260,7 @@ def open_engine(url: str, now: float | None = None) -> Engine:
         raise PlatformConfigError(f"not a database URL: {exc}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        engine = _sqlite_engine(parsed.database)
+        engine = _sqlite_engine(_sqlite_file(parsed.database))
     elif backend == "postgresql":
         try:
             engine = create_engine(parsed, pool_pre_ping=True)
@@ -264,16 +283,24 @@ def open_engine(url: str, now: float | None = None) -> Engine:
     return engine
 
 
-def _sqlite_engine(database: str | None) -> Engine:
+def _sqlite_file(database: str | None) -> Path:
+    """The database file, created 0600 before SQLite opens it (-wal/-shm inherit the mode).
+
+    Only before any connection: closing a descriptor of the file drops every POSIX lock this
+    process holds on it, which the connections of an engine already open would rely on.
+    """
     if not database or database == ":memory:" or database.startswith("file:"):
         raise PlatformConfigError("the SQLite database must be a file (sqlite:///path/platform.db)")
     path = Path(database)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # created 0600 before SQLite opens it; -wal/-shm inherit the mode from the database
         os.close(os.open(path, os.O_RDWR | os.O_CREAT, SQLITE_FILE_MODE))
     except OSError as exc:
         raise PlatformConfigError(f"cannot create {path}: {exc.strerror}") from exc
+    return path
+
+
+def _sqlite_engine(path: Path, synchronous: str = "FULL") -> Engine:
     engine = create_engine(
         f"sqlite:///{path}",
         connect_args={"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
@@ -285,7 +312,8 @@ def _sqlite_engine(database: str | None) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = FULL")  # a committed batch survives a power cut
+        # FULL: a committed batch survives a power cut (NORMAL: a crash of the process only)
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
         cursor.close()
@@ -299,12 +327,41 @@ def _sqlite_engine(database: str | None) -> Engine:
     return engine
 
 
+def fast_commit_engine(engine: Engine) -> Engine:
+    """An engine on the same database whose commits do not wait for the disk, for rows that
+    matter for minutes only (request nonces): they survive a restart or a crash of the
+    platform's process, not necessarily a power cut of its machine.
+
+    SQLite: a second engine with ``synchronous = NORMAL`` (in WAL mode the commit is written,
+    and synced with the next ``FULL`` commit or checkpoint); PostgreSQL: the same engine, the
+    transaction setting ``synchronous_commit`` off (see :func:`fast_commit`).
+
+    :param engine: the platform's engine (:func:`open_engine`)
+    :raises: nothing
+    """
+    if engine.dialect.name != "sqlite" or not engine.url.database:
+        return engine
+    # the file exists (open_engine made it): never opened and closed here, see _sqlite_file
+    return _sqlite_engine(Path(engine.url.database), "NORMAL")
+
+
+def fast_commit(conn: Connection) -> None:
+    """Let this transaction commit without waiting for the disk (PostgreSQL; on SQLite the
+    engine of :func:`fast_commit_engine` does it).
+
+    :param conn: a connection in a transaction
+    :raises: nothing beyond the database's own errors
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+
+
 def _prepare(engine: Engine, now: float) -> None:
     """Create the schema in a fresh database; refuse one of a newer schema."""
     with engine.begin() as conn:
         if engine.dialect.has_table(conn, "meta"):
             found = conn.execute(select(meta.c.value).where(meta.c.key == META_SCHEMA)).scalar()
-            version = int(found) if found is not None and found.isdigit() else 0
+            version = int(found) if found is not None and found.isascii() and found.isdigit() else 0
             if version > SCHEMA_VERSION:
                 raise PlatformConfigError(
                     f"the database has schema version {version}: written by a newer sscard "
@@ -312,6 +369,8 @@ def _prepare(engine: Engine, now: float) -> None:
                 )
             if version < 1:
                 raise PlatformConfigError("the database has a meta table but no schema version")
+            if version < SCHEMA_VERSION:
+                _migrate(conn, version)
             return
         tables = engine.dialect.get_table_names(conn)
         if tables:
@@ -332,6 +391,14 @@ def _prepare(engine: Engine, now: float) -> None:
             insert(deny_version).values(version=1, created=iso_utc(now), listed=0, changes=0)
         )
     log.info("event=platform_schema_created version=%d", SCHEMA_VERSION)
+
+
+def _migrate(conn: Connection, version: int) -> None:
+    """Bring a database of an older schema version up to :data:`SCHEMA_VERSION`."""
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        metadata.create_all(conn, tables=list(MIGRATIONS.get(target, ())))
+        conn.execute(update(meta).where(meta.c.key == META_SCHEMA).values(value=str(target)))
+        log.info("event=platform_schema_migrated version=%d", target)
 
 
 def iso_utc(now: float) -> str:

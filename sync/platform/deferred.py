@@ -39,6 +39,7 @@ from sync.platform.db import ecard_code, journal
 from sync.platform.errors import InvalidInput, NotFound
 from sync.platform.keys import PlatformKeys
 from sync.platform.terminals import TerminalInfo
+from sync.wire import quote
 
 __all__ = ["DeferredCode", "confirm", "deferred_codes", "parse_request"]
 
@@ -92,7 +93,7 @@ def confirm(
     verdict = _judge(conn, keys, signer, request, scenario=row.scenario, scanned=scanned)
     log.info(
         "event=ecard_deferred_judged terminal=%s seq=%d valid=%s reason=%s",
-        signer.terminal_id,
+        quote(signer.terminal_id),
         request.seq,
         "yes" if verdict.valid else "no",
         verdict.reason or "-",

@@ -32,6 +32,7 @@ from sync.platform.db import ecard_code
 from sync.platform.errors import InvalidInput, PlatformError
 from sync.platform.keys import PlatformKeys
 from sync.platform.terminals import TerminalInfo
+from sync.wire import quote
 
 __all__ = [
     "CODE_PREFIX",
@@ -238,8 +239,8 @@ def decode(
         answer["identity"] = json.loads(row.identity)
     log.info(
         "event=ecard_decoded terminal=%s scenario=%s identity=%s",
-        signer.terminal_id,
-        request.scenario,
+        quote(signer.terminal_id),
+        quote(request.scenario),
         "yes" if with_identity else "no",
     )
     return answer

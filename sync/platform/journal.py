@@ -22,7 +22,6 @@ A batch is applied in one transaction, under a lock on the terminal's ``journal_
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from offline_store.chain import (
 )
 from sync.platform.db import journal, journal_state
 from sync.platform.errors import InvalidInput, NotFound
+from sync.wire import load_json, quote
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -170,23 +170,18 @@ def parse_batch(body: bytes) -> list[UploadedRow]:
     """Parse and check a batch body ``{"rows": [...]}``; every row's hash is recomputed.
 
     :param body: the request body
-    :raises InvalidInput: ``bad_json`` (not UTF-8 JSON) or ``invalid_body`` (naming the row
-        index and the key that breaks the format; values are never repeated)
+    :raises MalformedBody: ``bad_json`` (not UTF-8 JSON, or nested too deep) or ``too_large``
+        (:func:`sync.wire.load_json`)
+    :raises InvalidInput: ``invalid_body`` (naming the row index and the key that breaks the
+        format; values are never repeated)
     """
-    try:
-        data = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"the body is not UTF-8 JSON: {exc}", "bad_json") from None
+    data = load_json(body, max_bytes=MAX_BATCH_BYTES)
     if not isinstance(data, dict) or set(data) != {"rows"} or not isinstance(data["rows"], list):
         raise InvalidInput('the body must be exactly {"rows": [ ... ]}')
     rows = data["rows"]
     if len(rows) > MAX_BATCH_ROWS:
         raise InvalidInput(f"a batch holds at most {MAX_BATCH_ROWS} rows, not {len(rows)}")
     return [_row(raw, index) for index, raw in enumerate(rows)]
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _row(raw: object, index: int) -> UploadedRow:
@@ -351,7 +346,9 @@ def ingest(
     for values in new:
         if values["chain_break"] or values["gap"]:
             flag = "chain_break" if values["chain_break"] else "gap"
-            log.warning("event=journal_%s terminal=%s seq=%d", flag, terminal_id, values["seq"])
+            log.warning(
+                "event=journal_%s terminal=%s seq=%d", flag, quote(terminal_id), values["seq"]
+            )
     return _result(ack, len(new), duplicates, rejected)
 
 
@@ -426,7 +423,9 @@ def _relink_successors(
     )
     for fix in fixes:
         if fix["cb"]:
-            log.warning("event=journal_chain_break terminal=%s seq=%d", terminal_id, fix["s"])
+            log.warning(
+                "event=journal_chain_break terminal=%s seq=%d", quote(terminal_id), fix["s"]
+            )
 
 
 def _advance(conn: Connection, terminal_id: str, ack: int, known: dict[int, str], hi: int) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import signal
 import socket
@@ -23,10 +24,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sync.platform.errors import PlatformConfigError
+from sync.platform.problems import PROBLEM_TYPE
 
 __all__ = ["PlatformServer", "is_loopback"]
 
@@ -36,6 +40,15 @@ GRACEFUL_TIMEOUT_S = 10
 START_TIMEOUT_S = 10.0
 BACKLOG = 2048
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+NOT_HTTP = json.dumps(
+    {
+        "type": "about:blank",
+        "title": "Bad Request",
+        "status": 400,
+        "code": "bad_request",
+        "detail": "the request is not valid HTTP/1.1",
+    }
+).encode("ascii")
 
 
 def is_loopback(host: str) -> bool:
@@ -50,6 +63,31 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class ProblemH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, answering a request it cannot parse — a malformed request
+    line or header, such as ``Content-Length: ²`` — with a problem document like every other
+    refusal of the platform, instead of ``text/plain``."""
+
+    def send_400_response(self, msg: str) -> None:
+        """Answer 400 ``bad_request`` and close the connection.
+
+        :param msg: uvicorn's text (not sent: the problem document says the same)
+        :raises: nothing
+        """
+        headers = [
+            (b"content-type", PROBLEM_TYPE.encode("ascii")),
+            (b"content-length", str(len(NOT_HTTP)).encode("ascii")),
+            (b"connection", b"close"),
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+            h11.Data(data=NOT_HTTP),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
 
 class PlatformServer:
@@ -94,6 +132,7 @@ class PlatformServer:
         self.port = int(bound_port)
         config = uvicorn.Config(
             app,
+            http=ProblemH11Protocol,
             log_config=None,  # the process's own logging (key=value lines) stays in charge
             access_log=False,  # the application logs each request without query values
             timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,

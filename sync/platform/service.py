@@ -42,7 +42,9 @@ from sync.platform import (
 from sync.platform.db import open_engine, transaction
 from sync.platform.errors import InvalidInput, PlatformConfigError
 from sync.platform.keys import PlatformKeys
+from sync.platform.nonces import PersistentNonces
 from sync.status import CardStatus
+from sync.wire import quote
 from terminal.ecard.keys import Alg
 
 __all__ = ["Platform", "Rotation"]
@@ -76,7 +78,8 @@ class Platform:
     :param engine: the database (:func:`sync.platform.db.open_engine`)
     :param keys: the keys folder, or ``None`` for the commands that need no key
     :param clock: wall clock, seconds since 1970
-    :param nonces: the request nonces seen (one cache per serving process)
+    :param nonces: the memory cache of request nonces (default: one with the standard
+        limits); every nonce is also kept in the database (:mod:`sync.platform.nonces`)
     """
 
     def __init__(
@@ -89,7 +92,7 @@ class Platform:
         self.engine = engine
         self._keys = keys
         self.clock = clock
-        self.nonces = nonces or NonceCache()
+        self.nonces = PersistentNonces(engine, nonces)
         self._deny_files = denylist.DenyFileCache()
 
     @classmethod
@@ -146,6 +149,7 @@ class Platform:
 
         :raises: nothing
         """
+        self.nonces.close()
         self.engine.dispose()
 
     def __enter__(self) -> Platform:
@@ -192,6 +196,8 @@ class Platform:
         :param body: the body bytes
         :returns: the terminal id, the key id and the key
         :raises AuthError: with the failure code
+        :raises NonceLimit: the terminal sent too many requests within the window
+        :raises Busy: the database stayed locked
         """
         used: dict[str, bytes] = {}
 
@@ -258,7 +264,7 @@ class Platform:
         plaintext = terminals.secrets_plaintext(self.keys, info.scenarios)
         log.info(
             "event=secrets_sent terminal=%s audience_keys=%d",
-            terminal_id,
+            quote(terminal_id),
             len(plaintext["audience_keys"]),
         )
         return terminals.encrypt_secrets(plaintext, key, terminal_id)
@@ -279,7 +285,7 @@ class Platform:
         log.info(
             "event=journal_batch terminal=%s rows=%d accepted=%d duplicates=%d rejected=%d "
             "ack_seq=%d",
-            terminal_id,
+            quote(terminal_id),
             len(rows),
             result.accepted,
             result.duplicates,
@@ -363,7 +369,7 @@ class Platform:
             found = cards.status(conn, card_hash)
         log.info(
             "event=card_status terminal=%s listed=%s version=%d",
-            terminal_id,
+            quote(terminal_id),
             found.listed,
             found.version,
         )

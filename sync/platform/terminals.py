@@ -28,6 +28,7 @@ from sqlalchemy import Connection, insert, select, update
 from sync.platform.db import journal_state, terminal, terminal_key
 from sync.platform.errors import AlreadyExists, InvalidInput, NotFound
 from sync.platform.keys import PlatformKeys
+from sync.wire import quote
 
 __all__ = [
     "SECRETS_INFO",
@@ -317,7 +318,7 @@ def heartbeat(conn: Connection, terminal_id: str, report: HeartbeatReport, now: 
     )
     log.info(
         "event=heartbeat terminal=%s deny_version=%s trust_version=%s backlog=%d offset_s=%.3f",
-        terminal_id,
+        quote(terminal_id),
         report.deny_version,
         report.trust_version,
         report.backlog,

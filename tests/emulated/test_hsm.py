@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+from fuzz_support import assert_problem, raw_exchange
 from support import GZ_CARD, HZ_CARD, SSF33_CARD
 
 from apdu import crypto
@@ -232,6 +233,151 @@ def test_malformed_requests_get_400_with_code_minus_23(service: HsmService, body
     assert isinstance(document["error"], str) and document["error"]
 
 
+STEP1_2 = hsm_step1(REQUEST_2).split("|")  # city, historical, alg, card id, 4 challenges, ""
+STEP1_3 = hsm_step1(REQUEST_3).split("|")
+
+
+def odd(fields: list[str], index: int) -> str:
+    """The Step1 string with one hex field cut by one digit."""
+    changed = list(fields)
+    changed[index] = changed[index][:-1]
+    return "|".join(changed)
+
+
+@pytest.mark.parametrize(
+    "step1",
+    [
+        odd(STEP1_2, 1),
+        odd(STEP1_2, 3),
+        odd(STEP1_2, 4),
+        odd(STEP1_2, 5),
+        odd(STEP1_3, 6),
+        odd(STEP1_3, 7),
+        "|".join([*STEP1_2[:4], "1122334455667788" + "0", *STEP1_2[5:]]),
+    ],
+    ids=["historical", "card-id", "int-factor", "int-original", "ext-factor", "ext-original",
+         "17-digits"],
+)  # fmt: skip
+def test_a_hex_field_of_odd_length_is_400_minus_23(service: HsmService, step1: str) -> None:
+    """parse_hsm_step1 let bytes.fromhex raise ValueError: a 500 (issue 10 finding 6)."""
+    answer = post(service, {"step1": step1})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["code"] == -23 and "hex digits" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"[" * 8000 + b"]" * 8000, 400),  # 16 000 B: under the limit, far too deep
+        (b'{"step1": ' * 1000 + b"1" + b"}" * 1000, 400),
+        (b"[" * 30_000 + b"]" * 30_000, 413),  # the 60 KB of the finding: over the limit
+        (b'{"step1": "\\ud800|"}', 400),
+        (b'{"step1": "a", "terminal": "\\udfff"}', 400),
+        (b'{"step1": 1e999}', 400),
+    ],
+    ids=["deep-array", "deep-object", "deep-60kb", "surrogate", "surrogate-terminal", "inf"],
+)
+def test_deep_or_broken_json_is_refused_with_a_problem_document(
+    service: HsmService, body: bytes, status: int
+) -> None:
+    answer = post(service, body)
+    assert answer.status_code == status, answer.text[:200]
+    assert answer.headers["content-type"] == "application/problem+json"
+    document = answer.json()
+    assert document["status"] == status and document["detail"] == document["error"]
+
+
+def raw(service: HsmService, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    host, port = service.url.removeprefix("http://").rsplit(":", 1)
+    return raw_exchange(host, int(port), data)
+
+
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [(b"\xb2", 400), (b"1\xb2", 400), (b"\xd9\xa3", 400), (b"-5", 400), (b"9" * 30, 413),
+     (b"99999", 413)],
+    ids=["superscript", "digit-superscript", "arabic-indic", "negative", "30-digits", "large"],
+)  # fmt: skip
+def test_a_content_length_off_its_format_is_refused(
+    service: HsmService, length: bytes, status: int
+) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` raises: this answered 500."""
+    answer = raw(
+        service,
+        b"POST /v1/hsm/card-auth HTTP/1.1\r\nHost: hsm\r\nContent-Length: " + length
+        + b"\r\nAuthorization: Bearer " + TOKEN.encode() + b"\r\n\r\n{}",
+    )  # fmt: skip
+    document = assert_problem(*_problem_parts(answer))
+    assert answer[0] == status
+    if status == 400:
+        assert document["code"] == -23
+
+
+def _problem_parts(answer: tuple[int, dict[str, str], bytes]) -> tuple[int, str, bytes]:
+    status, headers, body = answer
+    return status, headers.get("content-type", ""), body
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        (b"BREW /v1/hsm/card-auth HTTP/1.1", 405),  # the stdlib answered 501 in HTML
+        (b"BREW /nowhere HTTP/1.1", 404),
+        (b"GET /v1/health HTTP/1.\xb2", 400),
+        (b"GET /v1/health HTTP/x", 400),
+        (b"GET  /a b c HTTP/1.1", 400),
+        (b"POST /v1/hsm/card-auth", 400),  # an HTTP/0.9 POST
+    ],
+)
+def test_requests_the_stdlib_refuses_are_problem_documents_too(
+    service: HsmService, request_line: bytes, status: int
+) -> None:
+    answer = raw(service, request_line + b"\r\nHost: hsm\r\nContent-Length: 0\r\n\r\n")
+    assert answer[0] == status
+    assert_problem(*_problem_parts(answer))
+
+
+def test_an_http_2_request_line_is_505_as_a_problem_document(service: HsmService) -> None:
+    status, headers, body = raw(service, b"GET /v1/health HTTP/2.0\r\nHost: hsm\r\n\r\n")
+    assert status == 505 and headers["content-type"] == "application/problem+json"
+    assert json.loads(body)["status"] == 505
+
+
+def test_a_newline_in_the_path_and_esc_in_the_terminal_stay_on_one_quoted_line(
+    service: HsmService, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="sync.hsm_service"):
+        raw(service, b"GET /v1/\x1b[2J\x1b[31mforged HTTP/1.1\r\nHost: hsm\r\n\r\n")
+        post(service, {"step1": "garbage|", "terminal": "T1\x1b[31m\x1b]0;owned\x07\n"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "sync.hsm_service"]
+    assert len(lines) == 2
+    assert 'path="/v1/\\x1b[2J\\x1b[31mforged"' in lines[0]
+    assert 'terminal="T1\\x1b[31m\\x1b]0;owned\\x07\\n"' in lines[1]
+    assert all(line.isprintable() for line in lines)
+
+
+def test_an_unexpected_failure_is_a_bare_500_problem_without_its_trace(
+    service: HsmService, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = "forged\nERROR root key " + "-".join(["0123", "4567"])  # frames show source
+
+    def broken(keys: RootKeys, payload: bytes) -> None:
+        raise RuntimeError(message)
+
+    monkeypatch.setattr("sync.hsm_service.card_auth", broken)
+    with caplog.at_level(logging.INFO, logger="sync.hsm_service"):
+        answer = post(service, {"step1": hsm_step1(REQUEST_2)})
+    assert answer.status_code == 500
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["detail"] == "internal error"
+    assert "0123-4567" not in answer.text and "Traceback" not in answer.text
+    records = [r for r in caplog.records if r.name == "sync.hsm_service"]
+    [failed] = [r for r in records if "event=hsm_request_failed" in r.getMessage()]
+    assert "error=RuntimeError" in failed.getMessage() and failed.exc_info is None
+    for record in records:
+        assert "0123-4567" not in record.getMessage() and record.getMessage().isprintable()
+
+
 def test_ssf33_maps_back_to_algorithm_not_supported(module: HsmModule) -> None:
     request = AuthRequest(SSF33_CARD, REQUEST_2.internal_factor, REQUEST_2.internal_original)
     module.check(SSF33_CARD)  # the HSM decides, not the client
@@ -368,6 +514,9 @@ def scripted() -> Iterator[HTTPServer]:
         (200, b'{"pkey": 5}', "no pkey string"),
         (200, b'{"pkey": "00|"}', "does not fit"),
         (200, b'{"pkey": "11111111111111110000000000000000||"}', "another INTERNAL"),
+        (200, b"[" * 100_000 + b"]" * 100_000, "not JSON"),  # RecursionError escaped
+        (422, b"[" * 100_000 + b"]" * 100_000, "HTTP 422: no error text"),
+        (200, b'{"pkey": "' + b"0" * 31 + b'||"}', "does not fit"),  # odd hex: ValueError
     ],
 )
 def test_answers_that_are_not_a_pkey_for_this_request_are_unavailable(

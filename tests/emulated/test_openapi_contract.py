@@ -1,8 +1,10 @@
-"""schemathesis runs sync/openapi.yaml against the reference platform on loopback: generated
-requests (valid and invalid) are signed like a terminal's, and every answer must be documented
-(status, headers, content type, body schema), no answer may be a server error, invalid input
-must be refused and valid input accepted, and an operation that declares the signature must
-refuse a request without it.
+"""schemathesis runs sync/openapi.yaml against the reference platform on loopback, and
+sync/hsm-openapi.yaml against the reference HSM service: generated requests (valid and invalid)
+are signed like a terminal's (or carry the HSM's bearer token), and every answer must be
+documented (status, headers, content type, body schema), no answer may be a server error,
+invalid input must be refused and valid input accepted, and an operation that declares the
+signature (or the token) must refuse a request without it. Every answer is counted; the
+module's report line gives the totals and the run fails on any 500 (issue 10 finding 6).
 
 Signing: schemathesis' auth provider puts a placeholder in ``X-Sscard-Signature``; a
 ``requests`` auth hook replaces it with the real five headers over the exact bytes sent. A
@@ -18,10 +20,13 @@ from pathlib import Path
 import pytest
 import requests
 import schemathesis
+from fuzz_support import Tally, reporting
 from hypothesis import HealthCheck, settings
-from platform_support import ROOT, LivePlatform, live_platform
+from platform_support import ROOT, TEST_KEYS, LivePlatform, live_platform
 
+from drivers.keyfile import load_root_keys, private_copy
 from sync.auth import H_SIGNATURE, sign_request
+from sync.hsm_service import HsmService
 from sync.platform.terminals import Credentials
 
 pytestmark = pytest.mark.emulated
@@ -54,6 +59,30 @@ CONFIG = schemathesis.Config.from_dict(
     }
 )
 schema = schemathesis.openapi.from_path(ROOT / "sync" / "openapi.yaml", config=CONFIG)
+
+# A Step1 string can have its schema (a string) and still be refused: 400 -23 (not a Step1
+# string) or 422 (the keys cannot serve it) answer schema-valid data by contract.
+HSM_CONFIG = schemathesis.Config.from_dict(
+    {
+        "operations": [
+            {
+                "include-path": "/v1/hsm/card-auth",
+                "checks": {
+                    "positive_data_acceptance": {"expected-statuses": ["200", "400", "422"]}
+                },
+            }
+        ]
+    }
+)
+hsm_schema = schemathesis.openapi.from_path(ROOT / "sync" / "hsm-openapi.yaml", config=HSM_CONFIG)
+HSM_TOKEN = "contract-token-5d1e"
+PLATFORM_TALLY = Tally("platform (schemathesis)")
+HSM_TALLY = Tally("HSM service (schemathesis)")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tallies(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield from reporting(request, PLATFORM_TALLY, HSM_TALLY)
 
 
 @schema.auth()
@@ -101,6 +130,28 @@ def contract_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live
         yield running
 
 
+@pytest.fixture(scope="module")
+def platform_session() -> Iterator[requests.Session]:
+    session = PLATFORM_TALLY.session()
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="module")
+def contract_hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HsmService]:
+    """The reference HSM service with the test roots, requiring a token."""
+    roots = private_copy(TEST_KEYS / "test-roots.toml", tmp_path_factory.mktemp("hsm") / "r.toml")
+    with HsmService(load_root_keys(roots), token=HSM_TOKEN) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def hsm_session() -> Iterator[requests.Session]:
+    session = HSM_TALLY.session()
+    yield session
+    session.close()
+
+
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
@@ -108,9 +159,26 @@ def contract_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_the_reference_platform_keeps_its_openapi_contract(
-    case: schemathesis.Case, contract_platform: LivePlatform
+    case: schemathesis.Case, contract_platform: LivePlatform, platform_session: requests.Session
 ) -> None:
     case.call_and_validate(
         base_url=contract_platform.url.rstrip("/"),
+        session=platform_session,
         auth=SignedByTerminal(contract_platform.terminals["T1"]),
+    )
+
+
+@hsm_schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_the_reference_hsm_service_keeps_its_openapi_contract(
+    case: schemathesis.Case, contract_hsm: HsmService, hsm_session: requests.Session
+) -> None:
+    case.call_and_validate(
+        base_url=contract_hsm.url,
+        session=hsm_session,
+        headers={"Authorization": f"Bearer {HSM_TOKEN}"},
     )

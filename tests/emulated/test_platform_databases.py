@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 from platform_support import LivePlatform, chain_rows, live_platform
+from sqlalchemy import select
 
 from offline_store import DenyReason, canonical_card_id, ed25519_verifier
+from sync.platform.db import request_nonce
+from sync.platform.nonces import PURGE_INTERVAL_S
 from terminal.ecard import parse_trust_list
 
 pytestmark = pytest.mark.emulated
@@ -133,3 +136,22 @@ def test_lists_and_decode_on_the_database(live: LivePlatform) -> None:
     }
     assert client.post("/v1/heartbeat", beat).status_code == 200
     assert live.platform.list_terminals("T1")[0].clock_offset_s == 0.25
+
+
+def test_a_replay_after_a_restart_is_refused_and_expired_nonces_are_purged(
+    live: LivePlatform,
+) -> None:
+    """Nonces live in the database (request_nonce): a restarted platform still knows them
+    until their timestamps are over, then deletes them (issue 10 finding 8)."""
+    client = live.client()
+    first = client.get("/v1/time", nonce="0a" * 16)
+    assert first.status_code == 200
+    live.restart()
+    replay = client.get("/v1/time", nonce="0a" * 16)
+    assert replay.status_code == 401 and replay.json()["code"] == "replayed_nonce"
+    assert client.get("/v1/time").status_code == 200
+    live.clock.now += 300 + PURGE_INTERVAL_S + 1
+    assert client.get("/v1/time", nonce="0a" * 16).status_code == 200  # its time is over
+    with live.platform.engine.connect() as conn:
+        kept = conn.execute(select(request_nonce.c.nonce)).scalars().all()
+    assert kept == ["0a" * 16]

@@ -120,3 +120,30 @@ def test_a_server_killed_mid_batch_twice_loses_no_row_and_counts_none_twice(
     verify = cli("tx", "verify", "--db", db)
     assert verify.returncode == 0, verify.stderr
     assert f"T1: {ROWS} rows (counted {ROWS}), seq 1-{ROWS}, ack {ROWS}: ok" in verify.stdout
+
+
+def test_a_request_replayed_after_the_platform_was_killed_is_refused(tmp_path: Path) -> None:
+    """Nonces are committed to the database before the answer (without waiting for the disk:
+    a killed process loses nothing the OS holds), so SIGKILL opens no replay window
+    (issue 10 finding 8)."""
+    db = f"sqlite:///{tmp_path / 'platform.db'}"
+    keys = tmp_path / "keys"
+    with Platform.init(db, keys, test_keys=TEST_KEYS) as setup:
+        credentials = setup.add_terminal("T1", ("gate",), "440100")
+    server = PlatformProcess(db, keys, free_port())
+    server.start()
+    client = SignedClient(server.url, credentials)
+    try:
+        upload = client.upload(chain_rows("T1", 1))
+        assert upload.status_code == 200
+        assert server.signal(signal.SIGKILL) == -signal.SIGKILL
+        server.start()
+        sent = upload.request
+        replay = requests.post(
+            str(sent.url), data=sent.body, headers=dict(sent.headers), timeout=30
+        )
+        assert replay.status_code == 401 and replay.json()["code"] == "replayed_nonce"
+        assert client.get("/v1/time").status_code == 200
+    finally:
+        client.close()
+        server.stop()

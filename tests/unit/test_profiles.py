@@ -11,16 +11,61 @@ from terminal.profiles import PROFILE_DIR, ProfileError, Scenario, load_profile,
 TRANSIT = {"scenario": "transit", "catalogue_item": "0301", "transit": {"fare_fen": 200}}
 
 
+#: the transit variants: their own name and catalogue item, the transit rules
+TRANSIT_VARIANTS = {"coach": "0302", "ferry": "0303"}
+
+
 def test_every_built_in_profile_loads() -> None:
     names = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
-    assert names == ["gate", "hospital", "hotel", "transit"]
+    assert names == [
+        "coach",
+        "ferry",
+        "gate",
+        "hospital",
+        "hotel",
+        "meal-point",
+        "service-hall",
+        "transit",
+    ]
     for name in names:
         profile = load_profile(name)
-        assert profile.name == name and profile.scenario == Scenario(name)
+        scenario = Scenario.TRANSIT if name in TRANSIT_VARIANTS else Scenario(name)
+        assert profile.name == name and profile.scenario == scenario
+        assert profile.rules is getattr(profile, scenario.table)
+
+
+def test_coach_and_ferry_are_transit_with_their_own_catalogue_item() -> None:
+    items = {load_profile(name).catalogue_item for name in ("transit", *TRANSIT_VARIANTS)}
+    assert items == {"0301", *TRANSIT_VARIANTS.values()}
+    for name in TRANSIT_VARIANTS:
+        profile = load_profile(name)
+        assert profile.transit is not None and profile.fields == ()
+        assert profile.degraded.deny_list == "accept"  # a coach or a ferry never waits
+
+
+def test_each_new_scenario_reads_only_what_its_service_needs() -> None:
+    hall = load_profile("service-hall")
+    assert hall.fields == ("name", "ssn") and not hall.pin  # the PIN is per service
+    assert hall.service_hall is not None
+    assert [(s.code, s.pin) for s in hall.service_hall.services] == [
+        ("identity", False),
+        ("employment", False),
+        ("records", True),
+        ("benefits", True),
+    ]
+    meal = load_profile("meal-point")
+    assert meal.fields == ("birth_date",) and meal.meal_point is not None
+    assert [(c.name, c.min_age) for c in meal.meal_point.categories] == [
+        ("elderly_80", 80),
+        ("elderly_60", 60),
+    ]
+    gate = load_profile("gate")
+    assert gate.fields == () and gate.gate is not None  # concessions from 卡类别 alone
+    assert (gate.gate.free_categories, gate.gate.reduced_categories) == (("4",), ("2",))
 
 
 def test_transit_and_gate_read_no_personal_field() -> None:
-    for name in ("transit", "gate"):
+    for name in ("transit", "gate", *TRANSIT_VARIANTS):
         profile = load_profile(name)
         assert profile.fields == () and profile.holder_fields == ()
 
@@ -91,17 +136,20 @@ def test_a_deferring_profile_caps_its_deferred_codes() -> None:
 
 
 def test_transit_and_gates_defer_national_codes_offline_identity_services_refuse() -> None:
-    """Issue 11 §3: by default a bus and a gate take a national code the platform cannot check
-    now and have it confirmed at the next sync; a hotel and a hospital, whose service is the
-    holder's identity, refuse it (docs/policy.md §5)."""
-    assert {
-        name: load_profile(name).qr.opaque_offline
-        for name in ("transit", "gate", "hotel", "hospital")
-    } == {
-        "transit": "defer",
+    """Issue 11 §3: by default a bus, a coach, a ferry and a gate take a national code the
+    platform cannot check now and have it confirmed at the next sync; a hotel, a hospital, a
+    service hall and a meal point, whose service needs the holder's data, refuse it
+    (docs/policy.md §7)."""
+    built_in = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    assert {name: load_profile(name).qr.opaque_offline for name in built_in} == {
+        "coach": "defer",
+        "ferry": "defer",
         "gate": "defer",
-        "hotel": "refuse",
         "hospital": "refuse",
+        "hotel": "refuse",
+        "meal-point": "refuse",
+        "service-hall": "refuse",
+        "transit": "defer",
     }
     assert parse_profile(TRANSIT, "bus.toml").qr.opaque_offline == "defer"  # no [qr] table
     gate = {"scenario": "gate", "catalogue_item": "0501", "gate": {}, "qr": {"window_s": 10}}
@@ -131,7 +179,7 @@ def test_lodging_registration_needs_the_full_identity() -> None:
 
 
 def test_unknown_profile_names_the_built_in_ones(tmp_path: Path) -> None:
-    with pytest.raises(ProfileError, match=r"no scenario profile 'spa'; built in: \['gate'"):
+    with pytest.raises(ProfileError, match=r"no scenario profile 'spa'; built in: \['coach'"):
         load_profile("spa")
     with pytest.raises(ProfileError, match="cannot read profile"):
         load_profile(tmp_path / "missing.toml")
@@ -147,10 +195,10 @@ RULE = "《某市公交乘车优待办法》第3条"
 
 
 def test_degraded_defaults_by_scenario_and_a_partial_table_keeps_the_rest() -> None:
-    for name in ("transit", "gate"):
+    for name in ("transit", "gate", "meal-point", *TRANSIT_VARIANTS):
         policy = load_profile(name).degraded
         assert (policy.deny_list, policy.catalogue, policy.trust_list) == ("accept",) * 3
-    for name in ("hotel", "hospital"):
+    for name in ("hotel", "hospital", "service-hall"):
         policy = load_profile(name).degraded
         assert (policy.deny_list, policy.catalogue, policy.trust_list) == ("online",) * 3
         assert policy.online_fallback == "accept"
@@ -234,7 +282,7 @@ def test_policy_mistakes_are_clear_errors(change: dict, needle: str) -> None:
 
 
 def test_the_built_in_profiles_restrict_no_region() -> None:
-    for name in ("transit", "gate", "hotel", "hospital"):
+    for name in sorted(p.stem for p in PROFILE_DIR.glob("*.toml")):
         assert load_profile(name).regions is None
 
 
@@ -337,3 +385,118 @@ def test_an_unknown_key_with_a_newline_cannot_forge_a_line_of_the_message() -> N
     with pytest.raises(ProfileError) as info:
         parse_profile(TRANSIT | {"x\nforged: ok": 1}, "p.toml")
     assert "\n" not in str(info.value) and "'x\\nforged: ok': unknown key" in str(info.value)
+
+
+# --- issue 11 §5: service halls, meal points, gate concessions ------------------------------
+
+HALL = {
+    "scenario": "service-hall",
+    "catalogue_item": "0101",
+    "fields": ["name", "ssn"],
+    "service_hall": {"services": [{"code": "identity", "name": "身份核验"}]},
+}
+MEAL = {
+    "scenario": "meal-point",
+    "catalogue_item": "0701",
+    "fields": ["birth_date"],
+    "meal_point": {"daily_limit": 2, "categories": [{"name": "elderly_60", "min_age": 60}]},
+}
+SERVICE = {"code": "records", "name": "社保权益记录查询", "pin": True}
+AGED = {"name": "elderly_60", "min_age": 60}
+DISABLED = {"name": "disabled", "disabled": True}
+
+
+def test_the_new_scenarios_need_their_own_table_named_with_an_underscore() -> None:
+    with pytest.raises(ProfileError, match=r"a service-hall profile needs a \[service_hall\]"):
+        parse_profile({"scenario": "service-hall", "catalogue_item": "0101"}, "s.toml")
+    with pytest.raises(ProfileError, match=r"a meal-point profile needs a \[meal_point\] table"):
+        parse_profile({"scenario": "meal-point", "catalogue_item": "0701"}, "m.toml")
+    with pytest.raises(ProfileError, match=r"cannot have \['meal_point'\] tables"):
+        parse_profile(HALL | {"meal_point": MEAL["meal_point"]}, "s.toml")
+
+
+def test_a_service_hall_names_its_first_service_the_default() -> None:
+    hall = parse_profile(
+        HALL | {"service_hall": {"services": [HALL["service_hall"]["services"][0], SERVICE]}},
+        "s.toml",
+    ).service_hall
+    assert hall is not None
+    chosen = [hall.service(code) for code in (None, "identity", "records", "pension")]
+    assert [item.code if item else None for item in chosen] == [
+        "identity",
+        "identity",
+        "records",
+        None,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        (HALL | {"service_hall": {"services": []}}, "service_hall.services"),
+        (HALL | {"service_hall": {}}, "service_hall.services"),
+        (HALL | {"service_hall": {"services": [SERVICE, SERVICE]}}, "names a service twice"),
+        (HALL | {"service_hall": {"services": [SERVICE | {"code": "Re cords"}]}}, "code"),
+        (HALL | {"service_hall": {"services": [SERVICE | {"pin": "yes"}]}}, "pin"),
+        (HALL | {"service_hall": {"services": [SERVICE | {"fee": 1}]}}, "fee: unknown key"),
+        (MEAL | {"meal_point": {"daily_limit": 0, "categories": [AGED]}}, "daily_limit"),
+        (MEAL | {"meal_point": {"daily_limit": 11, "categories": [AGED]}}, "daily_limit"),
+        (MEAL | {"meal_point": {"daily_limit": 1, "categories": []}}, "categories"),
+        (MEAL | {"meal_point": {"daily_limit": 1}}, "categories"),
+        (
+            MEAL | {"meal_point": {"daily_limit": 1, "categories": [AGED | {"disabled": True}]}},
+            "either min_age or disabled = true",
+        ),
+        (
+            MEAL | {"meal_point": {"daily_limit": 1, "categories": [{"name": "all"}]}},
+            "either min_age or disabled = true",
+        ),
+        (
+            MEAL | {"meal_point": {"daily_limit": 1, "categories": [AGED, AGED]}},
+            "names a category twice",
+        ),
+        (MEAL | {"fields": []}, "['elderly_60'] need birth_date in fields"),
+        (
+            MEAL | {"meal_point": {"daily_limit": 1, "categories": [DISABLED]}},
+            "needs meal_point.disabled_list",
+        ),
+        (
+            GATE | {"gate": {"ticket_fen": 1000, "reduced_ticket_fen": 2000}},
+            "must not exceed gate.ticket_fen",
+        ),
+        (GATE | {"gate": {"reduced_categories": ["2"]}}, "needs gate.reduced_ticket_fen"),
+        (GATE | {"gate": {"free_categories": ["9"]}}, "gate.free_categories ['9']"),
+        (GATE | {"gate": {"concession_age": 60}}, "gate.concession_age needs birth_date"),
+        (GATE | {"gate": {"ticket_fen": -1}}, "gate.ticket_fen"),
+    ],
+)
+def test_new_scenario_mistakes_are_clear_errors(data: dict, needle: str) -> None:
+    with pytest.raises(ProfileError) as info:
+        parse_profile(data, "/etc/sscard/profiles/p.toml")
+    message = str(info.value)
+    assert message.startswith("/etc/sscard/profiles/p.toml: ") and needle in message, message
+
+
+def test_a_meal_point_with_a_disabled_list_and_a_scenic_gate_parse() -> None:
+    meal = parse_profile(
+        MEAL
+        | {
+            "meal_point": {
+                "daily_limit": 1,
+                "categories": [DISABLED, AGED],
+                "disabled_list": "disabled.txt",
+                "serve_others": True,
+            }
+        },
+        "m.toml",
+    )
+    assert meal.disabled_list == "disabled.txt" and meal.meal_point is not None
+    scenic = parse_profile(
+        GATE
+        | {
+            "fields": ["birth_date"],
+            "gate": {"ticket_fen": 6000, "reduced_ticket_fen": 3000, "concession_age": 65},
+        },
+        "g.toml",
+    )
+    assert scenic.gate is not None and scenic.gate.ticket_fen == 6000
