@@ -199,6 +199,8 @@ def _progress(bar: tqdm[Any]) -> Callable[[int, int], None]:
         if bar.total != total:
             bar.total = total
         bar.update(done - bar.n)
+        if done >= total:
+            bar.refresh()  # tqdm skips draws within mininterval: the finished count is always shown
 
     return update
 
