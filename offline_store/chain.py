@@ -5,8 +5,9 @@ checked against (docs/offline-store.md §5.2, §5.6).
 the row's fields as a canonical JSON object (keys sorted, no whitespace, every integer as a
 decimal string, the personal ciphertext in base64). Row 1 chains to 64 zeros. Pure: no I/O.
 
-``flags`` (the decision's circumstances, e.g. ``stale_list:deny_list``) joined the record after
-its first release: the member is present only when a row has flags, so a row without any
+``flags`` (the decision's circumstances, e.g. ``stale_list:deny_list``) and ``ref_seq`` (the
+row a follow-up row completes: the confirmation of a deferred e-card code) joined the record
+after its first release: each member is present only when a row has it, so a row without them
 serialises — and hashes — exactly as before.
 """
 
@@ -62,6 +63,7 @@ class JournalRow:
     :param personal_ciphertext: nonce ‖ AES-GCM ciphertext ‖ tag, ``None`` without personal
         fields; hashed, so the platform needs it to check the chain
     :param flags: the decision's flags, sorted (see :class:`JournalEntry`)
+    :param ref_seq: the earlier row this one follows up (see :class:`JournalEntry`), or ``None``
     """
 
     seq: int
@@ -82,6 +84,7 @@ class JournalRow:
     wall_time_us: int = 0
     personal_ciphertext: bytes | None = None
     flags: tuple[str, ...] = ()
+    ref_seq: int | None = None
 
     def canonical(self) -> bytes:
         """The row's canonical serialisation, the input of its chain hash.
@@ -92,7 +95,7 @@ class JournalRow:
 
     def record(self) -> dict[str, Any]:
         """The hashed fields as the JSON object of docs/offline-store.md §5 (for upload);
-        ``flags`` only when the row has some.
+        ``flags`` only when the row has some, ``ref_seq`` only when it follows up a row.
 
         :raises: nothing
         """
@@ -118,6 +121,8 @@ class JournalRow:
         }
         if self.flags:
             record["flags"] = list(self.flags)
+        if self.ref_seq is not None:
+            record["ref_seq"] = str(self.ref_seq)
         return record
 
 

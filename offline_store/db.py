@@ -201,11 +201,24 @@ def _v4_day_counts(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v5_journal_ref_seq(db: sqlite_utils.Database) -> None:
+    """Schema 5: a row may follow up an earlier one (``ref_seq``: the confirmation of a deferred
+    e-card code names the deferred row); ``NULL`` for every other row."""
+    _execute_all(
+        db,
+        [
+            "ALTER TABLE journal ADD COLUMN ref_seq INTEGER",
+            "CREATE INDEX journal_ref_seq ON journal (ref_seq) WHERE ref_seq IS NOT NULL",
+        ],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_trust_list,
     _v3_journal_flags,
     _v4_day_counts,
+    _v5_journal_ref_seq,
 )
 """Forward migrations, in order: entry ``n`` takes the file from version ``n`` to ``n + 1``."""
 

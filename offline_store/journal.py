@@ -12,9 +12,11 @@ to their row by the associated data; only their names are stored in clear. Readi
 
 Rows leave only after the platform acknowledged them (:meth:`Journal.acknowledge`, then
 :meth:`Journal.prune`); the hash of the last pruned row stays as the anchor the chain starts
-from. A size cap never drops anything: above it :meth:`Journal.alarm` says a sync is needed.
-The row and its chain are in :mod:`offline_store.chain`; docs/offline-store.md §5 specifies
-the serialisation byte for byte. A row may carry flags — the circumstances of its decision,
+from. A deferred e-card code stays until a later row confirms it (``ref_seq``, schema 5): its
+text, encrypted in the row, is what the confirmation sends to the platform. A size cap never
+drops anything: above it :meth:`Journal.alarm` says a sync is needed. The row and its chain are
+in :mod:`offline_store.chain`; docs/offline-store.md §5 specifies the serialisation byte for
+byte. A row may carry flags — the circumstances of its decision,
 such as ``stale_list:deny_list`` for a card accepted while the deny list was stale (schema 3).
 """
 
@@ -61,7 +63,11 @@ _FLAG = re.compile(FLAG_PATTERN)
 _COLUMNS = (
     "seq, uuid, wall_time_us, monotonic_ns, scenario, catalogue_item, credential_token, outcome, "
     "reason_code, amount, terminal_id, personal_fields, personal_ct, prev_hash, hash, uploaded, "
-    "flags"
+    "flags, ref_seq"
+)
+#: a deferred row no later row follows up yet (``j`` names the journal table)
+_UNCONFIRMED = (
+    "j.outcome = 'deferred' AND NOT EXISTS (SELECT 1 FROM journal f WHERE f.ref_seq = j.seq)"
 )
 
 
@@ -109,6 +115,8 @@ class JournalEntry:
     :param flags: the decision's circumstances, each a lower-case word optionally followed by
         ``:`` and a second one (``stale_list:deny_list``: decided while the deny list was stale
         or missing; docs/policy.md lists them); at most 16, stored sorted
+    :param ref_seq: the earlier row this one follows up (the deferred e-card code a sync
+        confirmed or found invalid: docs/qr-format.md §14.4), ``None`` for a decision
     """
 
     scenario: str
@@ -120,6 +128,7 @@ class JournalEntry:
     personal: Mapping[str, str] = field(default_factory=dict)
     terminal_id: str = ""
     flags: tuple[str, ...] = ()
+    ref_seq: int | None = None
 
 
 class Journal:
@@ -159,8 +168,8 @@ class Journal:
         :param counts: day counters (:mod:`offline_store.daycount`) this row adds one to, for
             the local day of its wall-clock time, in the row's own transaction: a daily limit
             counted on them survives the row's pruning
-        :raises JournalError: a malformed entry or counter key, or personal fields without a
-            journal key
+        :raises JournalError: a malformed entry or counter key, personal fields without a
+            journal key, or a ``ref_seq`` that is not an earlier row
         :raises StoreError: the database failed (nothing was written)
         """
         names = _check_entry(entry)
@@ -174,6 +183,8 @@ class Journal:
                 "SELECT last_seq, last_hash FROM journal_state WHERE id = 1"
             ).fetchone()
             seq = last_seq + 1
+            if entry.ref_seq is not None and not 1 <= entry.ref_seq < seq:
+                raise JournalError(f"ref_seq {entry.ref_seq} is not an earlier row (next is {seq})")
             row_uuid = str(uuid.uuid4())
             ciphertext = None
             if plaintext is not None and self._aead is not None:
@@ -201,11 +212,12 @@ class Journal:
                 wall_time_us=wall_time_us,
                 personal_ciphertext=ciphertext,
                 flags=flags,
+                ref_seq=entry.ref_seq,
             )
             row = dataclasses.replace(unhashed, hash=chain_hash(last_hash, unhashed.canonical()))
             conn.execute(
                 f"INSERT INTO journal ({_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 (
                     row.seq,
                     row.uuid,
@@ -223,6 +235,7 @@ class Journal:
                     row.prev_hash,
                     row.hash,
                     json.dumps(list(flags)),
+                    row.ref_seq,
                 ),
             )
             conn.execute(
@@ -265,6 +278,9 @@ class Journal:
     def prune(self) -> int:
         """Delete the acknowledged rows; the last one's hash becomes the chain's anchor.
 
+        A deferred e-card code no later row confirms yet is kept, and every row after it (the
+        anchor is one seq): its text is still to be sent to the platform for confirmation.
+
         :returns: the number of rows deleted
         :raises JournalError: acknowledged rows are missing or not marked uploaded (the file was
             altered: run :meth:`verify_chain`); nothing is deleted then
@@ -273,22 +289,31 @@ class Journal:
             anchor_seq, acked = conn.execute(
                 "SELECT anchor_seq, acked_seq FROM journal_state WHERE id = 1"
             ).fetchone()
-            if acked <= anchor_seq:
+            (open_seq,) = conn.execute(
+                f"SELECT MIN(j.seq) FROM journal j WHERE {_UNCONFIRMED}"
+            ).fetchone()
+            upto = acked if open_seq is None else min(acked, open_seq - 1)
+            if upto <= anchor_seq:
                 return 0
-            last = conn.execute("SELECT hash FROM journal WHERE seq = ?", (acked,)).fetchone()
+            last = conn.execute("SELECT hash FROM journal WHERE seq = ?", (upto,)).fetchone()
             deleted = conn.execute(
-                "DELETE FROM journal WHERE seq <= ? AND uploaded = 1", (acked,)
+                "DELETE FROM journal WHERE seq <= ? AND uploaded = 1", (upto,)
             ).rowcount
-            if last is None or deleted != acked - anchor_seq:
+            if last is None or deleted != upto - anchor_seq:
                 raise JournalError(
-                    f"journal rows {anchor_seq + 1}…{acked} are acknowledged but not all present "
+                    f"journal rows {anchor_seq + 1}…{upto} are acknowledged but not all present "
                     "and marked uploaded: nothing pruned, run verify_chain"
                 )
             conn.execute(
                 "UPDATE journal_state SET anchor_seq = ?, anchor_hash = ? WHERE id = 1",
-                (acked, last[0]),
+                (upto, last[0]),
             )
-        log.info("event=journal_pruned rows=%d anchor_seq=%d", deleted, acked)
+        log.info(
+            "event=journal_pruned rows=%d anchor_seq=%d kept_from=%s",
+            deleted,
+            upto,
+            "-" if open_seq is None or open_seq > acked else open_seq,
+        )
         return int(deleted)
 
     # --- reading ----------------------------------------------------------------------------
@@ -328,6 +353,27 @@ class Journal:
                 f"SELECT {_COLUMNS} FROM journal WHERE seq > "
                 "(SELECT acked_seq FROM journal_state WHERE id = 1) ORDER BY seq LIMIT ?",
                 (limit,),
+            ).fetchall()
+        return [_row(raw) for raw in fetched]
+
+    def unconfirmed_deferred(
+        self, *, acknowledged: bool = False, limit: int | None = None
+    ) -> list[JournalRow]:
+        """The deferred e-card codes no later row confirms yet (``ref_seq``), oldest first.
+
+        :param acknowledged: only those the platform holds already (up to the upload cursor):
+            the ones it can confirm
+        :param limit: at most this many
+        :raises StoreError: the database failed
+        """
+        where = _UNCONFIRMED
+        if acknowledged:
+            where += " AND j.seq <= (SELECT acked_seq FROM journal_state WHERE id = 1)"
+        columns = ", ".join(f"j.{c.strip()}" for c in _COLUMNS.split(","))
+        with self._db.read() as conn:
+            fetched = conn.execute(
+                f"SELECT {columns} FROM journal j WHERE {where} ORDER BY j.seq LIMIT ?",
+                (-1 if limit is None else limit,),
             ).fetchall()
         return [_row(raw) for raw in fetched]
 
@@ -449,6 +495,7 @@ class Journal:
         outcome: str | None = None,
         since: float | None = None,
         unacknowledged: bool = False,
+        unconfirmed: bool = False,
     ) -> int:
         """The number of rows held (appended and not pruned), optionally filtered.
 
@@ -463,10 +510,13 @@ class Journal:
             epoch)
         :param unacknowledged: only rows the platform has not acknowledged yet (after the
             upload cursor): the count falls as a sync uploads them
+        :param unconfirmed: only deferred e-card codes no later row confirms yet: the count
+            falls as a sync has the platform confirm them
         :raises StoreError: the database failed
         """
         with self._db.read() as conn:
-            if scenario is None and outcome is None and since is None and not unacknowledged:
+            filtered = unacknowledged or unconfirmed
+            if scenario is None and outcome is None and since is None and not filtered:
                 last_seq, anchor_seq = conn.execute(
                     "SELECT last_seq, anchor_seq FROM journal_state WHERE id = 1"
                 ).fetchone()
@@ -474,18 +524,20 @@ class Journal:
             where: list[str] = []
             params: list[str | int] = []
             if scenario is not None:
-                where.append("scenario = ?")
+                where.append("j.scenario = ?")
                 params.append(scenario)
             if outcome is not None:
-                where.append("outcome = ?")
+                where.append("j.outcome = ?")
                 params.append(str(outcome))
             if since is not None:
-                where.append("wall_time_us >= ?")
+                where.append("j.wall_time_us >= ?")
                 params.append(math.ceil(since * 1_000_000))
             if unacknowledged:
-                where.append("seq > (SELECT acked_seq FROM journal_state WHERE id = 1)")
+                where.append("j.seq > (SELECT acked_seq FROM journal_state WHERE id = 1)")
+            if unconfirmed:
+                where.append(_UNCONFIRMED)
             found = conn.execute(
-                f"SELECT COUNT(*) FROM journal WHERE {' AND '.join(where)}", params
+                f"SELECT COUNT(*) FROM journal j WHERE {' AND '.join(where)}", params
             ).fetchone()
         return int(found[0])
 
@@ -519,6 +571,7 @@ def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
         digest,
         uploaded,
         flags_json,
+        ref_seq,
     ) = raw
     return JournalRow(
         seq=seq,
@@ -539,6 +592,7 @@ def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
         wall_time_us=wall_time_us,
         personal_ciphertext=ciphertext,
         flags=tuple(json.loads(flags_json)),
+        ref_seq=ref_seq,
     )
 
 
@@ -592,6 +646,10 @@ def _check_entry(entry: JournalEntry) -> tuple[str, ...]:
     ):
         raise JournalError("amount must be an integer number of fen or None")
     _check_text(entry.terminal_id, "terminal_id", empty_ok=True)
+    if entry.ref_seq is not None and (
+        isinstance(entry.ref_seq, bool) or not isinstance(entry.ref_seq, int)
+    ):
+        raise JournalError("ref_seq must be an integer seq or None")
     if not isinstance(entry.personal, Mapping):
         raise JournalError("personal must be a mapping of field name to value")
     for name, value in entry.personal.items():

@@ -18,6 +18,11 @@ clock is read at each sync; the offset (server minus local, at the round trip's 
 kept in the store's ``meta`` table (``sync.*``) and a local clock off by more than
 ``max_clock_offset_s`` raises an alarm.
 
+Deferred national e-card codes are confirmed after the upload (:meth:`SyncClient.confirm_deferred`,
+docs/sync.md §12): the code of each uploaded deferred row is read back from the journal (an
+audited read) and sent to the platform, and its verdict is journaled as a follow-up row, which
+the same step uploads.
+
 The client never logs a key, a pepper or a personal value: rows travel with their personal
 fields encrypted (the platform checks their hash chain without opening them).
 """
@@ -41,6 +46,8 @@ from apdu.errors import SscardError
 from config.testkeys import public_key_der, refuse_test_key
 from offline_store import (
     DenyListError,
+    JournalEntry,
+    JournalError,
     JournalRow,
     Store,
     ed25519_verifier,
@@ -48,6 +55,15 @@ from offline_store import (
 from offline_store.freshness import META_DENY_CURRENT_AT
 from sync.answers import BatchAnswer, batch_answer, deny_signature, json_answer, server_time
 from sync.config import SyncConfig
+from sync.deferred import (
+    DEFERRED_FIELD,
+    PATH_CONFIRM,
+    Confirmation,
+    ConfirmRequest,
+    Invalidity,
+    follow_up_entry,
+    plain_follow_up,
+)
 from sync.errors import (
     SyncConfigError,
     SyncRefused,
@@ -63,6 +79,7 @@ from sync.provisioning import (
 )
 from sync.reports import (
     CatalogueReport,
+    DeferredReport,
     DenyReport,
     HeartbeatReport,
     SecretsReport,
@@ -74,7 +91,7 @@ from sync.reports import (
 )
 from sync.transport import Exchange, RetryPolicy, SignedTransport
 
-__all__ = ["Progress", "SyncClient", "TrustSaver"]
+__all__ = ["FollowUp", "Progress", "SyncClient", "TrustSaver"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +111,7 @@ META_OFFSET = "sync.clock_offset_s"
 META_SYNCED_AT = "sync.synced_at"
 META_CATALOGUE_ETAG = "sync.catalogue_etag"
 SOFTWARE = "sscard-terminal"
+MAX_CONFIRMS = 1000  # deferred codes confirmed per sync at most (a profile holds up to 100 000)
 
 Progress = Callable[[int, int], None]
 """``progress(acknowledged, total)``: rows acknowledged so far by this upload, rows to send."""
@@ -101,6 +119,11 @@ Progress = Callable[[int, int], None]
 TrustSaver = Callable[[Store, bytes, bytes, float], object]
 """``saver(store, list bytes, root public key PEM, now)``: verify a trust list and keep it
 (:func:`terminal.ecard.trust.save_trust_list`); raises to refuse it."""
+
+FollowUp = Callable[[Store, JournalRow, Confirmation], JournalEntry]
+"""``follow_up(store, deferred row, verdict)``: the row that follows up a deferred e-card code
+(:func:`sync.deferred.plain_follow_up`, or the terminal's :class:`terminal.ecard_confirm.FollowUps`,
+which adds the profile's own checks and the fare)."""
 
 
 class SyncClient:
@@ -119,6 +142,8 @@ class SyncClient:
     :param rng: the random source of the retry jitter (tests seed it)
     :param transport: the terminal's transport to the platform when it has one already
         (shared with e-card decoding); default: :meth:`SyncConfig.transport`
+    :param follow_up: makes the follow-up row of a deferred code the platform judged;
+        default: :func:`sync.deferred.plain_follow_up`
     """
 
     def __init__(
@@ -133,8 +158,10 @@ class SyncClient:
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
         transport: SignedTransport | None = None,
+        follow_up: FollowUp = plain_follow_up,
     ) -> None:
         self.config = config
+        self._follow_up = follow_up
         self.store = store
         self.clock = clock
         self.stop = stop or (transport.stop if transport is not None else threading.Event())
@@ -285,6 +312,87 @@ class SyncClient:
                 "it is missing earlier rows of this terminal"
             )
         return ack
+
+    # --- deferred e-card codes -----------------------------------------------------------
+
+    def confirm_deferred(self) -> DeferredReport:
+        """Have the platform confirm the deferred e-card codes it holds (docs/sync.md §12):
+        for each uploaded deferred row no later row confirms yet, oldest first, read the code
+        back from the journal (an audited read), send it with the row's seq, and journal the
+        verdict as a follow-up row naming the deferred one; then upload those rows.
+
+        A row the platform does not hold as deferred (``404 not_deferred``) waits for a later
+        sync, and so does one whose code cannot be read back (the store opened without its
+        journal key, or with another: an alarm, never a verdict); a row that kept no code, or
+        whose code is not the text the row names, is journaled invalid
+        (``invalid:code_missing``, ``invalid:code_mismatch``): it can never be confirmed, and
+        must not stay deferred forever.
+
+        :returns: how many were confirmed, found invalid, or are still waiting
+        :raises SyncRefused: a 4xx other than ``not_deferred`` and ``code_mismatch`` (a
+            platform without the endpoint answers 404 ``not_found``)
+        :raises SyncError: see :meth:`SignedTransport.request`; the codes confirmed before are
+            journaled, the rest wait
+        :raises SyncStopped: :attr:`stop` was set
+        :raises UploadRefused: see :meth:`upload`
+        """
+        journal = self.store.journal
+        confirmed = invalid = unreadable = 0
+        for row in journal.unconfirmed_deferred(acknowledged=True, limit=MAX_CONFIRMS):
+            if self.stop.is_set():
+                raise SyncStopped(f"confirmation stopped before deferred row {row.seq}")
+            try:
+                purpose = f"confirm the deferred e-card code of row {row.seq}"
+                kept = journal.read_personal(row.seq, who="sync", purpose=purpose)
+            except JournalError as exc:
+                log.error("event=ecard_deferred_unreadable seq=%d error=%s", row.seq, exc)
+                unreadable += 1
+                continue
+            entry = self._confirmation(row, kept.get(DEFERRED_FIELD))
+            if entry is None:
+                continue
+            journal.append(entry)
+            if entry.outcome == "accept":
+                confirmed += 1
+            else:
+                invalid += 1
+                log.warning(
+                    "event=ecard_deferred_invalid seq=%d flags=%s", row.seq, ",".join(entry.flags)
+                )
+        upload = self.upload() if confirmed or invalid else None
+        waiting = journal.count(outcome="deferred", unconfirmed=True)
+        log.info(
+            "event=sync_deferred_confirmed confirmed=%d invalid=%d waiting=%d",
+            confirmed,
+            invalid,
+            waiting,
+        )
+        return DeferredReport(confirmed, invalid, waiting, upload, unreadable)
+
+    def _confirmation(self, row: JournalRow, code: str | None) -> JournalEntry | None:
+        """The follow-up row of one deferred row, ``None`` when it must wait."""
+        if not code:
+            log.error("event=ecard_deferred_code_missing seq=%d", row.seq)
+            return follow_up_entry(row, reason=Invalidity.CODE_MISSING)
+        body = ConfirmRequest(row.seq, code).to_bytes()
+        try:
+            _, verdict = self.transport.request(
+                "POST",
+                PATH_CONFIRM,
+                body=body,
+                content_type="application/json",
+                check=lambda exchange: Confirmation.parse(exchange.json(), row.seq),
+            )
+        except SyncRefused as exc:
+            if exc.status == 404 and exc.code == "not_deferred":
+                log.warning("event=ecard_deferred_not_on_platform seq=%d", row.seq)
+                return None
+            if exc.status == 404 and exc.code == "code_mismatch":
+                log.error("event=ecard_deferred_code_mismatch seq=%d", row.seq)
+                return follow_up_entry(row, reason=Invalidity.CODE_MISMATCH)
+            raise
+        assert verdict is not None  # the check always returns one
+        return self._follow_up(self.store, row, verdict)
 
     # --- lists --------------------------------------------------------------------------
 
@@ -467,7 +575,8 @@ class SyncClient:
         return HeartbeatReport(now, backlog)
 
     def sync_once(self, progress: Progress | None = None) -> SyncReport:
-        """One whole sync: time, secrets, deny list, trust list, catalogue, upload, heartbeat.
+        """One whole sync: time, secrets, deny list, trust list, catalogue, upload, the
+        confirmation of deferred e-card codes, heartbeat.
 
         A step that is refused does not stop the others (the journal still goes up when a
         list is refused); a platform that cannot be reached, a refused signature, a pinned
@@ -485,6 +594,7 @@ class SyncClient:
             ("trust", self.update_trust),
             ("catalogue", lambda: self.update_catalogue(self.config.region)),
             ("upload", lambda: self.upload(progress)),
+            ("ecard", self.confirm_deferred),
             ("heartbeat", self.heartbeat),
         ]
         for name, step in steps:

@@ -17,6 +17,7 @@ from sync.errors import (
 )
 from sync.reports import (
     CatalogueReport,
+    DeferredReport,
     DenyReport,
     HeartbeatReport,
     SecretsReport,
@@ -103,6 +104,18 @@ def describe(name: str, value: Any) -> tuple[StepStatus, str, object]:
             f"{value.acknowledged} rows acknowledged (up to seq {value.acked_seq}), "
             f"{value.duplicates} duplicates, {value.pending} pending, {value.rows_per_s:.0f} rows/s"
         )
+        return StepStatus.OK, detail, value
+    if isinstance(value, DeferredReport):
+        detail = (
+            f"deferred e-card codes: {value.confirmed} confirmed, {value.invalid} invalid "
+            f"(reported), {value.waiting} waiting"
+        )
+        if value.unreadable:
+            detail += (
+                f"; {value.unreadable} cannot be read back from the journal: check "
+                "[store] journal_key_file"
+            )
+            return StepStatus.ALARM, detail, value
         return StepStatus.OK, detail, value
     if isinstance(value, HeartbeatReport):
         return StepStatus.OK, f"backlog {value.backlog}", value

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 __all__ = [
     "CatalogueReport",
+    "DeferredReport",
     "DenyReport",
     "HeartbeatReport",
     "SecretsReport",
@@ -74,6 +75,26 @@ class UploadReport:
     def rows_per_s(self) -> float:
         """Acknowledged rows per second."""
         return self.acknowledged / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredReport:
+    """What :meth:`~sync.client.SyncClient.confirm_deferred` did with the deferred e-card codes.
+
+    :param confirmed: codes the platform confirmed (a follow-up row each)
+    :param invalid: codes that turned out invalid, reported in a follow-up row each
+    :param waiting: deferred codes still not confirmed (not uploaded yet, the platform did not
+        hold them, or they could not be read back)
+    :param upload: the upload of the follow-up rows, ``None`` when there were none
+    :param unreadable: deferred rows whose code the terminal could not read back (no or
+        another journal key): they wait, and the step raises an alarm
+    """
+
+    confirmed: int
+    invalid: int
+    waiting: int
+    upload: UploadReport | None
+    unreadable: int = 0
 
 
 @dataclass(frozen=True, slots=True)

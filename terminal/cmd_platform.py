@@ -350,6 +350,29 @@ def cmd_ecard_issue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_ecard_deferred(args: argparse.Namespace) -> int:
+    """``platform ecard deferred``: the national codes terminals let through offline, and what
+    became of each once the terminal synced (docs/sync.md §12).
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    with _open(args) as platform:
+        codes = platform.deferred_codes(args.terminal, args.limit)
+    for code in codes:
+        when = dt.datetime.fromtimestamp(code.wall_time_us / 1e6, dt.UTC).isoformat()
+        status = f"{code.status}:{code.reason}" if code.reason else code.status
+        follow = f"seq {code.follow_up_seq}" if code.follow_up_seq is not None else "-"
+        amount = "-" if code.amount is None else f"{code.amount / 100:.2f}"
+        print(
+            f"{code.terminal_id}  {code.seq:>8}  {when}  {code.scenario:<9} {status:<28} "
+            f"{follow:<12} {amount:>8}"
+        )
+    if not codes:
+        print("no deferred e-card codes")
+    return EXIT_OK
+
+
 def cmd_catalogue_load(args: argparse.Namespace) -> int:
     """``platform catalogue load FILE``: replace the catalogue.
 
@@ -513,6 +536,13 @@ def _ecard_parsers(actions: Any) -> None:
     )
     _db_option(issue, keys=True)
     issue.set_defaults(handler=cmd_ecard_issue)
+    deferred = ecard_actions.add_parser(
+        "deferred", help="codes let through offline and their confirmation by the platform"
+    )
+    deferred.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
+    deferred.add_argument("--limit", type=int, default=50, help="how many codes (default: 50)")
+    _db_option(deferred)
+    deferred.set_defaults(handler=cmd_ecard_deferred)
 
 
 def _catalogue_parsers(actions: Any) -> None:

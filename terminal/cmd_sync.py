@@ -2,7 +2,9 @@
 
 Each sync reads the platform's clock, fetches the terminal's secrets, brings the deny list,
 the e-card trust list and the catalogue up to date and uploads the journal (with a progress
-bar on a terminal), then sends a heartbeat (:meth:`sync.client.SyncClient.sync_once`). One
+bar on a terminal), has the platform confirm the national e-card codes deferred offline
+(journaling and uploading each verdict: :class:`terminal.ecard_confirm.FollowUps`), then
+sends a heartbeat (:meth:`sync.client.SyncClient.sync_once`). One
 line per step goes to stdout.
 
 The store is opened for each sync and closed in between, so ``sscard tap`` can use it while
@@ -31,11 +33,12 @@ from tqdm import tqdm
 
 from apdu.errors import SscardError
 from config.settings import Settings, load_settings
-from offline_store import Store, StoreLocked, load_pepper_file
+from offline_store import Store, StoreLocked, load_key_file, load_pepper_file
 from sync.client import SyncClient, TrustSaver
 from sync.config import SyncConfig
 from sync.reports import EXIT_OK, StepStatus, SyncReport
 from terminal.ecard.trust import save_trust_list
+from terminal.ecard_confirm import FollowUps
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,9 @@ def _sync(settings: Settings, config: SyncConfig, stop: threading.Event) -> Sync
         return report
     with (
         store,
-        SyncClient(config, store, trust_saver=_trust_saver(settings), stop=stop) as client,
+        SyncClient(
+            config, store, trust_saver=_trust_saver(settings), stop=stop, follow_up=FollowUps()
+        ) as client,
         _upload_bar() as progress,
     ):
         report = client.sync_once(progress)
@@ -138,10 +143,18 @@ def _trust_saver(settings: Settings) -> TrustSaver:
 
 
 def _open_store(settings: Settings) -> Store:
-    """The store, with the pepper when the secrets have delivered one already."""
+    """The store, with the pepper when the secrets have delivered one already, and the journal
+    key (the codes of deferred e-card rows are read back to be confirmed)."""
     pepper_file = settings.pepper_file
     pepper = load_pepper_file(pepper_file) if pepper_file and pepper_file.exists() else None
-    return Store.open(settings.database, pepper=pepper, journal_cap_rows=settings.journal_cap_rows)
+    key_file = settings.journal_key_file
+    key = load_key_file(key_file) if key_file else None
+    return Store.open(
+        settings.database,
+        journal_key=key,
+        pepper=pepper,
+        journal_cap_rows=settings.journal_cap_rows,
+    )
 
 
 @contextmanager

@@ -4,7 +4,8 @@ A scanned text is sorted by its syntax first (:func:`terminal.ecard.national.cod
 docs/qr-format.md §14); anything that is neither kind is ``qr_bad_encoding`` and goes nowhere:
 
 * the open, offline-verifiable format (``SSC1:``, docs/qr-format.md): verified here against
-  the trust list in the offline store, then the replay cache (the same credential and counter
+  the trust list in the offline store (an expired one under the profile's ``[degraded]
+  trust_list`` policy), then the replay cache (the same credential and counter
   within the window is refused), then — as one more credential — the pipeline's checks and the
   scenario's rules: deny list (the card token, hashed like a card), category, catalogue, list
   age, fares, gates, registrations;
@@ -12,9 +13,14 @@ docs/qr-format.md §14); anything that is neither kind is ``qr_bad_encoding`` an
   is sent to the platform's decode endpoint, once, with a short timeout, through the terminal's
   one transport to the platform (:meth:`sync.config.SyncConfig.transport`: signed, with the pin
   or the CA file of ``[sync]``, nothing from the environment). When the platform cannot be
-  reached, :func:`defer_or_refuse` decides: refuse, or (low-risk services) accept and journal
-  the code as ``deferred``, its text kept encrypted in the journal for the next sync — never
-  more than the profile's ``max_deferred`` not yet uploaded, never the same code twice.
+  reached, :func:`defer_or_refuse` decides: refuse (hotels, hospitals: the service is the
+  holder's identity), or (buses, gates) accept and journal the code as ``deferred``, its text
+  kept encrypted in the journal for the platform to confirm at the next sync
+  (:mod:`terminal.ecard_confirm`) — never more than the profile's ``max_deferred`` not yet
+  confirmed, never the same code twice (docs/policy.md §7).
+
+A code is remembered in the replay cache only when it is accepted (or deferred): a valid code
+refused for another reason is decided afresh when it is shown again.
 
 Both end in :class:`terminal.card_read.CardFacts` and a :class:`terminal.pipeline.Decision`.
 """
@@ -22,7 +28,6 @@ Both end in :class:`terminal.card_read.CardFacts` and a :class:`terminal.pipelin
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import stat
@@ -36,6 +41,7 @@ from apdu.errors import SscardError
 from config.testkeys import RefusedTestKey, refuse_test_key
 from offline_store import canonical_ecard_id
 from sync.config import SyncConfig
+from sync.deferred import DEFERRED_FIELD, code_hash
 from sync.errors import (
     SyncAuthError,
     SyncConfigError,
@@ -53,11 +59,11 @@ from terminal.ecard import (
     TrustListError,
     code_kind,
     load_public_key,
-    parse_trust_list,
     verify_code,
 )
 from terminal.ecard.errors import KeyFormatError
-from terminal.pipeline import ACCEPT, DEFERRED, Decision, Pipeline, refuse
+from terminal.list_policy import trust_list_for_codes
+from terminal.pipeline import DEFERRED, Decision, Pipeline, refuse
 from terminal.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -65,8 +71,6 @@ log = logging.getLogger(__name__)
 PREFIX = "SSC1:"
 DECODE_PATH = "/v1/ecard/decode"
 CODE_TEXT_MAX = 4096
-#: the personal field that keeps a deferred code's text (encrypted) for the next sync
-DEFERRED_FIELD = "ecard_code"
 #: how long a national code this terminal accepted (online or deferred) stays a replay: its
 #: validity is not public; the reference platform's codes live 24 hours
 NATIONAL_REPLAY_S = 24 * 3600.0
@@ -142,20 +146,27 @@ class CodeVerifier:
     decode_timeout_s: float = 2.0
     production: bool = False
 
-    def trust_list(self, pipeline: Pipeline, now: float) -> TrustList:
-        """The verified trust list from the store.
+    def trust_list(self, pipeline: Pipeline, now: float) -> tuple[TrustList, tuple[str, ...]]:
+        """The verified trust list from the store, under the profile's degraded policy for an
+        expired or missing list (docs/policy.md §3), and the journal flags that go with it.
 
-        :param pipeline: the pipeline (its store)
+        :param pipeline: the pipeline (its store, profile, platform link and list watch)
         :param now: the wall clock
-        :raises QrRefused: no list, no pinned root, or a list that is stale or does not verify
-            (in production, also one holding a TEST KEY)
+        :raises QrRefused: no usable list, no pinned root, or a list that does not verify (in
+            production, also one holding a TEST KEY, whatever the policy)
         """
-        raw = pipeline.store.trust.load()
-        if raw is None or self.root_key_pem is None:
-            missing = "no trust list imported" if raw is None else "no [ecard] trust_root_key"
-            raise QrRefused(QrReason.STALE_TRUST_LIST, missing)
+        if self.root_key_pem is None:
+            raise QrRefused(QrReason.STALE_TRUST_LIST, "no [ecard] trust_root_key")
         try:
-            return parse_trust_list(raw, self.root_key_pem, now, production=self.production)
+            return trust_list_for_codes(
+                pipeline.store,
+                pipeline.profile,
+                self.root_key_pem,
+                now,
+                online=pipeline.online,
+                watch=pipeline.watch,
+                production=self.production,
+            )
         except TrustListError as exc:
             log.warning("event=trust_list_unusable error=%s", exc.message)
             raise QrRefused(QrReason.STALE_TRUST_LIST, f"the stored trust list: {exc}") from exc
@@ -210,10 +221,6 @@ def _decode_answer(exchange: Exchange) -> dict[str, Any]:
     return out
 
 
-def _code_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def national_replay_key(text: str) -> str:
     """The replay-cache key of a national code: its whole text (the cache keeps a hash).
 
@@ -250,7 +257,7 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
     rules = pipeline.profile.qr
     now = pipeline.clock()
     try:
-        trust = verifier.trust_list(pipeline, now)
+        trust, flags = verifier.trust_list(pipeline, now)
         verified = verify_code(
             text,
             trust,
@@ -264,7 +271,7 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
         return pipeline.record(refuse(QR_REASONS[exc.reason]), None, "")
     credential = verified.credential
     token_hash = pipeline.store.card_hash(canonical_ecard_id(credential.token))
-    if not pipeline.store.replay.check_and_add(verified.replay_key, 2 * rules.window_s):
+    if pipeline.store.replay.seen(verified.replay_key):
         return pipeline.record(refuse(Reason.QR_REPLAY), None, token_hash)
     identity = verified.identity or {}
     wanted = pipeline.profile.holder_fields
@@ -283,9 +290,19 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
     if missing:
         decision = refuse(Reason.QR_IDENTITY_UNAVAILABLE, missing=missing)
         return pipeline.record(decision, replace(facts, personal={}), token_hash)
-    decision = pipeline.decide(facts, token_hash, room=room)
+    decision = pipeline.decide(facts, token_hash, room=room, flags=flags)
+    decision = _remember(pipeline, decision, verified.replay_key, 2 * rules.window_s)
     decision = replace(decision, detail={**decision.detail, "credential": "ecard"})
     return pipeline.record(decision, facts, token_hash)
+
+
+def _remember(pipeline: Pipeline, decision: Decision, key: str, ttl_s: float) -> Decision:
+    """Record an accepted code in the replay cache — only an accepted one: a valid code
+    refused for another reason (a full gate, anti-passback, the catalogue) is decided afresh
+    when it is shown again (issue 11 §6)."""
+    if decision.accepted and not pipeline.store.replay.check_and_add(key, ttl_s):
+        return refuse(Reason.QR_REPLAY)
+    return decision
 
 
 def defer_or_refuse(pipeline: Pipeline, text: str) -> Decision:
@@ -294,10 +311,11 @@ def defer_or_refuse(pipeline: Pipeline, text: str) -> Decision:
 
     In order: the profile refuses (``opaque_offline = "refuse"``) → ``qr_online_unavailable``;
     the code was accepted here before → ``qr_replay``; the terminal already holds
-    ``max_deferred`` deferred codes the platform has not acknowledged → ``qr_deferred_limit``;
-    else the code is remembered in the replay cache and deferred (``qr_deferred``). The count
-    falls as ``sscard sync`` uploads the journal: the platform's acknowledgement moves the
-    cursor past the deferred rows.
+    ``max_deferred`` deferred codes the platform has not confirmed → ``qr_deferred_limit``;
+    what can be checked without the card (:meth:`Pipeline.decide_deferred`: the catalogue, a
+    gate's capacity) refuses → that refusal; else the code is remembered in the replay cache
+    and deferred (``qr_deferred``). The count falls as ``sscard sync`` has the platform
+    confirm the deferred codes (docs/qr-format.md §14.4).
 
     :param pipeline: the scenario's pipeline (profile, store)
     :param text: the code (national syntax)
@@ -308,32 +326,29 @@ def defer_or_refuse(pipeline: Pipeline, text: str) -> Decision:
     if rules.opaque_offline != "defer":
         return refuse(Reason.QR_ONLINE_UNAVAILABLE)
     key = national_replay_key(text)
-    replay = pipeline.store.replay
-    if replay.seen(key):
+    if pipeline.store.replay.seen(key):
         return refuse(Reason.QR_REPLAY)
-    held = pipeline.store.journal.count(outcome=DEFERRED, unacknowledged=True)
+    held = pipeline.store.journal.count(outcome=DEFERRED, unconfirmed=True)
     if held >= rules.max_deferred:
         log.warning("event=qr_deferred_limit held=%d max_deferred=%d", held, rules.max_deferred)
         return refuse(Reason.QR_DEFERRED_LIMIT, deferred=held, max_deferred=rules.max_deferred)
-    if not replay.check_and_add(key, NATIONAL_REPLAY_S):
-        return refuse(Reason.QR_REPLAY)
-    return Decision(ACCEPT, Reason.QR_DEFERRED, {"credential": "national"})
+    return _remember(pipeline, pipeline.decide_deferred(), key, NATIONAL_REPLAY_S)
 
 
 def _national_code(
     pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str | None
 ) -> Decision:
-    code_hash = _code_hash(text)
+    hashed = code_hash(text)  # what a deferred row names its code by (sync.deferred)
     if pipeline.store.replay.seen(national_replay_key(text)):
-        return pipeline.record(refuse(Reason.QR_REPLAY), None, code_hash)
+        return pipeline.record(refuse(Reason.QR_REPLAY), None, hashed)
     answer = verifier.decode_online(text, pipeline)
     if answer is None:
         decision = defer_or_refuse(pipeline, text)
         if decision.reason != Reason.QR_DEFERRED:
-            return pipeline.record(decision, None, code_hash)
+            return pipeline.record(decision, None, hashed)
         facts = CardFacts("", None, None, None, None, genuine=False, personal={})
         facts = replace(facts, personal={DEFERRED_FIELD: text})
-        return pipeline.record(decision, facts, code_hash)
+        return pipeline.record(decision, facts, hashed)
     if answer.get("_status") != 200 or answer.get("ok") is not True:
         reason = str(answer.get("reason", "refused"))[:64]
         return pipeline.record(refuse(Reason.QR_ONLINE_REFUSED, platform_reason=reason), None, "")
@@ -344,7 +359,7 @@ def _national_code(
         not_after = dt.date.fromisoformat(str(answer["not_after"]))
     except (KeyError, ValueError):
         log.warning("event=ecard_decode_bad_answer fields=%s", sorted(answer))
-        return pipeline.record(refuse(Reason.QR_ONLINE_UNAVAILABLE), None, code_hash)
+        return pipeline.record(refuse(Reason.QR_ONLINE_UNAVAILABLE), None, hashed)
     identity = answer.get("identity") or {}
     if not isinstance(identity, dict):
         identity = {}
@@ -366,10 +381,7 @@ def _national_code(
         decision = refuse(Reason.QR_IDENTITY_UNAVAILABLE, missing=missing)
         return pipeline.record(decision, replace(facts, personal={}), token_hash)
     decision = pipeline.decide(facts, token_hash, room=room)
-    if decision.accepted and not pipeline.store.replay.check_and_add(
-        national_replay_key(text), NATIONAL_REPLAY_S
-    ):
-        decision = refuse(Reason.QR_REPLAY)
+    decision = _remember(pipeline, decision, national_replay_key(text), NATIONAL_REPLAY_S)
     decision = replace(decision, detail={**decision.detail, "credential": "national"})
     return pipeline.record(decision, facts, token_hash)
 

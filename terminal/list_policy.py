@@ -283,6 +283,7 @@ def trust_list_for_codes(
     *,
     online: PlatformLink | None = None,
     watch: ListWatch | None = None,
+    production: bool = False,
 ) -> tuple[TrustList, tuple[str, ...]]:
     """The trust list to verify an open-format code with, under the profile's degraded policy
     for the trust list, and the journal flags that go with it.
@@ -299,8 +300,11 @@ def trust_list_for_codes(
     :param now: the wall clock, seconds since 1970
     :param online: the platform link, or ``None``
     :param watch: the pipeline's list watch (the trust list's state changes are logged there)
+    :param production: a production terminal: a TEST KEY as the root or on the list is refused
+        whatever the policy (an expired list's keys are checked as a fresh one's)
     :raises QrRefused: ``stale_trust_list`` when no usable list is held
-    :raises TrustListError: the stored list does not verify (tampered)
+    :raises TrustListError: the stored list does not verify (tampered), or holds a TEST KEY in
+        production
     """
     when = dt.datetime.fromtimestamp(now, dt.UTC)
     (status,) = list_status(store, profile, when, (ListName.TRUST_LIST,))
@@ -308,7 +312,7 @@ def trust_list_for_codes(
         watch.observe(status)
     raw = store.trust.load()
     if raw is not None and status.state is ListState.FRESH:
-        return parse_trust_list(raw, root_key_pem, now), ()
+        return parse_trust_list(raw, root_key_pem, now, production=production), ()
     policy = profile.degraded.trust_list
     if policy == ONLINE:
         if online is not None and online.refresh_trust_list():
@@ -316,17 +320,18 @@ def trust_list_for_codes(
             try:
                 if raw is not None:
                     flags = (online_flag(ListName.TRUST_LIST),)
-                    return parse_trust_list(raw, root_key_pem, now), flags
+                    return parse_trust_list(raw, root_key_pem, now, production=production), flags
             except QrRefused:
                 pass  # the platform had nothing newer: still not current, fall back
         policy = profile.degraded.online_fallback
     if raw is None:
         raise QrRefused(QrReason.STALE_TRUST_LIST, "no trust list imported")
     if policy == REFUSE:
-        return parse_trust_list(raw, root_key_pem, now), ()  # raises: the list is not current
+        # raises: the list is not current
+        return parse_trust_list(raw, root_key_pem, now, production=production), ()
     # verified against the pinned root all the same; only its end of validity is set aside, so
     # that the codes its keys signed verify (verify_code checks the list's dates again)
-    trust = parse_trust_list(raw, root_key_pem, now, skew_s=math.inf)
+    trust = parse_trust_list(raw, root_key_pem, now, skew_s=math.inf, production=production)
     return replace(trust, not_after=OPEN_END), (stale_flag(ListName.TRUST_LIST),)
 
 

@@ -22,8 +22,11 @@ The checks run in a fixed order, each with a stable reason code (:mod:`terminal.
 then the scenario's own rules (:mod:`terminal.scenario_rules`: transit fare and concessions,
 gate capacity, anti-passback and concessions, the hotel's and the hospital's records, the
 service hall's identity for the clerk, the meal point's subsidy category and daily limit). A
-card that answers with a lock or a wrong PIN cannot be read further, so those arrive as errors
-of the read and are decided before the checks on its data.
+national e-card code the platform cannot decode now is deferred on the checks that need no card
+(:meth:`Pipeline.decide_deferred`) and its decision completed when the platform confirms it
+(:meth:`Pipeline.complete_deferred`). A card that answers with a lock or a wrong PIN cannot be
+read further, so those arrive as errors of the read and are decided before the checks on its
+data.
 
 Every decision is appended to the journal (durably, fsync) before any indicator fires, with
 its flags (``stale_list:deny_list`` …) and, for an accept, the day counters it raises (a gate's
@@ -328,6 +331,11 @@ class Pipeline:
     def _check_service(self, facts: CardFacts, tap: _Tap) -> Decision | None:
         """Checks 7–9 on the service: category, issuing region (only where a rule restricts
         it), the catalogue item offered at this terminal's region."""
+        return self._check_card_kind(facts) or self._check_catalogue(tap)
+
+    def _check_card_kind(self, facts: CardFacts) -> Decision | None:
+        """Checks 6–7: the card category, the issuing region (only where a rule restricts
+        it)."""
         profile = self.profile
         if facts.category not in profile.allowed_categories:
             return refuse(Reason.CATEGORY_NOT_ALLOWED, category=facts.category)
@@ -336,6 +344,12 @@ class Pipeline:
             return refuse(
                 Reason.REGION_NOT_ACCEPTED, region_code=facts.region_code, rule=regions.rule
             )
+        return None
+
+    def _check_catalogue(self, tap: _Tap) -> Decision | None:
+        """Check 8: the catalogue item offered at this terminal's region (a stale or missing
+        catalogue under its degraded policy)."""
+        profile = self.profile
         state = tap.lists[ListName.CATALOGUE]
         if state is not ListState.FRESH:
             policy = profile.degraded.catalogue
@@ -385,6 +399,42 @@ class Pipeline:
             or self._check_service(facts, tap)
             or self._scenario_rules(facts, card_hash, tap.now, room, service)
         )
+
+    def decide_deferred(self) -> Decision:
+        """Decide a national e-card code the platform cannot decode now, for a profile that
+        defers (docs/qr-format.md §14.3): what can be checked without the card — the catalogue
+        item offered here, and a gate's daily capacity — now (an accepted deferral raises the
+        gate's entries like any entry, :meth:`record`); the card itself (deny list, expiry,
+        category) when the platform confirms the code at the next sync.
+
+        :returns: ``qr_deferred`` (accepted), or the refusal; not yet journaled
+        :raises StoreError: the store failed
+        """
+        tap = self._begin()
+        refused = self._check_catalogue(tap) or _decision(self.rules.check_without_card(tap.now))
+        return tap.finish(
+            refused or Decision(ACCEPT, Reason.QR_DEFERRED, {"credential": "national"})
+        )
+
+    def complete_deferred(self, facts: CardFacts, card_hash: str, scanned_at: float) -> Decision:
+        """Finish, once the platform confirmed it, the decision on a deferred national code
+        (:mod:`terminal.ecard_confirm`): what the deferral could not check without the card —
+        its category, a region restriction — and on a bus the fare its data gives, concessions
+        included, as on the day it was scanned. The platform checked the code, the card's
+        expiry and the deny list for that day; nothing here is journaled or counted again.
+
+        :param facts: what the platform's verdict gave (region, category, end of validity)
+        :param card_hash: the card's keyed hash (the disabled-holder list is keyed by it)
+        :param scanned_at: the deferred row's wall time
+        :raises: nothing
+        """
+        refused = self._check_card_kind(facts)
+        if refused is not None:
+            return refused
+        if self.profile.scenario == Scenario.TRANSIT:  # the fare: no counter, no side effect
+            scanned = dt.datetime.fromtimestamp(scanned_at).astimezone()
+            return _decision(self.rules.decide(facts, card_hash, scanned))
+        return Decision(ACCEPT, Reason.OK, {})
 
     def _scenario_rules(
         self,

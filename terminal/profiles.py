@@ -338,11 +338,13 @@ class QrRules(Table):
     :param window_s: a dynamic code is accepted this long around its timestamp
     :param skew_s: clock skew allowed on the credential's validity
     :param opaque_offline: a national (opaque) code while the platform is unreachable:
-        ``refuse``, or ``defer`` (accept, journal as deferred, verify at the next sync; for
-        low-risk services such as a library gate)
+        ``refuse``, or ``defer`` (accept, journal as deferred, confirm with the platform at the
+        next sync). By default transit and gates defer — the e-card has the same force as the
+        physical card (docs/policy.md §7) — and every other scenario refuses; a profile that
+        reads personal fields cannot defer: a deferred code carries no identity
     :param max_deferred: with ``defer``, how many deferred codes the terminal may hold that
-        the platform has not yet acknowledged (the journal's upload cursor); beyond it a
-        national code is refused (``qr_deferred_limit``) until a sync uploads them
+        the platform has not yet confirmed; beyond it a national code is refused
+        (``qr_deferred_limit``) until a sync has them confirmed
     """
 
     window_s: float = Field(default=30, gt=0, le=600)
@@ -395,6 +397,14 @@ class DegradedPolicy(Table):
         }
         return policies[name]
 
+
+#: the [qr] rules a profile gets by scenario unless it says otherwise, when it reads no personal
+#: field: a bus or a gate takes a national code it cannot check now and has it confirmed at the
+#: next sync, as it takes a physical card with a stale list (docs/policy.md §7)
+DEFAULT_QR: dict[str, dict[str, str]] = {
+    "transit": {"opaque_offline": "defer"},
+    "gate": {"opaque_offline": "defer"},
+}
 
 #: the degraded policy a profile without a [degraded] table gets, by scenario: where money or
 #: lodging is at stake the platform is asked first; a bus or a gate never waits for a network
@@ -475,14 +485,20 @@ class Profile(Table):
     @classmethod
     def _scenario_defaults(cls, data: Any) -> Any:
         """A missing ``[degraded]`` table, or a missing key in it, takes the scenario's
-        default (:data:`DEFAULT_DEGRADED`)."""
+        default (:data:`DEFAULT_DEGRADED`); so does ``[qr] opaque_offline``
+        (:data:`DEFAULT_QR`) in a profile that reads no personal field."""
         if not isinstance(data, Mapping):
             return data
-        defaults = DEFAULT_DEGRADED.get(str(data.get("scenario")), {})
-        given = data.get("degraded", {})
-        if not defaults or not isinstance(given, Mapping):
-            return data
-        return {**data, "degraded": {**defaults, **given}}
+        scenario = str(data.get("scenario"))
+        out = dict(data)
+        for table, defaults in (
+            ("degraded", DEFAULT_DEGRADED.get(scenario, {})),
+            ("qr", DEFAULT_QR.get(scenario, {}) if not data.get("fields") else {}),
+        ):
+            given = data.get(table, {})
+            if defaults and isinstance(given, Mapping):
+                out[table] = {**defaults, **given}
+        return out
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
@@ -504,6 +520,11 @@ class Profile(Table):
             raise ValueError(f"a {self.scenario} profile cannot have {others} tables")
         if self.medical_fields and not self.pin:
             raise ValueError("medical.* fields need the PIN: set pin = true")
+        if self.fields and self.qr.opaque_offline == "defer":
+            raise ValueError(
+                f'qr.opaque_offline = "defer" cannot serve a profile that reads {list(self.fields)}'
+                ": a deferred national code carries no identity (docs/policy.md §7)"
+            )
         self._check_rules()
         if self.scenario == Scenario.HOTEL:
             missing = sorted({"name", "ssn", "sex", "ethnicity", "birth_date"} - set(self.fields))

@@ -252,13 +252,27 @@ class ScenarioRules:
             detail["concession_rule"] = rule
         return Ruling(Reason.OK, detail)
 
-    def _gate(self, facts: CardFacts, card_hash: str, now: dt.datetime) -> Ruling:
+    def check_without_card(self, now: dt.datetime) -> Ruling | None:
+        """The rules that concern the service point, not the card: a gate's daily capacity —
+        what a national e-card code deferred offline must pass (its card is known only when
+        the platform confirms it at the next sync).
+
+        :param now: the scan's wall clock (local)
+        :raises StoreError: the store failed
+        """
         rules = self.profile.gate
-        assert rules is not None  # the schema guarantees it
-        if rules.daily_capacity:
+        if rules is not None and rules.daily_capacity:
             key = ENTRIES_KEY.format(profile=self.profile.name)
             if self.store.day_counts.get(key, now.date()) >= rules.daily_capacity:
                 return Ruling(Reason.CAPACITY_FULL, {"capacity": rules.daily_capacity})
+        return None
+
+    def _gate(self, facts: CardFacts, card_hash: str, now: dt.datetime) -> Ruling:
+        rules = self.profile.gate
+        assert rules is not None  # the schema guarantees it
+        full = self.check_without_card(now)
+        if full is not None:
+            return full
         if rules.anti_passback_s:
             key = f"gate:{self.profile.name}:{card_hash}"
             if not self.store.replay.check_and_add(key, rules.anti_passback_s):

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from sync.auth import AuthError, NonceLimit
-from sync.platform import cards, journal
+from sync.platform import cards, deferred, journal
 from sync.platform.ecard import DecodeRefused, DecodeRequest
 from sync.platform.errors import Busy, PlatformError
 from sync.platform.keys import PlatformKeys
@@ -310,6 +310,23 @@ def ecard_decode(call: SmallCall) -> JSONResponse:
     except DecodeRefused as exc:
         return JSONResponse({"ok": False, "reason": str(exc.reason)}, status_code=422)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/v1/ecard/confirm")
+def ecard_confirm(call: SmallCall) -> JSONResponse:
+    """Judge a deferred national e-card code as of its scan (docs/sync.md §12).
+
+    :param call: the request as signed
+    :raises AuthError: 401, the signature is refused
+    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says (404 ``not_deferred``,
+        ``code_mismatch``)
+    """
+    terminal_id, _, _ = call.signer()
+    _no_query(call.raw)
+    _json_body(call.raw)
+    request = deferred.parse_request(_json(call.raw.body))
+    verdict = call.platform.confirm_deferred(terminal_id, request)
+    return JSONResponse(verdict.to_json(), headers={"Cache-Control": "no-store"})
 
 
 @router.post("/v1/cards/status")

@@ -2,8 +2,9 @@
 chain checks and the acknowledgement cursor.
 
 A row is exactly ``offline_store.chain.JournalRow.record()`` plus ``prev_hash`` and ``hash``
-(docs/offline-store.md §5); ``flags`` is there only when the row has some, and is stored with
-the rest of the record (its canonical bytes). For each row of a batch, in seq order
+(docs/offline-store.md §5); ``flags`` is there only when the row has some, ``ref_seq`` only when
+it follows up an earlier row (a deferred e-card code confirmed or found invalid), and both are
+stored with the rest of the record (its canonical bytes). For each row of a batch, in seq order
 (docs/sync.md §5):
 
 * another terminal's row → rejected ``terminal_mismatch``;
@@ -80,7 +81,7 @@ RECORD_KEYS = frozenset(
     }
 )
 ROW_KEYS = RECORD_KEYS | {"prev_hash", "hash"}
-OPTIONAL_KEYS = frozenset({"flags"})
+OPTIONAL_KEYS = frozenset({"flags", "ref_seq"})
 OUTCOMES = frozenset({"accept", "refuse", "deferred"})
 
 # at most 18 digits: every value fits in 64 bits, and JSON Schema can say it (sync/openapi.yaml)
@@ -212,6 +213,9 @@ def _row(raw: object, index: int) -> UploadedRow:
     if "flags" in raw:
         _flags(raw["flags"], where)
         record["flags"] = raw["flags"]
+    if "ref_seq" in raw:  # a terminal names an earlier row; the format is all that is checked
+        _int(raw, "ref_seq", where, _SEQ)
+        record["ref_seq"] = raw["ref_seq"]
     try:
         canonical = canonical_bytes(record)
     except UnicodeEncodeError:

@@ -27,7 +27,18 @@ from sqlalchemy import Connection, Engine
 from offline_store.denyfile import DenyReason
 from offline_store.identity import keyed_card_hash
 from sync.auth import NonceCache, verify_request
-from sync.platform import cards, catalogue, chains, denylist, ecard, journal, terminals, trust
+from sync.deferred import Confirmation, ConfirmRequest
+from sync.platform import (
+    cards,
+    catalogue,
+    chains,
+    deferred,
+    denylist,
+    ecard,
+    journal,
+    terminals,
+    trust,
+)
 from sync.platform.db import open_engine, transaction
 from sync.platform.errors import InvalidInput, PlatformConfigError
 from sync.platform.keys import PlatformKeys
@@ -479,3 +490,29 @@ class Platform:
         with self._read() as conn:
             signer = terminals.info(conn, terminal_id)
             return ecard.decode(conn, keys, signer, request, self.clock())
+
+    def confirm_deferred(self, terminal_id: str, request: ConfirmRequest) -> Confirmation:
+        """Judge a deferred e-card code of the signing terminal as of its scan.
+
+        :param terminal_id: the signer
+        :param request: the deferred row's seq and the code
+        :raises NotFound: ``not_deferred`` or ``code_mismatch``
+        """
+        keys = self.keys
+        with self._read() as conn:
+            signer = terminals.info(conn, terminal_id)
+            return deferred.confirm(conn, keys, signer, request)
+
+    def deferred_codes(
+        self, terminal_id: str | None = None, limit: int = 50
+    ) -> list[deferred.DeferredCode]:
+        """The newest deferred codes and what became of them.
+
+        :param terminal_id: one terminal, or ``None`` for all
+        :param limit: how many
+        :raises NotFound: an unknown terminal
+        """
+        with self._read() as conn:
+            if terminal_id is not None:
+                terminals.info(conn, terminal_id)
+            return deferred.deferred_codes(conn, terminal_id, limit)

@@ -354,6 +354,13 @@ CASES: dict[tuple[str, ...], list[Case]] = {
             working=ok(r"\S"), absent=ABSENT_KEYS, default=NO_KEYS,
         ),
     ],
+    ("platform", "ecard", "deferred"): [
+        platform(
+            "ecard", "deferred",
+            working=ok(r"no deferred e-card codes"), absent=ok(r"no deferred e-card codes"),
+            default=ok(r"no deferred e-card codes"),
+        ),
+    ],
     ("platform", "catalogue", "load"): [
         platform(
             "catalogue", "load", str(CATALOGUE),

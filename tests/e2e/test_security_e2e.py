@@ -198,7 +198,17 @@ def test_the_demo_reads_every_persona_and_the_3_0_card_with_the_psam(pcscd) -> N
     assert V3_LINE.format(terminal="440100813475") in v3[1]
     forged = [b for b in blocks if b.startswith("[forged]")]
     assert "|林志远|" in forged[0] and "-21" in forged[1]
-    validator = done.stdout.split("bus validator:")[1]
+    validator, stale = done.stdout.split("bus validator:")[1].split("bus validator, no sync")
     assert "[elderly] accept" in validator and "(elderly_category)" in validator
     assert "[student] refuse: 卡已挂失" in validator
-    assert "journal chain verified: 4 rows" in validator
+    # issue 11: a card from another province is accepted at a Guangzhou bus as at home
+    nanchang = next(line for line in validator.splitlines() if "[jiangxi-nanchang]" in line)
+    assert "accept: 验证通过" in nanchang and "fare 2.00 yuan" in nanchang
+    assert "journal chain verified: 5 rows" in validator
+    # ... and a deny list four days old keeps the bus running, flagged, with the alarm raised
+    assert "transit:    DEGRADED (stale, limit 72 h): accept" in stale
+    assert "operator alarm: event=list_degraded list=deny_list state=stale" in stale
+    changsha = next(line for line in stale.splitlines() if "[hunan-changsha]" in line)
+    assert "accept: 验证通过" in changsha and "fare 0.00 yuan (elderly_category)" in changsha
+    assert "flags stale_list:deny_list" in changsha
+    assert "[student] refuse: 卡已挂失" in stale  # a card the stale list names stays refused

@@ -11,7 +11,6 @@ from store_support import KEY, NOON, TOKEN, Clock, raw, write_old_journal_rows
 
 from offline_store import JournalEntry, JournalError, Store
 from offline_store.daycount import local_day
-from offline_store.db import MIGRATIONS
 
 pytestmark = pytest.mark.emulated
 
@@ -76,7 +75,7 @@ def test_a_malformed_counter_key_writes_nothing(store: Store, counts: object) ->
 
 def test_schema_4_seeds_the_counters_from_the_accepted_rows_held(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    write_old_journal_rows(path, [200, 100, None], version=len(MIGRATIONS) - 1)
+    write_old_journal_rows(path, [200, 100, None], version=3)  # the schema before the counters
     with Store.open(path, journal_key=KEY) as store:
         assert store.day_counts.get("entries:transit", local_day(NOON + 1)) == 3
         assert store.journal.verify_chain().ok  # the rows themselves are untouched

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pipeline_support import World
 
-from offline_store import canonical_ecard_id
+from offline_store import JournalEntry, canonical_ecard_id
 from sync.auth import NonceCache, verify_request
 from sync.transport import Credentials, SignedTransport
 from terminal.ecard_flow import DEFERRED_FIELD, CodeVerifier, defer_or_refuse, process_code
@@ -158,6 +158,25 @@ def verifier(url: str | None, timeout: float = 1.0, key: bytes = KEY) -> CodeVer
     return CodeVerifier(transport=transport, decode_timeout_s=timeout)
 
 
+def refusing_bus() -> Profile:
+    """A bus validator that refuses national codes it cannot have decoded (the built-in one
+    defers them: issue 11 §3)."""
+    data = {
+        "scenario": "transit",
+        "catalogue_item": "0301",
+        "transit": {"fare_fen": 200},
+        "qr": {"opaque_offline": "refuse"},
+    }
+    return parse_profile(data, "refusing-bus.toml", "transit")
+
+
+def confirm(world: World, seq: int) -> None:
+    """What a sync does once the platform confirmed a deferred code: a follow-up row."""
+    world.store.journal.append(
+        JournalEntry("gate", "0501", "", "accept", "ecard_confirmed", None, ref_seq=seq)
+    )
+
+
 def gate_with_cap(cap: int) -> Profile:
     data = {
         "scenario": "gate",
@@ -220,7 +239,7 @@ def test_a_failing_or_slow_platform_counts_as_unreachable(
     world: World, platform: Platform, code: str
 ) -> None:
     started = time.monotonic()
-    decision = process_code(world.pipeline("transit"), verifier(platform.url, 0.5), code)
+    decision = process_code(world.pipeline(refusing_bus()), verifier(platform.url, 0.5), code)
     assert decision.reason == Reason.QR_ONLINE_UNAVAILABLE
     assert time.monotonic() - started < 1.4  # one attempt: the timeout, not the platform, decides
     assert len(platform.seen) == 1  # never retried while the holder waits
@@ -228,7 +247,7 @@ def test_a_failing_or_slow_platform_counts_as_unreachable(
 
 def test_a_refused_signature_counts_as_unreachable(world: World, platform: Platform) -> None:
     wrong = verifier(platform.url, key=bytes(32))
-    assert process_code(world.pipeline("transit"), wrong, OK).reason == (
+    assert process_code(world.pipeline(refusing_bus()), wrong, OK).reason == (
         Reason.QR_ONLINE_UNAVAILABLE
     )
     deferred = process_code(world.pipeline("gate"), wrong, OK)
@@ -238,7 +257,7 @@ def test_a_refused_signature_counts_as_unreachable(world: World, platform: Platf
 def test_offline_the_profile_decides_refuse_or_defer(world: World, platform: Platform) -> None:
     url = platform.url
     platform.stop()  # the network is down
-    refused = process_code(world.pipeline("transit"), verifier(url), OK)
+    refused = process_code(world.pipeline(refusing_bus()), verifier(url), OK)
     assert refused.reason == Reason.QR_ONLINE_UNAVAILABLE and refused.outcome == "refuse"
     deferred = process_code(world.pipeline("gate"), verifier(url), OK)
     assert deferred.reason == Reason.QR_DEFERRED and deferred.accepted
@@ -249,7 +268,7 @@ def test_offline_the_profile_decides_refuse_or_defer(world: World, platform: Pla
 
 
 def test_no_platform_configured_is_offline(world: World) -> None:
-    decision = process_code(world.pipeline("transit"), verifier(None), OK)
+    decision = process_code(world.pipeline(refusing_bus()), verifier(None), OK)
     assert decision.reason == Reason.QR_ONLINE_UNAVAILABLE
 
 
@@ -307,13 +326,13 @@ def test_a_code_accepted_online_is_neither_sent_again_nor_deferred(
 def test_a_refused_code_is_not_remembered(world: World, platform: Platform) -> None:
     url = platform.url
     offline = verifier("http://127.0.0.1:9")  # nothing listens on the discard port
-    assert process_code(world.pipeline("transit"), offline, OK).reason == (
+    assert process_code(world.pipeline(refusing_bus()), offline, OK).reason == (
         Reason.QR_ONLINE_UNAVAILABLE
     )
     assert process_code(world.pipeline("transit"), verifier(url), OK).reason == Reason.OK
 
 
-def test_beyond_the_cap_deferred_codes_are_refused_until_a_sync_uploads_them(
+def test_beyond_the_cap_deferred_codes_are_refused_until_a_sync_confirms_them(
     world: World,
 ) -> None:
     capped = world.pipeline(gate_with_cap(2))
@@ -329,10 +348,14 @@ def test_beyond_the_cap_deferred_codes_are_refused_until_a_sync_uploads_them(
     assert shown["prompt_zh"] == TEXTS[Reason.QR_DEFERRED_LIMIT].zh and shown["hotline"]
     # refusals do not count, and a refused code was not remembered: it may come again
     assert process_code(capped, verifier(None), codes[2]).reason == Reason.QR_DEFERRED_LIMIT
-    # the platform acknowledges the journal (sscard sync): the count falls to zero
+    # uploaded is not confirmed: the platform holds the rows, but has not checked the codes
     last = world.store.journal.last()
     assert last is not None
     world.store.journal.acknowledge(last.seq)
+    assert process_code(capped, verifier(None), codes[2]).reason == Reason.QR_DEFERRED_LIMIT
+    # the sync had the platform confirm them (docs/qr-format.md §14.4): the count falls to zero
+    for row in world.store.journal.unconfirmed_deferred():
+        confirm(world, row.seq)
     assert process_code(capped, verifier(None), codes[2]).reason == Reason.QR_DEFERRED
     assert process_code(capped, verifier(None), codes[3]).reason == Reason.QR_DEFERRED
     assert process_code(capped, verifier(None), national("cap-x")).reason == (
@@ -349,7 +372,10 @@ def test_the_cap_counts_every_deferred_code_of_the_terminal(world: World) -> Non
 
 
 def test_the_one_function_that_defers_or_refuses(world: World) -> None:
-    assert defer_or_refuse(world.pipeline(load_profile("transit")), OK).reason == (
+    assert defer_or_refuse(world.pipeline(refusing_bus()), OK).reason == (
+        Reason.QR_ONLINE_UNAVAILABLE
+    )
+    assert defer_or_refuse(world.pipeline(load_profile("hotel")), OK).reason == (
         Reason.QR_ONLINE_UNAVAILABLE
     )
     gate = world.pipeline("gate")

@@ -90,10 +90,10 @@ def test_the_hotlines_of_the_settings_file_reach_the_console_and_the_json(tmp_pa
         'purpose_en = "Nanchang citizens\' hotline"\n',
         encoding="utf-8",
     )
-    # a national code while the platform is unknown: the transit profile refuses it
+    # a national code while the platform is unknown: the hotel profile refuses it
     done = run_sscard(
-        "qr", "verify", "CNSSC2NATIONAL2CODE", "--scenario", "transit", "--format", "json",
-        "--config", str(config),
+        "qr", "verify", "CNSSC2NATIONAL2CODE", "--scenario", "hotel", "--room", "0302",
+        "--format", "json", "--config", str(config),
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     decision = json.loads(done.stdout)

@@ -283,7 +283,7 @@ def test_sync_once_exit_statuses(platform: PlatformProcess, terminal: TerminalSe
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "sync: ok"
     assert [line.split()[0] for line in done.stdout.splitlines()[:-1]] == [
-        "time", "secrets", "deny", "trust", "catalogue", "upload", "heartbeat",
+        "time", "secrets", "deny", "trust", "catalogue", "upload", "ecard", "heartbeat",
     ]  # fmt: skip
     for name in ("pepper", "deny.pem", "qr-root.pem", "audience.keys"):
         assert (terminal.folder / name).stat().st_mode & 0o777 == 0o600

@@ -104,7 +104,14 @@ def test_a_profile_file_by_path(tmp_path: Path) -> None:
         ({"scenario": "spa"}, "scenario"),
         ({"catalogue_item": "03 01"}, "catalogue_item"),
         ({"require_genuine": "yes"}, "require_genuine"),
-        ({"qr": {"max_deferred": 10}}, 'max_deferred applies only with opaque_offline = "defer"'),
+        (
+            {"qr": {"opaque_offline": "refuse", "max_deferred": 10}},
+            'max_deferred applies only with opaque_offline = "defer"',
+        ),
+        (
+            {"fields": ["birth_date"], "qr": {"opaque_offline": "defer"}},
+            "a deferred national code carries no identity",
+        ),
         ({"qr": {"opaque_offline": "defer", "max_deferred": 0}}, "qr.max_deferred"),
         ({"qr": {"opaque_offline": "defer", "max_deferred": True}}, "qr.max_deferred"),
         ({"qr": {"opaque_offline": "defer", "max_deferred": "50"}}, "qr.max_deferred"),
@@ -126,6 +133,38 @@ def test_a_deferring_profile_caps_its_deferred_codes() -> None:
     assert parse_profile(data, "bus.toml").qr.max_deferred == 100  # the default cap
     data = TRANSIT | {"qr": {"opaque_offline": "defer", "max_deferred": 3}}
     assert parse_profile(data, "bus.toml").qr.max_deferred == 3
+
+
+def test_transit_and_gates_defer_national_codes_offline_identity_services_refuse() -> None:
+    """Issue 11 §3: by default a bus, a coach, a ferry and a gate take a national code the
+    platform cannot check now and have it confirmed at the next sync; a hotel, a hospital, a
+    service hall and a meal point, whose service needs the holder's data, refuse it
+    (docs/policy.md §7)."""
+    built_in = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    assert {name: load_profile(name).qr.opaque_offline for name in built_in} == {
+        "coach": "defer",
+        "ferry": "defer",
+        "gate": "defer",
+        "hospital": "refuse",
+        "hotel": "refuse",
+        "meal-point": "refuse",
+        "service-hall": "refuse",
+        "transit": "defer",
+    }
+    assert parse_profile(TRANSIT, "bus.toml").qr.opaque_offline == "defer"  # no [qr] table
+    gate = {"scenario": "gate", "catalogue_item": "0501", "gate": {}, "qr": {"window_s": 10}}
+    assert parse_profile(gate, "g.toml").qr.opaque_offline == "defer"  # a [qr] without the key
+    refusing = TRANSIT | {"qr": {"opaque_offline": "refuse"}}
+    assert parse_profile(refusing, "bus.toml").qr.opaque_offline == "refuse"
+    # a bus that reads the birth date (an age concession) has no identity to give a deferred
+    # code: it refuses by default, and cannot be told to defer
+    aged = TRANSIT | {"fields": ["birth_date"]}
+    aged["transit"] = {"fare_fen": 200, "concession_age": 65}
+    assert parse_profile(aged, "bus.toml").qr.opaque_offline == "refuse"
+    hotel = {"scenario": "hotel", "catalogue_item": "0601", "hotel": {}}
+    hotel["fields"] = ["name", "ssn", "sex", "ethnicity", "birth_date"]
+    with pytest.raises(ProfileError, match="carries no identity"):
+        parse_profile(hotel | {"qr": {"opaque_offline": "defer"}}, "h.toml")
 
 
 def test_a_scenario_needs_its_own_table() -> None:
