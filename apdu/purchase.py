@@ -5,8 +5,8 @@ the transit purse, the medical account) and one security module, and does no oth
 step is a method, so the caller journals between them — above all ``pending`` **before** the
 debit is sent::
 
-    NEW ──initialize()──▶ INITIALISED ──authorise()──▶ AUTHORISED   (journal: pending)
-                                                           │ debit()
+    NEW ──start()───────▶ INITIALISED ──authorise()──▶ AUTHORISED   (journal: pending)
+                                                           │ send_debit()
                           TORN ◀── card left ─────── DEBIT_SENT
                                                            │ TAC, MAC2
                           UNPROVEN ◀── MAC2 wrong ───── DEBITED ──confirm()──▶ DONE
@@ -234,7 +234,7 @@ class Purchase:
 
     # -- the steps ---------------------------------------------------------------------------
 
-    def initialize(self) -> PurchaseInit:
+    def start(self) -> PurchaseInit:
         """INITIALIZE FOR PURCHASE with the module's terminal number.
 
         :raises PaymentRefused: the card refused (the purchase is ``VOID``)
@@ -268,7 +268,7 @@ class Purchase:
 
     def authorise(self) -> PurchaseRecord:
         """MAC1 from the security module; the returned record is the ``pending`` journal row,
-        to be made durable **before** :meth:`debit`.
+        to be made durable **before** :meth:`send_debit`.
 
         :raises SecurityModuleError: the module refused (the purchase is ``VOID``)
         """
@@ -292,7 +292,7 @@ class Purchase:
         self._mac1 = answer.mac1
         return self._to(PurchaseState.AUTHORISED, terminal_sequence=answer.terminal_sequence)
 
-    def debit(self) -> PurchaseRecord:
+    def send_debit(self) -> PurchaseRecord:
         """DEBIT FOR PURCHASE.
 
         :raises PaymentRefused: the card refused; nothing was debited (``VOID``)
@@ -334,9 +334,9 @@ class Purchase:
         :raises Mac2Invalid: ``UNPROVEN``
         """
         if self.state == PurchaseState.NEW:
-            self.initialize()
+            self.start()
         self.authorise()
-        self.debit()
+        self.send_debit()
         return self.confirm()
 
 
@@ -396,7 +396,8 @@ class Recovery:
     :param verdict: what the card said
     :param record: the torn record, now ``DONE``, ``VOID`` or still ``TORN``
     :param retry: where the card did not debit and a fresh INITIALIZE succeeded, the purchase
-        that charges once (``INITIALISED``: authorise, journal, debit, confirm); else ``None``
+        that charges once (``INITIALISED``: authorise, journal, send_debit, confirm); else
+        ``None``
     """
 
     verdict: Verdict
