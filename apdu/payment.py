@@ -131,7 +131,9 @@ def payment_error(sw: int) -> PaymentRefused | None:
     if entry is None:
         return None
     cls, message = entry
-    return cls(f"{message} (SW {sw:04X})")
+    refusal = cls(f"{message} (SW {sw:04X})")
+    refusal.sw = sw  # 6901 and 6985 share a class: keep the one the card said
+    return refusal
 
 
 def send_payment(connection: Connection, command: CommandApdu) -> bytes:

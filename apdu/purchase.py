@@ -18,8 +18,9 @@ DEBIT is in flight is ``TORN``: the card may have debited and lost only its answ
 anywhere before DEBIT is sent is ``VOID``; after the answer arrived, the card is no longer
 needed — MAC2 is checked by the security module.
 
-**Recovery** (:func:`recover`): when a torn card comes back, the terminal initialises a purchase
-of the same amount again and reads the card's state. :func:`decide` compares it with the torn
+**Recovery** (:func:`recover`): when a torn card comes back, the terminal reads the card's
+history back to the torn purchase's sequence, then initialises a purchase of the same amount
+again (nothing may come between that INITIALIZE and a DEBIT). :func:`decide` compares it with the torn
 record:
 
 * the card's transaction sequence did not move → it did not debit: the torn record becomes
@@ -432,12 +433,14 @@ def recover(
         return Recovery(
             Verdict.DEBITED, dataclasses.replace(record, state=PurchaseState.DONE), None
         )
+    # the history first: any command between INITIALIZE and DEBIT cancels the purchase on the
+    # card, and the fresh INITIALIZE may become the retry's
+    history = _history_until(card.history(), record.card_sequence)
     init: PurchaseInit | None
     try:
         init = card.initialize(record.charge, record.terminal_number)
     except InsufficientBalance:
         init = None
-    history = _history_until(card.history(), record.card_sequence)
     verdict = decide(record, init, history)
     log.info(
         "event=purchase_recovery application=%s verdict=%s card_sequence=%d",
