@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from apdu.command import CommandApdu
-from apdu.errors import ApduError, CardStateError, ProtocolError, SscardError
+from apdu.errors import ApduError, CardStateError, ProtocolError, SscardError, card_state_error
 from apdu.purse import AMOUNT_MAX
 from apdu.transport import Connection, send
 
@@ -142,6 +142,7 @@ def send_payment(connection: Connection, command: CommandApdu) -> bytes:
     :param connection: the card, with the T=0 chain
     :param command: the command
     :raises PaymentRefused: a status word of the payment catalogue
+    :raises CardStateError: ``6982`` (PIN or authentication first), ``6A81`` (card blocked)
     :raises ApduError: any other status word but ``9000``
     """
     try:
@@ -150,6 +151,9 @@ def send_payment(connection: Connection, command: CommandApdu) -> bytes:
         refusal = payment_error(exc.sw)
         if refusal is not None:
             raise refusal from exc
+        state = card_state_error(exc.sw)  # 6982: the PIN first; 6A81: the card is blocked
+        if state is not None:
+            raise state from exc
         raise
 
 

@@ -20,8 +20,8 @@ needed — MAC2 is checked by the security module.
 
 **Recovery** (:func:`recover`): when a torn card comes back, the terminal reads the card's
 history back to the torn purchase's sequence, then initialises a purchase of the same amount
-again (nothing may come between that INITIALIZE and a DEBIT). :func:`decide` compares it with the torn
-record:
+again (nothing may come between that INITIALIZE and a DEBIT). :func:`decide` compares the
+card's state with the torn record:
 
 * the card's transaction sequence did not move → it did not debit: the torn record becomes
   ``VOID`` and the fresh initialisation goes on as the one charge (no double charge);
@@ -48,12 +48,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from apdu import purse
-from apdu.errors import ApduError, CardRemoved, ProtocolError, SscardError
+from apdu.errors import ApduError, CardRemoved, CardStateError, ProtocolError, SscardError
 from apdu.payment import (
     Charge,
     HistoryEntry,
     InsufficientBalance,
-    PaymentRefused,
     ProofUnavailable,
     PurchaseInit,
     PurchaseTorn,
@@ -239,13 +238,14 @@ class Purchase:
         """INITIALIZE FOR PURCHASE with the module's terminal number.
 
         :raises PaymentRefused: the card refused (the purchase is ``VOID``)
+        :raises CardStateError: ``6982``, the PIN first (medical), ``6A81`` (``VOID``)
         :raises CardRemoved: the card left (``VOID``: nothing can have been debited)
         """
         self._expect(PurchaseState.NEW)
         terminal = self.module.terminal_number()
         try:
             init = self.card.initialize(self.record.charge, terminal)
-        except (PaymentRefused, ApduError, CardRemoved, ProtocolError):
+        except (CardStateError, ApduError, CardRemoved, ProtocolError):
             self._to(PurchaseState.VOID, terminal_number=terminal)
             raise
         self.adopt(init, terminal)
@@ -304,7 +304,7 @@ class Purchase:
         self._to(PurchaseState.DEBIT_SENT)
         try:
             answer = self.card.debit(self.record.terminal_sequence, self.record.when, self._mac1)
-        except PaymentRefused:
+        except CardStateError:  # a refusal (PaymentRefused, 6982 …): nothing was debited
             self._to(PurchaseState.VOID)
             raise
         except (CardRemoved, ApduError, ProtocolError) as exc:

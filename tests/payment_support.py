@@ -3,6 +3,7 @@ terminal that journals purchases the way issue 15 asks (pending before the debit
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,10 +120,8 @@ def transit_purchase_with_recovery(connect: Connect = VirtualConnection) -> Tran
     card.behaviour.tear_before_answer = _debit_index(card)
     purse = TransitPurseSession(t0_chain(connect(card)))
     purchase = Purchase(purse, terminal.module, Charge(200), WHEN)
-    try:
+    with contextlib.suppress(PurchaseTorn):
         purchase.run()
-    except PurchaseTorn:
-        pass
     terminal.journal.write(99, purchase.record)
     card.return_to_field()
     purse = TransitPurseSession(t0_chain(connect(card)))
