@@ -13,6 +13,8 @@ transaction sequence) and ``80 72`` (check MAC2), and keeps its terminal number 
   serial and its issuer id (``80 70 00 00 24``), and a transit PSAM takes no other count, so
   there is no level retry; ``6A80``/``6700`` (wrong factor count) is
   :class:`~apdu.sam.KeyLevelInsufficient`;
+* the DF stays selected between purchases (one APDU fewer per fare); a PSAM that answers
+  ``6985`` to ``80 70`` (reset, re-powered) gets the SELECT again, once;
 * it holds no social-security key: :meth:`TransitPsamModule.check` refuses every SSC card
   (``-2202``), so it can never be mistaken for the module of an authenticated read.
 """
@@ -39,6 +41,7 @@ P1_SELECT_BY_FID = 0x00
 TRANSIT_FACTORS = 2  # card serial, issuer id
 SW_WRONG_LEVELS = 0x6A80
 SW_WRONG_LENGTH = 0x6700
+SW_CONDITIONS = 0x6985  # 80 70 outside the purchase DF
 NO_SSC_KEYS = "a transit PSAM holds no social-security keys; read cards with an SSC PSAM"
 
 
@@ -71,6 +74,12 @@ class TransitPsamModule(PsamModule):
     def __init__(self, connection: Connection) -> None:
         super().__init__(connection)
         self.session = TransitPsamSession(connection)
+        self._in_df = False  # the purchase DF stays selected between purchases
+
+    def forget(self) -> None:
+        """Forget what was learnt about the PSAM (terminal number, selection)."""
+        super().forget()
+        self._in_df = False
 
     def check(self, card: CardIdentity) -> None:
         """Refuse: a transit PSAM serves no social-security card.
@@ -99,10 +108,21 @@ class TransitPsamModule(PsamModule):
         levels = min(TRANSIT_FACTORS, len(request.factors), MAX_LEVELS)
         session = self.session
         assert isinstance(session, TransitPsamSession)
+        data = request.mac1_data(levels)
         try:
-            session.select_purchase_df()
-            out = session.init_sam_for_purchase(request.mac1_data(levels))
+            if not self._in_df:
+                session.select_purchase_df()
+                self._in_df = True
+            try:
+                out = session.init_sam_for_purchase(data)
+            except ApduError as exc:
+                if exc.sw != SW_CONDITIONS:
+                    raise
+                # reset or re-powered since: select the DF again, once
+                session.select_purchase_df()
+                out = session.init_sam_for_purchase(data)
         except ApduError as exc:
+            self._in_df = False
             if exc.sw in (SW_WRONG_LEVELS, SW_WRONG_LENGTH):
                 raise KeyLevelInsufficient(
                     f"the transit PSAM refused {levels} diversification factors "

@@ -385,3 +385,16 @@ def test_random_tearing_retaps_and_kills_never_lose_or_double_a_fen(plan, t0) ->
         for record in mine:
             if record.journal_state == "done" and record.tac is not None:
                 assert tac_ok(card, record)
+
+
+def test_the_psam_df_is_selected_once_and_again_after_a_reset() -> None:
+    psam = transit_psam()
+    module = transit_module(psam)
+    for _ in range(2):
+        Purchase(session(make_card("ordinary-2.0")), module, Charge(FARE), WHEN).run()
+    selects = [c for c, _ in psam.log if c[:2] == H("00A4")]
+    assert len(selects) == 1  # one SELECT for two fares
+    psam.power_on()  # reset: the DF is no longer selected
+    Purchase(session(make_card("ordinary-2.0")), module, Charge(FARE), WHEN).run()
+    answers = [r for c, r in psam.log if c[:2] == H("8070")]
+    assert answers[-2:] == [H("6985"), H("6108")]  # refused outside the DF, then selected again
