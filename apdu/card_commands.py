@@ -19,11 +19,15 @@ The lists below are the contract, checked by two tests:
   refusal, PIN verify and change) against emulated cards and records every command the card
   received.
 
-Extending :data:`HOLDER_INITIATED` is how payments will join: DEBIT FOR PURCHASE (``80 54``,
-after INITIALIZE FOR PURCHASE ``80 50``) and the medical DEBIT FOR PURCHASE (``B0 2C``, after
-``B0 28``) change the card's balance, so each goes in with the reason the holder asked for it
-(an amount the holder confirmed) and the one command that reaches it — never into
-:data:`READ_ONLY`, and never by removing an entry from :data:`FORBIDDEN`.
+Payments joined :data:`HOLDER_INITIATED` this way: DEBIT FOR PURCHASE (``80 54``, after
+INITIALIZE FOR PURCHASE ``80 50``) and the medical DEBIT FOR PURCHASE (``B0 2C``, after
+``B0 28``) change the card's balance, so each is there with the reason the holder asked for it
+(an amount the holder confirmed: the fare shown before the tap, the bill the holder approved
+with the PIN) and the one place that reaches it: the purchase flow of :mod:`apdu.purchase`,
+which every path to them passes through (``through``) until the daemon and the hospital API
+give them a command of their own. Their reads (GET BALANCE, GET TRANSACTION PROOF, READ
+BINARY of the transit public data) change nothing and are :data:`READ_ONLY`. Loads, overdraft
+changes and CAPP cache updates stay :data:`FORBIDDEN`.
 
 Sources: ISO/IEC 7816-4 (interindustry commands), JR/T 0025 (PBOC: issuer scripts, e-purse),
 and the SSC specification as summarised in ``domain/ssc-card-spec.md`` §5 and §7 (S3-P5).
@@ -63,7 +67,10 @@ class HolderCommand:
     :param ins: the instruction byte
     :param name: the command's name in its specification
     :param why: what it changes and why the holder may ask for it
-    :param command: the only ``sscard`` command line that may reach it (``pin change``)
+    :param command: the only ``sscard`` command line that may reach it (``pin change``), or
+        ``()`` where no command of its own exists yet
+    :param through: the functions (``module.Class.method``) every path to it passes through,
+        where ``command`` is empty
     """
 
     cla: int
@@ -71,6 +78,7 @@ class HolderCommand:
     name: str
     why: str
     command: tuple[str, ...]
+    through: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +124,35 @@ READ_ONLY: tuple[CardCommand, ...] = (
         "the PIN the holder entered, or with no data the tries left (spec doc §5); the "
         "terminal never retries a wrong PIN on its own, so only the holder can spend tries",
     ),
+    CardCommand(
+        0x00,
+        0xB0,
+        "READ BINARY",
+        "reads the transit application's public data (EF 0015: issuer id, serial, validity)",
+    ),
+    CardCommand(0x80, 0x5C, "GET BALANCE", "reads the transit purse's balance; changes nothing"),
+    CardCommand(
+        0x80,
+        0x5A,
+        "GET TRANSACTION PROOF",
+        "reads again the MAC2 and TAC of the card's last purchase, for a terminal that lost "
+        "the debit's answer (anti-tearing); changes nothing",
+    ),
+    CardCommand(
+        0xB0, 0x26, "GET BALANCE (medical)", "reads the DF04 account balances; changes nothing"
+    ),
+    CardCommand(
+        0xB0,
+        0x2E,
+        "GET TRANSACTION PROOF (medical)",
+        "reads again the MAC2 and TAC of the account's last debit (anti-tearing)",
+    ),
+)
+
+_FLOW = "apdu.purchase"
+_HOLDER_PAYS = (
+    "an amount the holder confirmed: the fare shown before the holder taps, or the bill the "
+    "holder approved with the PIN"
 )
 
 HOLDER_INITIATED: tuple[HolderCommand, ...] = (
@@ -126,6 +163,41 @@ HOLDER_INITIATED: tuple[HolderCommand, ...] = (
         "the holder replaces their own PIN, proving the old one (spec doc §5, S3-P5 §6.3; "
         "Jiangxi §9)",
         ("pin", "change"),
+    ),
+    HolderCommand(
+        0x80,
+        0x50,
+        "INITIALIZE FOR PURCHASE",
+        "opens a transit purchase of " + _HOLDER_PAYS + "; moves no money (spec doc §7.2), and "
+        "a returning torn purchase is read with it",
+        (),
+        (f"{_FLOW}.Purchase.start", f"{_FLOW}.recover"),
+    ),
+    HolderCommand(
+        0x80,
+        0x54,
+        "DEBIT FOR PURCHASE",
+        "debits the transit purse by " + _HOLDER_PAYS + " (spec doc §7.2); journaled pending "
+        "before it is sent",
+        (),
+        (f"{_FLOW}.Purchase.send_debit",),
+    ),
+    HolderCommand(
+        0xB0,
+        0x28,
+        "INITIALIZE FOR PURCHASE (medical)",
+        "opens a medical settlement of " + _HOLDER_PAYS + "; moves no money (spec doc §7.1)",
+        (),
+        (f"{_FLOW}.Purchase.start", f"{_FLOW}.recover"),
+    ),
+    HolderCommand(
+        0xB0,
+        0x2C,
+        "DEBIT FOR PURCHASE (medical)",
+        "debits the personal account (个人账户) by " + _HOLDER_PAYS + ", after the holder's "
+        "PIN (spec doc §7.1)",
+        (),
+        (f"{_FLOW}.Purchase.send_debit",),
     ),
 )
 

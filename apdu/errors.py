@@ -16,7 +16,9 @@ Every error the project raises on purpose derives from :class:`SscardError`::
     │   ├── CardBlocked          6A81
     │   ├── SecurityNotSatisfied 6982: the file needs an authentication first
     │   ├── ExternalAuthFailed   63Cx / 6983 on EXTERNAL AUTHENTICATE: terminal key refused
-    │   └── CardNotGenuine       INTERNAL AUTHENTICATE did not match
+    │   ├── CardNotGenuine       INTERNAL AUTHENTICATE did not match
+    │   └── PaymentRefused       a payment step refused, nothing debited (apdu.payment: 9401 …)
+    ├── PurchaseTorn             the card left during a DEBIT: tap again (apdu.payment)
     └── DriverError              the edges: readers and transports
         ├── ReaderUnavailable    no PC/SC service or no such reader
         ├── CardRemoved          the card left (or stopped answering) during a command

@@ -10,6 +10,12 @@ Format (TOML)::
     irk = "<16-byte hex>"                 # internal-authentication root (IRK)
     rkssse = "<16-byte hex>"              # RKSSSE root (3.0 EF06 read key); optional
     dpk = "<16-byte hex>"                 # purchase root (MAC1/MAC2), [des] only; optional
+    dtk = "<16-byte hex>"                 # medical TAC root, [des] only; optional
+
+    [transit]                             # the transit key system's roots; optional
+    dpk = "<16-byte hex>"                 # purchase root: card key = root ↓ issuer id ↓ serial
+    dtk = "<16-byte hex>"                 # TAC root, diversified the same way
+    key_version = 1                       # the version the cards hold these keys under
 
 A key file must be readable by its owner only (mode 0600): anything looser is refused, since a
 readable root key lets anyone forge cards.
@@ -29,11 +35,38 @@ from apdu.ssc import CardAlgorithm
 from config.tomlfile import read_toml
 
 KEY_LENGTH = 16
+TRANSIT_KEYS = {"dpk", "dtk", "key_version"}
 ALGORITHM_TABLES = {"des": CardAlgorithm.DES, "sm4": CardAlgorithm.SM4}
 
 
 class KeyFileError(SscardError):
     """A key file that is unreadable, too open, or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransitRoots:
+    """The transit key system's roots (spec doc §7.2): a card's keys hang two levels below,
+    diversified by its issuer id, then by its card serial (:mod:`apdu.transit`).
+
+    :param dpk: the purchase root (MAC1, MAC2)
+    :param dtk: the TAC root
+    :param key_version: the key version cards hold them under
+    """
+
+    dpk: bytes
+    dtk: bytes
+    key_version: int = 1
+
+    def card_keys(self, factors: tuple[bytes, ...]) -> tuple[bytes, bytes]:
+        """A card's DPK and DTK from its factors, card level first (serial, issuer id).
+
+        :param factors: the card's purchase factors
+        """
+        order = factors[::-1]
+        return (
+            crypto.diversify_levels(crypto.Algorithm.DES, self.dpk, order),
+            crypto.diversify_levels(crypto.Algorithm.DES, self.dtk, order),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +79,8 @@ class RootKeys:
     :param terminal_number: the 12-digit terminal number to report
     :param test_keys: the file says these are test keys
     :param source: where the keys came from, for messages
+    :param dtk: the medical TAC root, DES only, or ``None``
+    :param transit: the transit roots, or ``None``
     """
 
     irk: dict[CardAlgorithm, bytes]
@@ -54,6 +89,8 @@ class RootKeys:
     terminal_number: str = "000000000000"
     test_keys: bool = False
     source: str = ""
+    dtk: bytes | None = None
+    transit: TransitRoots | None = None
 
     def card_key(
         self,
@@ -107,20 +144,20 @@ def parse_root_keys(data: dict[str, Any], source: str = "") -> RootKeys:
     :param source: where it came from, for messages
     :raises KeyFileError: for unknown tables or keys, or malformed values
     """
-    allowed = {"test_keys", "terminal_number", *ALGORITHM_TABLES}
+    allowed = {"test_keys", "terminal_number", "transit", *ALGORITHM_TABLES}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise KeyFileError(f"{source}: unknown keys {unknown}")
     irk: dict[CardAlgorithm, bytes] = {}
     rkssse: dict[CardAlgorithm, bytes] = {}
-    dpk = None
+    dpk = dtk = None
     for name, algorithm in ALGORITHM_TABLES.items():
         table = data.get(name)
         if table is None:
             continue
         if not isinstance(table, dict):
             raise KeyFileError(f"{source}: {name} must be a table [{name}]")
-        optional = {"rkssse", "dpk"} if algorithm == CardAlgorithm.DES else {"rkssse"}
+        optional = {"rkssse", "dpk", "dtk"} if algorithm == CardAlgorithm.DES else {"rkssse"}
         extra = sorted(set(table) - {"irk"} - optional)
         if extra or "irk" not in table:
             raise KeyFileError(
@@ -132,6 +169,8 @@ def parse_root_keys(data: dict[str, Any], source: str = "") -> RootKeys:
             rkssse[algorithm] = _key(table, "rkssse", f"{source} [{name}]")
         if "dpk" in table:
             dpk = _key(table, "dpk", f"{source} [{name}]")
+        if "dtk" in table:
+            dtk = _key(table, "dtk", f"{source} [{name}]")
     if not irk:
         raise KeyFileError(f"{source}: no [des] or [sm4] keys")
     number = str(data.get("terminal_number", "000000000000"))
@@ -140,7 +179,21 @@ def parse_root_keys(data: dict[str, Any], source: str = "") -> RootKeys:
     test_keys = data.get("test_keys", False)
     if not isinstance(test_keys, bool):  # "false" is a string, and a string is truthy
         raise KeyFileError(f"{source}: test_keys must be true or false")
-    return RootKeys(irk, rkssse, dpk, number, test_keys, source)
+    transit = _transit(data.get("transit"), source)
+    return RootKeys(irk, rkssse, dpk, number, test_keys, source, dtk, transit)
+
+
+def _transit(table: Any, source: str) -> TransitRoots | None:
+    """The optional ``[transit]`` table: ``dpk``, ``dtk`` and ``key_version`` (1-255)."""
+    if table is None:
+        return None
+    where = f"{source} [transit]"
+    if not isinstance(table, dict) or set(table) - TRANSIT_KEYS or not {"dpk", "dtk"} <= set(table):
+        raise KeyFileError(f"{where} holds dpk, dtk and optionally key_version")
+    version = table.get("key_version", 1)
+    if type(version) is not int or not 1 <= version <= 0xFF:
+        raise KeyFileError(f"{where}: key_version must be 1-255")
+    return TransitRoots(_key(table, "dpk", where), _key(table, "dtk", where), version)
 
 
 def load_root_keys(path: str | Path, *, require_private: bool = True) -> RootKeys:

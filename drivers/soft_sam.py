@@ -14,6 +14,7 @@ from pathlib import Path
 
 from apdu import crypto, purse
 from apdu.errors import ProtocolError, SscardError
+from apdu.purchase import PurchaseRecord
 from apdu.purse import PurchaseMac1, PurchaseRequest
 from apdu.sam import (
     AlgorithmNotSupported,
@@ -30,6 +31,7 @@ from drivers.keyfile import RootKeys, crypto_algorithm, load_root_keys
 
 log = logging.getLogger(__name__)
 
+TRANSIT_FACTORS = 2  # card serial, issuer id (apdu.transit)
 ROOT_LEVELS = 3  # national roots: L1 province, L2 city, L3 card (spec §3.5)
 IRK = "irk"
 RKSSSE = "rkssse"
@@ -202,8 +204,12 @@ class SoftSam(SecurityModule):
                 f"the software SAM holds the national purchase root: it needs all "
                 f"{purse.MAX_LEVELS} factors (card, issuer, region), got {len(request.factors)}"
             )
+        return self._mac1(self.keys.dpk, request)
+
+    def _mac1(self, root: bytes, request: PurchaseRequest) -> PurchaseMac1:
+        """MAC1 with the card key ``root`` diversified over all the request's factors."""
         sequence = self._sequence
-        dpk = purse.card_purchase_key(self.keys.dpk, request)
+        dpk = purse.card_purchase_key(root, request)
         sespk = purse.session_key(dpk, request, sequence)
         mac1 = purse.mac1(sespk, request, self.keys.terminal_number)
         self._sequence = (sequence + 1) & 0xFFFFFFFF
@@ -222,6 +228,79 @@ class SoftSam(SecurityModule):
         sespk, amount = pending
         if mac2 != purse.mac2(sespk, amount):
             raise Mac2Invalid("MAC2 does not match: the card did not prove the debit")
+
+
+class SoftTransitSam(SoftSam):
+    """The software SAM of the transit key system: MAC1 and MAC2 of transit purchases from the
+    key file's ``[transit]`` roots (development and tests only, like :class:`SoftSam`).
+
+    A transit card's purchase key hangs two levels below the root: by its issuer id, then its
+    card serial (:mod:`apdu.transit`), so a request carries exactly those two factors.
+
+    :param keys: the root keys, with a ``[transit]`` table
+    :param settings: the terminal settings
+    :raises SoftSamRefused: on a production terminal
+    """
+
+    kind = "soft-transit-sam"
+
+    def purchase_mac1(self, request: PurchaseRequest) -> PurchaseMac1:
+        """MAC1 from the transit purchase root.
+
+        :param request: the card's purchase data (card serial, issuer id)
+        :raises AlgorithmNotSupported: no ``[transit]`` roots, another key version, or an
+            algorithm id other than ``00``
+        :raises ProtocolError: a request without exactly the two transit factors
+        """
+        self._pending = None
+        transit = self.keys.transit
+        if transit is None:
+            raise AlgorithmNotSupported(
+                f"the key file {self.keys.source or '(in memory)'} has no [transit] roots"
+            )
+        if request.key_version != transit.key_version:
+            raise AlgorithmNotSupported(
+                f"the card's transit key version {request.key_version} is not the key file's "
+                f"{transit.key_version}"
+            )
+        if request.algorithm_id != purse.PURSE_ALG_DES:
+            raise AlgorithmNotSupported(
+                f"purchase algorithm id {request.algorithm_id:#04x}: only 00 (DES) is computed"
+            )
+        if len(request.factors) != TRANSIT_FACTORS:
+            raise ProtocolError(
+                f"a transit purchase has {TRANSIT_FACTORS} factors (card serial, issuer id), "
+                f"got {len(request.factors)}"
+            )
+        return self._mac1(transit.dpk, request)
+
+
+def transit_tac_valid(keys: RootKeys, record: PurchaseRecord, factors: tuple[bytes, ...]) -> bool:
+    """Whether a transit purchase's TAC is the card's (what the platform checks at clearing).
+
+    The card's DTK derives from the ``[transit] dtk`` root over its factors (issuer id, then
+    card serial); the TAC is :func:`apdu.purse.tac` over :func:`apdu.purse.tac_data` of the
+    amount, type ``06``, terminal number and sequence and the time.
+
+    :param keys: the root keys, with a ``[transit]`` table
+    :param record: the purchase, with its TAC
+    :param factors: the card's factors, card level first (card serial, issuer id)
+    :raises AlgorithmNotSupported: no ``[transit]`` roots
+    :raises ProtocolError: a record without a TAC, terminal number or sequence
+    """
+    if keys.transit is None:
+        raise AlgorithmNotSupported("the key file has no [transit] roots to check a TAC with")
+    if record.tac is None or record.terminal_number is None or record.terminal_sequence is None:
+        raise ProtocolError("the purchase has no TAC to check")
+    _, dtk = keys.transit.card_keys(factors)
+    data = purse.tac_data(
+        record.charge.amount,
+        purse.TYPE_PURCHASE,
+        record.terminal_number,
+        record.terminal_sequence,
+        record.when,
+    )
+    return purse.tac(dtk, data) == record.tac
 
 
 def open_soft_sam(path: str | Path, settings: Settings) -> SoftSam:

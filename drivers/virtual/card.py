@@ -6,7 +6,10 @@ behaviours a reader must survive are switchable per card (:class:`Behaviour`):
 * ``t0``: data-returning case 4 commands answer ``61xx`` and the data waits for GET RESPONSE; a
   case 2 command whose Le is not the exact length answers ``6Cxx``;
 * ``latency_ms``: a delay before each answer;
-* ``tear_after``: the card leaves the field in the middle of command number N+1;
+* ``tear_after``: the card leaves the field in the middle of command number N+1, before it
+  acted on it;
+* ``tear_before_answer``: the card acts on command number N (1-based) — a debit is committed —
+  then leaves the field before its answer is out (the case anti-tearing exists for);
 * ``app_locked`` / ``card_blocked``: the application answers ``9303`` to SELECT / the card
   answers ``6A81`` to everything.
 """
@@ -34,6 +37,7 @@ class Behaviour:
     :param t0: answer as a T=0 card (``61xx`` / ``6Cxx``); otherwise announce T=1
     :param latency_ms: delay before each answer
     :param tear_after: leave the field during the command after this many commands
+    :param tear_before_answer: act on this command (1-based), then leave before answering
     :param app_locked: SELECT of the application answers ``9303``
     :param card_blocked: every command answers ``6A81``
     """
@@ -41,6 +45,7 @@ class Behaviour:
     t0: bool = False
     latency_ms: float = 0.0
     tear_after: int | None = None
+    tear_before_answer: int | None = None
     app_locked: bool = False
     card_blocked: bool = False
 
@@ -98,7 +103,18 @@ class VirtualCard:
         self.commands_seen += 1
         response = self._process(raw)
         self.log.append((bytes(raw), response))
+        if self.behaviour.tear_before_answer == self.commands_seen:
+            self.torn = True
+            raise CardTorn(f"card left the field before answering command {self.commands_seen}")
         return response
+
+    def return_to_field(self) -> None:
+        """The holder taps again: the card is back, with no tearing planned; its persistent
+        state (balances, counters, logs) is what it was when it left."""
+        self.torn = False
+        self.commands_seen = 0
+        self.behaviour.tear_after = None
+        self.behaviour.tear_before_answer = None
 
     def _process(self, raw: bytes) -> bytes:
         if self.behaviour.card_blocked:

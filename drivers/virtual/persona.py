@@ -29,6 +29,12 @@ DF04 (the card answers ``6A82`` to its SELECT)::
     account_opened = 2012-07-01        # 个人账户建立日期
     designated_institutions = ["H44010600011", "H44010600023"]
 
+An optional ``[transit]`` table gives the card a transit e-purse next to SSSE (balance,
+offline sequence, serial …; :func:`drivers.virtual.transit_purse.parse_transit`), and an
+optional ``[medical_account]`` table a medical account in DF04 (balances, sequence;
+:func:`drivers.virtual.medical_account.parse_medical_account`); a persona without them has
+neither.
+
 ``[raw_records]`` addresses are ``EF05.tt``, ``EF06.tt`` or ``DF04.EF05.tt``; an empty string
 removes the record (the card then answers ``6A83``).
 """
@@ -44,6 +50,8 @@ from apdu import medical, ssc
 from apdu.tlv import encode_simple
 from config.schema import CONTROL
 from config.tomlfile import read_toml
+from drivers.virtual.medical_account import MedicalAccount, parse_medical_account
+from drivers.virtual.transit_purse import TransitAccount, parse_transit
 
 ALGORITHM_IDS = {"des": 0x01, "ssf33": 0x02, "sm4": 0x03, "none": None}
 DEFAULT_MAKER = bytes.fromhex("8660")  # T6–T7: card-maker id (fictional)
@@ -63,7 +71,17 @@ _CARD_KEYS = {
 }
 _HOLDER_KEYS = {"ssn", "name", "sex", "ethnicity", "birthplace", "birth_date"}
 _DATE_KEYS = {"issue_date", "expiry_date", "birth_date"}
-_TOP_KEYS = {"description", "card", "holder", "raw_records", "keys", "pin", "medical"}
+_TOP_KEYS = {
+    "description",
+    "card",
+    "holder",
+    "raw_records",
+    "keys",
+    "pin",
+    "medical",
+    "transit",
+    "medical_account",
+}
 _KEYS_KEYS = {"forged", "rkssse_tries"}
 _PIN_KEYS = {"value", "tries"}
 MAX_TRIES = 15  # a try counter is the low nibble of 63Cx (spec doc §5)
@@ -178,6 +196,8 @@ class Persona:
     :param pin: the ``[pin]`` table, or ``None`` for a card without a PIN
     :param medical: DF04 EF05, tag → record bytes (a whole TLV); ``None`` for a card without
         DF04
+    :param transit: the transit e-purse, ``None`` for a card without one
+    :param medical_account: the DF04 medical account, ``None`` for a card without one
     """
 
     name: str
@@ -190,6 +210,8 @@ class Persona:
     keys: PersonaKeys = field(default_factory=PersonaKeys)
     pin: PersonaPin | None = None
     medical: dict[int, bytes] | None = None
+    transit: TransitAccount | None = None
+    medical_account: MedicalAccount | None = None
 
     @property
     def generation(self) -> ssc.Generation:
@@ -384,12 +406,24 @@ def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
         keys=parse_keys(data.get("keys", {}), name),
         pin=parse_pin(data["pin"], name) if "pin" in data else None,
         medical=parse_medical(data["medical"], name) if "medical" in data else None,
+        transit=_sub(parse_transit, data, "transit", city, name),
+        medical_account=_sub(parse_medical_account, data, "medical_account", city, name),
     )
     if persona.generation != ssc.Generation.V1:
         ef06[ssc.TAG_NAME_EXTENSION] = tlv(ssc.TAG_NAME_EXTENSION, name_4e)
     for address, hex_bytes in _table(data, "raw_records", name).items():
         _apply_raw(persona, address, hex_bytes, name)
     return persona
+
+
+def _sub(parse: Any, data: dict[str, Any], key: str, city: str, name: str) -> Any:
+    """Parse an optional payment table, its errors as :class:`PersonaError`."""
+    if key not in data:
+        return None
+    try:
+        return parse(data[key], city, name)
+    except ValueError as exc:
+        raise PersonaError(str(exc)) from None
 
 
 def _table(data: dict[str, Any], key: str, name: str, *, required: bool = False) -> dict[str, Any]:

@@ -36,6 +36,12 @@ cryptographically: it answers ``6A81`` (function not supported) to both authenti
   on an application-locked card both answer ``9303``, as the SELECT would. Malformed PIN data
   answers ``6A80`` and costs no try.
 
+Payments (spec doc §7). A persona with ``[transit]`` also has the transit e-purse
+(:mod:`drivers.virtual.transit_purse`), selected by its AID from anywhere; while it is selected
+every command but SELECT goes to it. A persona with ``[medical_account]`` has the medical
+account in DF04 (:mod:`drivers.virtual.medical_account`): CLA ``B0`` and READ RECORD of EF08
+by SFI go to it while DF04 is selected, behind the holder's PIN.
+
 The try counters live in EEPROM on a real card: here they survive :meth:`power_on` and last
 as long as the card object. The PIN and the keys are never logged.
 """
@@ -46,11 +52,15 @@ import os
 
 from apdu import crypto, medical, ssc
 from apdu.command import CommandApdu, ResponseApdu
+from apdu.medical_payment import CLA_MEDICAL, SFI_DEBIT_RECORDS
 from apdu.pin import MAX_PIN_DIGITS, MIN_PIN_DIGITS, PinFormatError, decode_pin
 from apdu.tlv import encode_ber
+from apdu.transit import AID_TRANSIT
 from drivers.keyfile import KEY_LENGTH, RootKeys, crypto_algorithm
 from drivers.virtual.card import Behaviour, VirtualCard
+from drivers.virtual.medical_account import VirtualMedicalAccount
 from drivers.virtual.persona import Persona, PersonaError
+from drivers.virtual.transit_purse import VirtualTransitPurse
 
 INS_SELECT = 0xA4
 INS_READ_RECORD = 0xB2
@@ -187,6 +197,16 @@ class VirtualSscCard(VirtualCard):
         self.rkssse_tries = persona.keys.rkssse_tries
         self._pin = persona.pin.value if persona.pin else None
         self.pin_tries = persona.pin.tries if persona.pin else 0
+        forged = persona.keys.forged
+        self.transit = (
+            VirtualTransitPurse(persona.transit, roots, forged) if persona.transit else None
+        )
+        card_id = persona.ef05[ssc.TAG_CARD_ID][2:]
+        self.medical_account = (
+            VirtualMedicalAccount(persona.medical_account, card_id, roots, forged)
+            if persona.medical_account
+            else None
+        )
         self.reset_state()
 
     def reset_state(self) -> None:
@@ -197,6 +217,10 @@ class VirtualSscCard(VirtualCard):
         self.challenge: bytes | None = None
         self.rkssse_authenticated = False
         self.pin_verified = False
+        self.in_transit = False
+        for payment in (getattr(self, "transit", None), getattr(self, "medical_account", None)):
+            if payment is not None:
+                payment.reset()
 
     @property
     def is_v3(self) -> bool:
@@ -218,8 +242,14 @@ class VirtualSscCard(VirtualCard):
 
         :param command: the parsed command
         """
-        if command.cla not in (0x00, 0x80, 0x84):
+        if command.cla not in (0x00, 0x80, 0x84, CLA_MEDICAL):
             return _sw(SW_CLA_UNKNOWN)
+        if self.in_transit and self.transit is not None and command.ins != INS_SELECT:
+            return self.transit.handle(command, self.behaviour.t0)
+        if self.in_df04 and self.medical_account is not None and _is_medical(command):
+            return self.medical_account.handle(command, self.behaviour.t0, self.pin_verified)
+        if command.cla == CLA_MEDICAL:
+            return _sw(SW_CLA_UNKNOWN if not self.in_df04 else SW_FILE_NOT_FOUND)
         handlers = {
             INS_SELECT: self._select,
             INS_READ_RECORD: self._read_record,
@@ -238,6 +268,8 @@ class VirtualSscCard(VirtualCard):
 
     def _select(self, command: CommandApdu) -> ResponseApdu:
         if command.p1 == 0x04:
+            if command.data == AID_TRANSIT:
+                return self._select_transit()
             if command.data == medical.AID_DF04:
                 return self._select_df04()
             if command.data != ssc.AID_SSSE:
@@ -258,6 +290,15 @@ class VirtualSscCard(VirtualCard):
             return _sw(SW_OK)
         return _sw(SW_FILE_NOT_FOUND)
 
+    def _select_transit(self) -> ResponseApdu:
+        if self.transit is None:
+            return _sw(SW_FILE_NOT_FOUND)
+        if self.behaviour.app_locked or self.transit.locked:
+            return _sw(SW_APP_LOCKED)
+        self.reset_state()
+        self.in_transit = True
+        return ResponseApdu(self.transit.fci, SW_OK)
+
     def _select_df04(self) -> ResponseApdu:
         if not self.has_medical:
             return _sw(SW_FILE_NOT_FOUND)
@@ -267,6 +308,8 @@ class VirtualSscCard(VirtualCard):
             return _sw(SW_FILE_NOT_FOUND)  # DF04 lies under SSSE
         # leaving SSSE for its child keeps the security status (the verified PIN)
         self.in_ssse, self.in_df04, self.current_ef = False, True, None
+        if self.medical_account is not None:
+            self.medical_account.reset()
         return ResponseApdu(self.df04_fci, SW_OK)
 
     def _files(self) -> dict[int, dict[int, bytes]]:
@@ -416,6 +459,13 @@ class VirtualSscCard(VirtualCard):
         self._pin = new
         self._pin_ok()
         return _sw(SW_OK)
+
+
+def _is_medical(command: CommandApdu) -> bool:
+    """A command for the DF04 medical account: CLA B0, or READ RECORD of EF08 by SFI."""
+    if command.cla == CLA_MEDICAL:
+        return True
+    return command.ins == INS_READ_RECORD and command.p2 >> 3 == SFI_DEBIT_RECORDS
 
 
 def make_card(

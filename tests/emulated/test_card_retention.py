@@ -39,6 +39,9 @@ pytestmark = pytest.mark.emulated
 
 READ_ONLY_SET = frozenset((c.cla, c.ins) for c in READ_ONLY)
 CHANGE_PIN = next((h.cla, h.ins) for h in HOLDER_INITIATED if h.command == ("pin", "change"))
+#: the reads only payments send (the purse's public data, balances, proofs)
+PAYMENT_READS = frozenset({(0x00, 0xB0), (0x80, 0x5C), (0x80, 0x5A), (0xB0, 0x26), (0xB0, 0x2E)})
+PAYMENTS = frozenset((h.cla, h.ins) for h in HOLDER_INITIATED if h.through)
 PINS = {"ordinary-2.0": "123456", "v3-sm4": "123456", "hk-resident": "654321"}
 
 
@@ -197,8 +200,9 @@ def test_every_scenario_and_every_refusal_a_card_can_cause_only_reads(
         Reason.PIN_BLOCKED,
     } <= seen
     assert_read_only(recorder)
-    # between them the flows sent every read-only command: none of the list is unexercised
-    assert recorder.commands() == READ_ONLY_SET
+    # between them the flows sent every read-only command but the payments' own reads
+    # (exercised below): none of the list is unexercised
+    assert recorder.commands() == READ_ONLY_SET - PAYMENT_READS
 
 
 def test_pin_verify_and_the_pin_state_only_read(recorder: Recorder) -> None:
@@ -223,3 +227,16 @@ def test_change_pin_is_sent_by_the_holders_pin_change_and_by_nothing_else(
     assert sent - {CHANGE_PIN} <= READ_ONLY_SET, _named(sent)
     # the new PIN works: the holder changed it, nothing else did
     pin_operation(t0_chain(recorder.connect(card)), "verify", ["654321"])
+
+
+def test_payments_send_reads_and_their_own_holder_commands_only(recorder: Recorder) -> None:
+    """A transit purchase, a torn one and its recovery, a medical settlement and its records:
+    nothing but reads and the four payment commands, which reach the card only in a payment."""
+    from payment_support import medical_settlement, transit_purchase_with_recovery
+
+    transit_purchase_with_recovery(recorder.connect)
+    medical_settlement(recorder.connect)
+    sent = recorder.commands()
+    assert sent >= PAYMENT_READS and sent >= PAYMENTS, _named(sent)
+    assert sent - PAYMENTS <= READ_ONLY_SET, _named(sent - PAYMENTS - READ_ONLY_SET)
+    assert not any(forbidden(cla, ins) for cla, ins in sent)

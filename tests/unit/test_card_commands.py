@@ -31,8 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_CODE = frozenset({"tests", "docs", "build", "dist"})
 EMULATORS = "drivers/virtual/"
 #: sources whose commands go to the PSAM (the terminal's own module), and what they may send
-PSAM_SOURCES = frozenset({"apdu/psam.py"})
+PSAM_SOURCES = frozenset({"apdu/psam.py", "apdu/transit_psam.py"})
 PSAM_SESSION = "PsamSession"
+#: the session class each PSAM source builds its commands in
+PSAM_SESSIONS = {"apdu/psam.py": PSAM_SESSION, "apdu/transit_psam.py": "TransitPsamSession"}
 PSAM_COMMANDS = frozenset(
     {
         (0x00, 0xA4),  # SELECT the key environment and DF01
@@ -396,14 +398,47 @@ def test_the_lists_forbid_every_write_block_and_lock_and_allow_none_of_them() ->
     for cla, ins in never:
         assert forbidden(cla, ins) is not None, f"{cla:02X} {ins:02X}"
         assert allowed(cla, ins) is None
-    # payments are not holder-initiated yet: they join HOLDER_INITIATED with their command
+    # payments are holder-initiated, each reached through the purchase flow; never read-only
+    read_only = {(c.cla, c.ins) for c in READ_ONLY}
     for cla, ins in ((0x80, 0x54), (0x80, 0x50), (0xB0, 0x2C), (0xB0, 0x28)):
-        assert allowed(cla, ins) is None
+        entry = allowed(cla, ins)
+        assert entry in HOLDER_INITIATED and (cla, ins) not in read_only
+        assert entry.through and all(t.startswith("apdu.purchase.") for t in entry.through)
     assert len({(f.ins, f.clas) for f in FORBIDDEN}) == len(FORBIDDEN)
+
+
+def entry_points_through(function: str, gates: frozenset[str]) -> set[str]:
+    """Like :func:`entry_points`, but a path ends at a gate: the roots found are the gates
+    reached and any entry point some path reaches without passing one."""
+    roots, seen, todo = set(), {function}, [function]
+    while todo:
+        current = todo.pop()
+        if current in gates:
+            roots.add(current)
+            continue
+        users = _uses(current.rsplit(".", 1)[1]) - {current}
+        if not users:
+            roots.add(current)
+        for user in users - seen:
+            seen.add(user)
+            todo.append(user)
+    return roots
 
 
 @pytest.mark.parametrize("holder", HOLDER_INITIATED, ids=lambda h: h.name)
 def test_a_holder_initiated_command_is_reached_from_its_own_command_only(holder) -> None:
+    if not holder.command:
+        # no command of its own yet: every path from an entry point passes through the flow
+        gates = frozenset(holder.through)
+        sites = {b.function for b in card_commands() if (b.cla, b.ins) == (holder.cla, holder.ins)}
+        assert sites and gates, f"no code builds {holder.name}, or it names no gate"
+        for site in sites:
+            roots = entry_points_through(site, gates)
+            assert roots and roots <= gates, (
+                f"{holder.name} ({site}) is reachable from {roots - gates}, not only "
+                f"through {sorted(gates)}"
+            )
+        return
     handler = build_parser().parse_args(list(holder.command)).handler
     expected = {f"{handler.__module__}.{handler.__qualname__}"}
     sites = {b.function for b in card_commands() if (b.cla, b.ins) == (holder.cla, holder.ins)}
@@ -424,10 +459,11 @@ def test_the_reachability_walk_finds_several_entry_points_where_there_are_severa
 def test_the_psam_commands_go_to_the_psam_only() -> None:
     for rel in PSAM_SOURCES:
         built = built_commands(sources()[rel])
-        assert built and all(f".{PSAM_SESSION}." in b.function for b in built), rel
+        assert built and all(f".{PSAM_SESSIONS[rel]}." in b.function for b in built), rel
         assert {(b.cla, b.ins) for b in built} <= PSAM_COMMANDS, rel
-    makers = _uses(PSAM_SESSION)
-    assert makers and all(m.startswith("apdu.psam.") for m in makers), makers
+    for session in PSAM_SESSIONS.values():
+        makers = _uses(session)
+        assert makers and all(m.startswith(("apdu.psam.", "apdu.transit_psam.")) for m in makers)
 
 
 def _forwards(function: ast.AST, call: ast.Call) -> bool:

@@ -1,0 +1,328 @@
+"""What every card payment shares: the amounts, the card's answers, and what went wrong for the
+person paying (spec doc §7; PBOC e-purse and the SSC medical account alike).
+
+A payment application on a card — the transit e-purse (:mod:`apdu.transit`) or the medical
+account of DF04 (:mod:`apdu.medical_payment`) — answers four verbs the purchase flow
+(:mod:`apdu.purchase`) drives without knowing which one it talks to (:class:`PurseApplication`):
+
+* INITIALIZE FOR PURCHASE → :class:`PurchaseInit`: balance, the card's transaction sequence,
+  key version, algorithm id and a pseudo-random;
+* DEBIT FOR PURCHASE → :class:`DebitAnswer`: TAC and MAC2;
+* GET TRANSACTION PROOF → the MAC2 and TAC of the card's last debit again, for a terminal
+  that lost the answer (anti-tearing);
+* its transaction history (:class:`HistoryEntry`), newest first.
+
+Errors, in the tree of :mod:`apdu.errors`::
+
+    CardStateError
+    └── PaymentRefused              the card refused a payment step; nothing was debited
+        ├── InsufficientBalance     9401: balance (plus overdraft) below the amount
+        ├── Mac1Invalid             9302: the card does not accept the terminal's MAC1
+        ├── PurseLocked             9303: the payment application is locked
+        ├── CounterExhausted        9402: the transaction counter reached its maximum
+        ├── KeyVersionUnsupported   9403: the card has no key of that index/version
+        ├── ProofUnavailable        9406: no proof for that transaction (not its last one)
+        └── NoPurchasePending       6901/6985: DEBIT without a fresh INITIALIZE
+    SscardError
+    └── PurchaseTorn                the card left while a DEBIT was in flight: tap again
+
+Each card status word of a payment command turns into one of them (:func:`payment_error`);
+any other status word stays a raw :class:`~apdu.errors.ApduError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from apdu.command import CommandApdu
+from apdu.errors import ApduError, CardStateError, ProtocolError, SscardError, card_state_error
+from apdu.purse import AMOUNT_MAX
+from apdu.transport import Connection, send
+
+SW_MAC_INVALID = 0x9302
+SW_LOCKED = 0x9303
+SW_INSUFFICIENT = 0x9401
+SW_COUNTER_MAX = 0x9402
+SW_KEY_UNSUPPORTED = 0x9403
+SW_PROOF_UNAVAILABLE = 0x9406
+SW_NOT_ACCEPTED = 0x6901
+SW_CONDITIONS = 0x6985
+MAC_LEN = 4
+SEQUENCE_MOD = 0x10000  # the card's transaction sequences are 2 bytes
+
+
+class PaymentRefused(CardStateError):
+    """The card refused a payment step: nothing was debited.
+
+    :param message: what happened, for the person at the terminal
+    """
+
+    sw = 0
+
+
+class InsufficientBalance(PaymentRefused):
+    """``9401``: the balance (with the overdraft limit) does not cover the amount (余额不足)."""
+
+    sw = SW_INSUFFICIENT
+
+
+class Mac1Invalid(PaymentRefused):
+    """``9302``: the card does not accept MAC1 — the security module's keys are not the card's."""
+
+    sw = SW_MAC_INVALID
+
+
+class PurseLocked(PaymentRefused):
+    """``9303``: the payment application is locked; only its issuer can unlock it."""
+
+    sw = SW_LOCKED
+
+
+class CounterExhausted(PaymentRefused):
+    """``9402``: the card's transaction counter is at its maximum; it can pay no more."""
+
+    sw = SW_COUNTER_MAX
+
+
+class KeyVersionUnsupported(PaymentRefused):
+    """``9403``: the card holds no purchase key of the index the terminal asked for."""
+
+    sw = SW_KEY_UNSUPPORTED
+
+
+class ProofUnavailable(PaymentRefused):
+    """``9406``: the card keeps no proof of that transaction (it was not its last one)."""
+
+    sw = SW_PROOF_UNAVAILABLE
+
+
+class NoPurchasePending(PaymentRefused):
+    """``6901``/``6985``: a DEBIT the card had no fresh INITIALIZE FOR PURCHASE for."""
+
+    sw = SW_NOT_ACCEPTED
+
+
+class PurchaseTorn(SscardError):
+    """The card left while a DEBIT was in flight: whether it debited is unknown until it comes
+    back (请重新刷卡 / tap again); the purchase flow then recovers (:mod:`apdu.purchase`)."""
+
+
+_REFUSALS: dict[int, tuple[type[PaymentRefused], str]] = {
+    SW_INSUFFICIENT: (InsufficientBalance, "insufficient balance (余额不足)"),
+    SW_MAC_INVALID: (Mac1Invalid, "the card refused MAC1: the security module's keys differ"),
+    SW_LOCKED: (PurseLocked, "the payment application is locked"),
+    SW_COUNTER_MAX: (CounterExhausted, "the card's transaction counter is exhausted"),
+    SW_KEY_UNSUPPORTED: (KeyVersionUnsupported, "the card has no purchase key of that index"),
+    SW_PROOF_UNAVAILABLE: (ProofUnavailable, "the card keeps no proof of that transaction"),
+    SW_NOT_ACCEPTED: (NoPurchasePending, "no purchase initialised on the card"),
+    SW_CONDITIONS: (NoPurchasePending, "no purchase initialised on the card"),
+}
+
+
+def payment_error(sw: int) -> PaymentRefused | None:
+    """The payment refusal a status word stands for, or ``None`` (keep the raw ApduError).
+
+    :param sw: SW1SW2 as a 16-bit integer
+    """
+    entry = _REFUSALS.get(sw)
+    if entry is None:
+        return None
+    cls, message = entry
+    refusal = cls(f"{message} (SW {sw:04X})")
+    refusal.sw = sw  # 6901 and 6985 share a class: keep the one the card said
+    return refusal
+
+
+def send_payment(connection: Connection, command: CommandApdu) -> bytes:
+    """Send a payment command; a refusal becomes its :class:`PaymentRefused`.
+
+    :param connection: the card, with the T=0 chain
+    :param command: the command
+    :raises PaymentRefused: a status word of the payment catalogue
+    :raises CardStateError: ``6982`` (PIN or authentication first), ``6A81`` (card blocked)
+    :raises ApduError: any other status word but ``9000``
+    """
+    try:
+        return send(connection, command)
+    except ApduError as exc:
+        refusal = payment_error(exc.sw)
+        if refusal is not None:
+            raise refusal from exc
+        state = card_state_error(exc.sw)  # 6982: the PIN first; 6A81: the card is blocked
+        if state is not None:
+            raise state from exc
+        raise
+
+
+def check_amount(amount: int, what: str = "amount") -> int:
+    """Refuse an amount a 4-byte field cannot carry.
+
+    :param amount: fen (分)
+    :param what: the field, for the message
+    :raises ProtocolError: negative or over 4 bytes
+    """
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= AMOUNT_MAX:
+        raise ProtocolError(f"{what} is 0 … {AMOUNT_MAX} fen, got {amount!r}")
+    return amount
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What a payment takes, in fen (分).
+
+    :param amount: what leaves the card's purse or personal account (个人账户); the transit
+        fare, or the medical personal-account amount
+    :param self_pay: medical only: the self-paid part (自付), counted on the card, not debited
+    :param pooled: medical only: the pooled-fund part (统筹), counted on the card, not debited
+    :raises ProtocolError: a negative amount or one over 4 bytes
+    """
+
+    amount: int
+    self_pay: int = 0
+    pooled: int = 0
+
+    def __post_init__(self) -> None:
+        check_amount(self.amount)
+        check_amount(self.self_pay, "the self-paid amount")
+        check_amount(self.pooled, "the pooled-fund amount")
+
+    @property
+    def total(self) -> int:
+        """本次消费总金额: the three parts together."""
+        return self.amount + self.self_pay + self.pooled
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseInit:
+    """The card's answer to INITIALIZE FOR PURCHASE, in the fields both purses share.
+
+    :param balance: the balance before the purchase, fen (negative when overdrawn)
+    :param sequence: the card's transaction sequence this purchase will use (2 bytes)
+    :param key_version: the version of the purchase key the card will use
+    :param algorithm_id: the card's algorithm id (``00`` DES/3DES)
+    :param random: the card's 4-byte pseudo-random for the session key
+    :param overdraft_limit: the transit overdraft limit (透支限额), 0 for the medical account
+    """
+
+    balance: int
+    sequence: int
+    key_version: int
+    algorithm_id: int
+    random: bytes
+    overdraft_limit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DebitAnswer:
+    """A debit's proof: TAC (for the issuer) and MAC2 (for the security module).
+
+    :param tac: 4 bytes
+    :param mac2: 4 bytes
+    """
+
+    tac: bytes
+    mac2: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> DebitAnswer:
+        """Parse DEBIT FOR PURCHASE's answer ``TAC 4 ‖ MAC2 4`` (spec doc §7.1, §7.2 step 5).
+
+        :param data: 8 bytes
+        :raises ProtocolError: another length
+        """
+        if len(data) != 2 * MAC_LEN:
+            raise ProtocolError(
+                f"DEBIT FOR PURCHASE answers TAC and MAC2 (8 bytes), got {len(data)}"
+            )
+        return cls(data[:MAC_LEN], data[MAC_LEN:])
+
+    @classmethod
+    def parse_proof(cls, data: bytes) -> DebitAnswer:
+        """Parse GET TRANSACTION PROOF's answer ``MAC2 4 ‖ TAC 4`` (the other order: every public
+        terminal reading it takes MAC2 first, and JR/T 0025 names it "MAC and TAC").
+
+        :param data: 8 bytes
+        :raises ProtocolError: another length
+        """
+        if len(data) != 2 * MAC_LEN:
+            raise ProtocolError(
+                f"GET TRANSACTION PROOF answers MAC2 and TAC (8 bytes), got {len(data)}"
+            )
+        return cls(tac=data[MAC_LEN:], mac2=data[:MAC_LEN])
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One transaction a card recorded, in the fields a torn purchase is matched on.
+
+    :param sequence: the card transaction sequence the transaction used
+    :param amount: what left the purse or personal account, fen
+    :param terminal_number: the terminal's 12 digits
+    :param when: the transaction time, to the second
+    :param purchase: whether it was a purchase (a load is not; its sequence is another counter)
+    """
+
+    sequence: int
+    amount: int
+    terminal_number: str
+    when: dt.datetime
+    purchase: bool = True
+
+
+class PurseApplication(Protocol):
+    """A card's payment application, as the purchase flow drives it (one per card session)."""
+
+    #: ``transit`` or ``medical``, for records and logs
+    kind: str
+
+    @property
+    def card_id(self) -> str:
+        """The application's own card number (hex), which a torn purchase is matched on."""
+        ...
+
+    def factors(self) -> tuple[bytes, ...]:
+        """The purchase-key diversification factors, card level first (:mod:`apdu.purse`)."""
+        ...
+
+    def initialize(self, charge: Charge, terminal_number: str) -> PurchaseInit:
+        """INITIALIZE FOR PURCHASE.
+
+        :param charge: the amounts
+        :param terminal_number: the security module's 12-digit terminal number
+        :raises PaymentRefused: the card's refusal (insufficient balance, locked, …)
+        """
+        ...
+
+    def debit(self, terminal_sequence: int, when: dt.datetime, mac1: bytes) -> DebitAnswer:
+        """DEBIT FOR PURCHASE: the card checks MAC1, debits, answers TAC and MAC2.
+
+        :param terminal_sequence: the module's terminal transaction sequence
+        :param when: the transaction time
+        :param mac1: from the module
+        :raises PaymentRefused: the card's refusal (MAC1 invalid, …); nothing was debited
+        """
+        ...
+
+    def proof(self, sequence_after: int) -> DebitAnswer:
+        """GET TRANSACTION PROOF of the card's last purchase.
+
+        :param sequence_after: the card's transaction sequence after that purchase
+        :raises ProofUnavailable: ``9406``
+        """
+        ...
+
+    def history(self) -> Iterator[HistoryEntry]:
+        """The card's recorded transactions, newest first, read lazily."""
+        ...
+
+
+def sequence_distance(before: int, after: int) -> int:
+    """How far a 2-byte transaction sequence moved from ``before`` to ``after`` (wrapping).
+
+    :param before: the earlier value
+    :param after: the later value
+    """
+    return (after - before) % SEQUENCE_MOD

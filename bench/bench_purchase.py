@@ -1,0 +1,126 @@
+"""Benchmark: the software overhead of a transit purchase, and its APDUs against the minimum.
+
+A purchase runs the card's transit session and the transit PSAM, both emulated in-process,
+with 0 ms and 5 ms per APDU. Every APDU goes through a timing link that records the time spent
+inside the emulators — the bare APDU exchange, what a reader and a card would cost anyway —
+so the same run gives the purchase's own cost: wall time minus the exchange. The table shows
+p50 and p99 of each, and the APDUs per purchase against the fewest the flow can send:
+
+* card, T=1: SELECT, READ BINARY (the MAC1 factors), INITIALIZE, DEBIT — 4; on T=0 three more
+  GET RESPONSE (the FCI, the INITIALIZE and DEBIT answers);
+* PSAM: ``80 70`` and ``80 72`` — 2, plus GET RESPONSE for MAC1 (T=0, as PSAMs are); the
+  purchase DF is selected once per PSAM, not per fare.
+
+No assertion on time: it prints. Run: ``.venv/bin/python bench/bench_purchase.py [--rounds N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import time
+from pathlib import Path
+
+from apdu.payment import Charge
+from apdu.purchase import Purchase
+from apdu.transit import TransitPurseSession
+from apdu.transit_psam import TransitPsamModule
+from apdu.transport import Connection, t0_chain
+from drivers.keyfile import load_root_keys
+from drivers.virtual.card import Behaviour, VirtualConnection
+from drivers.virtual.persona import load_persona
+from drivers.virtual.ssc_card import VirtualSscCard
+from drivers.virtual.transit_psam import VirtualTransitPsam, load_transit_psam
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+PERSONA = TESTS / "personas" / "ordinary-2.0.toml"
+ROOTS = TESTS / "keys" / "test-roots.toml"
+PSAM = TESTS / "keys" / "transit-psam.toml"
+WHEN = dt.datetime(2026, 11, 29, 7, 58, 3)
+MINIMUM = {False: 4 + 2 + 1, True: 7 + 2 + 1}  # card + PSAM (+ its GET RESPONSE), per T=0
+
+
+class TimedLink:
+    """A connection that hands every APDU on and adds up the time spent below it.
+
+    :param inner: the emulator's connection
+    """
+
+    def __init__(self, inner: Connection) -> None:
+        self.inner = inner
+        self.spent = 0.0
+        self.count = 0
+
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        """Forward ``apdu`` and time the exchange.
+
+        :param apdu: the command bytes
+        """
+        started = time.perf_counter()
+        try:
+            return self.inner.transmit(apdu)
+        finally:
+            self.spent += time.perf_counter() - started
+            self.count += 1
+
+    def close(self) -> None:
+        """Close the emulator's connection."""
+        self.inner.close()
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+def run(latency_ms: float, t0: bool, rounds: int) -> dict[str, float]:
+    roots = load_root_keys(ROOTS, require_private=False)
+    persona = load_persona(PERSONA)
+    psam = VirtualTransitPsam(load_transit_psam(PSAM), Behaviour(t0=True, latency_ms=latency_ms))
+    psam_link = TimedLink(VirtualConnection(psam))
+    module = TransitPsamModule(t0_chain(psam_link))
+    module.terminal_number()  # once at start-up
+    walls, bare, counts = [], [], []
+    for _ in range(rounds):
+        card = VirtualSscCard(persona, Behaviour(t0=t0, latency_ms=latency_ms), roots)
+        card_link = TimedLink(VirtualConnection(card))
+        psam_link.spent, psam_link.count = 0.0, 0
+        started = time.perf_counter()
+        Purchase(TransitPurseSession(t0_chain(card_link)), module, Charge(200), WHEN).run()
+        walls.append(time.perf_counter() - started)
+        bare.append(card_link.spent + psam_link.spent)
+        counts.append(card_link.count + psam_link.count)
+    overhead = [w - b for w, b in zip(walls, bare, strict=True)]
+    return {
+        "wall50": pct(walls, 0.5),
+        "wall99": pct(walls, 0.99),
+        "bare50": pct(bare, 0.5),
+        "over50": pct(overhead, 0.5),
+        "over99": pct(overhead, 0.99),
+        "apdus": statistics.mean(counts[1:] or counts),  # the first pays the DF SELECT
+        "minimum": MINIMUM[t0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200)
+    args = parser.parse_args()
+    print(
+        f"{'latency':>8} {'card':>5} {'wall p50':>9} {'wall p99':>9} {'bare p50':>9} "
+        f"{'ovh p50':>8} {'ovh p99':>8} {'APDUs':>6} {'min':>4}"
+    )
+    for latency in (0.0, 5.0):
+        rounds = args.rounds if latency == 0 else max(20, args.rounds // 10)
+        for t0 in (False, True):
+            r = run(latency, t0, rounds)
+            print(
+                f"{latency:>6.0f}ms {'T=0' if t0 else 'T=1':>5} {r['wall50']:>7.2f}ms "
+                f"{r['wall99']:>7.2f}ms {r['bare50']:>7.2f}ms {r['over50']:>6.2f}ms "
+                f"{r['over99']:>6.2f}ms {r['apdus']:>6.1f} {r['minimum']:>4}"
+            )
+
+
+if __name__ == "__main__":
+    main()
