@@ -89,6 +89,15 @@ TEST_KEYS: Mapping[str, str] = MappingProxyType(
         "61d23f1591e9845a7459f0e86dd9a465d3cdbce615b5d8509847e6adf5c77e70": (
             "tests/keys/test-roots.toml [sm4] rkssse"
         ),
+        "748444e072bb0f7d94aa8bcaec3cb4a562800e49bc5df01aff567407628c1f9e": (
+            "tests/keys/test-roots.toml [des] dtk"
+        ),
+        "ca6e780a50b589894cb724ddbf7318dc200622b28ce41842424b76de132facef": (
+            "tests/keys/test-roots.toml [transit] dpk"
+        ),
+        "4ac75ae9d7a09a09484313c70ef256415e4e903c7eee1ccfe8e67cbac8b5a6c4": (
+            "tests/keys/test-roots.toml [transit] dtk"
+        ),
     }
 )
 
