@@ -54,7 +54,7 @@ def _material(path: Path) -> list[bytes]:
     document = tomllib.loads(data.decode())
     return [
         bytes.fromhex(value)
-        for table in ("des", "sm4")
+        for table in ("des", "sm4", "transit")
         for value in document.get(table, {}).values()
     ]
 
