@@ -56,6 +56,7 @@ def _material(path: Path) -> list[bytes]:
         bytes.fromhex(value)
         for table in ("des", "sm4", "transit")
         for value in document.get(table, {}).values()
+        if isinstance(value, str)  # [transit] key_version is a number, not a key
     ]
 
 
