@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import golden
 import requests
 
 from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash
@@ -300,7 +301,7 @@ def cli(
     :param cwd: its working folder
     :param timeout: seconds
     """
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "terminal.cli", "platform", *args],
         cwd=cwd or ROOT,
         capture_output=True,
@@ -309,6 +310,7 @@ def cli(
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         check=False,
     )
+    return golden.completed(done)
 
 
 class PlatformProcess:
@@ -325,6 +327,7 @@ class PlatformProcess:
         self.port = port
         self.process: subprocess.Popen[str] | None = None
         self.url = f"http://127.0.0.1:{port}/"
+        self.printed = ""
 
     def start(self) -> str:
         """Start the child and wait until it answers ``/v1/health``.
@@ -352,7 +355,7 @@ class PlatformProcess:
             text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        printed = self._first_line()
+        printed = self.printed = self._first_line()
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
@@ -381,6 +384,7 @@ class PlatformProcess:
         status = self.process.wait(timeout=30)
         if self.process.stdout is not None:
             self.process.stdout.close()
+        golden.observed(self.process.args, status, self.printed + "\n")  # type: ignore[arg-type]
         self.process = None
         return status
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import golden
+
 from apdu.sam import CardIdentity
 from apdu.ssc import CardAlgorithm, Generation
 from drivers.virtual.card import Behaviour
@@ -84,9 +86,10 @@ def make_psam(name: str, **behaviour: object):
 def run_sscard(
     *args: str, timeout: float = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``sscard`` CLI in a child process."""
+    """Run the real ``sscard`` CLI in a child process (its output is checked against the golden
+    files, :mod:`golden`)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "terminal.cli", *args],
         capture_output=True,
         text=True,
@@ -95,3 +98,4 @@ def run_sscard(
         env=env,
         check=False,
     )
+    return golden.completed(done, stdin)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import golden
 import pytest
 from store_support import header, write_list
 from support import CATALOGUE, KEYS, PERSONAS, run_sscard
@@ -43,9 +44,13 @@ def sscard_qr(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str,
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd_qr.add_parser(sub)
-    parsed = parser.parse_args(["qr", *args])
     capsys.readouterr()
-    status = run_command(lambda: parsed.handler(parsed), log_file=None)
+
+    def command() -> int:
+        parsed = parser.parse_args(["qr", *args])
+        return run_command(lambda: parsed.handler(parsed), log_file=None)
+
+    status = golden.in_process(["qr", *args], command)
     out, err = capsys.readouterr()
     return status, out, err
 

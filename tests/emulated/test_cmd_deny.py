@@ -19,6 +19,7 @@ import termios
 from collections.abc import Callable
 from pathlib import Path
 
+import golden
 import pytest
 from store_support import Platform, entry, header, public_pem, write_list
 
@@ -42,9 +43,13 @@ def build() -> argparse.ArgumentParser:
 
 def run(*argv: str) -> int:
     """Run a command as ``sscard``'s ``main`` does: its failures answered at the CLI's edge."""
-    args = build().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return run_command(lambda: handler(args), log_file=None)
+
+    def command() -> int:
+        args = build().parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return run_command(lambda: handler(args), log_file=None)
+
+    return golden.in_process(argv, command)
 
 
 @pytest.fixture
@@ -233,6 +238,8 @@ def test_the_import_shows_a_progress_bar_on_a_terminal(tmp_path) -> None:
         os.close(controller)
         if terminal != -1:
             os.close(terminal)
+    # the bar on the terminal depends on timing: only stdout is a golden output
+    golden.observed(child.args, child.returncode, child.stdout.decode())  # type: ignore[arg-type]
     assert child.returncode == 0, shown.decode(errors="replace")
     assert b"30000 cards listed" in child.stdout
     assert b"entries" in shown  # tqdm's unit

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import golden
 import pytest
 from store_support import TOKEN
 
@@ -25,9 +26,13 @@ pytestmark = pytest.mark.emulated
 def run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="sscard")
     add_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+
+    def command() -> int:
+        args = parser.parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+
+    return golden.in_process(argv, command)
 
 
 def journal_at(path: Path, rows: int) -> None:
@@ -62,7 +67,8 @@ def test_db_defaults_to_the_settings_store_and_wins_over_it(tmp_path: Path, caps
 def test_a_mistyped_store_path_is_an_error_and_no_store_is_made(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "typo" / "stroe.db"
     for command in ("verify", "tail"):
-        assert main(["journal", command, "--db", str(missing)]) == 2
+        argv = ["journal", command, "--db", str(missing)]
+        assert golden.in_process(argv, lambda argv=argv: main(argv)) == 2
         said = capsys.readouterr().err
         assert said == f"sscard: cannot open {missing}: there is no offline store there\n"
     assert not missing.parent.exists()

@@ -17,6 +17,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import golden
 import pytest
 import requests
 from cryptography import x509
@@ -54,8 +55,12 @@ def run(*args: str) -> int:
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd_platform.add_parser(sub)
-    parsed = parser.parse_args(["platform", *args])
-    return run_command(lambda: int(parsed.handler(parsed)), log_file=None)
+
+    def command() -> int:
+        parsed = parser.parse_args(["platform", *args])
+        return run_command(lambda: int(parsed.handler(parsed)), log_file=None)
+
+    return golden.in_process(["platform", *args], command)
 
 
 @pytest.fixture
@@ -368,3 +373,4 @@ def test_serve_over_https_with_a_certificate(site: Path) -> None:
         assert process.wait(timeout=30) == 0
         if process.stdout is not None:
             process.stdout.close()
+    golden.observed(process.args, process.returncode, url + "\n")  # type: ignore[arg-type]

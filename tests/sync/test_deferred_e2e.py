@@ -22,6 +22,7 @@ import os
 import tomllib
 from pathlib import Path
 
+import golden
 import pytest
 from sync_support import PlatformProcess, register, run, sscard
 
@@ -46,11 +47,24 @@ def qr_verify(capsys: pytest.CaptureFixture[str], config: Path, code: str, scena
     """``sscard qr verify CODE --scenario S`` in this process (the real handler)."""
     parser = argparse.ArgumentParser(prog="sscard")
     cmd_qr.add_parser(parser.add_subparsers(dest="command", required=True))
-    parsed = parser.parse_args(
-        ["qr", "verify", code, "--scenario", scenario, "--format", "json", "--config", str(config)]
-    )
+    argv = [
+        "qr",
+        "verify",
+        code,
+        "--scenario",
+        scenario,
+        "--format",
+        "json",
+        "--config",
+        str(config),
+    ]
     capsys.readouterr()
-    status = parsed.handler(parsed)
+
+    def command() -> int:
+        parsed = parser.parse_args(argv)
+        return int(parsed.handler(parsed))
+
+    status = golden.in_process(argv, command)
     out, err = capsys.readouterr()
     assert status in (0, 1), err
     decision: dict = json.loads(out)

@@ -13,6 +13,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import golden
 import pytest
 from sync_support import PlatformProcess, register, run, sscard
 from tls_support import make_ca_and_server
@@ -32,9 +33,14 @@ def qr_verify(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> d
     """``sscard qr verify`` in this process (the real handler and composition)."""
     parser = argparse.ArgumentParser(prog="sscard")
     cmd_qr.add_parser(parser.add_subparsers(dest="command", required=True))
-    parsed = parser.parse_args(["qr", "verify", *args, "--format", "json", "--config", str(config)])
+    argv = ["qr", "verify", *args, "--format", "json", "--config", str(config)]
     capsys.readouterr()
-    status = parsed.handler(parsed)
+
+    def command() -> int:
+        parsed = parser.parse_args(argv)
+        return int(parsed.handler(parsed))
+
+    status = golden.in_process(argv, command)
     out, err = capsys.readouterr()
     assert status in (0, 1), err
     decision: dict = json.loads(out)
