@@ -40,7 +40,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The session's tests, and its temporary folder (normalised in the golden outputs)."""
-    golden.RECORDER.collected([item.nodeid for item in items])
+    whole = (
+        config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.keyword
+        and not config.option.markexpr
+        and not config.option.deselect
+    )
+    golden.RECORDER.collected([item.nodeid for item in items], whole=whole)
     golden.configure(config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
 
 

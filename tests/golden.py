@@ -244,11 +244,15 @@ class Recorder:
             with self._lock:
                 self._scopes.remove(entry)
 
-    def collected(self, nodeids: Sequence[str]) -> None:
-        """The test ids of the session (record mode drops keys of tests that no longer exist).
+    def collected(self, nodeids: Sequence[str], *, whole: bool) -> None:
+        """The test ids of the session: when it runs the whole suite, record mode drops the keys
+        of tests that no longer exist (a partial run keeps what it did not run).
 
         :param nodeids: every collected test id
+        :param whole: the session runs the whole suite (no paths, ``-k`` or ``-m`` given)
         """
+        if not whole:
+            return
         for nodeid in nodeids:
             self._collected.setdefault(self.file_of(nodeid), set()).add(nodeid)
 

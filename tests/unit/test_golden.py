@@ -51,7 +51,7 @@ def test_what_varies_between_runs_is_replaced_and_nothing_else(tmp_path: Path) -
 
 def test_a_recording_is_checked_call_by_call(tmp_path: Path) -> None:
     first = recorder("record", tmp_path)
-    first.collected([NODE])
+    first.collected([NODE], whole=True)
     with first.scope(NODE):
         first.record("child", ["deny", "status"], 0, "version: 2\n", "")
         first.record("child", ["journal", "tail"], 0, "", "", stdin="x")
