@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drivers.scanners.decoders import decode_frame
-from terminal.ecard import PrivateKey, issue_credential, make_code, make_trust_list, sm2
-from terminal.ecard.keys import Alg, load_private_key
-from terminal.ecard.trust import parse_trust_list
-from terminal.ecard.verify import verify_code
+from ecard import PrivateKey, issue_credential, make_code, make_trust_list, sm2
+from ecard.keys import Alg, load_private_key
+from ecard.trust import parse_trust_list
+from ecard.verify import verify_code
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))

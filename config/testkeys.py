@@ -11,7 +11,7 @@ holder of a code, a trust list or a key file can make a listed key look like ano
 What is hashed:
 
 * public keys (the e-card trust root, platform signing keys, device keys): the
-  SubjectPublicKeyInfo DER, in the one canonical form :mod:`terminal.ecard.keys` accepts, so a
+  SubjectPublicKeyInfo DER, in the one canonical form :mod:`ecard.keys` accepts, so a
   key cannot be re-encoded past the check; for a private key file, its public half;
 * symmetric keys (audience keys, the card root keys of ``test-roots.toml``): the raw bytes.
 

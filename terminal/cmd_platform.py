@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
 from apdu.identity import mask_card_number
+from ecard.keys import Alg
 from offline_store import DenyReason, canonical_card_id, canonical_ecard_id
-from terminal.ecard.keys import Alg
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK
 
 if TYPE_CHECKING:

@@ -26,6 +26,9 @@ import segno
 from apdu.errors import SscardError
 from config.settings import load_settings
 from drivers.scanners import CameraScanner, ImageScanner, Scanner, SerialScanner
+from ecard import PrivateKey, issue_credential, make_code, make_trust_list
+from ecard.keys import load_private_key
+from ecard.trust import save_trust_list
 from offline_store import canonical_card_id
 from terminal.cmd_tap import (
     EXIT_ACCEPTED,
@@ -39,9 +42,6 @@ from terminal.cmd_tap import (
     profile_dir_of,
     warn_operator,
 )
-from terminal.ecard import PrivateKey, issue_credential, make_code, make_trust_list
-from terminal.ecard.keys import load_private_key
-from terminal.ecard.trust import save_trust_list
 from terminal.ecard_flow import process_code, verifier_from_settings
 from terminal.pipeline import Pipeline
 from terminal.profiles import Scenario, load_profile

@@ -33,11 +33,11 @@ from tqdm import tqdm
 
 from apdu.errors import SscardError
 from config.settings import Settings, load_settings
+from ecard.trust import save_trust_list
 from offline_store import Store, StoreLocked, load_key_file, load_pepper_file
 from sync.client import SyncClient, TrustSaver
 from sync.config import SyncConfig
 from sync.reports import EXIT_OK, StepStatus, SyncReport
-from terminal.ecard.trust import save_trust_list
 from terminal.ecard_confirm import FollowUps
 
 log = logging.getLogger(__name__)

@@ -41,11 +41,11 @@ from drivers.indicators import (
 )
 from drivers.indicators.voice import SND_DIR, audio_output_present
 from drivers.pcsc import PcscReader
+from ecard import save_trust_list
 from offline_store import Store, load_key_file, load_pepper_file
 from sync.config import SyncConfig
 from sync.online import OnlineLists
 from terminal.card_read import ScenarioRead
-from terminal.ecard import save_trust_list
 from terminal.list_policy import ONLINE
 from terminal.modules import open_module
 from terminal.pipeline import Decision, Pipeline

@@ -1,6 +1,6 @@
 """Electronic social security card codes through the same pipeline as physical cards.
 
-A scanned text is sorted by its syntax first (:func:`terminal.ecard.national.code_kind`,
+A scanned text is sorted by its syntax first (:func:`ecard.national.code_kind`,
 docs/qr-format.md §14); anything that is neither kind is ``qr_bad_encoding`` and goes nowhere:
 
 * the open, offline-verifiable format (``SSC1:``, docs/qr-format.md): verified here against
@@ -39,6 +39,17 @@ from typing import Any
 
 from apdu.errors import SscardError
 from config.testkeys import RefusedTestKey, refuse_test_key
+from ecard import (
+    CodeKind,
+    QrReason,
+    QrRefused,
+    TrustList,
+    TrustListError,
+    code_kind,
+    load_public_key,
+    verify_code,
+)
+from ecard.errors import KeyFormatError
 from offline_store import canonical_ecard_id
 from sync.config import SyncConfig
 from sync.deferred import DEFERRED_FIELD, code_hash
@@ -51,17 +62,6 @@ from sync.errors import (
 )
 from sync.transport import Exchange, SignedTransport
 from terminal.card_read import CardFacts
-from terminal.ecard import (
-    CodeKind,
-    QrReason,
-    QrRefused,
-    TrustList,
-    TrustListError,
-    code_kind,
-    load_public_key,
-    verify_code,
-)
-from terminal.ecard.errors import KeyFormatError
 from terminal.list_policy import trust_list_for_codes
 from terminal.pipeline import DEFERRED, Decision, Pipeline, refuse
 from terminal.reasons import Reason

@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from ecard import QrReason, QrRefused, TrustList, parse_trust_list
 from offline_store import ListName, ListState, Store, list_ages
 from sync.status import CardStatus
-from terminal.ecard import QrReason, QrRefused, TrustList, parse_trust_list
 from terminal.profiles import Profile
 
 __all__ = [

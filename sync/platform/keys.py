@@ -36,9 +36,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ecard.errors import KeyFormatError
+from ecard.keys import Alg, PrivateKey, load_private_key
 from sync.platform.errors import PlatformConfigError
-from terminal.ecard.errors import KeyFormatError
-from terminal.ecard.keys import Alg, PrivateKey, load_private_key
 
 __all__ = [
     "DEFAULT_IDENTITY_SCENARIOS",

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from ecard.keys import Alg
 from offline_store.denyfile import DenyReason
 from offline_store.identity import keyed_card_hash
 from sync.auth import NonceCache, verify_request
@@ -45,7 +46,6 @@ from sync.platform.keys import PlatformKeys
 from sync.platform.nonces import PersistentNonces
 from sync.status import CardStatus
 from sync.wire import quote
-from terminal.ecard.keys import Alg
 
 __all__ = ["Platform", "Rotation"]
 

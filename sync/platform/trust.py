@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, insert, select, update
 
+from ecard.keys import Alg, PrivateKey, PublicKey
+from ecard.trust import make_trust_list
 from sync.platform.db import META_TRUST, qr_key, read_meta, trust_version
 from sync.platform.keys import PlatformKeys
-from terminal.ecard.keys import Alg, PrivateKey, PublicKey
-from terminal.ecard.trust import make_trust_list
 
 __all__ = [
     "TRUST_VALIDITY_S",

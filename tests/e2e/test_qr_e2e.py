@@ -20,9 +20,9 @@ from pty_pair import SocatPair
 from store_support import header, write_list
 from support import CATALOGUE, KEYS, PERSONAS, run_sscard
 
+from ecard.keys import load_private_key
 from offline_store import canonical_ecard_id, keyed_card_hash
 from terminal.cmd_qr import AUDIENCE_KID, dev_token
-from terminal.ecard.keys import load_private_key
 
 pytestmark = pytest.mark.e2e
 

@@ -24,11 +24,11 @@ import pytest
 from store_support import header, write_list
 from support import CATALOGUE, KEYS, PERSONAS, run_sscard
 
+from ecard import Alg, PrivateKey, make_trust_list
+from ecard.keys import load_private_key
 from offline_store import Store, accept_unsigned
 from terminal import cmd_qr
 from terminal.cli_errors import run_command
-from terminal.ecard import Alg, PrivateKey, make_trust_list
-from terminal.ecard.keys import load_private_key
 
 pytestmark = pytest.mark.e2e
 

@@ -30,18 +30,18 @@ from apdu.transport import t0_chain
 from config.settings import Settings
 from drivers.soft_sam import SoftSam
 from drivers.virtual.card import VirtualConnection
-from offline_store import DenyReason, Store, canonical_card_id, ed25519_verifier
-from sync.config import SyncConfig
-from sync.online import OnlineLists
-from sync.transport import Credentials
-from terminal.card_read import ScenarioRead
-from terminal.ecard import (
+from ecard import (
     Alg,
     QrRefused,
     load_private_key,
     make_trust_list,
     save_trust_list,
 )
+from offline_store import DenyReason, Store, canonical_card_id, ed25519_verifier
+from sync.config import SyncConfig
+from sync.online import OnlineLists
+from sync.transport import Credentials
+from terminal.card_read import ScenarioRead
 from terminal.list_policy import trust_list_for_codes
 from terminal.pipeline import Decision, Pipeline
 from terminal.profiles import DegradedPolicy, Profile, RegionRestriction, load_profile

@@ -27,11 +27,7 @@ from platform_support import (
     seal,
 )
 
-from offline_store import DenyReason, JournalEntry, Store, canonical_card_id, ed25519_verifier
-from offline_store.chain import GENESIS_HASH
-from sync.platform import journal
-from sync.platform.terminals import decrypt_secrets
-from terminal.ecard import (
+from ecard import (
     PrivateKey,
     QrRefused,
     issue_credential,
@@ -40,7 +36,11 @@ from terminal.ecard import (
     save_trust_list,
     verify_code,
 )
-from terminal.ecard.keys import Alg, load_private_key
+from ecard.keys import Alg, load_private_key
+from offline_store import DenyReason, JournalEntry, Store, canonical_card_id, ed25519_verifier
+from offline_store.chain import GENESIS_HASH
+from sync.platform import journal
+from sync.platform.terminals import decrypt_secrets
 
 pytestmark = pytest.mark.emulated
 

@@ -36,13 +36,13 @@ from platform_support import (
     seal,
 )
 
+from ecard.keys import load_private_key
 from sync.platform import Platform
 from sync.platform.ecard import DecodeRequest
 from sync.platform.journal import parse_batch
 from sync.platform.terminals import key_for
 from terminal import cmd_platform
 from terminal.cli_errors import run_command
-from terminal.ecard.keys import load_private_key
 
 pytestmark = pytest.mark.emulated
 

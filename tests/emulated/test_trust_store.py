@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 from store_support import KEY, NOON, Clock, raw, write_old_journal_rows
 
-from offline_store import Store, StoreError, TrustVersionError
-from offline_store.db import MIGRATIONS
-from terminal.ecard import (
+from ecard import (
     Alg,
     PrivateKey,
     QrReason,
@@ -24,6 +22,8 @@ from terminal.ecard import (
     make_trust_list,
     save_trust_list,
 )
+from offline_store import Store, StoreError, TrustVersionError
+from offline_store.db import MIGRATIONS
 
 pytestmark = pytest.mark.emulated
 

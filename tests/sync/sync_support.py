@@ -21,11 +21,11 @@ from pathlib import Path
 import golden
 import requests
 
+from ecard.trust import save_trust_list
 from offline_store import JournalEntry, Store
 from sync.client import SyncClient
 from sync.config import SyncConfig
 from sync.transport import RetryPolicy
-from terminal.ecard.trust import save_trust_list
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL_ID = "440100-T0001"

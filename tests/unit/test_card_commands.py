@@ -51,7 +51,7 @@ SCARD_TRANSMIT = frozenset({"drivers/pcsc.py"})
 #: a copy of a command already built (the 6Cxx re-issue with another Le), not a new one
 COPIES = frozenset({"apdu.command.CommandApdu.with_le"})
 #: the electronic-card (QR) flow and the names through which code reaches a card
-QR_SOURCES = ("terminal/ecard_flow.py", "terminal/ecard/", "terminal/cmd_qr.py")
+QR_SOURCES = ("terminal/ecard_flow.py", "ecard/", "terminal/cmd_qr.py")
 CARD_ACCESS = frozenset(
     {
         "transmit",

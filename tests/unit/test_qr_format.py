@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.ecard import (
+from ecard import (
     Alg,
     FormatError,
     KeyFormatError,
@@ -36,8 +36,8 @@ from terminal.ecard import (
     replay_key,
     verify_code,
 )
-from terminal.ecard.base45 import b45encode
-from terminal.ecard.format import (
+from ecard.base45 import b45encode
+from ecard.format import (
     INFLATE_CAP,
     PREFIX,
     Dynamic,
@@ -474,7 +474,7 @@ def test_identity_is_opened_only_with_the_audience_key_it_names(
     assert other.identity is None
     opened = verify_code(text, TRUST, NOW, audience_keys={"hotel-test": HOTEL_KEY})
     assert opened.identity == IDENTITY
-    with caplog.at_level(logging.WARNING, logger="terminal.ecard.verify"):
+    with caplog.at_level(logging.WARNING, logger="ecard.verify"):
         wrong = verify_code(text, TRUST, NOW, audience_keys={"hotel-test": bytes(32)})
     assert wrong.identity is None
     assert "qr_identity_unreadable" in caplog.text

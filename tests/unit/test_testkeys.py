@@ -23,14 +23,14 @@ from config.testkeys import (
     public_key_der,
     refuse_test_key,
 )
+from ecard import Alg, PrivateKey, TrustListError, parse_trust_list
+from ecard.keys import load_private_key, load_public_key
+from ecard.trust import make_trust_list
 from offline_store import Store
 from sync.client import SyncClient
 from sync.config import SyncConfig
 from sync.errors import SyncUnreachable
 from sync.transport import Credentials, RetryPolicy
-from terminal.ecard import Alg, PrivateKey, TrustListError, parse_trust_list
-from terminal.ecard.keys import load_private_key, load_public_key
-from terminal.ecard.trust import make_trust_list
 from terminal.ecard_flow import load_audience_keys, verifier_from_settings
 
 TESTS = Path(__file__).resolve().parents[1]

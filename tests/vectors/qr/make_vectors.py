@@ -21,9 +21,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from terminal.ecard import Alg, PrivateKey, cbor, issue_credential, load_private_key, make_code
-from terminal.ecard.base45 import ALPHABET, b45encode
-from terminal.ecard.format import (
+from ecard import Alg, PrivateKey, cbor, issue_credential, load_private_key, make_code
+from ecard.base45 import ALPHABET, b45encode
+from ecard.format import (
     PREFIX,
     Credential,
     Dynamic,
@@ -34,8 +34,8 @@ from terminal.ecard.format import (
     encode_text,
     sig_structure,
 )
-from terminal.ecard.trust import make_trust_list
-from terminal.ecard.verify import replay_key
+from ecard.trust import make_trust_list
+from ecard.verify import replay_key
 
 HERE = Path(__file__).resolve().parent
 TEST_KEYS = HERE.parents[1] / "keys"

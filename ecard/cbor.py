@@ -15,7 +15,7 @@ from typing import Any
 
 import cbor2
 
-from terminal.ecard.errors import FormatError
+from ecard.errors import FormatError
 
 __all__ = ["MAX_DEPTH", "dumps", "loads"]
 

@@ -5,7 +5,7 @@ point — ``id-ecPublicKey`` with the curve ``prime256v1`` or ``sm2p256v1`` (1.2
 GM/T 0006-2012) — and named by its ``kid``: the first 8 bytes of SHA-256 over that DER. Private
 keys are read and written as PKCS #8 PEM (``-----BEGIN PRIVATE KEY-----``); text before the
 PEM armour (a ``# TEST KEY`` comment) is ignored. ``cryptography`` handles P-256; SM2, which it
-does not support, is encoded here byte for byte and signed through :mod:`terminal.ecard.sm2`.
+does not support, is encoded here byte for byte and signed through :mod:`ecard.sm2`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from terminal.ecard import sm2
-from terminal.ecard.errors import KeyFormatError
+from ecard import sm2
+from ecard.errors import KeyFormatError
 
 __all__ = [
     "KID_LEN",

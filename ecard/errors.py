@@ -8,7 +8,7 @@
         └── QrRefused              a code refused, with a stable :class:`QrReason`
             └── TrustListError     a trust list whose signature, hash or format is wrong
 
-:func:`~terminal.ecard.verify.verify_code` turns every problem with a code into
+:func:`~ecard.verify.verify_code` turns every problem with a code into
 :class:`QrRefused`; :class:`FormatError` leaves only the codecs (Base45, CBOR) and the issuing
 side. A trust list that does not verify is a :class:`TrustListError`, which is also a
 :class:`QrRefused` with reason ``stale_trust_list``: a terminal without a usable trust list

@@ -12,15 +12,15 @@ test vectors are in tests/vectors/qr/.
     code = verify_code(text, trust, now)                # raises QrRefused(reason, message)
     store.replay.check_and_add(code.replay_key, 2 * window_s)
 
-Modules: :mod:`~terminal.ecard.base45`, :mod:`~terminal.ecard.cbor` (strict deterministic
-CBOR), :mod:`~terminal.ecard.format` (the wire structures), :mod:`~terminal.ecard.keys`,
-:mod:`~terminal.ecard.sm2` (native and pure backends), :mod:`~terminal.ecard.identity`,
-:mod:`~terminal.ecard.trust`, :mod:`~terminal.ecard.verify`, :mod:`~terminal.ecard.issue`,
-:mod:`~terminal.ecard.national` (which kind of code a text is; the national code syntax).
+Modules: :mod:`~ecard.base45`, :mod:`~ecard.cbor` (strict deterministic
+CBOR), :mod:`~ecard.format` (the wire structures), :mod:`~ecard.keys`,
+:mod:`~ecard.sm2` (native and pure backends), :mod:`~ecard.identity`,
+:mod:`~ecard.trust`, :mod:`~ecard.verify`, :mod:`~ecard.issue`,
+:mod:`~ecard.national` (which kind of code a text is; the national code syntax).
 """
 
-from terminal.ecard import sm2
-from terminal.ecard.errors import (
+from ecard import sm2
+from ecard.errors import (
     Base45Error,
     EcardError,
     FormatError,
@@ -29,12 +29,12 @@ from terminal.ecard.errors import (
     QrRefused,
     TrustListError,
 )
-from terminal.ecard.format import PREFIX, Credential, Dynamic
-from terminal.ecard.identity import EncryptedIdentity
-from terminal.ecard.issue import issue_credential, make_code
-from terminal.ecard.keys import Alg, PrivateKey, PublicKey, load_private_key, load_public_key
-from terminal.ecard.national import CodeKind, code_kind, is_national_code
-from terminal.ecard.trust import (
+from ecard.format import PREFIX, Credential, Dynamic
+from ecard.identity import EncryptedIdentity
+from ecard.issue import issue_credential, make_code
+from ecard.keys import Alg, PrivateKey, PublicKey, load_private_key, load_public_key
+from ecard.national import CodeKind, code_kind, is_national_code
+from ecard.trust import (
     TrustedKey,
     TrustList,
     load_stored_trust_list,
@@ -42,7 +42,7 @@ from terminal.ecard.trust import (
     parse_trust_list,
     save_trust_list,
 )
-from terminal.ecard.verify import (
+from ecard.verify import (
     DEFAULT_SKEW_S,
     DEFAULT_WINDOW_S,
     VerifiedCode,

@@ -1,5 +1,5 @@
 """Verify an e-card code offline (docs/qr-format.md §8): every refusal is a
-:class:`~terminal.ecard.errors.QrRefused` with its reason, in this order —
+:class:`~ecard.errors.QrRefused` with its reason, in this order —
 
 1. text, Base45, capped inflate, CBOR structure, both protected headers → ``bad_encoding``;
 2. the trust list is current → ``stale_trust_list``;
@@ -23,11 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from terminal.ecard import cbor
-from terminal.ecard.errors import FormatError, KeyFormatError, QrReason, QrRefused
-from terminal.ecard.format import Credential, Dynamic, Envelope, decode_text
-from terminal.ecard.identity import open_identity
-from terminal.ecard.trust import TrustedKey, TrustList
+from ecard import cbor
+from ecard.errors import FormatError, KeyFormatError, QrReason, QrRefused
+from ecard.format import Credential, Dynamic, Envelope, decode_text
+from ecard.identity import open_identity
+from ecard.trust import TrustedKey, TrustList
 
 __all__ = [
     "DEFAULT_SKEW_S",
@@ -89,7 +89,7 @@ def verify_code(
     """Verify a scanned code against a trust list, offline.
 
     :param text: the scanned text, exactly (``SSC1:…``)
-    :param trust: the verified trust list (:func:`~terminal.ecard.trust.parse_trust_list`)
+    :param trust: the verified trust list (:func:`~ecard.trust.parse_trust_list`)
     :param now: the wall clock, seconds since 1970
     :param window_s: a dynamic part is accepted while ``|now − ts| ≤ window_s``
     :param skew_s: clock skew allowed on the credential's ``nbf`` and ``exp``

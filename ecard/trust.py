@@ -30,16 +30,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from config.testkeys import RefusedTestKey, refuse_test_key
-from terminal.ecard import cbor
-from terminal.ecard.errors import (
+from ecard import cbor
+from ecard.errors import (
     FormatError,
     KeyFormatError,
     QrReason,
     QrRefused,
     TrustListError,
 )
-from terminal.ecard.format import MAX_TIME, Header, sig_structure
-from terminal.ecard.keys import SIGNATURE_LEN, Alg, PrivateKey, PublicKey, load_public_key
+from ecard.format import MAX_TIME, Header, sig_structure
+from ecard.keys import SIGNATURE_LEN, Alg, PrivateKey, PublicKey, load_public_key
 
 if TYPE_CHECKING:
     from offline_store import Store

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from terminal.ecard.errors import KeyFormatError
+from ecard.errors import KeyFormatError
 
 try:
     from tongsuopy.crypto import hashes as t_hashes

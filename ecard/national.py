@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from terminal.ecard.format import PREFIX
+from ecard.format import PREFIX
 
 __all__ = [
     "NATIONAL_MAX_LEN",

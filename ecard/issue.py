@@ -10,8 +10,8 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 
-from terminal.ecard.errors import FormatError, KeyFormatError
-from terminal.ecard.format import (
+from ecard.errors import FormatError, KeyFormatError
+from ecard.format import (
     Credential,
     Dynamic,
     DynamicPart,
@@ -21,9 +21,9 @@ from terminal.ecard.format import (
     encode_text,
     sig_structure,
 )
-from terminal.ecard.identity import ALG_A256GCM, ALG_SM4_GCM, seal_identity
-from terminal.ecard.keys import Alg, PrivateKey, PublicKey
-from terminal.ecard.trust import make_trust_list
+from ecard.identity import ALG_A256GCM, ALG_SM4_GCM, seal_identity
+from ecard.keys import Alg, PrivateKey, PublicKey
+from ecard.trust import make_trust_list
 
 __all__ = ["issue_credential", "make_code", "make_trust_list"]
 

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from apdu.identity import SEX_NAMES
-from terminal.ecard import cbor
-from terminal.ecard.errors import FormatError, KeyFormatError
+from ecard import cbor
+from ecard.errors import FormatError, KeyFormatError
 
 __all__ = [
     "AUDIENCE_KEY_LEN",

@@ -9,7 +9,7 @@ alphabet (lower case included), a length of ``3k + 1``, a triple worth more than
 
 from __future__ import annotations
 
-from terminal.ecard.errors import Base45Error
+from ecard.errors import Base45Error
 
 __all__ = ["ALPHABET", "b45decode", "b45encode"]
 

@@ -11,7 +11,7 @@ envelope, the two signed parts, their headers and claims, and the Sig_structures
 The credential is a COSE_Sign1 (RFC 9052 §4.2, untagged) signed by the platform; the dynamic
 part is signed by the holder's device key with the whole encoded credential as external data.
 Everything here is pure; nothing decides whether a code is accepted (that is
-:mod:`terminal.ecard.verify`).
+:mod:`ecard.verify`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apdu.identity import CATEGORY_NAMES
-from terminal.ecard import cbor
-from terminal.ecard.base45 import b45decode, b45encode
-from terminal.ecard.errors import FormatError, KeyFormatError
-from terminal.ecard.identity import EncryptedIdentity
-from terminal.ecard.keys import KID_LEN, SIGNATURE_LEN, Alg, PublicKey
+from ecard import cbor
+from ecard.base45 import b45decode, b45encode
+from ecard.errors import FormatError, KeyFormatError
+from ecard.identity import EncryptedIdentity
+from ecard.keys import KID_LEN, SIGNATURE_LEN, Alg, PublicKey
 
 __all__ = [
     "INFLATE_CAP",
