@@ -16,7 +16,7 @@ soon as that list is loaded. The ``kid`` of each key is computed here from its S
 read from the list.
 
 The format carries no "test" mark. A production terminal (``production = true``) recognises
-the repository's TEST KEYS by their fingerprints (:mod:`config.testkeys`) and refuses a list
+the repository's TEST KEYS by their fingerprints (:mod:`ecard.testkeys`) and refuses a list
 signed by a test root or listing a test key, at import and every time it loads one.
 """
 
@@ -27,9 +27,8 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from config.testkeys import RefusedTestKey, refuse_test_key
 from ecard import cbor
 from ecard.errors import (
     FormatError,
@@ -40,9 +39,27 @@ from ecard.errors import (
 )
 from ecard.format import MAX_TIME, Header, sig_structure
 from ecard.keys import SIGNATURE_LEN, Alg, PrivateKey, PublicKey, load_public_key
+from ecard.testkeys import RefusedTestKey, refuse_test_key
 
-if TYPE_CHECKING:
-    from offline_store import Store
+
+class TrustTable(Protocol):
+    """Where a terminal keeps its trust list (``offline_store``'s trust table): the codec
+    verifies, the store keeps bytes, and neither imports the other."""
+
+    def save(self, raw: bytes, version: int, not_after: int) -> None:
+        """Make ``raw`` the active list (the active one becomes the previous one)."""
+
+    def load(self) -> bytes | None:
+        """The active list's bytes, ``None`` when none was saved."""
+
+
+class Store(Protocol):
+    """An offline store, as far as the trust list needs one (``offline_store.Store``)."""
+
+    @property
+    def trust(self) -> TrustTable:
+        """The store's trust table."""
+
 
 __all__ = [
     "DEFAULT_TRUST_SKEW_S",

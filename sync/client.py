@@ -43,7 +43,7 @@ from typing import Any
 import requests
 
 from apdu.errors import SscardError
-from config.testkeys import public_key_der, refuse_test_key
+from ecard.testkeys import public_key_der, refuse_test_key
 from offline_store import (
     DenyListError,
     JournalEntry,

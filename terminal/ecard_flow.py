@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 from apdu.errors import SscardError
-from config.testkeys import RefusedTestKey, refuse_test_key
 from ecard import (
     CodeKind,
     QrReason,
@@ -50,6 +49,7 @@ from ecard import (
     verify_code,
 )
 from ecard.errors import KeyFormatError
+from ecard.testkeys import RefusedTestKey, refuse_test_key
 from offline_store import canonical_ecard_id
 from sync.config import SyncConfig
 from sync.deferred import DEFERRED_FIELD, code_hash
@@ -96,7 +96,7 @@ def load_audience_keys(path: str | Path, *, production: bool = False) -> dict[st
     """Read this terminal's identity-blob keys: a 0600 TOML file of ``kid = "64 hex"`` lines.
 
     :param path: the file
-    :param production: a production terminal: a TEST KEY (:mod:`config.testkeys`) is refused
+    :param production: a production terminal: a TEST KEY (:mod:`ecard.testkeys`) is refused
     :raises AudienceKeyError: unreadable, readable by others, or a key that is not 32 bytes
     :raises RefusedTestKey: ``production`` and a key is a test key
     """

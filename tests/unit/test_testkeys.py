@@ -14,7 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from config.settings import Settings
-from config.testkeys import (
+from ecard import Alg, PrivateKey, TrustListError, parse_trust_list
+from ecard.keys import load_private_key, load_public_key
+from ecard.testkeys import (
     TEST_KEYS,
     RefusedTestKey,
     fingerprint,
@@ -23,8 +25,6 @@ from config.testkeys import (
     public_key_der,
     refuse_test_key,
 )
-from ecard import Alg, PrivateKey, TrustListError, parse_trust_list
-from ecard.keys import load_private_key, load_public_key
 from ecard.trust import make_trust_list
 from offline_store import Store
 from sync.client import SyncClient
@@ -66,7 +66,7 @@ def test_every_key_the_repository_ships_is_listed() -> None:
     found: set[str] = set()
     for path in files:
         for material in _material(path):
-            assert known_test_key(material) is not None, f"{path} is not in config.testkeys"
+            assert known_test_key(material) is not None, f"{path} is not in ecard.testkeys"
             found.add(fingerprint(material))
     assert found == set(TEST_KEYS)  # and nothing listed that is not a test key
 
