@@ -22,6 +22,7 @@ from apdu import national
 from apdu.errors import SscardError, WrongPin
 from apdu.national import NationalCode
 from apdu.transport import t0_chain
+from config.errors import ConfigError
 from config.settings import load_settings
 from drivers.keyfile import read_secret
 from drivers.pcsc import PcscReader
@@ -60,7 +61,7 @@ def _print_result(result: ReadResult, fmt: str, device_number: str = "") -> int:
     return result.exit_status
 
 
-def _fail(exc: SscardError, fmt: str) -> int:
+def _fail(exc: SscardError | ConfigError, fmt: str) -> int:
     return _print_result(ReadResult(None, classify(exc)), fmt)
 
 
@@ -68,7 +69,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     """``sscard read``: wait for a card, read it (with a security module if given), print it."""
     try:
         settings = load_settings(args.config)
-    except SscardError as exc:
+    except (SscardError, ConfigError) as exc:
         return _fail(exc, args.format)
     with PcscReader() as readers:
         try:

@@ -7,7 +7,7 @@ handler that has its own output format for a failure (``sscard read --format jso
 
     what escaped the command               the line on stderr                          exit
     SscardError with a national code       sscard: <code>: <national message>: <reason>  2
-    SscardError without one                sscard: <reason>                              2
+    SscardError or ConfigError without one sscard: <reason>                              2
     OSError (settings, store, key, log)    sscard: <file>: <what the system said>        2
     BrokenPipeError (stdout closed early)  sscard: standard output closed early          2
     KeyboardInterrupt (Ctrl-C)             sscard: interrupted                         130
@@ -28,6 +28,7 @@ import sys
 from collections.abc import Callable
 
 from apdu.errors import SscardError
+from config.errors import ConfigError
 from terminal.outcomes import EXIT_FAILURE, error_line
 
 log = logging.getLogger("sscard")
@@ -67,7 +68,7 @@ def run_command(command: Callable[[], int], *, log_file: str | None) -> int:
         status = command()
         sys.stdout.flush()  # a closed stdout shows here, not in the interpreter's exit
         return status
-    except SscardError as exc:
+    except (SscardError, ConfigError) as exc:
         log.debug("event=command_failed type=%s", type(exc).__name__, exc_info=True)
         line = one_line(error_line(exc))
     except KeyboardInterrupt:
