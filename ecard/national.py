@@ -15,7 +15,7 @@ deferred. ::
     ; and not "SSC" followed by a digit: that prefix belongs to the open format's versions
 
 The reference platform's codes (``CNSSC`` + 32 Base32 characters, 37 in all,
-:mod:`sync.platform.ecard`) are one instance. The characters are those of the QR
+:mod:`platform_server.ecard`) are one instance. The characters are those of the QR
 alphanumeric mode without its punctuation: the densest text mode a QR code has.
 """
 

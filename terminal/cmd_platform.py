@@ -1,6 +1,6 @@
-"""``sscard platform …``: the operator's commands of the reference platform (sync/platform/).
+"""``sscard platform …``: the operator's commands of the reference platform (platform_server/).
 
-Each handler parses its options, makes one :class:`sync.platform.Platform` call and formats
+Each handler parses its options, makes one :class:`platform_server.Platform` call and formats
 the answer. ``--db`` takes a database URL or an SQLite file path (default:
 ``$SSCARD_PLATFORM_DB``, else ``platform.db`` in the current folder); ``--keys`` the keys
 folder (default: ``$SSCARD_PLATFORM_KEYS``). Card numbers are never printed in full.
@@ -31,17 +31,17 @@ from offline_store import DenyReason, canonical_card_id, canonical_ecard_id
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK
 
 if TYPE_CHECKING:
-    from sync.platform import Platform
-    from sync.platform.chains import ChainSummary
+    from platform_server import Platform
+    from platform_server.chains import ChainSummary
 
 
 def _platform() -> Any:
     """The reference platform package, imported on first use: its web stack (FastAPI,
     SQLAlchemy) would otherwise cost every ``sscard`` command half a second of start-up."""
-    import sync.platform  # noqa: PLC0415
-    import sync.platform.server  # noqa: PLC0415
+    import platform_server  # noqa: PLC0415
+    import platform_server.server  # noqa: PLC0415
 
-    return sync.platform
+    return platform_server
 
 
 def _config_error(message: str) -> SscardError:

@@ -181,7 +181,7 @@ def _time_to_stop(run: dict[str, Any], running: _Running) -> bool:
 
 
 def _serve(runs: list[dict[str, Any]], parallel: int) -> list[dict[str, Any]]:
-    import sync.platform.server  # noqa: F401 - warm the platform's imports too
+    import platform_server.server  # noqa: F401 - warm the platform's imports too
     import terminal.cli  # noqa: F401
 
     results: list[dict[str, Any]] = [{} for _ in runs]

@@ -27,9 +27,9 @@ import golden
 import requests
 
 from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash
+from platform_server import Platform, PlatformServer, create_app
+from platform_server.terminals import Credentials
 from sync.auth import sign_request
-from sync.platform import Platform, PlatformServer, create_app
-from sync.platform.terminals import Credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEYS = ROOT / "tests" / "keys"

@@ -57,7 +57,7 @@ from config.settings import DEFAULT_PATH
 from drivers.pcsc import PcscReader
 from drivers.virtual.pcscd import running_pid
 from offline_store import DenyReason, canonical_card_id
-from sync.platform.keys import DENY_KEY
+from platform_server.keys import DENY_KEY
 from terminal.cli import build_parser
 
 pytestmark = pytest.mark.e2e

@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, settings
 from platform_support import ROOT, TEST_KEYS, LivePlatform, live_platform
 
 from drivers.keyfile import load_root_keys, private_copy
+from platform_server.terminals import Credentials
 from sync.auth import H_SIGNATURE, sign_request
 from sync.hsm_service import HsmService
-from sync.platform.terminals import Credentials
 
 pytestmark = pytest.mark.emulated
 

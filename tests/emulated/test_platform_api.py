@@ -39,8 +39,8 @@ from ecard import (
 from ecard.keys import Alg, load_private_key
 from offline_store import DenyReason, JournalEntry, Store, canonical_card_id, ed25519_verifier
 from offline_store.chain import GENESIS_HASH
-from sync.platform import journal
-from sync.platform.terminals import decrypt_secrets
+from platform_server import journal
+from platform_server.terminals import decrypt_secrets
 
 pytestmark = pytest.mark.emulated
 

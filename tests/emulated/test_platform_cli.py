@@ -37,10 +37,10 @@ from platform_support import (
 )
 
 from ecard.keys import load_private_key
-from sync.platform import Platform
-from sync.platform.ecard import DecodeRequest
-from sync.platform.journal import parse_batch
-from sync.platform.terminals import key_for
+from platform_server import Platform
+from platform_server.ecard import DecodeRequest
+from platform_server.journal import parse_batch
+from platform_server.terminals import key_for
 from terminal import cmd_platform
 from terminal.cli_errors import run_command
 

@@ -27,8 +27,8 @@ import pytest
 from sync_support import PlatformProcess, register, run, sscard
 
 from offline_store import Store, canonical_ecard_id, load_pepper_file
+from platform_server import Platform
 from sync.deferred import code_hash
-from sync.platform import Platform
 from terminal import cmd_qr
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ import pytest
 from sync_support import PlatformProcess, register, run, sscard
 from tls_support import make_ca_and_server
 
-from sync.platform import Platform
+from platform_server import Platform
 from terminal import cmd_qr
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,7 @@
         └── Busy                     the database stayed locked; try again (HTTP 503)
 
 Each error carries the reason ``code`` that goes into a problem document;
-:data:`sync.platform.problems.STATUS` maps each class to its HTTP status, in one table.
+:data:`platform_server.problems.STATUS` maps each class to its HTTP status, in one table.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from sqlalchemy import Connection, delete, insert, select
 
 from offline_store.catalogue import CATALOGUE_FORMAT, CatalogueItem, parse_catalogue
 from offline_store.errors import CatalogueError
-from sync.platform.db import META_CATALOGUE_LOADED, catalogue_item, write_meta
-from sync.platform.errors import InvalidInput
+from platform_server.db import META_CATALOGUE_LOADED, catalogue_item, write_meta
+from platform_server.errors import InvalidInput
 
 __all__ = ["CatalogueDocument", "document", "load"]
 

@@ -28,10 +28,10 @@ from sqlalchemy import Connection, insert, select
 
 from offline_store.errors import StoreError
 from offline_store.identity import canonical_card_id
-from sync.platform.db import ecard_code
-from sync.platform.errors import InvalidInput, PlatformError
-from sync.platform.keys import PlatformKeys
-from sync.platform.terminals import TerminalInfo
+from platform_server.db import ecard_code
+from platform_server.errors import InvalidInput, PlatformError
+from platform_server.keys import PlatformKeys
+from platform_server.terminals import TerminalInfo
 from sync.wire import quote
 
 __all__ = [

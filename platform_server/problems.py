@@ -16,7 +16,7 @@ from http import HTTPStatus
 
 from starlette.responses import JSONResponse
 
-from sync.platform.errors import (
+from platform_server.errors import (
     AlreadyExists,
     Busy,
     InvalidInput,

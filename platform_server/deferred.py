@@ -33,12 +33,12 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from offline_store.identity import canonical_ecard_id, keyed_card_hash
+from platform_server import cards
+from platform_server.db import ecard_code, journal
+from platform_server.errors import InvalidInput, NotFound
+from platform_server.keys import PlatformKeys
+from platform_server.terminals import TerminalInfo
 from sync.deferred import CONFIRMED, INVALID, Confirmation, ConfirmRequest, Invalidity, code_hash
-from sync.platform import cards
-from sync.platform.db import ecard_code, journal
-from sync.platform.errors import InvalidInput, NotFound
-from sync.platform.keys import PlatformKeys
-from sync.platform.terminals import TerminalInfo
 from sync.wire import quote
 
 __all__ = ["DeferredCode", "confirm", "deferred_codes", "parse_request"]

@@ -19,8 +19,8 @@ from sqlalchemy import Connection, insert, select, update
 
 from ecard.keys import Alg, PrivateKey, PublicKey
 from ecard.trust import make_trust_list
-from sync.platform.db import META_TRUST, qr_key, read_meta, trust_version
-from sync.platform.keys import PlatformKeys
+from platform_server.db import META_TRUST, qr_key, read_meta, trust_version
+from platform_server.keys import PlatformKeys
 
 __all__ = [
     "TRUST_VALIDITY_S",

@@ -1,8 +1,8 @@
 """The reference platform's HTTP API (docs/sync.md, sync/openapi.yaml), on FastAPI.
 
 Each route reads its body (bounded), checks the request signature (:mod:`sync.auth`), parses
-strictly, makes one :class:`~sync.platform.service.Platform` call and formats the answer.
-Every error is a problem document (:mod:`sync.platform.problems`). Bodies are read whole
+strictly, makes one :class:`~platform_server.service.Platform` call and formats the answer.
+Every error is a problem document (:mod:`platform_server.problems`). Bodies are read whole
 before anything else, so the signature covers exactly the bytes that are parsed.
 """
 
@@ -26,14 +26,14 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from platform_server import cards, deferred, journal
+from platform_server.ecard import DecodeRefused, DecodeRequest
+from platform_server.errors import Busy, PlatformError
+from platform_server.keys import PlatformKeys
+from platform_server.problems import ProblemError, problem, status_of
+from platform_server.service import Clock, Platform
+from platform_server.terminals import HeartbeatReport
 from sync.auth import AuthError, NonceLimit
-from sync.platform import cards, deferred, journal
-from sync.platform.ecard import DecodeRefused, DecodeRequest
-from sync.platform.errors import Busy, PlatformError
-from sync.platform.keys import PlatformKeys
-from sync.platform.problems import ProblemError, problem, status_of
-from sync.platform.service import Clock, Platform
-from sync.platform.terminals import HeartbeatReport
 from sync.wire import MalformedBody, ascii_uint, load_json, quote
 
 __all__ = ["MAX_BODY_BYTES", "MAX_CONCURRENT_BATCHES", "create_app"]

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from offline_store.denyfile import DENY_FORMAT, DenyHeader, DenyListKind, DenyReason
 from offline_store.identity import is_card_hash, pepper_check
-from sync.platform.db import (
+from platform_server.db import (
     META_DENY_VERSION,
     deny_change,
     deny_entry,
@@ -31,9 +31,9 @@ from sync.platform.db import (
     iso_utc,
     read_meta,
 )
-from sync.platform.db import write_meta as _write_meta
-from sync.platform.errors import InvalidInput, NotFound
-from sync.platform.keys import PlatformKeys
+from platform_server.db import write_meta as _write_meta
+from platform_server.errors import InvalidInput, NotFound
+from platform_server.keys import PlatformKeys
 
 __all__ = [
     "DenyChange",

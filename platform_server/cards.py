@@ -13,9 +13,9 @@ import logging
 
 from sqlalchemy import Connection, select
 
-from sync.platform.db import deny_entry
-from sync.platform.denylist import current_version
-from sync.platform.errors import InvalidInput
+from platform_server.db import deny_entry
+from platform_server.denylist import current_version
+from platform_server.errors import InvalidInput
 from sync.status import CardStatus, parse_card_hash
 
 __all__ = ["parse_request", "status"]

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ecard.errors import KeyFormatError
 from ecard.keys import Alg, PrivateKey, load_private_key
-from sync.platform.errors import PlatformConfigError
+from platform_server.errors import PlatformConfigError
 
 __all__ = [
     "DEFAULT_IDENTITY_SCENARIOS",

@@ -27,9 +27,7 @@ from sqlalchemy import Connection, Engine
 from ecard.keys import Alg
 from offline_store.denyfile import DenyReason
 from offline_store.identity import keyed_card_hash
-from sync.auth import NonceCache, verify_request
-from sync.deferred import Confirmation, ConfirmRequest
-from sync.platform import (
+from platform_server import (
     cards,
     catalogue,
     chains,
@@ -40,10 +38,12 @@ from sync.platform import (
     terminals,
     trust,
 )
-from sync.platform.db import open_engine, transaction
-from sync.platform.errors import InvalidInput, PlatformConfigError
-from sync.platform.keys import PlatformKeys
-from sync.platform.nonces import PersistentNonces
+from platform_server.db import open_engine, transaction
+from platform_server.errors import InvalidInput, PlatformConfigError
+from platform_server.keys import PlatformKeys
+from platform_server.nonces import PersistentNonces
+from sync.auth import NonceCache, verify_request
+from sync.deferred import Confirmation, ConfirmRequest
 from sync.status import CardStatus
 from sync.wire import quote
 
@@ -75,11 +75,11 @@ class Rotation:
 class Platform:
     """The reference platform.
 
-    :param engine: the database (:func:`sync.platform.db.open_engine`)
+    :param engine: the database (:func:`platform_server.db.open_engine`)
     :param keys: the keys folder, or ``None`` for the commands that need no key
     :param clock: wall clock, seconds since 1970
     :param nonces: the memory cache of request nonces (default: one with the standard
-        limits); every nonce is also kept in the database (:mod:`sync.platform.nonces`)
+        limits); every nonce is also kept in the database (:mod:`platform_server.nonces`)
     """
 
     def __init__(
@@ -275,7 +275,7 @@ class Platform:
         """Apply a batch of a terminal's journal rows in one transaction.
 
         :param terminal_id: the signer
-        :param rows: :func:`sync.platform.journal.parse_batch`
+        :param rows: :func:`platform_server.journal.parse_batch`
         :raises NotFound: an unregistered terminal
         :raises Busy: the database stayed locked
         """

@@ -29,8 +29,8 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from sync.platform.errors import PlatformConfigError
-from sync.platform.problems import PROBLEM_TYPE
+from platform_server.errors import PlatformConfigError
+from platform_server.problems import PROBLEM_TYPE
 
 __all__ = ["PlatformServer", "is_loopback"]
 
@@ -93,7 +93,7 @@ class ProblemH11Protocol(H11Protocol):
 class PlatformServer:
     """uvicorn serving the platform's application.
 
-    :param app: the application (:func:`sync.platform.app.create_app`)
+    :param app: the application (:func:`platform_server.app.create_app`)
     :param host: the address to bind
     :param port: the port (0: any free port)
     :param tls_cert: a PEM certificate chain to serve HTTPS with

@@ -10,16 +10,16 @@ and decode opaque e-card codes. SQLite by default, PostgreSQL by URL; FastAPI an
     credentials = platform.add_terminal("T1", ("gate",), "440100")  # sscard platform terminal add
     PlatformServer(create_app("sqlite:///platform.db", "keys/"), "127.0.0.1", 8480).run()
 
-Modules: :mod:`~sync.platform.db` (schema), :mod:`~sync.platform.keys` (keys folder),
-:mod:`~sync.platform.journal` (uploads), :mod:`~sync.platform.chains` (listing, verifying),
-:mod:`~sync.platform.denylist`, :mod:`~sync.platform.trust`, :mod:`~sync.platform.terminals`
-(keys, heartbeats, secrets), :mod:`~sync.platform.catalogue`, :mod:`~sync.platform.ecard`
-(decode table), :mod:`~sync.platform.service` (the facade), :mod:`~sync.platform.app` (HTTP),
-:mod:`~sync.platform.server` (uvicorn).
+Modules: :mod:`~platform_server.db` (schema), :mod:`~platform_server.keys` (keys folder),
+:mod:`~platform_server.journal` (uploads), :mod:`~platform_server.chains` (listing, verifying),
+:mod:`~platform_server.denylist`, :mod:`~platform_server.trust`, :mod:`~platform_server.terminals`
+(keys, heartbeats, secrets), :mod:`~platform_server.catalogue`, :mod:`~platform_server.ecard`
+(decode table), :mod:`~platform_server.service` (the facade), :mod:`~platform_server.app` (HTTP),
+:mod:`~platform_server.server` (uvicorn).
 """
 
-from sync.platform.app import create_app
-from sync.platform.errors import (
+from platform_server.app import create_app
+from platform_server.errors import (
     AlreadyExists,
     Busy,
     InvalidInput,
@@ -27,9 +27,9 @@ from sync.platform.errors import (
     PlatformConfigError,
     PlatformError,
 )
-from sync.platform.keys import PlatformKeys
-from sync.platform.server import PlatformServer
-from sync.platform.service import Platform, Rotation
+from platform_server.keys import PlatformKeys
+from platform_server.server import PlatformServer
+from platform_server.service import Platform, Rotation
 
 __all__ = [
     "AlreadyExists",

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection, insert, select, update
 
-from sync.platform.db import journal_state, terminal, terminal_key
-from sync.platform.errors import AlreadyExists, InvalidInput, NotFound
-from sync.platform.keys import PlatformKeys
+from platform_server.db import journal_state, terminal, terminal_key
+from platform_server.errors import AlreadyExists, InvalidInput, NotFound
+from platform_server.keys import PlatformKeys
 from sync.wire import quote
 
 __all__ = [

@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 
-from sync.platform.errors import AlreadyExists, Busy, PlatformConfigError, PlatformError
+from platform_server.errors import AlreadyExists, Busy, PlatformConfigError, PlatformError
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -4,7 +4,7 @@ same database accepts a replay while its timestamp is still within the window.
 
 A nonce is remembered until ``timestamp + 300 s``, the last second a request carrying it
 could be accepted. Each accepted nonce is committed (``request_nonce``) before the request is
-served, without waiting for the disk (:func:`sync.platform.db.fast_commit_engine`: an fsync
+served, without waiting for the disk (:func:`platform_server.db.fast_commit_engine`: an fsync
 per request doubled the time of a small answer): it survives a restart or a crash of the
 process, which is what a replay window would need. Rows whose time is over are deleted at
 most every :data:`PURGE_INTERVAL_S`. The memory cache (:class:`sync.auth.NonceCache`)
@@ -20,8 +20,8 @@ import math
 from sqlalchemy import Connection, Engine, delete
 from sqlalchemy.dialects import postgresql, sqlite
 
+from platform_server.db import fast_commit, fast_commit_engine, request_nonce, transaction
 from sync.auth import NonceCache
-from sync.platform.db import fast_commit, fast_commit_engine, request_nonce, transaction
 from sync.wire import quote
 
 __all__ = ["PURGE_INTERVAL_S", "PersistentNonces"]

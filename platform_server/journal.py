@@ -17,7 +17,7 @@ stored with the rest of the record (its canonical bytes). For each row of a batc
   successor's link.
 
 A batch is applied in one transaction, under a lock on the terminal's ``journal_state`` row.
-:mod:`sync.platform.chains` lists the stored rows and checks their chains again.
+:mod:`platform_server.chains` lists the stored rows and checks their chains again.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from offline_store.chain import (
     canonical_bytes,
     chain_hash,
 )
-from sync.platform.db import journal, journal_state
-from sync.platform.errors import InvalidInput, NotFound
+from platform_server.db import journal, journal_state
+from platform_server.errors import InvalidInput, NotFound
 from sync.wire import load_json, quote
 
 __all__ = [

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, select
 
 from offline_store.chain import GENESIS_HASH, chain_hash
-from sync.platform.db import journal, journal_state
-from sync.platform.errors import NotFound
+from platform_server.db import journal, journal_state
+from platform_server.errors import NotFound
 
 __all__ = ["ChainSummary", "TxRow", "list_rows", "verify_chains"]
 
