@@ -154,7 +154,7 @@ def _pin_report(fmt: str, code: int, reason: str, tries_left: int | None) -> int
 def cmd_hsm_service(args: argparse.Namespace) -> int:
     """``sscard hsm-service``: run the reference HSM service (software keys) until interrupted."""
     from drivers.keyfile import load_root_keys
-    from sync.hsm_service import HsmService
+    from drivers.virtual.hsm_service import HsmService
 
     try:
         keys = load_root_keys(args.keys)

@@ -1,8 +1,8 @@
 """The reference HSM service: the 持卡库 "卡内部认证" service of spec §3.7 (S4 App C.1), computing
 with software root keys, for development, tests and small sites.
 
-HTTP contract (JSON bodies, UTF-8; the same in OpenAPI 3.1 in ``sync/hsm-openapi.yaml``, which
-schemathesis runs against the service in the test suite):
+HTTP contract (JSON bodies, UTF-8; the same in OpenAPI 3.1 in ``drivers/hsm-openapi.yaml``,
+which schemathesis runs against the service in the test suite):
 
 ``POST /v1/hsm/card-auth``
     Request ``{"step1": "<iReadCardBas_HSM_Step1 string>", "terminal": "<optional id>"}``.
