@@ -1,10 +1,10 @@
 """The repository's TEST KEYS, known by fingerprint, so a production terminal refuses them.
 
-Everything under ``tests/keys/`` and ``tests/vectors/qr/keys/`` is public: a key from there on a
-production terminal lets anyone forge what it protects (an e-card code signed under the test
-root, an identity blob sealed to the test audience key). The files say so in a comment
-(``# TEST KEY``) or a flag (``test_keys = true``), but a comment is gone as soon as someone
-copies the key without it, and a trust list carries no mark at all. The mark that holds is
+Everything under ``drivers/virtual/test_keys/`` and ``tests/vectors/qr/keys/`` is public: a key
+from there on a production terminal lets anyone forge what it protects (an e-card code signed
+under the test root, an identity blob sealed to the test audience key). The files say so in a
+comment (``# TEST KEY``) or a flag (``test_keys = true``), but a comment is gone as soon as
+someone copies the key without it, and a trust list carries no mark at all. The mark that holds is
 the key itself: the SHA-256 of each test key is listed here, shipped with the code, and no
 holder of a code, a trust list or a key file can make a listed key look like another.
 
@@ -16,9 +16,9 @@ What is hashed:
 * symmetric keys (audience keys, the card root keys of ``test-roots.toml``): the raw bytes.
 
 ``tests/unit/test_testkeys.py`` recomputes every entry from the files, and fails when a key
-file is added under ``tests/keys/`` without being listed. No deny-list signing key, HSM token,
-terminal sync key or pepper ships in the repository (the tests and ``sscard platform init``
-make theirs fresh), so there is none of those to list.
+file is added under ``drivers/virtual/test_keys/`` without being listed. No deny-list signing
+key, HSM token, terminal sync key or pepper ships in the repository (the tests and ``sscard
+platform init`` make theirs fresh), so there is none of those to list.
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ TEST_KEYS: Mapping[str, str] = MappingProxyType(
     {
         # e-card keys: SubjectPublicKeyInfo DER
         "6dfceac663b0138927d0a969eca28e766768f440b61b86b5962ffd1c43288d83": (
-            "tests/keys/qr-root-test.pem (trust root, ES256)"
+            "drivers/virtual/test_keys/qr-root-test.pem (trust root, ES256)"
         ),
         "7a04a6e9e17071be70fcff08f542d09350117b4a8503f39a35f94e5a6e59e060": (
-            "tests/keys/qr-platform-es256-test.pem (platform key, ES256)"
+            "drivers/virtual/test_keys/qr-platform-es256-test.pem (platform key, ES256)"
         ),
         "6c9f7383464d814d6a668126cfca9bee181dc62d44e24a1863c660e9d1edaf59": (
-            "tests/keys/qr-platform-sm2-test.pem (platform key, SM2)"
+            "drivers/virtual/test_keys/qr-platform-sm2-test.pem (platform key, SM2)"
         ),
         "45c85d007258eccfca694ef845716ca9c4e73ded705c220c4460c1ddc34d5d6a": (
             "tests/vectors/qr/keys/root-other-test.pem (trust root, ES256)"
@@ -72,22 +72,22 @@ TEST_KEYS: Mapping[str, str] = MappingProxyType(
         ),
         # symmetric keys: raw bytes
         "ee9a183fa384074abb3623845271215a9da0166071502b00fe9d4b4b0374ff45": (
-            "tests/keys/qr-audience-hotel-test.key (audience key hotel-test)"
+            "drivers/virtual/test_keys/qr-audience-hotel-test.key (audience key hotel-test)"
         ),
         "a77f74cdafe619964f5f2823c06916898677df7453ac4cce8187b4edd679e3bf": (
-            "tests/keys/test-roots.toml [des] irk"
+            "drivers/virtual/test_keys/test-roots.toml [des] irk"
         ),
         "56ece371d79285a94201d480ecc574f9685ebf4850d93b7c96c53b1e30c44e7d": (
-            "tests/keys/test-roots.toml [des] rkssse"
+            "drivers/virtual/test_keys/test-roots.toml [des] rkssse"
         ),
         "52784affeeb55475a33414948755bb089d027e8f2439b02e4672480584680f84": (
-            "tests/keys/test-roots.toml [des] dpk"
+            "drivers/virtual/test_keys/test-roots.toml [des] dpk"
         ),
         "13cd46c4c7977ae118ae108fc96852050f11aba0fe683f42def13e9dd2ba5119": (
-            "tests/keys/test-roots.toml [sm4] irk"
+            "drivers/virtual/test_keys/test-roots.toml [sm4] irk"
         ),
         "61d23f1591e9845a7459f0e86dd9a465d3cdbce615b5d8509847e6adf5c77e70": (
-            "tests/keys/test-roots.toml [sm4] rkssse"
+            "drivers/virtual/test_keys/test-roots.toml [sm4] rkssse"
         ),
     }
 )

@@ -153,8 +153,8 @@ def issue(
 
     :param conn: a connection in a write transaction
     :param keys: the platform's keys
-    :param persona: a persona document (tests/personas): ``[card]`` city_code, card_number,
-        category, expiry_date; ``[holder]`` name, ssn, sex, birth_date, ethnicity
+    :param persona: a persona document (drivers/virtual/personas): ``[card]`` city_code,
+        card_number, category, expiry_date; ``[holder]`` name, ssn, sex, birth_date, ethnicity
     :param now: the platform's clock
     :param valid_s: how long the code may be decoded
     :raises InvalidInput: ``invalid_persona``: missing or malformed card data

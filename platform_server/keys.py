@@ -18,8 +18,9 @@
     key = "…64 hex…"
     scenarios = ["hotel", "hospital"]
 
-:meth:`PlatformKeys.create` makes fresh keys (or copies the public TEST KEYS of ``tests/keys/``
-for development); :meth:`PlatformKeys.load` refuses a private file that others can read.
+:meth:`PlatformKeys.create` makes fresh keys (or copies the public TEST KEYS of
+``drivers/virtual/test_keys/`` for development); :meth:`PlatformKeys.load` refuses a private
+file that others can read.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ PUBLIC_MODE = 0o644
 DIR_MODE = 0o700
 SECRET_LEN = 32
 DEFAULT_IDENTITY_SCENARIOS = ("hotel", "hospital")
-# the public TEST KEYS of the repository (tests/keys/) that `init --test-keys` copies
+# the public TEST KEYS of the repository (drivers/virtual/test_keys/) that `init --test-keys` copies
 TEST_ROOT = "qr-root-test.pem"
 TEST_QR = ("qr-platform-es256-test.pem", "qr-platform-sm2-test.pem")
 TEST_AUDIENCE = ("hotel-test", "qr-audience-hotel-test.key")
@@ -155,7 +156,7 @@ class PlatformKeys:
         key, the pepper and the token key are always fresh.
 
         :param directory: the folder; created 0700, and it must not hold keys yet
-        :param test_keys: the folder of the TEST KEYS (``tests/keys``), or ``None``
+        :param test_keys: the folder of the TEST KEYS (``drivers/virtual/test_keys``), or ``None``
         :param identity_scenarios: the scenarios the audience key serves
         :raises PlatformConfigError: the folder already holds keys, or a file cannot be written
         """

@@ -27,6 +27,7 @@ from config.settings import load_settings
 from drivers.keyfile import read_secret
 from drivers.pcsc import PcscReader
 from drivers.psam import PcscPsamModule
+from drivers.virtual import PERSONAS
 from drivers.virtual.card import Behaviour
 from drivers.virtual.persona import PersonaError, load_persona
 from terminal import cmd_deny, cmd_platform, cmd_qr, cmd_store, cmd_sync, cmd_tap
@@ -316,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--personas",
-        default=str(Path(__file__).resolve().parent.parent / "tests" / "personas"),
+        default=str(PERSONAS),
         help="folder of persona TOML files",
     )
     demo.set_defaults(handler=cmd_demo)

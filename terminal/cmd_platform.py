@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
 from apdu.identity import mask_card_number
+from drivers.virtual import TEST_KEYS
 from ecard.keys import Alg
 from offline_store import DenyReason, canonical_card_id, canonical_ecard_id
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK
@@ -55,7 +56,6 @@ KEYS_ENV = "SSCARD_PLATFORM_KEYS"
 DEFAULT_DB_FILE = "platform.db"
 DEFAULT_PORT = 8480
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/"
-TEST_KEYS = Path(__file__).resolve().parent.parent / "tests" / "keys"
 KEY_FILE_MODE = 0o600
 DAY_S = 86_400
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")

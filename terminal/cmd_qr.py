@@ -1,7 +1,7 @@
 """``sscard qr issue|trust-list|trust-import|verify`` and ``sscard scan``: electronic-card codes.
 
 ``qr issue`` and ``qr trust-list`` are the development platform: they sign with the TEST KEYS
-under ``tests/keys/`` (a real platform keeps its keys in an HSM). ``qr trust-import``,
+of ``drivers/virtual/test_keys/`` (a real platform keeps its keys in an HSM). ``qr trust-import``,
 ``qr verify`` and ``scan`` are the terminal side: the trust list is verified against the
 pinned root of ``[ecard] trust_root_key`` and every decision goes through the pipeline and the
 journal, exactly like ``sscard tap``; with ``production = true`` a TEST KEY as the root, on the
@@ -26,6 +26,7 @@ import segno
 from apdu.errors import SscardError
 from config.settings import load_settings
 from drivers.scanners import CameraScanner, ImageScanner, Scanner, SerialScanner
+from drivers.virtual import TEST_KEYS
 from ecard import PrivateKey, issue_credential, make_code, make_trust_list
 from ecard.keys import load_private_key
 from ecard.trust import save_trust_list
@@ -47,7 +48,6 @@ from terminal.pipeline import Pipeline
 from terminal.profiles import Scenario, load_profile
 from terminal.reasons import hotlines_from
 
-TEST_KEYS = Path(__file__).resolve().parent.parent / "tests" / "keys"
 PLATFORM_KEYS = {"es256": "qr-platform-es256-test.pem", "sm2": "qr-platform-sm2-test.pem"}
 ROOT_KEY = "qr-root-test.pem"
 AUDIENCE_KEY = "qr-audience-hotel-test.key"

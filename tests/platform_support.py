@@ -26,14 +26,13 @@ from typing import Any
 import golden
 import requests
 
+from drivers.virtual import PERSONAS, TEST_KEYS  # noqa: F401 - the platform tests take them here
 from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash
 from platform_server import Platform, PlatformServer, create_app
 from platform_server.terminals import Credentials
 from sync.auth import sign_request
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_KEYS = ROOT / "tests" / "keys"
-PERSONAS = ROOT / "tests" / "personas"
 NOW = 1_795_953_600.0  # 2026-11-29T08:00:00Z
 START_TIMEOUT_S = 30.0
 

@@ -34,7 +34,8 @@ pytestmark = pytest.mark.e2e
 
 PEPPER = b"TEST PEPPER: e2e qr hardening only, 32+"
 NATIONAL = "CNSSC" + "A2B3C4D5E6F7G2H3J4K5L6M7N2P3Q4R5"
-VALID_OPEN = (KEYS.parent / "vectors" / "qr" / "valid-es256.txt").read_text(encoding="ascii")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "qr"
+VALID_OPEN = (VECTORS / "valid-es256.txt").read_text(encoding="ascii")
 TEST_ROOT = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 
 
@@ -141,7 +142,7 @@ def test_production_refuses_the_test_root_at_import_and_at_load(
     assert sscard_qr(terminal.capsys, "trust-list", "--out", str(listing))[0] == 0
     terminal.settings(production=True)
     status, output = terminal.trust_import(listing)
-    assert status == 2 and "TEST KEY tests/keys/qr-root-test.pem" in output
+    assert status == 2 and "TEST KEY drivers/virtual/test_keys/qr-root-test.pem" in output
     status, decision, stderr = terminal.verify(terminal.issue())
     assert status == 2 and decision is None
     assert "trust_root_key" in stderr and "production = true refuses test keys" in stderr

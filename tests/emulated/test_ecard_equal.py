@@ -24,6 +24,7 @@ from pipeline_support import World
 from platform_support import live_platform
 
 from config.settings import Settings
+from drivers.virtual import TEST_KEYS
 from ecard import Alg, PrivateKey, issue_credential, make_code, make_trust_list
 from ecard.keys import load_private_key
 from offline_store import JournalRow, canonical_ecard_id
@@ -36,7 +37,7 @@ from terminal.reasons import Reason
 
 pytestmark = pytest.mark.emulated
 
-KEYS = Path(__file__).resolve().parents[1] / "keys"
+KEYS = TEST_KEYS
 TEST_ROOT = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 TEST_PLATFORM = load_private_key((KEYS / "qr-platform-es256-test.pem").read_bytes())
 TOKEN = "5a" * 32

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,12 +35,13 @@ from config.settings import Settings
 from drivers.hsm import HsmModule
 from drivers.keyfile import RootKeys, load_root_keys, private_copy
 from drivers.soft_sam import SoftSam
+from drivers.virtual import TEST_KEYS
 from drivers.virtual.hsm_service import CARD_AUTH_PATH, HEALTH_PATH, HsmService, HsmServiceError
 
 pytestmark = pytest.mark.emulated
 
 H = bytes.fromhex
-TEST_ROOTS = Path(__file__).resolve().parents[1] / "keys" / "test-roots.toml"
+TEST_ROOTS = TEST_KEYS / "test-roots.toml"
 TOKEN = "test-token-3f9c"
 
 REQUEST_2 = AuthRequest(GZ_CARD, H("1122334455667788"), H("0102030405060708"))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from store_support import KEY, NOON, Clock, raw, write_old_journal_rows
 
+from drivers.virtual import TEST_KEYS
 from ecard import (
     Alg,
     PrivateKey,
@@ -27,7 +28,7 @@ from offline_store.db import MIGRATIONS
 
 pytestmark = pytest.mark.emulated
 
-KEYS = Path(__file__).resolve().parents[1] / "keys"
+KEYS = TEST_KEYS
 ROOT_KEY = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 ROOT_PEM = ROOT_KEY.public_key.to_pem()
 ES256 = load_private_key((KEYS / "qr-platform-es256-test.pem").read_bytes()).public_key

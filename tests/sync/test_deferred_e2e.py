@@ -26,6 +26,7 @@ import golden
 import pytest
 from sync_support import PlatformProcess, register, run, sscard
 
+from drivers.virtual import PERSONAS, TEST_KEYS
 from offline_store import Store, canonical_ecard_id, load_pepper_file
 from platform_server import Platform
 from sync.deferred import code_hash
@@ -34,9 +35,7 @@ from terminal import cmd_qr
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-PERSONAS = ROOT / "tests" / "personas"
 CATALOGUE = ROOT / "tests" / "catalogue.toml"
-TEST_KEYS = ROOT / "tests" / "keys"
 
 
 def persona(name: str) -> dict:

@@ -18,15 +18,15 @@ import pytest
 from sync_support import PlatformProcess, register, run, sscard
 from tls_support import make_ca_and_server
 
+from drivers.virtual import PERSONAS, TEST_KEYS
 from platform_server import Platform
 from terminal import cmd_qr
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-PERSONA = tomllib.loads((ROOT / "tests" / "personas" / "ordinary-2.0.toml").read_text())
+PERSONA = tomllib.loads((PERSONAS / "ordinary-2.0.toml").read_text())
 CATALOGUE = ROOT / "tests" / "catalogue.toml"
-TEST_KEYS = ROOT / "tests" / "keys"
 
 
 def qr_verify(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> dict:
@@ -100,6 +100,6 @@ def test_national_codes_through_the_reference_platform_over_pinned_tls(
                               production=True)  # fmt: skip
         refused_sync = run(sscard("sync", "--once", "--config", str(production)), check=False)
         assert refused_sync.returncode == 1, refused_sync.stdout + refused_sync.stderr
-        assert "TEST KEY tests/keys/qr-root-test.pem" in refused_sync.stdout
+        assert "TEST KEY drivers/virtual/test_keys/qr-root-test.pem" in refused_sync.stdout
     finally:
         platform.stop()

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from drivers.virtual import TEST_KEYS
 from ecard import (
     Alg,
     FormatError,
@@ -51,7 +52,7 @@ from ecard.format import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = ROOT / "tests" / "keys"
+KEYS = TEST_KEYS
 VECTORS = ROOT / "tests" / "vectors" / "qr"
 DOC = json.loads((VECTORS / "vectors.json").read_text(encoding="utf-8"))
 NOW = DOC["now"]
