@@ -4,7 +4,7 @@
 project (DESIGN.md: the standard library and pydantic), so its errors cannot derive from
 :class:`apdu.errors.SscardError`. Where a failure becomes an answer they are answered like one:
 :mod:`terminal.outcomes` classifies both, and ``sscard``'s edge
-(:func:`terminal.cli_errors.run_command`) prints both as one line::
+(:func:`terminal.cli.edge.run_command`) prints both as one line::
 
     ConfigError
     └── SettingsError   a settings file that cannot be read, does not parse or breaks the schema

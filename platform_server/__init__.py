@@ -18,18 +18,40 @@ Modules: :mod:`~platform_server.db` (schema), :mod:`~platform_server.keys` (keys
 :mod:`~platform_server.server` (uvicorn).
 """
 
-from platform_server.app import create_app
-from platform_server.errors import (
-    AlreadyExists,
-    Busy,
-    InvalidInput,
-    NotFound,
-    PlatformConfigError,
-    PlatformError,
-)
-from platform_server.keys import PlatformKeys
-from platform_server.server import PlatformServer
-from platform_server.service import Platform, Rotation
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from platform_server.app import create_app
+    from platform_server.errors import (
+        AlreadyExists,
+        Busy,
+        InvalidInput,
+        NotFound,
+        PlatformConfigError,
+        PlatformError,
+    )
+    from platform_server.keys import PlatformKeys
+    from platform_server.server import PlatformServer
+    from platform_server.service import Platform, Rotation
+
+#: name → the module that defines it: imported on first use, so that ``sscard`` registers
+#: ``sscard platform`` (:mod:`platform_server.cli`) without loading FastAPI and SQLAlchemy
+_EXPORTS = {
+    "create_app": "platform_server.app",
+    "AlreadyExists": "platform_server.errors",
+    "Busy": "platform_server.errors",
+    "InvalidInput": "platform_server.errors",
+    "NotFound": "platform_server.errors",
+    "PlatformConfigError": "platform_server.errors",
+    "PlatformError": "platform_server.errors",
+    "PlatformKeys": "platform_server.keys",
+    "PlatformServer": "platform_server.server",
+    "Platform": "platform_server.service",
+    "Rotation": "platform_server.service",
+}
 
 __all__ = [
     "AlreadyExists",
@@ -44,3 +66,15 @@ __all__ = [
     "Rotation",
     "create_app",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A name of :data:`__all__`, from its module (imported now if it was not yet).
+
+    :param name: the attribute asked for
+    :raises AttributeError: a name the package does not offer
+    """
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'platform_server' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -705,10 +705,10 @@ def test_a_closed_stdout_is_one_line_not_a_broken_pipe_report() -> None:
 
 
 BUGGY = (
-    "import sys, terminal.cli as cli\n"
+    "import sys, terminal.cli as cli, terminal.cli.virtual as virtual\n"
     "def cmd_demo(args):\n"
     "    raise ZeroDivisionError('division by zero (a planted bug)')\n"
-    "cli.cmd_demo = cmd_demo\n"
+    "virtual.cmd_demo = cmd_demo\n"
     "sys.exit(cli.main(sys.argv[1:]))\n"
 )
 

@@ -22,7 +22,7 @@ from support import CATALOGUE, KEYS, PERSONAS, run_sscard
 
 from ecard.keys import load_private_key
 from offline_store import canonical_ecard_id, keyed_card_hash
-from terminal.cmd_qr import AUDIENCE_KID, dev_token
+from terminal.cli.qr import AUDIENCE_KID, dev_token
 
 pytestmark = pytest.mark.e2e
 

@@ -27,8 +27,8 @@ from support import CATALOGUE, KEYS, PERSONAS, run_sscard
 from ecard import Alg, PrivateKey, make_trust_list
 from ecard.keys import load_private_key
 from offline_store import Store, accept_unsigned
-from terminal import cmd_qr
-from terminal.cli_errors import run_command
+from terminal.cli import qr as cmd_qr
+from terminal.cli.edge import run_command
 
 pytestmark = pytest.mark.e2e
 

@@ -1,8 +1,8 @@
 """``sscard deny import|check|status|rollback`` on real files: exit statuses, one-line errors,
 the signature rule, masked card numbers, help text, and the progress bar on a terminal.
 
-``terminal/cli.py`` wires :func:`terminal.cmd_deny.add_parser` in; these tests build the same
-sub-command parser around it.
+``terminal/cli/__init__.py`` wires :func:`terminal.cli.deny.add_parser` in; these tests build
+the same sub-command parser around it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pytest
 from store_support import Platform, entry, header, public_pem, write_list
 
 from offline_store import canonical_card_id, keyed_card_hash
-from terminal.cli_errors import run_command
-from terminal.cmd_deny import add_parser
+from terminal.cli.deny import add_parser
+from terminal.cli.edge import run_command
 
 pytestmark = pytest.mark.emulated
 
@@ -195,7 +195,7 @@ def test_the_import_shows_a_progress_bar_on_a_terminal(tmp_path) -> None:
     path = Platform.generate().snapshot(tmp_path, 1, range(30_000), signed=False)
     runner = (
         "import argparse, sys\n"
-        "from terminal.cmd_deny import add_parser\n"
+        "from terminal.cli.deny import add_parser\n"
         "parser = argparse.ArgumentParser(prog='sscard')\n"
         "add_parser(parser.add_subparsers(dest='command'))\n"
         "args = parser.parse_args(sys.argv[1:])\n"

@@ -1,8 +1,8 @@
 """``sscard journal verify|tail`` on real store files: ``--db`` as ``sscard deny`` takes it, the
 settings' ``[store] database`` by default, and no empty store made where a path was mistyped.
 
-``terminal/cli.py`` wires :func:`terminal.cmd_store.add_parser` in; these tests build the same
-sub-command parser around it.
+``terminal/cli/__init__.py`` wires :func:`terminal.cli.store.add_parser` in; these tests build
+the same sub-command parser around it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from store_support import TOKEN
 
 from offline_store import JournalEntry, Store
 from terminal.cli import main
-from terminal.cmd_store import add_parser
+from terminal.cli.store import add_parser
 
 pytestmark = pytest.mark.emulated
 

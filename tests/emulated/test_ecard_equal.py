@@ -29,7 +29,7 @@ from ecard import Alg, PrivateKey, issue_credential, make_code, make_trust_list
 from ecard.keys import load_private_key
 from offline_store import JournalRow, canonical_ecard_id
 from sync.deferred import CONFIRMED, INVALID, Confirmation, Invalidity, follow_up_entry
-from terminal.cmd_tap import open_online
+from terminal.compose import open_online
 from terminal.ecard_confirm import UNCHECKED_PROFILE, FollowUps
 from terminal.ecard_flow import CodeVerifier, process_code
 from terminal.profiles import Profile, load_profile, parse_profile

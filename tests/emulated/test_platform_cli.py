@@ -38,11 +38,11 @@ from platform_support import (
 
 from ecard.keys import load_private_key
 from platform_server import Platform
+from platform_server import cli as cmd_platform
 from platform_server.ecard import DecodeRequest
 from platform_server.journal import parse_batch
 from platform_server.terminals import key_for
-from terminal import cmd_platform
-from terminal.cli_errors import run_command
+from terminal.cli.edge import run_command
 
 pytestmark = pytest.mark.emulated
 
@@ -54,7 +54,7 @@ def run(*args: str) -> int:
     the CLI's edge as ``sscard``'s ``main`` does."""
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command", required=True)
-    cmd_platform.add_parser(sub)
+    cmd_platform.add_parser(sub, test_keys=TEST_KEYS)
 
     def command() -> int:
         parsed = parser.parse_args(["platform", *args])
@@ -76,7 +76,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_every_platform_command_and_option_has_help() -> None:
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command")
-    cmd_platform.add_parser(sub)
+    cmd_platform.add_parser(sub, test_keys=TEST_KEYS)
     pending = [("platform", sub.choices["platform"])]
     seen = 0
     while pending:

@@ -30,7 +30,7 @@ from drivers.virtual import PERSONAS, TEST_KEYS
 from offline_store import Store, canonical_ecard_id, load_pepper_file
 from platform_server import Platform
 from sync.deferred import code_hash
-from terminal import cmd_qr
+from terminal.cli import qr as cmd_qr
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from tls_support import make_ca_and_server
 
 from drivers.virtual import PERSONAS, TEST_KEYS
 from platform_server import Platform
-from terminal import cmd_qr
+from terminal.cli import qr as cmd_qr
 
 pytestmark = pytest.mark.e2e
 

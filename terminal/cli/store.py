@@ -19,7 +19,8 @@ from typing import Any
 
 from config.settings import load_settings
 from offline_store import ListName, Store, StoreError
-from terminal.cmd_deny import db_option, scenario_option, scenario_profiles
+from terminal.cli.options import db_option, scenario_option
+from terminal.compose import scenario_profiles
 from terminal.list_policy import status_lines
 
 EXIT_OK = 0

@@ -31,15 +31,12 @@ from ecard import PrivateKey, issue_credential, make_code, make_trust_list
 from ecard.keys import load_private_key
 from ecard.trust import save_trust_list
 from offline_store import canonical_card_id
-from terminal.cmd_tap import (
-    EXIT_ACCEPTED,
-    EXIT_NO_DECISION,
-    EXIT_REFUSED,
+from terminal.cli.decision import EXIT_ACCEPTED, EXIT_NO_DECISION, EXIT_REFUSED, print_decision
+from terminal.compose import (
     build_indicators,
     closing_indicator,
     open_online,
     open_store,
-    print_decision,
     profile_dir_of,
     warn_operator,
 )

@@ -1,4 +1,8 @@
-"""``sscard platform …``: the operator's commands of the reference platform (platform_server/).
+"""``sscard platform …``: the operator's commands of the reference platform.
+
+The terminal's command line registers them (:func:`add_parser`) and hands over where the
+public TEST KEYS of ``platform init --test-keys`` are (the platform does not know the terminal's
+drivers); the platform's web stack is imported only when one of its commands runs.
 
 Each handler parses its options, makes one :class:`platform_server.Platform` call and formats
 the answer. ``--db`` takes a database URL or an SQLite file path (default:
@@ -26,10 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
 from apdu.identity import mask_card_number
-from drivers.virtual import TEST_KEYS
 from ecard.keys import Alg
-from offline_store import DenyReason, canonical_card_id, canonical_ecard_id
-from terminal.outcomes import EXIT_FAILURE, EXIT_OK
+from offline_store.denyfile import DenyReason
+from offline_store.identity import canonical_card_id, canonical_ecard_id
 
 if TYPE_CHECKING:
     from platform_server import Platform
@@ -39,8 +42,8 @@ if TYPE_CHECKING:
 def _platform() -> Any:
     """The reference platform package, imported on first use: its web stack (FastAPI,
     SQLAlchemy) would otherwise cost every ``sscard`` command half a second of start-up."""
-    import platform_server  # noqa: PLC0415
-    import platform_server.server  # noqa: PLC0415
+    import platform_server
+    import platform_server.server
 
     return platform_server
 
@@ -51,6 +54,8 @@ def _config_error(message: str) -> SscardError:
     return error
 
 
+EXIT_OK = 0
+EXIT_FAILURE = 2  # as every sscard command (terminal.outcomes)
 DB_ENV = "SSCARD_PLATFORM_DB"
 KEYS_ENV = "SSCARD_PLATFORM_KEYS"
 DEFAULT_DB_FILE = "platform.db"
@@ -89,7 +94,7 @@ def _database(url: str) -> Iterator[None]:
     :param url: the database URL or file, as given
     :raises PlatformConfigError: for SQLAlchemy's ``DatabaseError``
     """
-    from sqlalchemy.exc import DatabaseError  # noqa: PLC0415 - loaded with the platform
+    from sqlalchemy.exc import DatabaseError
 
     try:
         yield
@@ -111,7 +116,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     :returns: the exit status (0 done, 2 failure)
     """
     try:
-        test_keys = TEST_KEYS if args.test_keys else None
+        test_keys = args.test_keys_folder if args.test_keys else None
         with (
             _database(_db(args)),
             _platform().Platform.init(_db(args), _keys(args), test_keys=test_keys) as platform,
@@ -460,10 +465,11 @@ def _card_options(parser: argparse.ArgumentParser) -> None:
     _db_option(parser, keys=True)
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, *, test_keys: Path) -> None:
     """Register ``sscard platform`` and its commands.
 
     :param sub: the CLI's subparsers
+    :param test_keys: the folder of the public TEST KEYS ``platform init --test-keys`` copies
     :raises: nothing
     """
     platform = sub.add_parser("platform", help="the reference platform: serve it, operate it")
@@ -478,7 +484,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="copy the repository's public TEST KEYS (development and tests only)",
     )
-    init.set_defaults(handler=cmd_init)
+    init.set_defaults(handler=cmd_init, test_keys_folder=test_keys)
 
     serve = actions.add_parser("serve", help="serve the HTTP API until SIGTERM or Ctrl-C")
     _db_option(serve, keys=True)

@@ -18,7 +18,6 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -34,11 +33,10 @@ from offline_store import (
     load_pepper_file,
     load_verifier,
 )
+from terminal.cli.options import db_option, scenario_option
+from terminal.compose import scenario_profiles
 from terminal.list_policy import status_lines
 from terminal.outcomes import EXIT_FAILURE, EXIT_OK
-from terminal.profiles import PROFILE_DIR, Profile, load_profile
-
-DEFAULT_DB = Path("/var/lib/sscard/store.db")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,48 +85,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rollback = commands.add_parser("rollback", help="return to the previous list version")
     db_option(rollback)
     rollback.set_defaults(handler=cmd_deny_rollback)
-
-
-def db_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--db PATH`` and ``--config`` to a command working on the offline store (``sscard
-    deny …``, ``sscard journal …``).
-
-    :param parser: the command's parser
-    :raises: nothing
-    """
-    parser.add_argument(
-        "--db",
-        metavar="PATH",
-        type=Path,
-        help=f"the offline store (default: [store] database of the settings, else {DEFAULT_DB})",
-    )
-    parser.add_argument(
-        "--config", help="terminal settings file for the defaults (default: $SSCARD_CONFIG)"
-    )
-
-
-def scenario_option(parser: argparse.ArgumentParser) -> None:
-    """Add ``--scenario`` (repeatable) to a status command.
-
-    :param parser: the command's parser
-    :raises: nothing
-    """
-    parser.add_argument(
-        "--scenario",
-        action="append",
-        metavar="NAME",
-        help="report on this profile (name or file; repeatable; default: every built-in one)",
-    )
-
-
-def scenario_profiles(names: list[str] | None) -> list[Profile]:
-    """The profiles a status command reports on.
-
-    :param names: ``--scenario`` values, or ``None`` for every built-in profile
-    :raises ProfileError: a profile that cannot be loaded
-    """
-    chosen = names or sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
-    return [load_profile(name) for name in chosen]
 
 
 def _defaults(args: argparse.Namespace) -> None:
