@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
 from apdu.identity import mask_card_number
-from ecard.keys import Alg
 from offline_store.denyfile import DenyReason
 from offline_store.identity import canonical_card_id, canonical_ecard_id
 
@@ -64,7 +63,7 @@ DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/"
 KEY_FILE_MODE = 0o600
 DAY_S = 86_400
 ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-ALGS = {"es256": (Alg.ES256,), "sm2": (Alg.SM2,), "all": (Alg.ES256, Alg.SM2)}
+ALGS = {"es256": ("ES256",), "sm2": ("SM2",), "all": ("ES256", "SM2")}  # ecard.keys.Alg values
 
 
 def _fail(message: object) -> int:
@@ -310,7 +309,10 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     :returns: the exit status (0 done, 2 failure)
     """
     with _open(args, keys=True) as platform:
-        done = [platform.rotate_keys(alg, args.grace_days * DAY_S) for alg in ALGS[args.alg]]
+        from ecard.keys import Alg
+
+        algs = [Alg(name) for name in ALGS[args.alg]]
+        done = [platform.rotate_keys(alg, args.grace_days * DAY_S) for alg in algs]
     for rotation in done:
         leaving = ", ".join(rotation.retiring) or "none"
         until = dt.datetime.fromtimestamp(rotation.retire_at, dt.UTC).isoformat()

@@ -180,9 +180,31 @@ def _time_to_stop(run: dict[str, Any], running: _Running) -> bool:
     return bool(pattern) and re.search(pattern, running.printed(), re.M) is not None
 
 
+#: what the commands import when they run (terminal.cli loads a command's libraries lazily):
+#: imported once here, before the forks
+WARM = (
+    "terminal.cli",
+    "terminal.compose",
+    "terminal.reading",
+    "terminal.modules",
+    "terminal.ecard_flow",
+    "terminal.demo",
+    "drivers.scanners",
+    "drivers.virtual.hsm_service",
+    "drivers.virtual.vpcd",
+    "sync.client",
+    "platform_server.server",
+    "platform_server.service",
+    "segno",
+    "tqdm",
+)
+
+
 def _serve(runs: list[dict[str, Any]], parallel: int) -> list[dict[str, Any]]:
-    import platform_server.server  # noqa: F401 - warm the platform's imports too
-    import terminal.cli  # noqa: F401
+    import importlib
+
+    for name in WARM:
+        importlib.import_module(name)
 
     results: list[dict[str, Any]] = [{} for _ in runs]
     pending = list(enumerate(runs))

@@ -4,13 +4,13 @@ its lines, and its exit status (0 accepted, 1 refused or "try again", 2 no decis
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from terminal.pipeline import Decision
+if TYPE_CHECKING:
+    from terminal.pipeline import Decision
 
 EXIT_ACCEPTED = 0
-
 EXIT_REFUSED = 1
-
 EXIT_NO_DECISION = 2
 
 

@@ -18,25 +18,14 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
-
-from apdu.identity import mask_card_number
-from config.settings import load_settings
-from offline_store import (
-    ListName,
-    Store,
-    Verifier,
-    accept_unsigned,
-    canonical_card_id,
-    load_pepper_file,
-    load_verifier,
-)
 from terminal.cli.options import db_option, scenario_option
-from terminal.compose import scenario_profiles
-from terminal.list_policy import status_lines
-from terminal.outcomes import EXIT_FAILURE, EXIT_OK
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from offline_store import Verifier
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,6 +82,8 @@ def _defaults(args: argparse.Namespace) -> None:
     :param args: the parsed options (changed in place)
     :raises SettingsError: a settings file that cannot be read
     """
+    from config.settings import load_settings
+
     settings = load_settings(args.config)
     if args.db is None:
         args.db = settings.database
@@ -104,11 +95,15 @@ def _defaults(args: argparse.Namespace) -> None:
 
 
 def _fail(message: object) -> int:
+    from terminal.outcomes import EXIT_FAILURE
+
     print(f"sscard: {message}", file=sys.stderr)
     return EXIT_FAILURE
 
 
 def _verifier(args: argparse.Namespace) -> Verifier | None:
+    from offline_store import load_verifier
+
     if args.public_key:
         return load_verifier(args.public_key)
     if args.unsigned_ok:
@@ -118,6 +113,8 @@ def _verifier(args: argparse.Namespace) -> Verifier | None:
 
 def _accept_unsigned_loudly(data: bytes, signature: bytes | None) -> None:
     # said when a file is really about to be taken unchecked, not on every invocation
+    from offline_store import accept_unsigned
+
     print(
         "sscard: warning: importing without checking a signature (--unsigned-ok, development only)",
         file=sys.stderr,
@@ -127,6 +124,11 @@ def _accept_unsigned_loudly(data: bytes, signature: bytes | None) -> None:
 
 def cmd_deny_import(args: argparse.Namespace) -> int:
     """``sscard deny import FILE``: verify, apply in one transaction, switch versions."""
+    from tqdm import tqdm
+
+    from offline_store import Store, load_pepper_file
+    from terminal.outcomes import EXIT_OK
+
     _defaults(args)
     verify = _verifier(args)
     if verify is None:
@@ -163,6 +165,10 @@ def _progress(bar: tqdm[Any]) -> Callable[[int, int], None]:
 
 def cmd_deny_check(args: argparse.Namespace) -> int:
     """``sscard deny check REGION:CARDNUMBER``: the reason and date, or "not listed"."""
+    from apdu.identity import mask_card_number
+    from offline_store import Store, canonical_card_id, load_pepper_file
+    from terminal.outcomes import EXIT_OK
+
     region, sep, number = args.card.partition(":")
     if not sep:
         return _fail("give the card as REGION:CARDNUMBER (six digits, a colon, the card number)")
@@ -190,6 +196,11 @@ def cmd_deny_check(args: argparse.Namespace) -> int:
 def cmd_deny_status(args: argparse.Namespace) -> int:
     """``sscard deny status``: the active and previous versions, entries, dates, age, and the
     scenarios whose decisions are degraded."""
+    from offline_store import ListName, Store
+    from terminal.compose import scenario_profiles
+    from terminal.list_policy import status_lines
+    from terminal.outcomes import EXIT_OK
+
     _defaults(args)
     profiles = scenario_profiles(args.scenario)
     with Store.open(args.db) as store:
@@ -213,6 +224,9 @@ def cmd_deny_status(args: argparse.Namespace) -> int:
 
 def cmd_deny_rollback(args: argparse.Namespace) -> int:
     """``sscard deny rollback``: switch back to the previous version."""
+    from offline_store import Store
+    from terminal.outcomes import EXIT_OK
+
     _defaults(args)
     with Store.open(args.db) as store:
         version = store.deny.rollback()

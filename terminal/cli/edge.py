@@ -29,7 +29,6 @@ from collections.abc import Callable
 
 from apdu.errors import SscardError
 from config.errors import ConfigError
-from terminal.outcomes import EXIT_FAILURE, error_line
 
 log = logging.getLogger("sscard")
 
@@ -70,6 +69,8 @@ def run_command(command: Callable[[], int], *, log_file: str | None) -> int:
         return status
     except (SscardError, ConfigError) as exc:
         log.debug("event=command_failed type=%s", type(exc).__name__, exc_info=True)
+        from terminal.outcomes import error_line  # the table loads when a command fails
+
         line = one_line(error_line(exc))
     except KeyboardInterrupt:
         _say("sscard: interrupted")
@@ -93,6 +94,8 @@ def run_command(command: Callable[[], int], *, log_file: str | None) -> int:
         )
         where = f"traceback in {log_file}" if log_file else "run with -vv for the traceback"
         line = one_line(f"sscard: internal error: {type(exc).__name__}: {exc} ({where})")
+    from terminal.outcomes import EXIT_FAILURE
+
     _say(line)
     return EXIT_FAILURE
 

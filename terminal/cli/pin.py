@@ -8,13 +8,7 @@ import json
 import sys
 from typing import Any
 
-from apdu import national
 from apdu.errors import SscardError, WrongPin
-from apdu.national import NationalCode
-from apdu.transport import t0_chain
-from drivers.pcsc import PcscReader
-from terminal.outcomes import EXIT_FAILURE, EXIT_OK, classify
-from terminal.pin import pin_operation
 
 
 def _read_pin(prompt: str, from_stdin: bool) -> str:
@@ -25,6 +19,13 @@ def _read_pin(prompt: str, from_stdin: bool) -> str:
 
 def cmd_pin(args: argparse.Namespace) -> int:
     """``sscard pin verify|change``: the PIN is prompted without echo (or read from stdin)."""
+    from apdu import national
+    from apdu.national import NationalCode
+    from apdu.transport import t0_chain
+    from drivers.pcsc import PcscReader
+    from terminal.outcomes import classify
+    from terminal.pin import pin_operation
+
     if args.action == "verify":
         pins = [_read_pin("PIN: ", args.pin_stdin)]
     else:
@@ -56,6 +57,8 @@ def cmd_pin(args: argparse.Namespace) -> int:
 
 
 def _pin_report(fmt: str, code: int, reason: str, tries_left: int | None) -> int:
+    from terminal.outcomes import EXIT_FAILURE, EXIT_OK
+
     if fmt == "json":
         out = {"ok": code == 0, "code": code, "reason": reason, "tries_left": tries_left}
         print(json.dumps(out, ensure_ascii=False))

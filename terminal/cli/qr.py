@@ -19,31 +19,15 @@ import time
 import tomllib
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
-
-import segno
+from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
-from config.settings import load_settings
-from drivers.scanners import CameraScanner, ImageScanner, Scanner, SerialScanner
 from drivers.virtual import TEST_KEYS
-from ecard import PrivateKey, issue_credential, make_code, make_trust_list
-from ecard.keys import load_private_key
-from ecard.trust import save_trust_list
-from offline_store import canonical_card_id
 from terminal.cli.decision import EXIT_ACCEPTED, EXIT_NO_DECISION, EXIT_REFUSED, print_decision
-from terminal.compose import (
-    build_indicators,
-    closing_indicator,
-    open_online,
-    open_store,
-    profile_dir_of,
-    warn_operator,
-)
-from terminal.ecard_flow import process_code, verifier_from_settings
-from terminal.pipeline import Pipeline
-from terminal.profiles import Scenario, load_profile
-from terminal.reasons import hotlines_from
+
+if TYPE_CHECKING:
+    from drivers.scanners import Scanner
+    from ecard import PrivateKey
 
 PLATFORM_KEYS = {"es256": "qr-platform-es256-test.pem", "sm2": "qr-platform-sm2-test.pem"}
 ROOT_KEY = "qr-root-test.pem"
@@ -61,6 +45,8 @@ def dev_token(region: str, card_number: str) -> str:
     :param region: 发卡地区
     :param card_number: 卡号
     """
+    from offline_store import canonical_card_id
+
     canonical = canonical_card_id(region, card_number)
     return hashlib.sha256(f"sscard-dev-token|{canonical}".encode()).hexdigest()
 
@@ -71,11 +57,15 @@ def _fail(message: object) -> int:
 
 
 def _key(name: str) -> PrivateKey:
+    from ecard.keys import load_private_key
+
     return load_private_key((TEST_KEYS / name).read_bytes())
 
 
 def cmd_qr_issue(args: argparse.Namespace) -> int:
     """``sscard qr issue --persona FILE``: a development credential and a fresh dynamic code."""
+    from ecard import PrivateKey, issue_credential, make_code
+
     try:
         data = tomllib.loads(Path(args.persona).read_text(encoding="utf-8"))
         card, holder = data["card"], data.get("holder", {})
@@ -111,6 +101,8 @@ def cmd_qr_issue(args: argparse.Namespace) -> int:
 
 
 def _output(code: str, args: argparse.Namespace) -> int:
+    import segno
+
     qr = segno.make(code, error="q", mode="alphanumeric" if _alphanumeric(code) else None)
     if args.png:
         qr.save(args.png, scale=4, border=4)
@@ -129,6 +121,8 @@ def _alphanumeric(text: str) -> bool:
 
 def cmd_qr_trust_list(args: argparse.Namespace) -> int:
     """``sscard qr trust-list --out FILE``: the development platform's signed trust list."""
+    from ecard import make_trust_list
+
     try:
         keys = [_key(PLATFORM_KEYS[name]).public_key for name in args.keys.split(",")]
         now = int(time.time())
@@ -144,6 +138,10 @@ def cmd_qr_trust_list(args: argparse.Namespace) -> int:
 
 def cmd_qr_trust_import(args: argparse.Namespace) -> int:
     """``sscard qr trust-import FILE``: verify against the pinned root, keep in the store."""
+    from config.settings import load_settings
+    from ecard.trust import save_trust_list
+    from terminal.compose import open_store
+
     try:
         settings = load_settings(args.config)
         if settings.trust_root_key is None:
@@ -163,6 +161,20 @@ def cmd_qr_trust_import(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, texts: Any) -> int:
     """Decide each scanned text through the pipeline; the exit status of the last decision."""
+    from config.settings import load_settings
+    from terminal.compose import (
+        build_indicators,
+        closing_indicator,
+        open_online,
+        open_store,
+        profile_dir_of,
+        warn_operator,
+    )
+    from terminal.ecard_flow import process_code, verifier_from_settings
+    from terminal.pipeline import Pipeline
+    from terminal.profiles import Scenario, load_profile
+    from terminal.reasons import hotlines_from
+
     settings = load_settings(args.config)
     profile = load_profile(args.scenario)
     verifier = verifier_from_settings(settings)
@@ -202,6 +214,8 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
 
 def cmd_qr_verify(args: argparse.Namespace) -> int:
     """``sscard qr verify TEXT | --image FILE``: one code through the pipeline."""
+    from drivers.scanners import ImageScanner
+
     if bool(args.text) == bool(args.image):
         return _fail("give the code TEXT or --image FILE (one of them)")
 
@@ -219,6 +233,7 @@ def cmd_qr_verify(args: argparse.Namespace) -> int:
 
 def cmd_scan(args: argparse.Namespace) -> int:
     """``sscard scan --serial PORT | --camera N | --image FILE…``: decide every code scanned."""
+    from drivers.scanners import CameraScanner, ImageScanner, SerialScanner
 
     def texts(stack: ExitStack) -> Any:
         scanner: Scanner

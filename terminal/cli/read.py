@@ -9,27 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
 from config.errors import ConfigError
-from config.settings import load_settings
-from drivers.pcsc import PcscReader
-from drivers.psam import PcscPsamModule
-from terminal.modules import open_module
-from terminal.outcomes import classify
-from terminal.reading import (
-    ReadResult,
-    national_string,
-    read_and_classify,
-    result_json,
-    result_table,
-)
+
+if TYPE_CHECKING:
+    from terminal.reading import ReadResult
 
 FORMATS = ("ireadcardbas", "json", "table")
 
 
 def _print_result(result: ReadResult, fmt: str, device_number: str = "") -> int:
+    from terminal.reading import national_string, result_json, result_table
+
     if fmt == "json":
         print(json.dumps(result_json(result), ensure_ascii=False, indent=2))
     elif fmt == "table":
@@ -42,11 +35,20 @@ def _print_result(result: ReadResult, fmt: str, device_number: str = "") -> int:
 
 
 def _fail(exc: SscardError | ConfigError, fmt: str) -> int:
+    from terminal.outcomes import classify
+    from terminal.reading import ReadResult
+
     return _print_result(ReadResult(None, classify(exc)), fmt)
 
 
 def cmd_read(args: argparse.Namespace) -> int:
     """``sscard read``: wait for a card, read it (with a security module if given), print it."""
+    from config.settings import load_settings
+    from drivers.pcsc import PcscReader
+    from drivers.psam import PcscPsamModule
+    from terminal.modules import open_module
+    from terminal.reading import read_and_classify
+
     try:
         settings = load_settings(args.config)
     except (SscardError, ConfigError) as exc:

@@ -15,25 +15,30 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from config.settings import load_settings
-from offline_store import ListName, Store, StoreError
 from terminal.cli.options import db_option, scenario_option
-from terminal.compose import scenario_profiles
-from terminal.list_policy import status_lines
+
+if TYPE_CHECKING:
+    from offline_store import Store
 
 EXIT_OK = 0
 EXIT_FAILURE = 2
 
 
 def _open(args: argparse.Namespace) -> Store:
+    from config.settings import load_settings
+    from offline_store import Store
+
     return Store.open(load_settings(args.config).database)
 
 
 def _open_journal(args: argparse.Namespace) -> Store:
     """The existing store of ``--db``, else of the settings' ``[store] database``: a command
     that only reads the journal never creates an empty store where a path was mistyped."""
+    from config.settings import load_settings
+    from offline_store import Store, StoreError
+
     path = Path(args.db) if args.db is not None else load_settings(args.config).database
     if not path.exists():
         raise StoreError(f"cannot open {path}: there is no offline store there")
@@ -50,6 +55,10 @@ def cmd_catalogue_load(args: argparse.Namespace) -> int:
 
 def cmd_catalogue_list(args: argparse.Namespace) -> int:
     """``sscard catalogue list``: the items, one per line, then the age (``#`` lines)."""
+    from offline_store import ListName
+    from terminal.compose import scenario_profiles
+    from terminal.list_policy import status_lines
+
     profiles = scenario_profiles(args.scenario)
     with _open(args) as store:
         items = store.catalogue.items()

@@ -27,18 +27,16 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
-from config.settings import Settings, load_settings
-from ecard.trust import save_trust_list
-from offline_store import Store, StoreLocked, load_key_file, load_pepper_file
-from sync.client import SyncClient, TrustSaver
-from sync.config import SyncConfig
-from sync.reports import EXIT_OK, StepStatus, SyncReport
-from terminal.ecard_confirm import FollowUps
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from offline_store import Store
+    from sync.client import TrustSaver
+    from sync.config import SyncConfig
+    from sync.reports import SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +89,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     ``main`` answers them: one line, exit status 2); a store another command holds for now
     does not: each sync opens it again.
     """
+    from config.settings import load_settings
+    from sync.config import SyncConfig
+    from sync.reports import EXIT_OK
+
     settings = load_settings(args.config)
     config = SyncConfig.from_settings(settings, prune=not args.no_prune)
     _check_store(settings)
@@ -106,6 +108,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 def _sync(settings: Settings, config: SyncConfig, stop: threading.Event) -> SyncReport:
     """One sync with the store opened for it; failures end up in the report."""
+    from sync.client import SyncClient
+    from sync.reports import StepStatus, SyncReport
+    from terminal.ecard_confirm import FollowUps
+
     try:
         store = _open_store(settings)
     except SscardError as exc:
@@ -131,6 +137,8 @@ def _check_store(settings: Settings) -> None:
     :param settings: the terminal settings
     :raises SscardError: the store (or its pepper file) cannot be used
     """
+    from offline_store import StoreLocked
+
     try:
         _open_store(settings).close()
     except StoreLocked:
@@ -139,12 +147,16 @@ def _check_store(settings: Settings) -> None:
 
 def _trust_saver(settings: Settings) -> TrustSaver:
     """Verify and keep a trust list; a production terminal refuses TEST KEYS in it."""
+    from ecard.trust import save_trust_list
+
     return functools.partial(save_trust_list, production=settings.production)
 
 
 def _open_store(settings: Settings) -> Store:
     """The store, with the pepper when the secrets have delivered one already, and the journal
     key (the codes of deferred e-card rows are read back to be confirmed)."""
+    from offline_store import Store, load_key_file, load_pepper_file
+
     pepper_file = settings.pepper_file
     pepper = load_pepper_file(pepper_file) if pepper_file and pepper_file.exists() else None
     key_file = settings.journal_key_file
@@ -159,6 +171,8 @@ def _open_store(settings: Settings) -> Store:
 
 @contextmanager
 def _upload_bar() -> Iterator[Callable[[int, int], None]]:
+    from tqdm import tqdm
+
     with tqdm(unit=" rows", desc="upload", file=sys.stderr, disable=None, leave=False) as bar:
 
         def update(done: int, total: int) -> None:

@@ -19,36 +19,38 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import sys
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apdu.atr import Atr
-from apdu.transport import t0_chain
-from config.settings import load_settings
-from drivers.pcsc import PcscReader
-from terminal.card_read import ScenarioRead
+from config import PROFILE_DIR
 from terminal.cli.decision import EXIT_ACCEPTED, EXIT_NO_DECISION, EXIT_REFUSED, print_decision
-from terminal.compose import (
-    build_indicators,
-    closing_indicator,
-    open_online,
-    open_store,
-    profile_dir_of,
-    warn_operator,
-)
-from terminal.modules import open_module
-from terminal.pipeline import Pipeline
-from terminal.profiles import PROFILE_DIR, Profile, Scenario, load_profile
-from terminal.reasons import hotlines_from
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from terminal.profiles import Profile
 
 
 def cmd_tap(args: argparse.Namespace) -> int:
     """Handle ``sscard tap``; a failure before the decision is answered by ``sscard``'s
     ``main`` (exit status 2, :data:`EXIT_NO_DECISION`)."""
+    from apdu.atr import Atr
+    from apdu.transport import t0_chain
+    from config.settings import load_settings
+    from drivers.pcsc import PcscReader
+    from terminal.card_read import ScenarioRead
+    from terminal.compose import (
+        build_indicators,
+        closing_indicator,
+        open_online,
+        open_store,
+        profile_dir_of,
+        warn_operator,
+    )
+    from terminal.modules import open_module
+    from terminal.pipeline import Pipeline
+    from terminal.profiles import Scenario, load_profile
+    from terminal.reasons import hotlines_from
+
     settings = load_settings(args.config)
     profile = load_profile(args.scenario)
     if profile.scenario == Scenario.HOTEL and not args.room:

@@ -11,17 +11,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from drivers.keyfile import read_secret
 from drivers.virtual import PERSONAS
-from drivers.virtual.card import Behaviour
-from drivers.virtual.persona import PersonaError, load_persona
-from terminal.outcomes import EXIT_FAILURE, EXIT_OK
 
 
 def cmd_hsm_service(args: argparse.Namespace) -> int:
     """``sscard hsm-service``: run the reference HSM service (software keys) until interrupted."""
-    from drivers.keyfile import load_root_keys
+    from drivers.keyfile import load_root_keys, read_secret
     from drivers.virtual.hsm_service import HsmService
+    from terminal.outcomes import EXIT_FAILURE, EXIT_OK
 
     try:
         keys = load_root_keys(args.keys)
@@ -55,10 +52,12 @@ def _stop_on_signals() -> threading.Event:
 def cmd_virtual_card(args: argparse.Namespace) -> int:
     """``sscard virtual-card``: attach an emulated card or PSAM to a vpcd slot until interrupted."""
     from drivers.keyfile import load_root_keys
-    from drivers.virtual.card import VirtualCard
+    from drivers.virtual.card import Behaviour, VirtualCard
+    from drivers.virtual.persona import PersonaError, load_persona
     from drivers.virtual.psam import VirtualPsam, load_psam
     from drivers.virtual.ssc_card import VirtualSscCard
     from drivers.virtual.vpcd import VpcdBridge
+    from terminal.outcomes import EXIT_FAILURE, EXIT_OK
 
     behaviour = Behaviour(
         t0=args.t0 or bool(args.psam),
