@@ -418,6 +418,14 @@ def record(
     RECORDER.record(via, argv, status, stdout, stderr, stdin=stdin)
 
 
+def recorded(nodeid: str) -> list[dict[str, Any]]:
+    """The calls recorded for a test (as the golden file holds them, normalised).
+
+    :param nodeid: the test's id
+    """
+    return list(RECORDER._recorded((RECORDER.file_of(nodeid), nodeid)))
+
+
 def completed(
     done: subprocess.CompletedProcess[str], stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
