@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sscard`` with ``argv`` and return the exit status.
 
     Every failure a handler does not answer itself becomes one line on stderr here
-    (:func:`terminal.cli_errors.run_command`): exit status 2, or 130 after Ctrl-C.
+    (:func:`terminal.cli.edge.run_command`): exit status 2, or 130 after Ctrl-C.
 
     :param argv: the arguments, without the program name (default: ``sys.argv[1:]``)
     :raises SystemExit: for ``--help`` and for options that do not parse (status 2)

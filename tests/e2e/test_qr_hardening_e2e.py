@@ -27,7 +27,7 @@ from support import CATALOGUE, KEYS, PERSONAS, run_sscard
 from ecard import Alg, PrivateKey, make_trust_list
 from ecard.keys import load_private_key
 from offline_store import Store, accept_unsigned
-from terminal.cli import qr as cmd_qr
+from terminal.cli import qr as qr_cli
 from terminal.cli.edge import run_command
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def sscard_qr(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str,
     process costs seconds)."""
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command", required=True)
-    cmd_qr.add_parser(sub)
+    qr_cli.add_parser(sub)
     capsys.readouterr()
 
     def command() -> int:

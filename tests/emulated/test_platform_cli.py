@@ -38,7 +38,7 @@ from platform_support import (
 
 from ecard.keys import load_private_key
 from platform_server import Platform
-from platform_server import cli as cmd_platform
+from platform_server import cli as platform_cli
 from platform_server.ecard import DecodeRequest
 from platform_server.journal import parse_batch
 from platform_server.terminals import key_for
@@ -54,7 +54,7 @@ def run(*args: str) -> int:
     the CLI's edge as ``sscard``'s ``main`` does."""
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command", required=True)
-    cmd_platform.add_parser(sub, test_keys=TEST_KEYS)
+    platform_cli.add_parser(sub, test_keys=TEST_KEYS)
 
     def command() -> int:
         parsed = parser.parse_args(["platform", *args])
@@ -76,7 +76,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_every_platform_command_and_option_has_help() -> None:
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command")
-    cmd_platform.add_parser(sub, test_keys=TEST_KEYS)
+    platform_cli.add_parser(sub, test_keys=TEST_KEYS)
     pending = [("platform", sub.choices["platform"])]
     seen = 0
     while pending:

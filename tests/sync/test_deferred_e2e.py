@@ -30,7 +30,7 @@ from drivers.virtual import PERSONAS, TEST_KEYS
 from offline_store import Store, canonical_ecard_id, load_pepper_file
 from platform_server import Platform
 from sync.deferred import code_hash
-from terminal.cli import qr as cmd_qr
+from terminal.cli import qr as qr_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +45,7 @@ def persona(name: str) -> dict:
 def qr_verify(capsys: pytest.CaptureFixture[str], config: Path, code: str, scenario: str) -> dict:
     """``sscard qr verify CODE --scenario S`` in this process (the real handler)."""
     parser = argparse.ArgumentParser(prog="sscard")
-    cmd_qr.add_parser(parser.add_subparsers(dest="command", required=True))
+    qr_cli.add_parser(parser.add_subparsers(dest="command", required=True))
     argv = [
         "qr",
         "verify",

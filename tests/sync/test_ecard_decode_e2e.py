@@ -20,7 +20,7 @@ from tls_support import make_ca_and_server
 
 from drivers.virtual import PERSONAS, TEST_KEYS
 from platform_server import Platform
-from terminal.cli import qr as cmd_qr
+from terminal.cli import qr as qr_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +32,7 @@ CATALOGUE = ROOT / "tests" / "catalogue.toml"
 def qr_verify(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> dict:
     """``sscard qr verify`` in this process (the real handler and composition)."""
     parser = argparse.ArgumentParser(prog="sscard")
-    cmd_qr.add_parser(parser.add_subparsers(dest="command", required=True))
+    qr_cli.add_parser(parser.add_subparsers(dest="command", required=True))
     argv = ["qr", "verify", *args, "--format", "json", "--config", str(config)]
     capsys.readouterr()
 
