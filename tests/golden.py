@@ -59,10 +59,6 @@ each replaced by a placeholder:
 
 Everything else is the same from run to run: the tests fix their peppers, keys and dates, or
 what they print does not depend on them.
-
-:data:`RENAMED` is no normalisation: it records the names that the move of issue 12 changes
-(the folders of the personas and TEST KEYS, the platform's logger names) as they are after it,
-so that the same golden files hold before and after the move.
 """
 
 from __future__ import annotations
@@ -120,13 +116,6 @@ _VARYING = (
 #: a key made at random, printed when it is made and named again later: the later mentions get
 #: the same placeholder
 _NEW_KEY = re.compile(r"\b(ES256|SM2): new key ([0-9a-f]{16})\b")
-#: names the issue-12 move changes, recorded as they are after it: the golden files of the code
-#: before the move and after it are the same files (this bridge goes once the move is done)
-RENAMED = (
-    ("tests/personas/", "drivers/virtual/personas/"),
-    ("tests/keys/", "drivers/virtual/test_keys/"),
-    (" sync.platform.", " platform_server."),
-)
 
 
 class Normaliser:
@@ -146,8 +135,6 @@ class Normaliser:
 
         :param text: a command's argument, input or output
         """
-        for old, new in RENAMED:
-            text = text.replace(old, new)
         text = self._paths(text)
         text = _TIME.sub("<time>", text)
         text = _EPOCH.sub(self._epoch, text)
