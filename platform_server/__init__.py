@@ -69,12 +69,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """A name of :data:`__all__`, from its module (imported now if it was not yet).
-
-    :param name: the attribute asked for
-    :raises AttributeError: a name the package does not offer
-    """
-    module = _EXPORTS.get(name)
-    if module is None:
+    """A name of :data:`__all__`, from its module (imported on first use)."""
+    if name not in _EXPORTS:
         raise AttributeError(f"module 'platform_server' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

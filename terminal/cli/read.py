@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
 from config.errors import ConfigError
+from terminal.cli.options import module_options
 
 if TYPE_CHECKING:
     from terminal.reading import ReadResult
@@ -97,10 +98,5 @@ def add_parser(sub: Any) -> None:
         "--timeout", type=float, default=20.0, help="seconds to wait for a card (default: 20)"
     )
     read.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")
-    module = read.add_mutually_exclusive_group()
-    module.add_argument("--sam-reader", metavar="NAME", help="reader holding the PSAM")
-    module.add_argument("--hsm", metavar="URL", help="HSM service for the two-step mode")
-    module.add_argument(
-        "--soft-sam", metavar="KEYFILE", help="software SAM root keys (development only)"
-    )
+    module_options(read)
     read.set_defaults(handler=cmd_read)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from config import PROFILE_DIR
 from terminal.cli.decision import EXIT_ACCEPTED, EXIT_NO_DECISION, EXIT_REFUSED, print_decision
+from terminal.cli.options import module_options
 
 if TYPE_CHECKING:
     from terminal.profiles import Profile
@@ -151,10 +152,5 @@ def add_parser(sub: Any) -> None:
     )
     tap.add_argument("--pin-stdin", action="store_true", help="read the PIN from standard input")
     tap.add_argument("--format", choices=("json", "table"), default="table", help="output format")
-    module = tap.add_mutually_exclusive_group()
-    module.add_argument("--sam-reader", metavar="NAME", help="reader holding the PSAM")
-    module.add_argument("--hsm", metavar="URL", help="HSM service for the two-step mode")
-    module.add_argument(
-        "--soft-sam", metavar="KEYFILE", help="software SAM root keys (development only)"
-    )
+    module_options(tap)
     tap.set_defaults(handler=cmd_tap)
