@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint system venv clean
+.PHONY: demo test golden lint system venv clean
 
 system:
 	@bash scripts/install-system-deps.sh
@@ -28,8 +28,13 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
+# every sscard command the suite runs is checked against its recorded output (tests/golden.py)
 test: venv lint
-	$(PY) -m pytest
+	SSCARD_GOLDEN=check $(PY) -m pytest
+
+# re-record those outputs (then review `git diff tests/golden`)
+golden: venv
+	SSCARD_GOLDEN=record $(PY) -m pytest
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

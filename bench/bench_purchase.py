@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import statistics
 import time
-from pathlib import Path
 
 from apdu.payment import Charge
 from apdu.purchase import Purchase
@@ -28,15 +27,15 @@ from apdu.transit import TransitPurseSession
 from apdu.transit_psam import TransitPsamModule
 from apdu.transport import Connection, t0_chain
 from drivers.keyfile import load_root_keys
+from drivers.virtual import PERSONAS, TEST_KEYS
 from drivers.virtual.card import Behaviour, VirtualConnection
 from drivers.virtual.persona import load_persona
 from drivers.virtual.ssc_card import VirtualSscCard
 from drivers.virtual.transit_psam import VirtualTransitPsam, load_transit_psam
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
-PERSONA = TESTS / "personas" / "ordinary-2.0.toml"
-ROOTS = TESTS / "keys" / "test-roots.toml"
-PSAM = TESTS / "keys" / "transit-psam.toml"
+PERSONA = PERSONAS / "ordinary-2.0.toml"
+ROOTS = TEST_KEYS / "test-roots.toml"
+PSAM = TEST_KEYS / "transit-psam.toml"
 WHEN = dt.datetime(2026, 11, 29, 7, 58, 3)
 MINIMUM = {False: 4 + 2 + 1, True: 7 + 2 + 1}  # card + PSAM (+ its GET RESPONSE), per T=0
 

@@ -20,16 +20,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drivers.scanners.decoders import decode_frame
-from terminal.ecard import PrivateKey, issue_credential, make_code, make_trust_list, sm2
-from terminal.ecard.keys import Alg, load_private_key
-from terminal.ecard.trust import parse_trust_list
-from terminal.ecard.verify import verify_code
+from drivers.virtual import TEST_KEYS
+from ecard import PrivateKey, issue_credential, make_code, make_trust_list, sm2
+from ecard.keys import Alg, load_private_key
+from ecard.trust import parse_trust_list
+from ecard.verify import verify_code
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import qr_images  # noqa: E402 - the tests' frames, so the bench measures what they check
 
-KEYS = ROOT / "tests" / "keys"
+KEYS = TEST_KEYS
 
 
 def percentile(samples: list[float], fraction: float) -> float:

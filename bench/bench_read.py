@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drivers.pcsc import PcscReader
+from drivers.virtual import PERSONAS
 from drivers.virtual.card import Behaviour, VirtualConnection
 from drivers.virtual.pcscd import PcscdProcess, running_pid
 from drivers.virtual.persona import load_persona
@@ -25,7 +26,7 @@ from drivers.virtual.ssc_card import VirtualSscCard
 from drivers.virtual.vpcd import VpcdBridge
 from terminal.reading import read_and_classify
 
-PERSONA = Path(__file__).resolve().parent.parent / "tests" / "personas" / "ordinary-2.0.toml"
+PERSONA = PERSONAS / "ordinary-2.0.toml"
 READER = "Virtual PCD 00 00"
 
 

@@ -17,7 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from terminal.ecard import (
+from ecard import (
     Alg,
     PrivateKey,
     issue_credential,

@@ -71,7 +71,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator, ValidationError, field_validator
 
-from apdu.errors import SscardError
+from config.errors import ConfigError
 from config.schema import (
     CONTROL,
     FilePath,
@@ -117,7 +117,7 @@ KEY_ID_MAX = 64
 TERMINAL_ID_MAX = 32
 
 
-class SettingsError(SscardError):
+class SettingsError(ConfigError):
     """A settings file that cannot be read, does not parse, or breaks the schema."""
 
 

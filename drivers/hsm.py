@@ -3,7 +3,7 @@
 The terminal sends the ``iReadCardBas_HSM_Step1`` string to the 持卡库 "卡内部认证" service, which
 runs the HSM, and gets back the ``iReadCardBas_HSM_Step2`` ``pKey``: the expected INTERNAL
 AUTHENTICATE answer and, for a 3.0 card, the RKSSSE cryptogram. The service decides which
-algorithms it serves, SSF33 included. Wire contract: :mod:`sync.hsm_service`.
+algorithms it serves, SSF33 included. Wire contract: :mod:`drivers.virtual.hsm_service`.
 
 A card authentication is never retried: a second attempt needs new card challenges.
 """

@@ -2,9 +2,9 @@
 
 It derives each card's keys from national-level roots over 3 levels (spec §3.5), then the
 session key and the authentication data (spec §3.6), as a PSAM or an HSM does. It exists for
-development, tests and the reference HSM service (:mod:`sync.hsm_service`), which reuses
-:func:`compute_auth`. A production terminal refuses it: its keys sit in a file, not in a secure
-element. SSF33 is not public, so only a PSAM or an HSM can serve SSF33 cards.
+development, tests and the reference HSM service (:mod:`drivers.virtual.hsm_service`), which
+reuses :func:`compute_auth`. A production terminal refuses it: its keys sit in a file, not in a
+secure element. SSF33 is not public, so only a PSAM or an HSM can serve SSF33 cards.
 """
 
 from __future__ import annotations

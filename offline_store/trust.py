@@ -3,7 +3,7 @@ signing keys, kept as the raw bytes it arrived as, with the previous list beside
 
 The store does not verify the list: it has no root key and no QR code. Whoever saves a list has
 verified it first, and whoever loads one verifies it again
-(:func:`terminal.ecard.trust.load_stored_trust_list`), so a file edited behind the terminal's
+(:func:`ecard.trust.load_stored_trust_list`), so a file edited behind the terminal's
 back is refused like any tampered list. The store checks what it can: the bytes are unchanged
 since they were saved (SHA-256), and versions only go forward. docs/offline-store.md §11.
 """

@@ -43,7 +43,7 @@ from typing import Any
 import requests
 
 from apdu.errors import SscardError
-from config.testkeys import public_key_der, refuse_test_key
+from ecard.testkeys import public_key_der, refuse_test_key
 from offline_store import (
     DenyListError,
     JournalEntry,
@@ -118,7 +118,7 @@ Progress = Callable[[int, int], None]
 
 TrustSaver = Callable[[Store, bytes, bytes, float], object]
 """``saver(store, list bytes, root public key PEM, now)``: verify a trust list and keep it
-(:func:`terminal.ecard.trust.save_trust_list`); raises to refuse it."""
+(:func:`ecard.trust.save_trust_list`); raises to refuse it."""
 
 FollowUp = Callable[[Store, JournalRow, Confirmation], JournalEntry]
 """``follow_up(store, deferred row, verdict)``: the row that follows up a deferred e-card code

@@ -15,7 +15,7 @@ append-only, so the deferred row is never edited — and uploads it.
 
 Both ends parse with this module, so the wire structure is written once. No network here: the
 sync client sends the request (:meth:`sync.client.SyncClient.confirm_deferred`), the reference
-platform answers it (:mod:`sync.platform.deferred`).
+platform answers it (:mod:`platform_server.deferred`).
 """
 
 from __future__ import annotations

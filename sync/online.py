@@ -47,7 +47,7 @@ class OnlineLists:
     :param session: a :class:`requests.Session` (tests); default: the transport's own
     :param clock: the wall clock (request signatures)
     :param trust_saver: verifies and keeps a fetched trust list
-        (:func:`terminal.ecard.trust.save_trust_list`); without one the trust list is never
+        (:func:`ecard.trust.save_trust_list`); without one the trust list is never
         fetched online
     :param quiet_s: after a failure, answer "no answer" at once for this long
     :param monotonic: the clock of the quiet period (tests move it)

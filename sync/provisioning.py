@@ -124,7 +124,7 @@ def open_secrets(document: Any, terminal_key: bytes, terminal_id: str) -> Termin
     if not isinstance(deny_key, Ed25519PublicKey):
         raise SyncProtocolError("deny_public_key must be an Ed25519 public key")
     # the root may be an SM2 key, which cryptography does not load: the trust list is
-    # verified against it (terminal.ecard) before anything it signs is used
+    # verified against it (ecard) before anything it signs is used
     root_pem = _pem(data["trust_root_key"], "trust_root_key")
     keys = _audience_keys(data["audience_keys"])
     return TerminalSecrets(pepper, deny_pem, root_pem, keys)

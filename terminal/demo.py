@@ -6,7 +6,7 @@ demo and stopped afterwards. Each card is inserted in vpcd slot 0, read by a sep
 Then a virtual PSAM goes into slot 1 and the cards that need one (3.0, and a forged card) are
 read again with ``--sam-reader``: the 3.0 card opens EF06, the forged one is refused (−21).
 Last, a bus validator decides taps with ``sscard tap`` (:mod:`terminal.demo_tap`).
-The cards' keys and the PSAM derive from the TEST KEYS under ``tests/keys/``.
+The cards' keys and the PSAM derive from the TEST KEYS under ``drivers/virtual/test_keys/``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import TextIO
 
 from drivers.keyfile import RootKeys, load_root_keys
 from drivers.pcsc import PcscReader
+from drivers.virtual import TEST_KEYS
 from drivers.virtual.card import Behaviour
 from drivers.virtual.pcscd import PcscdProcess, running_pid
 from drivers.virtual.persona import load_persona
@@ -55,20 +56,20 @@ def _read_once(out: TextIO, *extra: str) -> None:
         print(f"  (exit {done.returncode}) {done.stderr.strip()}", file=out)
 
 
-def run_demo(personas: Path, out: TextIO) -> int:
+def run_demo(personas: Path, out: TextIO, keys: Path = TEST_KEYS) -> int:
     """Insert each persona in turn and print what ``sscard read`` prints for it.
 
     :param personas: the folder of persona TOML files
     :param out: where to print
+    :param keys: the folder of the TEST KEYS the cards and the PSAM derive from
     :returns: the exit status (0 when the daemon could be used)
     :raises ReaderUnavailable: pcscd is not running and cannot be started
-    :raises SscardError: the test keys next to the personas cannot be read
+    :raises SscardError: the TEST KEYS cannot be read
     """
     files = sorted(personas.glob("*.toml"))
     if not files:
         print(f"sscard: no persona files in {personas}", file=sys.stderr)
         return 2
-    keys = personas.parent / "keys"
     roots = load_root_keys(keys / "test-roots.toml", require_private=False)  # before pcscd starts
     daemon = None
     if running_pid() is None:

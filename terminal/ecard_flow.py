@@ -1,6 +1,6 @@
 """Electronic social security card codes through the same pipeline as physical cards.
 
-A scanned text is sorted by its syntax first (:func:`terminal.ecard.national.code_kind`,
+A scanned text is sorted by its syntax first (:func:`ecard.national.code_kind`,
 docs/qr-format.md §14); anything that is neither kind is ``qr_bad_encoding`` and goes nowhere:
 
 * the open, offline-verifiable format (``SSC1:``, docs/qr-format.md): verified here against
@@ -38,7 +38,18 @@ from pathlib import Path
 from typing import Any
 
 from apdu.errors import SscardError
-from config.testkeys import RefusedTestKey, refuse_test_key
+from ecard import (
+    CodeKind,
+    QrReason,
+    QrRefused,
+    TrustList,
+    TrustListError,
+    code_kind,
+    load_public_key,
+    verify_code,
+)
+from ecard.errors import KeyFormatError
+from ecard.testkeys import RefusedTestKey, refuse_test_key
 from offline_store import canonical_ecard_id
 from sync.config import SyncConfig
 from sync.deferred import DEFERRED_FIELD, code_hash
@@ -51,17 +62,6 @@ from sync.errors import (
 )
 from sync.transport import Exchange, SignedTransport
 from terminal.card_read import CardFacts
-from terminal.ecard import (
-    CodeKind,
-    QrReason,
-    QrRefused,
-    TrustList,
-    TrustListError,
-    code_kind,
-    load_public_key,
-    verify_code,
-)
-from terminal.ecard.errors import KeyFormatError
 from terminal.list_policy import trust_list_for_codes
 from terminal.pipeline import DEFERRED, Decision, Pipeline, refuse
 from terminal.reasons import Reason
@@ -96,7 +96,7 @@ def load_audience_keys(path: str | Path, *, production: bool = False) -> dict[st
     """Read this terminal's identity-blob keys: a 0600 TOML file of ``kid = "64 hex"`` lines.
 
     :param path: the file
-    :param production: a production terminal: a TEST KEY (:mod:`config.testkeys`) is refused
+    :param production: a production terminal: a TEST KEY (:mod:`ecard.testkeys`) is refused
     :raises AudienceKeyError: unreadable, readable by others, or a key that is not 32 bytes
     :raises RefusedTestKey: ``production`` and a key is a test key
     """

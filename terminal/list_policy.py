@@ -20,12 +20,14 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from ecard import QrReason, QrRefused, TrustList, parse_trust_list
 from offline_store import ListName, ListState, Store, list_ages
-from sync.status import CardStatus
-from terminal.ecard import QrReason, QrRefused, TrustList, parse_trust_list
 from terminal.profiles import Profile
+
+if TYPE_CHECKING:  # the decision path loads no sync code: the link is a Protocol
+    from sync.status import CardStatus
 
 __all__ = [
     "ACCEPT",

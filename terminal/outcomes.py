@@ -1,7 +1,9 @@
 """The one table that turns an error into a national code, a reason and an exit status.
 
 Every failure the terminal reports passes through :func:`classify`, so the CLI, the local API
-and the journal agree on what happened.
+and the journal agree on what happened. A :class:`config.errors.ConfigError` (``config/`` has
+its own error root: it imports nothing of the project) is an error of the terminal itself,
+answered like any :class:`~apdu.errors.SscardError` without a national code of its own.
 """
 
 from __future__ import annotations
@@ -27,9 +29,13 @@ from apdu.errors import (
 from apdu.national import NationalCode
 from apdu.pin import PinFormatError
 from apdu.sam import SecurityModuleError
+from config.errors import ConfigError
 
 EXIT_OK = 0
 EXIT_FAILURE = 2
+
+#: what a failure can be: the project's errors, and the configuration's (their own root)
+KnownError = SscardError | ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +67,7 @@ CODES: tuple[tuple[type[SscardError], int], ...] = (
 )
 
 
-def specific_code(exc: SscardError) -> int | None:
+def specific_code(exc: KnownError) -> int | None:
     """The national code that names an error, or ``None`` when none does.
 
     Errors of the terminal itself — a settings file, the offline store, a key file, the
@@ -82,7 +88,7 @@ def specific_code(exc: SscardError) -> int | None:
     return None
 
 
-def national_code(exc: SscardError) -> int:
+def national_code(exc: KnownError) -> int:
     """The national code of an error (App A, or ``-(SW)`` for a card status word); an error
     no code names is ``COMMAND_NOT_SUPPORTED`` (the national string needs a code).
 
@@ -92,7 +98,7 @@ def national_code(exc: SscardError) -> int:
     return NationalCode.COMMAND_NOT_SUPPORTED if code is None else code
 
 
-def classify(exc: SscardError) -> Failure:
+def classify(exc: KnownError) -> Failure:
     """Map an error to its national code and a one-line reason.
 
     :param exc: the error
@@ -101,7 +107,7 @@ def classify(exc: SscardError) -> Failure:
     return Failure(code, f"{national.message(code)}: {exc}")
 
 
-def error_line(exc: SscardError) -> str:
+def error_line(exc: KnownError) -> str:
     """The one line the CLI prints on stderr for an error: ``sscard: <code>: <reason>`` when a
     national code names it, else ``sscard: <message>``.
 

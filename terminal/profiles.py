@@ -50,11 +50,12 @@ from pydantic import (
 from apdu.errors import SscardError
 from apdu.identity import CATEGORY_NAMES
 from apdu.medical import MEDICAL_FIELDS
+from config import PROFILE_DIR as BUILT_IN_PROFILES
 from config.schema import CONTROL, PATH_MAX, Table, dotted
 from config.tomlfile import read_toml
 
-#: the built-in profiles
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "config" / "profiles"
+#: the built-in profiles (config/profiles/)
+PROFILE_DIR = BUILT_IN_PROFILES
 
 #: EF06 持卡人基本信息 items a profile may ask for (apdu.ssc.HolderData names)
 HOLDER_FIELDS = ("ssn", "name", "sex", "ethnicity", "birthplace", "birth_date")

@@ -59,6 +59,7 @@ def run_many(
     parallel: int = PARALLEL,
     wrapper: Sequence[str] = (),
     timeout: float = 300,
+    record: bool = True,
 ) -> list[Result]:
     """Run the command lines in one forking child process and return their results in order.
 
@@ -66,6 +67,8 @@ def run_many(
     :param parallel: how many run at once (1: one after the other, in order)
     :param wrapper: a command the child is started under (``unshare …``), or nothing
     :param timeout: seconds for the whole batch
+    :param record: record the results in order as golden outputs (:mod:`golden`); a caller that
+        runs batches in threads records them itself, in an order that does not depend on timing
     """
     command = [*wrapper, sys.executable, str(Path(__file__).resolve())]
     done = subprocess.run(
@@ -78,7 +81,23 @@ def run_many(
     )
     if done.returncode != 0:
         raise RuntimeError(f"cli_runner failed ({done.returncode}): {done.stderr[-2000:]}")
-    return [Result(**r) for r in json.loads(done.stdout)]
+    results = [Result(**r) for r in json.loads(done.stdout)]
+    if record:
+        for run, result in zip(runs, results, strict=True):
+            record_result(run, result)
+    return results
+
+
+def record_result(run: dict[str, Any], result: Result) -> None:
+    """Record (or check) one run's result as a golden output (:mod:`golden`).
+
+    :param run: the run
+    :param result: what it did
+    """
+    import golden
+
+    status = None if result.timed_out else result.status
+    golden.record("fork", run["argv"], status, result.stdout, result.stderr)
 
 
 def _child(run: dict[str, Any], out: int, err: int) -> None:
@@ -161,9 +180,31 @@ def _time_to_stop(run: dict[str, Any], running: _Running) -> bool:
     return bool(pattern) and re.search(pattern, running.printed(), re.M) is not None
 
 
+#: what the commands import when they run (terminal.cli loads a command's libraries lazily):
+#: imported once here, before the forks
+WARM = (
+    "terminal.cli",
+    "terminal.compose",
+    "terminal.reading",
+    "terminal.modules",
+    "terminal.ecard_flow",
+    "terminal.demo",
+    "drivers.scanners",
+    "drivers.virtual.hsm_service",
+    "drivers.virtual.vpcd",
+    "sync.client",
+    "platform_server.server",
+    "platform_server.service",
+    "segno",
+    "tqdm",
+)
+
+
 def _serve(runs: list[dict[str, Any]], parallel: int) -> list[dict[str, Any]]:
-    import sync.platform.server  # noqa: F401 - warm the platform's imports too
-    import terminal.cli  # noqa: F401
+    import importlib
+
+    for name in WARM:
+        importlib.import_module(name)
 
     results: list[dict[str, Any]] = [{} for _ in runs]
     pending = list(enumerate(runs))

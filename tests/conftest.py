@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import golden
 import pytest
 from privacy import CaptureHandler, find_leaks, persona_secrets
 from support import READER0, READER1
@@ -34,6 +35,60 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["SSCARD_LOG_LEVEL"] = "DEBUG"
 
 
+# --- golden outputs of every sscard call (tests/golden.py) ---------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The session's tests, and its temporary folder (normalised in the golden outputs)."""
+    whole = (
+        config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        and not config.option.keyword
+        and not config.option.markexpr
+        and not config.option.deselect
+    )
+    golden.RECORDER.collected([item.nodeid for item in items], whole=whole)
+    golden.configure(config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """The sscard calls of a test (its setup, call and teardown) are keyed by its id."""
+    with golden.RECORDER.scope(item.nodeid):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> Iterator[object]:
+    """Calls made while a fixture wider than a test is set up are keyed by the fixture, so they
+    are the same whichever test happens to set it up."""
+    if fixturedef.scope == "function":
+        return (yield)
+    nodeid = request.node.nodeid
+    with golden.RECORDER.scope(nodeid, f"{nodeid} fixture {fixturedef.argname}"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[object]:
+    """A test whose sscard calls differ from the golden ones (or that made fewer) fails; the
+    difference was raised where the call was made, and is repeated here in case a thread or an
+    ``except`` swallowed it."""
+    report = yield
+    failed = item.stash.setdefault(_FAILED, False) or report.failed  # type: ignore[attr-defined]
+    item.stash[_FAILED] = failed
+    if call.when == "teardown" and not failed:
+        problems = golden.RECORDER.problems(item.nodeid)
+        if problems:
+            report.outcome = "failed"  # type: ignore[attr-defined]
+            report.longrepr = "\n\n".join(problems)  # type: ignore[attr-defined]
+    return report
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when any log line of the session shows a persona's personal data."""
     lines = list(_CAPTURE.lines)
@@ -47,6 +102,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             reporter.write_line(f"  {leak}", red=True)
     if leaks:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    for path in golden.RECORDER.save():
+        if reporter is not None:
+            reporter.write_line(f"golden: recorded {path}")
     shutil.rmtree(_CHILD_LOG.parent, ignore_errors=True)
 
 

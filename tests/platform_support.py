@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import golden
 import requests
 
+from drivers.virtual import PERSONAS, TEST_KEYS  # noqa: F401 - the platform tests take them here
 from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash
+from platform_server import Platform, PlatformServer, create_app
+from platform_server.terminals import Credentials
 from sync.auth import sign_request
-from sync.platform import Platform, PlatformServer, create_app
-from sync.platform.terminals import Credentials
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_KEYS = ROOT / "tests" / "keys"
-PERSONAS = ROOT / "tests" / "personas"
 NOW = 1_795_953_600.0  # 2026-11-29T08:00:00Z
 START_TIMEOUT_S = 30.0
 
@@ -300,7 +300,7 @@ def cli(
     :param cwd: its working folder
     :param timeout: seconds
     """
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "terminal.cli", "platform", *args],
         cwd=cwd or ROOT,
         capture_output=True,
@@ -309,6 +309,7 @@ def cli(
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         check=False,
     )
+    return golden.completed(done)
 
 
 class PlatformProcess:
@@ -325,6 +326,7 @@ class PlatformProcess:
         self.port = port
         self.process: subprocess.Popen[str] | None = None
         self.url = f"http://127.0.0.1:{port}/"
+        self.printed = ""
 
     def start(self) -> str:
         """Start the child and wait until it answers ``/v1/health``.
@@ -352,7 +354,7 @@ class PlatformProcess:
             text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-        printed = self._first_line()
+        printed = self.printed = self._first_line()
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
@@ -381,6 +383,7 @@ class PlatformProcess:
         status = self.process.wait(timeout=30)
         if self.process.stdout is not None:
             self.process.stdout.close()
+        golden.observed(self.process.args, status, self.printed + "\n")  # type: ignore[arg-type]
         self.process = None
         return status
 

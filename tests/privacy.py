@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-PERSONAS = Path(__file__).parent / "personas"
+PERSONAS = Path(__file__).resolve().parents[1] / "drivers" / "virtual" / "personas"
 
 
 @dataclass(frozen=True, slots=True)

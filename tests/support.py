@@ -7,13 +7,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import golden
+
 from apdu.sam import CardIdentity
 from apdu.ssc import CardAlgorithm, Generation
+from drivers.virtual import PERSONAS as VIRTUAL_PERSONAS
+from drivers.virtual import TEST_KEYS as VIRTUAL_TEST_KEYS
 from drivers.virtual.card import Behaviour
 from drivers.virtual.persona import Persona, load_persona
 from drivers.virtual.ssc_card import VirtualSscCard
 
-PERSONAS = Path(__file__).parent / "personas"
+PERSONAS = VIRTUAL_PERSONAS  # the package's own files: the tests and `sscard demo` share them
 READER0 = "Virtual PCD 00 00"
 READER1 = "Virtual PCD 00 01"
 
@@ -51,11 +55,11 @@ def persona(name: str) -> Persona:
 
 
 def all_persona_names() -> list[str]:
-    """Every persona stem under tests/personas."""
+    """Every persona stem of the package's personas (drivers/virtual/personas)."""
     return sorted(p.stem for p in PERSONAS.glob("*.toml"))
 
 
-KEYS = Path(__file__).parent / "keys"
+KEYS = VIRTUAL_TEST_KEYS
 CATALOGUE = Path(__file__).parent / "catalogue.toml"
 TEST_ROOTS = KEYS / "test-roots.toml"
 
@@ -74,7 +78,7 @@ def make_card(name: str, *, keys: bool = True, **behaviour: object) -> VirtualSs
 
 
 def make_psam(name: str, **behaviour: object):
-    """An emulated PSAM from tests/keys/<name>.toml (T=0 like real PSAMs)."""
+    """An emulated PSAM from drivers/virtual/test_keys/<name>.toml (T=0 like real PSAMs)."""
     from drivers.virtual.psam import VirtualPsam, load_psam
 
     behaviour.setdefault("t0", True)
@@ -84,9 +88,10 @@ def make_psam(name: str, **behaviour: object):
 def run_sscard(
     *args: str, timeout: float = 60, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real ``sscard`` CLI in a child process."""
+    """Run the real ``sscard`` CLI in a child process (its output is checked against the golden
+    files, :mod:`golden`)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "terminal.cli", *args],
         capture_output=True,
         text=True,
@@ -95,3 +100,4 @@ def run_sscard(
         env=env,
         check=False,
     )
+    return golden.completed(done, stdin)

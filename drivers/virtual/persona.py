@@ -1,7 +1,7 @@
 """Persona files: synthetic card holders for the emulated social security card.
 
-A persona is a TOML file (see ``tests/personas/``) with a ``[card]`` table (EF05 and the ATR),
-a ``[holder]`` table (EF06) and optionally ``[raw_records]`` that replace a record's bytes
+A persona is a TOML file (see ``drivers/virtual/personas/``) with a ``[card]`` table (EF05 and
+the ATR), a ``[holder]`` table (EF06) and optionally ``[raw_records]`` that replace a record's bytes
 verbatim, for cards that misbehave. An item that is left out of the file is left ``FF`` on the
 card, as real cards leave unset items. Every persona is fictional and carries valid check digits.
 

@@ -43,8 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import golden
 import pytest
-from cli_runner import Result, run_many
+from cli_runner import Result, record_result, run_many
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from platform_support import LivePlatform, live_platform
@@ -56,7 +57,7 @@ from config.settings import DEFAULT_PATH
 from drivers.pcsc import PcscReader
 from drivers.virtual.pcscd import running_pid
 from offline_store import DenyReason, canonical_card_id
-from sync.platform.keys import DENY_KEY
+from platform_server.keys import DENY_KEY
 from terminal.cli import build_parser
 
 pytestmark = pytest.mark.e2e
@@ -438,11 +439,11 @@ def no_pcscd(request: pytest.FixtureRequest) -> Iterator[None]:
 class World:
     """What every run did, by test id.
 
-    :param results: test id → result
+    :param results: test id → (the run, its result)
     :param unshare_problem: why the no-settings runs could not run, or ``None``
     """
 
-    results: dict[str, Result]
+    results: dict[str, tuple[dict[str, Any], Result]]
     unshare_problem: str | None
 
 
@@ -604,11 +605,14 @@ def world(no_pcscd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 plain_runs += runs
             elif problem is None:
                 own_ids, own_runs = ids, runs
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            plain = pool.submit(run_many, plain_runs)
-            own = pool.submit(run_many, own_runs, parallel=1, wrapper=VAR_LIB_ON_TMPFS)
-            results = dict(zip(plain_ids, plain.result(), strict=True))
-            results |= dict(zip(own_ids, own.result(), strict=True))
+        with ThreadPoolExecutor(max_workers=2) as pool:  # each test records its own run
+            plain = pool.submit(run_many, plain_runs, record=False)
+            own = pool.submit(
+                run_many, own_runs, parallel=1, wrapper=VAR_LIB_ON_TMPFS, record=False
+            )
+            done = zip(plain_runs, plain.result(), strict=True)
+            results = dict(zip(plain_ids, done, strict=True))
+            results |= dict(zip(own_ids, zip(own_runs, own.result(), strict=True), strict=True))
         yield World(results, problem)
 
 
@@ -621,7 +625,8 @@ def test_no_command_ends_in_a_traceback_under_a_known_condition(
 ) -> None:
     if condition == "no-settings" and world.unshare_problem:
         pytest.skip(world.unshare_problem)
-    done = world.results[test_id]
+    run, done = world.results[test_id]
+    record_result(run, done)
     expect = case.expect(condition)
     shown = (
         f"{case.why}\nexit {done.status}\n--- stdout\n{done.stdout[-1500:]}\n"
@@ -678,6 +683,7 @@ def test_ctrl_c_while_waiting_for_a_card_is_one_line_and_status_130(no_pcscd: No
         if child.poll() is None:
             child.kill()
             child.wait()
+    golden.observed(command, child.returncode, out, err)
     assert child.returncode == 130, seen + err
     assert "Traceback" not in out + seen + err
     assert err.splitlines()[-1] == "sscard: interrupted"
@@ -693,15 +699,16 @@ def test_a_closed_stdout_is_one_line_not_a_broken_pipe_report() -> None:
     err = child.stderr.read()
     child.wait(timeout=30)
     child.stderr.close()
+    golden.observed(command, child.returncode, None, err)
     assert err == "sscard: standard output closed early (broken pipe)\n"
     assert child.returncode == 2
 
 
 BUGGY = (
-    "import sys, terminal.cli as cli\n"
+    "import sys, terminal.cli as cli, terminal.cli.virtual as virtual\n"
     "def cmd_demo(args):\n"
     "    raise ZeroDivisionError('division by zero (a planted bug)')\n"
-    "cli.cmd_demo = cmd_demo\n"
+    "virtual.cmd_demo = cmd_demo\n"
     "sys.exit(cli.main(sys.argv[1:]))\n"
 )
 
@@ -716,6 +723,7 @@ def test_a_bug_is_one_line_for_the_user_and_a_traceback_in_the_log(tmp_path: Pat
         env=_child_env(SSCARD_LOG_FILE=str(log_file), SSCARD_LOG_LEVEL="INFO"),
         check=False,
     )
+    golden.completed(done)
     assert done.returncode == 2
     assert done.stderr == (
         "sscard: internal error: ZeroDivisionError: division by zero (a planted bug) "
@@ -739,6 +747,10 @@ def test_a_bug_without_a_log_file_shows_its_traceback_with_vv_only() -> None:
         )
         for verbose in ((), ("-vv",))
     )
+    golden.completed(quiet)
+    # the traceback names files and lines of the code: only its last line is a golden output
+    last = loud.stderr.splitlines()[-1:]
+    golden.record("child -c", loud.args[3:], loud.returncode, loud.stdout, "\n".join(last))
     assert quiet.returncode == loud.returncode == 2
     assert quiet.stderr == (
         "sscard: internal error: ZeroDivisionError: division by zero (a planted bug) "
@@ -758,6 +770,7 @@ def test_a_log_file_that_cannot_be_opened_is_one_line(tmp_path: Path) -> None:
         env=_child_env(SSCARD_LOG_FILE=str(missing)),
         check=False,
     )
+    golden.completed(done)
     assert done.returncode == 2
     assert done.stderr == (
         f"sscard: cannot open the log file $SSCARD_LOG_FILE={missing}: No such file or directory\n"

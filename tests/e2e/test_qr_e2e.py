@@ -14,14 +14,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import golden
 import pytest
 from pty_pair import SocatPair
 from store_support import header, write_list
 from support import CATALOGUE, KEYS, PERSONAS, run_sscard
 
+from ecard.keys import load_private_key
 from offline_store import canonical_ecard_id, keyed_card_hash
-from terminal.cmd_qr import AUDIENCE_KID, dev_token
-from terminal.ecard.keys import load_private_key
+from terminal.cli.qr import AUDIENCE_KID, dev_token
 
 pytestmark = pytest.mark.e2e
 
@@ -169,5 +170,6 @@ def test_scan_from_a_serial_scanner(machines: Machines, tmp_path: Path) -> None:
             out, err = child.communicate(timeout=30)
     finally:
         pair.stop()
+    golden.observed(child.args, child.returncode, out, err)  # type: ignore[arg-type]
     assert child.returncode == 0, err
     assert json.loads(out.strip().splitlines()[-1])["reason"] == "ok"

@@ -19,21 +19,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import golden
 import pytest
 from store_support import header, write_list
 from support import CATALOGUE, KEYS, PERSONAS, run_sscard
 
+from ecard import Alg, PrivateKey, make_trust_list
+from ecard.keys import load_private_key
 from offline_store import Store, accept_unsigned
-from terminal import cmd_qr
-from terminal.cli_errors import run_command
-from terminal.ecard import Alg, PrivateKey, make_trust_list
-from terminal.ecard.keys import load_private_key
+from terminal.cli import qr as qr_cli
+from terminal.cli.edge import run_command
 
 pytestmark = pytest.mark.e2e
 
 PEPPER = b"TEST PEPPER: e2e qr hardening only, 32+"
 NATIONAL = "CNSSC" + "A2B3C4D5E6F7G2H3J4K5L6M7N2P3Q4R5"
-VALID_OPEN = (KEYS.parent / "vectors" / "qr" / "valid-es256.txt").read_text(encoding="ascii")
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "qr"
+VALID_OPEN = (VECTORS / "valid-es256.txt").read_text(encoding="ascii")
 TEST_ROOT = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 
 
@@ -42,10 +44,14 @@ def sscard_qr(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str,
     process costs seconds)."""
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command", required=True)
-    cmd_qr.add_parser(sub)
-    parsed = parser.parse_args(["qr", *args])
+    qr_cli.add_parser(sub)
     capsys.readouterr()
-    status = run_command(lambda: parsed.handler(parsed), log_file=None)
+
+    def command() -> int:
+        parsed = parser.parse_args(["qr", *args])
+        return run_command(lambda: parsed.handler(parsed), log_file=None)
+
+    status = golden.in_process(["qr", *args], command)
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -136,7 +142,7 @@ def test_production_refuses_the_test_root_at_import_and_at_load(
     assert sscard_qr(terminal.capsys, "trust-list", "--out", str(listing))[0] == 0
     terminal.settings(production=True)
     status, output = terminal.trust_import(listing)
-    assert status == 2 and "TEST KEY tests/keys/qr-root-test.pem" in output
+    assert status == 2 and "TEST KEY drivers/virtual/test_keys/qr-root-test.pem" in output
     status, decision, stderr = terminal.verify(terminal.issue())
     assert status == 2 and decision is None
     assert "trust_root_key" in stderr and "production = true refuses test keys" in stderr

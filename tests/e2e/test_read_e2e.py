@@ -11,6 +11,7 @@ import sys
 import time
 import tomllib
 
+import golden
 import pytest
 from support import READER0, all_persona_names, make_card, persona_path, run_sscard
 
@@ -140,5 +141,6 @@ def test_pcscd_killed_and_restarted_during_the_wait_is_survived(pcscd, cards) ->
         stdout, stderr = waiting.communicate(timeout=40)
     finally:
         waiting.kill()
+    golden.observed(waiting.args, waiting.returncode, stdout, stderr)  # type: ignore[arg-type]
     assert waiting.returncode == 0, stderr
     assert json.loads(stdout)["card"]["card_number"] == "A01023450"

@@ -77,7 +77,7 @@ def test_two_level_psam_is_found_by_the_level_retry(cards) -> None:
 
 @pytest.fixture
 def hsm_url():
-    from sync.hsm_service import HsmService
+    from drivers.virtual.hsm_service import HsmService
 
     service = HsmService(load_test_roots())
     url = service.start()
@@ -98,7 +98,7 @@ def test_hsm_mode_refuses_a_forged_card(cards, hsm_url) -> None:
 
 
 def test_hsm_with_a_bearer_token_from_the_settings(cards, tmp_path) -> None:
-    from sync.hsm_service import HsmService
+    from drivers.virtual.hsm_service import HsmService
 
     secret = tmp_path / "hsm.token"
     secret.write_text("test-token-7f3a9c\n")

@@ -4,7 +4,7 @@ INTERNAL / EXTERNAL AUTHENTICATE, RKSSSE and PIN try counters byte by byte; pers
 and [pin] tables.
 
 Expected cryptograms are composed from apdu.crypto primitives and the test roots of
-tests/keys/test-roots.toml, without any security module (spec doc §3.4–§3.6).
+drivers/virtual/test_keys/test-roots.toml, without any security module (spec doc §3.4–§3.6).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ pytestmark = pytest.mark.emulated
 H = bytes.fromhex
 SELECT_SSSE = H("00A404000F") + AID_SSSE
 ROOTS = load_test_roots()
-PIN = "123456"  # tests/personas/ordinary-2.0.toml and v3-sm4.toml [pin]
+PIN = "123456"  # drivers/virtual/personas/ordinary-2.0.toml and v3-sm4.toml [pin]
 
 
 def irk(algorithm: CardAlgorithm) -> PsamKey:

@@ -1,8 +1,8 @@
 """``sscard deny import|check|status|rollback`` on real files: exit statuses, one-line errors,
 the signature rule, masked card numbers, help text, and the progress bar on a terminal.
 
-``terminal/cli.py`` wires :func:`terminal.cmd_deny.add_parser` in; these tests build the same
-sub-command parser around it.
+``terminal/cli/__init__.py`` wires :func:`terminal.cli.deny.add_parser` in; these tests build
+the same sub-command parser around it.
 """
 
 from __future__ import annotations
@@ -19,12 +19,13 @@ import termios
 from collections.abc import Callable
 from pathlib import Path
 
+import golden
 import pytest
 from store_support import Platform, entry, header, public_pem, write_list
 
 from offline_store import canonical_card_id, keyed_card_hash
-from terminal.cli_errors import run_command
-from terminal.cmd_deny import add_parser
+from terminal.cli.deny import add_parser
+from terminal.cli.edge import run_command
 
 pytestmark = pytest.mark.emulated
 
@@ -42,9 +43,13 @@ def build() -> argparse.ArgumentParser:
 
 def run(*argv: str) -> int:
     """Run a command as ``sscard``'s ``main`` does: its failures answered at the CLI's edge."""
-    args = build().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return run_command(lambda: handler(args), log_file=None)
+
+    def command() -> int:
+        args = build().parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return run_command(lambda: handler(args), log_file=None)
+
+    return golden.in_process(argv, command)
 
 
 @pytest.fixture
@@ -190,7 +195,7 @@ def test_the_import_shows_a_progress_bar_on_a_terminal(tmp_path) -> None:
     path = Platform.generate().snapshot(tmp_path, 1, range(30_000), signed=False)
     runner = (
         "import argparse, sys\n"
-        "from terminal.cmd_deny import add_parser\n"
+        "from terminal.cli.deny import add_parser\n"
         "parser = argparse.ArgumentParser(prog='sscard')\n"
         "add_parser(parser.add_subparsers(dest='command'))\n"
         "args = parser.parse_args(sys.argv[1:])\n"
@@ -233,6 +238,8 @@ def test_the_import_shows_a_progress_bar_on_a_terminal(tmp_path) -> None:
         os.close(controller)
         if terminal != -1:
             os.close(terminal)
+    # the bar on the terminal depends on timing: only stdout is a golden output
+    golden.observed(child.args, child.returncode, child.stdout.decode())  # type: ignore[arg-type]
     assert child.returncode == 0, shown.decode(errors="replace")
     assert b"30000 cards listed" in child.stdout
     assert b"entries" in shown  # tqdm's unit

@@ -1,8 +1,8 @@
 """``sscard journal verify|tail`` on real store files: ``--db`` as ``sscard deny`` takes it, the
 settings' ``[store] database`` by default, and no empty store made where a path was mistyped.
 
-``terminal/cli.py`` wires :func:`terminal.cmd_store.add_parser` in; these tests build the same
-sub-command parser around it.
+``terminal/cli/__init__.py`` wires :func:`terminal.cli.store.add_parser` in; these tests build
+the same sub-command parser around it.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import golden
 import pytest
 from store_support import TOKEN
 
 from offline_store import JournalEntry, Store
 from terminal.cli import main
-from terminal.cmd_store import add_parser
+from terminal.cli.store import add_parser
 
 pytestmark = pytest.mark.emulated
 
@@ -25,9 +26,13 @@ pytestmark = pytest.mark.emulated
 def run(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="sscard")
     add_parser(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+
+    def command() -> int:
+        args = parser.parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+
+    return golden.in_process(argv, command)
 
 
 def journal_at(path: Path, rows: int) -> None:
@@ -62,7 +67,8 @@ def test_db_defaults_to_the_settings_store_and_wins_over_it(tmp_path: Path, caps
 def test_a_mistyped_store_path_is_an_error_and_no_store_is_made(tmp_path: Path, capsys) -> None:
     missing = tmp_path / "typo" / "stroe.db"
     for command in ("verify", "tail"):
-        assert main(["journal", command, "--db", str(missing)]) == 2
+        argv = ["journal", command, "--db", str(missing)]
+        assert golden.in_process(argv, lambda argv=argv: main(argv)) == 2
         said = capsys.readouterr().err
         assert said == f"sscard: cannot open {missing}: there is no offline store there\n"
     assert not missing.parent.exists()

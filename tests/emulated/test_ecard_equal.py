@@ -24,11 +24,12 @@ from pipeline_support import World
 from platform_support import live_platform
 
 from config.settings import Settings
+from drivers.virtual import TEST_KEYS
+from ecard import Alg, PrivateKey, issue_credential, make_code, make_trust_list
+from ecard.keys import load_private_key
 from offline_store import JournalRow, canonical_ecard_id
 from sync.deferred import CONFIRMED, INVALID, Confirmation, Invalidity, follow_up_entry
-from terminal.cmd_tap import open_online
-from terminal.ecard import Alg, PrivateKey, issue_credential, make_code, make_trust_list
-from terminal.ecard.keys import load_private_key
+from terminal.compose import open_online
 from terminal.ecard_confirm import UNCHECKED_PROFILE, FollowUps
 from terminal.ecard_flow import CodeVerifier, process_code
 from terminal.profiles import Profile, load_profile, parse_profile
@@ -36,7 +37,7 @@ from terminal.reasons import Reason
 
 pytestmark = pytest.mark.emulated
 
-KEYS = Path(__file__).resolve().parents[1] / "keys"
+KEYS = TEST_KEYS
 TEST_ROOT = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 TEST_PLATFORM = load_private_key((KEYS / "qr-platform-es256-test.pem").read_bytes())
 TOKEN = "5a" * 32

@@ -1,5 +1,5 @@
-"""HSM two-step mode over real HTTP on loopback: the reference service (sync.hsm_service) and
-the client module (drivers.hsm).
+"""HSM two-step mode over real HTTP on loopback: the reference service
+(drivers.virtual.hsm_service) and the client module (drivers.hsm).
 
 Wire strings follow spec §4.4 (Step1: 8 fields each followed by ``|``; pKey:
 ``<cryptogram 16 hex><original 16 hex>|<external item or empty>|``); the expected cryptograms
@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,12 +35,13 @@ from config.settings import Settings
 from drivers.hsm import HsmModule
 from drivers.keyfile import RootKeys, load_root_keys, private_copy
 from drivers.soft_sam import SoftSam
-from sync.hsm_service import CARD_AUTH_PATH, HEALTH_PATH, HsmService, HsmServiceError
+from drivers.virtual import TEST_KEYS
+from drivers.virtual.hsm_service import CARD_AUTH_PATH, HEALTH_PATH, HsmService, HsmServiceError
 
 pytestmark = pytest.mark.emulated
 
 H = bytes.fromhex
-TEST_ROOTS = Path(__file__).resolve().parents[1] / "keys" / "test-roots.toml"
+TEST_ROOTS = TEST_KEYS / "test-roots.toml"
 TOKEN = "test-token-3f9c"
 
 REQUEST_2 = AuthRequest(GZ_CARD, H("1122334455667788"), H("0102030405060708"))
@@ -346,10 +346,10 @@ def test_an_http_2_request_line_is_505_as_a_problem_document(service: HsmService
 def test_a_newline_in_the_path_and_esc_in_the_terminal_stay_on_one_quoted_line(
     service: HsmService, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="sync.hsm_service"):
+    with caplog.at_level(logging.INFO, logger="drivers.virtual.hsm_service"):
         raw(service, b"GET /v1/\x1b[2J\x1b[31mforged HTTP/1.1\r\nHost: hsm\r\n\r\n")
         post(service, {"step1": "garbage|", "terminal": "T1\x1b[31m\x1b]0;owned\x07\n"})
-    lines = [r.getMessage() for r in caplog.records if r.name == "sync.hsm_service"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "drivers.virtual.hsm_service"]
     assert len(lines) == 2
     assert 'path="/v1/\\x1b[2J\\x1b[31mforged"' in lines[0]
     assert 'terminal="T1\\x1b[31m\\x1b]0;owned\\x07\\n"' in lines[1]
@@ -364,14 +364,14 @@ def test_an_unexpected_failure_is_a_bare_500_problem_without_its_trace(
     def broken(keys: RootKeys, payload: bytes) -> None:
         raise RuntimeError(message)
 
-    monkeypatch.setattr("sync.hsm_service.card_auth", broken)
-    with caplog.at_level(logging.INFO, logger="sync.hsm_service"):
+    monkeypatch.setattr("drivers.virtual.hsm_service.card_auth", broken)
+    with caplog.at_level(logging.INFO, logger="drivers.virtual.hsm_service"):
         answer = post(service, {"step1": hsm_step1(REQUEST_2)})
     assert answer.status_code == 500
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["detail"] == "internal error"
     assert "0123-4567" not in answer.text and "Traceback" not in answer.text
-    records = [r for r in caplog.records if r.name == "sync.hsm_service"]
+    records = [r for r in caplog.records if r.name == "drivers.virtual.hsm_service"]
     [failed] = [r for r in records if "event=hsm_request_failed" in r.getMessage()]
     assert "error=RuntimeError" in failed.getMessage() and failed.exc_info is None
     for record in records:
@@ -600,10 +600,10 @@ def test_stop_closes_idle_keep_alive_connections(keys: RootKeys) -> None:
 def test_one_log_line_per_request_with_the_card_masked(
     service: HsmService, module: HsmModule, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="sync.hsm_service"):
+    with caplog.at_level(logging.INFO, logger="drivers.virtual.hsm_service"):
         module.authenticate(REQUEST_3)
         post(service, {"step1": "garbage|"})
-    lines = [r.getMessage() for r in caplog.records if r.name == "sync.hsm_service"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "drivers.virtual.hsm_service"]
     assert len(lines) == 2
     ok, bad = lines
     assert "event=hsm_request" in ok and "status=200" in ok and "card=330100…" in ok

@@ -29,19 +29,20 @@ from support import CATALOGUE, load_test_roots, make_card
 from apdu.transport import t0_chain
 from config.settings import Settings
 from drivers.soft_sam import SoftSam
+from drivers.virtual import TEST_KEYS
 from drivers.virtual.card import VirtualConnection
-from offline_store import DenyReason, Store, canonical_card_id, ed25519_verifier
-from sync.config import SyncConfig
-from sync.online import OnlineLists
-from sync.transport import Credentials
-from terminal.card_read import ScenarioRead
-from terminal.ecard import (
+from ecard import (
     Alg,
     QrRefused,
     load_private_key,
     make_trust_list,
     save_trust_list,
 )
+from offline_store import DenyReason, Store, canonical_card_id, ed25519_verifier
+from sync.config import SyncConfig
+from sync.online import OnlineLists
+from sync.transport import Credentials
+from terminal.card_read import ScenarioRead
 from terminal.list_policy import trust_list_for_codes
 from terminal.pipeline import Decision, Pipeline
 from terminal.profiles import DegradedPolicy, Profile, RegionRestriction, load_profile
@@ -51,7 +52,7 @@ pytestmark = pytest.mark.emulated
 
 TERMINAL = "T-TEST-01"  # pipeline_support's terminal id
 PERSONA = "jiangxi-nanchang"  # a card from another province, decided in Guangdong
-KEYS = Path(__file__).resolve().parents[1] / "keys"
+KEYS = TEST_KEYS
 ROOT_KEY = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 ES256 = load_private_key((KEYS / "qr-platform-es256-test.pem").read_bytes()).public_key
 STALE_H = 100  # older than every built-in profile's limit but the gate's

@@ -1,5 +1,5 @@
 """schemathesis runs sync/openapi.yaml against the reference platform on loopback, and
-sync/hsm-openapi.yaml against the reference HSM service: generated requests (valid and invalid)
+drivers/hsm-openapi.yaml against the reference HSM service: generated requests (valid and invalid)
 are signed like a terminal's (or carry the HSM's bearer token), and every answer must be
 documented (status, headers, content type, body schema), no answer may be a server error,
 invalid input must be refused and valid input accepted, and an operation that declares the
@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, settings
 from platform_support import ROOT, TEST_KEYS, LivePlatform, live_platform
 
 from drivers.keyfile import load_root_keys, private_copy
+from drivers.virtual.hsm_service import HsmService
+from platform_server.terminals import Credentials
 from sync.auth import H_SIGNATURE, sign_request
-from sync.hsm_service import HsmService
-from sync.platform.terminals import Credentials
 
 pytestmark = pytest.mark.emulated
 
@@ -74,7 +74,9 @@ HSM_CONFIG = schemathesis.Config.from_dict(
         ]
     }
 )
-hsm_schema = schemathesis.openapi.from_path(ROOT / "sync" / "hsm-openapi.yaml", config=HSM_CONFIG)
+hsm_schema = schemathesis.openapi.from_path(
+    ROOT / "drivers" / "hsm-openapi.yaml", config=HSM_CONFIG
+)
 HSM_TOKEN = "contract-token-5d1e"
 PLATFORM_TALLY = Tally("platform (schemathesis)")
 HSM_TALLY = Tally("HSM service (schemathesis)")

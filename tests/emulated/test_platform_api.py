@@ -19,6 +19,7 @@ import pytest
 from platform_support import (
     NOW,
     PERSONAS,
+    TEST_KEYS,
     Clock,
     LivePlatform,
     chain_rows,
@@ -27,11 +28,7 @@ from platform_support import (
     seal,
 )
 
-from offline_store import DenyReason, JournalEntry, Store, canonical_card_id, ed25519_verifier
-from offline_store.chain import GENESIS_HASH
-from sync.platform import journal
-from sync.platform.terminals import decrypt_secrets
-from terminal.ecard import (
+from ecard import (
     PrivateKey,
     QrRefused,
     issue_credential,
@@ -40,7 +37,11 @@ from terminal.ecard import (
     save_trust_list,
     verify_code,
 )
-from terminal.ecard.keys import Alg, load_private_key
+from ecard.keys import Alg, load_private_key
+from offline_store import DenyReason, JournalEntry, Store, canonical_card_id, ed25519_verifier
+from offline_store.chain import GENESIS_HASH
+from platform_server import journal
+from platform_server.terminals import decrypt_secrets
 
 pytestmark = pytest.mark.emulated
 
@@ -499,7 +500,7 @@ def test_the_trust_list_verifies_with_the_root_and_rotation_keeps_old_keys_for_t
     trust = parse_trust_list(first.content, root, live.clock())
     assert trust.version == 1 and len(trust.keys) == 2
     assert client.get("/v1/trust?since=1").status_code == 204
-    old_es256 = load_private_key((Path("tests/keys") / "qr-platform-es256-test.pem").read_bytes())
+    old_es256 = load_private_key((TEST_KEYS / "qr-platform-es256-test.pem").read_bytes())
     rotation = live.platform.rotate_keys(Alg.ES256, grace_s=3600)
     assert rotation.retiring == (old_es256.kid.hex(),)
     second = client.get("/v1/trust?since=1")
@@ -594,7 +595,7 @@ def test_secrets_decrypt_with_the_terminal_key_and_carry_audience_keys_by_scenar
     hotel = decrypt_secrets(
         live.client("H1").get("/v1/secrets").json(), live.terminals["H1"].key, "H1"
     )
-    expected = (Path("tests/keys") / "qr-audience-hotel-test.key").read_text().strip()
+    expected = (TEST_KEYS / "qr-audience-hotel-test.key").read_text().strip()
     assert hotel["audience_keys"] == {"hotel-test": expected}
     # bound to the terminal: another terminal's key does not open it
     with pytest.raises(Exception, match="do not decrypt"):

@@ -15,9 +15,9 @@ from platform_support import LivePlatform, chain_rows, live_platform, record, se
 from sqlalchemy import select
 
 from offline_store import DenyReason, JournalEntry, Store, canonical_card_id
+from platform_server.db import journal
 from sync.client import SyncClient
 from sync.config import SyncConfig
-from sync.platform.db import journal
 from sync.transport import Credentials
 
 pytestmark = pytest.mark.emulated

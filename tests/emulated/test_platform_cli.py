@@ -17,6 +17,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import golden
 import pytest
 import requests
 from cryptography import x509
@@ -35,13 +36,13 @@ from platform_support import (
     seal,
 )
 
-from sync.platform import Platform
-from sync.platform.ecard import DecodeRequest
-from sync.platform.journal import parse_batch
-from sync.platform.terminals import key_for
-from terminal import cmd_platform
-from terminal.cli_errors import run_command
-from terminal.ecard.keys import load_private_key
+from ecard.keys import load_private_key
+from platform_server import Platform
+from platform_server import cli as platform_cli
+from platform_server.ecard import DecodeRequest
+from platform_server.journal import parse_batch
+from platform_server.terminals import key_for
+from terminal.cli.edge import run_command
 
 pytestmark = pytest.mark.emulated
 
@@ -53,9 +54,13 @@ def run(*args: str) -> int:
     the CLI's edge as ``sscard``'s ``main`` does."""
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command", required=True)
-    cmd_platform.add_parser(sub)
-    parsed = parser.parse_args(["platform", *args])
-    return run_command(lambda: int(parsed.handler(parsed)), log_file=None)
+    platform_cli.add_parser(sub, test_keys=TEST_KEYS)
+
+    def command() -> int:
+        parsed = parser.parse_args(["platform", *args])
+        return run_command(lambda: int(parsed.handler(parsed)), log_file=None)
+
+    return golden.in_process(["platform", *args], command)
 
 
 @pytest.fixture
@@ -71,7 +76,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_every_platform_command_and_option_has_help() -> None:
     parser = argparse.ArgumentParser(prog="sscard")
     sub = parser.add_subparsers(dest="command")
-    cmd_platform.add_parser(sub)
+    platform_cli.add_parser(sub, test_keys=TEST_KEYS)
     pending = [("platform", sub.choices["platform"])]
     seen = 0
     while pending:
@@ -368,3 +373,4 @@ def test_serve_over_https_with_a_certificate(site: Path) -> None:
         assert process.wait(timeout=30) == 0
         if process.stdout is not None:
             process.stdout.close()
+    golden.observed(process.args, process.returncode, url + "\n")  # type: ignore[arg-type]

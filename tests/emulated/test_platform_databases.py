@@ -17,10 +17,10 @@ import pytest
 from platform_support import LivePlatform, chain_rows, live_platform
 from sqlalchemy import select
 
+from ecard import parse_trust_list
 from offline_store import DenyReason, canonical_card_id, ed25519_verifier
-from sync.platform.db import request_nonce
-from sync.platform.nonces import PURGE_INTERVAL_S
-from terminal.ecard import parse_trust_list
+from platform_server.db import request_nonce
+from platform_server.nonces import PURGE_INTERVAL_S
 
 pytestmark = pytest.mark.emulated
 

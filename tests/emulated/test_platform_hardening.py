@@ -21,12 +21,12 @@ from fuzz_support import assert_problem, raw_exchange
 from platform_support import NOW, LivePlatform, chain_rows, live_platform
 from sqlalchemy import create_engine, delete, func, select, update
 
+from platform_server import Platform, PlatformServer, create_app
+from platform_server.db import META_SCHEMA, meta, request_nonce
+from platform_server.keys import PlatformKeys
+from platform_server.nonces import PURGE_INTERVAL_S
+from platform_server.terminals import Credentials
 from sync.auth import H_KEY_ID, H_NONCE, H_SIGNATURE, H_TERMINAL, H_TIMESTAMP, NonceCache, canonical
-from sync.platform import Platform, PlatformServer, create_app
-from sync.platform.db import META_SCHEMA, meta, request_nonce
-from sync.platform.keys import PlatformKeys
-from sync.platform.nonces import PURGE_INTERVAL_S
-from sync.platform.terminals import Credentials
 
 pytestmark = pytest.mark.emulated
 
@@ -202,7 +202,7 @@ def test_a_newline_in_the_path_and_esc_in_the_terminal_header_stay_on_one_quoted
 ) -> None:
     """``%0a`` decoded into the path wrote a forged ERROR line; ESC reached the terminal."""
     forged = "/v1/time%0a2026-11-29 08:00:00 ERROR event=forged"
-    with caplog.at_level(logging.INFO, logger="sync.platform"):
+    with caplog.at_level(logging.INFO, logger="platform_server"):
         answer = requests.get(
             live.url.rstrip("/") + forged,
             headers={H_TERMINAL: b"T1\x1b[31m\x1b]0;owned\x07", H_KEY_ID: b"k\x1b[2J"},
@@ -210,7 +210,7 @@ def test_a_newline_in_the_path_and_esc_in_the_terminal_header_stay_on_one_quoted
         )
     assert answer.status_code == 404
     access = wait_for_line(caplog, "event=http_request", "forged")
-    lines = [r.getMessage() for r in caplog.records if r.name.startswith("sync.platform")]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("platform_server")]
     assert 'path="/v1/time\\n2026-11-29 08:00:00 ERROR event=forged"' in access
     assert 'terminal="T1\\x1b[31m\\x1b]0;owned\\x07"' in access
     for line in lines:
@@ -225,7 +225,7 @@ def wait_for_line(caplog: pytest.LogCaptureFixture, *words: str) -> str:
         found = [
             r.getMessage()
             for r in caplog.records
-            if r.name.startswith("sync.platform") and all(w in r.getMessage() for w in words)
+            if r.name.startswith("platform_server") and all(w in r.getMessage() for w in words)
         ]
         if found or time.monotonic() > deadline:
             [line] = found
@@ -236,7 +236,7 @@ def wait_for_line(caplog: pytest.LogCaptureFixture, *words: str) -> str:
 def test_a_refused_signature_logs_the_quoted_path(
     live: LivePlatform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="sync.platform"):
+    with caplog.at_level(logging.INFO, logger="platform_server"):
         answer = send(live, "GET", "/v1/time", signature="0" * 64)
     assert answer.status_code == 401
     refused = [r.getMessage() for r in caplog.records if "event=request_refused" in r.getMessage()]
@@ -378,7 +378,7 @@ def test_an_unexpected_failure_is_a_bare_500_problem_without_its_trace(
         raise RuntimeError(message)
 
     monkeypatch.setattr(Platform, "heartbeat", broken)
-    with caplog.at_level(logging.INFO, logger="sync.platform"):
+    with caplog.at_level(logging.INFO, logger="platform_server"):
         answer = live.client().post("/v1/heartbeat", HEARTBEAT)
     assert answer.status_code == 500
     document = assert_problem_5xx(answer)

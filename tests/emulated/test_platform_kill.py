@@ -21,7 +21,7 @@ from platform_support import (
     free_port,
 )
 
-from sync.platform import Platform
+from platform_server import Platform
 
 pytestmark = pytest.mark.emulated
 

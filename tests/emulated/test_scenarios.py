@@ -15,7 +15,7 @@ from support import make_card
 
 from drivers.virtual.ssc_card import VirtualSscCard
 from terminal.card_read import CardFacts
-from terminal.cmd_tap import service_problem
+from terminal.cli.tap import service_problem
 from terminal.profiles import Profile, load_profile, parse_profile
 from terminal.reasons import Reason
 

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from platform_support import NOW, TEST_KEYS, LivePlatform, chain_rows, live_platform
 
 from drivers.keyfile import load_root_keys, private_copy
+from drivers.virtual.hsm_service import CARD_AUTH_PATH, HsmService
 from sync.auth import H_KEY_ID, H_NONCE, H_SIGNATURE, H_TERMINAL, H_TIMESTAMP, canonical
-from sync.hsm_service import CARD_AUTH_PATH, HsmService
 
 pytestmark = pytest.mark.emulated
 

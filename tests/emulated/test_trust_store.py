@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from store_support import KEY, NOON, Clock, raw, write_old_journal_rows
 
-from offline_store import Store, StoreError, TrustVersionError
-from offline_store.db import MIGRATIONS
-from terminal.ecard import (
+from drivers.virtual import TEST_KEYS
+from ecard import (
     Alg,
     PrivateKey,
     QrReason,
@@ -24,10 +23,12 @@ from terminal.ecard import (
     make_trust_list,
     save_trust_list,
 )
+from offline_store import Store, StoreError, TrustVersionError
+from offline_store.db import MIGRATIONS
 
 pytestmark = pytest.mark.emulated
 
-KEYS = Path(__file__).resolve().parents[1] / "keys"
+KEYS = TEST_KEYS
 ROOT_KEY = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 ROOT_PEM = ROOT_KEY.public_key.to_pem()
 ES256 = load_private_key((KEYS / "qr-platform-es256-test.pem").read_bytes()).public_key

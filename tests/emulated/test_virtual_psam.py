@@ -24,15 +24,15 @@ from drivers.virtual.psam import PsamFileError, VirtualPsam, load_psam, purchase
 pytestmark = pytest.mark.emulated
 
 H = bytes.fromhex
-DES_IRK_ROOT = H("DEE24E50EF02A14BE9BF852D0C481B75")  # tests/keys/test-roots.toml
+DES_IRK_ROOT = H("DEE24E50EF02A14BE9BF852D0C481B75")  # drivers/virtual/test_keys/test-roots.toml
 DES_RKSSSE_ROOT = H("BAFDE5708157FF982396727236F41ACB")
 DES_DPK_ROOT = H("AD470F6DD49BD6BCA8FFC433079B09AC")
 SM4_RKSSSE_ROOT = H("E04B3B4DC7329326F7495534762AAE9B")
-# Guangzhou card of tests/personas/ordinary-2.0.toml
+# Guangzhou card of drivers/virtual/personas/ordinary-2.0.toml
 L1_GZ = b"440000sh"
 L2_GZ = b"440100sx"
 L3_GZ = H("8660440100A1B2C3")  # historical 00814A4446 8660 4401 00A1B2C3: T6…T13
-# Hangzhou (Zhejiang: 4 digits + "00sx") card of tests/personas/v3-sm4.toml
+# Hangzhou (Zhejiang: 4 digits + "00sx") card of drivers/virtual/personas/v3-sm4.toml
 L1_HZ = b"330000sh"
 L2_HZ = b"330100sx"
 L3_HZ = H("8660330104112233")

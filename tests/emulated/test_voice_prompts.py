@@ -26,7 +26,7 @@ from drivers.indicators.voice import (
     VoiceIndicator,
     audio_output_present,
 )
-from terminal.cmd_tap import build_indicators, voice_enabled
+from terminal.compose import build_indicators, voice_enabled
 from terminal.profiles import load_profile, parse_profile
 from terminal.reasons import DEFAULT_HOTLINES, TEXTS, Reason, indication
 
@@ -179,7 +179,7 @@ def test_voice_follows_an_explicit_setting_else_the_sound_output(
     (speaker / "pcmC0D0p").touch()
     assert voice_enabled(True, snd_dir=mute, aplay=None)
     assert not voice_enabled(False, snd_dir=speaker, aplay=None)
-    with caplog.at_level(logging.INFO, logger="terminal.cmd_tap"):
+    with caplog.at_level(logging.INFO, logger="terminal.compose"):
         assert voice_enabled(None, snd_dir=speaker, aplay=None)
         assert not voice_enabled(None, snd_dir=mute, aplay=None)
     assert "event=voice_default enabled=true why=audio_output_found" in caplog.text
@@ -220,7 +220,7 @@ def test_indicators_speak_by_default_where_a_sound_output_exists(
         "broken.toml",
         "broken",
     )
-    with caplog.at_level(logging.WARNING, logger="terminal.cmd_tap"):
+    with caplog.at_level(logging.WARNING, logger="terminal.compose"):
         assert kinds(unset, speaker, broken) == []
     assert "event=voice_unavailable" in caplog.text
     with pytest.raises(IndicatorError, match=r"espeak-ng .* is not installed"):

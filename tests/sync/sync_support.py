@@ -18,13 +18,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import golden
 import requests
 
+from ecard.trust import save_trust_list
 from offline_store import JournalEntry, Store
 from sync.client import SyncClient
 from sync.config import SyncConfig
 from sync.transport import RetryPolicy
-from terminal.ecard.trust import save_trust_list
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL_ID = "440100-T0001"
@@ -52,8 +53,8 @@ def run(
     :param timeout: seconds
     :param check: fail the test on a non-zero exit status
     """
-    done = subprocess.run(
-        argv, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    done = golden.completed(
+        subprocess.run(argv, check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     )
     if check and done.returncode != 0:
         raise AssertionError(f"{argv[2:]} exited {done.returncode}: {done.stderr[-2000:]}")
@@ -71,6 +72,7 @@ class PlatformProcess:
     port: int = 0
     process: subprocess.Popen[str] | None = None
     restarts: int = 0
+    printed: str = ""
 
     @property
     def db(self) -> Path:
@@ -115,7 +117,7 @@ class PlatformProcess:
             argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
         )
         assert self.process.stdout is not None
-        first = self.process.stdout.readline()
+        first = self.printed = self.process.stdout.readline()
         found = re.search(r":(\d+)/", first)
         assert found, f"platform serve printed {first!r}"
         self.port = int(found.group(1))
@@ -136,7 +138,7 @@ class PlatformProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
-        self._close_pipe()
+        self._close_pipe(self.process.returncode)
 
     def restart(self) -> None:
         """Start it again on the same port."""
@@ -154,12 +156,13 @@ class PlatformProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-        self._close_pipe()
+        self._close_pipe(self.process.returncode)
 
-    def _close_pipe(self) -> None:
+    def _close_pipe(self, status: int) -> None:
         assert self.process is not None
         if self.process.stdout is not None:
             self.process.stdout.close()
+        golden.observed(self.process.args, status, self.printed)  # type: ignore[arg-type]
         self.process = None
 
     def journal(self, terminal_id: str) -> list[tuple[int, str]]:

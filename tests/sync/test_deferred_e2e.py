@@ -22,20 +22,20 @@ import os
 import tomllib
 from pathlib import Path
 
+import golden
 import pytest
 from sync_support import PlatformProcess, register, run, sscard
 
+from drivers.virtual import PERSONAS, TEST_KEYS
 from offline_store import Store, canonical_ecard_id, load_pepper_file
+from platform_server import Platform
 from sync.deferred import code_hash
-from sync.platform import Platform
-from terminal import cmd_qr
+from terminal.cli import qr as qr_cli
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-PERSONAS = ROOT / "tests" / "personas"
 CATALOGUE = ROOT / "tests" / "catalogue.toml"
-TEST_KEYS = ROOT / "tests" / "keys"
 
 
 def persona(name: str) -> dict:
@@ -45,12 +45,25 @@ def persona(name: str) -> dict:
 def qr_verify(capsys: pytest.CaptureFixture[str], config: Path, code: str, scenario: str) -> dict:
     """``sscard qr verify CODE --scenario S`` in this process (the real handler)."""
     parser = argparse.ArgumentParser(prog="sscard")
-    cmd_qr.add_parser(parser.add_subparsers(dest="command", required=True))
-    parsed = parser.parse_args(
-        ["qr", "verify", code, "--scenario", scenario, "--format", "json", "--config", str(config)]
-    )
+    qr_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    argv = [
+        "qr",
+        "verify",
+        code,
+        "--scenario",
+        scenario,
+        "--format",
+        "json",
+        "--config",
+        str(config),
+    ]
     capsys.readouterr()
-    status = parsed.handler(parsed)
+
+    def command() -> int:
+        parsed = parser.parse_args(argv)
+        return int(parsed.handler(parsed))
+
+    status = golden.in_process(argv, command)
     out, err = capsys.readouterr()
     assert status in (0, 1), err
     decision: dict = json.loads(out)

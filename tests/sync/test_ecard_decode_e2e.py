@@ -13,28 +13,34 @@ import re
 import tomllib
 from pathlib import Path
 
+import golden
 import pytest
 from sync_support import PlatformProcess, register, run, sscard
 from tls_support import make_ca_and_server
 
-from sync.platform import Platform
-from terminal import cmd_qr
+from drivers.virtual import PERSONAS, TEST_KEYS
+from platform_server import Platform
+from terminal.cli import qr as qr_cli
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-PERSONA = tomllib.loads((ROOT / "tests" / "personas" / "ordinary-2.0.toml").read_text())
+PERSONA = tomllib.loads((PERSONAS / "ordinary-2.0.toml").read_text())
 CATALOGUE = ROOT / "tests" / "catalogue.toml"
-TEST_KEYS = ROOT / "tests" / "keys"
 
 
 def qr_verify(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> dict:
     """``sscard qr verify`` in this process (the real handler and composition)."""
     parser = argparse.ArgumentParser(prog="sscard")
-    cmd_qr.add_parser(parser.add_subparsers(dest="command", required=True))
-    parsed = parser.parse_args(["qr", "verify", *args, "--format", "json", "--config", str(config)])
+    qr_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    argv = ["qr", "verify", *args, "--format", "json", "--config", str(config)]
     capsys.readouterr()
-    status = parsed.handler(parsed)
+
+    def command() -> int:
+        parsed = parser.parse_args(argv)
+        return int(parsed.handler(parsed))
+
+    status = golden.in_process(argv, command)
     out, err = capsys.readouterr()
     assert status in (0, 1), err
     decision: dict = json.loads(out)
@@ -94,6 +100,6 @@ def test_national_codes_through_the_reference_platform_over_pinned_tls(
                               production=True)  # fmt: skip
         refused_sync = run(sscard("sync", "--once", "--config", str(production)), check=False)
         assert refused_sync.returncode == 1, refused_sync.stdout + refused_sync.stderr
-        assert "TEST KEY tests/keys/qr-root-test.pem" in refused_sync.stdout
+        assert "TEST KEY drivers/virtual/test_keys/qr-root-test.pem" in refused_sync.stdout
     finally:
         platform.stop()

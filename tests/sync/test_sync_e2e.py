@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+import golden
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pipeline_support import World
@@ -121,7 +122,7 @@ def test_the_backlog_survives_the_client_killed_mid_upload(
             assert time.monotonic() < deadline
             time.sleep(0.01)
         client.send_signal(signal.SIGKILL)
-        client.wait(10)
+        golden.observed(argv, client.wait(10), None)
         killed_at.append(platform.ack_seq(TERMINAL_ID))
     assert killed_at[-1] < BACKLOG_ROWS
     final = terminal.sync_once()
@@ -300,8 +301,10 @@ def test_the_sync_loop_runs_until_sigterm(
     assert loop.stdout is not None
     verdicts = 0
     deadline = time.monotonic() + 30
+    seen = ""
     while verdicts < 2:
         line = loop.stdout.readline()
+        seen += line
         assert line and time.monotonic() < deadline, "the loop stopped syncing"
         if line.startswith("sync: "):
             assert line.strip() == "sync: ok"
@@ -309,3 +312,4 @@ def test_the_sync_loop_runs_until_sigterm(
     loop.send_signal(signal.SIGTERM)
     assert loop.wait(15) == 0
     loop.stdout.close()
+    golden.observed(argv, loop.returncode, seen)

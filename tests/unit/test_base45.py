@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.ecard.base45 import ALPHABET, b45decode, b45encode
-from terminal.ecard.errors import Base45Error
+from ecard.base45 import ALPHABET, b45decode, b45encode
+from ecard.errors import Base45Error
 
 # RFC 9285 §4.3 (encoding examples) and §4.4 (decoding example)
 RFC_9285_EXAMPLES = [

@@ -53,7 +53,7 @@ SCARD_TRANSMIT = frozenset({"drivers/pcsc.py"})
 #: a copy of a command already built (the 6Cxx re-issue with another Le), not a new one
 COPIES = frozenset({"apdu.command.CommandApdu.with_le"})
 #: the electronic-card (QR) flow and the names through which code reaches a card
-QR_SOURCES = ("terminal/ecard_flow.py", "terminal/ecard/", "terminal/cmd_qr.py")
+QR_SOURCES = ("terminal/ecard_flow.py", "ecard/", "terminal/cli/qr.py")
 CARD_ACCESS = frozenset(
     {
         "transmit",
@@ -453,7 +453,7 @@ def test_a_holder_initiated_command_is_reached_from_its_own_command_only(holder)
 def test_the_reachability_walk_finds_several_entry_points_where_there_are_several() -> None:
     # VERIFY is reached from the PIN command, taps, and the local API's helpers alike
     roots = entry_points("apdu.pin.verify_pin")
-    assert "terminal.cli.cmd_pin" in roots and len(roots) > 1
+    assert "terminal.cli.pin.cmd_pin" in roots and len(roots) > 1
 
 
 def test_the_psam_commands_go_to_the_psam_only() -> None:

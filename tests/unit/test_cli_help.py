@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import golden
 import pytest
 
 from terminal.cli import build_parser, main
@@ -33,12 +34,13 @@ def test_every_command_and_option_has_help() -> None:
 
 def test_unknown_command_is_a_usage_error(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["fly"])
+        golden.in_process(["fly"], lambda: main(["fly"]))
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
 
 
 def test_virtual_card_with_a_missing_persona_file_is_a_clear_error(capsys, tmp_path) -> None:
-    status = main(["virtual-card", "--persona", str(tmp_path / "nobody.toml")])
+    argv = ["virtual-card", "--persona", str(tmp_path / "nobody.toml")]
+    status = golden.in_process(argv, lambda: main(argv))
     assert status == 2
     assert "nobody.toml" in capsys.readouterr().err

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from terminal.ecard import CodeKind, code_kind, is_national_code
-from terminal.ecard.national import NATIONAL_MAX_LEN, NATIONAL_MIN_LEN
+from ecard import CodeKind, code_kind, is_national_code
+from ecard.national import NATIONAL_MAX_LEN, NATIONAL_MIN_LEN
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "qr"
 VALID = (VECTORS / "valid-es256.txt").read_text(encoding="ascii")

@@ -19,7 +19,9 @@ from apdu.errors import ProtocolError
 from apdu.purse import PurchaseRequest
 
 H = bytes.fromhex
-ROOT = H("AD470F6DD49BD6BCA8FFC433079B09AC")  # the TEST KEY purchase root of tests/keys
+ROOT = H(
+    "AD470F6DD49BD6BCA8FFC433079B09AC"
+)  # the TEST KEY purchase root of drivers/virtual/test_keys
 WHEN = datetime(2026, 11, 29, 8, 15, 42)
 REQUEST = PurchaseRequest(
     card_random=H("1A2B3C4D"),

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.ecard import (
+from drivers.virtual import TEST_KEYS
+from ecard import (
     Alg,
     FormatError,
     KeyFormatError,
@@ -36,8 +37,8 @@ from terminal.ecard import (
     replay_key,
     verify_code,
 )
-from terminal.ecard.base45 import b45encode
-from terminal.ecard.format import (
+from ecard.base45 import b45encode
+from ecard.format import (
     INFLATE_CAP,
     PREFIX,
     Dynamic,
@@ -51,7 +52,7 @@ from terminal.ecard.format import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS = ROOT / "tests" / "keys"
+KEYS = TEST_KEYS
 VECTORS = ROOT / "tests" / "vectors" / "qr"
 DOC = json.loads((VECTORS / "vectors.json").read_text(encoding="utf-8"))
 NOW = DOC["now"]
@@ -474,7 +475,7 @@ def test_identity_is_opened_only_with_the_audience_key_it_names(
     assert other.identity is None
     opened = verify_code(text, TRUST, NOW, audience_keys={"hotel-test": HOTEL_KEY})
     assert opened.identity == IDENTITY
-    with caplog.at_level(logging.WARNING, logger="terminal.ecard.verify"):
+    with caplog.at_level(logging.WARNING, logger="ecard.verify"):
         wrong = verify_code(text, TRUST, NOW, audience_keys={"hotel-test": bytes(32)})
     assert wrong.identity is None
     assert "qr_identity_unreadable" in caplog.text

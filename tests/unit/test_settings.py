@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 
 from apdu.errors import SscardError
+from apdu.national import NationalCode
 from config import settings as settings_module
+from config.errors import ConfigError
 from config.settings import Settings, SettingsError, load_settings, parse_settings
+from terminal.outcomes import classify, error_line
 
 SOURCE = "/etc/sscard/terminal.toml"
 
@@ -63,8 +66,14 @@ def test_settings_are_frozen() -> None:
         settings.production = True  # type: ignore[misc]
 
 
-def test_settings_error_is_an_sscard_error() -> None:
-    assert issubclass(SettingsError, SscardError)
+def test_settings_error_is_a_config_error_answered_like_an_sscard_error() -> None:
+    """config/ has its own error root (it imports nothing of the project); the outcome table
+    and the CLI's edge answer it as they answer an SscardError without a national code."""
+    assert issubclass(SettingsError, ConfigError)
+    assert not issubclass(SettingsError, SscardError)
+    exc = SettingsError("/etc/sscard/terminal.toml: store.database: expected a file path")
+    assert error_line(exc) == f"sscard: {exc}"
+    assert classify(exc).code == NationalCode.COMMAND_NOT_SUPPORTED
 
 
 @pytest.mark.parametrize(

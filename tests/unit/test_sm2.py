@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from terminal.ecard import sm2
-from terminal.ecard.errors import KeyFormatError
-from terminal.ecard.keys import SM2_SPKI_PREFIX, Alg, PrivateKey, load_private_key, load_public_key
+from ecard import sm2
+from ecard.errors import KeyFormatError
+from ecard.keys import SM2_SPKI_PREFIX, Alg, PrivateKey, load_private_key, load_public_key
 
 BACKENDS = sm2.available_backends()
 NATIVE = pytest.mark.skipif(

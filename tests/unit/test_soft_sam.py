@@ -42,13 +42,14 @@ from drivers.keyfile import (
     read_secret,
 )
 from drivers.soft_sam import SoftSam, SoftSamRefused, compute_auth, open_soft_sam
+from drivers.virtual import TEST_KEYS
 
 H = bytes.fromhex
-TEST_ROOTS = Path(__file__).resolve().parents[1] / "keys" / "test-roots.toml"
+TEST_ROOTS = TEST_KEYS / "test-roots.toml"
 KEYS = load_root_keys(TEST_ROOTS, require_private=False)  # git keeps no modes; tested below
 DEV = Settings()
 
-# the test roots of tests/keys/test-roots.toml, written out again
+# the test roots of drivers/virtual/test_keys/test-roots.toml, written out again
 DES_IRK = H("DEE24E50EF02A14BE9BF852D0C481B75")
 DES_RKSSSE = H("BAFDE5708157FF982396727236F41ACB")
 SM4_IRK = H("2984BB6AFD4A4A28D769EB529B9A987C")

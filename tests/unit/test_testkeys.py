@@ -14,7 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from config.settings import Settings
-from config.testkeys import (
+from drivers.virtual import TEST_KEYS as VIRTUAL_TEST_KEYS
+from ecard import Alg, PrivateKey, TrustListError, parse_trust_list
+from ecard.keys import load_private_key, load_public_key
+from ecard.testkeys import (
     TEST_KEYS,
     RefusedTestKey,
     fingerprint,
@@ -23,18 +26,16 @@ from config.testkeys import (
     public_key_der,
     refuse_test_key,
 )
+from ecard.trust import make_trust_list
 from offline_store import Store
 from sync.client import SyncClient
 from sync.config import SyncConfig
 from sync.errors import SyncUnreachable
 from sync.transport import Credentials, RetryPolicy
-from terminal.ecard import Alg, PrivateKey, TrustListError, parse_trust_list
-from terminal.ecard.keys import load_private_key, load_public_key
-from terminal.ecard.trust import make_trust_list
 from terminal.ecard_flow import load_audience_keys, verifier_from_settings
 
 TESTS = Path(__file__).resolve().parents[1]
-KEYS = TESTS / "keys"
+KEYS = VIRTUAL_TEST_KEYS
 KEY_FOLDERS = (KEYS, TESTS / "vectors" / "qr" / "keys")
 ROOT = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
 PLATFORM = load_private_key((KEYS / "qr-platform-es256-test.pem").read_bytes())
@@ -61,13 +62,15 @@ def _material(path: Path) -> list[bytes]:
 
 
 def test_every_key_the_repository_ships_is_listed() -> None:
-    files = sorted(p for folder in KEY_FOLDERS for p in folder.iterdir() if p.is_file())
+    files = sorted(
+        p for folder in KEY_FOLDERS for p in folder.iterdir() if p.is_file() and p.suffix != ".md"
+    )
     files.append(TESTS / "vectors" / "qr" / "root-public.pem")
     assert len(files) >= 14
     found: set[str] = set()
     for path in files:
         for material in _material(path):
-            assert known_test_key(material) is not None, f"{path} is not in config.testkeys"
+            assert known_test_key(material) is not None, f"{path} is not in ecard.testkeys"
             found.add(fingerprint(material))
     assert found == set(TEST_KEYS)  # and nothing listed that is not a test key
 
@@ -80,7 +83,9 @@ def test_a_fresh_key_is_not_a_test_key() -> None:
 
 def test_a_test_key_is_refused_in_production_only() -> None:
     refuse_test_key(ROOT.public_key.spki, "the root", production=False)
-    with pytest.raises(RefusedTestKey, match=r"the root is the public TEST KEY tests/keys/qr-root"):
+    with pytest.raises(
+        RefusedTestKey, match=r"the root is the public TEST KEY drivers/virtual/test_keys/qr-root"
+    ):
         refuse_test_key(ROOT.public_key.spki, "the root", production=True)
     with pytest.raises(RefusedTestKey, match="production = true refuses test keys"):
         refuse_test_key(HOTEL, "audience key hotel-test", production=True)
@@ -110,7 +115,9 @@ def test_a_trust_list_under_the_test_root_is_refused_in_production() -> None:
     data = _list(ROOT, [PLATFORM.public_key])
     pem = ROOT.public_key.to_pem()
     assert parse_trust_list(data, pem, NOW).version == 1  # development: fine
-    with pytest.raises(TrustListError, match=r"TEST KEY tests/keys/qr-root-test\.pem"):
+    with pytest.raises(
+        TrustListError, match=r"TEST KEY drivers/virtual/test_keys/qr-root-test\.pem"
+    ):
         parse_trust_list(data, pem, NOW, production=True)
 
 

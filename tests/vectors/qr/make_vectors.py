@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/vectors/qr/make_vectors.py [--out DIR]
 
-Keys come from tests/keys/ (qr-root-test.pem, qr-platform-*-test.pem,
+Keys come from drivers/virtual/test_keys/ (qr-root-test.pem, qr-platform-*-test.pem,
 qr-audience-hotel-test.key) and from keys/ here (device and unlisted-platform keys); any that
 is missing is generated once and written (TEST KEYS: never deploy them). ES256 signatures are
 deterministic (RFC 6979), so the ES256 files come out byte for byte the same on every run;
@@ -21,9 +21,9 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from terminal.ecard import Alg, PrivateKey, cbor, issue_credential, load_private_key, make_code
-from terminal.ecard.base45 import ALPHABET, b45encode
-from terminal.ecard.format import (
+from ecard import Alg, PrivateKey, cbor, issue_credential, load_private_key, make_code
+from ecard.base45 import ALPHABET, b45encode
+from ecard.format import (
     PREFIX,
     Credential,
     Dynamic,
@@ -34,11 +34,11 @@ from terminal.ecard.format import (
     encode_text,
     sig_structure,
 )
-from terminal.ecard.trust import make_trust_list
-from terminal.ecard.verify import replay_key
+from ecard.trust import make_trust_list
+from ecard.verify import replay_key
 
 HERE = Path(__file__).resolve().parent
-TEST_KEYS = HERE.parents[1] / "keys"
+TEST_KEYS = HERE.parents[2] / "drivers" / "virtual" / "test_keys"
 TEST_KEY_HEADER = (
     b"# TEST KEY of sscard-terminal (tests/vectors/qr): public in the repository, never deploy.\n"
 )

@@ -1,0 +1,624 @@
+"""``sscard platform …``: the operator's commands of the reference platform.
+
+The terminal's command line registers them (:func:`add_parser`) and hands over where the
+public TEST KEYS of ``platform init --test-keys`` are (the platform does not know the terminal's
+drivers); the platform's web stack is imported only when one of its commands runs.
+
+Each handler parses its options, makes one :class:`platform_server.Platform` call and formats
+the answer. ``--db`` takes a database URL or an SQLite file path (default:
+``$SSCARD_PLATFORM_DB``, else ``platform.db`` in the current folder); ``--keys`` the keys
+folder (default: ``$SSCARD_PLATFORM_KEYS``). Card numbers are never printed in full.
+
+Exit status: 0 done, 2 failure (one line on stderr; an error that escapes a handler is answered
+by ``sscard``'s ``main``); ``tx verify`` exits 2 when a chain has a gap, a break, a bad hash or
+a miscount.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from apdu.errors import SscardError
+from apdu.identity import mask_card_number
+from offline_store.denyfile import DenyReason
+from offline_store.identity import canonical_card_id, canonical_ecard_id
+
+if TYPE_CHECKING:
+    from platform_server import Platform
+    from platform_server.chains import ChainSummary
+
+
+def _platform() -> Any:
+    """The reference platform package, imported on first use: its web stack (FastAPI,
+    SQLAlchemy) would otherwise cost every ``sscard`` command half a second of start-up."""
+    import platform_server
+    import platform_server.server
+
+    return platform_server
+
+
+def _config_error(message: str) -> SscardError:
+    """The platform's configuration error (its class is imported with the platform)."""
+    error: SscardError = _platform().PlatformConfigError(message)
+    return error
+
+
+EXIT_OK = 0
+EXIT_FAILURE = 2  # as every sscard command (terminal.outcomes)
+DB_ENV = "SSCARD_PLATFORM_DB"
+KEYS_ENV = "SSCARD_PLATFORM_KEYS"
+DEFAULT_DB_FILE = "platform.db"
+DEFAULT_PORT = 8480
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/"
+KEY_FILE_MODE = 0o600
+DAY_S = 86_400
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+ALGS = {"es256": ("ES256",), "sm2": ("SM2",), "all": ("ES256", "SM2")}  # ecard.keys.Alg values
+
+
+def _fail(message: object) -> int:
+    print(f"sscard: {message}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _db(args: argparse.Namespace) -> str:
+    url: str = args.db or os.environ.get(DB_ENV) or str(Path.cwd() / DEFAULT_DB_FILE)
+    return url
+
+
+def _keys(args: argparse.Namespace) -> str:
+    keys: str | None = args.keys or os.environ.get(KEYS_ENV)
+    if not keys:
+        raise _config_error(f"give the keys folder: --keys DIR (or ${KEYS_ENV})")
+    return keys
+
+
+@contextlib.contextmanager
+def _database(url: str) -> Iterator[None]:
+    """Answer a database file the platform cannot use with an error that names it.
+
+    ``open_engine`` names a database it cannot reach; a file that is not a database at all
+    (SQLite's "file is not a database") still comes out as SQLAlchemy's ``DatabaseError``.
+
+    :param url: the database URL or file, as given
+    :raises PlatformConfigError: for SQLAlchemy's ``DatabaseError``
+    """
+    from sqlalchemy.exc import DatabaseError
+
+    try:
+        yield
+    except DatabaseError as exc:
+        raise _config_error(f"cannot use the database {url}: {exc.orig}") from exc
+
+
+@contextlib.contextmanager
+def _open(args: argparse.Namespace, *, keys: bool = False) -> Iterator[Platform]:
+    url = _db(args)
+    with _database(url), _platform().Platform.open(url, _keys(args) if keys else None) as found:
+        yield found
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """``platform init``: a keys folder with fresh (or test) keys, and the database.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    try:
+        test_keys = args.test_keys_folder if args.test_keys else None
+        with (
+            _database(_db(args)),
+            _platform().Platform.init(_db(args), _keys(args), test_keys=test_keys) as platform,
+        ):
+            trust = platform.trust_list()
+            deny = platform.deny_status()
+    except OSError as exc:
+        return _fail(exc)
+    if args.test_keys:
+        print("warning: the trust root and QR keys are the public TEST KEYS", file=sys.stderr)
+    print(f"keys folder {_keys(args)} created (private files 0600)")
+    print(f"database {_db(args)}: trust list version {trust.version} ({len(trust.kids)} keys),")
+    print(f"deny list version {deny.version} (empty)")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``platform serve``: the HTTP API with uvicorn until SIGTERM or SIGINT.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    if (
+        not _platform().server.is_loopback(args.host)
+        and not args.tls_cert
+        and not args.allow_plain_http
+    ):
+        return _fail(
+            f"{args.host} is not a loopback address: serve HTTPS (--tls-cert, --tls-key) or "
+            "pass --allow-plain-http"
+        )
+    try:
+        with _database(_db(args)):
+            app = _platform().create_app(_db(args), _keys(args))
+        server = _platform().PlatformServer(
+            app, args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
+        )
+    except OSError as exc:
+        return _fail(exc)
+    print(server.url, flush=True)
+    print(f"reference platform on {server.url}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    server.run()
+    return EXIT_OK
+
+
+def cmd_terminal_add(args: argparse.Namespace) -> int:
+    """``platform terminal add ID``: register a terminal, write its key, print its settings.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    key_out = Path(args.key_out)
+    try:
+        fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
+    except OSError as exc:
+        return _fail(f"cannot create the key file {key_out}: {exc.strerror}")
+    try:
+        with _open(args) as platform:
+            credentials = platform.add_terminal(args.id, args.scenarios.split(","), args.region)
+    except SscardError as exc:
+        os.close(fd)
+        key_out.unlink(missing_ok=True)
+        return _fail(exc)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(credentials.key.hex() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        key_out.unlink(missing_ok=True)
+        return _fail(
+            f"terminal {args.id} is registered but its key could not be written to {key_out} "
+            f"({exc.strerror}): register it again under another id"
+        )
+    os.chmod(key_out, KEY_FILE_MODE)
+    print(f"# terminal {args.id}: its key is in {key_out} (mode 0600); keep it secret")
+    print("[terminal]")
+    print(f"id = {_toml(credentials.terminal_id)}")
+    print()
+    print("[sync]")
+    print(f"url = {_toml(args.url)}")
+    print(f"key_id = {_toml(credentials.key_id)}")
+    print(f"key_file = {_toml(str(key_out.resolve()))}")
+    return EXIT_OK
+
+
+def _toml(text: str) -> str:
+    # a JSON string is a TOML basic string (the same escapes)
+    return json.dumps(text, ensure_ascii=False)
+
+
+def cmd_terminal_list(args: argparse.Namespace) -> int:
+    """``platform terminal list``: terminals, last heartbeats, journal cursors.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    with _open(args) as platform:
+        found = platform.list_terminals()
+    for info in found:
+        seen = "never"
+        if info.last_heartbeat_at is not None:
+            seen = dt.datetime.fromtimestamp(info.last_heartbeat_at, dt.UTC).isoformat()
+        beat = info.heartbeat or {}
+        print(
+            f"{info.terminal_id}  region {info.region}  scenarios {','.join(info.scenarios)}  "
+            f"rows {info.rows}  ack {info.ack_seq}  heartbeat {seen}  "
+            f"offset {_offset(info.clock_offset_s)}  backlog {beat.get('backlog', '-')}  "
+            f"deny v{beat.get('deny_version', '-')}  trust v{beat.get('trust_version', '-')}"
+        )
+    if not found:
+        print("no terminals registered")
+    return EXIT_OK
+
+
+def _offset(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}s"
+
+
+def _card(args: argparse.Namespace) -> tuple[str, str]:
+    """The canonical identifier and what may be shown of it."""
+    if args.ecard_token:
+        if args.card:
+            raise _config_error("give REGION:CARDNUMBER or --ecard-token, not both")
+        return canonical_ecard_id(args.ecard_token), f"e-card token {args.ecard_token[:8]}…"
+    if not args.card:
+        raise _config_error("give the card as REGION:CARDNUMBER (or --ecard-token TOKEN)")
+    region, sep, number = args.card.partition(":")
+    if not sep:
+        raise _config_error("give the card as REGION:CARDNUMBER (six digits, a colon, 卡号)")
+    canonical = canonical_card_id(region, number)
+    return canonical, f"card {region}:{mask_card_number(number.upper())}"
+
+
+def cmd_deny_add(args: argparse.Namespace) -> int:
+    """``platform deny add``: list a card (挂失 …) in a new list version.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    try:
+        canonical, shown = _card(args)
+        effective = None
+        if args.effective is not None:
+            if not ISO_DATE.fullmatch(args.effective):
+                raise ValueError(args.effective)
+            effective = dt.date.fromisoformat(args.effective)
+        with _open(args, keys=True) as platform:
+            result = platform.deny(canonical, DenyReason(args.reason), effective)
+    except ValueError:
+        return _fail("--effective must be a date YYYY-MM-DD")
+    if not result.changed:
+        print(f"{shown} is already listed so: deny list stays at version {result.version}")
+    else:
+        print(
+            f"{shown} listed ({args.reason}): deny list version {result.version}, "
+            f"{result.listed} entries"
+        )
+    return EXIT_OK
+
+
+def cmd_deny_remove(args: argparse.Namespace) -> int:
+    """``platform deny remove``: unlist a card (解挂) in a new list version.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    canonical, shown = _card(args)
+    with _open(args, keys=True) as platform:
+        result = platform.undeny(canonical)
+    print(f"{shown} unlisted: deny list version {result.version}, {result.listed} entries")
+    return EXIT_OK
+
+
+def cmd_deny_status(args: argparse.Namespace) -> int:
+    """``platform deny status``: the current version and its size.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    with _open(args) as platform:
+        found = platform.deny_status()
+    print(f"deny list version {found.version}: {found.listed} entries, created {found.created}")
+    return EXIT_OK
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """``platform keys rotate``: new QR signing keys; the old ones leave after the grace.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    with _open(args, keys=True) as platform:
+        from ecard.keys import Alg
+
+        algs = [Alg(name) for name in ALGS[args.alg]]
+        done = [platform.rotate_keys(alg, args.grace_days * DAY_S) for alg in algs]
+    for rotation in done:
+        leaving = ", ".join(rotation.retiring) or "none"
+        until = dt.datetime.fromtimestamp(rotation.retire_at, dt.UTC).isoformat()
+        print(
+            f"{rotation.alg}: new key {rotation.kid}; old keys {leaving} leave the trust list "
+            f"at {until}; trust list version {rotation.trust_version}"
+        )
+    return EXIT_OK
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """``platform keys list``: the QR signing keys and when they retire.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    with _open(args) as platform:
+        found = platform.qr_keys()
+    for key in found:
+        retire = "current"
+        if key.retire_at is not None:
+            retire = "retires " + dt.datetime.fromtimestamp(key.retire_at, dt.UTC).isoformat()
+        print(f"{key.alg:<5} {key.kid}  {retire}")
+    return EXIT_OK
+
+
+def cmd_ecard_issue(args: argparse.Namespace) -> int:
+    """``platform ecard issue --persona FILE``: an opaque national code for the decode table.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    try:
+        persona = tomllib.loads(Path(args.persona).read_text(encoding="utf-8"))
+        with _open(args, keys=True) as platform:
+            issued = platform.issue_ecard(persona, args.valid_hours * 3600)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return _fail(f"cannot read the persona {args.persona}: {exc}")
+    until = dt.datetime.fromtimestamp(issued.expires_at, dt.UTC).isoformat()
+    print(issued.code)
+    print(f"code valid until {until}; card token {issued.token}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_ecard_deferred(args: argparse.Namespace) -> int:
+    """``platform ecard deferred``: the national codes terminals let through offline, and what
+    became of each once the terminal synced (docs/sync.md §12).
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    with _open(args) as platform:
+        codes = platform.deferred_codes(args.terminal, args.limit)
+    for code in codes:
+        when = dt.datetime.fromtimestamp(code.wall_time_us / 1e6, dt.UTC).isoformat()
+        status = f"{code.status}:{code.reason}" if code.reason else code.status
+        follow = f"seq {code.follow_up_seq}" if code.follow_up_seq is not None else "-"
+        amount = "-" if code.amount is None else f"{code.amount / 100:.2f}"
+        print(
+            f"{code.terminal_id}  {code.seq:>8}  {when}  {code.scenario:<9} {status:<28} "
+            f"{follow:<12} {amount:>8}"
+        )
+    if not codes:
+        print("no deferred e-card codes")
+    return EXIT_OK
+
+
+def cmd_catalogue_load(args: argparse.Namespace) -> int:
+    """``platform catalogue load FILE``: replace the catalogue.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    with _open(args) as platform:
+        count = platform.load_catalogue(args.file)
+    print(f"catalogue loaded: {count} items")
+    return EXIT_OK
+
+
+def cmd_tx_list(args: argparse.Namespace) -> int:
+    """``platform tx list``: the newest journal rows (no personal data).
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    with _open(args) as platform:
+        rows = platform.transactions(args.terminal, args.limit)
+    for row in rows:
+        when = dt.datetime.fromtimestamp(row.wall_time_us / 1e6, dt.UTC).isoformat()
+        flags = ",".join(f for f, on in (("chain_break", row.chain_break), ("gap", row.gap)) if on)
+        amount = "-" if row.amount is None else f"{row.amount / 100:.2f}"
+        print(
+            f"{row.terminal_id}  {row.seq:>8}  {when}  {row.scenario:<9} {row.outcome:<8} "
+            f"{row.reason_code:<24} {amount:>8}  {flags}"
+        )
+    if not rows:
+        print("no journal rows")
+    return EXIT_OK
+
+
+def cmd_tx_verify(args: argparse.Namespace) -> int:
+    """``platform tx verify``: per terminal, walk the stored chain again.
+
+    :param args: the parsed options
+    :returns: the exit status (0 done, 2 failure)
+    """
+    with _open(args) as platform:
+        summaries = platform.verify_chains(args.terminal)
+    for summary in summaries:
+        print(_summary_line(summary))
+    bad = [s.terminal_id for s in summaries if not s.ok]
+    if bad:
+        return _fail(f"chain problems for {len(bad)} terminal(s): {', '.join(bad)}")
+    return EXIT_OK
+
+
+def _summary_line(summary: ChainSummary) -> str:
+    span = f"seq {summary.min_seq}-{summary.max_seq}" if summary.rows else "no rows"
+    head = (
+        f"{summary.terminal_id}: {summary.rows} rows (counted {summary.counted}), {span}, "
+        f"ack {summary.ack_seq}"
+    )
+    if summary.ok:
+        return f"{head}: ok"
+    ranges = " ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in summary.missing_ranges)
+    return (
+        f"{head}: {summary.missing} missing ({ranges or '-'}), "
+        f"{summary.chain_breaks} chain breaks ({_seqs(summary.first_breaks)}), "
+        f"{summary.bad_hashes} bad hashes ({_seqs(summary.first_bad_hashes)})"
+    )
+
+
+def _seqs(seqs: Sequence[int]) -> str:
+    return " ".join(str(s) for s in seqs) or "-"
+
+
+def _db_option(parser: argparse.ArgumentParser, *, keys: bool = False) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help=f"database URL or SQLite file (default: ${DB_ENV}, else ./{DEFAULT_DB_FILE})",
+    )
+    if keys:
+        parser.add_argument("--keys", metavar="DIR", help=f"keys folder (default: ${KEYS_ENV})")
+
+
+def _card_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "card", nargs="?", metavar="REGION:CARDNUMBER", help="six-digit region code and 卡号"
+    )
+    parser.add_argument("--ecard-token", metavar="TOKEN", help="an e-card token instead of a card")
+    _db_option(parser, keys=True)
+
+
+def add_parser(sub: Any, *, test_keys: Path) -> None:
+    """Register ``sscard platform`` and its commands.
+
+    :param sub: the CLI's subparsers
+    :param test_keys: the folder of the public TEST KEYS ``platform init --test-keys`` copies
+    :raises: nothing
+    """
+    platform = sub.add_parser("platform", help="the reference platform: serve it, operate it")
+    actions = platform.add_subparsers(
+        dest="platform_command", required=True, metavar="ACTION", help="what to do"
+    )
+
+    init = actions.add_parser("init", help="create a keys folder and the database")
+    _db_option(init, keys=True)
+    init.add_argument(
+        "--test-keys",
+        action="store_true",
+        help="copy the repository's public TEST KEYS (development and tests only)",
+    )
+    init.set_defaults(handler=cmd_init, test_keys_folder=test_keys)
+
+    serve = actions.add_parser("serve", help="serve the HTTP API until SIGTERM or Ctrl-C")
+    _db_option(serve, keys=True)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port, 0 for any (default {DEFAULT_PORT})"
+    )
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate")
+    serve.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    serve.add_argument(
+        "--allow-plain-http",
+        action="store_true",
+        help="allow plain HTTP on a non-loopback address",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    _terminal_parsers(actions)
+    _deny_parsers(actions)
+
+    _keys_parsers(actions)
+    _ecard_parsers(actions)
+    _catalogue_parsers(actions)
+    _tx_parsers(actions)
+
+
+def _keys_parsers(actions: Any) -> None:
+    keys = actions.add_parser("keys", help="the platform's QR signing keys")
+    keys_actions = keys.add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION", help="what to do"
+    )
+    rotate = keys_actions.add_parser("rotate", help="new QR signing keys; old ones retire later")
+    rotate.add_argument("--alg", choices=tuple(ALGS), default="all", help="which (default: all)")
+    rotate.add_argument(
+        "--grace-days",
+        type=float,
+        default=14.0,
+        help="days the old keys stay on the trust list (default: 14)",
+    )
+    _db_option(rotate, keys=True)
+    rotate.set_defaults(handler=cmd_keys_rotate)
+    listing = keys_actions.add_parser("list", help="the QR signing keys and their retirement")
+    _db_option(listing)
+    listing.set_defaults(handler=cmd_keys_list)
+
+
+def _ecard_parsers(actions: Any) -> None:
+    ecard = actions.add_parser("ecard", help="opaque national e-card codes")
+    ecard_actions = ecard.add_subparsers(
+        dest="ecard_command", required=True, metavar="ACTION", help="what to do"
+    )
+    issue = ecard_actions.add_parser("issue", help="store a code for a persona and print it")
+    issue.add_argument("--persona", required=True, help="persona TOML file")
+    issue.add_argument(
+        "--valid-hours", type=float, default=24.0, help="how long it decodes (default: 24)"
+    )
+    _db_option(issue, keys=True)
+    issue.set_defaults(handler=cmd_ecard_issue)
+    deferred = ecard_actions.add_parser(
+        "deferred", help="codes let through offline and their confirmation by the platform"
+    )
+    deferred.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
+    deferred.add_argument("--limit", type=int, default=50, help="how many codes (default: 50)")
+    _db_option(deferred)
+    deferred.set_defaults(handler=cmd_ecard_deferred)
+
+
+def _catalogue_parsers(actions: Any) -> None:
+    catalogue = actions.add_parser("catalogue", help="the application catalogue (应用目录)")
+    catalogue_actions = catalogue.add_subparsers(
+        dest="catalogue_command", required=True, metavar="ACTION", help="what to do"
+    )
+    load = catalogue_actions.add_parser("load", help="replace it with a .toml or .json file")
+    load.add_argument("file", help="an sscard-catalogue/1 file")
+    _db_option(load)
+    load.set_defaults(handler=cmd_catalogue_load)
+
+
+def _tx_parsers(actions: Any) -> None:
+    tx = actions.add_parser("tx", help="the uploaded journal rows")
+    tx_actions = tx.add_subparsers(
+        dest="tx_command", required=True, metavar="ACTION", help="what to do"
+    )
+    tx_list = tx_actions.add_parser("list", help="the newest rows")
+    tx_list.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
+    tx_list.add_argument("--limit", type=int, default=50, help="how many rows (default: 50)")
+    _db_option(tx_list)
+    tx_list.set_defaults(handler=cmd_tx_list)
+    verify = tx_actions.add_parser("verify", help="check every chain: breaks, gaps, counts")
+    verify.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
+    _db_option(verify)
+    verify.set_defaults(handler=cmd_tx_verify)
+
+
+def _terminal_parsers(actions: Any) -> None:
+    terminal = actions.add_parser("terminal", help="register and list terminals")
+    terminal_actions = terminal.add_subparsers(
+        dest="terminal_command", required=True, metavar="ACTION", help="what to do"
+    )
+    add = terminal_actions.add_parser("add", help="register a terminal and write its key")
+    add.add_argument("id", metavar="ID", help="terminal id: 1-32 letters, digits, '-', '_'")
+    add.add_argument(
+        "--scenarios", default="gate", help="scenarios it serves, comma-separated (default: gate)"
+    )
+    add.add_argument("--region", default="440100", help="six-digit region (default: 440100)")
+    add.add_argument(
+        "--key-out", required=True, metavar="FILE", help="where to write its key (created 0600)"
+    )
+    add.add_argument(
+        "--url", default=DEFAULT_URL, help=f"the platform URL it uses (default: {DEFAULT_URL})"
+    )
+    _db_option(add)
+    add.set_defaults(handler=cmd_terminal_add)
+    listing = terminal_actions.add_parser("list", help="terminals and their last heartbeat")
+    _db_option(listing)
+    listing.set_defaults(handler=cmd_terminal_list)
+
+
+def _deny_parsers(actions: Any) -> None:
+    deny = actions.add_parser("deny", help="list and unlist cards (挂失/解挂)")
+    deny_actions = deny.add_subparsers(
+        dest="deny_command", required=True, metavar="ACTION", help="what to do"
+    )
+    add = deny_actions.add_parser("add", help="list a card: a new list version")
+    _card_options(add)
+    add.add_argument(
+        "--reason", required=True, choices=[str(r) for r in DenyReason], help="why it is listed"
+    )
+    add.add_argument("--effective", metavar="YYYY-MM-DD", help="first day it applies (today)")
+    add.set_defaults(handler=cmd_deny_add)
+    remove = deny_actions.add_parser("remove", help="unlist a card (解挂): a new list version")
+    _card_options(remove)
+    remove.set_defaults(handler=cmd_deny_remove)
+    status = deny_actions.add_parser("status", help="the current list version")
+    _db_option(status)
+    status.set_defaults(handler=cmd_deny_status)

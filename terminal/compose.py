@@ -1,0 +1,178 @@
+"""The composition root, as far as it goes: what builds a terminal's parts from its settings.
+
+The command handlers of ``sscard tap``, ``sscard qr verify`` and ``sscard scan`` build the same
+parts (the offline store, the platform link, the indicators) and ``sscard deny status`` and
+``sscard catalogue list`` the same profiles; they take them from here, so no command module
+imports another. The daemon of the coming issues will build its terminal here too
+(``open_terminal(settings, profile)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from apdu.errors import SscardError
+from config.settings import Settings
+from drivers.indicators import (
+    ConsoleIndicator,
+    Indicator,
+    IndicatorError,
+    IndicatorSet,
+    SerialIndicator,
+    VoiceIndicator,
+)
+from drivers.indicators.voice import SND_DIR, audio_output_present
+from ecard import save_trust_list
+from offline_store import Store, load_key_file, load_pepper_file
+from sync.config import SyncConfig
+from sync.online import OnlineLists
+from terminal.list_policy import ONLINE
+from terminal.pipeline import Pipeline
+from terminal.profiles import PROFILE_DIR, Profile, load_profile
+
+log = logging.getLogger(__name__)
+
+
+def open_store(settings: Settings) -> Store:
+    """Open the offline store the settings name, with its pepper and journal key.
+
+    :param settings: the terminal settings
+    :raises SscardError: no pepper configured, unreadable key files, a locked or newer store
+    """
+    if settings.pepper_file is None:
+        raise SscardError(f"{settings.source}: [store] pepper_file is not set")
+    pepper = load_pepper_file(settings.pepper_file)
+    key = load_key_file(settings.journal_key_file) if settings.journal_key_file else None
+    return Store.open(
+        settings.database,
+        journal_key=key,
+        pepper=pepper,
+        journal_cap_rows=settings.journal_cap_rows,
+    )
+
+
+def open_online(settings: Settings, store: Store, profile: Profile) -> OnlineLists | None:
+    """The platform link for the ``online`` degraded policy (``sync.online.OnlineLists``), or
+    ``None`` when the profile never asks or no platform is configured.
+
+    A link that cannot be built (an unreadable key file) is a warning, not a failure: the
+    terminal still decides, under the profile's fallback.
+
+    :param settings: the terminal settings (``[sync]``)
+    :param store: the open store
+    :param profile: the scenario profile (its policy and timeout)
+    :raises: nothing
+    """
+    policy = profile.degraded
+    if ONLINE not in (policy.deny_list, policy.catalogue, policy.trust_list):
+        return None
+    if not (settings.sync_url and settings.sync_key_file and settings.sync_key_id):
+        return None  # startup_warnings says what the profile does instead
+    try:
+        config = SyncConfig.from_settings(settings)
+    except SscardError as exc:
+        print(f"sscard: warning: no platform link ({exc}); deciding without it", file=sys.stderr)
+        return None
+    return OnlineLists(
+        config, store, timeout_s=policy.online_timeout_s, trust_saver=save_trust_list
+    )
+
+
+def warn_operator(pipeline: Pipeline) -> None:
+    """Print the pipeline's start-up warnings on stderr, loudly.
+
+    :param pipeline: the pipeline
+    :raises: nothing
+    """
+    for line in pipeline.warnings:
+        print(f"sscard: WARNING: {line}", file=sys.stderr)
+
+
+def voice_enabled(
+    setting: bool | None, *, snd_dir: Path = SND_DIR, aplay: str | None = "aplay"
+) -> bool:
+    """Whether prompts are spoken: as the settings say, and where they say nothing, wherever
+    the machine has a sound output (Guangdong draft §15, 2026 draft §6, Jiangxi §10).
+
+    :param setting: ``[indicators] voice``: ``True``, ``False``, or ``None`` when not set
+    :param snd_dir: where ALSA's device nodes are
+    :param aplay: the ``aplay`` program asked for sound cards, ``None`` not to ask
+    """
+    if setting is not None:
+        return setting
+    present = audio_output_present(snd_dir, aplay)
+    log.info(
+        "event=voice_default enabled=%s why=%s",
+        str(present).lower(),
+        "audio_output_found" if present else "no_audio_output",
+    )
+    return present
+
+
+def build_indicators(
+    settings: Settings,
+    profile: Profile,
+    profile_dir: Path = PROFILE_DIR,
+    *,
+    snd_dir: Path = SND_DIR,
+) -> Indicator | None:
+    """The indicators the settings ask for: console (stderr), serial board, voice.
+
+    Voice prompts follow :func:`voice_enabled`. When they are on only because a sound output
+    exists and they cannot start (espeak-ng missing), the terminal goes on without them and
+    says so: refusing every holder for want of a voice would be worse.
+
+    :param settings: the terminal settings
+    :param profile: the scenario profile (its voice prompts)
+    :param profile_dir: the folder relative audio files of the profile are taken from
+    :param snd_dir: where ALSA's device nodes are
+    :raises SscardError: an indicator that cannot start (voice: only when the settings ask
+        for it)
+    """
+    chosen: list[Indicator] = []
+    if settings.console:
+        chosen.append(ConsoleIndicator(sys.stderr))
+    if settings.serial_port:
+        chosen.append(SerialIndicator(settings.serial_port, baudrate=settings.serial_baud))
+    setting = settings.voice
+    if voice_enabled(setting, snd_dir=snd_dir):
+        try:
+            chosen.append(VoiceIndicator.from_config(profile.voice, base_dir=profile_dir))
+        except IndicatorError as exc:
+            if setting is not None:
+                raise
+            log.warning("event=voice_unavailable error=%s", exc)
+    return IndicatorSet(chosen) if chosen else None
+
+
+@contextmanager
+def closing_indicator(indicator: Indicator | None) -> Iterator[Indicator | None]:
+    """Close the indicators when the command ends.
+
+    :param indicator: the indicators, or ``None``
+    """
+    try:
+        yield indicator
+    finally:
+        if indicator is not None:
+            indicator.close()
+
+
+def profile_dir_of(scenario: str) -> Path:
+    """The folder of a profile given by path, else the built-in profile folder."""
+    path = Path(scenario)
+    return path.resolve().parent if path.suffix == ".toml" else PROFILE_DIR
+
+
+def scenario_profiles(names: list[str] | None) -> list[Profile]:
+    """The profiles a status command reports on.
+
+    :param names: ``--scenario`` values, or ``None`` for every built-in profile
+    :raises ProfileError: a profile that cannot be loaded
+    """
+    chosen = names or sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    return [load_profile(name) for name in chosen]
