@@ -28,9 +28,10 @@ lint: venv
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# every sscard command the suite runs is checked against its recorded output (tests/golden.py)
+# every sscard command the suite runs is checked against its recorded output (tests/golden.py);
+# the end-to-end tests and the rest run side by side (tests/parallel.py)
 test: venv lint
-	SSCARD_GOLDEN=check $(PY) -m pytest
+	SSCARD_GOLDEN=check $(PY) tests/parallel.py
 
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv
