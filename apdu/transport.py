@@ -14,11 +14,11 @@ Only :func:`send` turns a status word other than ``9000`` into :class:`~apdu.err
 from __future__ import annotations
 
 import logging
-from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 from apdu.command import SW_OK, CommandApdu
 from apdu.errors import ApduError, ApduFormatError
+from apdu.resources import Closing
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class Connection(Protocol):
         ...
 
 
-class _Wrapper:
+class _Wrapper(Closing):
     """Base of the chain links: delegates ``close`` and supports ``with``."""
 
     def __init__(self, inner: Connection) -> None:
@@ -53,17 +53,6 @@ class _Wrapper:
     def close(self) -> None:
         """Close the wrapped connection."""
         self.inner.close()
-
-    def __enter__(self) -> _Wrapper:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class WrongLengthConnection(_Wrapper):

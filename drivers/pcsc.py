@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from types import TracebackType
 
 from smartcard import scard
 
 from apdu.errors import CardRemoved, ReaderTimeout, ReaderUnavailable
+from apdu.resources import Closing
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _message(hresult: int) -> str:
     return f"{scard.SCardGetErrorMessage(hresult)} (0x{_rc(hresult):08X})"
 
 
-class PcscConnection:
+class PcscConnection(Closing):
     """One card in one reader, connected in shared mode.
 
     :param context: the PC/SC context (owned by the caller's :class:`PcscReader`)
@@ -104,17 +104,6 @@ class PcscConnection:
             return
         self._closed = True
         scard.SCardDisconnect(self._card, scard.SCARD_LEAVE_CARD)
-
-    def __enter__(self) -> PcscConnection:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _raise_for(hresult: int, what: str) -> None:

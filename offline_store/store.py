@@ -15,8 +15,8 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 
+from apdu.resources import Closing
 from offline_store.audit import AuditLog
 from offline_store.catalogue import Catalogue
 from offline_store.daycount import DayCounts
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 DEFAULT_JOURNAL_CAP_ROWS = 1_000_000
 
 
-class Store:
+class Store(Closing):
     """An open offline store. Build it with :meth:`open`; close it (or use ``with``).
 
     :param store_db: the locked, migrated database
@@ -153,14 +153,3 @@ class Store:
         :raises: nothing
         """
         self._db.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from apdu.resources import Closing
 from ecard.keys import Alg
 from offline_store.denyfile import DenyReason
 from offline_store.identity import keyed_card_hash
@@ -72,7 +72,7 @@ class Rotation:
     trust_version: int
 
 
-class Platform:
+class Platform(Closing):
     """The reference platform.
 
     :param engine: the database (:func:`platform_server.db.open_engine`)
@@ -151,17 +151,6 @@ class Platform:
         """
         self.nonces.close()
         self.engine.dispose()
-
-    def __enter__(self) -> Platform:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def keys(self) -> PlatformKeys:

@@ -37,12 +37,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import requests
 
 from apdu.errors import SscardError
+from apdu.resources import Closing
 from ecard.testkeys import public_key_der, refuse_test_key
 from offline_store import (
     DenyListError,
@@ -126,7 +126,7 @@ FollowUp = Callable[[Store, JournalRow, Confirmation], JournalEntry]
 which adds the profile's own checks and the fare)."""
 
 
-class SyncClient:
+class SyncClient(Closing):
     """Talks to the platform for one terminal and its offline store.
 
     :param config: the sync settings (:meth:`SyncConfig.from_settings`)
@@ -676,17 +676,6 @@ class SyncClient:
         :raises: nothing
         """
         self.transport.close()
-
-    def __enter__(self) -> SyncClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _batch_body(rows: list[JournalRow]) -> tuple[bytes, list[JournalRow]]:

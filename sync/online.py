@@ -18,11 +18,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from types import TracebackType
 
 import requests
 
 from apdu.errors import SscardError
+from apdu.resources import Closing
 from offline_store import Store
 from sync.client import SyncClient, TrustSaver
 from sync.config import SyncConfig
@@ -37,7 +37,7 @@ ONE_ATTEMPT = RetryPolicy(attempts=1)
 DEFAULT_QUIET_S = 30.0
 
 
-class OnlineLists:
+class OnlineLists(Closing):
     """The platform, asked while a holder waits.
 
     :param config: the sync settings (:meth:`SyncConfig.from_settings`); its ``region`` is the
@@ -157,14 +157,3 @@ class OnlineLists:
         :raises: nothing
         """
         self._client.close()
-
-    def __enter__(self) -> OnlineLists:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

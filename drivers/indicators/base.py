@@ -19,10 +19,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
 from typing import ClassVar
 
 from apdu.errors import DriverError
+from apdu.resources import Closing
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class Indication:
         return hotline_text(self.hotlines)
 
 
-class Indicator(ABC):
+class Indicator(Closing, ABC):
     """One device that tells the person at the terminal what was decided.
 
     Indicators are blocking and start no threads; a slow device bounds its own wait (a serial
@@ -181,17 +181,6 @@ class Indicator(ABC):
 
         :raises IndicatorError: when the device could not be released cleanly
         """
-
-    def __enter__(self) -> Indicator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class IndicatorSet(Indicator):

@@ -34,10 +34,10 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar
 
 from apdu.errors import DriverError
+from apdu.resources import Closing
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Scan:
         )
 
 
-class Scanner(ABC):
+class Scanner(Closing, ABC):
     """A QR code scanner read with a deadline; blocking, single-threaded, no threads of its own.
 
     Use it from one thread, as a context manager or with :meth:`close`.
@@ -186,17 +186,6 @@ class Scanner(ABC):
         self._pending.clear()
         self._last_seen.clear()
         self._release()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the primitives of a back-end ---------------------------------------------------------
 

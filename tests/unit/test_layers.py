@@ -21,8 +21,9 @@ package                   may import (project)                           third-p
 ``config/``               —                                              pydantic
 ========================  =============================================  =====================
 
-plus the project's one error root, ``apdu.errors`` (STYLE.md: "One root, ``SscardError``"),
-which every package but ``config/`` (its own root, :mod:`config.errors`) may raise and catch.
+plus the project's two roots, which every package but ``config/`` (its own root,
+:mod:`config.errors`) may use: the one error root, ``apdu.errors`` (STYLE.md: "One root,
+``SscardError``"), and ``apdu.resources`` (``Closing``, the base of what ``with`` closes).
 A row that names no third-party library limits none; the standard library is always allowed,
 but the pure packages (``apdu/``, ``ecard/``) do no I/O, so not its sockets, child processes or
 SQLite. What the code needs beyond the table is listed, with its reason, in
@@ -40,7 +41,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ERROR_ROOT = "apdu.errors"
+ROOTS = frozenset({"apdu.errors", "apdu.resources"})
 #: stdlib modules that are I/O, which the pure packages never import
 IO_STDLIB = frozenset({"socket", "subprocess", "sqlite3", "ssl", "http", "urllib", "asyncio"})
 
@@ -52,7 +53,7 @@ class Layer:
     :param project: the project modules it may import (a package, or a module of one)
     :param third_party: the third-party top-level names it may import; ``None``: any
     :param pure: no I/O (the stdlib's sockets, child processes and SQLite are out too)
-    :param error_root: it may import ``apdu.errors``
+    :param error_root: it may import the roots (``apdu.errors``, ``apdu.resources``)
     """
 
     project: tuple[str, ...]
@@ -212,7 +213,7 @@ def _id(path: Path) -> str:
 def _allowed(package: str, name: str) -> bool:
     """Whether the table lets ``package`` import the project module ``name``."""
     layer = LAYERS[package]
-    if layer.error_root and name in {ERROR_ROOT, "apdu"}:
+    if layer.error_root and (name in ROOTS or name == "apdu"):
         return True  # ``from apdu.errors import …`` names the package apdu too
     own = package.replace("/", ".")
     if name == own or name.startswith(own + "."):
@@ -302,6 +303,8 @@ def test_a_layer_break_is_found() -> None:
     assert not _allowed("platform_server", "offline_store.store")
     assert not _allowed("sync", "terminal.pipeline")
     assert not _allowed("config", "apdu.errors")
+    assert not _allowed("ecard", "apdu.ssc")
+    assert _allowed("offline_store", "apdu.resources")
     assert _allowed("platform_server", "offline_store.denyfile")
     assert _allowed("terminal", "platform_server.cli")
 
