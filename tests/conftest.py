@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import golden
+import postgres
 import pytest
 from privacy import CaptureHandler, find_leaks, persona_secrets
 from support import READER0, READER1
@@ -183,3 +184,37 @@ def cards(pcscd: Pcscd) -> Iterator[InsertedCards]:
     inserted = InsertedCards()
     yield inserted
     inserted.remove_all()
+
+
+# --- the platform's databases (tests/postgres.py) -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the session, started on first use: the URL of a throwaway cluster
+    (or of ``$SSCARD_TEST_POSTGRES_URL``). Skips where none can be had, unless the run requires
+    one (``$SSCARD_TEST_POSTGRES=required``, as ``make test`` does): then it fails."""
+    try:
+        with postgres.throwaway_cluster() as url:
+            yield url
+    except postgres.NoPostgres as exc:
+        if postgres.required():
+            pytest.fail(f"PostgreSQL is required for this run: {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL: {exc}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def platform_db(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The reference platform's database, once on each it supports: ``None`` (an SQLite file of
+    the test's own), then a PostgreSQL schema of the test's own, dropped afterwards."""
+    if request.param == "sqlite":
+        yield None
+        return
+    server = request.getfixturevalue("postgres_server")
+    try:
+        with postgres.schema_url(server) as url:
+            yield url
+    except postgres.NoPostgres as exc:
+        if postgres.required():
+            pytest.fail(f"PostgreSQL is required for this run: {exc}", pytrace=False)
+        pytest.skip(f"no PostgreSQL: {exc}")

@@ -49,9 +49,9 @@ PEPPER_FILE = "pepper.key"
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[LivePlatform]:
+def live(platform_db: str | None, tmp_path: Path) -> Iterator[LivePlatform]:
     terminals = {"T1": ("gate",), "T2": ("gate", "hotel"), "H1": ("hotel",)}
-    with live_platform(tmp_path, terminals) as running:
+    with live_platform(tmp_path, terminals, db_url=platform_db) as running:
         yield running
 
 

@@ -26,8 +26,10 @@ CARD = canonical_card_id("360100", "J36007413")
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[LivePlatform]:
-    with live_platform(tmp_path, {"T1": ("transit",), "T2": ("hotel",)}) as running:
+def live(platform_db: str | None, tmp_path: Path) -> Iterator[LivePlatform]:
+    with live_platform(
+        tmp_path, {"T1": ("transit",), "T2": ("hotel",)}, db_url=platform_db
+    ) as running:
         yield running
 
 

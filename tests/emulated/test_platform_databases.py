@@ -1,15 +1,12 @@
-"""The platform on each database it supports: SQLite always, PostgreSQL when a server is
-reachable through ``$SSCARD_TEST_POSTGRES_URL`` (e.g.
-``postgresql+psycopg://postgres@127.0.0.1:5432/postgres``; each test works in a schema of its
-own and drops it). Concurrent batches of one terminal never store or count a row twice."""
+"""The platform on each database it supports (the ``platform_db`` fixture: an SQLite file, and a
+schema of its own on a throwaway PostgreSQL cluster, tests/postgres.py). Concurrent batches of
+one terminal never store or count a row twice."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,50 +21,11 @@ from platform_server.nonces import PURGE_INTERVAL_S
 
 pytestmark = pytest.mark.emulated
 
-POSTGRES_ENV = "SSCARD_TEST_POSTGRES_URL"
 
-
-def _postgres_schema() -> Iterator[str]:
-    url = os.environ.get(POSTGRES_ENV)
-    if not url:
-        pytest.skip(f"no PostgreSQL server: set ${POSTGRES_ENV} to run the platform on one")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("PostgreSQL tests need the psycopg driver (pip install 'psycopg[binary]')")
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
-
-    schema = f"sscard_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"${POSTGRES_ENV} is set but the server is not reachable: {exc.orig}")
-    separator = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LivePlatform]:
-    if request.param == "postgresql":
-        schemas = _postgres_schema()
-        db_url: str | None = next(schemas)
-    else:
-        schemas, db_url = None, None
-    try:
-        with live_platform(tmp_path, {"T1": ("gate",), "T2": ("hotel",)}, db_url=db_url) as run:
-            yield run
-    finally:
-        if schemas is not None:
-            schemas.close()
+@pytest.fixture
+def live(platform_db: str | None, tmp_path: Path) -> Iterator[LivePlatform]:
+    with live_platform(tmp_path, {"T1": ("gate",), "T2": ("hotel",)}, db_url=platform_db) as run:
+        yield run
 
 
 def test_batches_dedup_gaps_and_the_ack_cursor(live: LivePlatform) -> None:

@@ -41,8 +41,8 @@ HEARTBEAT = {
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[LivePlatform]:
-    with live_platform(tmp_path, {"T1": ("gate",), "T2": ("gate",)}) as running:
+def live(platform_db: str | None, tmp_path: Path) -> Iterator[LivePlatform]:
+    with live_platform(tmp_path, {"T1": ("gate",), "T2": ("gate",)}, db_url=platform_db) as running:
         yield running
 
 
