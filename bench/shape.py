@@ -125,7 +125,7 @@ def value_text(value: float | None) -> str:
     if value is None:
         return "—"
     size = abs(value)
-    if size >= 1000:
+    if size >= 1000 or float(value).is_integer():
         return f"{value:,.0f}"
     if size >= 10:
         return f"{value:.1f}"
