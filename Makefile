@@ -38,7 +38,8 @@ golden: venv
 	SSCARD_GOLDEN=record $(PY) -m pytest
 
 # every benchmark in bench/, one table, each row beside its goal (issue 16); the full run takes
-# about half an hour (the deny list at 10 M entries); BENCH_ARGS="--only qr sm2" picks some
+# about 3 minutes on 2 CPUs, most of it the deny list at 10 M entries (about 2 GB of disk and
+# of memory); BENCH_ARGS="--only qr sm2" picks some
 bench: venv
 	$(PY) bench/run.py --json bench/results.json $(BENCH_ARGS)
 
