@@ -52,13 +52,22 @@ def child(name: str, seconds: int, timeout: int, rss_mb: int) -> None:
     def one_input(data: bytes) -> None:
         targets.check(name, data)
 
+    options = []
+    if target.tokens:  # libFuzzer's dictionary format: one quoted word a line, \xNN escapes
+        words = OUT / f"{name}.dict"
+        words.write_text("".join(f'"{_escape(token)}"\n' for token in target.tokens))
+        options.append(f"-dict={words}")
     atheris.Setup(
-        [sys.argv[0], str(corpus), f"-max_total_time={seconds}", f"-timeout={timeout}",
+        [sys.argv[0], str(corpus), *options, f"-max_total_time={seconds}", f"-timeout={timeout}",
          f"-rss_limit_mb={rss_mb}", "-print_final_stats=1", "-max_len=4096",
          f"-artifact_prefix={OUT}/crash-{name}-"],
         one_input,
     )  # fmt: skip
     atheris.Fuzz()
+
+
+def _escape(token: bytes) -> str:
+    return "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\x{b:02X}" for b in token)
 
 
 def fuzz(name: str, seconds: int, timeout: int, rss_mb: int) -> dict[str, object]:

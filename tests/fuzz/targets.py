@@ -267,10 +267,13 @@ class Target:
 
     :param run: the target
     :param seeds: builds the valid inputs to start from
+    :param tokens: words of the format for libFuzzer's dictionary (``-dict``): mutation inserts
+        them whole, which gets past strict prefixes and separators
     """
 
     run: Callable[[bytes], object]
     seeds: Callable[[], list[bytes]]
+    tokens: tuple[bytes, ...] = ()
 
 
 TARGETS: dict[str, Target] = {
@@ -284,10 +287,33 @@ TARGETS: dict[str, Target] = {
         ],
     ),
     "atr": Target(atr, lambda: [_card().atr]),
-    "qr_text": Target(qr_text, lambda: [_codes()[1].encode()]),
+    "qr_text": Target(
+        qr_text,
+        lambda: [_codes()[1].encode()],
+        (b"SSC1:", b" ", b"$", b"%", b"*", b"+", b"-", b".", b"/", b":"),
+    ),
     "qr_cbor": Target(qr_cbor, lambda: [decode_text(_codes()[1])]),
-    "hsm_step1": Target(hsm_step1_text, lambda: [_step1()]),
-    "platform_answers": Target(platform_answers, lambda: [_answers()]),
+    "hsm_step1": Target(hsm_step1_text, lambda: [_step1()], (b"|", b"440100", b"01", b"02", b"03")),
+    "platform_answers": Target(
+        platform_answers,
+        lambda: [_answers()],
+        (
+            b'"ack_seq"',
+            b'"accepted"',
+            b'"duplicates"',
+            b'"rejected"',
+            b"{",
+            b"}",
+            b"[",
+            b"]",
+            b":",
+            b",",
+            b"null",
+            b"true",
+            b"-1",
+            b"1e309",
+        ),
+    ),
     "settings": Target(settings, lambda: [_settings()]),
     "profile": Target(profile, lambda: [_profile()]),
 }
