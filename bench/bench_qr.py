@@ -29,15 +29,9 @@ from ecard.verify import verify_code
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import qr_images  # noqa: E402 - the tests' frames, so the bench measures what they check
-from shape import Row, row  # noqa: E402
+from shape import Row, percentile, row  # noqa: E402
 
 KEYS = TEST_KEYS
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    """The sample at ``fraction`` of the sorted samples (nearest rank)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def make(alg: Alg, now: int) -> tuple[str, bytes, bytes]:

@@ -22,13 +22,7 @@ from drivers.scanners.decoders import DECODERS, decode_frame, load_decoder
 # the frames are drawn by the tests' image helper, so the benchmark measures what they check
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import qr_images
-from shape import Row, row
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    """The sample at ``fraction`` of the sorted samples (nearest rank)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+from shape import Row, percentile, row
 
 
 def measure(quick: bool) -> list[Row]:

@@ -145,11 +145,11 @@ def table(rows: Sequence[Row]) -> list[str]:
 
     :param rows: the rows
     """
-    head = f"{'bench':<9} {'measure':<52} {'value':>12} {'unit':<7} {'goal':<16} {'verdict':<11}"
+    head = f"{'bench':<9} {'measure':<60} {'value':>12} {'unit':<7} {'goal':<16} {'verdict':<11}"
     lines = [head, "-" * len(head)]
     for item in rows:
         lines.append(
-            f"{item.bench:<9} {item.name[:52]:<52} {value_text(item.value):>12} "
+            f"{item.bench:<9} {item.name[:60]:<60} {value_text(item.value):>12} "
             f"{item.unit:<7} {goal_text(item):<16} {item.verdict!s:<11} {item.note}".rstrip()
         )
     return lines
