@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test golden lint system venv clean
+.PHONY: demo test golden lint system venv clean bench bench-quick fuzz
 
 system:
 	@bash scripts/install-system-deps.sh
@@ -36,6 +36,21 @@ test: venv lint
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv
 	SSCARD_GOLDEN=record $(PY) -m pytest
+
+# every benchmark in bench/, one table, each row beside its goal (issue 16); the full run takes
+# about 3 minutes on 2 CPUs, most of it the deny list at 10 M entries (about 2 GB of disk and
+# of memory); BENCH_ARGS="--only qr sm2" picks some
+bench: venv
+	$(PY) bench/run.py --json bench/results.json $(BENCH_ARGS)
+
+bench-quick: venv
+	$(PY) bench/run.py --quick $(BENCH_ARGS)
+
+# coverage-guided fuzzing with atheris, FUZZ_SECONDS per target (the short form is in `make test`)
+FUZZ_SECONDS ?= 60
+fuzz: venv
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test,fuzz]'
+	$(PY) tests/fuzz/run.py --seconds $(FUZZ_SECONDS) $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

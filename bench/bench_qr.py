@@ -29,14 +29,9 @@ from ecard.verify import verify_code
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import qr_images  # noqa: E402 - the tests' frames, so the bench measures what they check
+from shape import Row, percentile, row  # noqa: E402
 
 KEYS = TEST_KEYS
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    """The sample at ``fraction`` of the sorted samples (nearest rank)."""
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def make(alg: Alg, now: int) -> tuple[str, bytes, bytes]:
@@ -68,10 +63,11 @@ def timed(rounds: int, step: Callable[[], object]) -> list[float]:
     return samples
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=100, help="rounds per path")
-    args = parser.parse_args()
+def paths(rounds: int) -> list[tuple[str, list[float]]]:
+    """Milliseconds per decode + verify: SM2 fast, the SM2 baseline, ES256 fast.
+
+    :param rounds: rounds per fast path (the baseline runs a fifth of them)
+    """
     now = int(time.time())
     rows: list[tuple[str, list[float]]] = []
     for alg in (Alg.SM2, Alg.ES256):
@@ -85,7 +81,7 @@ def main() -> None:
 
         assert decode_frame(frame, "zxing") == [code], "zxing did not read the frame"
         verifier = sm2.BACKEND.name if alg is Alg.SM2 else "cryptography"
-        rows.append((f"{alg} zxing + {verifier}", timed(args.rounds, fast)))
+        rows.append((f"{alg} zxing + {verifier}", timed(rounds, fast)))
         if alg is Alg.SM2:
             pure = sm2.get_backend("pysmx")
 
@@ -96,9 +92,49 @@ def main() -> None:
             assert decode_frame(frame, "zbar") == [code], "zbar did not read the frame"
             native, sm2.BACKEND = sm2.BACKEND, pure  # the module's default backend, swapped
             try:
-                rows.append(("SM2 zbar + pysmx (baseline)", timed(max(10, args.rounds // 5), slow)))
+                rows.append(("SM2 zbar + pysmx (baseline)", timed(max(10, rounds // 5), slow)))
             finally:
                 sm2.BACKEND = native
+    return rows
+
+
+def measure(quick: bool) -> list[Row]:
+    """Decode + verify of a 720p frame against issue 16's goals (3 ms p50, 6 ms p99, ≥ 20×).
+
+    :param quick: 20 rounds instead of 100
+    """
+    timings = paths(20 if quick else 100)
+    baseline = statistics.median(timings[1][1])
+    found = []
+    for name, samples in timings:
+        median, p99 = statistics.median(samples), percentile(samples, 0.99)
+        label = f"QR 720p decode + verify, {name}"
+        if "baseline" in name:
+            found.append(row("qr", label + " p50", median, "ms", note=f"{len(samples)} rounds"))
+            continue
+        found.append(row("qr", label + " p50", median, "ms", goal=3.0, note=f"p99 {p99:.2f} ms"))
+        found.append(row("qr", label + " p99", p99, "ms", goal=6.0, note=f"{len(samples)} rounds"))
+        if not name.startswith("SM2"):
+            continue  # the baseline is an SM2 code: only the SM2 path is compared with it
+        found.append(
+            row(
+                "qr",
+                f"QR speed-up over zbar + pysmx, {name}",
+                baseline / median,
+                "×",
+                goal=20.0,
+                comparison=">=",
+                note=f"baseline p50 {baseline:.1f} ms",
+            )
+        )
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=100, help="rounds per path")
+    args = parser.parse_args()
+    rows = paths(args.rounds)
     baseline = statistics.median(rows[1][1])
     print(f"{'path':<34} {'median ms':>10} {'p99 ms':>8} {'baseline ÷ this':>16}")
     for name, samples in rows:

@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from shape import Row, row, unavailable
+
+from apdu.errors import SscardError
 from drivers.pcsc import PcscReader
 from drivers.virtual import PERSONAS
 from drivers.virtual.card import Behaviour, VirtualConnection
@@ -65,27 +68,69 @@ def through_pcscd(readers: PcscReader, t0: bool, quickack: bool, rounds: int) ->
         readers.wait_for_removal(READER, 5)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=200, help="reads per path")
-    args = parser.parse_args()
+def paths(rounds: int) -> list[tuple[str, list[float]]]:
+    """Time every path; the pcscd ones only when a pcscd runs or can be started.
+
+    :param rounds: reads per path
+    :raises ReaderUnavailable: when pcscd or vpcd is missing
+    """
+    rows = [
+        ("in-process, T=1 (baseline)", timed(in_process(False), rounds)),
+        ("in-process, T=0", timed(in_process(True), rounds)),
+    ]
     daemon = None
     if running_pid() is None:
         daemon = PcscdProcess(Path(tempfile.gettempdir()) / "sscard-bench-pcscd.log")
         daemon.start()
     try:
-        rows = [
-            ("in-process, T=1 (baseline)", timed(in_process(False), args.rounds)),
-            ("in-process, T=0", timed(in_process(True), args.rounds)),
-        ]
         with PcscReader() as readers:
-            rows.append(("pcscd+vpcd, T=1", through_pcscd(readers, False, True, args.rounds)))
-            rows.append(("pcscd+vpcd, T=0", through_pcscd(readers, True, True, args.rounds)))
-            few = max(2, args.rounds // 50)
+            rows.append(("pcscd+vpcd, T=1", through_pcscd(readers, False, True, rounds)))
+            rows.append(("pcscd+vpcd, T=0", through_pcscd(readers, True, True, rounds)))
+            few = max(2, rounds // 50)
             rows.append(("pcscd+vpcd, T=1, no QUICKACK", through_pcscd(readers, False, False, few)))
     finally:
         if daemon is not None:
             daemon.stop()
+    return rows
+
+
+def measure(quick: bool) -> list[Row]:
+    """One basic-info read per path: median ms, and the ratio to the in-process read.
+
+    :param quick: 10 reads per path instead of 200
+    """
+    rounds = 10 if quick else 200
+    try:
+        timings = paths(rounds)
+    except SscardError as error:  # no pcscd or vpcd here: the in-process rows alone
+        base = statistics.median(timed(in_process(False), rounds))
+        return [
+            row(
+                "read", "basic-info read in-process, T=1", base * 1e3, "ms", note=f"{rounds} reads"
+            ),
+            unavailable("read", "basic-info read through pcscd+vpcd", str(error)),
+        ]
+    base = statistics.median(timings[0][1])
+    found = []
+    for name, samples in timings:
+        median = statistics.median(samples)
+        found.append(
+            row(
+                "read",
+                f"basic-info read {name}",
+                median * 1e3,
+                "ms",
+                note=f"{median / base:.1f}× in-process, {len(samples)} reads",
+            )
+        )
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200, help="reads per path")
+    args = parser.parse_args()
+    rows = paths(args.rounds)
     base = statistics.median(rows[0][1])
     print(f"{'path':<32} {'median ms':>10} {'p95 ms':>8} {'ratio':>8}")
     for name, samples in rows:
