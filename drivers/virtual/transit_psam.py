@@ -113,6 +113,22 @@ def _sw(sw: int) -> ResponseApdu:
     return ResponseApdu(b"", sw)
 
 
+def mac2_answer(mac2: bytes, pending: tuple[bytes, int] | None) -> ResponseApdu:
+    """A PSAM's answer to CREDIT SAM FOR PURCHASE: does the card's MAC2 prove the debit?
+
+    :param mac2: the command's data, the card's MAC2
+    :param pending: the session key and amount of the purchase MAC1 was given for, if any
+        (the caller has already forgotten it: a MAC2 is checked once)
+    :raises: nothing
+    """
+    if pending is None:
+        return _sw(Sw.CONDITIONS_NOT_SATISFIED)
+    if len(mac2) != 4:
+        return _sw(Sw.WRONG_LENGTH)
+    sespk, amount = pending
+    return _sw(Sw.OK if mac2 == purse.mac2(sespk, amount) else Sw.MAC_INVALID)
+
+
 class VirtualTransitPsam(VirtualCard):
     """A transit PSAM that answers like the chip (see the module docstring).
 
@@ -215,9 +231,4 @@ class VirtualTransitPsam(VirtualCard):
         if command.p1 or command.p2:
             return _sw(Sw.BAD_P1_P2)
         pending, self.pending = self.pending, None
-        if pending is None:
-            return _sw(Sw.CONDITIONS_NOT_SATISFIED)
-        if len(command.data) != 4:
-            return _sw(Sw.WRONG_LENGTH)
-        sespk, amount = pending
-        return _sw(Sw.OK if command.data == purse.mac2(sespk, amount) else Sw.MAC_INVALID)
+        return mac2_answer(command.data, pending)
