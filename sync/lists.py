@@ -31,7 +31,8 @@ from sync.transport import Exchange, SignedTransport
 
 __all__ = ["ListUpdater", "TrustSaver"]
 
-log = logging.getLogger(__name__)
+# the sync client's lines keep the logger they always had: operators filter on it
+log = logging.getLogger("sync.client")
 
 PATH_DENY = "/v1/deny"
 PATH_TRUST = "/v1/trust"

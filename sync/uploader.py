@@ -42,7 +42,8 @@ from sync.transport import SignedTransport
 
 __all__ = ["FollowUp", "Progress", "Uploader"]
 
-log = logging.getLogger(__name__)
+# the sync client's lines keep the logger they always had: operators filter on it
+log = logging.getLogger("sync.client")
 
 PATH_BATCH = "/v1/journal/batch"
 MAX_BATCH_BYTES = 8 * 1024 * 1024  # docs/sync.md: a batch body is at most 8 MiB

@@ -273,7 +273,7 @@ def test_rejected_rows_stop_the_upload_loudly_with_the_rows_before_acknowledged(
     platform.reject = {14: "conflict", 15: "conflict"}
     client = client_for(store, platform, clock, stop)
     with (
-        caplog.at_level(logging.ERROR, logger="sync.uploader"),
+        caplog.at_level(logging.ERROR, logger="sync.client"),
         pytest.raises(UploadRefused, match="rejected 2 journal rows") as caught,
     ):
         client.upload()
