@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         load_verifier,
     )
     from offline_store.denylist import DenyEntry, DenyList, DenyStatus, ImportResult
+    from offline_store.entry import JournalEntry, JournalOutcome
     from offline_store.errors import (
         CatalogueError,
         DenyListError,
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
         keyed_card_hash,
         pepper_check,
     )
-    from offline_store.journal import Journal, JournalBacklog, JournalEntry, JournalOutcome
+    from offline_store.journal import Journal, JournalBacklog
     from offline_store.keys import load_key_file, load_pepper_file
     from offline_store.meta import Meta
     from offline_store.replay import ReplayCache
@@ -101,8 +102,8 @@ _EXPORTS = {
     "pepper_check": "offline_store.identity",
     "Journal": "offline_store.journal",
     "JournalBacklog": "offline_store.journal",
-    "JournalEntry": "offline_store.journal",
-    "JournalOutcome": "offline_store.journal",
+    "JournalEntry": "offline_store.entry",
+    "JournalOutcome": "offline_store.entry",
     "load_key_file": "offline_store.keys",
     "load_pepper_file": "offline_store.keys",
     "Meta": "offline_store.meta",

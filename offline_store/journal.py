@@ -16,8 +16,9 @@ from. A deferred e-card code stays until a later row confirms it (``ref_seq``, s
 text, encrypted in the row, is what the confirmation sends to the platform. A size cap never
 drops anything: above it :meth:`Journal.alarm` says a sync is needed. The row and its chain are
 in :mod:`offline_store.chain`; docs/offline-store.md §5 specifies the serialisation byte for
-byte. A row may carry flags — the circumstances of its decision,
-such as ``stale_list:deny_list`` for a card accepted while the deny list was stale (schema 3).
+byte; the entry to append and its checks, in :mod:`offline_store.entry`. A row may carry
+flags — the circumstances of its decision, such as ``stale_list:deny_list`` for a card
+accepted while the deny list was stale (schema 3).
 """
 
 from __future__ import annotations
@@ -27,21 +28,17 @@ import json
 import logging
 import math
 import os
-import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from offline_store.audit import AuditLog, check_field_name
+from offline_store.audit import AuditLog
 from offline_store.chain import (
-    FLAG_PATTERN,
-    FLAGS_MAX,
     ChainReport,
     JournalRow,
     chain_hash,
@@ -49,8 +46,14 @@ from offline_store.chain import (
 )
 from offline_store.daycount import add_counts, check_count_keys, local_day
 from offline_store.db import StoreDb
+from offline_store.entry import (
+    JournalEntry,
+    JournalOutcome,
+    check_entry,
+    check_flags,
+    personal_plaintext,
+)
 from offline_store.errors import JournalError
-from offline_store.identity import is_card_hash
 
 __all__ = ["Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
 
@@ -58,8 +61,6 @@ log = logging.getLogger(__name__)
 
 NONCE_LEN = 12
 PAGE_ROWS = 500
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_FLAG = re.compile(FLAG_PATTERN)
 _COLUMNS = (
     "seq, uuid, wall_time_us, monotonic_ns, scenario, catalogue_item, credential_token, outcome, "
     "reason_code, amount, terminal_id, personal_fields, personal_ct, prev_hash, hash, uploaded, "
@@ -69,14 +70,6 @@ _COLUMNS = (
 _UNCONFIRMED = (
     "j.outcome = 'deferred' AND NOT EXISTS (SELECT 1 FROM journal f WHERE f.ref_seq = j.seq)"
 )
-
-
-class JournalOutcome(StrEnum):
-    """What the terminal decided."""
-
-    ACCEPT = "accept"
-    REFUSE = "refuse"
-    DEFERRED = "deferred"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,39 +89,6 @@ class JournalBacklog:
     def pending(self) -> int:
         """Rows appended and not yet acknowledged by the platform."""
         return self.last_seq - self.acked_seq
-
-
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """A decision to record.
-
-    :param scenario: the scenario's code (e.g. ``transit``)
-    :param catalogue_item: the catalogue item (应用目录) it was taken under, if any
-    :param credential_token: the credential's card hash (:meth:`Store.card_hash`), never a card
-        number; empty when no credential was read
-    :param outcome: ``accept``, ``refuse`` or ``deferred``
-    :param reason_code: why, as a code (a national error code, a deny reason …)
-    :param amount: the amount in fen (分), if money was involved
-    :param personal: the personal fields the scenario declared and keeps, name → value;
-        encrypted at rest
-    :param terminal_id: the terminal that took the decision
-    :param flags: the decision's circumstances, each a lower-case word optionally followed by
-        ``:`` and a second one (``stale_list:deny_list``: decided while the deny list was stale
-        or missing; docs/policy.md lists them); at most 16, stored sorted
-    :param ref_seq: the earlier row this one follows up (the deferred e-card code a sync
-        confirmed or found invalid: docs/qr-format.md §14.4), ``None`` for a decision
-    """
-
-    scenario: str
-    catalogue_item: str | None
-    credential_token: str
-    outcome: str
-    reason_code: str
-    amount: int | None
-    personal: Mapping[str, str] = field(default_factory=dict)
-    terminal_id: str = ""
-    flags: tuple[str, ...] = ()
-    ref_seq: int | None = None
 
 
 class Journal:
@@ -172,12 +132,12 @@ class Journal:
             journal key, or a ``ref_seq`` that is not an earlier row
         :raises StoreError: the database failed (nothing was written)
         """
-        names = _check_entry(entry)
-        flags = _check_flags(entry.flags)
+        names = check_entry(entry)
+        flags = check_flags(entry.flags)
         count_keys = check_count_keys(counts, JournalError)
         if names and self._aead is None:
             raise JournalError("no journal key: refusing to store personal fields")
-        plaintext = _personal_plaintext(entry.personal) if names else None
+        plaintext = personal_plaintext(entry.personal) if names else None
         with self._db.write() as conn:
             last_seq, last_hash = conn.execute(
                 "SELECT last_seq, last_hash FROM journal_state WHERE id = 1"
@@ -594,75 +554,3 @@ def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
         flags=tuple(json.loads(flags_json)),
         ref_seq=ref_seq,
     )
-
-
-def _check_flags(flags: object) -> tuple[str, ...]:
-    """Check an entry's flags; return them sorted."""
-    if not isinstance(flags, tuple | list) or len(flags) > FLAGS_MAX:
-        raise JournalError(f"flags must be a tuple of at most {FLAGS_MAX} flags")
-    for flag in flags:
-        if not isinstance(flag, str) or not _FLAG.fullmatch(flag):
-            raise JournalError(
-                "a flag is a lower-case word, optionally ':' and another (stale_list:deny_list)"
-            )
-    if len(set(flags)) != len(flags):
-        raise JournalError("flags lists a flag twice")
-    return tuple(sorted(flags))
-
-
-def _check_text(value: object, name: str, *, empty_ok: bool = False) -> None:
-    if not isinstance(value, str):
-        raise JournalError(f"{name} must be a string")
-    if not value and not empty_ok:
-        raise JournalError(f"{name} must not be empty")
-    if _CONTROL.search(value):
-        raise JournalError(f"{name} must not hold control characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise JournalError(f"{name} is not valid Unicode text") from None
-
-
-def _check_entry(entry: JournalEntry) -> tuple[str, ...]:
-    """Check an entry; return its personal field names, sorted."""
-    if not isinstance(entry, JournalEntry):
-        raise JournalError("append takes a JournalEntry")
-    _check_text(entry.scenario, "scenario")
-    if entry.catalogue_item is not None:
-        _check_text(entry.catalogue_item, "catalogue_item")
-    token = entry.credential_token
-    if not isinstance(token, str) or (token and not is_card_hash(token)):
-        raise JournalError(
-            "credential_token must be a card hash (64 lowercase hex characters) or empty, "
-            "never a card number"
-        )
-    if entry.outcome not in tuple(JournalOutcome):
-        raise JournalError(
-            f"outcome must be one of {[str(o) for o in JournalOutcome]}, got {entry.outcome!r}"
-        )
-    _check_text(entry.reason_code, "reason_code")
-    if entry.amount is not None and (
-        isinstance(entry.amount, bool) or not isinstance(entry.amount, int)
-    ):
-        raise JournalError("amount must be an integer number of fen or None")
-    _check_text(entry.terminal_id, "terminal_id", empty_ok=True)
-    if entry.ref_seq is not None and (
-        isinstance(entry.ref_seq, bool) or not isinstance(entry.ref_seq, int)
-    ):
-        raise JournalError("ref_seq must be an integer seq or None")
-    if not isinstance(entry.personal, Mapping):
-        raise JournalError("personal must be a mapping of field name to value")
-    for name, value in entry.personal.items():
-        check_field_name(name, JournalError)
-        if not isinstance(value, str):
-            raise JournalError(f"personal field {name} must be a string")
-    return tuple(sorted(entry.personal))
-
-
-def _personal_plaintext(personal: Mapping[str, str]) -> bytes:
-    try:
-        return json.dumps(
-            dict(personal), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        ).encode("utf-8")
-    except UnicodeEncodeError:
-        raise JournalError("a personal field is not valid Unicode text") from None

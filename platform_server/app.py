@@ -55,6 +55,7 @@ H_DENY_KIND = "X-Sscard-Deny-Kind"
 H_TRUST_VERSION = "X-Sscard-Trust-Version"
 TERMINAL_SHOWN = 40  # characters of the terminal header in a log line (an id has at most 32)
 FRAMES_LIMIT = 2000
+NO_STORE = {"Cache-Control": "no-store"}  # answers that hold keys or a person's status
 CODES_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
 
 
@@ -86,29 +87,32 @@ class RawRequest:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """A request to a route: the platform serving it and the request as it was signed.
+    """A request to a route whose signature checked (:func:`sync.auth.verify_request`).
 
-    :param platform: the platform
-    :param raw: the request
+    :param platform: the platform serving it
+    :param raw: the request as it was signed
+    :param terminal_id: the terminal that signed it
+    :param key: that terminal's public key (the secrets are encrypted to it)
     """
 
     platform: Platform
     raw: RawRequest
+    terminal_id: str
+    key: bytes
 
-    def signer(self) -> tuple[str, str, bytes]:
-        """Check the signature: the terminal id, the key id and the key.
+    def json(self) -> Any:
+        """The body as JSON, at most :data:`MAX_BODY_BYTES`.
 
-        :raises AuthError: the 401 answer's code
+        :raises MalformedBody: it is not JSON, or too deep
         """
-        raw = self.raw
-        return self.platform.authenticate(raw.method, raw.path, raw.headers, raw.body)
+        return load_json(self.raw.body, max_bytes=MAX_BODY_BYTES)
 
 
-async def _small_call(request: Request) -> Call:
-    return Call(request.app.state.platform, await _raw(request, MAX_BODY_BYTES))
+async def _small_body(request: Request) -> RawRequest:
+    return await _raw(request, MAX_BODY_BYTES)
 
 
-async def _batch_call(request: Request) -> AsyncIterator[Call]:
+async def _batch_body(request: Request) -> AsyncIterator[RawRequest]:
     slots: threading.BoundedSemaphore = request.app.state.batch_slots
     if not slots.acquire(blocking=False):
         raise ProblemError(
@@ -118,13 +122,56 @@ async def _batch_call(request: Request) -> AsyncIterator[Call]:
             {"Retry-After": str(RETRY_AFTER_S)},
         )
     try:
-        yield Call(request.app.state.platform, await _raw(request, journal.MAX_BATCH_BYTES))
+        yield await _raw(request, journal.MAX_BATCH_BYTES)
     finally:
         slots.release()
 
 
-SmallCall = Annotated[Call, Depends(_small_call)]
-BatchCall = Annotated[Call, Depends(_batch_call)]
+SmallBody = Annotated[RawRequest, Depends(_small_body)]
+BatchBody = Annotated[RawRequest, Depends(_batch_body)]
+
+
+def _signed(request: Request, raw: SmallBody) -> Call:
+    """The signature checked first (401 before any other refusal); the query is the route's."""
+    platform: Platform = request.app.state.platform
+    terminal_id, _, key = platform.authenticate(raw.method, raw.path, raw.headers, raw.body)
+    return Call(platform, raw, terminal_id, key)
+
+
+def _plain(call: Annotated[Call, Depends(_signed)]) -> Call:
+    """Signed, without a query."""
+    _no_query(call.raw)
+    return call
+
+
+def _json_post(call: Annotated[Call, Depends(_plain)]) -> Call:
+    """Signed, without a query, with a JSON body."""
+    _json_body(call.raw)
+    return call
+
+
+def _since(call: Annotated[Call, Depends(_signed)]) -> int | None:
+    """``?since=``: the version of a list the terminal holds, ``None`` without one (after the
+    signature: a request that is not signed is answered 401 whatever its query)."""
+    value = _query(call.raw, {"since"}).get("since")
+    if value is None:
+        return None
+    since = ascii_uint(value, INT64_DIGITS)
+    if since is None or since > INT64_MAX:
+        raise ProblemError(400, "invalid_query", "since must be a non-negative integer")
+    return since
+
+
+def _batch_post(request: Request, raw: BatchBody) -> Call:
+    """A journal batch: as :func:`_json_post`, with the batch's larger body limit."""
+    return _json_post(_plain(_signed(request, raw)))
+
+
+Signed = Annotated[Call, Depends(_signed)]
+Since = Annotated[int | None, Depends(_since)]
+Plain = Annotated[Call, Depends(_plain)]
+JsonPost = Annotated[Call, Depends(_json_post)]
+BatchPost = Annotated[Call, Depends(_batch_post)]
 router = APIRouter()
 
 
@@ -177,43 +224,36 @@ def health() -> JSONResponse:
 
 
 @router.get("/v1/time")
-def server_time(call: SmallCall) -> JSONResponse:
+def server_time(call: Plain) -> JSONResponse:
     """The platform's clock.
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    :param call: the signed request
+    :raises: nothing beyond the signature and the query
     """
-    call.signer()
-    _no_query(call.raw)
     return JSONResponse({"server_time": call.platform.clock()})
 
 
 @router.post("/v1/journal/batch")
-def journal_batch(call: BatchCall) -> JSONResponse:
+def journal_batch(call: BatchPost) -> JSONResponse:
     """Store a batch of journal rows; the ack cursor and the rejections.
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    :param call: the signed request, a JSON batch of at most 8 MiB
+    :raises InvalidInput: 400, the batch breaks the row format
+    :raises NotFound: 404, an unregistered terminal
+    :raises Busy: 503, the database stayed locked
     """
-    terminal_id, _, _ = call.signer()
-    _no_query(call.raw)
-    _json_body(call.raw)
     rows = journal.parse_batch(call.raw.body)
-    return JSONResponse(call.platform.upload(terminal_id, rows).to_json())
+    return JSONResponse(call.platform.upload(call.terminal_id, rows).to_json())
 
 
 @router.get("/v1/deny")
-def deny(call: SmallCall) -> Response:
+def deny(call: Signed, since: Since) -> Response:
     """The signed deny-list delta or snapshot from ``since``; 204 when current.
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    :param call: the signed request
+    :param since: the deny-list version the terminal holds
+    :raises PlatformConfigError: 500, no keys folder to sign the list with
     """
-    call.signer()
-    since = _version_query(call.raw)
     found = call.platform.deny_file(since)
     if found is None:
         return Response(status_code=204, headers={H_DENY_VERSION: str(since)})
@@ -229,15 +269,13 @@ def deny(call: SmallCall) -> Response:
 
 
 @router.get("/v1/trust")
-def trust_list(call: SmallCall) -> Response:
-    """The signed trust list; 204 when ``since`` is current.
+def trust_list(call: Signed, since: Since) -> Response:
+    """The signed trust list, whole; 204 when the terminal's copy is current.
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    :param call: the signed request
+    :param since: the trust-list version the terminal holds
+    :raises PlatformConfigError: 500, no keys folder
     """
-    call.signer()
-    since = _version_query(call.raw)
     found = call.platform.trust_list()
     headers = {H_TRUST_VERSION: str(found.version)}
     if since == found.version:
@@ -246,17 +284,16 @@ def trust_list(call: SmallCall) -> Response:
 
 
 @router.get("/v1/catalogue")
-def catalogue(call: SmallCall) -> Response:
-    """The catalogue items covering a region (default: the terminal's).
+def catalogue(call: Signed) -> Response:
+    """The catalogue items covering a region (default: the terminal's); 304 on a matching
+    ``If-None-Match``.
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    :param call: the signed request, ``?region=`` six digits or nothing
+    :raises InvalidInput: 400 ``invalid_region``
     """
-    terminal_id, _, _ = call.signer()
     region = _query(call.raw, {"region"}).get("region")
     if region is None:
-        region = call.platform.list_terminals(terminal_id)[0].region
+        region = call.platform.list_terminals(call.terminal_id)[0].region
     found = call.platform.catalogue_for(region)
     headers = {"ETag": found.etag}
     if call.raw.headers.get("if-none-match") == found.etag:
@@ -265,84 +302,66 @@ def catalogue(call: SmallCall) -> Response:
 
 
 @router.get("/v1/secrets")
-def secrets(call: SmallCall) -> JSONResponse:
+def secrets(call: Plain) -> JSONResponse:
     """The pepper, the pinned public keys and the audience keys, encrypted to the terminal.
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    :param call: the signed request; its key is the one the envelope is sealed to
+    :raises NotFound: 404, an unknown terminal
     """
-    terminal_id, _, key = call.signer()
-    _no_query(call.raw)
-    envelope = call.platform.secrets_for(terminal_id, key)
-    return JSONResponse(envelope, headers={"Cache-Control": "no-store"})
+    envelope = call.platform.secrets_for(call.terminal_id, call.key)
+    return JSONResponse(envelope, headers=NO_STORE)
 
 
 @router.post("/v1/heartbeat")
-def heartbeat(call: SmallCall) -> JSONResponse:
+def heartbeat(call: JsonPost) -> JSONResponse:
     """Record a heartbeat; the platform's clock.
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    :param call: the signed request, a JSON heartbeat report
+    :raises InvalidInput: 400, the report breaks its format
+    :raises Busy: 503, the database stayed locked
     """
-    terminal_id, _, _ = call.signer()
-    _no_query(call.raw)
-    _json_body(call.raw)
-    report = HeartbeatReport.parse(_json(call.raw.body))
-    return JSONResponse({"server_time": call.platform.heartbeat(terminal_id, report)})
+    report = HeartbeatReport.parse(call.json())
+    return JSONResponse({"server_time": call.platform.heartbeat(call.terminal_id, report)})
 
 
 @router.post("/v1/ecard/decode")
-def ecard_decode(call: SmallCall) -> JSONResponse:
-    """Decode an opaque national e-card code.
+def ecard_decode(call: JsonPost) -> JSONResponse:
+    """Decode an opaque national e-card code; a refusal is ``422 {"ok": false, "reason"}``.
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    :param call: the signed request, a JSON decode request
+    :raises InvalidInput: 400, the request breaks its format
     """
-    terminal_id, _, _ = call.signer()
-    _no_query(call.raw)
-    _json_body(call.raw)
-    request = DecodeRequest.parse(_json(call.raw.body))
+    request = DecodeRequest.parse(call.json())
     try:
-        answer = call.platform.decode(terminal_id, request)
+        answer = call.platform.decode(call.terminal_id, request)
     except DecodeRefused as exc:
         return JSONResponse({"ok": False, "reason": str(exc.reason)}, status_code=422)
-    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+    return JSONResponse(answer, headers=NO_STORE)
 
 
 @router.post("/v1/ecard/confirm")
-def ecard_confirm(call: SmallCall) -> JSONResponse:
+def ecard_confirm(call: JsonPost) -> JSONResponse:
     """Judge a deferred national e-card code as of its scan (docs/sync.md §12).
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says (404 ``not_deferred``,
-        ``code_mismatch``)
+    :param call: the signed request, a JSON confirmation request
+    :raises NotFound: 404 ``not_deferred`` or ``code_mismatch``
+    :raises InvalidInput: 400, the request breaks its format
     """
-    terminal_id, _, _ = call.signer()
-    _no_query(call.raw)
-    _json_body(call.raw)
-    request = deferred.parse_request(_json(call.raw.body))
-    verdict = call.platform.confirm_deferred(terminal_id, request)
-    return JSONResponse(verdict.to_json(), headers={"Cache-Control": "no-store"})
+    request = deferred.parse_request(call.json())
+    verdict = call.platform.confirm_deferred(call.terminal_id, request)
+    return JSONResponse(verdict.to_json(), headers=NO_STORE)
 
 
 @router.post("/v1/cards/status")
-def card_status(call: SmallCall) -> JSONResponse:
+def card_status(call: JsonPost) -> JSONResponse:
     """One card's entry on the current deny list (a terminal whose own list is stale).
 
-    :param call: the request as signed
-    :raises AuthError: 401, the signature is refused
-    :raises PlatformError: 4xx or 5xx, as ``problems.STATUS`` says
+    :param call: the signed request, a JSON card hash
+    :raises InvalidInput: 400, the card hash is not one
     """
-    terminal_id, _, _ = call.signer()
-    _no_query(call.raw)
-    _json_body(call.raw)
-    card_hash = cards.parse_request(_json(call.raw.body))
-    found = call.platform.card_status(terminal_id, card_hash)
-    return JSONResponse(found.to_json(), headers={"Cache-Control": "no-store"})
+    card_hash = cards.parse_request(call.json())
+    found = call.platform.card_status(call.terminal_id, card_hash)
+    return JSONResponse(found.to_json(), headers=NO_STORE)
 
 
 async def _raw(request: Request, limit: int) -> RawRequest:
@@ -379,10 +398,6 @@ def _json_body(raw: RawRequest) -> None:
         raise ProblemError(415, "unsupported_media_type", "the body must be application/json")
 
 
-def _json(body: bytes) -> Any:
-    return load_json(body, max_bytes=MAX_BODY_BYTES)
-
-
 def _query(raw: RawRequest, allowed: set[str]) -> dict[str, str]:
     try:
         pairs = parse_qsl(
@@ -401,16 +416,6 @@ def _query(raw: RawRequest, allowed: set[str]) -> dict[str, str]:
 
 def _no_query(raw: RawRequest) -> None:
     _query(raw, set())
-
-
-def _version_query(raw: RawRequest) -> int | None:
-    value = _query(raw, {"since"}).get("since")
-    if value is None:
-        return None
-    since = ascii_uint(value, INT64_DIGITS)
-    if since is None or since > INT64_MAX:
-        raise ProblemError(400, "invalid_query", "since must be a non-negative integer")
-    return since
 
 
 def _handlers(app: FastAPI) -> None:

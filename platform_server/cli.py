@@ -17,14 +17,12 @@ a miscount.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
-import re
 import sys
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,80 +30,28 @@ from apdu.errors import SscardError
 from apdu.identity import mask_card_number
 from offline_store.denyfile import DenyReason
 from offline_store.identity import canonical_card_id, canonical_ecard_id
+from platform_server.cli_support import (
+    ALGS,
+    DAY_S,
+    DEFAULT_PORT,
+    DEFAULT_URL,
+    EXIT_OK,
+    ISO_DATE,
+    KEY_FILE_MODE,
+    card_options,
+    command_group,
+    config_error,
+    database_errors,
+    db_option,
+    db_url,
+    fail,
+    keys_folder,
+    open_platform,
+    platform_package,
+)
 
 if TYPE_CHECKING:
-    from platform_server import Platform
     from platform_server.chains import ChainSummary
-
-
-def _platform() -> Any:
-    """The reference platform package, imported on first use: its web stack (FastAPI,
-    SQLAlchemy) would otherwise cost every ``sscard`` command half a second of start-up."""
-    import platform_server
-    import platform_server.server
-
-    return platform_server
-
-
-def _config_error(message: str) -> SscardError:
-    """The platform's configuration error (its class is imported with the platform)."""
-    error: SscardError = _platform().PlatformConfigError(message)
-    return error
-
-
-EXIT_OK = 0
-EXIT_FAILURE = 2  # as every sscard command (terminal.outcomes)
-DB_ENV = "SSCARD_PLATFORM_DB"
-KEYS_ENV = "SSCARD_PLATFORM_KEYS"
-DEFAULT_DB_FILE = "platform.db"
-DEFAULT_PORT = 8480
-DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/"
-KEY_FILE_MODE = 0o600
-DAY_S = 86_400
-ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-ALGS = {"es256": ("ES256",), "sm2": ("SM2",), "all": ("ES256", "SM2")}  # ecard.keys.Alg values
-
-
-def _fail(message: object) -> int:
-    print(f"sscard: {message}", file=sys.stderr)
-    return EXIT_FAILURE
-
-
-def _db(args: argparse.Namespace) -> str:
-    url: str = args.db or os.environ.get(DB_ENV) or str(Path.cwd() / DEFAULT_DB_FILE)
-    return url
-
-
-def _keys(args: argparse.Namespace) -> str:
-    keys: str | None = args.keys or os.environ.get(KEYS_ENV)
-    if not keys:
-        raise _config_error(f"give the keys folder: --keys DIR (or ${KEYS_ENV})")
-    return keys
-
-
-@contextlib.contextmanager
-def _database(url: str) -> Iterator[None]:
-    """Answer a database file the platform cannot use with an error that names it.
-
-    ``open_engine`` names a database it cannot reach; a file that is not a database at all
-    (SQLite's "file is not a database") still comes out as SQLAlchemy's ``DatabaseError``.
-
-    :param url: the database URL or file, as given
-    :raises PlatformConfigError: for SQLAlchemy's ``DatabaseError``
-    """
-    from sqlalchemy.exc import DatabaseError
-
-    try:
-        yield
-    except DatabaseError as exc:
-        raise _config_error(f"cannot use the database {url}: {exc.orig}") from exc
-
-
-@contextlib.contextmanager
-def _open(args: argparse.Namespace, *, keys: bool = False) -> Iterator[Platform]:
-    url = _db(args)
-    with _database(url), _platform().Platform.open(url, _keys(args) if keys else None) as found:
-        yield found
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -117,17 +63,19 @@ def cmd_init(args: argparse.Namespace) -> int:
     try:
         test_keys = args.test_keys_folder if args.test_keys else None
         with (
-            _database(_db(args)),
-            _platform().Platform.init(_db(args), _keys(args), test_keys=test_keys) as platform,
+            database_errors(db_url(args)),
+            platform_package().Platform.init(
+                db_url(args), keys_folder(args), test_keys=test_keys
+            ) as platform,
         ):
             trust = platform.trust_list()
             deny = platform.deny_status()
     except OSError as exc:
-        return _fail(exc)
+        return fail(exc)
     if args.test_keys:
         print("warning: the trust root and QR keys are the public TEST KEYS", file=sys.stderr)
-    print(f"keys folder {_keys(args)} created (private files 0600)")
-    print(f"database {_db(args)}: trust list version {trust.version} ({len(trust.kids)} keys),")
+    print(f"keys folder {keys_folder(args)} created (private files 0600)")
+    print(f"database {db_url(args)}: trust list version {trust.version} ({len(trust.kids)} keys),")
     print(f"deny list version {deny.version} (empty)")
     return EXIT_OK
 
@@ -139,22 +87,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     :returns: the exit status (0 done, 2 failure)
     """
     if (
-        not _platform().server.is_loopback(args.host)
+        not platform_package().server.is_loopback(args.host)
         and not args.tls_cert
         and not args.allow_plain_http
     ):
-        return _fail(
+        return fail(
             f"{args.host} is not a loopback address: serve HTTPS (--tls-cert, --tls-key) or "
             "pass --allow-plain-http"
         )
     try:
-        with _database(_db(args)):
-            app = _platform().create_app(_db(args), _keys(args))
-        server = _platform().PlatformServer(
+        with database_errors(db_url(args)):
+            app = platform_package().create_app(db_url(args), keys_folder(args))
+        server = platform_package().PlatformServer(
             app, args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
         )
     except OSError as exc:
-        return _fail(exc)
+        return fail(exc)
     print(server.url, flush=True)
     print(f"reference platform on {server.url}; Ctrl-C to stop", file=sys.stderr, flush=True)
     server.run()
@@ -171,14 +119,14 @@ def cmd_terminal_add(args: argparse.Namespace) -> int:
     try:
         fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
     except OSError as exc:
-        return _fail(f"cannot create the key file {key_out}: {exc.strerror}")
+        return fail(f"cannot create the key file {key_out}: {exc.strerror}")
     try:
-        with _open(args) as platform:
+        with open_platform(args) as platform:
             credentials = platform.add_terminal(args.id, args.scenarios.split(","), args.region)
     except SscardError as exc:
         os.close(fd)
         key_out.unlink(missing_ok=True)
-        return _fail(exc)
+        return fail(exc)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(credentials.key.hex() + "\n")
@@ -186,7 +134,7 @@ def cmd_terminal_add(args: argparse.Namespace) -> int:
             os.fsync(handle.fileno())
     except OSError as exc:
         key_out.unlink(missing_ok=True)
-        return _fail(
+        return fail(
             f"terminal {args.id} is registered but its key could not be written to {key_out} "
             f"({exc.strerror}): register it again under another id"
         )
@@ -213,7 +161,7 @@ def cmd_terminal_list(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    with _open(args) as platform:
+    with open_platform(args) as platform:
         found = platform.list_terminals()
     for info in found:
         seen = "never"
@@ -239,13 +187,13 @@ def _card(args: argparse.Namespace) -> tuple[str, str]:
     """The canonical identifier and what may be shown of it."""
     if args.ecard_token:
         if args.card:
-            raise _config_error("give REGION:CARDNUMBER or --ecard-token, not both")
+            raise config_error("give REGION:CARDNUMBER or --ecard-token, not both")
         return canonical_ecard_id(args.ecard_token), f"e-card token {args.ecard_token[:8]}…"
     if not args.card:
-        raise _config_error("give the card as REGION:CARDNUMBER (or --ecard-token TOKEN)")
+        raise config_error("give the card as REGION:CARDNUMBER (or --ecard-token TOKEN)")
     region, sep, number = args.card.partition(":")
     if not sep:
-        raise _config_error("give the card as REGION:CARDNUMBER (six digits, a colon, 卡号)")
+        raise config_error("give the card as REGION:CARDNUMBER (six digits, a colon, 卡号)")
     canonical = canonical_card_id(region, number)
     return canonical, f"card {region}:{mask_card_number(number.upper())}"
 
@@ -263,10 +211,10 @@ def cmd_deny_add(args: argparse.Namespace) -> int:
             if not ISO_DATE.fullmatch(args.effective):
                 raise ValueError(args.effective)
             effective = dt.date.fromisoformat(args.effective)
-        with _open(args, keys=True) as platform:
+        with open_platform(args, keys=True) as platform:
             result = platform.deny(canonical, DenyReason(args.reason), effective)
     except ValueError:
-        return _fail("--effective must be a date YYYY-MM-DD")
+        return fail("--effective must be a date YYYY-MM-DD")
     if not result.changed:
         print(f"{shown} is already listed so: deny list stays at version {result.version}")
     else:
@@ -284,7 +232,7 @@ def cmd_deny_remove(args: argparse.Namespace) -> int:
     :returns: the exit status (0 done, 2 failure)
     """
     canonical, shown = _card(args)
-    with _open(args, keys=True) as platform:
+    with open_platform(args, keys=True) as platform:
         result = platform.undeny(canonical)
     print(f"{shown} unlisted: deny list version {result.version}, {result.listed} entries")
     return EXIT_OK
@@ -296,7 +244,7 @@ def cmd_deny_status(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    with _open(args) as platform:
+    with open_platform(args) as platform:
         found = platform.deny_status()
     print(f"deny list version {found.version}: {found.listed} entries, created {found.created}")
     return EXIT_OK
@@ -308,7 +256,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    with _open(args, keys=True) as platform:
+    with open_platform(args, keys=True) as platform:
         from ecard.keys import Alg
 
         algs = [Alg(name) for name in ALGS[args.alg]]
@@ -329,7 +277,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    with _open(args) as platform:
+    with open_platform(args) as platform:
         found = platform.qr_keys()
     for key in found:
         retire = "current"
@@ -347,10 +295,10 @@ def cmd_ecard_issue(args: argparse.Namespace) -> int:
     """
     try:
         persona = tomllib.loads(Path(args.persona).read_text(encoding="utf-8"))
-        with _open(args, keys=True) as platform:
+        with open_platform(args, keys=True) as platform:
             issued = platform.issue_ecard(persona, args.valid_hours * 3600)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return _fail(f"cannot read the persona {args.persona}: {exc}")
+        return fail(f"cannot read the persona {args.persona}: {exc}")
     until = dt.datetime.fromtimestamp(issued.expires_at, dt.UTC).isoformat()
     print(issued.code)
     print(f"code valid until {until}; card token {issued.token}", file=sys.stderr)
@@ -364,7 +312,7 @@ def cmd_ecard_deferred(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    with _open(args) as platform:
+    with open_platform(args) as platform:
         codes = platform.deferred_codes(args.terminal, args.limit)
     for code in codes:
         when = dt.datetime.fromtimestamp(code.wall_time_us / 1e6, dt.UTC).isoformat()
@@ -386,7 +334,7 @@ def cmd_catalogue_load(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    with _open(args) as platform:
+    with open_platform(args) as platform:
         count = platform.load_catalogue(args.file)
     print(f"catalogue loaded: {count} items")
     return EXIT_OK
@@ -398,7 +346,7 @@ def cmd_tx_list(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    with _open(args) as platform:
+    with open_platform(args) as platform:
         rows = platform.transactions(args.terminal, args.limit)
     for row in rows:
         when = dt.datetime.fromtimestamp(row.wall_time_us / 1e6, dt.UTC).isoformat()
@@ -419,13 +367,13 @@ def cmd_tx_verify(args: argparse.Namespace) -> int:
     :param args: the parsed options
     :returns: the exit status (0 done, 2 failure)
     """
-    with _open(args) as platform:
+    with open_platform(args) as platform:
         summaries = platform.verify_chains(args.terminal)
     for summary in summaries:
         print(_summary_line(summary))
     bad = [s.terminal_id for s in summaries if not s.ok]
     if bad:
-        return _fail(f"chain problems for {len(bad)} terminal(s): {', '.join(bad)}")
+        return fail(f"chain problems for {len(bad)} terminal(s): {', '.join(bad)}")
     return EXIT_OK
 
 
@@ -449,24 +397,6 @@ def _seqs(seqs: Sequence[int]) -> str:
     return " ".join(str(s) for s in seqs) or "-"
 
 
-def _db_option(parser: argparse.ArgumentParser, *, keys: bool = False) -> None:
-    parser.add_argument(
-        "--db",
-        metavar="URL",
-        help=f"database URL or SQLite file (default: ${DB_ENV}, else ./{DEFAULT_DB_FILE})",
-    )
-    if keys:
-        parser.add_argument("--keys", metavar="DIR", help=f"keys folder (default: ${KEYS_ENV})")
-
-
-def _card_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "card", nargs="?", metavar="REGION:CARDNUMBER", help="six-digit region code and 卡号"
-    )
-    parser.add_argument("--ecard-token", metavar="TOKEN", help="an e-card token instead of a card")
-    _db_option(parser, keys=True)
-
-
 def add_parser(sub: Any, *, test_keys: Path) -> None:
     """Register ``sscard platform`` and its commands.
 
@@ -480,7 +410,7 @@ def add_parser(sub: Any, *, test_keys: Path) -> None:
     )
 
     init = actions.add_parser("init", help="create a keys folder and the database")
-    _db_option(init, keys=True)
+    db_option(init, keys=True)
     init.add_argument(
         "--test-keys",
         action="store_true",
@@ -489,7 +419,7 @@ def add_parser(sub: Any, *, test_keys: Path) -> None:
     init.set_defaults(handler=cmd_init, test_keys_folder=test_keys)
 
     serve = actions.add_parser("serve", help="serve the HTTP API until SIGTERM or Ctrl-C")
-    _db_option(serve, keys=True)
+    db_option(serve, keys=True)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port, 0 for any (default {DEFAULT_PORT})"
@@ -513,10 +443,7 @@ def add_parser(sub: Any, *, test_keys: Path) -> None:
 
 
 def _keys_parsers(actions: Any) -> None:
-    keys = actions.add_parser("keys", help="the platform's QR signing keys")
-    keys_actions = keys.add_subparsers(
-        dest="keys_command", required=True, metavar="ACTION", help="what to do"
-    )
+    keys_actions = command_group(actions, "keys", "the platform's QR signing keys")
     rotate = keys_actions.add_parser("rotate", help="new QR signing keys; old ones retire later")
     rotate.add_argument("--alg", choices=tuple(ALGS), default="all", help="which (default: all)")
     rotate.add_argument(
@@ -525,66 +452,54 @@ def _keys_parsers(actions: Any) -> None:
         default=14.0,
         help="days the old keys stay on the trust list (default: 14)",
     )
-    _db_option(rotate, keys=True)
+    db_option(rotate, keys=True)
     rotate.set_defaults(handler=cmd_keys_rotate)
     listing = keys_actions.add_parser("list", help="the QR signing keys and their retirement")
-    _db_option(listing)
+    db_option(listing)
     listing.set_defaults(handler=cmd_keys_list)
 
 
 def _ecard_parsers(actions: Any) -> None:
-    ecard = actions.add_parser("ecard", help="opaque national e-card codes")
-    ecard_actions = ecard.add_subparsers(
-        dest="ecard_command", required=True, metavar="ACTION", help="what to do"
-    )
+    ecard_actions = command_group(actions, "ecard", "opaque national e-card codes")
     issue = ecard_actions.add_parser("issue", help="store a code for a persona and print it")
     issue.add_argument("--persona", required=True, help="persona TOML file")
     issue.add_argument(
         "--valid-hours", type=float, default=24.0, help="how long it decodes (default: 24)"
     )
-    _db_option(issue, keys=True)
+    db_option(issue, keys=True)
     issue.set_defaults(handler=cmd_ecard_issue)
     deferred = ecard_actions.add_parser(
         "deferred", help="codes let through offline and their confirmation by the platform"
     )
     deferred.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
     deferred.add_argument("--limit", type=int, default=50, help="how many codes (default: 50)")
-    _db_option(deferred)
+    db_option(deferred)
     deferred.set_defaults(handler=cmd_ecard_deferred)
 
 
 def _catalogue_parsers(actions: Any) -> None:
-    catalogue = actions.add_parser("catalogue", help="the application catalogue (应用目录)")
-    catalogue_actions = catalogue.add_subparsers(
-        dest="catalogue_command", required=True, metavar="ACTION", help="what to do"
-    )
+    catalogue_actions = command_group(actions, "catalogue", "the application catalogue (应用目录)")
     load = catalogue_actions.add_parser("load", help="replace it with a .toml or .json file")
     load.add_argument("file", help="an sscard-catalogue/1 file")
-    _db_option(load)
+    db_option(load)
     load.set_defaults(handler=cmd_catalogue_load)
 
 
 def _tx_parsers(actions: Any) -> None:
-    tx = actions.add_parser("tx", help="the uploaded journal rows")
-    tx_actions = tx.add_subparsers(
-        dest="tx_command", required=True, metavar="ACTION", help="what to do"
-    )
+    tx_actions = command_group(actions, "tx", "the uploaded journal rows")
     tx_list = tx_actions.add_parser("list", help="the newest rows")
     tx_list.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
     tx_list.add_argument("--limit", type=int, default=50, help="how many rows (default: 50)")
-    _db_option(tx_list)
+    db_option(tx_list)
     tx_list.set_defaults(handler=cmd_tx_list)
     verify = tx_actions.add_parser("verify", help="check every chain: breaks, gaps, counts")
     verify.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
-    _db_option(verify)
+    db_option(verify)
     verify.set_defaults(handler=cmd_tx_verify)
 
 
 def _terminal_parsers(actions: Any) -> None:
-    terminal = actions.add_parser("terminal", help="register and list terminals")
-    terminal_actions = terminal.add_subparsers(
-        dest="terminal_command", required=True, metavar="ACTION", help="what to do"
-    )
+    terminal_actions = command_group(actions, "terminal", "register and list terminals")
     add = terminal_actions.add_parser("add", help="register a terminal and write its key")
     add.add_argument("id", metavar="ID", help="terminal id: 1-32 letters, digits, '-', '_'")
     add.add_argument(
@@ -597,28 +512,25 @@ def _terminal_parsers(actions: Any) -> None:
     add.add_argument(
         "--url", default=DEFAULT_URL, help=f"the platform URL it uses (default: {DEFAULT_URL})"
     )
-    _db_option(add)
+    db_option(add)
     add.set_defaults(handler=cmd_terminal_add)
     listing = terminal_actions.add_parser("list", help="terminals and their last heartbeat")
-    _db_option(listing)
+    db_option(listing)
     listing.set_defaults(handler=cmd_terminal_list)
 
 
 def _deny_parsers(actions: Any) -> None:
-    deny = actions.add_parser("deny", help="list and unlist cards (挂失/解挂)")
-    deny_actions = deny.add_subparsers(
-        dest="deny_command", required=True, metavar="ACTION", help="what to do"
-    )
+    deny_actions = command_group(actions, "deny", "list and unlist cards (挂失/解挂)")
     add = deny_actions.add_parser("add", help="list a card: a new list version")
-    _card_options(add)
+    card_options(add)
     add.add_argument(
         "--reason", required=True, choices=[str(r) for r in DenyReason], help="why it is listed"
     )
     add.add_argument("--effective", metavar="YYYY-MM-DD", help="first day it applies (today)")
     add.set_defaults(handler=cmd_deny_add)
     remove = deny_actions.add_parser("remove", help="unlist a card (解挂): a new list version")
-    _card_options(remove)
+    card_options(remove)
     remove.set_defaults(handler=cmd_deny_remove)
     status = deny_actions.add_parser("status", help="the current list version")
-    _db_option(status)
+    db_option(status)
     status.set_defaults(handler=cmd_deny_status)

@@ -198,34 +198,27 @@ def make_file(conn: Connection, keys: PlatformKeys, since: int | None) -> DenyFi
     if since == version:
         return None
     info = conn.execute(select(deny_version).where(deny_version.c.version == version)).one()
-    check = pepper_check(keys.pepper)
+    kind, base, lines = DenyListKind.SNAPSHOT, None, None
     if since is not None and 1 <= since < version:
-        lines = _delta_lines(conn, since)
-        if len(lines) <= info.listed:
-            header = _header(
-                DenyListKind.DELTA,
-                version,
-                base=since,
-                created=info.created,
-                entries=len(lines),
-                check=check,
+        delta = _delta_lines(conn, since)
+        if len(delta) <= info.listed:  # a delta larger than the snapshot is not worth it
+            kind, base, lines = DenyListKind.DELTA, since, delta
+    if lines is None:
+        entries = conn.execute(
+            select(deny_entry.c.card_hash, deny_entry.c.reason, deny_entry.c.effective).order_by(
+                deny_entry.c.card_hash
             )
-            return _signed(keys, header, lines, base=since)
-    entries = conn.execute(
-        select(deny_entry.c.card_hash, deny_entry.c.reason, deny_entry.c.effective).order_by(
-            deny_entry.c.card_hash
-        )
-    ).all()
-    lines = [_entry(h, r, e) for h, r, e in entries]
+        ).all()
+        lines = [_entry(h, r, e) for h, r, e in entries]
     header = _header(
-        DenyListKind.SNAPSHOT,
+        kind,
         version,
-        base=None,
+        base=base,
         created=info.created,
         entries=len(lines),
-        check=check,
+        check=pepper_check(keys.pepper),
     )
-    return _signed(keys, header, lines, base=None)
+    return _signed(keys, header, lines, base=base)
 
 
 def _delta_lines(conn: Connection, since: int) -> list[bytes]:

@@ -264,6 +264,22 @@ class SignedTransport:
         """
         self.session.close()
 
+    def post_json(self, path: str, body: bytes, check: Callable[[Exchange], T]) -> T:
+        """POST a JSON body and return what ``check`` made of the answer.
+
+        :param path: the path below the base URL
+        :param body: the JSON body, UTF-8
+        :param check: reads the accepted answer (raises :class:`SyncProtocolError` when it
+            breaks the contract)
+        :returns: what ``check`` returned
+        :raises SyncError: see :meth:`request`
+        """
+        _, value = self.request(
+            "POST", path, body=body, content_type="application/json", check=check
+        )
+        assert value is not None  # the check always returns one
+        return value
+
     def request(
         self,
         method: str,

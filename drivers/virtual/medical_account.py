@@ -29,26 +29,13 @@ from apdu.command import CommandApdu, ResponseApdu
 from apdu.errors import RecordFormatError
 from apdu.medical_payment import DebitRecord, MedicalBalances, MedicalInit
 from apdu.payment import Charge
+from apdu.sw import Sw
 from drivers.keyfile import RootKeys
 from drivers.virtual.card import VirtualCard
 
 KEY_INDEX = 0x01
 SEQUENCE_MAX = 0xFFFF
 _TABLE_KEYS = {"balance", "self_pay", "pooled", "pay_year", "sequence", "locked", "key_version"}
-SW_OK = 0x9000
-SW_WRONG_LENGTH = 0x6700
-SW_NOT_ACCEPTED = 0x6901
-SW_SECURITY = 0x6982
-SW_WRONG_DATA = 0x6A80
-SW_RECORD_NOT_FOUND = 0x6A83
-SW_WRONG_P1P2 = 0x6A86
-SW_INS_UNKNOWN = 0x6D00
-SW_MAC_INVALID = 0x9302
-SW_LOCKED = 0x9303
-SW_INSUFFICIENT = 0x9401
-SW_COUNTER_MAX = 0x9402
-SW_KEY_UNSUPPORTED = 0x9403
-SW_PROOF_UNAVAILABLE = 0x9406
 
 
 class MedicalAccountTableError(ValueError):
@@ -168,7 +155,7 @@ class VirtualMedicalAccount:
         """
         pending, self.pending = self.pending, None
         if not pin_verified:
-            return _sw(SW_SECURITY)
+            return _sw(Sw.SECURITY_NOT_SATISFIED)
         if command.cla == 0x00:
             return self._read_record(command, t0)
         if command.ins == medical_payment.INS_GET_BALANCE:
@@ -179,11 +166,11 @@ class VirtualMedicalAccount:
             return self._debit(command, pending)
         if command.ins == medical_payment.INS_GET_PROOF:
             return self._proof(command)
-        return _sw(SW_INS_UNKNOWN)
+        return _sw(Sw.INS_NOT_SUPPORTED)
 
     def _read_record(self, command: CommandApdu, t0: bool) -> ResponseApdu:
         if not 1 <= command.p1 <= len(self.records):
-            return _sw(SW_RECORD_NOT_FOUND)
+            return _sw(Sw.RECORD_NOT_FOUND)
         return VirtualCard.fit_le(command, self.records[command.p1 - 1].to_bytes(), t0)
 
     def _balance(self, command: CommandApdu, t0: bool) -> ResponseApdu:
@@ -195,26 +182,26 @@ class VirtualMedicalAccount:
             medical_payment.P2_POOLED: b.pooled.to_bytes(4, "big") + year,
         }
         if command.p1 != 0x00 or command.p2 not in answers:
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         return VirtualCard.fit_le(command, answers[command.p2], t0)
 
     def _initialize(self, command: CommandApdu) -> ResponseApdu:
         if (command.p1, command.p2) != (medical_payment.P1_PURCHASE, medical_payment.P2_INIT):
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         if len(command.data) != 0x13:
-            return _sw(SW_WRONG_LENGTH)
+            return _sw(Sw.WRONG_LENGTH)
         if self.account.locked:
-            return _sw(SW_LOCKED)
+            return _sw(Sw.APPLICATION_LOCKED)
         if command.data[0] != KEY_INDEX or self.dpk is None:
-            return _sw(SW_KEY_UNSUPPORTED)
+            return _sw(Sw.KEY_INDEX_NOT_SUPPORTED)
         charge = Charge(*(int.from_bytes(command.data[i : i + 4], "big") for i in (1, 5, 9)))
         terminal = command.data[13:19].hex()
         if charge.amount == 0 or not terminal.isdigit():
-            return _sw(SW_WRONG_DATA)
+            return _sw(Sw.BAD_DATA_FIELD)
         if self.sequence >= SEQUENCE_MAX:
-            return _sw(SW_COUNTER_MAX)
+            return _sw(Sw.COUNTER_AT_MAXIMUM)
         if charge.amount > self.balances.account:
-            return _sw(SW_INSUFFICIENT)
+            return _sw(Sw.INSUFFICIENT_FUNDS)
         init = MedicalInit(
             self.balances,
             self.sequence,
@@ -223,23 +210,23 @@ class VirtualMedicalAccount:
             os.urandom(4),
         )
         self.pending = (init, charge, terminal)
-        return ResponseApdu(init.to_bytes(), SW_OK)
+        return ResponseApdu(init.to_bytes(), Sw.OK)
 
     def _debit(
         self, command: CommandApdu, pending: tuple[MedicalInit, Charge, str] | None
     ) -> ResponseApdu:
         if (command.p1, command.p2) != (medical_payment.P1_DEBIT, 0x00):
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         if len(command.data) != 15:
-            return _sw(SW_WRONG_LENGTH)
+            return _sw(Sw.WRONG_LENGTH)
         if pending is None or self.dpk is None or self.dtk is None:
-            return _sw(SW_NOT_ACCEPTED)
+            return _sw(Sw.COMMAND_NOT_ACCEPTED)
         init, charge, terminal = pending
         terminal_sequence = int.from_bytes(command.data[0:4], "big")
         try:
             when = transit.parse_bcd_time(command.data[4:11], "B0 2C")
         except RecordFormatError:
-            return _sw(SW_WRONG_DATA)
+            return _sw(Sw.BAD_DATA_FIELD)
         request = purse.PurchaseRequest(
             init.random,
             init.sequence,
@@ -252,7 +239,7 @@ class VirtualMedicalAccount:
         )
         sespk = purse.session_key(self.dpk, request, terminal_sequence)
         if command.data[11:15] != purse.mac1(sespk, request, terminal):
-            return _sw(SW_MAC_INVALID)
+            return _sw(Sw.MAC_INVALID)
         mac2 = purse.mac2(sespk, charge.amount)
         tac = purse.tac(
             self.dtk, medical_payment.tac_data(charge, terminal, terminal_sequence, when)
@@ -270,13 +257,13 @@ class VirtualMedicalAccount:
         )
         self.records = [record, *self.records][: medical_payment.RECORDS_MAX]
         self.proof = (self.sequence, mac2 + tac)
-        return ResponseApdu(tac + mac2, SW_OK)
+        return ResponseApdu(tac + mac2, Sw.OK)
 
     def _proof(self, command: CommandApdu) -> ResponseApdu:
         if command.p1 != 0x00 or command.p2 != purse.TYPE_PURCHASE:
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         if len(command.data) != 2:
-            return _sw(SW_WRONG_LENGTH)
+            return _sw(Sw.WRONG_LENGTH)
         if self.proof is None or self.proof[0] != int.from_bytes(command.data, "big"):
-            return _sw(SW_PROOF_UNAVAILABLE)
-        return ResponseApdu(self.proof[1], SW_OK)
+            return _sw(Sw.MAC_UNAVAILABLE)
+        return ResponseApdu(self.proof[1], Sw.OK)

@@ -88,6 +88,7 @@ from drivers.keyfile import (
     load_root_keys,
 )
 from drivers.virtual.card import Behaviour, VirtualCard
+from drivers.virtual.transit_psam import mac2_answer
 
 INS_SELECT = 0xA4
 P1_SELECT_BY_NAME = 0x04
@@ -522,9 +523,4 @@ class VirtualPsam(VirtualCard):
         if command.p1 or command.p2:
             return _sw(SW_WRONG_P1P2)
         pending, self.pending_purchase = self.pending_purchase, None
-        if pending is None:
-            return _sw(SW_CONDITIONS)
-        if len(command.data) != 4:
-            return _sw(SW_WRONG_LENGTH)
-        sespk, amount = pending
-        return _sw(SW_OK if command.data == purse.mac2(sespk, amount) else SW_MAC_INVALID)
+        return mac2_answer(command.data, pending)

@@ -39,6 +39,7 @@ from apdu.psam import (
     INS_READ_BINARY,
     TERMINAL_NUMBER_LENGTH,
 )
+from apdu.sw import Sw
 from apdu.transit_psam import FID_TRANSIT_DF, TRANSIT_FACTORS
 from config.tomlfile import read_toml
 from drivers.keyfile import KeyFileError, TransitRoots, load_root_keys
@@ -48,15 +49,6 @@ FID_MF = 0x3F00
 SFI_TERMINAL_INFO = 0x16
 HISTORICAL_PREFIX = b"\x00VTPSM"  # fictional: category 00, "VTPSM", then the terminal number
 _KEYS = {"test_keys", "terminal_number", "roots"}
-SW_OK = 0x9000
-SW_WRONG_LENGTH = 0x6700
-SW_CONDITIONS = 0x6985
-SW_WRONG_DATA = 0x6A80
-SW_FILE_NOT_FOUND = 0x6A82
-SW_WRONG_P1P2 = 0x6A86
-SW_KEY_NOT_FOUND = 0x6A88
-SW_MAC_INVALID = 0x9302
-SW_INS_UNKNOWN = 0x6D00
 
 
 class TransitPsamFileError(KeyFileError):
@@ -121,6 +113,22 @@ def _sw(sw: int) -> ResponseApdu:
     return ResponseApdu(b"", sw)
 
 
+def mac2_answer(mac2: bytes, pending: tuple[bytes, int] | None) -> ResponseApdu:
+    """A PSAM's answer to CREDIT SAM FOR PURCHASE: does the card's MAC2 prove the debit?
+
+    :param mac2: the command's data, the card's MAC2
+    :param pending: the session key and amount of the purchase MAC1 was given for, if any
+        (the caller has already forgotten it: a MAC2 is checked once)
+    :raises: nothing
+    """
+    if pending is None:
+        return _sw(Sw.CONDITIONS_NOT_SATISFIED)
+    if len(mac2) != 4:
+        return _sw(Sw.WRONG_LENGTH)
+    sespk, amount = pending
+    return _sw(Sw.OK if mac2 == purse.mac2(sespk, amount) else Sw.MAC_INVALID)
+
+
 class VirtualTransitPsam(VirtualCard):
     """A transit PSAM that answers like the chip (see the module docstring).
 
@@ -176,7 +184,7 @@ class VirtualTransitPsam(VirtualCard):
             return self._select(command)
         if key == (0x00, INS_READ_BINARY):
             if command.p1 != 0x80 | SFI_TERMINAL_INFO:
-                return _sw(SW_FILE_NOT_FOUND)
+                return _sw(Sw.FILE_NOT_FOUND)
             if command.p2 >= TERMINAL_NUMBER_LENGTH:
                 return _sw(0x6B00)
             return self.fit_le(command, self.terminal_number[command.p2 :], self.behaviour.t0)
@@ -184,48 +192,43 @@ class VirtualTransitPsam(VirtualCard):
             return self._mac1(command)
         if key == (CLA_PROPRIETARY, INS_CREDIT_SAM_FOR_PURCHASE):
             return self._mac2(command)
-        return _sw(SW_INS_UNKNOWN)
+        return _sw(Sw.INS_NOT_SUPPORTED)
 
     def _select(self, command: CommandApdu) -> ResponseApdu:
         if command.p1 != 0x00 or len(command.data) != 2:
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         fid = int.from_bytes(command.data, "big")
         if fid not in (FID_MF, FID_TRANSIT_DF):
-            return _sw(SW_FILE_NOT_FOUND)
+            return _sw(Sw.FILE_NOT_FOUND)
         self.reset_state()
         self.in_purchase_df = fid == FID_TRANSIT_DF
-        return _sw(SW_OK)
+        return _sw(Sw.OK)
 
     def _mac1(self, command: CommandApdu) -> ResponseApdu:
         self.pending = None
         if command.p1 or command.p2:
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         if not self.in_purchase_df:
-            return _sw(SW_CONDITIONS)
+            return _sw(Sw.CONDITIONS_NOT_SATISFIED)
         if purse.mac1_levels(len(command.data)) != TRANSIT_FACTORS:
-            return _sw(SW_WRONG_LENGTH)
+            return _sw(Sw.WRONG_LENGTH)
         try:
             request = purse.parse_mac1_data(command.data)
         except ProtocolError:
-            return _sw(SW_WRONG_DATA)
+            return _sw(Sw.BAD_DATA_FIELD)
         roots = self.config.roots
         if request.key_version != roots.key_version or request.algorithm_id != purse.PURSE_ALG_DES:
-            return _sw(SW_KEY_NOT_FOUND)
+            return _sw(Sw.REFERENCE_DATA_NOT_FOUND)
         sequence = self.terminal_sequence
         self.terminal_sequence = (sequence + 1) & 0xFFFFFFFF
         self._store_sequence(self.terminal_sequence)  # before MAC1 leaves: never handed out twice
         sespk = purse.session_key(purse.card_purchase_key(roots.dpk, request), request, sequence)
         self.pending = (sespk, request.amount)
         mac1 = purse.mac1(sespk, request, self.config.terminal_number)
-        return ResponseApdu(sequence.to_bytes(4, "big") + mac1, SW_OK)
+        return ResponseApdu(sequence.to_bytes(4, "big") + mac1, Sw.OK)
 
     def _mac2(self, command: CommandApdu) -> ResponseApdu:
         if command.p1 or command.p2:
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         pending, self.pending = self.pending, None
-        if pending is None:
-            return _sw(SW_CONDITIONS)
-        if len(command.data) != 4:
-            return _sw(SW_WRONG_LENGTH)
-        sespk, amount = pending
-        return _sw(SW_OK if command.data == purse.mac2(sespk, amount) else SW_MAC_INVALID)
+        return mac2_answer(command.data, pending)

@@ -40,6 +40,7 @@ from apdu import purse, transit
 from apdu.command import CommandApdu, ResponseApdu
 from apdu.errors import ProtocolError, RecordFormatError
 from apdu.payment import PurchaseInit
+from apdu.sw import Sw
 from apdu.tlv import encode_ber
 from drivers.keyfile import RootKeys, TransitRoots
 from drivers.virtual.card import VirtualCard
@@ -62,21 +63,6 @@ _TABLE_KEYS = {
     "locked",
     "key_version",
 }
-
-SW_OK = 0x9000
-SW_WRONG_LENGTH = 0x6700
-SW_NOT_ACCEPTED = 0x6901
-SW_WRONG_DATA = 0x6A80
-SW_FILE_NOT_FOUND = 0x6A82
-SW_RECORD_NOT_FOUND = 0x6A83
-SW_WRONG_P1P2 = 0x6A86
-SW_INS_UNKNOWN = 0x6D00
-SW_MAC_INVALID = 0x9302
-SW_LOCKED = 0x9303
-SW_INSUFFICIENT = 0x9401
-SW_COUNTER_MAX = 0x9402
-SW_KEY_UNSUPPORTED = 0x9403
-SW_PROOF_UNAVAILABLE = 0x9406
 
 
 class TransitTableError(ValueError):
@@ -246,7 +232,7 @@ class VirtualTransitPurse:
             return self._read_record(command, t0)
         if key == (transit.CLA_PBOC, transit.INS_GET_BALANCE):
             if (command.p1, command.p2) != (0x00, transit.P2_PURSE):
-                return _sw(SW_WRONG_P1P2)
+                return _sw(Sw.BAD_P1_P2)
             return VirtualCard.fit_le(command, max(self.balance, 0).to_bytes(4, "big"), t0)
         if key == (transit.CLA_PBOC, transit.INS_INITIALIZE):
             return self._initialize(command)
@@ -254,11 +240,11 @@ class VirtualTransitPurse:
             return self._debit(command, pending)
         if key == (transit.CLA_PBOC, transit.INS_GET_PROOF):
             return self._proof(command)
-        return _sw(SW_INS_UNKNOWN)
+        return _sw(Sw.INS_NOT_SUPPORTED)
 
     def _read_binary(self, command: CommandApdu, t0: bool) -> ResponseApdu:
         if command.p1 != transit.P1_READ_BINARY_SFI | transit.SFI_PUBLIC:
-            return _sw(SW_FILE_NOT_FOUND)
+            return _sw(Sw.FILE_NOT_FOUND)
         data = self.public.to_bytes()
         if command.p2 >= len(data):
             return _sw(0x6B00)
@@ -266,28 +252,28 @@ class VirtualTransitPurse:
 
     def _read_record(self, command: CommandApdu, t0: bool) -> ResponseApdu:
         if command.p2 != (transit.SFI_LOG << 3 | transit.P2_RECORD_NUMBER):
-            return _sw(SW_FILE_NOT_FOUND if command.p2 >> 3 else SW_WRONG_P1P2)
+            return _sw(Sw.FILE_NOT_FOUND if command.p2 >> 3 else Sw.BAD_P1_P2)
         if not 1 <= command.p1 <= len(self.log):
-            return _sw(SW_RECORD_NOT_FOUND)
+            return _sw(Sw.RECORD_NOT_FOUND)
         return VirtualCard.fit_le(command, self.log[command.p1 - 1].to_bytes(), t0)
 
     def _initialize(self, command: CommandApdu) -> ResponseApdu:
         if (command.p1, command.p2) != (transit.P1_PURCHASE, transit.P2_PURSE):
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         if len(command.data) != 11:
-            return _sw(SW_WRONG_LENGTH)
+            return _sw(Sw.WRONG_LENGTH)
         if self.locked:
-            return _sw(SW_LOCKED)
+            return _sw(Sw.APPLICATION_LOCKED)
         if command.data[0] != KEY_INDEX or self.keys is None:
-            return _sw(SW_KEY_UNSUPPORTED)
+            return _sw(Sw.KEY_INDEX_NOT_SUPPORTED)
         amount = int.from_bytes(command.data[1:5], "big")
         terminal = command.data[5:11].hex()
         if amount == 0 or not terminal.isdigit():
-            return _sw(SW_WRONG_DATA)
+            return _sw(Sw.BAD_DATA_FIELD)
         if self.sequence >= SEQUENCE_MAX:
-            return _sw(SW_COUNTER_MAX)
+            return _sw(Sw.COUNTER_AT_MAXIMUM)
         if amount > self.balance + self.account.overdraft_limit:
-            return _sw(SW_INSUFFICIENT)
+            return _sw(Sw.INSUFFICIENT_FUNDS)
         init = PurchaseInit(
             balance=self.balance,
             sequence=self.sequence,
@@ -297,20 +283,20 @@ class VirtualTransitPurse:
             overdraft_limit=self.account.overdraft_limit,
         )
         self.pending = _Pending(init, amount, terminal)
-        return ResponseApdu(transit.init_bytes(init), SW_OK)
+        return ResponseApdu(transit.init_bytes(init), Sw.OK)
 
     def _debit(self, command: CommandApdu, pending: _Pending | None) -> ResponseApdu:
         if (command.p1, command.p2) != (transit.P1_DEBIT, 0x00):
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         if len(command.data) != 15:
-            return _sw(SW_WRONG_LENGTH)
+            return _sw(Sw.WRONG_LENGTH)
         if pending is None or self.keys is None:
-            return _sw(SW_NOT_ACCEPTED)
+            return _sw(Sw.COMMAND_NOT_ACCEPTED)
         terminal_sequence = int.from_bytes(command.data[0:4], "big")
         try:
             when = transit.parse_bcd_time(command.data[4:11], "DEBIT")
         except RecordFormatError:
-            return _sw(SW_WRONG_DATA)
+            return _sw(Sw.BAD_DATA_FIELD)
         request = purse.PurchaseRequest(
             card_random=pending.init.random,
             card_sequence=pending.init.sequence,
@@ -326,9 +312,9 @@ class VirtualTransitPurse:
         try:
             expected = purse.mac1(sespk, request, pending.terminal_number)
         except ProtocolError:
-            return _sw(SW_WRONG_DATA)
+            return _sw(Sw.BAD_DATA_FIELD)
         if command.data[11:15] != expected:
-            return _sw(SW_MAC_INVALID)
+            return _sw(Sw.MAC_INVALID)
         # the debit: balance, sequence, log and proof change together (EEPROM)
         mac2 = purse.mac2(sespk, pending.amount)
         tac = purse.tac(
@@ -353,14 +339,14 @@ class VirtualTransitPurse:
         )
         self.log = [record, *self.log][: transit.LOG_RECORDS]
         self.proof = (self.sequence, mac2 + tac)
-        return ResponseApdu(tac + mac2, SW_OK)
+        return ResponseApdu(tac + mac2, Sw.OK)
 
     def _proof(self, command: CommandApdu) -> ResponseApdu:
         if command.p1 != 0x00 or command.p2 not in transit.PURCHASE_TYPES:
-            return _sw(SW_WRONG_P1P2)
+            return _sw(Sw.BAD_P1_P2)
         if len(command.data) != 2:
-            return _sw(SW_WRONG_LENGTH)
+            return _sw(Sw.WRONG_LENGTH)
         sequence = int.from_bytes(command.data, "big")
         if self.proof is None or self.proof[0] != sequence:
-            return _sw(SW_PROOF_UNAVAILABLE)
-        return ResponseApdu(self.proof[1], SW_OK)
+            return _sw(Sw.MAC_UNAVAILABLE)
+        return ResponseApdu(self.proof[1], Sw.OK)
