@@ -9,6 +9,7 @@ drivers/virtual/test_keys/test-roots.toml, without any security module (spec doc
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from apdu.errors import (
     CardNotGenuine,
     ExternalAuthFailed,
     PinBlocked,
+    SecurityNotSatisfied,
     SscardError,
     WrongPin,
 )
@@ -35,9 +37,11 @@ from apdu.sam import (
 )
 from apdu.ssc import SscSession
 from apdu.transport import Connection, t0_chain
+from config.settings import Settings
 from drivers.keyfile import crypto_algorithm
+from drivers.soft_sam import SoftSam
 from drivers.virtual.card import Behaviour, VirtualConnection
-from drivers.virtual.persona import PersonaError, parse_persona
+from drivers.virtual.persona import PersonaError, PersonaKeys, parse_persona
 from drivers.virtual.psam import VirtualPsam, load_psam
 from drivers.virtual.ssc_card import VirtualSscCard
 
@@ -209,6 +213,60 @@ def test_ssf33_card_is_refused_by_the_psam_before_the_card_is_asked() -> None:
     with pytest.raises(AlgorithmNotSupported):
         read(card, module)
     assert not sent(card, "0088")
+
+
+# -- SscSession.authenticate: the genuineness proof, once, with the software SAM ---------------
+
+
+def soft_sam() -> SoftSam:
+    return SoftSam(ROOTS, Settings())
+
+
+def authenticated(name: str, *, holder: bool) -> tuple[VirtualSscCard, SscSession]:
+    card = make_card(name)  # T=1: no GET RESPONSE in the count
+    session = in_ssse(card)
+    session.read_issuer()
+    session.authenticate(soft_sam(), holder=holder)
+    return card, session
+
+
+def test_a_3_0_card_read_without_ef06_is_the_spec_minimum_of_12_apdus() -> None:
+    # SELECT SSSE, SELECT EF05, 7 × READ RECORD, GET CHALLENGE × 2, INTERNAL AUTHENTICATE
+    card, session = authenticated("v3-sm4", holder=False)
+    assert [cmd[1] for cmd, _ in card.log] == [0xA4, 0xA4, *[0xB2] * 7, 0x84, 0x84, 0x88]
+    assert all(answer[-2:] == H("9000") for _, answer in card.log)
+    assert not card.rkssse_authenticated  # no EXTERNAL AUTHENTICATE: EF06 stays closed
+    with pytest.raises(SecurityNotSatisfied):
+        session.read_holder(["name"])
+
+
+def test_a_3_0_card_whose_ef06_is_read_gets_rkssse_once_after_the_internal_proof() -> None:
+    card, session = authenticated("v3-sm4", holder=True)
+    assert [cmd[1] for cmd, _ in card.log][9:] == [0x84, 0x84, 0x88, 0x84, 0x84, 0x82]
+    assert len(sent(card, "0088")) == 1 and len(sent(card, "0082000A")) == 1
+    assert session.read_holder(["name"]).name == "李晓梅"
+
+
+def test_a_2_0_card_needs_no_rkssse_even_when_ef06_is_read() -> None:
+    card, session = authenticated("ordinary-2.0", holder=True)
+    assert len(card.log) == 12 and not sent(card, "0082")
+    assert session.read_holder(["ssn"]).ssn is not None
+
+
+def test_authenticate_reads_ef05_itself_when_it_was_not_read() -> None:
+    card = make_card("ordinary-2.0")
+    session = in_ssse(card)
+    session.authenticate(soft_sam(), holder=False)
+    assert session.issuer is not None and len(card.log) == 12
+
+
+def test_a_forged_3_0_card_fails_the_session_proof_before_any_rkssse() -> None:
+    forged = replace(persona("v3-sm4"), keys=PersonaKeys(forged=True))
+    card = VirtualSscCard(forged, Behaviour(), ROOTS)
+    session = in_ssse(card)
+    with pytest.raises(CardNotGenuine):
+        session.authenticate(soft_sam(), holder=True)
+    assert len(sent(card, "0088")) == 1 and not sent(card, "0082")
 
 
 # -- INTERNAL AUTHENTICATE ---------------------------------------------------------------------
