@@ -90,11 +90,11 @@ def read_contents(
     """
     session = SscSession(connection, historical)
     issuer = session.read_issuer()
-    algorithm = CardAlgorithm.from_id(session.algorithm_id, issuer.card_id)
     if authenticate:
         if module is None:
             raise NoSecurityModule("no PSAM: connect one, or use --hsm or --soft-sam")
         session.authenticate(module, holder=True)
+    algorithm = CardAlgorithm.from_id(session.algorithm_id, issuer.card_id)
     unreadable: dict[str, str] = {}
     holder: HolderData | None
     try:
