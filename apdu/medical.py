@@ -34,16 +34,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from apdu.errors import ApduError, RecordFormatError, SecurityNotSatisfied
-from apdu.ssc import (
-    FID_EF05,
-    Fci,
-    decode_an,
-    decode_cn,
-    decode_date,
-    read_record_by_id,
-    select_by_name,
-    select_ef,
-)
+from apdu.files import FID_EF05, read_record_by_id, select_by_name, select_ef
+from apdu.records import Fci, decode_an, decode_cn, decode_date
 from apdu.sw import Sw
 from apdu.transport import Connection
 
@@ -383,26 +375,3 @@ class MedicalSession:
             if value is not None:
                 records[tag] = value
         return parse_medical(records, wanted)
-
-
-def read_medical(connection: Connection, fields: Collection[str] | None = None) -> MedicalInfo:
-    """Select DF04 and read EF05 医疗保险基本信息, only the records of ``fields``.
-
-    SSSE must be selected and the PIN verified first (:func:`apdu.pin.verify_pin`). An empty
-    field set sends nothing and returns an empty :class:`MedicalInfo`.
-
-    :param connection: a connection to the card, with the T=0 chain
-    :param fields: names from :data:`MEDICAL_FIELDS`, ``None`` for all
-    :raises ValueError: for a name that is not a medical field (nothing is sent)
-    :raises NoMedicalApplication: the card has no DF04, or DF04 no EF05 (``6A82``)
-    :raises SecurityNotSatisfied: ``6982``: the PIN (or RK1DF04) is needed first
-    :raises ApplicationLocked: ``9303``
-    :raises CardBlocked: ``6A81``
-    :raises RecordFormatError: a record with another tag, a length past its data, a value
-        longer than its item or an invalid value
-    :raises ApduError: any other refusal
-    """
-    wanted = requested_fields(fields)
-    if not wanted:
-        return MedicalInfo()
-    return MedicalSession(connection).read(wanted)

@@ -40,6 +40,7 @@ from decimal import Decimal, InvalidOperation
 from apdu import purse
 from apdu.command import CommandApdu
 from apdu.errors import ApduError, ProtocolError, RecordFormatError
+from apdu.files import CLA_ISO, INS_READ_RECORD, INS_SELECT, P1_SELECT_BY_NAME
 from apdu.medical import AID_DF04
 from apdu.payment import (
     Charge,
@@ -49,7 +50,6 @@ from apdu.payment import (
     send_payment,
 )
 from apdu.purchase import PurchaseRecord
-from apdu.ssc import CLA_ISO, INS_READ_RECORD, INS_SELECT, P1_SELECT_BY_NAME
 from apdu.sw import Sw
 from apdu.transit import parse_bcd_time, terminal_digits
 from apdu.transport import Connection

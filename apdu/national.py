@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from apdu.ssc import CardContents
+from apdu.records import CardContents
 from apdu.sw import describe
 
 NO_TERMINAL_NUMBER = "000000000000"  # 终端机编号 when no PSAM supplies one (§4.3 field 10)

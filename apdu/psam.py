@@ -33,7 +33,9 @@ from typing import NamedTuple, TypeVar
 from apdu import crypto
 from apdu.command import CommandApdu
 from apdu.errors import ApduError, ProtocolError
+from apdu.files import AID_SSSE
 from apdu.purse import PurchaseMac1, PurchaseRequest
+from apdu.records import CardAlgorithm, Generation
 from apdu.sam import (
     AlgorithmNotSupported,
     AuthRequest,
@@ -45,7 +47,6 @@ from apdu.sam import (
     SecurityModule,
     SecurityModuleRefused,
 )
-from apdu.ssc import AID_SSSE, CardAlgorithm, Generation
 from apdu.transport import Connection, send
 
 log = logging.getLogger(__name__)

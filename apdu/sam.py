@@ -1,16 +1,16 @@
-"""The security-module contract and the authenticated card read (spec doc §3.4–§3.7, §4.3–§4.4).
+"""The security-module contract (spec doc §3.4–§3.7, §4.3–§4.4).
 
 Every back-end (PSAM in a reader slot, remote HSM, software SAM) implements
-:class:`SecurityModule`. The flow :func:`read_authenticated` drives the card and the module in
-the order the national interface requires (§4.3):
+:class:`SecurityModule`. The card session drives the card and the module in the order the
+national interface requires (§4.3; :meth:`apdu.ssc.SscSession.authenticate`):
 
 1. SELECT SSSE, take the algorithm from the FCI; read EF05 (free) for 卡识别码 and 规范版本;
 2. the module must support the algorithm (``-2202``) and, on a 3.0 card, hold RKSSSE (``-2203``);
 3. INTERNAL AUTHENTICATE: GET CHALLENGE → original, GET CHALLENGE → process factor, then
    ``00 88 00 00 10 factor‖original`` — the module's expected answer must match (``-21``);
-4. 3.0 only: GET CHALLENGE → original, GET CHALLENGE → factor **last**, because the card
-   computes the EXTERNAL AUTHENTICATE session key from its most recent challenge (§3.4);
-   then ``00 82 00 0A 10 cryptogram‖original``;
+4. 3.0 only, when EF06 is to be read: GET CHALLENGE → original, GET CHALLENGE → factor
+   **last**, because the card computes the EXTERNAL AUTHENTICATE session key from its most
+   recent challenge (§3.4); then ``00 82 00 0A 10 cryptogram‖original``;
 5. read EF06; the terminal number comes from the module.
 
 Steps 3 and 4 are asked of the module in one call (:meth:`SecurityModule.authenticate`) so that
@@ -22,33 +22,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from apdu.command import CommandApdu
-from apdu.errors import (
-    ApduError,
-    CardNotGenuine,
-    ExternalAuthFailed,
-    ProtocolError,
-    SscardError,
-    card_state_error,
-)
+from apdu.errors import ProtocolError, SscardError
 from apdu.national import NO_TERMINAL_NUMBER, NationalCode
 from apdu.purse import PurchaseMac1, PurchaseRequest
-from apdu.ssc import (
-    CardAlgorithm,
-    CardContents,
-    Generation,
-    IssuerData,
-    SscSession,
-    send_card,
-)
+from apdu.records import CardAlgorithm, Generation
 from apdu.sw import describe
-from apdu.transport import Connection, send
 
-INS_GET_CHALLENGE = 0x84
-INS_INTERNAL_AUTHENTICATE = 0x88
-INS_EXTERNAL_AUTHENTICATE = 0x82
-KEY_RKSSSE = 0x0A  # S4 App B: RKSSSE, card key id 0A
-CHALLENGE_LENGTH = 8
 HISTORICAL_MIN = 13  # T1…T13: the level-3 factor is T6…T13 (spec §3.5)
 HISTORICAL_MAX = 15  # ISO 7816-3: K is one nibble
 
@@ -245,151 +224,6 @@ class SecurityModule(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def get_challenge(connection: Connection, length: int = CHALLENGE_LENGTH) -> bytes:
-    """GET CHALLENGE: the card's random, which it also keeps for its next EXTERNAL AUTHENTICATE.
-
-    :param connection: the card
-    :param length: 4, 8 or 16
-    :raises ProtocolError: when the card returns another length
-    """
-    data = send_card(connection, CommandApdu(0x00, INS_GET_CHALLENGE, 0x00, 0x00, le=length))
-    if len(data) != length:
-        raise ProtocolError(f"GET CHALLENGE returned {len(data)} bytes, asked for {length}")
-    return data
-
-
-def internal_authenticate(connection: Connection, factor: bytes, original: bytes) -> bytes:
-    """INTERNAL AUTHENTICATE ``00 88 00 00 10 factor‖original 00`` → 8-byte cryptogram.
-
-    :param connection: the card
-    :param factor: 8-byte process factor
-    :param original: 8-byte original data
-    :raises ProtocolError: when the card answers other than 8 bytes
-    """
-    command = CommandApdu(0x00, INS_INTERNAL_AUTHENTICATE, 0x00, 0x00, factor + original, 256)
-    data = send_card(connection, command)
-    if len(data) != 8:
-        raise ProtocolError(f"INTERNAL AUTHENTICATE returned {len(data)} bytes, expected 8")
-    return data
-
-
-def external_authenticate(
-    connection: Connection, key_id: int, cryptogram: bytes, original: bytes
-) -> None:
-    """EXTERNAL AUTHENTICATE ``00 82 00 <key> 10 cryptogram‖original``.
-
-    :param connection: the card
-    :param key_id: P2, e.g. ``0x0A`` for RKSSSE
-    :param cryptogram: 8-byte authentication data
-    :param original: 8-byte original data
-    :raises ExternalAuthFailed: ``63Cx`` (x tries left) or ``6983`` (the key is blocked)
-    """
-    command = CommandApdu(0x00, INS_EXTERNAL_AUTHENTICATE, 0x00, key_id, cryptogram + original)
-    try:
-        send(connection, command)
-    except ApduError as exc:
-        if exc.sw & 0xFFF0 == 0x63C0 or exc.sw == 0x6983:
-            raise ExternalAuthFailed(exc.sw) from exc
-        state = card_state_error(exc.sw)
-        if state is not None:
-            raise state from exc
-        raise
-
-
-def card_identity(session: SscSession, issuer: IssuerData, historical: bytes) -> CardIdentity:
-    """Build the card identity from the SELECT answer and EF05.
-
-    :param session: the SSSE session (its FCI names the algorithm)
-    :param issuer: EF05
-    :param historical: ATR historical bytes
-    """
-    algorithm = CardAlgorithm.from_id(session.algorithm_id, issuer.card_id)
-    return CardIdentity(algorithm, issuer.card_id, historical, issuer.generation)
-
-
-def collect_challenges(connection: Connection, card: CardIdentity) -> tuple[AuthRequest, bytes]:
-    """Run the card side of step 3 (and the challenges of step 4) in the spec's order.
-
-    :param connection: the card, SSSE selected
-    :param card: the card identity
-    :returns: the request for the module and the card's INTERNAL AUTHENTICATE answer
-    """
-    internal_original = get_challenge(connection)
-    internal_factor = get_challenge(connection)
-    answer = internal_authenticate(connection, internal_factor, internal_original)
-    if card.generation != Generation.V3:
-        return AuthRequest(card, internal_factor, internal_original), answer
-    external_original = get_challenge(connection)
-    external_factor = get_challenge(connection)  # last: the card keys EXTERNAL AUTH on it
-    request = AuthRequest(
-        card, internal_factor, internal_original, external_factor, external_original
-    )
-    return request, answer
-
-
-def finish_authentication(
-    connection: Connection, request: AuthRequest, answer: bytes, response: AuthResponse
-) -> None:
-    """Compare the card's answer with the module's and, on 3.0, authenticate to the card.
-
-    :param connection: the card
-    :param request: the challenges
-    :param answer: the card's INTERNAL AUTHENTICATE answer
-    :param response: the module's computation
-    :raises CardNotGenuine: the answers differ (``-21``)
-    :raises SecurityModuleUnavailable: a 3.0 card got no RKSSSE cryptogram
-    """
-    if response.internal_expected != answer:
-        raise CardNotGenuine()
-    if request.external_original is None:
-        return
-    if response.external_cryptogram is None:
-        raise SecurityModuleUnavailable("the security module returned no RKSSSE cryptogram")
-    external_authenticate(
-        connection, KEY_RKSSSE, response.external_cryptogram, request.external_original
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AuthenticatedRead:
-    """An authenticated read: the contents, the terminal number and the module kind.
-
-    :param contents: EF05 and EF06
-    :param terminal_number: 终端机编号 from the module
-    :param module: the module kind
-    """
-
-    contents: CardContents
-    terminal_number: str
-    module: str
-
-
-def read_authenticated(
-    connection: Connection, historical: bytes, module: SecurityModule | None
-) -> AuthenticatedRead:
-    """The full ``iReadCardBas`` flow of §4.3 with a security module.
-
-    :param connection: the card, with the T=0 chain
-    :param historical: ATR historical bytes
-    :param module: the security module, or ``None`` (then ``NoSecurityModule``, ``-2201``)
-    :raises NoSecurityModule: no module
-    :raises SecurityModuleError: the module cannot serve the card
-    :raises CardNotGenuine: INTERNAL AUTHENTICATE mismatch
-    :raises SscardError: any card or data error
-    """
-    session = SscSession(connection)
-    issuer = session.read_issuer()
-    if module is None:
-        raise NoSecurityModule("no PSAM: connect one, or use --hsm or --soft-sam")
-    card = card_identity(session, issuer, historical)
-    module.check(card)
-    request, answer = collect_challenges(connection, card)
-    finish_authentication(connection, request, answer, module.authenticate(request))
-    holder = session.read_holder(issuer.generation)
-    contents = CardContents(historical, card.algorithm, issuer, holder)
-    return AuthenticatedRead(contents, module.terminal_number(), module.kind)
 
 
 # -- HSM two-step strings (§4.4) -----------------------------------------------------------------

@@ -1,513 +1,100 @@
-"""The social-security application (SSSE) of the card: selection, FCI, EF05 and EF06 records.
+"""The social-security application (SSSE) of one card: the session that owns the card.
 
-Spec doc §2–§3 (人社信息函〔2012〕37号 V2.0; 3.0 changes from S4 §10.2):
+Spec doc §2–§5 (人社信息函〔2012〕37号 V2.0; 3.0 changes from S4 §10.2):
 
 * SSSE is selected by AID; its FCI names the card algorithm under ``9F0C`` → ``86``.
 * EF05 发卡机构数据 (issuer data) is free to read on every generation.
 * EF06 持卡人基本信息 (holder data) is free on 2.0 cards and guarded by RKSSSE on 3.0 cards.
-* Each record is one SIMPLE-TLV object whose tag is the record identifier, read with
-  ``00 B2 <tag> 00 <len+2>``; ``cn`` items are BCD right-padded with ``F``, ``an`` items are
-  ASCII/GB18030 right-padded with ``00``; an item left all ``FF`` is absent.
+* The card is proven genuine with INTERNAL AUTHENTICATE checked through a security module
+  (§4.3); a 3.0 card's EF06 opens after EXTERNAL AUTHENTICATE with RKSSSE.
+* The holder's PIN (VERIFY, CHANGE PIN; §5) opens DF04, the medical-insurance items.
 
-The command helpers (:func:`send_card`, :func:`select_by_name`, :func:`select_ef`,
-:func:`read_record_by_id`) and the item decoders serve the other applications under SSSE too
-(:mod:`apdu.medical`, DF04).
+A reader of the card goes through the same three steps, whatever it serves: the base facts
+(:meth:`SscSession.read_issuer`, :meth:`SscSession.authenticate`), the PIN
+(:meth:`SscSession.verify_pin`), then the personal fields, only those asked for
+(:meth:`SscSession.read_holder`, :meth:`SscSession.read_medical`). The record codecs live in
+:mod:`apdu.records`, the file commands in :mod:`apdu.files`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Collection
 
 from apdu.command import CommandApdu
 from apdu.errors import (
     ApduError,
-    RecordFormatError,
-    SecurityNotSatisfied,
-    TlvError,
+    CardNotGenuine,
+    ExternalAuthFailed,
+    ProtocolError,
     card_state_error,
 )
-from apdu.identity import SsnInfo, card_number_valid, classify_ssn
-from apdu.sw import Sw
-from apdu.tlv import parse_ber_one, parse_simple_one
+from apdu.files import (
+    AID_SSSE,
+    CLA_ISO,
+    FID_EF05,
+    FID_EF06,
+    read_record_by_id,
+    select_by_name,
+    select_ef,
+    send_card,
+)
+from apdu.medical import MedicalInfo, MedicalSession, requested_fields
+from apdu.pin import INS_CHANGE_PIN, INS_VERIFY, PIN_SEPARATOR, encode_pin
+from apdu.records import (
+    DERIVED_FROM_SSN,
+    HOLDER_ITEMS,
+    ISSUER_TAGS,
+    RECORD_LENGTHS,
+    TAG_SSN,
+    CardAlgorithm,
+    Fci,
+    Generation,
+    HolderData,
+    IssuerData,
+    holder_tags,
+    parse_holder,
+    parse_issuer,
+)
+from apdu.sam import AuthRequest, CardIdentity, SecurityModule, SecurityModuleUnavailable
 from apdu.transport import Connection, send
 
-AID_SSSE = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")  # "sx1.sh." + GBK "社会保障"
-RID_SSC = bytes.fromhex("D156000005")
-FID_EF05 = 0xEF05
-FID_EF06 = 0xEF06
-
-CLA_ISO = 0x00
-INS_SELECT = 0xA4
-INS_READ_RECORD = 0xB2
-P1_SELECT_BY_NAME = 0x04
-P1_SELECT_EF = 0x02
-P2_RECORD_BY_ID = 0x00  # spec doc §3.2: first record whose identifier is P1, current EF
-SELECT_LE = 256  # SELECT by name asks for the whole FCI (Le = 00)
-
-TAG_FCI = 0x6F
-TAG_DF_NAME = 0x84
-TAG_FCI_PROPRIETARY = 0xA5
-TAG_SFI_DIR = 0x88
-TAG_ISSUER_DISCRETIONARY = 0x9F0C
-TAG_ALGORITHM = 0x86
-
-# EF05 发卡机构数据
-TAG_CARD_ID = 0x01  # 卡识别码 cn16
-TAG_CATEGORY = 0x02  # 卡的类别 an1
-TAG_SPEC_VERSION = 0x03  # 规范版本 an4
-TAG_INIT_ORG = 0x04  # 初始化机构编号 cn12
-TAG_ISSUE_DATE = 0x05  # 发卡日期 cn4
-TAG_EXPIRY_DATE = 0x06  # 卡有效期 cn4
-TAG_CARD_NUMBER = 0x07  # 卡号 an9
-# EF06 持卡人基本信息
-TAG_SSN = 0x08  # 社会保障号码 an18
-TAG_NAME = 0x09  # 姓名 an30
-TAG_NAME_EXTENSION = 0x4E  # 姓名扩展 an20 (2.0 and later)
-TAG_SEX = 0x0A  # 性别 an1
-TAG_ETHNICITY = 0x0B  # 民族 cn1
-TAG_BIRTHPLACE = 0x0C  # 出生地 cn3
-TAG_BIRTH_DATE = 0x0D  # 出生日期 cn4
-
-RECORD_LENGTHS: dict[int, int] = {
-    TAG_CARD_ID: 16,
-    TAG_CATEGORY: 1,
-    TAG_SPEC_VERSION: 4,
-    TAG_INIT_ORG: 12,
-    TAG_ISSUE_DATE: 4,
-    TAG_EXPIRY_DATE: 4,
-    TAG_CARD_NUMBER: 9,
-    TAG_SSN: 18,
-    TAG_NAME: 30,
-    TAG_NAME_EXTENSION: 20,
-    TAG_SEX: 1,
-    TAG_ETHNICITY: 1,
-    TAG_BIRTHPLACE: 3,
-    TAG_BIRTH_DATE: 4,
-}
-
-CARD_NUMBER_LENGTH = 9  # S4 §10.4: read and return only the first 9 characters
-
-
-class Generation(StrEnum):
-    """Card generation from the first three characters of 规范版本 (S4 §10.2)."""
-
-    V1 = "1.0"
-    V2 = "2.0"
-    V3 = "3.0"
-
-    @classmethod
-    def from_version(cls, version: str | None) -> Generation:
-        """Classify a 规范版本 string; an empty or absent one is 1.0.
-
-        :param version: the decoded EF05 tag 03, e.g. ``"2.00"`` or ``"2.0"``
-        :raises RecordFormatError: for a version this terminal does not know
-        """
-        if not version:
-            return cls.V1
-        try:
-            return cls(version[:3])
-        except ValueError:
-            raise RecordFormatError(f"unknown card spec version {version!r}") from None
-
-
-class CardAlgorithm(StrEnum):
-    """The card's algorithm, from FCI ``9F0C/86`` (S4 §10.1)."""
-
-    DES = "des"
-    SSF33 = "ssf33"
-    SM4 = "sm4"
-
-    @classmethod
-    def from_id(cls, algorithm_id: int | None, card_id: bytes) -> CardAlgorithm:
-        """Map the FCI algorithm byte; without one, region ``11…`` means SSF33, else DES.
-
-        :param algorithm_id: the value of tag 86, or ``None`` when the FCI has none
-        :param card_id: 卡识别码, whose first digits are the region code
-        :raises RecordFormatError: for an algorithm id outside 01–03
-        """
-        if algorithm_id is None:
-            return cls.SSF33 if card_id.hex().startswith("11") else cls.DES
-        for algorithm in cls:
-            if algorithm.algorithm_id == algorithm_id:
-                return algorithm
-        raise RecordFormatError(f"unknown card algorithm id {algorithm_id:02X} in the FCI")
-
-    @property
-    def algorithm_id(self) -> int:
-        """The algorithm byte of FCI ``9F0C/86`` (and of :class:`apdu.crypto.Algorithm`)."""
-        return _ALGORITHM_IDS[self]
-
-
-_ALGORITHM_IDS = {CardAlgorithm.DES: 0x01, CardAlgorithm.SSF33: 0x02, CardAlgorithm.SM4: 0x03}
-
-
-@dataclass(frozen=True, slots=True)
-class Fci:
-    """The SSSE file control information returned by SELECT.
-
-    :param df_name: tag 84, the AID
-    :param dir_sfi: tag 88, SFI of the DIR file, if present
-    :param algorithm_id: tag 9F0C/86, if present
-    """
-
-    df_name: bytes
-    dir_sfi: int | None
-    algorithm_id: int | None
-
-    @classmethod
-    def parse(cls, data: bytes, application: str = "SSSE") -> Fci:
-        """Parse ``6F L | 84 L AID | A5 L [88 01 sfi] [9F0C 03 86 01 alg]``.
-
-        Every item is optional (an empty answer gives an empty FCI): cards without ``9F0C``
-        exist, and the algorithm then comes from the region rule.
-
-        :param data: the SELECT response data
-        :param application: the selected application, for the error message (``"DF04"``)
-        :raises RecordFormatError: when the data is not a 6F template
-        """
-        if not data:
-            return cls(b"", None, None)
-        try:
-            fci = parse_ber_one(data)
-            if fci.tag != TAG_FCI:
-                raise RecordFormatError(
-                    f"{application} FCI must start with tag 6F, got {fci.tag:X}"
-                )
-            name = fci.find(TAG_DF_NAME)
-            sfi = fci.find(TAG_SFI_DIR)
-            # 9F0C is primitive (bit 6 of 9F is 0): its value holds the 86 object as raw bytes
-            discretionary = fci.find(TAG_ISSUER_DISCRETIONARY)
-            algorithm = None
-            if discretionary is not None:
-                algorithm = parse_ber_one(discretionary.value)
-                if algorithm.tag != TAG_ALGORITHM:
-                    algorithm = None
-        except TlvError as exc:
-            raise RecordFormatError(f"{application} FCI does not parse: {exc}") from exc
-        return cls(
-            df_name=name.value if name else b"",
-            dir_sfi=sfi.value[0] if sfi and len(sfi.value) == 1 else None,
-            algorithm_id=algorithm.value[0] if algorithm and len(algorithm.value) == 1 else None,
-        )
-
-
-def _absent(value: bytes) -> bool:
-    return not value or all(b == 0xFF for b in value)
-
-
-def decode_an(tag: int, value: bytes) -> str | None:
-    """Decode an ``an`` item: ASCII right-padded with ``00``; all ``FF`` is absent.
-
-    :param tag: the record tag, for the error message
-    :param value: the raw value
-    :raises RecordFormatError: for bytes that are not printable ASCII
-    """
-    if _absent(value):
-        return None
-    text = value.rstrip(b"\x00")
-    if not text:
-        return None
-    if any(b < 0x20 or b > 0x7E for b in text):
-        raise RecordFormatError(f"record {tag:02X}: an item is not printable ASCII")
-    return text.decode("ascii")
-
-
-def decode_cn(value: bytes) -> str | None:
-    """Decode a ``cn`` item: BCD digits right-padded with ``F``; all ``FF`` is absent.
-
-    Serial fields may hold nibbles A–F, so the digits are returned as upper-case hex.
-
-    :param value: the raw value
-    """
-    if _absent(value):
-        return None
-    return value.hex().upper().rstrip("F") or None
-
-
-def decode_date(tag: int, value: bytes) -> dt.date | None:
-    """Decode a BCD ``YYYYMMDD`` date; all ``FF`` (or all ``00``) is absent.
-
-    :param tag: the record tag, for the error message
-    :param value: four raw bytes
-    :raises RecordFormatError: for a value that is not a real calendar date
-    """
-    if _absent(value) or not any(value):
-        return None
-    digits = value.hex()
-    if len(digits) != 8 or not digits.isdigit():
-        raise RecordFormatError(f"record {tag:02X}: date {digits.upper()} is not BCD YYYYMMDD")
-    try:
-        return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
-    except ValueError:
-        raise RecordFormatError(f"record {tag:02X}: {digits} is not a calendar date") from None
-
-
-def decode_name(primary: bytes | None, extension: bytes | None) -> str | None:
-    """Join 姓名 (tag 09) and 姓名扩展 (tag 4E) as bytes, then decode GB18030.
-
-    The join happens before decoding because a double-byte character may straddle the two
-    records.
-
-    :param primary: the raw value of tag 09, or ``None``
-    :param extension: the raw value of tag 4E, or ``None`` (1.0 cards, or record absent)
-    :raises RecordFormatError: when the bytes are not GB18030
-    """
-    raw = b""
-    for part in (primary, extension):
-        if part is not None and not _absent(part):
-            raw += part.rstrip(b"\x00")
-    if not raw:
-        return None
-    try:
-        return raw.decode("gb18030").strip()
-    except UnicodeDecodeError:
-        raise RecordFormatError("record 09/4E: name is not valid GB18030") from None
-
-
-def parse_record(expected_tag: int, data: bytes) -> bytes:
-    """Check that a READ RECORD answer is exactly one TLV with the tag asked for.
-
-    :param expected_tag: the record identifier that was requested
-    :param data: the response data
-    :raises RecordFormatError: on another tag, a length past the data, or trailing bytes
-    """
-    try:
-        tag, value = parse_simple_one(data)
-    except TlvError as exc:
-        raise RecordFormatError(f"record {expected_tag:02X}: {exc}") from exc
-    if tag != expected_tag:
-        raise RecordFormatError(
-            f"asked for record {expected_tag:02X}, the card returned record {tag:02X}"
-        )
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class IssuerData:
-    """EF05 发卡机构数据.
-
-    :param card_id: 卡识别码, 16 bytes
-    :param category: 卡的类别 (``'1'``–``'4'``)
-    :param spec_version: 规范版本 as stored, NUL padding removed
-    :param init_org: 初始化机构编号 as hex digits
-    :param issue_date: 发卡日期
-    :param expiry_date: 卡有效期
-    :param card_number: 卡号, first 9 characters
-    """
-
-    card_id: bytes
-    category: str | None
-    spec_version: str | None
-    init_org: str | None
-    issue_date: dt.date | None
-    expiry_date: dt.date | None
-    card_number: str | None
-
-    @property
-    def region_code(self) -> str:
-        """发卡地区行政区划代码: the first six digits of 卡识别码."""
-        return self.card_id.hex().upper()[:6]
-
-    @property
-    def generation(self) -> Generation:
-        """The card generation from 规范版本."""
-        return Generation.from_version(self.spec_version)
-
-    @property
-    def card_number_valid(self) -> bool | None:
-        """Whether the card number's check character is right; ``None`` without a number."""
-        return None if self.card_number is None else card_number_valid(self.card_number)
-
-
-@dataclass(frozen=True, slots=True)
-class HolderData:
-    """EF06 持卡人基本信息, with sex and birth date derived from the SSN when left ``FF``.
-
-    :param ssn: 社会保障号码
-    :param name: 姓名 joined with 姓名扩展
-    :param sex: GB 2261.1 code
-    :param ethnicity: GB 3304 two-digit code
-    :param birthplace: GB/T 2260 region code
-    :param birth_date: 出生日期
-    :param sex_derived: sex came from the SSN, not the card
-    :param birth_date_derived: birth date came from the SSN, not the card
-    """
-
-    ssn: str | None
-    name: str | None
-    sex: str | None
-    ethnicity: str | None
-    birthplace: str | None
-    birth_date: dt.date | None
-    sex_derived: bool = False
-    birth_date_derived: bool = False
-
-    @property
-    def ssn_info(self) -> SsnInfo | None:
-        """The SSN's kind (mainland, HK/Macao/Taiwan, foreign) and check-digit result."""
-        return None if self.ssn is None else classify_ssn(self.ssn)
-
-
-ISSUER_TAGS = (
-    TAG_CARD_ID,
-    TAG_CATEGORY,
-    TAG_SPEC_VERSION,
-    TAG_INIT_ORG,
-    TAG_ISSUE_DATE,
-    TAG_EXPIRY_DATE,
-    TAG_CARD_NUMBER,
-)
-
-
-def parse_issuer(records: dict[int, bytes]) -> IssuerData:
-    """Build :class:`IssuerData` from raw EF05 record values keyed by tag.
-
-    :param records: tag → value; a missing tag is an absent item
-    :raises RecordFormatError: for a missing or malformed 卡识别码 or a malformed item
-    """
-    card_id = records.get(TAG_CARD_ID, b"")
-    if len(card_id) != RECORD_LENGTHS[TAG_CARD_ID] or _absent(card_id):
-        raise RecordFormatError("EF05 record 01 (卡识别码) must hold 16 bytes")
-    number = decode_an(TAG_CARD_NUMBER, records.get(TAG_CARD_NUMBER, b""))
-    version = records.get(TAG_SPEC_VERSION, b"")
-    return IssuerData(
-        card_id=card_id,
-        category=decode_an(TAG_CATEGORY, records.get(TAG_CATEGORY, b"")),
-        spec_version=decode_an(TAG_SPEC_VERSION, version),
-        init_org=decode_cn(records.get(TAG_INIT_ORG, b"")),
-        issue_date=decode_date(TAG_ISSUE_DATE, records.get(TAG_ISSUE_DATE, b"")),
-        expiry_date=decode_date(TAG_EXPIRY_DATE, records.get(TAG_EXPIRY_DATE, b"")),
-        card_number=number[:CARD_NUMBER_LENGTH] if number else None,
-    )
-
-
-def holder_tags(generation: Generation) -> tuple[int, ...]:
-    """The EF06 records to read: 4E (name extension) exists from 2.0 on.
-
-    :param generation: the card generation
-    """
-    tags = [TAG_SSN, TAG_NAME, TAG_SEX, TAG_ETHNICITY, TAG_BIRTHPLACE, TAG_BIRTH_DATE]
-    if generation != Generation.V1:
-        tags.insert(2, TAG_NAME_EXTENSION)
-    return tuple(tags)
-
-
-def parse_holder(records: dict[int, bytes]) -> HolderData:
-    """Build :class:`HolderData` from raw EF06 record values keyed by tag.
-
-    :param records: tag → value; a missing tag is an absent item
-    :raises RecordFormatError: for a malformed item
-    """
-    ssn = decode_an(TAG_SSN, records.get(TAG_SSN, b""))
-    sex = decode_an(TAG_SEX, records.get(TAG_SEX, b""))
-    birth_date = decode_date(TAG_BIRTH_DATE, records.get(TAG_BIRTH_DATE, b""))
-    info = classify_ssn(ssn) if ssn else None
-    sex_derived = birth_derived = False
-    if sex is None and info is not None and info.sex is not None:
-        sex, sex_derived = info.sex, True
-    if birth_date is None and info is not None and info.birth_date is not None:
-        birth_date, birth_derived = info.birth_date, True
-    ethnicity = decode_cn(records.get(TAG_ETHNICITY, b""))
-    return HolderData(
-        ssn=ssn,
-        name=decode_name(records.get(TAG_NAME), records.get(TAG_NAME_EXTENSION)),
-        sex=sex,
-        ethnicity=ethnicity.zfill(2) if ethnicity else None,
-        birthplace=decode_cn(records.get(TAG_BIRTHPLACE, b"")),
-        birth_date=birth_date,
-        sex_derived=sex_derived,
-        birth_date_derived=birth_derived,
-    )
-
-
-def send_card(connection: Connection, command: CommandApdu) -> bytes:
-    """Send a command to the card and turn a status word about its holder into that error.
-
-    :param connection: a connection to the card, with the T=0 chain
-    :param command: the command
-    :raises WrongPin: ``63Cx``
-    :raises PinBlocked: ``6983``
-    :raises ApplicationLocked: ``9303``
-    :raises CardBlocked: ``6A81``
-    :raises SecurityNotSatisfied: ``6982``
-    :raises ApduError: any other status word but ``9000``
-    """
-    try:
-        return send(connection, command)
-    except ApduError as exc:
-        state = card_state_error(exc.sw)
-        if state is not None:
-            raise state from exc
-        raise
-
-
-def _select_command(p1: int, data: bytes) -> CommandApdu:
-    # by name the card answers the FCI (Le 00); by file identifier it answers nothing
-    le = SELECT_LE if p1 == P1_SELECT_BY_NAME else None
-    return CommandApdu(CLA_ISO, INS_SELECT, p1, 0x00, data, le)
-
-
-def select_by_name(connection: Connection, aid: bytes) -> bytes:
-    """Select an application (DDF or ADF) by its AID and return the FCI bytes.
-
-    :param connection: a connection to the card, with the T=0 chain
-    :param aid: the application identifier, e.g. :data:`AID_SSSE`
-    :raises ApplicationLocked: ``9303``
-    :raises CardBlocked: ``6A81``
-    :raises ApduError: any other refusal, e.g. ``6A82`` when the card has no such application
-    """
-    return send_card(connection, _select_command(P1_SELECT_BY_NAME, aid))
-
-
-def select_ef(connection: Connection, fid: int) -> None:
-    """Select an elementary file of the current application by file identifier.
-
-    :param connection: a connection to the card, with the T=0 chain
-    :param fid: e.g. ``0xEF05``
-    :raises ApduError: when the card refuses, e.g. ``6A82`` for a file it does not have
-    """
-    send_card(connection, _select_command(P1_SELECT_EF, fid.to_bytes(2, "big")))
-
-
-def read_record_by_id(connection: Connection, tag: int, length: int) -> bytes | None:
-    """READ RECORD ``00 B2 <tag> 00 <length+2>`` in the current EF and return the value.
-
-    :param connection: a connection to the card, with the T=0 chain
-    :param tag: the record identifier (the TLV tag)
-    :param length: the item's value length (spec doc §3.1: Le = value length + 2)
-    :returns: the value, or ``None`` when the card has no such record (``6A83``)
-    :raises SecurityNotSatisfied: ``6982`` (naming the record), the file needs an
-        authentication first
-    :raises RecordFormatError: when the answer is not exactly one TLV of the requested record
-    :raises ApduError: any other refusal
-    """
-    command = CommandApdu(CLA_ISO, INS_READ_RECORD, tag, P2_RECORD_BY_ID, le=length + 2)
-    try:
-        data = send_card(connection, command)
-    except SecurityNotSatisfied as exc:
-        raise SecurityNotSatisfied(f"record {tag:02X}") from exc.__cause__
-    except ApduError as exc:
-        if exc.sw == Sw.RECORD_NOT_FOUND:
-            return None
-        raise
-    return parse_record(tag, data)
+INS_GET_CHALLENGE = 0x84
+INS_INTERNAL_AUTHENTICATE = 0x88
+INS_EXTERNAL_AUTHENTICATE = 0x82
+CLA_PROPRIETARY = 0x80  # CHANGE PIN (S3-P5 §6.3)
+P1_CHANGE_PIN = 0x01
+KEY_RKSSSE = 0x0A  # S4 App B: RKSSSE, card key id 0A
+CHALLENGE_LENGTH = 8
+CRYPTOGRAM_LENGTH = 8
+SW_TRIES_LEFT = 0x63C0  # 63Cx: x tries left
+SW_AUTH_BLOCKED = 0x6983
 
 
 class SscSession:
-    """The SSSE application of one card: SELECT on construction, then record reads.
+    """The SSSE application of one card: SELECT on construction, then the spec's verbs.
 
     :param connection: a connection to the card (use :func:`apdu.transport.t0_chain`)
+    :param historical: the ATR historical bytes (卡复位信息), the security module's level-3
+        factor; needed only by :meth:`authenticate`
     :raises ApplicationLocked: SELECT answered ``9303``
     :raises CardBlocked: SELECT answered ``6A81``
     :raises ApduError: any other refusal, e.g. ``6A82`` for a card without SSSE
     :raises RecordFormatError: when the FCI does not parse
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, historical: bytes = b"") -> None:
         self.connection = connection
+        self.historical = historical
         self.fci = Fci.parse(select_by_name(connection, AID_SSSE))
+        #: EF05 once :meth:`read_issuer` ran
+        self.issuer: IssuerData | None = None
+
+    @property
+    def algorithm_id(self) -> int | None:
+        """The algorithm byte from the FCI, if the card gave one."""
+        return self.fci.algorithm_id
+
+    # -- files and records ---------------------------------------------------------------------
 
     def select_ef(self, fid: int) -> None:
         """Select an elementary file of SSSE by file identifier.
@@ -528,7 +115,7 @@ class SscSession:
         """
         return read_record_by_id(self.connection, tag, RECORD_LENGTHS[tag])
 
-    def _read_file(self, fid: int, tags: tuple[int, ...]) -> dict[int, bytes]:
+    def _read_records(self, fid: int, tags: tuple[int, ...]) -> dict[int, bytes]:
         self.select_ef(fid)
         records: dict[int, bytes] = {}
         for tag in tags:
@@ -538,74 +125,230 @@ class SscSession:
         return records
 
     def read_issuer(self) -> IssuerData:
-        """Read EF05 发卡机构数据 (free on every generation).
+        """Read EF05 发卡机构数据 (free on every generation) and keep it on the session.
 
         :raises ApduError: when the card refuses a command
         :raises RecordFormatError: for a malformed record
         """
-        return parse_issuer(self._read_file(FID_EF05, ISSUER_TAGS))
+        self.issuer = parse_issuer(self._read_records(FID_EF05, ISSUER_TAGS))
+        return self.issuer
 
-    def read_holder(self, generation: Generation) -> HolderData:
-        """Read EF06 持卡人基本信息.
+    def _issuer(self) -> IssuerData:
+        return self.issuer if self.issuer is not None else self.read_issuer()
 
-        :param generation: decides whether the name extension 4E is read
+    def read_holder(self, items: Collection[str] | None = None) -> HolderData:
+        """Read EF06 持卡人基本信息: the records of the holder items asked for, and only those.
+
+        When sex or the birth date is asked for without the SSN and the card leaves it ``FF``
+        (real cards often do), the SSN is read too, to take it from there (spec doc §2.5); the
+        result then holds the SSN, and the caller keeps only what it asked for. EF05 is read
+        first if it was not (the generation decides whether 4E exists). An empty set sends
+        nothing.
+
+        :param items: names from :data:`apdu.records.HOLDER_ITEMS`, ``None`` for all
+        :raises ValueError: for a name that is not a holder item (nothing is sent)
         :raises SecurityNotSatisfied: on a 3.0 card before RKSSSE external authentication
         :raises ApduError: when the card refuses a command
         :raises RecordFormatError: for a malformed record
         """
-        return parse_holder(self._read_file(FID_EF06, holder_tags(generation)))
+        wanted = tuple(HOLDER_ITEMS) if items is None else tuple(items)
+        tags = holder_tags(wanted, self._issuer().generation)
+        if not tags:
+            return parse_holder({})
+        records = self._read_records(FID_EF06, tags)
+        holder = parse_holder(records)
+        derive = [item for item in DERIVED_FROM_SSN if item in wanted]
+        if "ssn" in wanted or all(getattr(holder, item) is not None for item in derive):
+            return holder
+        value = self.read_record(TAG_SSN)
+        return holder if value is None else parse_holder({**records, TAG_SSN: value})
 
-    @property
-    def algorithm_id(self) -> int | None:
-        """The algorithm byte from the FCI, if the card gave one."""
-        return self.fci.algorithm_id
+    # -- the genuineness proof (spec doc §3.4–§3.7, §4.3) ----------------------------------------
 
+    def identity(self) -> CardIdentity:
+        """What a security module needs to know about this card (reads EF05 if not yet read).
 
-@dataclass(frozen=True, slots=True)
-class CardContents:
-    """What was read from a card, and what could not be read and why.
+        :raises RecordFormatError: an unknown algorithm id or a malformed EF05
+        :raises ApduError: when the card refuses a command
+        """
+        issuer = self._issuer()
+        algorithm = CardAlgorithm.from_id(self.algorithm_id, issuer.card_id)
+        return CardIdentity(algorithm, issuer.card_id, self.historical, issuer.generation)
 
-    :param historical: ATR historical bytes (卡复位信息)
-    :param algorithm: the card algorithm
-    :param issuer: EF05
-    :param holder: EF06, or ``None`` when it could not be read
-    :param unreadable: item name → reason, for items the terminal could not read
-    """
+    def authenticate(self, module: SecurityModule, *, holder: bool) -> None:
+        """Prove the card genuine through the module; on a 3.0 card, open EF06 if it is to be read.
 
-    historical: bytes
-    algorithm: CardAlgorithm
-    issuer: IssuerData
-    holder: HolderData | None
-    unreadable: dict[str, str] = field(default_factory=dict)
+        In the national order (spec doc §4.3): the module must serve the card (``-2202``,
+        ``-2203``); INTERNAL AUTHENTICATE: GET CHALLENGE → original, GET CHALLENGE → process
+        factor, ``00 88 00 00 10 factor‖original`` — the module's expected answer must match
+        (``-21``). Only when EF06 is to be read on a 3.0 card: GET CHALLENGE → original, GET
+        CHALLENGE → factor **last**, because the card computes the EXTERNAL AUTHENTICATE
+        session key from its most recent challenge (§3.4), then ``00 82 00 0A 10
+        cryptogram‖original``. Both answers are asked of the module in one call, so that the
+        two-step HSM mode, which answers both at once, fits the same contract.
 
-    @property
-    def generation(self) -> Generation:
-        """The card generation."""
-        return self.issuer.generation
+        :param module: the security module
+        :param holder: whether EF06 is to be read (a 3.0 card then needs RKSSSE)
+        :raises SecurityModuleError: the module cannot serve the card, with its national code
+        :raises CardNotGenuine: the card's answer is not the module's (``-21``)
+        :raises ExternalAuthFailed: the card refused the RKSSSE cryptogram
+        :raises SscardError: other card or data errors
+        """
+        card = self.identity()
+        module.check(card)
+        internal_original = self.get_challenge()
+        internal_factor = self.get_challenge()
+        answer = self.internal_authenticate(internal_factor, internal_original)
+        external_original = external_factor = None
+        if holder and card.generation == Generation.V3:
+            external_original = self.get_challenge()
+            external_factor = self.get_challenge()  # last: the card keys EXTERNAL AUTH on it
+        request = AuthRequest(
+            card, internal_factor, internal_original, external_factor, external_original
+        )
+        response = module.authenticate(request)
+        if response.internal_expected != answer:
+            raise CardNotGenuine()
+        if external_original is None:
+            return
+        if response.external_cryptogram is None:
+            raise SecurityModuleUnavailable("the security module returned no RKSSSE cryptogram")
+        self.external_authenticate(KEY_RKSSSE, response.external_cryptogram, external_original)
 
+    def get_challenge(self, length: int = CHALLENGE_LENGTH) -> bytes:
+        """GET CHALLENGE: the card's random, which it also keeps for its next EXTERNAL AUTHENTICATE.
 
-HOLDER_ITEMS = ("ssn", "name", "sex", "ethnicity", "birthplace", "birth_date")
+        :param length: 4, 8 or 16
+        :raises ProtocolError: when the card returns another length
+        """
+        command = CommandApdu(CLA_ISO, INS_GET_CHALLENGE, 0x00, 0x00, le=length)
+        data = send_card(self.connection, command)
+        if len(data) != length:
+            raise ProtocolError(f"GET CHALLENGE returned {len(data)} bytes, asked for {length}")
+        return data
 
+    def internal_authenticate(self, factor: bytes, original: bytes) -> bytes:
+        """INTERNAL AUTHENTICATE ``00 88 00 00 10 factor‖original 00`` → 8-byte cryptogram.
 
-def read_free(connection: Connection, historical: bytes) -> CardContents:
-    """Read everything a card gives without keys: EF05 always, EF06 unless it is guarded.
+        :param factor: 8-byte process factor
+        :param original: 8-byte original data
+        :raises ProtocolError: when the card answers other than 8 bytes
+        """
+        command = CommandApdu(
+            CLA_ISO, INS_INTERNAL_AUTHENTICATE, 0x00, 0x00, factor + original, 256
+        )
+        data = send_card(self.connection, command)
+        if len(data) != CRYPTOGRAM_LENGTH:
+            raise ProtocolError(f"INTERNAL AUTHENTICATE returned {len(data)} bytes, expected 8")
+        return data
 
-    :param connection: a connection to the card, with the T=0 chain
-    :param historical: the ATR historical bytes
-    :raises ApplicationLocked: SSSE answered ``9303``
-    :raises CardBlocked: the card answered ``6A81``
-    :raises ApduError: other refusals
-    :raises RecordFormatError: malformed data
-    """
-    session = SscSession(connection)
-    issuer = session.read_issuer()
-    algorithm = CardAlgorithm.from_id(session.algorithm_id, issuer.card_id)
-    unreadable: dict[str, str] = {}
-    holder: HolderData | None
-    try:
-        holder = session.read_holder(issuer.generation)
-    except SecurityNotSatisfied:
-        holder = None
-        reason = "EF06 needs RKSSSE external authentication (6982); use a security module"
-        unreadable = dict.fromkeys(HOLDER_ITEMS, reason)
-    return CardContents(historical, algorithm, issuer, holder, unreadable)
+    def external_authenticate(self, key_id: int, cryptogram: bytes, original: bytes) -> None:
+        """EXTERNAL AUTHENTICATE ``00 82 00 <key> 10 cryptogram‖original``.
+
+        :param key_id: P2, e.g. ``0x0A`` for RKSSSE
+        :param cryptogram: 8-byte authentication data
+        :param original: 8-byte original data
+        :raises ExternalAuthFailed: ``63Cx`` (x tries left) or ``6983`` (the key is blocked)
+        :raises ApduError: any other refusal
+        """
+        data = cryptogram + original
+        command = CommandApdu(CLA_ISO, INS_EXTERNAL_AUTHENTICATE, 0x00, key_id, data)
+        try:
+            send(self.connection, command)
+        except ApduError as exc:
+            if exc.sw & 0xFFF0 == SW_TRIES_LEFT or exc.sw == SW_AUTH_BLOCKED:
+                raise ExternalAuthFailed(exc.sw) from exc
+            state = card_state_error(exc.sw)
+            if state is not None:
+                raise state from exc
+            raise
+
+    # -- the PIN (spec doc §5; S3-P5 §6.3, §6.14) -----------------------------------------------
+
+    def _send_pin_command(self, command: CommandApdu) -> None:
+        try:
+            send(self.connection, command)
+        except ApduError as exc:
+            state = card_state_error(exc.sw)
+            # the command bytes hold the PIN: do not let them travel in the exception
+            exc.command = exc.command[:4]
+            exc.args = (f"SW {exc.sw:04X}",)
+            if state is not None:
+                raise state from None
+            raise
+
+    def verify_pin(self, pin: str) -> None:
+        """VERIFY ``00 20 00 00 Lc PIN`` the holder's PIN (BCD, ``F``-padded).
+
+        The PIN is never logged, stored or put in an exception message.
+
+        :param pin: 4–16 digits
+        :raises PinFormatError: a malformed PIN (nothing is sent)
+        :raises WrongPin: ``63Cx``, with ``tries_left``
+        :raises PinBlocked: ``6983``
+        :raises ApplicationLocked: ``9303``
+        :raises CardBlocked: ``6A81``
+        """
+        command = CommandApdu(CLA_ISO, INS_VERIFY, 0x00, 0x00, encode_pin(pin))
+        self._send_pin_command(command)
+
+    def change_pin(self, old: str, new: str) -> None:
+        """CHANGE PIN ``80 5E 01 00 Lc old‖FF‖new``; success resets the try counter.
+
+        :param old: the current PIN
+        :param new: the new PIN
+        :raises PinFormatError: a malformed PIN (nothing is sent)
+        :raises WrongPin: ``63Cx``, the old PIN was wrong
+        :raises PinBlocked: ``6983``
+        :raises ApplicationLocked: ``9303``
+        :raises CardBlocked: ``6A81``
+        """
+        data = encode_pin(old) + PIN_SEPARATOR + encode_pin(new)
+        command = CommandApdu(CLA_PROPRIETARY, INS_CHANGE_PIN, P1_CHANGE_PIN, 0x00, data)
+        self._send_pin_command(command)
+
+    def pin_tries_left(self) -> int | None:
+        """Ask for the PIN state without spending a try (VERIFY with no data).
+
+        Case 1 ``00 20 00 00`` is used: a 5-byte ``… 00`` APDU can be taken for case 2 by some
+        readers on T=0 (spec doc §8 note 8).
+
+        :returns: tries left, or ``None`` when the card reports no PIN state (``9000``)
+        :raises PinBlocked: ``6983``
+        :raises ApplicationLocked: ``9303``
+        :raises CardBlocked: ``6A81``
+        :raises ApduError: any other refusal
+        """
+        try:
+            send(self.connection, CommandApdu(CLA_ISO, INS_VERIFY, 0x00, 0x00))
+        except ApduError as exc:
+            state = card_state_error(exc.sw)
+            if state is None:
+                raise
+            if exc.sw & 0xFFF0 == SW_TRIES_LEFT:
+                return exc.sw & 0x0F
+            raise state from exc
+        return None
+
+    # -- DF04, the medical-insurance items (spec doc §2.6) ---------------------------------------
+
+    def read_medical(self, fields: Collection[str] | None = None) -> MedicalInfo:
+        """Select DF04 and read EF05 医疗保险基本信息: only the records of ``fields``.
+
+        The PIN must have been verified (:meth:`verify_pin`). DF04 is then the current
+        application. An empty field set sends nothing and returns an empty
+        :class:`~apdu.medical.MedicalInfo`.
+
+        :param fields: names from :data:`apdu.medical.MEDICAL_FIELDS`, ``None`` for all
+        :raises ValueError: for a name that is not a medical field (nothing is sent)
+        :raises NoMedicalApplication: the card has no DF04, or DF04 no EF05 (``6A82``)
+        :raises SecurityNotSatisfied: ``6982``: the PIN (or RK1DF04) is needed first
+        :raises ApplicationLocked: ``9303``
+        :raises CardBlocked: ``6A81``
+        :raises RecordFormatError: a malformed record
+        :raises ApduError: any other refusal
+        """
+        wanted = requested_fields(fields)
+        if not wanted:
+            return MedicalInfo()
+        return MedicalSession(self.connection).read(wanted)

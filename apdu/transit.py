@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from apdu import purse
 from apdu.command import CommandApdu
 from apdu.errors import ApduError, ProtocolError, RecordFormatError, TlvError
+from apdu.files import CLA_ISO, INS_READ_RECORD, INS_SELECT, P1_SELECT_BY_NAME
 from apdu.payment import (
     Charge,
     DebitAnswer,
@@ -49,7 +50,7 @@ from apdu.payment import (
     check_amount,
     send_payment,
 )
-from apdu.ssc import CLA_ISO, INS_READ_RECORD, INS_SELECT, P1_SELECT_BY_NAME, decode_date
+from apdu.records import decode_date
 from apdu.sw import Sw
 from apdu.tlv import parse_ber_one
 from apdu.transport import Connection

@@ -31,7 +31,7 @@ from typing import Any
 
 from apdu import crypto
 from apdu.errors import SscardError
-from apdu.ssc import CardAlgorithm
+from apdu.records import CardAlgorithm
 from config.tomlfile import read_toml
 
 KEY_LENGTH = 16

@@ -16,6 +16,7 @@ from apdu import crypto, purse
 from apdu.errors import ProtocolError, SscardError
 from apdu.purchase import PurchaseRecord
 from apdu.purse import PurchaseMac1, PurchaseRequest
+from apdu.records import CardAlgorithm, Generation
 from apdu.sam import (
     AlgorithmNotSupported,
     AuthRequest,
@@ -25,7 +26,6 @@ from apdu.sam import (
     RkssseMissing,
     SecurityModule,
 )
-from apdu.ssc import CardAlgorithm, Generation
 from config.settings import Settings
 from drivers.keyfile import RootKeys, crypto_algorithm, load_root_keys
 

@@ -2,9 +2,11 @@
 
 The order follows the national flow (spec doc §4.3): SELECT SSSE and EF05 (free; what every
 scenario needs to decide: region, card number, category, validity), the security module's
-INTERNAL AUTHENTICATE (and RKSSSE EXTERNAL AUTHENTICATE on 3.0 cards), then — only if the
-profile lists them — the EF06 records for its holder fields, the PIN and the DF04 EF05 records
-for its medical fields. A transit profile with no personal fields never selects EF06.
+INTERNAL AUTHENTICATE (and, when the profile reads EF06, RKSSSE EXTERNAL AUTHENTICATE on 3.0
+cards), then — only if the profile lists them — the EF06 records for its holder fields, the
+PIN and the DF04 EF05 records for its medical fields: the three steps of
+:class:`apdu.ssc.SscSession`. A transit profile with no personal fields never selects EF06 and
+never asks the card for EXTERNAL AUTHENTICATE.
 """
 
 from __future__ import annotations
@@ -13,35 +15,12 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 
 from apdu.errors import SscardError
-from apdu.medical import read_medical
-from apdu.pin import PinFormatError, verify_pin
-from apdu.sam import SecurityModule, card_identity, collect_challenges, finish_authentication
-from apdu.ssc import (
-    FID_EF06,
-    TAG_BIRTH_DATE,
-    TAG_BIRTHPLACE,
-    TAG_ETHNICITY,
-    TAG_NAME,
-    TAG_NAME_EXTENSION,
-    TAG_SEX,
-    TAG_SSN,
-    Generation,
-    HolderData,
-    SscSession,
-    parse_holder,
-)
+from apdu.pin import PinFormatError
+from apdu.records import Generation
+from apdu.sam import SecurityModule
+from apdu.ssc import SscSession
 from apdu.transport import Connection
 from terminal.profiles import MEDICAL_PREFIX, Profile
-
-#: EF06 records per holder item (spec doc §2.5); the name extension comes with the name
-HOLDER_TAGS: dict[str, tuple[int, ...]] = {
-    "ssn": (TAG_SSN,),
-    "name": (TAG_NAME, TAG_NAME_EXTENSION),
-    "sex": (TAG_SEX,),
-    "ethnicity": (TAG_ETHNICITY,),
-    "birthplace": (TAG_BIRTHPLACE,),
-    "birth_date": (TAG_BIRTH_DATE,),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,44 +53,6 @@ class CardFacts:
     personal: dict[str, str] = field(default_factory=dict)
     birth_date: dt.date | None = None
     derived_from: tuple[str, ...] = ()
-
-
-#: holder items a card may leave ``FF`` that the SSN carries (apdu.ssc.parse_holder)
-DERIVED_FROM_SSN = ("sex", "birth_date")
-
-
-def holder_tags(items: tuple[str, ...], generation: Generation) -> tuple[int, ...]:
-    """The EF06 records to read for some holder items, in file order.
-
-    :param items: holder item names (``ssn``, ``name``, …)
-    :param generation: 1.0 cards have no name extension
-    """
-    tags = {tag for item in items for tag in HOLDER_TAGS[item]}
-    if generation == Generation.V1:
-        tags.discard(TAG_NAME_EXTENSION)
-    return tuple(sorted(tags))
-
-
-def _read_holder(
-    session: SscSession, items: tuple[str, ...], generation: Generation
-) -> tuple[HolderData, tuple[str, ...]]:
-    """Read EF06 records for some holder items; when the card leaves sex or the birth date
-    ``FF`` (real cards often do), the SSN is read too, for them alone (spec doc §2.5: they are
-    then taken from the SSN). Returns the data and the items read only for that."""
-    session.select_ef(FID_EF06)
-    records: dict[int, bytes] = {}
-    for tag in holder_tags(items, generation):
-        value = session.read_record(tag)
-        if value is not None:
-            records[tag] = value
-    holder = parse_holder(records)
-    wanted = [item for item in DERIVED_FROM_SSN if item in items]
-    if "ssn" in items or all(getattr(holder, item) is not None for item in wanted):
-        return holder, ()
-    value = session.read_record(TAG_SSN)
-    if value is None:
-        return holder, ()
-    return parse_holder({**records, TAG_SSN: value}), ("ssn",)
 
 
 def _text(value: object) -> str | None:
@@ -160,15 +101,11 @@ class ScenarioRead:
         :raises SecurityModuleError: the module cannot serve the card
         :raises SscardError: other card or data errors
         """
-        session = self._session = SscSession(self.connection)
+        session = self._session = SscSession(self.connection, self.historical)
         issuer = session.read_issuer()
         module_kind, terminal_number = "", "000000000000"
         if self.module is not None:
-            card = card_identity(session, issuer, self.historical)
-            self.module.check(card)
-            request, answer = collect_challenges(self.connection, card)
-            response = self.module.authenticate(request)
-            finish_authentication(self.connection, request, answer, response)
+            session.authenticate(self.module, holder=bool(self.profile.holder_fields))
             module_kind, terminal_number = self.module.kind, self.module.terminal_number()
         return CardFacts(
             region_code=issuer.region_code,
@@ -191,7 +128,9 @@ class ScenarioRead:
         """
         if pin is None:
             raise PinFormatError("this scenario needs the holder's PIN")
-        verify_pin(self.connection, pin)
+        if self._session is None:
+            raise SscardError("read the card's base data first")
+        self._session.verify_pin(pin)
 
     def personal(self, facts: CardFacts) -> CardFacts:
         """Read the profile's personal fields: EF06 items, then DF04 EF05 items (after the PIN).
@@ -207,15 +146,17 @@ class ScenarioRead:
         derived_from: tuple[str, ...] = ()
         items = self.profile.holder_fields
         if items:
-            generation = facts.generation or Generation.V1
-            holder, derived_from = _read_holder(self._session, items, generation)
+            holder = self._session.read_holder(items)
             for item in items:
                 value = _text(getattr(holder, item))
                 if value is not None:
                     personal[item] = value
             birth_date = holder.birth_date if "birth_date" in items else None
+            # the SSN read only to take sex or the birth date from it: named, never kept
+            if "ssn" not in items and holder.ssn is not None:
+                derived_from = ("ssn",)
         if self.profile.medical_fields:
-            medical = read_medical(self.connection, self.profile.medical_fields)
+            medical = self._session.read_medical(self.profile.medical_fields)
             for item in self.profile.medical_fields:
                 value = _text(getattr(medical, item))
                 if value is not None:

@@ -5,7 +5,6 @@ The PIN goes from the caller straight to the card: it is never logged or stored.
 
 from __future__ import annotations
 
-from apdu.pin import change_pin, verify_pin
 from apdu.ssc import SscSession
 from apdu.transport import Connection
 
@@ -22,8 +21,8 @@ def pin_operation(connection: Connection, action: str, pins: list[str]) -> None:
     :raises CardBlocked: ``6A81``
     :raises PinFormatError: a PIN that is not 4–16 digits
     """
-    SscSession(connection)
+    session = SscSession(connection)
     if action == "verify":
-        verify_pin(connection, pins[0])
+        session.verify_pin(pins[0])
     else:
-        change_pin(connection, pins[0], pins[1])
+        session.change_pin(pins[0], pins[1])

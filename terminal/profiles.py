@@ -50,6 +50,7 @@ from pydantic import (
 from apdu.errors import SscardError
 from apdu.identity import CATEGORY_NAMES
 from apdu.medical import MEDICAL_FIELDS
+from apdu.records import HOLDER_ITEMS
 from config import PROFILE_DIR as BUILT_IN_PROFILES
 from config.schema import CONTROL, PATH_MAX, Table, dotted
 from config.tomlfile import read_toml
@@ -57,8 +58,6 @@ from config.tomlfile import read_toml
 #: the built-in profiles (config/profiles/)
 PROFILE_DIR = BUILT_IN_PROFILES
 
-#: EF06 持卡人基本信息 items a profile may ask for (apdu.ssc.HolderData names)
-HOLDER_FIELDS = ("ssn", "name", "sex", "ethnicity", "birthplace", "birth_date")
 #: DF04 EF05 医疗保险基本信息 items (apdu.medical.MEDICAL_FIELDS); they need the PIN
 MEDICAL_PREFIX = "medical."
 #: a week-old list still serves a library gate; a list older than a year is no list
@@ -503,7 +502,7 @@ class Profile(Table):
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
-        known = {*HOLDER_FIELDS, *(MEDICAL_PREFIX + name for name in MEDICAL_FIELDS)}
+        known = {*HOLDER_ITEMS, *(MEDICAL_PREFIX + name for name in MEDICAL_FIELDS)}
         unknown = sorted(set(self.fields) - known)
         if unknown:
             raise ValueError(f"fields {unknown} are not card items; known: {sorted(known)}")
@@ -602,7 +601,7 @@ class Profile(Table):
     @property
     def holder_fields(self) -> tuple[str, ...]:
         """The EF06 items this profile reads (empty: no EF06 read at all)."""
-        return tuple(f for f in self.fields if f in HOLDER_FIELDS)
+        return tuple(f for f in self.fields if f in HOLDER_ITEMS)
 
     @property
     def medical_fields(self) -> tuple[str, ...]:

@@ -12,11 +12,12 @@ from typing import Any
 
 from apdu import national
 from apdu.atr import Atr
-from apdu.errors import SscardError
+from apdu.errors import SecurityNotSatisfied, SscardError
 from apdu.identity import CATEGORY_NAMES, ETHNICITY_NAMES, SEX_NAMES
 from apdu.national import NO_TERMINAL_NUMBER, ireadcardbas
-from apdu.sam import SecurityModule, read_authenticated
-from apdu.ssc import CardContents, read_free
+from apdu.records import HOLDER_ITEMS, CardAlgorithm, CardContents, HolderData
+from apdu.sam import NoSecurityModule, SecurityModule
+from apdu.ssc import SscSession
 from apdu.sw import Sw
 from apdu.transport import Connection, t0_chain
 from terminal.outcomes import EXIT_OK, Failure, classify
@@ -59,16 +60,50 @@ class ReadResult:
         return EXIT_OK if self.failure is None else self.failure.exit_status
 
 
-def read_card(raw: Connection, atr: bytes) -> CardContents:
-    """Read what the card gives without a security module.
+#: why EF06 is left unread without a security module on a 3.0 card
+NEEDS_RKSSSE = "EF06 needs RKSSSE external authentication (6982); use a security module"
 
-    :param raw: the driver's connection (the T=0 chain is added here)
-    :param atr: the card's ATR
-    :raises AtrError: for an ATR that violates ISO 7816-3
-    :raises SscardError: for anything the card or the data did wrong
+
+def read_contents(
+    connection: Connection,
+    historical: bytes,
+    module: SecurityModule | None = None,
+    *,
+    authenticate: bool = False,
+) -> CardContents:
+    """Read EF05 and EF06 in the steps of the card session.
+
+    Without authentication: what the card gives freely, EF05 always and EF06 unless it is
+    guarded (then its items are listed as unreadable). With it: the national ``iReadCardBas``
+    flow (spec doc §4.3), EF05, then the genuineness proof (and RKSSSE on 3.0), then EF06.
+
+    :param connection: the card, with the T=0 chain
+    :param historical: the ATR historical bytes
+    :param module: the security module
+    :param authenticate: run the national flow; with ``module=None`` it stops after EF05
+    :raises NoSecurityModule: the national flow without a module (``-2201``)
+    :raises ApplicationLocked: SSSE answered ``9303``
+    :raises CardBlocked: the card answered ``6A81``
+    :raises SecurityModuleError: the module cannot serve the card
+    :raises CardNotGenuine: INTERNAL AUTHENTICATE mismatch
+    :raises SscardError: other card or data errors
     """
-    historical = Atr.parse(atr).historical
-    return read_free(t0_chain(raw), historical)
+    session = SscSession(connection, historical)
+    issuer = session.read_issuer()
+    if authenticate:
+        if module is None:
+            raise NoSecurityModule("no PSAM: connect one, or use --hsm or --soft-sam")
+        session.authenticate(module, holder=True)
+    algorithm = CardAlgorithm.from_id(session.algorithm_id, issuer.card_id)
+    unreadable: dict[str, str] = {}
+    holder: HolderData | None
+    try:
+        holder = session.read_holder()
+    except SecurityNotSatisfied:
+        if authenticate:
+            raise
+        holder, unreadable = None, dict.fromkeys(HOLDER_ITEMS, NEEDS_RKSSSE)
+    return CardContents(historical, algorithm, issuer, holder, unreadable)
 
 
 def outcome(contents: CardContents) -> tuple[Failure | None, list[str]]:
@@ -114,12 +149,10 @@ def read_and_classify(
     """
     terminal_number = NO_TERMINAL_NUMBER
     try:
-        if authenticate:
-            historical = Atr.parse(atr).historical
-            done = read_authenticated(t0_chain(raw), historical, module)
-            contents, terminal_number = done.contents, done.terminal_number
-        else:
-            contents = read_card(raw, atr)
+        historical = Atr.parse(atr).historical
+        contents = read_contents(t0_chain(raw), historical, module, authenticate=authenticate)
+        if authenticate and module is not None:
+            terminal_number = module.terminal_number()
     except SscardError as exc:
         return ReadResult(None, classify(exc), reader, protocol)
     failure, warnings = outcome(contents)

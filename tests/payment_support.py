@@ -13,7 +13,6 @@ from support import KEYS, load_test_roots, make_card
 from apdu.errors import CardRemoved
 from apdu.medical_payment import MedicalAccountSession
 from apdu.payment import Charge, PaymentRefused, PurchaseTorn
-from apdu.pin import verify_pin
 from apdu.psam import PsamModule
 from apdu.purchase import JournalState, Purchase, PurchaseRecord, Verdict, recover
 from apdu.sam import SecurityModule
@@ -143,8 +142,9 @@ def medical_settlement(connect: Connect = VirtualConnection) -> None:
 
     card = make_card("ordinary-2.0")
     connection = t0_chain(connect(card))
-    issuer = SscSession(connection).read_issuer()
-    verify_pin(connection, "123456")
+    session = SscSession(connection)
+    issuer = session.read_issuer()
+    session.verify_pin("123456")
     account = MedicalAccountSession(connection, issuer.card_id)
     account.balances()
     module = PsamModule(t0_chain(VirtualConnection(make_psam("psam-national"))))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import golden
 
-from apdu.sam import CardIdentity
-from apdu.ssc import CardAlgorithm, Generation
+from apdu.records import CardAlgorithm, CardContents, Generation
+from apdu.sam import CardIdentity, SecurityModule
+from apdu.transport import Connection
 from drivers.virtual import PERSONAS as VIRTUAL_PERSONAS
 from drivers.virtual import TEST_KEYS as VIRTUAL_TEST_KEYS
 from drivers.virtual.card import Behaviour
@@ -42,6 +44,26 @@ SSF33_CARD = CardIdentity(
     bytes.fromhex("00814E43238697110101020304"),
     Generation.V2,
 )
+
+
+@dataclass(frozen=True)
+class AuthenticatedRead:
+    """What the national flow read, and from which module."""
+
+    contents: CardContents
+    terminal_number: str
+    module: str
+
+
+def read_authenticated(
+    connection: Connection, historical: bytes, module: SecurityModule | None
+) -> AuthenticatedRead:
+    """The ``iReadCardBas`` flow of ``sscard read`` with a module, its errors raised."""
+    from terminal.reading import read_contents
+
+    contents = read_contents(connection, historical, module, authenticate=True)
+    assert module is not None  # read_contents raised NoSecurityModule otherwise
+    return AuthenticatedRead(contents, module.terminal_number(), module.kind)
 
 
 def persona_path(name: str) -> Path:

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apdu import medical, ssc
+from apdu import files, medical, records
 from apdu.tlv import encode_simple
 from config.schema import CONTROL
 from config.tomlfile import read_toml
@@ -69,7 +69,7 @@ _CARD_KEYS = {
     "card_number",
     "atr_historical",
 }
-_HOLDER_KEYS = {"ssn", "name", "sex", "ethnicity", "birthplace", "birth_date"}
+_HOLDER_KEYS = set(records.HOLDER_ITEMS)
 _DATE_KEYS = {"issue_date", "expiry_date", "birth_date"}
 _TOP_KEYS = {
     "description",
@@ -214,10 +214,10 @@ class Persona:
     medical_account: MedicalAccount | None = None
 
     @property
-    def generation(self) -> ssc.Generation:
+    def generation(self) -> records.Generation:
         """The generation the card announces in EF05 tag 03."""
-        raw = self.ef05.get(ssc.TAG_SPEC_VERSION, b"")
-        return ssc.Generation.from_version(ssc.decode_an(ssc.TAG_SPEC_VERSION, raw[2:]))
+        raw = self.ef05.get(records.TAG_SPEC_VERSION, b"")
+        return records.Generation.from_version(records.decode_an(records.TAG_SPEC_VERSION, raw[2:]))
 
 
 def _require(table: dict[str, Any], key: str, where: str) -> Any:
@@ -362,7 +362,7 @@ def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
     auth = _hex(card.get("auth_code", "FFFFFFFF"), "auth_code", name)
     if len(serial) != 4 or len(auth) != 4:
         raise PersonaError(f"{name}: serial and auth_code are four bytes of hex")
-    card_id = bytes.fromhex(city) + ssc.RID_SSC + serial + auth
+    card_id = bytes.fromhex(city) + files.RID_SSC + serial + auth
     hist_hex = card.get("atr_historical")
     historical = (
         _hex(hist_hex, "atr_historical", name) if hist_hex else default_historical(city, serial)
@@ -372,28 +372,36 @@ def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
         return encode_simple(tag, value)
 
     ef05 = {
-        ssc.TAG_CARD_ID: tlv(ssc.TAG_CARD_ID, card_id),
-        ssc.TAG_CATEGORY: tlv(ssc.TAG_CATEGORY, encode_an(card.get("category"), 1)),
-        ssc.TAG_SPEC_VERSION: tlv(ssc.TAG_SPEC_VERSION, encode_an(card.get("spec_version", ""), 4)),
-        ssc.TAG_INIT_ORG: tlv(ssc.TAG_INIT_ORG, encode_cn(card.get("init_org"), 12)),
-        ssc.TAG_ISSUE_DATE: tlv(
-            ssc.TAG_ISSUE_DATE, encode_date(_date(card.get("issue_date"), name))
+        records.TAG_CARD_ID: tlv(records.TAG_CARD_ID, card_id),
+        records.TAG_CATEGORY: tlv(records.TAG_CATEGORY, encode_an(card.get("category"), 1)),
+        records.TAG_SPEC_VERSION: tlv(
+            records.TAG_SPEC_VERSION, encode_an(card.get("spec_version", ""), 4)
         ),
-        ssc.TAG_EXPIRY_DATE: tlv(
-            ssc.TAG_EXPIRY_DATE, encode_date(_date(card.get("expiry_date"), name))
+        records.TAG_INIT_ORG: tlv(records.TAG_INIT_ORG, encode_cn(card.get("init_org"), 12)),
+        records.TAG_ISSUE_DATE: tlv(
+            records.TAG_ISSUE_DATE, encode_date(_date(card.get("issue_date"), name))
         ),
-        ssc.TAG_CARD_NUMBER: tlv(ssc.TAG_CARD_NUMBER, encode_an(card.get("card_number"), 9)),
+        records.TAG_EXPIRY_DATE: tlv(
+            records.TAG_EXPIRY_DATE, encode_date(_date(card.get("expiry_date"), name))
+        ),
+        records.TAG_CARD_NUMBER: tlv(
+            records.TAG_CARD_NUMBER, encode_an(card.get("card_number"), 9)
+        ),
     }
     name_09, name_4e = split_name(holder.get("name"))
+    # EF06 through the one item → tag table; an item's values in the order of its tags
+    values = {
+        "ssn": (encode_an(holder.get("ssn"), 18),),
+        "name": (name_09, name_4e),
+        "sex": (encode_an(holder.get("sex"), 1),),
+        "ethnicity": (encode_cn(holder.get("ethnicity"), 1),),
+        "birthplace": (encode_cn(holder.get("birthplace"), 3),),
+        "birth_date": (encode_date(_date(holder.get("birth_date"), name)),),
+    }
     ef06 = {
-        ssc.TAG_SSN: tlv(ssc.TAG_SSN, encode_an(holder.get("ssn"), 18)),
-        ssc.TAG_NAME: tlv(ssc.TAG_NAME, name_09),
-        ssc.TAG_SEX: tlv(ssc.TAG_SEX, encode_an(holder.get("sex"), 1)),
-        ssc.TAG_ETHNICITY: tlv(ssc.TAG_ETHNICITY, encode_cn(holder.get("ethnicity"), 1)),
-        ssc.TAG_BIRTHPLACE: tlv(ssc.TAG_BIRTHPLACE, encode_cn(holder.get("birthplace"), 3)),
-        ssc.TAG_BIRTH_DATE: tlv(
-            ssc.TAG_BIRTH_DATE, encode_date(_date(holder.get("birth_date"), name))
-        ),
+        tag: tlv(tag, value)
+        for item, tags in records.HOLDER_ITEMS.items()
+        for tag, value in zip(tags, values[item], strict=True)
     }
     persona = Persona(
         name=name,
@@ -409,8 +417,8 @@ def parse_persona(data: dict[str, Any], name: str = "persona") -> Persona:
         transit=_sub(parse_transit, data, "transit", city, name),
         medical_account=_sub(parse_medical_account, data, "medical_account", city, name),
     )
-    if persona.generation != ssc.Generation.V1:
-        ef06[ssc.TAG_NAME_EXTENSION] = tlv(ssc.TAG_NAME_EXTENSION, name_4e)
+    if persona.generation == records.Generation.V1:
+        del ef06[records.TAG_NAME_EXTENSION]  # 4E exists from 2.0 on
     for address, hex_bytes in _table(data, "raw_records", name).items():
         _apply_raw(persona, address, hex_bytes, name)
     return persona

@@ -76,7 +76,7 @@ from apdu.psam import (
     TERMINAL_NUMBER_LENGTH,
 )
 from apdu.purse import PURSE_ALG_DES
-from apdu.ssc import CardAlgorithm
+from apdu.records import CardAlgorithm
 from apdu.tlv import encode_ber
 from config.schema import CONTROL
 from config.tomlfile import read_toml

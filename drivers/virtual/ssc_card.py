@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import os
 
-from apdu import crypto, medical, ssc
+from apdu import crypto, files, medical, records
 from apdu.command import CommandApdu, ResponseApdu
 from apdu.medical_payment import CLA_MEDICAL, SFI_DEBIT_RECORDS
 from apdu.pin import MAX_PIN_DIGITS, MIN_PIN_DIGITS, PinFormatError, decode_pin
@@ -106,15 +106,16 @@ def build_fci(algorithm_id: int | None) -> bytes:
 
     :param algorithm_id: FCI tag 86 value, or ``None`` to leave ``9F0C`` out
     """
-    proprietary = encode_ber(ssc.TAG_SFI_DIR, bytes((DIR_SFI,)))
+    proprietary = encode_ber(records.TAG_SFI_DIR, bytes((DIR_SFI,)))
     if algorithm_id is not None:
         proprietary += encode_ber(
-            ssc.TAG_ISSUER_DISCRETIONARY, encode_ber(ssc.TAG_ALGORITHM, bytes((algorithm_id,)))
+            records.TAG_ISSUER_DISCRETIONARY,
+            encode_ber(records.TAG_ALGORITHM, bytes((algorithm_id,))),
         )
-    body = encode_ber(ssc.TAG_DF_NAME, ssc.AID_SSSE) + encode_ber(
-        ssc.TAG_FCI_PROPRIETARY, proprietary
+    body = encode_ber(records.TAG_DF_NAME, files.AID_SSSE) + encode_ber(
+        records.TAG_FCI_PROPRIETARY, proprietary
     )
-    return encode_ber(ssc.TAG_FCI, body)
+    return encode_ber(records.TAG_FCI, body)
 
 
 def build_df04_fci(algorithm_id: int | None) -> bytes:
@@ -127,12 +128,13 @@ def build_df04_fci(algorithm_id: int | None) -> bytes:
     proprietary = b""
     if algorithm_id is not None:
         proprietary = encode_ber(
-            ssc.TAG_ISSUER_DISCRETIONARY, encode_ber(ssc.TAG_ALGORITHM, bytes((algorithm_id,)))
+            records.TAG_ISSUER_DISCRETIONARY,
+            encode_ber(records.TAG_ALGORITHM, bytes((algorithm_id,))),
         )
-    body = encode_ber(ssc.TAG_DF_NAME, medical.AID_DF04) + encode_ber(
-        ssc.TAG_FCI_PROPRIETARY, proprietary
+    body = encode_ber(records.TAG_DF_NAME, medical.AID_DF04) + encode_ber(
+        records.TAG_FCI_PROPRIETARY, proprietary
     )
-    return encode_ber(ssc.TAG_FCI, body)
+    return encode_ber(records.TAG_FCI, body)
 
 
 def _sw(sw: int) -> ResponseApdu:
@@ -140,7 +142,7 @@ def _sw(sw: int) -> ResponseApdu:
 
 
 def derive_card_keys(
-    persona: Persona, algorithm: ssc.CardAlgorithm, roots: RootKeys | None
+    persona: Persona, algorithm: records.CardAlgorithm, roots: RootKeys | None
 ) -> tuple[bytes | None, bytes | None]:
     """The card's IRK and RKSSSE: from the roots, from a random root if forged, or none.
 
@@ -186,12 +188,12 @@ class VirtualSscCard(VirtualCard):
         self.persona = persona
         self.fci = build_fci(persona.algorithm_id)
         self.df04_fci = build_df04_fci(persona.algorithm_id)
-        self.algorithm = ssc.CardAlgorithm.from_id(
+        self.algorithm = records.CardAlgorithm.from_id(
             persona.algorithm_id, bytes.fromhex(persona.city_code)
         )
         self.irk: bytes | None = None
         self.rkssse: bytes | None = None
-        if self.algorithm != ssc.CardAlgorithm.SSF33:
+        if self.algorithm != records.CardAlgorithm.SSF33:
             self.irk, self.rkssse = derive_card_keys(persona, self.algorithm, roots)
         # persistent state (EEPROM on a real card): survives power_on
         self.rkssse_tries = persona.keys.rkssse_tries
@@ -201,7 +203,7 @@ class VirtualSscCard(VirtualCard):
         self.transit = (
             VirtualTransitPurse(persona.transit, roots, forged) if persona.transit else None
         )
-        card_id = persona.ef05[ssc.TAG_CARD_ID][2:]
+        card_id = persona.ef05[records.TAG_CARD_ID][2:]
         self.medical_account = (
             VirtualMedicalAccount(persona.medical_account, card_id, roots, forged)
             if persona.medical_account
@@ -225,7 +227,7 @@ class VirtualSscCard(VirtualCard):
     @property
     def is_v3(self) -> bool:
         """Whether EF06 is guarded by RKSSSE."""
-        return self.persona.generation == ssc.Generation.V3
+        return self.persona.generation == records.Generation.V3
 
     @property
     def has_medical(self) -> bool:
@@ -272,7 +274,7 @@ class VirtualSscCard(VirtualCard):
                 return self._select_transit()
             if command.data == medical.AID_DF04:
                 return self._select_df04()
-            if command.data != ssc.AID_SSSE:
+            if command.data != files.AID_SSSE:
                 return _sw(SW_FILE_NOT_FOUND)
             if self.behaviour.app_locked:
                 return _sw(SW_APP_LOCKED)
@@ -315,21 +317,21 @@ class VirtualSscCard(VirtualCard):
     def _files(self) -> dict[int, dict[int, bytes]]:
         """The EFs of the current application: FID → records (tag → whole TLV)."""
         if self.in_ssse:
-            return {ssc.FID_EF05: self.persona.ef05, ssc.FID_EF06: self.persona.ef06}
+            return {files.FID_EF05: self.persona.ef05, files.FID_EF06: self.persona.ef06}
         if self.in_df04 and self.persona.medical is not None:
-            return {ssc.FID_EF05: self.persona.medical}
+            return {files.FID_EF05: self.persona.medical}
         return {}
 
     def _read_record(self, command: CommandApdu) -> ResponseApdu:
         sfi, mode = command.p2 >> 3, command.p2 & 0x07
         if sfi:
-            fid = {SFI_EF05: ssc.FID_EF05, SFI_EF06: ssc.FID_EF06}.get(sfi)
+            fid = {SFI_EF05: files.FID_EF05, SFI_EF06: files.FID_EF06}.get(sfi)
             if fid is None or fid not in self._files():
                 return _sw(SW_FILE_NOT_FOUND)
             self.current_ef = fid
         if self.current_ef is None:
             return _sw(SW_NO_CURRENT_EF)
-        if self.current_ef == ssc.FID_EF06 and self.is_v3 and not self.rkssse_authenticated:
+        if self.current_ef == files.FID_EF06 and self.is_v3 and not self.rkssse_authenticated:
             return _sw(SW_SECURITY_NOT_SATISFIED)
         if self.in_df04 and not self.pin_verified:  # spec doc §2.6: PIN or RK1DF04
             return _sw(SW_SECURITY_NOT_SATISFIED)
@@ -362,7 +364,7 @@ class VirtualSscCard(VirtualCard):
             return _sw(SW_KEY_NOT_FOUND)
         if len(command.data) not in AUTH_LC:
             return _sw(SW_WRONG_LENGTH)
-        if self.algorithm == ssc.CardAlgorithm.SSF33:
+        if self.algorithm == records.CardAlgorithm.SSF33:
             return _sw(SW_NOT_SUPPORTED)
         if self.irk is None:
             return _sw(SW_KEY_NOT_FOUND)
@@ -376,7 +378,7 @@ class VirtualSscCard(VirtualCard):
             return _sw(SW_KEY_NOT_FOUND)
         if len(command.data) not in AUTH_LC:
             return _sw(SW_WRONG_LENGTH)
-        if self.algorithm == ssc.CardAlgorithm.SSF33:
+        if self.algorithm == records.CardAlgorithm.SSF33:
             return _sw(SW_NOT_SUPPORTED)
         if self.rkssse is None:
             return _sw(SW_KEY_NOT_FOUND)

@@ -14,12 +14,21 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import KEYS, READER0, READER1, load_test_roots, persona, run_sscard
+from support import (
+    KEYS,
+    READER0,
+    READER1,
+    load_test_roots,
+    persona,
+    read_authenticated,
+    run_sscard,
+)
 
 from apdu.atr import Atr
 from apdu.psam import KEY_IRK, KEY_RKSSSE, KEY_TYPE_AUTH, PsamKey
-from apdu.sam import NoSecurityModule, card_identity, collect_challenges, read_authenticated
-from apdu.ssc import CardAlgorithm, SscSession
+from apdu.records import CardAlgorithm
+from apdu.sam import CardIdentity, NoSecurityModule
+from apdu.ssc import SscSession
 from apdu.transport import t0_chain
 from drivers.psam import PsamLost, open_psam
 from drivers.virtual.card import Behaviour
@@ -149,7 +158,7 @@ def test_a_psam_replaced_in_its_slot_is_reconnected_and_its_levels_found_anew(ca
 
 
 def test_a_psam_pulled_between_the_check_and_the_authentication_is_11_not_the_cards_4(
-    cards,
+    cards, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The authentication needs what the check left in the PSAM: it is not redone on another
     connection, and the error names the security module, not the user card."""
@@ -162,16 +171,19 @@ def test_a_psam_pulled_between_the_check_and_the_authentication_is_11_not_the_ca
         cards.readers.wait_for_card(5, reader=READER1).close()
         module = open_psam(cards.readers, READER1)
         assert module is not None
-        with cards.readers.wait_for_card(5, reader=READER0) as connection:
-            chain = t0_chain(connection)
-            session = SscSession(chain)
-            identity = card_identity(session, session.read_issuer(), V3.historical)
-            module.check(identity)
+        check = module.check
+
+        def check_then_pull(identity: CardIdentity) -> None:
+            check(identity)
             bridge.remove()
             assert cards.readers.wait_for_removal(READER1, timeout=5)
-            request, _answer = collect_challenges(chain, identity)
+
+        monkeypatch.setattr(module, "check", check_then_pull)
+        with cards.readers.wait_for_card(5, reader=READER0) as connection:
+            session = SscSession(t0_chain(connection), V3.historical)
             with pytest.raises(PsamLost) as info:
-                module.authenticate(request)
+                session.authenticate(module, holder=True)
+        monkeypatch.undo()
         assert national_code(info.value) == -11 and READER1 in str(info.value)
         bridge = VpcdBridge(device, slot=1)
         bridge.insert()

@@ -1,5 +1,5 @@
 """Card authentication in-process: the virtual card with real (test) keys, the virtual PSAM and
-apdu.sam.read_authenticated / apdu.psam.PsamModule over VirtualConnections; the card's
+apdu.ssc.SscSession / apdu.psam.PsamModule over VirtualConnections; the card's
 INTERNAL / EXTERNAL AUTHENTICATE, RKSSSE and PIN try counters byte by byte; persona [keys]
 and [pin] tables.
 
@@ -9,10 +9,11 @@ drivers/virtual/test_keys/test-roots.toml, without any security module (spec doc
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from support import KEYS, load_test_roots, make_card, make_psam, persona
+from support import KEYS, load_test_roots, make_card, make_psam, persona, read_authenticated
 
 from apdu import crypto
 from apdu.errors import (
@@ -22,26 +23,25 @@ from apdu.errors import (
     CardNotGenuine,
     ExternalAuthFailed,
     PinBlocked,
+    SecurityNotSatisfied,
     SscardError,
     WrongPin,
 )
-from apdu.pin import change_pin, pin_tries_left, verify_pin
+from apdu.files import AID_SSSE
 from apdu.psam import KEY_IRK, KEY_RKSSSE, KEY_TYPE_AUTH, PsamKey, PsamModule
+from apdu.records import CardAlgorithm, Generation
 from apdu.sam import (
     AlgorithmNotSupported,
     RkssseMissing,
     SecurityModuleRefused,
-    card_identity,
-    external_authenticate,
-    get_challenge,
-    internal_authenticate,
-    read_authenticated,
 )
-from apdu.ssc import AID_SSSE, CardAlgorithm, Generation, SscSession
+from apdu.ssc import SscSession
 from apdu.transport import Connection, t0_chain
+from config.settings import Settings
 from drivers.keyfile import crypto_algorithm
+from drivers.soft_sam import SoftSam
 from drivers.virtual.card import Behaviour, VirtualConnection
-from drivers.virtual.persona import PersonaError, parse_persona
+from drivers.virtual.persona import PersonaError, PersonaKeys, parse_persona
 from drivers.virtual.psam import VirtualPsam, load_psam
 from drivers.virtual.ssc_card import VirtualSscCard
 
@@ -89,10 +89,8 @@ def expected_auth(card: VirtualSscCard, kind: str, factor: bytes, original: byte
     return crypto.auth_data(alg, crypto.session_key(alg, card_key(card, kind), factor), original)
 
 
-def in_ssse(card: VirtualSscCard) -> Connection:
-    connection = connect(card)
-    SscSession(connection)
-    return connection
+def in_ssse(card: VirtualSscCard) -> SscSession:
+    return SscSession(connect(card), card.historical)
 
 
 # -- the full flow with the virtual PSAM -------------------------------------------------------
@@ -130,9 +128,9 @@ def test_forged_card_is_not_genuine() -> None:
 
 def test_forged_card_answers_internal_authenticate_with_keys_not_from_the_roots() -> None:
     card = make_card("forged")
-    connection = in_ssse(card)
-    factor, original = get_challenge(connection), get_challenge(connection)
-    answer = internal_authenticate(connection, factor, original)
+    ssc = in_ssse(card)
+    factor, original = ssc.get_challenge(), ssc.get_challenge()
+    answer = ssc.internal_authenticate(factor, original)
     assert answer != expected_auth(card, "irk", factor, original)
     # keys of its own even without roots, and new ones for every forged card
     assert make_card("forged", keys=False).irk not in (None, card.irk)
@@ -217,15 +215,69 @@ def test_ssf33_card_is_refused_by_the_psam_before_the_card_is_asked() -> None:
     assert not sent(card, "0088")
 
 
+# -- SscSession.authenticate: the genuineness proof, once, with the software SAM ---------------
+
+
+def soft_sam() -> SoftSam:
+    return SoftSam(ROOTS, Settings())
+
+
+def authenticated(name: str, *, holder: bool) -> tuple[VirtualSscCard, SscSession]:
+    card = make_card(name)  # T=1: no GET RESPONSE in the count
+    session = in_ssse(card)
+    session.read_issuer()
+    session.authenticate(soft_sam(), holder=holder)
+    return card, session
+
+
+def test_a_3_0_card_read_without_ef06_is_the_spec_minimum_of_12_apdus() -> None:
+    # SELECT SSSE, SELECT EF05, 7 × READ RECORD, GET CHALLENGE × 2, INTERNAL AUTHENTICATE
+    card, session = authenticated("v3-sm4", holder=False)
+    assert [cmd[1] for cmd, _ in card.log] == [0xA4, 0xA4, *[0xB2] * 7, 0x84, 0x84, 0x88]
+    assert all(answer[-2:] == H("9000") for _, answer in card.log)
+    assert not card.rkssse_authenticated  # no EXTERNAL AUTHENTICATE: EF06 stays closed
+    with pytest.raises(SecurityNotSatisfied):
+        session.read_holder(["name"])
+
+
+def test_a_3_0_card_whose_ef06_is_read_gets_rkssse_once_after_the_internal_proof() -> None:
+    card, session = authenticated("v3-sm4", holder=True)
+    assert [cmd[1] for cmd, _ in card.log][9:] == [0x84, 0x84, 0x88, 0x84, 0x84, 0x82]
+    assert len(sent(card, "0088")) == 1 and len(sent(card, "0082000A")) == 1
+    assert session.read_holder(["name"]).name == "李晓梅"
+
+
+def test_a_2_0_card_needs_no_rkssse_even_when_ef06_is_read() -> None:
+    card, session = authenticated("ordinary-2.0", holder=True)
+    assert len(card.log) == 12 and not sent(card, "0082")
+    assert session.read_holder(["ssn"]).ssn is not None
+
+
+def test_authenticate_reads_ef05_itself_when_it_was_not_read() -> None:
+    card = make_card("ordinary-2.0")
+    session = in_ssse(card)
+    session.authenticate(soft_sam(), holder=False)
+    assert session.issuer is not None and len(card.log) == 12
+
+
+def test_a_forged_3_0_card_fails_the_session_proof_before_any_rkssse() -> None:
+    forged = replace(persona("v3-sm4"), keys=PersonaKeys(forged=True))
+    card = VirtualSscCard(forged, Behaviour(), ROOTS)
+    session = in_ssse(card)
+    with pytest.raises(CardNotGenuine):
+        session.authenticate(soft_sam(), holder=True)
+    assert len(sent(card, "0088")) == 1 and not sent(card, "0082")
+
+
 # -- INTERNAL AUTHENTICATE ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["ordinary-2.0", "v3-sm4"])
 def test_internal_authenticate_answers_with_the_irk_from_the_roots(name: str) -> None:
     card = make_card(name, t0=True)
-    connection = in_ssse(card)
-    original, factor = get_challenge(connection), get_challenge(connection)
-    answer = internal_authenticate(connection, factor, original)
+    ssc = in_ssse(card)
+    original, factor = ssc.get_challenge(), ssc.get_challenge()
+    answer = ssc.internal_authenticate(factor, original)
     assert answer == expected_auth(card, "irk", factor, original)
     assert [resp for cmd, resp in card.log if cmd[:2] == H("0088")] == [H("6108")]
 
@@ -293,73 +345,64 @@ def test_external_authenticate_refusals() -> None:
 
 def test_challenges_in_the_wrong_order_fail_external_authenticate() -> None:
     card = make_card("v3-sm4", t0=True)
-    connection = in_ssse(card)
+    ssc = in_ssse(card)
     # wrong: the process factor first, then the original, so the card's LAST challenge is
     # the original and its session key differs from the terminal's
-    factor = get_challenge(connection)
-    original = get_challenge(connection)
+    factor = ssc.get_challenge()
+    original = ssc.get_challenge()
     cryptogram = expected_auth(card, "rkssse", factor, original)
     with pytest.raises(ExternalAuthFailed) as info:
-        external_authenticate(connection, 0x0A, cryptogram, original)
+        ssc.external_authenticate(0x0A, cryptogram, original)
     assert info.value.sw == 0x63C2
     assert card.log[-1][1] == H("63C2") and not card.rkssse_authenticated
     # the spec's order: the original first, the factor last
-    original = get_challenge(connection)
-    factor = get_challenge(connection)
-    external_authenticate(
-        connection, 0x0A, expected_auth(card, "rkssse", factor, original), original
-    )
+    original = ssc.get_challenge()
+    factor = ssc.get_challenge()
+    ssc.external_authenticate(0x0A, expected_auth(card, "rkssse", factor, original), original)
     assert card.rkssse_authenticated and card.rkssse_tries == 3  # success resets the counter
-    session = SscSession(connection)  # a new SELECT of SSSE closes EF06 again
+    session = SscSession(ssc.connection)  # a new SELECT of SSSE closes EF06 again
     assert not card.rkssse_authenticated
     with pytest.raises(SscardError):
-        session.read_holder(Generation.V3)
+        session.read_holder()
 
 
 def test_external_authenticate_opens_ef06_until_power_off() -> None:
     card = make_card("v3-sm4")
-    connection = connect(card)
-    session = SscSession(connection)
-    issuer = session.read_issuer()
-    identity = card_identity(session, issuer, card.historical)
-    assert identity.generation == Generation.V3
-    original, factor = get_challenge(connection), get_challenge(connection)
-    external_authenticate(
-        connection, 0x0A, expected_auth(card, "rkssse", factor, original), original
-    )
-    assert session.read_holder(Generation.V3).name == "李晓梅"
+    session = in_ssse(card)
+    assert session.identity().generation == Generation.V3
+    original, factor = session.get_challenge(), session.get_challenge()
+    session.external_authenticate(0x0A, expected_auth(card, "rkssse", factor, original), original)
+    assert session.read_holder().name == "李晓梅"
     card.power_on()
-    session = SscSession(connection)
+    session = in_ssse(card)
     with pytest.raises(SscardError, match="security status not satisfied"):
-        session.read_holder(Generation.V3)
+        session.read_holder()
 
 
 def test_a_four_byte_challenge_is_padded_with_zeros() -> None:
     card = make_card("ordinary-2.0")
-    connection = in_ssse(card)
-    original = get_challenge(connection)
-    factor = get_challenge(connection, 4)
+    ssc = in_ssse(card)
+    original = ssc.get_challenge()
+    factor = ssc.get_challenge(4)
     cryptogram = expected_auth(card, "rkssse", factor + bytes(4), original)
-    external_authenticate(connection, 0x0A, cryptogram, original)
+    ssc.external_authenticate(0x0A, cryptogram, original)
     assert card.rkssse_authenticated
 
 
 def test_rkssse_try_counter_runs_down_to_6983_and_survives_power_off() -> None:
     card = make_card("v3-sm4", t0=True)
-    connection = in_ssse(card)
+    ssc = in_ssse(card)
     tries = []
     for _ in range(3):
-        get_challenge(connection)
+        ssc.get_challenge()
         with pytest.raises(ExternalAuthFailed) as info:
-            external_authenticate(connection, 0x0A, bytes(8), bytes(8))
+            ssc.external_authenticate(0x0A, bytes(8), bytes(8))
         tries.append(info.value.tries_left)
     assert tries == [2, 1, 0]
-    connection = in_ssse(card)  # power-on again: the counter is in EEPROM
-    original, factor = get_challenge(connection), get_challenge(connection)
+    ssc = in_ssse(card)  # power-on again: the counter is in EEPROM
+    original, factor = ssc.get_challenge(), ssc.get_challenge()
     with pytest.raises(ExternalAuthFailed):  # blocked: even the right cryptogram is refused
-        external_authenticate(
-            connection, 0x0A, expected_auth(card, "rkssse", factor, original), original
-        )
+        ssc.external_authenticate(0x0A, expected_auth(card, "rkssse", factor, original), original)
     assert card.log[-1][1] == H("6983") and not card.rkssse_authenticated
 
 
@@ -374,10 +417,10 @@ def test_rkssse_tries_come_from_the_persona() -> None:
         "keys": {"rkssse_tries": 5},
     }
     card = VirtualSscCard(parse_persona(data, "five"), Behaviour(), ROOTS)
-    connection = in_ssse(card)
-    get_challenge(connection)
+    ssc = in_ssse(card)
+    ssc.get_challenge()
     with pytest.raises(ExternalAuthFailed) as info:
-        external_authenticate(connection, 0x0A, bytes(8), bytes(8))
+        ssc.external_authenticate(0x0A, bytes(8), bytes(8))
     assert info.value.tries_left == 4
 
 
@@ -385,61 +428,61 @@ def test_rkssse_tries_come_from_the_persona() -> None:
 
 
 def test_verify_right_pin_and_the_counter() -> None:
-    connection = in_ssse(make_card("ordinary-2.0", t0=True))
-    assert pin_tries_left(connection) == 3
-    verify_pin(connection, PIN)
-    assert pin_tries_left(connection) == 3
+    ssc = in_ssse(make_card("ordinary-2.0", t0=True))
+    assert ssc.pin_tries_left() == 3
+    ssc.verify_pin(PIN)
+    assert ssc.pin_tries_left() == 3
 
 
 def test_wrong_pins_count_down_then_block_even_the_right_pin() -> None:
     card = make_card("ordinary-2.0")
-    connection = in_ssse(card)
+    ssc = in_ssse(card)
     left = []
     for _ in range(3):
         with pytest.raises(WrongPin) as info:
-            verify_pin(connection, "000000")
+            ssc.verify_pin("000000")
         left.append(info.value.tries_left)
     assert left == [2, 1, 0]
     with pytest.raises(PinBlocked):
-        verify_pin(connection, PIN)
+        ssc.verify_pin(PIN)
     with pytest.raises(PinBlocked):
-        pin_tries_left(connection)
+        ssc.pin_tries_left()
     with pytest.raises(PinBlocked):
-        change_pin(connection, PIN, "654321")
+        ssc.change_pin(PIN, "654321")
     assert card.process(H("00200000")) == H("6983")
 
 
 def test_right_pin_resets_the_counter_and_the_counter_survives_power_off() -> None:
     card = make_card("v3-sm4")
-    connection = in_ssse(card)
+    ssc = in_ssse(card)
     with pytest.raises(WrongPin):
-        verify_pin(connection, "999999")
-    connection = in_ssse(card)  # power cycle: the counter is in EEPROM
-    assert pin_tries_left(connection) == 2
-    verify_pin(connection, PIN)
-    assert pin_tries_left(connection) == 3
+        ssc.verify_pin("999999")
+    ssc = in_ssse(card)  # power cycle: the counter is in EEPROM
+    assert ssc.pin_tries_left() == 2
+    ssc.verify_pin(PIN)
+    assert ssc.pin_tries_left() == 3
 
 
 def test_change_pin_replaces_it_and_resets_the_counter() -> None:
-    connection = in_ssse(make_card("ordinary-2.0"))
+    ssc = in_ssse(make_card("ordinary-2.0"))
     with pytest.raises(WrongPin) as info:
-        change_pin(connection, "111111", "24680")
+        ssc.change_pin("111111", "24680")
     assert info.value.tries_left == 2
-    change_pin(connection, PIN, "24680")  # odd length: the last nibble is padded with F
-    assert pin_tries_left(connection) == 3
-    verify_pin(connection, "24680")
+    ssc.change_pin(PIN, "24680")  # odd length: the last nibble is padded with F
+    assert ssc.pin_tries_left() == 3
+    ssc.verify_pin("24680")
     with pytest.raises(WrongPin):
-        verify_pin(connection, PIN)
+        ssc.verify_pin(PIN)
 
 
 def test_pin_never_appears_in_an_exception() -> None:
     secrets = ("987654", "135790")
     caught: list[BaseException] = []
-    connection = in_ssse(make_card("ordinary-2.0"))
+    ssc = in_ssse(make_card("ordinary-2.0"))
     for call in (
-        lambda: verify_pin(connection, secrets[0]),
-        lambda: change_pin(connection, secrets[0], secrets[1]),
-        lambda: verify_pin(in_ssse(make_card("absent-fields")), secrets[0]),  # no PIN: 6A88
+        lambda: ssc.verify_pin(secrets[0]),
+        lambda: ssc.change_pin(secrets[0], secrets[1]),
+        lambda: in_ssse(make_card("absent-fields")).verify_pin(secrets[0]),  # no PIN: 6A88
     ):
         with pytest.raises(SscardError) as info:
             call()
@@ -474,10 +517,10 @@ def test_pin_byte_level_answers() -> None:
 def test_pin_commands_on_locked_cards_and_cards_without_a_pin() -> None:
     locked = make_card("ordinary-2.0", app_locked=True)
     with pytest.raises(ApplicationLocked):
-        verify_pin(connect(locked), PIN)
+        SscSession(connect(locked)).verify_pin(PIN)
     blocked = make_card("ordinary-2.0", card_blocked=True)
     with pytest.raises(CardBlocked):
-        verify_pin(connect(blocked), PIN)
+        SscSession(connect(blocked)).verify_pin(PIN)
     no_pin = make_card("expired")
     no_pin.power_on()
     assert no_pin.process(H("00200000")) == H("6A88")

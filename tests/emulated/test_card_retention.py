@@ -21,7 +21,6 @@ from support import all_persona_names, load_test_roots, make_card, make_psam
 from apdu.card_commands import HOLDER_INITIATED, READ_ONLY, allowed, forbidden
 from apdu.command import CommandApdu
 from apdu.errors import SscardError
-from apdu.pin import pin_tries_left
 from apdu.psam import PsamModule
 from apdu.ssc import SscSession
 from apdu.transport import t0_chain
@@ -208,9 +207,7 @@ def test_every_scenario_and_every_refusal_a_card_can_cause_only_reads(
 def test_pin_verify_and_the_pin_state_only_read(recorder: Recorder) -> None:
     card = make_card("ordinary-2.0")
     pin_operation(t0_chain(recorder.connect(card)), "verify", [PINS["ordinary-2.0"]])
-    connection = t0_chain(recorder.connect(card))
-    SscSession(connection)
-    assert pin_tries_left(connection) == 3
+    assert SscSession(t0_chain(recorder.connect(card))).pin_tries_left() == 3
     with pytest.raises(SscardError):
         pin_operation(t0_chain(recorder.connect(card)), "verify", ["999999"])
     assert_read_only(recorder)

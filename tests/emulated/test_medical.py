@@ -1,5 +1,5 @@
 """DF04 EF05 医疗保险基本信息 in-process: the virtual card's DF04 byte by byte, its PIN-guarded
-reads and security status, persona ``[medical]`` tables, and ``apdu.medical.read_medical``
+reads and security status, persona ``[medical]`` tables, and ``apdu.ssc.SscSession.read_medical``
 against the card on T=0 and T=1.
 
 The expected values come from the persona TOML files, not from the code under test.
@@ -20,16 +20,16 @@ from apdu.errors import (
     SecurityNotSatisfied,
     WrongPin,
 )
+from apdu.files import AID_SSSE
 from apdu.medical import (
     AID_DF04,
     MEDICAL_FIELDS,
     MedicalInfo,
+    MedicalSession,
     NoMedicalApplication,
-    read_medical,
 )
-from apdu.pin import verify_pin
-from apdu.ssc import AID_SSSE, SscSession
-from apdu.transport import Connection, t0_chain
+from apdu.ssc import SscSession
+from apdu.transport import t0_chain
 from drivers.virtual.card import VirtualConnection
 from drivers.virtual.persona import PersonaError, parse_persona
 from drivers.virtual.ssc_card import VirtualSscCard
@@ -62,11 +62,9 @@ def expected_info(name: str) -> MedicalInfo:
     return MedicalInfo(**values, fields_read=frozenset(MEDICAL_FIELDS))
 
 
-def connect(card: VirtualSscCard) -> Connection:
-    """Power the card on and select SSSE, as apdu.ssc.SscSession leaves it."""
-    connection = t0_chain(VirtualConnection(card))
-    SscSession(connection)
-    return connection
+def connect(card: VirtualSscCard) -> SscSession:
+    """Power the card on and select SSSE: the card session."""
+    return SscSession(t0_chain(VirtualConnection(card)))
 
 
 def answer(card: VirtualSscCard, command: bytes | str) -> str:
@@ -79,11 +77,11 @@ def reads(card: VirtualSscCard) -> list[int]:
     return [command[2] for command, _ in card.log if command[1] == 0xB2]
 
 
-def after_pin(name: str, **behaviour: object) -> tuple[VirtualSscCard, Connection]:
+def after_pin(name: str, **behaviour: object) -> tuple[VirtualSscCard, SscSession]:
     card = make_card(name, **behaviour)
-    connection = connect(card)
-    verify_pin(connection, PINS[name])
-    return card, connection
+    session = connect(card)
+    session.verify_pin(PINS[name])
+    return card, session
 
 
 # --- the read flow ------------------------------------------------------------------------------
@@ -93,25 +91,25 @@ def after_pin(name: str, **behaviour: object) -> tuple[VirtualSscCard, Connectio
 @pytest.mark.parametrize("name", WITH_MEDICAL)
 def test_before_the_pin_ef05_answers_6982(name: str, t0: bool) -> None:
     card = make_card(name, t0=t0)
-    connection = connect(card)
+    session = connect(card)
     with pytest.raises(SecurityNotSatisfied, match=r"PIN .* or RK1DF04"):
-        read_medical(connection)
+        session.read_medical()
     assert card.log[-1] == (H("00B281000A"), H("6982"))
 
 
 @pytest.mark.parametrize("t0", [False, True], ids=["T1", "T0"])
 @pytest.mark.parametrize("name", WITH_MEDICAL)
 def test_after_the_pin_every_field_reads_as_the_persona_says(name: str, t0: bool) -> None:
-    card, connection = after_pin(name, t0=t0)
-    assert read_medical(connection) == expected_info(name)
+    card, session = after_pin(name, t0=t0)
+    assert session.read_medical() == expected_info(name)
     assert len(reads(card)) == 16
 
 
 @pytest.mark.parametrize("t0", [False, True], ids=["T1", "T0"])
 def test_only_the_records_of_the_requested_fields_are_read(t0: bool) -> None:
-    card, connection = after_pin("ordinary-2.0", t0=t0)
+    card, session = after_pin("ordinary-2.0", t0=t0)
     before = len(card.log)
-    info = read_medical(connection, ["insurance_type", "insured_region", "person_category"])
+    info = session.read_medical(["insurance_type", "insured_region", "person_category"])
     assert (info.insurance_type, info.insured_region, info.person_category) == (
         "31000000",
         "440106",
@@ -126,26 +124,26 @@ def test_only_the_records_of_the_requested_fields_are_read(t0: bool) -> None:
 
 
 def test_institution_slots_are_read_together_and_nothing_else() -> None:
-    card, connection = after_pin("hk-resident")
-    info = read_medical(connection, ["designated_institutions"])
+    card, session = after_pin("hk-resident")
+    info = session.read_medical(["designated_institutions"])
     assert info.designated_institutions == ("H44030400019", "H44030400042")
     assert reads(card) == [0x83, 0x86, 0x89]
 
 
 def test_an_empty_field_set_does_not_touch_the_card() -> None:
-    card, connection = after_pin("ordinary-2.0")
+    card, session = after_pin("ordinary-2.0")
     before = len(card.log)
-    assert read_medical(connection, ()) == MedicalInfo()
+    assert session.read_medical(()) == MedicalInfo()
     assert len(card.log) == before
 
 
 def test_a_wrong_pin_does_not_open_ef05() -> None:
     card = make_card("ordinary-2.0")
-    connection = connect(card)
+    session = connect(card)
     with pytest.raises(WrongPin):
-        verify_pin(connection, "000000")
+        session.verify_pin("000000")
     with pytest.raises(SecurityNotSatisfied):
-        read_medical(connection, ["card_usage"])
+        session.read_medical(["card_usage"])
 
 
 # --- the security status ------------------------------------------------------------------------
@@ -153,37 +151,37 @@ def test_a_wrong_pin_does_not_open_ef05() -> None:
 
 @pytest.mark.parametrize("t0", [False, True], ids=["T1", "T0"])
 def test_the_verified_pin_is_lost_at_power_off(t0: bool) -> None:
-    card, connection = after_pin("v3-sm4", t0=t0)
-    assert read_medical(connection, ["insured_region"]).insured_region == "330106"
-    connection = connect(card)  # a new VirtualConnection powers the card on again
+    card, session = after_pin("v3-sm4", t0=t0)
+    assert session.read_medical(["insured_region"]).insured_region == "330106"
+    session = connect(card)  # a new VirtualConnection powers the card on again
     with pytest.raises(SecurityNotSatisfied):
-        read_medical(connection, ["insured_region"])
+        session.read_medical(["insured_region"])
 
 
 def test_the_verified_pin_is_lost_when_ssse_is_selected_again() -> None:
-    _, connection = after_pin("ordinary-2.0")
-    SscSession(connection)
+    _, session = after_pin("ordinary-2.0")
+    SscSession(session.connection)
     with pytest.raises(SecurityNotSatisfied):
-        read_medical(connection, ["insured_region"])
-    verify_pin(connection, PINS["ordinary-2.0"])
-    assert read_medical(connection, ["insured_region"]).insured_region == "440106"
+        session.read_medical(["insured_region"])
+    session.verify_pin(PINS["ordinary-2.0"])
+    assert session.read_medical(["insured_region"]).insured_region == "440106"
 
 
 def test_the_verified_pin_survives_selecting_df04_again_and_the_mf_leaves_df04() -> None:
-    card, connection = after_pin("ordinary-2.0")
-    read_medical(connection, ["card_usage"])
-    assert read_medical(connection, ["card_usage"]).card_usage == "1"  # DF04 from DF04
+    card, session = after_pin("ordinary-2.0")
+    session.read_medical(["card_usage"])
+    assert session.read_medical(["card_usage"]).card_usage == "1"  # DF04 from DF04
     assert answer(card, "00A40000023F00") == "9000"
     assert answer(card, SELECT_DF04) == "6A82"  # DF04 lies under SSSE
 
 
 def test_pin_verified_in_df04_opens_ef05_too() -> None:
     card = make_card("ordinary-2.0")
-    connection = connect(card)
+    session = connect(card)
     with pytest.raises(SecurityNotSatisfied):
-        read_medical(connection, ["card_usage"])  # leaves DF04 selected
-    verify_pin(connection, PINS["ordinary-2.0"])
-    assert read_medical(connection, ["card_usage"]).card_usage == "1"
+        session.read_medical(["card_usage"])  # leaves DF04 selected
+    session.verify_pin(PINS["ordinary-2.0"])
+    assert session.read_medical(["card_usage"]).card_usage == "1"
 
 
 # --- bytes on the wire ----------------------------------------------------------------------
@@ -252,23 +250,23 @@ def test_a_locked_application_answers_9303_to_df04_too() -> None:
     with pytest.raises(ApplicationLocked):
         SscSession(connection)
     with pytest.raises(ApplicationLocked):
-        read_medical(connection)
+        MedicalSession(connection)
     assert card.log[-1] == (SELECT_DF04, H("9303"))
 
 
 def test_a_blocked_card_answers_6a81_to_df04() -> None:
     card = make_card("v3-sm4", card_blocked=True)
     with pytest.raises(CardBlocked):
-        read_medical(t0_chain(VirtualConnection(card)))
+        MedicalSession(t0_chain(VirtualConnection(card)))
     assert card.log == [(SELECT_DF04, H("6A81"))]
 
 
 @pytest.mark.parametrize("name", WITHOUT_MEDICAL)
 def test_a_persona_without_medical_has_no_df04(name: str) -> None:
     card = make_card(name)
-    connection = connect(card)
+    session = connect(card)
     with pytest.raises(NoMedicalApplication, match="no medical-insurance data") as caught:
-        read_medical(connection)
+        session.read_medical()
     assert caught.value.sw == 0x6A82
     assert card.log[-1] == (SELECT_DF04, H("6A82"))
 
@@ -279,8 +277,8 @@ def test_the_hospital_personas_have_medical_data_and_the_others_not() -> None:
 
 
 def test_a_hong_kong_resident_can_register_at_a_hospital() -> None:
-    _, connection = after_pin("hk-resident", t0=True)
-    info = read_medical(connection, ["insured_region", "person_category", "insurance_type"])
+    _, session = after_pin("hk-resident", t0=True)
+    info = session.read_medical(["insured_region", "person_category", "insurance_type"])
     assert (info.insured_region, info.person_category, info.insurance_type) == (
         "440304",
         "11",
@@ -303,24 +301,24 @@ def medical_card(raw_records: dict[str, str]) -> VirtualSscCard:
 
 def test_a_raw_record_with_another_tag_is_refused_by_the_reader() -> None:
     card = medical_card({"DF04.EF05.84": "8F0131"})
-    connection = connect(card)
-    verify_pin(connection, "123456")
+    session = connect(card)
+    session.verify_pin("123456")
     with pytest.raises(RecordFormatError, match="asked for record 84, the card returned record 8F"):
-        read_medical(connection, ["insured_region"])
+        session.read_medical(["insured_region"])
 
 
 def test_a_raw_record_longer_than_its_item_is_refused_by_the_reader() -> None:
-    connection = connect(medical_card({"DF04.EF05.8F": "8F023132"}))
-    verify_pin(connection, "123456")
+    session = connect(medical_card({"DF04.EF05.8F": "8F023132"}))
+    session.verify_pin("123456")
     with pytest.raises(RecordFormatError, match="holds 2 bytes"):
-        read_medical(connection, ["card_usage"])
+        session.read_medical(["card_usage"])
 
 
 def test_a_removed_record_answers_6a83_and_reads_as_absent() -> None:
     card = medical_card({"DF04.EF05.84": ""})
-    connection = connect(card)
-    verify_pin(connection, "123456")
-    info = read_medical(connection, ["insured_region", "card_usage"])
+    session = connect(card)
+    session.verify_pin("123456")
+    info = session.read_medical(["insured_region", "card_usage"])
     assert (info.insured_region, info.card_usage) == (None, "1")
     assert (H("00B2840005"), H("6A83")) in card.log
 

@@ -19,7 +19,6 @@ from apdu.medical_payment import (
     ireaddebitrecord_output,
 )
 from apdu.payment import Charge, InsufficientBalance, PurchaseTorn, PurseLocked
-from apdu.pin import verify_pin
 from apdu.psam import PsamModule
 from apdu.purchase import Purchase, PurchaseState, Verdict, recover
 from apdu.ssc import SscSession
@@ -37,9 +36,10 @@ ROOTS = load_test_roots()
 
 def account(card: VirtualSscCard, pin: str | None = "123456") -> MedicalAccountSession:
     connection = t0_chain(VirtualConnection(card))
-    issuer = SscSession(connection).read_issuer()
+    session = SscSession(connection)
+    issuer = session.read_issuer()
     if pin is not None:
-        verify_pin(connection, pin)
+        session.verify_pin(pin)
     return MedicalAccountSession(connection, issuer.card_id)
 
 

@@ -45,6 +45,19 @@ def test_an_ordinary_transit_tap_pays_the_fare_and_never_opens_ef06(world: World
     assert "ACCEPT" in world.console.getvalue()
 
 
+def test_a_3_0_transit_tap_is_12_apdus_and_a_hotel_tap_proves_the_card_once(
+    world: World,
+) -> None:
+    # transit reads no personal field: the genuineness proof without RKSSSE, the spec minimum
+    decision, card = world.tap("transit", "v3-sm4")
+    assert decision.reason == Reason.OK
+    assert len(card.log) == 12 and not sent(card, "0082")
+    assert len(sent(card, "00880000")) == 1
+    decision, card = world.tap("hotel", "v3-sm4", room="1208")
+    assert decision.reason == Reason.OK
+    assert len(sent(card, "00880000")) == 1 and len(sent(card, "0082000A")) == 1
+
+
 def test_concessions_come_from_card_data_never_from_residency(world: World, tmp_path: Path) -> None:
     assert world.tap("transit", "elderly")[0].detail == {
         "fare_fen": 0,

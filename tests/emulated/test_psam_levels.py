@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from support import KEYS, load_test_roots, persona
+from support import KEYS, load_test_roots, persona, read_authenticated
 
 from apdu import purse
 from apdu.errors import CardNotGenuine
@@ -28,8 +28,8 @@ from apdu.psam import (
     PsamModule,
 )
 from apdu.purse import PurchaseRequest
-from apdu.sam import KeyLevelInsufficient, SecurityModuleRefused, read_authenticated
-from apdu.ssc import CardAlgorithm
+from apdu.records import CardAlgorithm
+from apdu.sam import KeyLevelInsufficient, SecurityModuleRefused
 from apdu.transport import Connection, t0_chain
 from drivers.virtual.card import Behaviour, VirtualConnection
 from drivers.virtual.persona import PersonaKeys

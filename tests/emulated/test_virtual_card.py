@@ -6,7 +6,7 @@ import pytest
 from support import all_persona_names, make_card, persona
 
 from apdu.errors import CardRemoved
-from apdu.ssc import AID_SSSE
+from apdu.files import AID_SSSE
 from drivers.virtual.card import VirtualConnection
 from drivers.virtual.persona import PersonaError, parse_persona
 from terminal.reading import read_and_classify, result_json

@@ -15,7 +15,7 @@ from support import KEYS, make_psam
 
 from apdu import crypto, purse
 from apdu.psam import AID_ENV_DES, AID_ENV_SM4, AID_ENV_SSF33, AID_PSAM_ADF, PsamSession
-from apdu.ssc import CardAlgorithm
+from apdu.records import CardAlgorithm
 from apdu.transport import t0_chain
 from drivers.keyfile import KeyFileError
 from drivers.virtual.card import VirtualConnection

@@ -68,7 +68,7 @@ CARD_ACCESS = frozenset(
         "read_medical",
         "verify_pin",
         "change_pin",
-        "read_authenticated",
+        "read_contents",
         "open_module",
     }
 )
@@ -310,7 +310,7 @@ def test_the_finder_resolves_literals_names_imports_and_class_attributes() -> No
     source = Source.parse(
         "x/probe.py",
         "from apdu.pin import INS_VERIFY\n"
-        "from apdu import ssc\n"
+        "from apdu import files\n"
         "from enum import IntEnum\n"
         "CLA = 0x84\n"
         "ALIAS = CLA\n"
@@ -323,7 +323,7 @@ def test_the_finder_resolves_literals_names_imports_and_class_attributes() -> No
         "def c():\n"
         "    return CommandApdu(cla=0, ins=INS_VERIFY, p1=0, p2=0)\n"
         "def d():\n"
-        "    return CommandApdu(ssc.CLA_ISO, ssc.INS_READ_RECORD, 1, 0)\n"
+        "    return CommandApdu(files.CLA_ISO, files.INS_READ_RECORD, 1, 0)\n"
         "def e(ins):\n"
         "    return CommandApdu(0x00, ins, 0, 0)\n",
     )
@@ -342,7 +342,11 @@ def test_the_finder_sees_the_projects_card_commands() -> None:
     sites = {b.function for b in card_commands()}
     # the emulators answer commands; they never build one for a card
     assert not any(f.startswith("drivers.virtual") for f in sites)
-    assert {"apdu.pin.change_pin", "apdu.pin.verify_pin", "apdu.sam.get_challenge"} <= sites
+    assert {
+        "apdu.ssc.SscSession.change_pin",
+        "apdu.ssc.SscSession.verify_pin",
+        "apdu.ssc.SscSession.get_challenge",
+    } <= sites
 
 
 # -- the policy --------------------------------------------------------------------------------
@@ -452,7 +456,7 @@ def test_a_holder_initiated_command_is_reached_from_its_own_command_only(holder)
 
 def test_the_reachability_walk_finds_several_entry_points_where_there_are_several() -> None:
     # VERIFY is reached from the PIN command, taps, and the local API's helpers alike
-    roots = entry_points("apdu.pin.verify_pin")
+    roots = entry_points("apdu.ssc.SscSession.verify_pin")
     assert "terminal.cli.pin.cmd_pin" in roots and len(roots) > 1
 
 

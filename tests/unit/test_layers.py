@@ -290,7 +290,9 @@ def test_the_walk_finds_every_package_and_its_files() -> None:
         assert _sources(package), package
     assert "drivers/virtual/hsm_service.py" in {_id(p) for p in _sources("drivers/virtual")}
     assert not {_id(p) for p in _sources("drivers")} & {"drivers/virtual/card.py"}
-    assert "apdu.tlv" in imported_modules((ROOT / "apdu" / "ssc.py").read_text(encoding="utf-8"))
+    assert "apdu.tlv" in imported_modules(
+        (ROOT / "apdu" / "records.py").read_text(encoding="utf-8")
+    )
 
 
 def test_a_layer_break_is_found() -> None:

@@ -1,5 +1,5 @@
 """Unit tests for apdu.medical: DF04 EF05 医疗保险基本信息, its item decoders and
-``read_medical`` driven by a scripted fake card that asserts the exact APDUs.
+``SscSession.read_medical`` driven by a scripted fake card that asserts the exact APDUs.
 
 No published trace of a DF04 read is known (spec doc §9). The vectors are built from the
 spec doc's tag table (§2.6), its padding rule (§2.5: ``cn`` right-padded ``F``, ``an``
@@ -35,13 +35,14 @@ from apdu.medical import (
     NoMedicalApplication,
     medical_tags,
     parse_medical,
-    read_medical,
     requested_fields,
 )
+from apdu.ssc import SscSession
 from apdu.transport import t0_chain
 
 SELECT_DF04 = "00A4040006D1560000050300"
 SELECT_EF05 = "00A4020002EF05"
+SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00"
 FCI_DF04 = "6F108406D15600000503A5069F0C03860101"  # the emulator's layout (module docstring)
 
 # value lengths: 81 an8, 84 cn3, 8B an29, 8C cn1, 8F an1 (spec doc §2.6); 80 cn4 and an20 for
@@ -297,6 +298,14 @@ def test_a_bare_string_is_not_a_field_set() -> None:
 # --- read_medical against a scripted card --------------------------------------------------------
 
 
+def read_medical(
+    card: ScriptedConnection, fields: list[str] | set[str] | None = None, *, t0: bool = False
+) -> MedicalInfo:
+    """``SscSession.read_medical``: SELECT SSSE (answered here with an empty FCI), then DF04."""
+    card.script.appendleft((hexbytes(SELECT_SSSE), hexbytes("9000")))
+    return SscSession(t0_chain(card) if t0 else card).read_medical(fields)
+
+
 def test_read_all_sends_select_df04_select_ef05_and_every_record_by_identifier() -> None:
     card = ScriptedConnection([*opening(), *reads(FULL, ALL_TAGS)])
     assert read_medical(card) == FULL_INFO
@@ -314,14 +323,14 @@ def test_only_the_records_of_the_requested_fields_are_read() -> None:
 def test_an_empty_field_set_sends_nothing() -> None:
     card = ScriptedConnection([])
     assert read_medical(card, []) == MedicalInfo()
-    assert card.sent == []
+    assert card.sent == [hexbytes(SELECT_SSSE)]
 
 
 def test_an_unknown_field_sends_nothing() -> None:
     card = ScriptedConnection([])
     with pytest.raises(ValueError, match="not DF04 EF05 fields"):
         read_medical(card, ["insured_region", "blood_type"])
-    assert card.sent == []
+    assert card.sent == [hexbytes(SELECT_SSSE)]
 
 
 def test_6982_before_the_pin_names_the_pin_and_rk1df04() -> None:
@@ -456,7 +465,7 @@ def test_through_the_t0_chain_61xx_and_6cxx_are_followed() -> None:
             ("00C000001F", record(0x8B, FULL[0x8B]) + "9000"),
         ]
     )
-    info = read_medical(t0_chain(card), ["health_record_number", "medical_account"])
+    info = read_medical(card, ["health_record_number", "medical_account"], t0=True)
     card.assert_consumed()
     assert info.health_record_number == "44010600100200317"
     assert info.medical_account == "GZ4401060000000000731"

@@ -19,7 +19,7 @@ from apdu.national import (
     ireadcardbas,
     message,
 )
-from apdu.ssc import CardAlgorithm, CardContents, parse_holder, parse_issuer
+from apdu.records import CardAlgorithm, CardContents, parse_holder, parse_issuer
 from apdu.sw import Sw
 
 SPEC_EXAMPLE = (

@@ -23,6 +23,7 @@ from support import GZ_CARD, HZ_CARD, SSF33_CARD
 from apdu import crypto
 from apdu.errors import ProtocolError
 from apdu.national import NationalCode
+from apdu.records import CardAlgorithm, Generation
 from apdu.sam import (
     AlgorithmNotSupported,
     AuthRequest,
@@ -31,7 +32,6 @@ from apdu.sam import (
     RkssseMissing,
     SecurityModule,
 )
-from apdu.ssc import CardAlgorithm, Generation
 from config.settings import Settings
 from drivers.keyfile import (
     KeyFileError,

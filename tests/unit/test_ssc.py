@@ -1,552 +1,63 @@
-"""Unit tests for apdu.ssc: the SSSE FCI, card generation and algorithm, the EF05/EF06 item
-decoders and record parsers, and ``SscSession``/``read_free`` driven by a scripted fake card
-that asserts the exact APDUs of SSC spec doc §3.3.
+"""Unit tests for apdu.ssc: ``SscSession`` driven by a scripted fake card that asserts the exact
+APDUs of SSC spec doc §3.3 and §5 — SELECT, the EF05/EF06 reads (only the holder items asked
+for), the PIN outcomes — and the free read of terminal.reading built on it.
 
-Known answers: the FCI is the real 3.0 card of spec doc §2.2 (trace S5); the card id, card
-number, dates and SSN are those of the interface spec's own iReadCardBas example (spec doc
-§4.3); the EF06 record shapes (``0A 01 32``, ``0B 01 FF`` …) are the masked 2.0 card of spec
-doc §3.3.
+Known answers: see ssc_vectors (spec doc §2.2, §3.3, §4.3).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 import pytest
 from scripted_connection import ScriptedConnection, hexbytes
+from ssc_vectors import (
+    AID_SSSE,
+    EF05_2_0,
+    EF05_TAGS,
+    EF06_2_0,
+    EF06_TAGS_2_0,
+    FCI_3_0,
+    FCI_NO_ALGORITHM,
+    HISTORICAL,
+    READ,
+    SELECT_EF05,
+    SELECT_EF06,
+    SELECT_SSSE,
+    SSN,
+    ZHANG_SAN,
+    ascii_bytes,
+    reads,
+    record,
+)
 
 from apdu.errors import (
     ApduError,
     ApplicationLocked,
     CardBlocked,
+    PinBlocked,
     RecordFormatError,
     SecurityNotSatisfied,
-    TlvError,
+    WrongPin,
 )
-from apdu.identity import SsnKind
-from apdu.ssc import (
+from apdu.pin import PinFormatError
+from apdu.records import (
     HOLDER_ITEMS,
     CardAlgorithm,
     CardContents,
-    Fci,
     Generation,
     HolderData,
-    IssuerData,
-    SscSession,
-    decode_an,
-    decode_cn,
-    decode_date,
-    decode_name,
     holder_tags,
-    parse_holder,
     parse_issuer,
-    parse_record,
-    read_free,
 )
+from apdu.ssc import SscSession
 from apdu.transport import t0_chain
+from terminal.reading import read_contents
 
-AID_SSSE = "7378312E73682EC9E7BBE1B1A3D5CF"
-# spec doc §2.2: the FCI of a real 3.0 card (DIR SFI 1E, algorithm 03 = SM4), without 9000.
-FCI_3_0 = f"6F1C840F{AID_SSSE}A50988011E9F0C03860103"
-# The same without 9F0C: the algorithm then follows from the region code.
-FCI_NO_ALGORITHM = f"6F16840F{AID_SSSE}A50388011E"
 
-CARD_ID = "639900D15600000500BF7C7A48FB4966"  # spec doc §4.3 example
-SSN = "111111198101011110"  # spec doc §4.3 example: born 1981-01-01, digit 17 odd → male
-ZHANG_SAN = "张三".encode("gb18030")  # D5C5 C8FD
-HISTORICAL = hexbytes("00814E43238697159900BF7C7A")
-
-# spec doc §3.3, in order
-SELECT_SSSE = f"00A404000F{AID_SSSE}00"
-SELECT_EF05 = "00A4020002EF05"
-SELECT_EF06 = "00A4020002EF06"
-READ = {
-    0x01: "00B2010012",
-    0x02: "00B2020003",
-    0x03: "00B2030006",
-    0x04: "00B204000E",
-    0x05: "00B2050006",
-    0x06: "00B2060006",
-    0x07: "00B207000B",
-    0x08: "00B2080014",
-    0x09: "00B2090020",
-    0x4E: "00B24E0016",
-    0x0A: "00B20A0003",
-    0x0B: "00B20B0003",
-    0x0C: "00B20C0005",
-    0x0D: "00B20D0006",
-}
-
-
-def record(tag: int, value: bytes) -> str:
-    """One SIMPLE-TLV record as hex, the way READ RECORD returns it.
-
-    :param tag: the record identifier
-    :param value: the value, under 255 bytes
-    """
-    return (bytes((tag, len(value))) + value).hex().upper()
-
-
-def _ascii(text: str) -> bytes:
-    return text.encode("ascii")
-
-
-def _name(raw: bytes) -> bytes:
-    """Right-pad a GB18030 name to the 30 bytes of tag 09."""
-    return raw + bytes(30 - len(raw))
-
-
-EF05_2_0 = {
-    0x01: hexbytes(CARD_ID),
-    0x02: _ascii("3"),
-    0x03: hexbytes("322E3000"),  # "2.0" + NUL, as seen on a real card (spec doc §2.4)
-    0x04: hexbytes("915600000263990063990001"),
-    0x05: hexbytes("20101001"),
-    0x06: hexbytes("20201001"),
-    0x07: _ascii("X00000019"),
-}
-EF06_2_0 = {
-    0x08: _ascii(SSN),
-    0x09: _name(ZHANG_SAN),
-    0x4E: bytes(20),
-    0x0A: _ascii("2"),
-    0x0B: hexbytes("FF"),
-    0x0C: hexbytes("FFFFFF"),
-    0x0D: hexbytes("FFFFFFFF"),
-}
-
-
-def _reads(records: dict[int, bytes], tags: tuple[int, ...]) -> list[tuple[str, str]]:
-    """The READ RECORD exchanges of ``tags``, each answered with its record and 9000."""
-    return [(READ[tag], record(tag, records[tag]) + "9000") for tag in tags]
-
-
-EF05_TAGS = (0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07)
-EF06_TAGS_2_0 = (0x08, 0x09, 0x4E, 0x0A, 0x0B, 0x0C, 0x0D)
-
-
-# --- FCI ---------------------------------------------------------------------------------------
-
-
-def test_fci_of_the_real_3_0_card_names_sm4_and_the_dir_sfi() -> None:
-    fci = Fci.parse(hexbytes(FCI_3_0))
-    assert fci == Fci(df_name=hexbytes(AID_SSSE), dir_sfi=0x1E, algorithm_id=0x03)
-
-
-def test_fci_without_9f0c_has_no_algorithm_id() -> None:
-    fci = Fci.parse(hexbytes(FCI_NO_ALGORITHM))
-    assert fci == Fci(df_name=hexbytes(AID_SSSE), dir_sfi=0x1E, algorithm_id=None)
-
-
-def test_fci_without_proprietary_template_has_no_sfi_and_no_algorithm() -> None:
-    fci = Fci.parse(hexbytes(f"6F11840F{AID_SSSE}"))
-    assert fci == Fci(df_name=hexbytes(AID_SSSE), dir_sfi=None, algorithm_id=None)
-
-
-def test_fci_whose_9f0c_holds_another_tag_has_no_algorithm_id() -> None:
-    fci = Fci.parse(hexbytes(f"6F1C840F{AID_SSSE}A50988011E9F0C03870103"))
-    assert fci.algorithm_id is None
-
-
-def test_fci_not_in_a_6f_template_is_rejected() -> None:
-    with pytest.raises(RecordFormatError, match="FCI must start with tag 6F, got 84"):
-        Fci.parse(hexbytes(f"840F{AID_SSSE}"))
-
-
-def test_truncated_fci_is_a_record_format_error_chained_from_the_tlv_error() -> None:
-    with pytest.raises(RecordFormatError, match="SSSE FCI does not parse") as caught:
-        Fci.parse(hexbytes(FCI_3_0)[:-2])
-    assert isinstance(caught.value.__cause__, TlvError)
-
-
-# --- generation and algorithm --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("version", "generation"),
-    [
-        ("2.00", Generation.V2),
-        ("2.0", Generation.V2),  # "2.0\0" after the an decoder strips the NUL
-        ("3.00", Generation.V3),
-        ("1.00", Generation.V1),
-        ("", Generation.V1),
-        (None, Generation.V1),
-    ],
-)
-def test_generation_follows_the_first_three_characters_of_the_version(
-    version: str | None, generation: Generation
-) -> None:
-    assert Generation.from_version(version) is generation
-
-
-def test_generation_of_the_real_2_0_nul_padded_version() -> None:
-    assert Generation.from_version(decode_an(0x03, hexbytes("322E3000"))) is Generation.V2
-
-
-@pytest.mark.parametrize("version", ["9.99", "4.00", "2", "v2.0"])
-def test_unknown_spec_version_is_rejected_naming_it(version: str) -> None:
-    with pytest.raises(
-        RecordFormatError, match=re.escape(f"unknown card spec version '{version}'")
-    ):
-        Generation.from_version(version)
-
-
-@pytest.mark.parametrize(
-    ("algorithm_id", "algorithm"),
-    [(0x01, CardAlgorithm.DES), (0x02, CardAlgorithm.SSF33), (0x03, CardAlgorithm.SM4)],
-)
-def test_fci_algorithm_id_maps_to_the_algorithm(
-    algorithm_id: int, algorithm: CardAlgorithm
-) -> None:
-    # the FCI byte wins over the region code
-    assert CardAlgorithm.from_id(algorithm_id, hexbytes("110000D156000005")) is algorithm
-
-
-def test_without_algorithm_id_region_11_means_ssf33() -> None:
-    card_id = hexbytes("110100D15600000500BF7C7A48FB4966")
-    assert CardAlgorithm.from_id(None, card_id) is CardAlgorithm.SSF33
-
-
-@pytest.mark.parametrize("card_id", [CARD_ID, "011100D15600000500BF7C7A48FB4966"])
-def test_without_algorithm_id_other_regions_mean_des(card_id: str) -> None:
-    assert CardAlgorithm.from_id(None, hexbytes(card_id)) is CardAlgorithm.DES
-
-
-@pytest.mark.parametrize("algorithm_id", [0x00, 0x04, 0x07, 0xFF])
-def test_unknown_algorithm_id_is_rejected(algorithm_id: int) -> None:
-    with pytest.raises(RecordFormatError, match=f"unknown card algorithm id {algorithm_id:02X}"):
-        CardAlgorithm.from_id(algorithm_id, hexbytes(CARD_ID))
-
-
-# --- item decoders -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        (_ascii("X00000019"), "X00000019"),
-        (hexbytes("322E3000"), "2.0"),
-        (_ascii("3") + bytes(3), "3"),
-        (b" A ", " A "),  # only the 00 padding goes
-    ],
-)
-def test_an_item_strips_the_00_padding(value: bytes, text: str) -> None:
-    assert decode_an(0x07, value) == text
-
-
-@pytest.mark.parametrize("value", [b"", hexbytes("FF"), hexbytes("FFFFFFFF"), bytes(4)])
-def test_an_item_all_ff_empty_or_all_00_is_absent(value: bytes) -> None:
-    assert decode_an(0x07, value) is None
-
-
-@pytest.mark.parametrize("value", [hexbytes("31FF"), hexbytes("0931"), b"2\x000", ZHANG_SAN])
-def test_an_item_that_is_not_printable_ascii_is_rejected_naming_the_tag(value: bytes) -> None:
-    with pytest.raises(RecordFormatError, match="record 07: an item is not printable ASCII"):
-        decode_an(0x07, value)
-
-
-@pytest.mark.parametrize(
-    ("value", "digits"),
-    [
-        (hexbytes("01"), "01"),
-        (hexbytes("110100"), "110100"),
-        (hexbytes("123F"), "123"),  # right-padded with F
-        (hexbytes("915600000211000011010002"), "915600000211000011010002"),
-        (hexbytes("9156000002639900639900DB"), "9156000002639900639900DB"),  # non-BCD kept
-    ],
-)
-def test_cn_item_gives_its_digits_without_the_f_padding(value: bytes, digits: str) -> None:
-    assert decode_cn(value) == digits
-
-
-@pytest.mark.parametrize("value", [b"", hexbytes("FF"), hexbytes("FFFFFF")])
-def test_cn_item_all_ff_or_empty_is_absent(value: bytes) -> None:
-    assert decode_cn(value) is None
-
-
-@pytest.mark.parametrize(
-    ("value", "date"),
-    [
-        (hexbytes("20101001"), dt.date(2010, 10, 1)),
-        (hexbytes("20240229"), dt.date(2024, 2, 29)),
-        (hexbytes("19810101"), dt.date(1981, 1, 1)),
-    ],
-)
-def test_date_item_is_bcd_yyyymmdd(value: bytes, date: dt.date) -> None:
-    assert decode_date(0x05, value) == date
-
-
-@pytest.mark.parametrize("value", [b"", hexbytes("FFFFFFFF"), bytes(4)])
-def test_date_item_all_ff_all_00_or_empty_is_absent(value: bytes) -> None:
-    assert decode_date(0x0D, value) is None
-
-
-@pytest.mark.parametrize("value", ["20231301", "20230230", "20230100", "00000101"])
-def test_date_item_that_is_no_calendar_date_is_rejected_naming_the_tag(value: str) -> None:
-    with pytest.raises(RecordFormatError, match=f"record 06: {value} is not a calendar date"):
-        decode_date(0x06, hexbytes(value))
-
-
-@pytest.mark.parametrize("value", ["2023A101", "2023FFFF", "201010", "2010100101"])
-def test_date_item_that_is_not_bcd_yyyymmdd_is_rejected_naming_the_tag(value: str) -> None:
-    with pytest.raises(RecordFormatError, match=f"record 0D: date {value} is not BCD YYYYMMDD"):
-        decode_date(0x0D, hexbytes(value))
-
-
-def test_name_decodes_gb18030_and_strips_the_00_padding() -> None:
-    assert decode_name(_name(ZHANG_SAN), bytes(20)) == "张三"
-
-
-def test_name_without_extension_record_is_the_primary_alone() -> None:
-    assert decode_name(_name(ZHANG_SAN), None) == "张三"
-
-
-def test_name_joins_the_extension_before_decoding_a_straddling_double_byte_character() -> None:
-    zhang, san = "张".encode("gb18030"), "三".encode("gb18030")
-    primary = b"A" + zhang * 14 + san[:1]  # 30 bytes: 三's lead byte is the last
-    extension = san[1:] + bytes(19)  # its trail byte opens 4E
-    assert len(primary) == 30
-    assert len(extension) == 20
-    assert decode_name(primary, extension) == "A" + "张" * 14 + "三"
-
-
-def test_name_joins_a_straddling_four_byte_character() -> None:
-    char = "\U00020000"  # 𠀀, four bytes in GB18030
-    raw = char.encode("gb18030")
-    assert len(raw) == 4
-    primary = _ascii("B" * 28) + raw[:2]
-    extension = raw[2:] + bytes(18)
-    assert decode_name(primary, extension) == "B" * 28 + char
-
-
-def test_name_running_on_into_the_extension() -> None:
-    long_name = "阿卜杜热合曼·买买提艾力·阿不都克热木江"
-    raw = long_name.encode("gb18030")
-    assert 30 < len(raw) <= 50
-    primary, extension = raw[:30], raw[30:] + bytes(50 - len(raw))
-    assert decode_name(primary, extension) == long_name
-
-
-@pytest.mark.parametrize(
-    ("primary", "extension"),
-    [
-        (None, None),
-        (hexbytes("FF" * 30), None),
-        (bytes(30), bytes(20)),
-        (None, hexbytes("FF" * 20)),
-    ],
-)
-def test_name_that_is_absent_or_all_padding_is_none(
-    primary: bytes | None, extension: bytes | None
-) -> None:
-    assert decode_name(primary, extension) is None
-
-
-def test_name_with_an_absent_primary_uses_the_extension() -> None:
-    assert decode_name(hexbytes("FF" * 30), ZHANG_SAN + bytes(16)) == "张三"
-
-
-def test_name_that_is_not_gb18030_is_rejected_naming_both_records() -> None:
-    # a lead byte with no trail byte: what a 30-byte name cut in half looks like on a 1.0 card
-    primary = b"A" + "张".encode("gb18030") * 14 + "三".encode("gb18030")[:1]
-    with pytest.raises(RecordFormatError, match="record 09/4E: name is not valid GB18030"):
-        decode_name(primary, None)
-
-
-def test_latin_passport_name_decodes_as_ascii() -> None:
-    assert decode_name(_name(b"JOHN SMITH"), bytes(20)) == "JOHN SMITH"
-
-
-# --- parse_record --------------------------------------------------------------------------------
-
-
-def test_record_value_is_returned_when_the_tag_matches() -> None:
-    assert parse_record(0x08, hexbytes(record(0x08, _ascii(SSN)))) == _ascii(SSN)
-
-
-def test_record_with_another_tag_is_rejected() -> None:
-    with pytest.raises(RecordFormatError, match="asked for record 08, the card returned record 09"):
-        parse_record(0x08, hexbytes(record(0x09, _name(ZHANG_SAN))))
-
-
-def test_record_whose_length_runs_past_the_data_is_rejected() -> None:
-    short = hexbytes("0812") + _ascii(SSN)[:17]
-    with pytest.raises(
-        RecordFormatError,
-        match="record 08: SIMPLE-TLV tag 08 at offset 0 declares length 18 "
-        "but only 17 bytes are available",
-    ) as caught:
-        parse_record(0x08, short)
-    assert isinstance(caught.value.__cause__, TlvError)
-
-
-def test_record_with_trailing_bytes_is_rejected() -> None:
-    with pytest.raises(RecordFormatError, match="record 0A: 1 trailing bytes after SIMPLE-TLV"):
-        parse_record(0x0A, hexbytes("0A013200"))
-
-
-def test_empty_record_answer_is_rejected() -> None:
-    with pytest.raises(RecordFormatError, match="record 01: expected one SIMPLE-TLV object"):
-        parse_record(0x01, b"")
-
-
-def test_record_missing_its_length_byte_is_rejected() -> None:
-    with pytest.raises(RecordFormatError, match=r"record 0B: .*length byte is missing"):
-        parse_record(0x0B, hexbytes("0B"))
-
-
-# --- parse_issuer ------------------------------------------------------------------------------
-
-
-def test_issuer_data_of_a_2_0_card() -> None:
-    issuer = parse_issuer(EF05_2_0)
-    assert issuer == IssuerData(
-        card_id=hexbytes(CARD_ID),
-        category="3",
-        spec_version="2.0",
-        init_org="915600000263990063990001",
-        issue_date=dt.date(2010, 10, 1),
-        expiry_date=dt.date(2020, 10, 1),
-        card_number="X00000019",
-    )
-    assert issuer.region_code == "639900"
-    assert issuer.generation is Generation.V2
-    assert issuer.card_number_valid is True  # spec doc §2.4 checks X00000019 by hand
-
-
-def test_issuer_with_only_the_card_id_has_every_other_item_absent() -> None:
-    issuer = parse_issuer({0x01: hexbytes(CARD_ID)})
-    assert issuer.category is None
-    assert issuer.spec_version is None
-    assert issuer.generation is Generation.V1  # spec doc §1: empty version → 1.0
-    assert issuer.init_org is None
-    assert issuer.issue_date is None
-    assert issuer.expiry_date is None
-    assert issuer.card_number is None
-    assert issuer.card_number_valid is None
-
-
-def test_issuer_card_number_keeps_only_the_first_nine_characters() -> None:
-    # spec doc §2.4, S4 §10.4: read and return only the first 9
-    issuer = parse_issuer({**EF05_2_0, 0x07: _ascii("X00000019ABC")})
-    assert issuer.card_number == "X00000019"
-
-
-def test_issuer_card_number_with_a_wrong_check_character_is_flagged_not_rejected() -> None:
-    issuer = parse_issuer({**EF05_2_0, 0x07: _ascii("X00000018")})
-    assert issuer.card_number == "X00000018"
-    assert issuer.card_number_valid is False
-
-
-@pytest.mark.parametrize(
-    "card_id", [None, hexbytes(CARD_ID)[:15], hexbytes(CARD_ID) + b"\x00", hexbytes("FF" * 16)]
-)
-def test_issuer_without_a_16_byte_card_id_is_rejected(card_id: bytes | None) -> None:
-    records = {k: v for k, v in EF05_2_0.items() if k != 0x01}
-    if card_id is not None:
-        records[0x01] = card_id
-    with pytest.raises(RecordFormatError, match=r"EF05 record 01 \(卡识别码\) must hold 16 bytes"):
-        parse_issuer(records)
-
-
-def test_issuer_with_an_impossible_expiry_date_is_rejected_naming_record_06() -> None:
-    with pytest.raises(RecordFormatError, match="record 06"):
-        parse_issuer({**EF05_2_0, 0x06: hexbytes("20201301")})
-
-
-# --- parse_holder --------------------------------------------------------------------------------
-
-
-def test_holder_with_sex_and_birth_date_left_ff_derives_both_from_the_ssn() -> None:
-    holder = parse_holder({**EF06_2_0, 0x0A: hexbytes("FF")})
-    assert holder == HolderData(
-        ssn=SSN,
-        name="张三",
-        sex="1",
-        ethnicity=None,
-        birthplace=None,
-        birth_date=dt.date(1981, 1, 1),
-        sex_derived=True,
-        birth_date_derived=True,
-    )
-
-
-def test_holder_values_on_the_card_win_over_the_ssn_and_are_not_flagged() -> None:
-    holder = parse_holder(
-        {
-            **EF06_2_0,
-            0x0A: _ascii("2"),  # differs from what the SSN says, on purpose
-            0x0B: hexbytes("01"),
-            0x0C: hexbytes("110100"),
-            0x0D: hexbytes("19800202"),
-        }
-    )
-    assert holder.sex == "2"
-    assert holder.birth_date == dt.date(1980, 2, 2)
-    assert holder.ethnicity == "01"
-    assert holder.birthplace == "110100"
-    assert holder.sex_derived is False
-    assert holder.birth_date_derived is False
-
-
-def test_holder_of_the_spec_2_0_card_derives_only_the_birth_date() -> None:
-    holder = parse_holder(EF06_2_0)  # 0A 01 32 ('2') on the card, 0D 04 FFFFFFFF
-    assert (holder.sex, holder.sex_derived) == ("2", False)
-    assert (holder.birth_date, holder.birth_date_derived) == (dt.date(1981, 1, 1), True)
-
-
-@pytest.mark.parametrize(("code", "ethnicity"), [("01", "01"), ("56", "56"), ("99", "99")])
-def test_holder_ethnicity_is_the_two_digit_bcd_code(code: str, ethnicity: str) -> None:
-    assert parse_holder({**EF06_2_0, 0x0B: hexbytes(code)}).ethnicity == ethnicity
-
-
-def test_holder_without_ssn_derives_nothing() -> None:
-    holder = parse_holder({0x09: _name(ZHANG_SAN), 0x0A: hexbytes("FF")})
-    assert holder.ssn is None
-    assert holder.ssn_info is None
-    assert holder.sex is None
-    assert holder.birth_date is None
-    assert holder.sex_derived is False
-    assert holder.birth_date_derived is False
-
-
-def test_holder_with_a_passport_like_ssn_derives_nothing() -> None:
-    holder = parse_holder({0x08: _ascii("E12345678") + bytes(9)})
-    assert holder.ssn == "E12345678"
-    assert holder.ssn_info is not None
-    assert holder.ssn_info.kind is SsnKind.FOREIGN
-    assert holder.sex is None
-    assert holder.birth_date is None
-
-
-def test_holder_ssn_info_classifies_the_number() -> None:
-    info = parse_holder(EF06_2_0).ssn_info
-    assert info is not None
-    assert info.kind is SsnKind.MAINLAND
-    assert info.check_valid is True
-
-
-def test_holder_with_an_ssn_that_is_not_ascii_is_rejected_naming_record_08() -> None:
-    with pytest.raises(RecordFormatError, match="record 08"):
-        parse_holder({**EF06_2_0, 0x08: ZHANG_SAN})
-
-
-def test_holder_name_joins_09_and_4e() -> None:
-    zhang, san = "张".encode("gb18030"), "三".encode("gb18030")
-    holder = parse_holder(
-        {**EF06_2_0, 0x09: b"A" + zhang * 14 + san[:1], 0x4E: san[1:] + bytes(19)}
-    )
-    assert holder.name == "A" + "张" * 14 + "三"
-
-
-def test_holder_tags_of_a_1_0_card_skip_the_name_extension() -> None:
-    assert holder_tags(Generation.V1) == (0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D)
-
-
-@pytest.mark.parametrize("generation", [Generation.V2, Generation.V3])
-def test_holder_tags_from_2_0_on_read_4e_right_after_the_name(generation: Generation) -> None:
-    assert holder_tags(generation) == EF06_TAGS_2_0
+def read_free(card: ScriptedConnection, historical: bytes) -> CardContents:
+    """The free read of ``sscard read`` without a module (terminal.reading)."""
+    return read_contents(card, historical)
 
 
 # --- SscSession and read_free ------------------------------------------------------------------
@@ -557,9 +68,9 @@ def _script_2_0(ef05: dict[int, bytes] = EF05_2_0) -> list[tuple[str, str]]:
     return [
         (SELECT_SSSE, FCI_NO_ALGORITHM + "9000"),
         (SELECT_EF05, "9000"),
-        *_reads(ef05, EF05_TAGS),
+        *reads(ef05, EF05_TAGS),
         (SELECT_EF06, "9000"),
-        *_reads(EF06_2_0, EF06_TAGS_2_0),
+        *reads(EF06_2_0, EF06_TAGS_2_0),
     ]
 
 
@@ -616,12 +127,12 @@ def test_read_free_of_a_2_0_card_returns_every_item() -> None:
 
 
 def test_read_free_of_a_3_0_card_reports_ef06_unreadable_after_6982() -> None:
-    ef05 = {**EF05_2_0, 0x03: _ascii("3.00")}
+    ef05 = {**EF05_2_0, 0x03: ascii_bytes("3.00")}
     card = ScriptedConnection(
         [
             (SELECT_SSSE, FCI_3_0 + "9000"),
             (SELECT_EF05, "9000"),
-            *_reads(ef05, EF05_TAGS),
+            *reads(ef05, EF05_TAGS),
             (SELECT_EF06, "9000"),
             (READ[0x08], "6982"),  # RKSSSE external authentication first (spec doc §0)
         ]
@@ -637,14 +148,14 @@ def test_read_free_of_a_3_0_card_reports_ef06_unreadable_after_6982() -> None:
 
 
 def test_read_free_of_a_1_0_card_does_not_read_the_name_extension() -> None:
-    ef05 = {**EF05_2_0, 0x03: _ascii("1.00")}
+    ef05 = {**EF05_2_0, 0x03: ascii_bytes("1.00")}
     card = ScriptedConnection(
         [
             (SELECT_SSSE, FCI_NO_ALGORITHM + "9000"),
             (SELECT_EF05, "9000"),
-            *_reads(ef05, EF05_TAGS),
+            *reads(ef05, EF05_TAGS),
             (SELECT_EF06, "9000"),
-            *_reads(EF06_2_0, holder_tags(Generation.V1)),
+            *reads(EF06_2_0, holder_tags(HOLDER_ITEMS, Generation.V1)),
         ]
     )
     contents = read_free(card, HISTORICAL)
@@ -792,4 +303,149 @@ def test_read_free_rejects_a_malformed_record() -> None:
     card = ScriptedConnection([(c, bad if c == READ[0x05] else r) for c, r in script][:9])
     with pytest.raises(RecordFormatError, match="record 05"):
         read_free(card, HISTORICAL)
+    card.assert_consumed()
+
+
+# --- read_holder(items): only what is asked -----------------------------------------------------
+
+
+def _after_ef05(fci: str = FCI_NO_ALGORITHM, ef05: dict[int, bytes] = EF05_2_0) -> list:
+    return [(SELECT_SSSE, fci + "9000"), (SELECT_EF05, "9000"), *reads(ef05, EF05_TAGS)]
+
+
+def test_read_holder_of_the_name_reads_09_and_4e_and_nothing_else() -> None:
+    card = ScriptedConnection([*_after_ef05(), (SELECT_EF06, "9000"), *reads(EF06_2_0, (9, 0x4E))])
+    session = SscSession(card)
+    session.read_issuer()
+    holder = session.read_holder(["name"])
+    card.assert_consumed()
+    assert holder.name == "张三" and holder.ssn is None and holder.birth_date is None
+
+
+def test_read_holder_reads_ef05_first_when_it_was_not_read() -> None:
+    script = [*_after_ef05(), (SELECT_EF06, "9000"), *reads(EF06_2_0, (0x08,))]
+    card = ScriptedConnection(script)
+    holder = SscSession(card).read_holder(["ssn"])
+    card.assert_consumed()
+    assert holder.ssn == SSN
+
+
+def test_read_holder_of_a_birth_date_left_ff_reads_the_ssn_for_it_alone() -> None:
+    # spec doc §2.5: an FF birth date is taken from the SSN, which is read only then
+    card = ScriptedConnection(
+        [*_after_ef05(), (SELECT_EF06, "9000"), *reads(EF06_2_0, (0x0D, 0x08))]
+    )
+    session = SscSession(card)
+    session.read_issuer()
+    holder = session.read_holder(["birth_date"])
+    card.assert_consumed()
+    assert holder.birth_date == dt.date(1981, 1, 1) and holder.birth_date_derived
+
+
+def test_read_holder_of_a_sex_on_the_card_does_not_read_the_ssn() -> None:
+    card = ScriptedConnection([*_after_ef05(), (SELECT_EF06, "9000"), *reads(EF06_2_0, (0x0A,))])
+    session = SscSession(card)
+    session.read_issuer()
+    assert session.read_holder(["sex"]).sex == "2"
+    card.assert_consumed()
+
+
+def test_read_holder_of_no_items_sends_nothing() -> None:
+    card = ScriptedConnection(_after_ef05())
+    session = SscSession(card)
+    session.read_issuer()
+    assert session.read_holder([]) == HolderData(None, None, None, None, None, None)
+    card.assert_consumed()
+
+
+def test_read_holder_refuses_an_unknown_item_before_sending_anything() -> None:
+    card = ScriptedConnection(_after_ef05())
+    session = SscSession(card)
+    session.read_issuer()
+    with pytest.raises(ValueError, match="blood_type"):
+        session.read_holder(["name", "blood_type"])
+    card.assert_consumed()
+
+
+# --- the PIN: each status word its own outcome (spec doc §5) -------------------------------------
+
+VERIFY_123456 = "0020000003123456"
+CHANGE_123456_TO_24680 = "805E010007123456FF24680F"
+
+
+def _pin_session(*exchanges: tuple[str, str]) -> tuple[SscSession, ScriptedConnection]:
+    card = ScriptedConnection([(SELECT_SSSE, FCI_3_0 + "9000"), *exchanges])
+    return SscSession(card), card
+
+
+def test_verify_pin_sends_the_bcd_pin_and_returns_on_9000() -> None:
+    session, card = _pin_session((VERIFY_123456, "9000"))
+    session.verify_pin("123456")
+    card.assert_consumed()
+
+
+@pytest.mark.parametrize(
+    ("sw", "error", "tries_left"),
+    [
+        ("63C2", WrongPin, 2),
+        ("63C0", WrongPin, 0),
+        ("6983", PinBlocked, None),
+        ("9303", ApplicationLocked, None),
+        ("6A81", CardBlocked, None),
+    ],
+)
+def test_each_pin_status_word_is_its_own_outcome(
+    sw: str, error: type[Exception], tries_left: int | None
+) -> None:
+    for method, command, pins in (
+        ("verify_pin", VERIFY_123456, ("123456",)),
+        ("change_pin", CHANGE_123456_TO_24680, ("123456", "24680")),
+    ):
+        session, card = _pin_session((command, sw))
+        with pytest.raises(error) as caught:
+            getattr(session, method)(*pins)
+        card.assert_consumed()
+        assert type(caught.value) is error
+        assert getattr(caught.value, "tries_left", None) == tries_left
+        assert "123456" not in f"{caught.value} {caught.value!r}"
+        assert caught.value.__cause__ is None  # the command bytes, with the PIN, stay behind
+
+
+def test_another_pin_refusal_is_an_apdu_error_without_the_pin() -> None:
+    session, card = _pin_session((VERIFY_123456, "6A88"))
+    with pytest.raises(ApduError) as caught:
+        session.verify_pin("123456")
+    card.assert_consumed()
+    assert caught.value.sw == 0x6A88 and caught.value.command == hexbytes("00200000")
+
+
+def test_a_malformed_pin_sends_nothing() -> None:
+    session, card = _pin_session()
+    with pytest.raises(PinFormatError):
+        session.verify_pin("12a4")
+    with pytest.raises(PinFormatError):
+        session.change_pin("123456", "123")
+    card.assert_consumed()
+
+
+@pytest.mark.parametrize(("sw", "left"), [("63C3", 3), ("63C1", 1), ("9000", None)])
+def test_pin_tries_left_asks_with_case_1_verify(sw: str, left: int | None) -> None:
+    session, card = _pin_session(("00200000", sw))
+    assert session.pin_tries_left() == left
+    card.assert_consumed()
+
+
+@pytest.mark.parametrize(
+    ("sw", "error"), [("6983", PinBlocked), ("9303", ApplicationLocked), ("6A81", CardBlocked)]
+)
+def test_pin_tries_left_of_a_blocked_pin_or_a_locked_card(sw: str, error: type) -> None:
+    session, card = _pin_session(("00200000", sw))
+    with pytest.raises(error):
+        session.pin_tries_left()
+    card.assert_consumed()
+
+
+def test_read_medical_of_no_fields_sends_nothing() -> None:
+    session, card = _pin_session()
+    assert session.read_medical([]).fields_read == frozenset()
     card.assert_consumed()
