@@ -23,6 +23,7 @@ from enum import StrEnum
 from apdu.command import CommandApdu
 from apdu.errors import (
     ApduError,
+    CardIdFormatError,
     RecordFormatError,
     SecurityNotSatisfied,
     TlvError,
@@ -365,11 +366,12 @@ def parse_issuer(records: dict[int, bytes]) -> IssuerData:
     """Build :class:`IssuerData` from raw EF05 record values keyed by tag.
 
     :param records: tag → value; a missing tag is an absent item
-    :raises RecordFormatError: for a missing or malformed 卡识别码 or a malformed item
+    :raises CardIdFormatError: for a missing or malformed 卡识别码
+    :raises RecordFormatError: for a malformed item
     """
     card_id = records.get(TAG_CARD_ID, b"")
     if len(card_id) != RECORD_LENGTHS[TAG_CARD_ID] or _absent(card_id):
-        raise RecordFormatError("EF05 record 01 (卡识别码) must hold 16 bytes")
+        raise CardIdFormatError("EF05 record 01 (卡识别码) must hold 16 bytes")
     number = decode_an(TAG_CARD_NUMBER, records.get(TAG_CARD_NUMBER, b""))
     version = records.get(TAG_SPEC_VERSION, b"")
     return IssuerData(

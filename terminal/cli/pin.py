@@ -46,12 +46,10 @@ def cmd_pin(args: argparse.Namespace) -> int:
         with connection:
             try:
                 pin_operation(t0_chain(connection), args.action, pins)
-            except WrongPin as exc:
-                failure = classify(exc)
-                return _pin_report(args.format, failure.code, failure.reason, exc.tries_left)
             except SscardError as exc:
                 failure = classify(exc)
-                return _pin_report(args.format, failure.code, failure.reason, None)
+                tries_left = exc.tries_left if isinstance(exc, WrongPin) else None
+                return _pin_report(args.format, failure.code, failure.reason, tries_left)
     done = "PIN verified" if args.action == "verify" else "PIN changed"
     return _pin_report(args.format, 0, done, None)
 

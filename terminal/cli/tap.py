@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from config import PROFILE_DIR
-from terminal.cli.decision import EXIT_ACCEPTED, EXIT_NO_DECISION, EXIT_REFUSED, print_decision
+from terminal.cli.decision import decision_status, print_decision
 from terminal.cli.options import module_options
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 def cmd_tap(args: argparse.Namespace) -> int:
     """Handle ``sscard tap``; a failure before the decision is answered by ``sscard``'s
-    ``main`` (exit status 2, :data:`EXIT_NO_DECISION`)."""
+    ``main`` (exit status 2, :data:`terminal.outcomes.EXIT_FAILURE`)."""
     from apdu.atr import Atr
     from apdu.transport import t0_chain
     from config.settings import load_settings
@@ -48,6 +48,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
         warn_operator,
     )
     from terminal.modules import open_module
+    from terminal.outcomes import EXIT_FAILURE
     from terminal.pipeline import Pipeline
     from terminal.profiles import Scenario, load_profile
     from terminal.reasons import hotlines_from
@@ -56,11 +57,11 @@ def cmd_tap(args: argparse.Namespace) -> int:
     profile = load_profile(args.scenario)
     if profile.scenario == Scenario.HOTEL and not args.room:
         print("sscard: a hotel registration needs --room", file=sys.stderr)
-        return EXIT_NO_DECISION
+        return EXIT_FAILURE
     problem = service_problem(profile, args.service)
     if problem:
         print(f"sscard: {problem}", file=sys.stderr)
-        return EXIT_NO_DECISION
+        return EXIT_FAILURE
     with ExitStack() as stack:
         store = stack.enter_context(open_store(settings))
         profile_dir = profile_dir_of(args.scenario)
@@ -98,7 +99,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
     if alarm:
         print(f"sscard: warning: {alarm}", file=sys.stderr)
     print_decision(decision, args.format)
-    return EXIT_ACCEPTED if decision.accepted else EXIT_REFUSED
+    return decision_status(decision)
 
 
 def service_problem(profile: Profile, service: str | None) -> str | None:
