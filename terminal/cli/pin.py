@@ -22,7 +22,8 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from apdu import national
     from apdu.national import NationalCode
     from apdu.transport import t0_chain
-    from drivers.pcsc import PcscReader
+    from config.settings import Settings
+    from terminal.compose import open_reader
     from terminal.outcomes import classify
     from terminal.pin import pin_operation
 
@@ -37,9 +38,9 @@ def cmd_pin(args: argparse.Namespace) -> int:
         if pins[1] != pins[2]:
             code = NationalCode.PIN_CONFIRM_MISMATCH
             return _pin_report(args.format, code, national.message(code), None)
-    with PcscReader() as readers:
+    with open_reader(Settings(), name=args.reader) as reader:  # no settings: PC/SC, any reader
         try:
-            connection = readers.wait_for_card(args.timeout, reader=args.reader)
+            connection = reader.wait_for_card(args.timeout)
         except SscardError as exc:
             failure = classify(exc)
             return _pin_report(args.format, failure.code, failure.reason, None)

@@ -37,12 +37,12 @@ def cmd_tap(args: argparse.Namespace) -> int:
     from apdu.atr import Atr
     from apdu.transport import t0_chain
     from config.settings import load_settings
-    from drivers.pcsc import PcscReader
     from terminal.card_read import ScenarioRead
     from terminal.compose import (
         build_indicators,
         closing_indicator,
         open_online,
+        open_reader,
         open_store,
         profile_dir_of,
         warn_operator,
@@ -67,8 +67,9 @@ def cmd_tap(args: argparse.Namespace) -> int:
         profile_dir = profile_dir_of(args.scenario)
         indicators = build_indicators(settings, profile, profile_dir)
         indicator = stack.enter_context(closing_indicator(indicators))
-        readers = stack.enter_context(PcscReader())
-        _, module = open_module(args, readers, settings)
+        exclude = [args.sam_reader] if args.sam_reader else []  # the PSAM's slot is no card's
+        reader = stack.enter_context(open_reader(settings, name=args.reader, exclude=exclude))
+        _, module = open_module(args, reader, settings)
         if module is not None:
             stack.enter_context(module)
         online = open_online(settings, store, profile)
@@ -85,11 +86,8 @@ def cmd_tap(args: argparse.Namespace) -> int:
             hotlines=hotlines_from(settings.hotlines),
         )
         warn_operator(pipeline)
-        sam = args.sam_reader
-        exclude = [r for r in readers.list_readers() if sam and sam in r]
-        connection = stack.enter_context(
-            readers.wait_for_card(args.timeout, reader=args.reader, exclude=exclude)
-        )
+        reader.list_readers()  # a reader service that is not there fails now, not at the timeout
+        connection = stack.enter_context(reader.wait_for_card(args.timeout))
         pin = _pin(args) if pipeline.rules.needs_pin(args.service) else None
         read = ScenarioRead(
             t0_chain(connection), Atr.parse(connection.atr).historical, profile, module
