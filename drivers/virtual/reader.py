@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from types import TracebackType
 
 from apdu.errors import ReaderTimeout, ReaderUnavailable
 from drivers.keyfile import load_root_keys
@@ -73,12 +72,7 @@ class VirtualCardConnection(VirtualConnection):
     def __enter__(self) -> VirtualCardConnection:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
