@@ -8,7 +8,7 @@ Every error the project raises on purpose derives from :class:`SscardError`::
     │   ├── TlvError             SIMPLE-TLV / BER-TLV that does not parse
     │   ├── AtrError             an ATR that violates ISO 7816-3
     │   └── RecordFormatError    an SSC record with the wrong tag, length or encoding
-    │       └── CardIdFormatError  the card identifier (卡识别码) in EF05 is malformed
+    │       └── CardIdFormatError  EF05 record 01 (卡识别码) missing or not 16 bytes
     ├── ApduError                the card answered a status word other than 9000
     ├── CardStateError           what a status word means for the person at the terminal
     │   ├── WrongPin             63Cx on VERIFY: x tries left
@@ -56,7 +56,7 @@ class RecordFormatError(ProtocolError):
 
 
 class CardIdFormatError(RecordFormatError):
-    """the card identifier (卡识别码) in EF05 is malformed"""
+    """EF05 record 01, 卡识别码, is missing or malformed (national code -20, 卡识别码格式错)."""
 
 
 class ApduError(SscardError):

@@ -10,6 +10,11 @@ Schema (every key is optional; the README's "Settings" section is the operator's
     [terminal]
     device_number = ""                        # 终端设备号, §4.3 field 11: ≤ 32 chars, no "|"
     id = "T0001"                              # this terminal's id: 1-32 of A-Z a-z 0-9 - _
+    reader = "ACS ACR1252"                    # the card reader: its name or a unique part of it;
+                                              # left out: any reader that gets a card
+    reader_backend = "pcsc"                   # pcsc (pyscard) or virtual (an emulated card,
+                                              # in-process: development only)
+    virtual_card = "ordinary-3.0"             # the virtual reader's card: a demo persona or file
 
     [security]
     hsm_url = "https://hsm.example/"          # the HSM service (spec §3.7), http or https
@@ -114,6 +119,9 @@ MAX_HOTLINES = 3
 HOTLINE_NUMBER = re.compile(r"[0-9]{3,12}(?:-[0-9]{3,12})?")
 HOTLINE_PURPOSE_MAX = 40
 KEY_ID_MAX = 64
+READER_NAME_MAX = 128  # PC/SC reader names are at most 128 characters (MAX_READERNAME)
+BACKEND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+DEFAULT_READER_BACKEND = "pcsc"
 TERMINAL_ID_MAX = 32
 
 
@@ -181,6 +189,12 @@ class Settings:
     :param hsm_token_file: ``[security] hsm_token_file``, a 0600 file holding the bearer token
         the HSM service asks for, or ``None``
     :param terminal_id: ``[terminal] id``, this terminal's id in the journal
+    :param reader: ``[terminal] reader``, the card reader's name or a unique part of it, or
+        ``None`` for any reader that gets a card
+    :param reader_backend: ``[terminal] reader_backend``, the reader back-end
+        (:mod:`drivers.readers`: ``pcsc`` or ``virtual``)
+    :param virtual_card: ``[terminal] virtual_card``, the card of the ``virtual`` reader: a
+        demo persona's name or a persona file, or ``None`` (an empty slot)
     :param database: ``[store] database``, the offline store's SQLite file
     :param pepper_file: ``[store] pepper_file``, the deny-list pepper (0600)
     :param journal_key_file: ``[store] journal_key_file``, the personal-field key (0600)
@@ -219,6 +233,9 @@ class Settings:
     soft_sam_keys: Path | None = None
     hsm_token_file: Path | None = None
     terminal_id: str = "T0000"
+    reader: str | None = None
+    reader_backend: str = DEFAULT_READER_BACKEND
+    virtual_card: str | None = None
     database: Path = DEFAULT_DATABASE
     pepper_file: Path | None = None
     journal_key_file: Path | None = None
@@ -297,6 +314,9 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
         soft_sam_keys=security.soft_sam_keys,
         hsm_token_file=security.hsm_token_file,
         terminal_id=terminal.id,
+        reader=terminal.reader,
+        reader_backend=terminal.reader_backend,
+        virtual_card=terminal.virtual_card,
         database=store.database,
         pepper_file=store.pepper_file,
         journal_key_file=store.journal_key_file,
@@ -352,6 +372,26 @@ def _terminal_id(value: object) -> str:
     return str(value)
 
 
+def _reader_name(value: object) -> str:
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > READER_NAME_MAX
+        or CONTROL.search(value)
+    ):
+        raise expected(
+            f"a reader name (or part of one) of 1-{READER_NAME_MAX} characters"
+            " without control characters"
+        )
+    return value
+
+
+def _backend_name(value: object) -> str:
+    if not isinstance(value, str) or not BACKEND_NAME.fullmatch(value):
+        raise expected("a back-end name such as 'pcsc' or 'virtual'")
+    return value
+
+
 def _key_id(value: object) -> str:
     if value != "" and not _name(value, KEY_ID_MAX, ".-_"):
         raise expected(f"1-{KEY_ID_MAX} letters, digits, '.', '-' or '_'")
@@ -381,10 +421,16 @@ class TerminalTable(Table):
 
     :param device_number: 终端设备号 (spec §4.3 field 11)
     :param id: this terminal's id in the journal and at sync
+    :param reader: the card reader's name or a unique part of it; absent: any reader
+    :param reader_backend: the reader back-end (``pcsc``, ``virtual``)
+    :param virtual_card: the ``virtual`` reader's card: a demo persona or a persona file
     """
 
     device_number: Annotated[str, PlainValidator(_device_number)] = ""
     id: Annotated[str, PlainValidator(_terminal_id)] = "T0000"
+    reader: Annotated[str, PlainValidator(_reader_name)] | None = None
+    reader_backend: Annotated[str, PlainValidator(_backend_name)] = DEFAULT_READER_BACKEND
+    virtual_card: PathText | None = None
 
 
 class SecurityTable(Table):

@@ -1,5 +1,9 @@
 """The real reader: PC/SC through pyscard's low-level ``smartcard.scard`` API.
 
+:class:`PcscReader` is the PC/SC service (every reader pcscd knows); :class:`PcscSlotReader`
+is the ``pcsc`` back-end of :mod:`drivers.readers`: one reader (or any) behind the
+:class:`~drivers.readers.Reader` interface.
+
 It lists readers, waits for a card with ``SCardGetStatusChange`` (never a fixed sleep), connects
 in shared mode and transmits raw APDUs; the T=0 chain of :mod:`apdu.transport` goes on top.
 When pcscd goes away (restart, crash) the context becomes invalid: the waiter drops it and
@@ -16,6 +20,7 @@ from smartcard import scard
 
 from apdu.errors import CardRemoved, ReaderTimeout, ReaderUnavailable
 from apdu.resources import Closing
+from drivers.readers import ANY, one_reader
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,7 @@ _OK = scard.SCARD_S_SUCCESS
 _TIMEOUT = scard.SCARD_E_TIMEOUT & 0xFFFFFFFF
 POLL_MS = 500  # one GetStatusChange slice; short enough to notice a dead pcscd quickly
 RECONNECT_PAUSE = 0.2
+LOOK_ONCE = 0.05  # connect(): long enough for one GetStatusChange that finds a present card
 
 
 def _rc(hresult: int) -> int:
@@ -206,14 +212,7 @@ class PcscReader:
 
     @staticmethod
     def _match(names: list[str], wanted: str | None) -> list[str]:
-        if wanted is None:
-            return names
-        if wanted in names:
-            return [wanted]
-        matches = [n for n in names if wanted in n]
-        if len(matches) > 1:
-            raise ReaderTimeout(f"reader {wanted!r} is ambiguous: {matches}")
-        return matches
+        return one_reader(names, wanted)
 
     def _wait_present(self, names: list[str], timeout_ms: int) -> str | None:
         context = self._ensure_context()
@@ -267,6 +266,86 @@ class PcscReader:
         self._drop_context()
 
     def __enter__(self) -> PcscReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PcscSlotReader:
+    """The ``pcsc`` reader back-end (:class:`drivers.readers.Reader`): a PC/SC reader named
+    exactly or by a unique part of its name, or any reader that gets a card.
+
+    :param name: the reader's name, a unique part of it, or ``None`` / ``"*"`` for any reader
+    :param exclude: names, or parts of names, of readers never to take (the PSAM's slot)
+    :param pcsc: the PC/SC service to use (default: its own, released by :meth:`close`)
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        exclude: Iterable[str] = (),
+        pcsc: PcscReader | None = None,
+    ) -> None:
+        self.name = name or ANY
+        self.exclude = tuple(exclude)
+        self.pcsc = pcsc if pcsc is not None else PcscReader()
+        self._owns_pcsc = pcsc is None
+        self._last: str | None = None
+
+    def list_readers(self) -> list[str]:
+        """The names of the readers pcscd knows now.
+
+        :raises ReaderUnavailable: the PC/SC service is not running
+        """
+        return self.pcsc.list_readers()
+
+    def _avoided(self) -> list[str]:
+        if not self.exclude:
+            return []
+        return [r for r in self.list_readers() if any(part in r for part in self.exclude)]
+
+    def connect(self) -> PcscConnection:
+        """Connect to the card in the reader now.
+
+        :raises ReaderTimeout: no card is there
+        :raises CardRemoved: the card left while being powered
+        :raises ReaderUnavailable: no such reader, or pcscd is not running
+        """
+        return self.wait_for_card(LOOK_ONCE)
+
+    def wait_for_card(self, timeout: float) -> PcscConnection:
+        """Wait until a card is present, then connect to it (:meth:`PcscReader.wait_for_card`).
+
+        :param timeout: seconds until :class:`ReaderTimeout`
+        :raises ReaderTimeout: no card came in time, or the name is ambiguous
+        :raises ReaderUnavailable: pcscd was still not there at the deadline
+        """
+        wanted = None if self.name == ANY else self.name
+        connection = self.pcsc.wait_for_card(timeout, reader=wanted, exclude=self._avoided())
+        self._last = connection.reader
+        return connection
+
+    def wait_for_removal(self, timeout: float) -> bool:
+        """Wait until the reader of the card last connected to is empty; before any card, the
+        reader :attr:`name` names exactly (another process may have read the card).
+
+        :param timeout: seconds to wait
+        :returns: ``True`` when the reader is empty within ``timeout`` (at once for a reader
+            of any name that connected no card)
+        """
+        target = self._last if self._last is not None else self.name
+        if target == ANY:
+            return True
+        return self.pcsc.wait_for_removal(target, timeout)
+
+    def close(self) -> None:
+        """Release the PC/SC context, if it is this reader's own."""
+        if self._owns_pcsc:
+            self.pcsc.close()
+
+    def __enter__(self) -> PcscSlotReader:
         return self
 
     def __exit__(self, *exc: object) -> None:

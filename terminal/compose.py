@@ -1,6 +1,8 @@
 """The composition root, as far as it goes: what builds a terminal's parts from its settings.
 
-The command handlers of ``sscard tap``, ``sscard qr verify`` and ``sscard scan`` build the same
+The card reader (:func:`open_reader`), the offline store (:func:`open_store`), the platform
+link (:func:`open_online`) and the indicators (:func:`build_indicators`) are built here. The
+command handlers of ``sscard tap``, ``sscard qr verify`` and ``sscard scan`` build the same
 parts (the offline store, the platform link, the indicators) and ``sscard deny status`` and
 ``sscard catalogue list`` the same profiles; they take them from here, so no command module
 imports another. The daemon of the coming issues will build its terminal here too
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +28,8 @@ from drivers.indicators import (
     VoiceIndicator,
 )
 from drivers.indicators.voice import SND_DIR, audio_output_present
+from drivers.readers import BACKENDS as READERS
+from drivers.readers import Reader
 from ecard import save_trust_list
 from offline_store import Store, load_key_file, load_pepper_file
 from sync.config import SyncConfig
@@ -35,6 +39,43 @@ from terminal.pipeline import Pipeline
 from terminal.profiles import PROFILE_DIR, Profile, load_profile
 
 log = logging.getLogger(__name__)
+
+
+def open_reader(
+    settings: Settings, *, name: str | None = None, exclude: Iterable[str] = ()
+) -> Reader:
+    """The card reader the settings name: ``[terminal] reader_backend`` (``pcsc``, or
+    ``virtual`` for an emulated card in-process) and ``[terminal] reader`` (a reader's name or
+    a unique part of it; left out, any reader that gets a card).
+
+    The reader is a :class:`drivers.readers.Reader` and a context manager; the caller owns it::
+
+        with open_reader(settings) as reader:
+            with reader.wait_for_card(timeout=1.0) as card:   # ReaderTimeout: no card yet
+                ...                                           # card.transmit(apdu) -> (data, sw)
+            reader.wait_for_removal(timeout=3.0)
+
+    :param settings: the terminal settings
+    :param name: a reader's name or part of one instead of ``[terminal] reader`` (``--reader``)
+    :param exclude: names, or parts of names, of readers never to take (the PSAM's slot)
+    :raises ReaderUnavailable: an unknown back-end, one that cannot be loaded, or a virtual
+        reader whose card cannot be read
+    :raises SscardError: the virtual reader on a production terminal (its cards hold TEST KEYS)
+    """
+    backend = settings.reader_backend
+    wanted = name if name is not None else settings.reader
+    if backend == "virtual":
+        if settings.production:
+            raise SscardError(
+                f"{settings.source}: a production terminal has no virtual reader"
+                " ([terminal] reader_backend)"
+            )
+        return READERS.create(
+            {"backend": backend, "name": wanted, "persona": settings.virtual_card}
+        )
+    if backend == "pcsc":
+        return READERS.create({"backend": backend, "name": wanted, "exclude": tuple(exclude)})
+    return READERS.create({"backend": backend, "name": wanted})
 
 
 def open_store(settings: Settings) -> Store:

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from config.settings import Settings
 from drivers.keyfile import RootKeys, load_root_keys
-from drivers.pcsc import PcscReader
+from drivers.readers import Reader
 from drivers.virtual import TEST_KEYS
 from drivers.virtual.card import Behaviour
 from drivers.virtual.pcscd import PcscdProcess, running_pid
@@ -27,6 +28,7 @@ from drivers.virtual.persona import load_persona
 from drivers.virtual.psam import VirtualPsam, load_psam
 from drivers.virtual.ssc_card import VirtualSscCard
 from drivers.virtual.vpcd import VpcdBridge
+from terminal.compose import open_reader
 from terminal.demo_tap import bus_validator
 
 READER = "Virtual PCD 00 00"
@@ -77,19 +79,19 @@ def run_demo(personas: Path, out: TextIO, keys: Path = TEST_KEYS) -> int:
         daemon.start()
     print(f"pcscd pid {running_pid()}; cards go into {READER!r}", file=out)
     try:
-        with PcscReader() as readers:
+        with open_reader(Settings(), name=READER) as reader:  # vpcd slot 0, through pcscd
             for path in files:
                 for t0 in (False, True) if path.stem == "ordinary-2.0" else (False,):
-                    _show(readers, path, roots, out, t0=t0)
+                    _show(reader, path, roots, out, t0=t0)
             psam = VirtualPsam(load_psam(keys / "psam-national.toml"), Behaviour(t0=True))
             print(f"\nvirtual PSAM (TEST KEYS) in {PSAM_READER!r}", file=out)
             psam_bridge = VpcdBridge(psam, slot=1)
             psam_bridge.insert()
             try:
                 for name in WITH_PSAM:
-                    _show(readers, personas / f"{name}.toml", roots, out, psam=True)
+                    _show(reader, personas / f"{name}.toml", roots, out, psam=True)
 
-                insert = _inserter(readers, personas, roots)
+                insert = _inserter(reader, personas, roots)
                 bus_validator(insert, PSAM_READER, READER, out)
             finally:
                 psam_bridge.remove()
@@ -100,7 +102,7 @@ def run_demo(personas: Path, out: TextIO, keys: Path = TEST_KEYS) -> int:
 
 
 def _show(
-    readers: PcscReader,
+    reader: Reader,
     path: Path,
     roots: RootKeys,
     out: TextIO,
@@ -120,11 +122,11 @@ def _show(
         _read_once(out, *(("--sam-reader", PSAM_READER) if psam else ()))
     finally:
         bridge.remove()
-        readers.wait_for_removal(READER, timeout=3)
+        reader.wait_for_removal(timeout=3)
 
 
 def _inserter(
-    readers: PcscReader, personas: Path, roots: RootKeys
+    reader: Reader, personas: Path, roots: RootKeys
 ) -> Callable[[str], Callable[[], None]]:
     """A function that inserts a persona's card in slot 0 and returns its remover."""
 
@@ -132,11 +134,11 @@ def _inserter(
         card = VirtualSscCard(load_persona(personas / f"{name}.toml"), Behaviour(), roots)
         bridge = VpcdBridge(card, slot=0)
         bridge.insert()
-        readers.wait_for_card(5, reader=READER).close()
+        reader.wait_for_card(5).close()
 
         def remove() -> None:
             bridge.remove()
-            readers.wait_for_removal(READER, timeout=3)
+            reader.wait_for_removal(timeout=3)
 
         return remove
 

@@ -77,16 +77,6 @@ NATIONAL_REPLAY_S = 24 * 3600.0
 NATIONAL_REPLAY_LABEL = "national-ecard:"
 DECODE_ANSWERS = frozenset({200, 422})  # 422: {"ok": false, "reason"} (sync/openapi.yaml)
 
-QR_REASONS: dict[QrReason, Reason] = {
-    QrReason.BAD_ENCODING: Reason.QR_BAD_ENCODING,
-    QrReason.UNKNOWN_KID: Reason.QR_UNKNOWN_KEY,
-    QrReason.BAD_SIGNATURE: Reason.QR_BAD_SIGNATURE,
-    QrReason.NOT_YET_VALID: Reason.QR_NOT_YET_VALID,
-    QrReason.EXPIRED: Reason.QR_EXPIRED,
-    QrReason.OUTSIDE_WINDOW: Reason.QR_OUTSIDE_WINDOW,
-    QrReason.STALE_TRUST_LIST: Reason.QR_STALE_TRUST_LIST,
-}
-
 
 class AudienceKeyError(SscardError):
     """An audience-key file that is unreadable, too open or malformed."""
@@ -268,7 +258,7 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
         )
     except QrRefused as exc:
         log.info("event=qr_refused reason=%s", exc.reason)
-        return pipeline.record(refuse(QR_REASONS[exc.reason]), None, "")
+        return pipeline.record(pipeline.decide_error(exc), None, "")
     credential = verified.credential
     token_hash = pipeline.store.card_hash(canonical_ecard_id(credential.token))
     if pipeline.store.replay.seen(verified.replay_key):

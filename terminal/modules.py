@@ -8,28 +8,35 @@ from __future__ import annotations
 
 import argparse
 
+from apdu.errors import SscardError
 from apdu.sam import SecurityModule
 from config.settings import Settings
 from drivers.hsm import HsmModule
 from drivers.keyfile import read_secret
-from drivers.pcsc import PcscReader
+from drivers.pcsc import PcscSlotReader
 from drivers.psam import open_psam
+from drivers.readers import Reader
 from drivers.soft_sam import open_soft_sam
 
 
 def open_module(
-    args: argparse.Namespace, readers: PcscReader, settings: Settings
+    args: argparse.Namespace, reader: Reader, settings: Settings
 ) -> tuple[bool, SecurityModule | None]:
     """The security module the options ask for.
 
     :param args: parsed options with ``sam_reader``, ``hsm`` and ``soft_sam``
-    :param readers: the PC/SC readers (for the PSAM)
+    :param reader: the card reader (:func:`terminal.compose.open_reader`): a PSAM sits in
+        another slot of its PC/SC service
     :param settings: the terminal settings (HSM URL, token, timeout; production flag)
     :returns: (authenticate?, the module or ``None``)
-    :raises SscardError: the module cannot be opened
+    :raises SscardError: the module cannot be opened, or a PSAM asked for without PC/SC
     """
     if args.sam_reader:
-        return True, open_psam(readers, args.sam_reader)
+        if not isinstance(reader, PcscSlotReader):
+            raise SscardError(
+                "--sam-reader: a PSAM in a reader slot needs the pcsc reader back-end"
+            )
+        return True, open_psam(reader.pcsc, args.sam_reader)
     url = args.hsm or (None if args.soft_sam else settings.hsm_url)
     if url:
         token = (

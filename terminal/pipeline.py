@@ -48,19 +48,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, overload
 
-from apdu.errors import (
-    ApplicationLocked,
-    CardBlocked,
-    CardNotGenuine,
-    CardRemoved,
-    PinBlocked,
-    ReaderTimeout,
-    SscardError,
-    WrongPin,
-)
+from apdu.errors import SscardError
 from apdu.identity import mask_card_number
-from apdu.pin import PinFormatError
-from apdu.sam import NoSecurityModule, SecurityModuleError
 from drivers.indicators import Hotline, Indication, Indicator, IndicatorError, Signal
 from offline_store import JournalEntry, ListName, ListState, Store, canonical_card_id
 from terminal.card_read import CardFacts, ScenarioRead
@@ -73,6 +62,7 @@ from terminal.list_policy import (
     stale_flag,
     startup_warnings,
 )
+from terminal.outcomes import outcome
 from terminal.profiles import Profile, Scenario, region_matches
 from terminal.reasons import DEFAULT_HOTLINES, DENY_REASONS, TEXTS, Reason, indication
 from terminal.scenario_rules import Ruling, ScenarioRules, load_card_hashes
@@ -255,29 +245,13 @@ class Pipeline:
         return dt.datetime.fromtimestamp(self.clock()).astimezone()
 
     def decide_error(self, error: SscardError) -> Decision:
-        """Decide a tap whose card read failed.
+        """Decide a tap whose card read (or code) failed: the refusal the outcome table
+        (:data:`terminal.outcomes.OUTCOMES`) gives the error.
 
         :param error: what the read raised
         """
-        if isinstance(error, CardNotGenuine):
-            return refuse(Reason.NOT_GENUINE)
-        if isinstance(error, NoSecurityModule):
-            return refuse(Reason.NO_SECURITY_MODULE)
-        if isinstance(error, SecurityModuleError):
-            return refuse(Reason.SECURITY_MODULE_ERROR, national_code=int(error.code))
-        if isinstance(error, ApplicationLocked):
-            return refuse(Reason.APP_LOCKED)
-        if isinstance(error, CardBlocked):
-            return refuse(Reason.CARD_BLOCKED)
-        if isinstance(error, WrongPin):
-            return refuse(Reason.PIN_WRONG, tries_left=error.tries_left)
-        if isinstance(error, PinBlocked):
-            return refuse(Reason.PIN_BLOCKED)
-        if isinstance(error, PinFormatError):
-            return refuse(Reason.PIN_MISSING)
-        if isinstance(error, CardRemoved | ReaderTimeout):
-            return refuse(Reason.CARD_REMOVED)
-        return refuse(Reason.CARD_UNREADABLE, error=type(error).__name__)
+        row = outcome(error)
+        return refuse(row.reason_of(error), **row.detail(error))
 
     def _begin(self) -> _Tap:
         now = self._now()

@@ -2,8 +2,8 @@
 (gate, LEDs, buzzer) on a serial line, voice prompts.
 
 The interface lives in :mod:`drivers.indicators.base`. The back-ends are imported on first use
-(the serial one needs pyserial), by name through :func:`backend` or as attributes of this
-package::
+(the serial one needs pyserial), by name through :func:`backend` (the
+:class:`drivers.registry.Registry` :data:`BACKENDS`) or as attributes of this package::
 
     from drivers.indicators import IndicatorSet, backend
 
@@ -13,7 +13,6 @@ package::
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from drivers.indicators.base import (
@@ -24,6 +23,7 @@ from drivers.indicators.base import (
     IndicatorSet,
     Signal,
 )
+from drivers.registry import Registry
 
 if TYPE_CHECKING:
     from drivers.indicators.console import ConsoleIndicator
@@ -31,12 +31,15 @@ if TYPE_CHECKING:
     from drivers.indicators.voice import VoiceIndicator
 
 #: back-end name → ``module:class``
-BACKENDS: dict[str, str] = {
-    "console": "drivers.indicators.console:ConsoleIndicator",
-    "serial": "drivers.indicators.serial_board:SerialIndicator",
-    "voice": "drivers.indicators.voice:VoiceIndicator",
-}
-_BY_CLASS = {target.partition(":")[2]: name for name, target in BACKENDS.items()}
+BACKENDS: Registry[Indicator] = Registry(
+    "indicator",
+    IndicatorError,
+    {
+        "console": "drivers.indicators.console:ConsoleIndicator",
+        "serial": "drivers.indicators.serial_board:SerialIndicator",
+        "voice": "drivers.indicators.voice:VoiceIndicator",
+    },
+)
 
 __all__ = [
     "BACKENDS",
@@ -59,23 +62,12 @@ def backend(name: str) -> type[Indicator]:
     :param name: ``console``, ``serial`` or ``voice``
     :raises IndicatorError: an unknown name, or a back-end whose module cannot be imported
     """
-    try:
-        target = BACKENDS[name]
-    except KeyError:
-        raise IndicatorError(
-            f"unknown indicator {name!r}; known: {', '.join(sorted(BACKENDS))}"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise IndicatorError(f"indicator {name!r} cannot be loaded: {exc}") from exc
-    cls: type[Indicator] = getattr(module, class_name)
-    return cls
+    return BACKENDS.load(name)
 
 
 def __getattr__(attribute: str) -> Any:
     """``drivers.indicators.SerialIndicator`` and friends, imported on first use (PEP 562)."""
-    if attribute in _BY_CLASS:
-        return backend(_BY_CLASS[attribute])
+    cls = BACKENDS.by_class_name(attribute)
+    if cls is not None:
+        return cls
     raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

@@ -2,7 +2,8 @@
 
 The interface lives in :mod:`drivers.scanners.base`. The back-ends are imported on first use
 (the camera needs OpenCV and a decoder library, the serial one pyserial), by name through
-:func:`backend` or as attributes of this package::
+:func:`backend` (the :class:`drivers.registry.Registry` :data:`BACKENDS`) or as attributes of
+this package::
 
     from drivers.scanners import backend
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from drivers.registry import Registry
 from drivers.scanners.base import Scan, Scanner, ScannerDisconnected, ScannerError, digest
 
 if TYPE_CHECKING:
@@ -29,13 +31,16 @@ if TYPE_CHECKING:
     from drivers.scanners.stdin import StdinScanner
 
 #: back-end name → ``module:class``
-BACKENDS: dict[str, str] = {
-    "camera": "drivers.scanners.camera:CameraScanner",
-    "image": "drivers.scanners.image:ImageScanner",
-    "serial": "drivers.scanners.serial:SerialScanner",
-    "stdin": "drivers.scanners.stdin:StdinScanner",
-}
-_BY_CLASS = {target.partition(":")[2]: name for name, target in BACKENDS.items()}
+BACKENDS: Registry[Scanner] = Registry(
+    "scanner",
+    ScannerError,
+    {
+        "camera": "drivers.scanners.camera:CameraScanner",
+        "image": "drivers.scanners.image:ImageScanner",
+        "serial": "drivers.scanners.serial:SerialScanner",
+        "stdin": "drivers.scanners.stdin:StdinScanner",
+    },
+)
 _DECODING = "drivers.scanners.decoders"
 
 __all__ = [
@@ -61,26 +66,15 @@ def backend(name: str) -> type[Scanner]:
     :param name: ``camera``, ``image``, ``serial`` or ``stdin``
     :raises ScannerError: an unknown name, or a back-end whose module cannot be imported
     """
-    try:
-        target = BACKENDS[name]
-    except KeyError:
-        raise ScannerError(
-            f"unknown scanner {name!r}; known: {', '.join(sorted(BACKENDS))}"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ScannerError(f"scanner {name!r} cannot be loaded: {exc}") from exc
-    cls: type[Scanner] = getattr(module, class_name)
-    return cls
+    return BACKENDS.load(name)
 
 
 def __getattr__(attribute: str) -> Any:
     """``drivers.scanners.SerialScanner``, ``decode_frame`` and friends, imported on first use
     (PEP 562)."""
-    if attribute in _BY_CLASS:
-        return backend(_BY_CLASS[attribute])
+    cls = BACKENDS.by_class_name(attribute)
+    if cls is not None:
+        return cls
     if attribute in {"decode_frame", "DECODERS"}:
         return getattr(importlib.import_module(_DECODING), attribute)
     raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")

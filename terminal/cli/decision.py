@@ -1,5 +1,6 @@
 """How the command line shows a decision (``sscard tap``, ``sscard qr verify``, ``sscard scan``):
-its lines, and its exit status (0 accepted, 1 refused or "try again", 2 no decision made)."""
+its lines, and its exit status (0 accepted, 1 refused or "try again"; 2, no decision made, is
+a failure's: the exit statuses are :mod:`terminal.outcomes`')."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from terminal.pipeline import Decision
 
-EXIT_ACCEPTED = 0
-EXIT_REFUSED = 1
-EXIT_NO_DECISION = 2
+
+def decision_status(decision: Decision) -> int:
+    """The exit status of a command that made a decision: ``EXIT_OK`` when it accepted,
+    ``EXIT_REFUSED`` when it refused or asked to try again.
+
+    :param decision: the decision
+    """
+    from terminal.outcomes import EXIT_OK, EXIT_REFUSED  # the table loads when it is needed
+
+    return EXIT_OK if decision.accepted else EXIT_REFUSED
 
 
 def print_decision(decision: Decision, fmt: str) -> None:

@@ -8,6 +8,7 @@ handler that has its own output format for a failure (``sscard read --format jso
     what escaped the command               the line on stderr                          exit
     SscardError with a national code       sscard: <code>: <national message>: <reason>  2
     SscardError or ConfigError without one sscard: <reason>                              2
+      (both: the line and the status of the error's row in terminal.outcomes.OUTCOMES)
     OSError (settings, store, key, log)    sscard: <file>: <what the system said>        2
     BrokenPipeError (stdout closed early)  sscard: standard output closed early          2
     KeyboardInterrupt (Ctrl-C)             sscard: interrupted                         130
@@ -32,7 +33,6 @@ from config.errors import ConfigError
 
 log = logging.getLogger("sscard")
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command Ctrl-C stopped
 #: set on a log record the console shows only with -vv (its traceback is for developers)
 DEVELOPER_ONLY = "sscard_developer_only"
 
@@ -63,16 +63,20 @@ def run_command(command: Callable[[], int], *, log_file: str | None) -> int:
     :returns: the command's exit status, or the status of its failure (table above)
     :raises: nothing but ``SystemExit``
     """
+    failed: int | None = None  # the table's exit status of a known error
     try:
         status = command()
         sys.stdout.flush()  # a closed stdout shows here, not in the interpreter's exit
         return status
     except (SscardError, ConfigError) as exc:
         log.debug("event=command_failed type=%s", type(exc).__name__, exc_info=True)
-        from terminal.outcomes import error_line  # the table loads when a command fails
+        from terminal.outcomes import error_line, outcome  # the table loads when a command fails
 
         line = one_line(error_line(exc))
+        failed = outcome(exc).exit_status
     except KeyboardInterrupt:
+        from terminal.outcomes import EXIT_INTERRUPTED
+
         _say("sscard: interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -97,7 +101,7 @@ def run_command(command: Callable[[], int], *, log_file: str | None) -> int:
     from terminal.outcomes import EXIT_FAILURE
 
     _say(line)
-    return EXIT_FAILURE
+    return EXIT_FAILURE if failed is None else failed
 
 
 def _say(line: str) -> None:

@@ -22,7 +22,8 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from apdu import national
     from apdu.national import NationalCode
     from apdu.transport import t0_chain
-    from drivers.pcsc import PcscReader
+    from config.settings import Settings
+    from terminal.compose import open_reader
     from terminal.outcomes import classify
     from terminal.pin import pin_operation
 
@@ -37,21 +38,19 @@ def cmd_pin(args: argparse.Namespace) -> int:
         if pins[1] != pins[2]:
             code = NationalCode.PIN_CONFIRM_MISMATCH
             return _pin_report(args.format, code, national.message(code), None)
-    with PcscReader() as readers:
+    with open_reader(Settings(), name=args.reader) as reader:  # no settings: PC/SC, any reader
         try:
-            connection = readers.wait_for_card(args.timeout, reader=args.reader)
+            connection = reader.wait_for_card(args.timeout)
         except SscardError as exc:
             failure = classify(exc)
             return _pin_report(args.format, failure.code, failure.reason, None)
         with connection:
             try:
                 pin_operation(t0_chain(connection), args.action, pins)
-            except WrongPin as exc:
-                failure = classify(exc)
-                return _pin_report(args.format, failure.code, failure.reason, exc.tries_left)
             except SscardError as exc:
                 failure = classify(exc)
-                return _pin_report(args.format, failure.code, failure.reason, None)
+                tries_left = exc.tries_left if isinstance(exc, WrongPin) else None
+                return _pin_report(args.format, failure.code, failure.reason, tries_left)
     done = "PIN verified" if args.action == "verify" else "PIN changed"
     return _pin_report(args.format, 0, done, None)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
 from drivers.virtual import TEST_KEYS
-from terminal.cli.decision import EXIT_ACCEPTED, EXIT_NO_DECISION, EXIT_REFUSED, print_decision
+from terminal.cli.decision import decision_status, print_decision
 
 if TYPE_CHECKING:
     from drivers.scanners import Scanner
@@ -52,8 +52,10 @@ def dev_token(region: str, card_number: str) -> str:
 
 
 def _fail(message: object) -> int:
+    from terminal.outcomes import EXIT_FAILURE
+
     print(f"sscard: {message}", file=sys.stderr)
-    return EXIT_NO_DECISION
+    return EXIT_FAILURE
 
 
 def _key(name: str) -> PrivateKey:
@@ -171,6 +173,7 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
         warn_operator,
     )
     from terminal.ecard_flow import process_code, verifier_from_settings
+    from terminal.outcomes import EXIT_FAILURE
     from terminal.pipeline import Pipeline
     from terminal.profiles import Scenario, load_profile
     from terminal.reasons import hotlines_from
@@ -180,7 +183,7 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
     verifier = verifier_from_settings(settings)
     if profile.scenario == Scenario.HOTEL and not args.room:
         return _fail("a hotel registration needs --room")
-    status = EXIT_NO_DECISION
+    status = EXIT_FAILURE
     with ExitStack() as stack:
         try:
             store = stack.enter_context(open_store(settings))
@@ -206,7 +209,7 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
                 decision = process_code(pipeline, verifier, text, room=args.room)
                 print_decision(decision, args.format)
                 sys.stdout.flush()
-                status = EXIT_ACCEPTED if decision.accepted else EXIT_REFUSED
+                status = decision_status(decision)
         except KeyboardInterrupt:
             pass
     return status

@@ -45,28 +45,24 @@ def _fail(exc: SscardError | ConfigError, fmt: str) -> int:
 def cmd_read(args: argparse.Namespace) -> int:
     """``sscard read``: wait for a card, read it (with a security module if given), print it."""
     from config.settings import load_settings
-    from drivers.pcsc import PcscReader
-    from drivers.psam import PcscPsamModule
+    from terminal.compose import open_reader
     from terminal.modules import open_module
     from terminal.reading import read_and_classify
 
     try:
         settings = load_settings(args.config)
+        exclude = [args.sam_reader] if args.sam_reader else []  # the PSAM's slot is no card's
+        reader = open_reader(settings, name=args.reader, exclude=exclude)
     except (SscardError, ConfigError) as exc:
         return _fail(exc, args.format)
-    with PcscReader() as readers:
+    with reader:
         try:
-            authenticate, module = open_module(args, readers, settings)
+            authenticate, module = open_module(args, reader, settings)
         except SscardError as exc:
             return _fail(exc, args.format)
         try:
-            exclude = [module.reader] if isinstance(module, PcscPsamModule) else []
             try:
-                if args.sam_reader and module is None:
-                    exclude = [r for r in readers.list_readers() if args.sam_reader in r]
-                connection = readers.wait_for_card(
-                    args.timeout, reader=args.reader, exclude=exclude
-                )
+                connection = reader.wait_for_card(args.timeout)
             except SscardError as exc:
                 return _fail(exc, args.format)
             with connection:

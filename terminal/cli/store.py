@@ -22,9 +22,6 @@ from terminal.cli.options import db_option, scenario_option
 if TYPE_CHECKING:
     from offline_store import Store
 
-EXIT_OK = 0
-EXIT_FAILURE = 2
-
 
 def _open(args: argparse.Namespace) -> Store:
     from config.settings import load_settings
@@ -47,6 +44,8 @@ def _open_journal(args: argparse.Namespace) -> Store:
 
 def cmd_catalogue_load(args: argparse.Namespace) -> int:
     """``sscard catalogue load FILE``: replace the application catalogue (应用目录)."""
+    from terminal.outcomes import EXIT_OK
+
     with _open(args) as store:
         count = store.catalogue.load_file(args.file)
     print(f"catalogue loaded: {count} items")
@@ -58,6 +57,7 @@ def cmd_catalogue_list(args: argparse.Namespace) -> int:
     from offline_store import ListName
     from terminal.compose import scenario_profiles
     from terminal.list_policy import status_lines
+    from terminal.outcomes import EXIT_OK
 
     profiles = scenario_profiles(args.scenario)
     with _open(args) as store:
@@ -72,6 +72,8 @@ def cmd_catalogue_list(args: argparse.Namespace) -> int:
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:
     """``sscard journal verify``: check the hash chain; exit 2 on a break."""
+    from terminal.outcomes import EXIT_FAILURE, EXIT_OK
+
     with _open_journal(args) as store:
         report = store.journal.verify_chain()
         alarm = store.journal.alarm()
@@ -86,6 +88,8 @@ def cmd_journal_verify(args: argparse.Namespace) -> int:
 
 def cmd_journal_tail(args: argparse.Namespace) -> int:
     """``sscard journal tail [-n N]``: the last rows as JSON lines, personal fields by name."""
+    from terminal.outcomes import EXIT_OK
+
     with _open_journal(args) as store:
         last = store.journal.last()
         after = max(0, (last.seq if last else 0) - args.n)

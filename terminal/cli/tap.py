@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from config import PROFILE_DIR
-from terminal.cli.decision import EXIT_ACCEPTED, EXIT_NO_DECISION, EXIT_REFUSED, print_decision
+from terminal.cli.decision import decision_status, print_decision
 from terminal.cli.options import module_options
 
 if TYPE_CHECKING:
@@ -33,21 +33,22 @@ if TYPE_CHECKING:
 
 def cmd_tap(args: argparse.Namespace) -> int:
     """Handle ``sscard tap``; a failure before the decision is answered by ``sscard``'s
-    ``main`` (exit status 2, :data:`EXIT_NO_DECISION`)."""
+    ``main`` (exit status 2, :data:`terminal.outcomes.EXIT_FAILURE`)."""
     from apdu.atr import Atr
     from apdu.transport import t0_chain
     from config.settings import load_settings
-    from drivers.pcsc import PcscReader
     from terminal.card_read import ScenarioRead
     from terminal.compose import (
         build_indicators,
         closing_indicator,
         open_online,
+        open_reader,
         open_store,
         profile_dir_of,
         warn_operator,
     )
     from terminal.modules import open_module
+    from terminal.outcomes import EXIT_FAILURE
     from terminal.pipeline import Pipeline
     from terminal.profiles import Scenario, load_profile
     from terminal.reasons import hotlines_from
@@ -56,18 +57,19 @@ def cmd_tap(args: argparse.Namespace) -> int:
     profile = load_profile(args.scenario)
     if profile.scenario == Scenario.HOTEL and not args.room:
         print("sscard: a hotel registration needs --room", file=sys.stderr)
-        return EXIT_NO_DECISION
+        return EXIT_FAILURE
     problem = service_problem(profile, args.service)
     if problem:
         print(f"sscard: {problem}", file=sys.stderr)
-        return EXIT_NO_DECISION
+        return EXIT_FAILURE
     with ExitStack() as stack:
         store = stack.enter_context(open_store(settings))
         profile_dir = profile_dir_of(args.scenario)
         indicators = build_indicators(settings, profile, profile_dir)
         indicator = stack.enter_context(closing_indicator(indicators))
-        readers = stack.enter_context(PcscReader())
-        _, module = open_module(args, readers, settings)
+        exclude = [args.sam_reader] if args.sam_reader else []  # the PSAM's slot is no card's
+        reader = stack.enter_context(open_reader(settings, name=args.reader, exclude=exclude))
+        _, module = open_module(args, reader, settings)
         if module is not None:
             stack.enter_context(module)
         online = open_online(settings, store, profile)
@@ -84,11 +86,8 @@ def cmd_tap(args: argparse.Namespace) -> int:
             hotlines=hotlines_from(settings.hotlines),
         )
         warn_operator(pipeline)
-        sam = args.sam_reader
-        exclude = [r for r in readers.list_readers() if sam and sam in r]
-        connection = stack.enter_context(
-            readers.wait_for_card(args.timeout, reader=args.reader, exclude=exclude)
-        )
+        reader.list_readers()  # a reader service that is not there fails now, not at the timeout
+        connection = stack.enter_context(reader.wait_for_card(args.timeout))
         pin = _pin(args) if pipeline.rules.needs_pin(args.service) else None
         read = ScenarioRead(
             t0_chain(connection), Atr.parse(connection.atr).historical, profile, module
@@ -98,7 +97,7 @@ def cmd_tap(args: argparse.Namespace) -> int:
     if alarm:
         print(f"sscard: warning: {alarm}", file=sys.stderr)
     print_decision(decision, args.format)
-    return EXIT_ACCEPTED if decision.accepted else EXIT_REFUSED
+    return decision_status(decision)
 
 
 def service_problem(profile: Profile, service: str | None) -> str | None:

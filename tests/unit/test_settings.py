@@ -349,6 +349,9 @@ NUMBERS = [
 STRINGS = [
     ("terminal", "device_number", "HDOS10011"),
     ("terminal", "id", "BUS-0007"),
+    ("terminal", "reader", "ACS ACR1252"),
+    ("terminal", "reader_backend", "pcsc"),
+    ("terminal", "virtual_card", "ordinary-3.0"),
     ("security", "hsm_url", "https://hsm.example:8470/"),
     ("security", "soft_sam_keys", "roots.toml"),
     ("security", "hsm_token_file", "hsm.token"),
@@ -655,3 +658,21 @@ def test_voice_left_out_is_none_so_the_sound_output_decides() -> None:
     assert parse_settings({}).voice is None and Settings().voice is None
     assert parse_settings({"indicators": {"voice": False}}).voice is False
     assert parse_settings({"indicators": {"voice": True}}).voice is True
+
+
+def test_the_card_reader_is_a_name_and_a_back_end() -> None:
+    """Issue 12: ``[terminal] reader``, ``reader_backend`` and ``virtual_card``."""
+    settings = parse_settings(
+        {"terminal": {"reader": "PCD 00", "reader_backend": "virtual", "virtual_card": "elderly"}}
+    )
+    assert (settings.reader, settings.reader_backend, settings.virtual_card) == (
+        "PCD 00",
+        "virtual",
+        "elderly",
+    )
+    default = parse_settings({})
+    assert (default.reader, default.reader_backend, default.virtual_card) == (None, "pcsc", None)
+    message = fails({"terminal": {"reader_backend": "PC/SC"}})
+    assert message.startswith(f"{SOURCE}: terminal.reader_backend: expected a back-end name")
+    assert fails({"terminal": {"reader": "r" * 129}}).startswith(f"{SOURCE}: terminal.reader:")
+    assert fails({"terminal": {"reader": ""}}).startswith(f"{SOURCE}: terminal.reader:")
