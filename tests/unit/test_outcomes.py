@@ -42,7 +42,7 @@ from apdu.ssc import parse_issuer
 from config.settings import SettingsError
 from ecard.errors import QrReason, QrRefused
 from offline_store import StoreError
-from platform_server import cli as platform_cli
+from platform_server import cli_support
 from sync import reports
 from terminal.outcomes import (
     DEFAULT,
@@ -252,7 +252,7 @@ def test_the_exit_statuses_of_the_layers_below_equal_the_terminals() -> None:
         EXIT_REFUSED,
         EXIT_FAILURE,
     )
-    assert (platform_cli.EXIT_OK, platform_cli.EXIT_FAILURE) == (EXIT_OK, EXIT_FAILURE)
+    assert (cli_support.EXIT_OK, cli_support.EXIT_FAILURE) == (EXIT_OK, EXIT_FAILURE)
     assert EXIT_INTERRUPTED == 128 + signal.SIGINT
 
 
