@@ -37,20 +37,10 @@ def cmd_tap(args: argparse.Namespace) -> int:
     from apdu.atr import Atr
     from apdu.transport import t0_chain
     from config.settings import load_settings
-    from drivers.pcsc import PcscReader
     from terminal.card_read import ScenarioRead
-    from terminal.compose import (
-        build_indicators,
-        closing_indicator,
-        open_online,
-        open_store,
-        profile_dir_of,
-        warn_operator,
-    )
-    from terminal.modules import open_module
-    from terminal.pipeline import Pipeline
+    from terminal.compose import open_terminal, profile_dir_of, warn_operator
+    from terminal.modules import ModuleChoice
     from terminal.profiles import Scenario, load_profile
-    from terminal.reasons import hotlines_from
 
     settings = load_settings(args.config)
     profile = load_profile(args.scenario)
@@ -62,28 +52,17 @@ def cmd_tap(args: argparse.Namespace) -> int:
         print(f"sscard: {problem}", file=sys.stderr)
         return EXIT_NO_DECISION
     with ExitStack() as stack:
-        store = stack.enter_context(open_store(settings))
-        profile_dir = profile_dir_of(args.scenario)
-        indicators = build_indicators(settings, profile, profile_dir)
-        indicator = stack.enter_context(closing_indicator(indicators))
-        readers = stack.enter_context(PcscReader())
-        _, module = open_module(args, readers, settings)
-        if module is not None:
-            stack.enter_context(module)
-        online = open_online(settings, store, profile)
-        if online is not None:
-            stack.enter_context(online)
-        pipeline = Pipeline(
-            profile,
-            store,
-            terminal_id=settings.terminal_id,
-            indicator=indicator,
-            profile_dir=profile_dir,
-            region=settings.sync_region,
-            online=online,
-            hotlines=hotlines_from(settings.hotlines),
+        terminal = stack.enter_context(
+            open_terminal(
+                settings,
+                profile,
+                profile_dir=profile_dir_of(args.scenario),
+                module=ModuleChoice.from_args(args, settings),
+            )
         )
+        pipeline = terminal.pipeline
         warn_operator(pipeline)
+        readers = terminal.pcsc
         sam = args.sam_reader
         exclude = [r for r in readers.list_readers() if sam and sam in r]
         connection = stack.enter_context(
@@ -91,10 +70,10 @@ def cmd_tap(args: argparse.Namespace) -> int:
         )
         pin = _pin(args) if pipeline.rules.needs_pin(args.service) else None
         read = ScenarioRead(
-            t0_chain(connection), Atr.parse(connection.atr).historical, profile, module
+            t0_chain(connection), Atr.parse(connection.atr).historical, profile, terminal.module
         )
         decision = pipeline.process(read, pin=pin, room=args.room, service=args.service)
-        alarm = store.journal.alarm()
+        alarm = terminal.store.journal.alarm()
     if alarm:
         print(f"sscard: warning: {alarm}", file=sys.stderr)
     print_decision(decision, args.format)
