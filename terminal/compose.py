@@ -219,10 +219,39 @@ class Terminal:
     excluded_readers: tuple[str, ...] = ()
     scanners: tuple[str, ...] = ()
     _stack: ExitStack = field(default_factory=ExitStack, repr=False)
+    _parts: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    def replace_pipeline(self, settings: Settings, profile: Profile, profile_dir: Path) -> None:
+        """Decide with new settings and profile from now on (the daemon's reload): a new
+        pipeline with its indicators and platform link, on the same store and module. When
+        the new one cannot be built, the old one stays.
+
+        :param settings: the new settings
+        :param profile: the new profile
+        :param profile_dir: its folder
+        :raises SscardError: the new pipeline cannot be built (nothing changed)
+        """
+        with ExitStack() as stack:
+            pipeline = open_pipeline(settings, profile, self.store, stack, profile_dir=profile_dir)
+            parts = stack.pop_all()
+        old, self._parts = self._parts, parts
+        self.settings, self.profile, self.profile_dir = settings, profile, profile_dir
+        self.pipeline, self.indicator = pipeline, pipeline.indicator
+        old.close()
+
+    def adopt(self, part: SecurityModule) -> None:
+        """Close a part opened later (a PSAM found after start) with the others.
+
+        :param part: what to close with the terminal
+        """
+        self._stack.callback(part.close)
 
     def close(self) -> None:
         """Close every part; harmless when called twice."""
-        self._stack.close()
+        try:
+            self._parts.close()
+        finally:
+            self._stack.close()
 
     def __enter__(self) -> Terminal:
         return self
@@ -234,6 +263,42 @@ class Terminal:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def open_pipeline(
+    settings: Settings,
+    profile: Profile,
+    store: Store,
+    stack: ExitStack,
+    *,
+    profile_dir: Path = PROFILE_DIR,
+) -> Pipeline:
+    """The pipeline of a profile on an open store, with its indicators and platform link
+    (closed by ``stack``); the daemon builds a new one when its settings are reloaded.
+
+    :param settings: the terminal settings
+    :param profile: the scenario profile
+    :param store: the open store
+    :param stack: closes the indicators and the platform link
+    :param profile_dir: the folder relative files of the profile are taken from
+    :raises SscardError: an indicator that cannot start, a list file of the profile
+    """
+    indicator = stack.enter_context(
+        closing_indicator(build_indicators(settings, profile, profile_dir))
+    )
+    online = open_online(settings, store, profile)
+    if online is not None:
+        stack.enter_context(online)
+    return Pipeline(
+        profile,
+        store,
+        terminal_id=settings.terminal_id,
+        indicator=indicator,
+        profile_dir=profile_dir,
+        region=settings.sync_region,
+        online=online,
+        hotlines=hotlines_from(settings.hotlines),
+    )
 
 
 def open_terminal(
@@ -258,26 +323,12 @@ def open_terminal(
     choice = module if module is not None else ModuleChoice.from_settings(settings)
     with ExitStack() as stack:
         store = stack.enter_context(open_store(settings))
-        indicator = stack.enter_context(
-            closing_indicator(build_indicators(settings, profile, profile_dir))
-        )
         pcsc = stack.enter_context(PcscReader())
         authenticate, security = open_chosen(choice, pcsc, settings)
         if security is not None:
             stack.enter_context(security)
-        online = open_online(settings, store, profile)
-        if online is not None:
-            stack.enter_context(online)
-        pipeline = Pipeline(
-            profile,
-            store,
-            terminal_id=settings.terminal_id,
-            indicator=indicator,
-            profile_dir=profile_dir,
-            region=settings.sync_region,
-            online=online,
-            hotlines=hotlines_from(settings.hotlines),
-        )
+        parts = stack.enter_context(ExitStack())
+        pipeline = open_pipeline(settings, profile, store, parts, profile_dir=profile_dir)
         terminal = Terminal(
             settings=settings,
             profile=profile,
@@ -286,11 +337,12 @@ def open_terminal(
             pipeline=pipeline,
             module=security,
             authenticate=authenticate,
-            indicator=indicator,
+            indicator=pipeline.indicator,
             pcsc=pcsc,
             reader_names=settings.daemon_readers if reader_names is None else reader_names,
             excluded_readers=(choice.sam_reader,) if choice.sam_reader else (),
             scanners=settings.daemon_scanners,
+            _parts=parts.pop_all(),
             _stack=stack.pop_all(),
         )
     return terminal
