@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from apdu.errors import SscardError
+from config.errors import ConfigError
 from config.settings import load_settings
 from offline_store import Store
 from offline_store.freshness import list_ages
@@ -218,7 +219,7 @@ class Daemon:
                 time.sleep(TICK_S)
                 if self._reload_requested:
                     self._reload_requested = False
-                    self.reload()
+                    self._reload_safely()
                 self.watchdog.check()
                 now = time.monotonic()
                 if self.notifier.enabled and now >= next_ping and self.healthy():
@@ -277,6 +278,13 @@ class Daemon:
         log.info("event=daemon_stopped decisions=%d restarts=%d",
                  self.worker.decided, self.watchdog.restarts)  # fmt: skip
 
+    def _reload_safely(self) -> None:
+        try:
+            self.reload()
+        except Exception:  # a bug in a reload must not take the validator down with it
+            log.error("event=reload_failed", exc_info=True)
+            self.health.say("sscard: reload failed, the old settings stay (see the log)")
+
     def reload(self) -> bool:
         """Load the settings and the profile again and decide with them from the next tap.
 
@@ -293,7 +301,7 @@ class Daemon:
                 self.terminal.replace_pipeline(
                     settings, profile, profile_dir_of(settings.daemon_scenario)
                 )
-        except SscardError as exc:
+        except (SscardError, ConfigError) as exc:
             reason = " | ".join(str(exc).splitlines())
             log.error("event=reload_refused reason=%r", reason)
             self.health.say(f"sscard: reload refused, the old settings stay: {reason}")

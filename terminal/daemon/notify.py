@@ -43,7 +43,11 @@ class Notifier:
         target = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                sock.sendto("\n".join(states).encode(), target)
+                # never wait: a listener that stopped reading must not stop the main loop
+                sock.sendto("\n".join(states).encode(), socket.MSG_DONTWAIT, target)
+        except BlockingIOError:
+            log.debug("event=sd_notify_full states=%s", ",".join(states))
+            return False
         except OSError as exc:
             log.warning("event=sd_notify_failed error=%s", exc)
             return False
