@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test golden lint system venv clean
+.PHONY: demo test golden faults lint system venv clean
 
 system:
 	@bash scripts/install-system-deps.sh
@@ -31,6 +31,11 @@ lint: venv
 # every sscard command the suite runs is checked against its recorded output (tests/golden.py)
 test: venv lint
 	SSCARD_GOLDEN=check $(PY) -m pytest
+
+# the long fault campaigns: 1,000 random presentations to `sscard run` (a short form is in `test`)
+faults: venv
+	SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} $(PY) -m pytest -x -q -s \
+		tests/e2e/test_daemon_cycles_e2e.py --timeout=0
 
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv

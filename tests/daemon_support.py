@@ -200,6 +200,18 @@ class DaemonProcess:
                 raise AssertionError(f"{len(rows)} rows, not {count}: {self.err()[-2000:]}")
             time.sleep(0.02)
 
+    def wait_shown(self, count: int, timeout: float = 10.0) -> list[str]:
+        """Wait until the console indicator showed ``count`` decisions; fail on more."""
+        deadline = time.monotonic() + timeout
+        while True:
+            shown = self.shown()
+            assert len(shown) <= count, shown
+            if len(shown) == count:
+                return shown
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(shown)} decisions shown, not {count}")
+            time.sleep(0.02)
+
     def wait_state(self, state: str, timeout: float = 10.0) -> None:
         """Wait until the reader's state is ``state``."""
         deadline = time.monotonic() + timeout
