@@ -144,13 +144,13 @@ class DecisionWorker:
             else:
                 assert job.text is not None
                 decision = process_code(terminal.pipeline, self.verifier(), job.text)
+            elapsed = time.monotonic() - job.seen  # seen → journaled and shown
+            metrics = daemon.metrics
+            metrics.decisions.labels(decision.outcome, str(decision.reason)).inc()
+            metrics.tap_latency.labels(job.kind).observe(elapsed)
+            self.decided += 1
             daemon.after_decision()
         job.decision = decision
-        self.decided += 1
-        elapsed = time.monotonic() - job.seen
-        metrics = daemon.metrics
-        metrics.decisions.labels(decision.outcome, str(decision.reason)).inc()
-        metrics.tap_latency.labels(job.kind).observe(elapsed)
         log.info("event=decided source=%r kind=%s outcome=%s reason=%s seq=%s latency_ms=%.1f",
                  job.source, job.kind, decision.outcome, decision.reason, decision.seq,
                  elapsed * 1000)  # fmt: skip
