@@ -9,7 +9,6 @@ import io
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,21 +21,6 @@ from terminal.daemon.notify import Notifier
 pytestmark = pytest.mark.emulated
 
 MISSING_READER = "No Such Reader 9"
-
-
-@pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[SocatPair]:
-    pair = SocatPair(tmp_path)
-    pair.start()
-    yield pair
-    pair.stop()
-
-
-@pytest.fixture
-def device(pty_pair: SocatPair) -> Iterator[VirtualQrScanner]:
-    with VirtualQrScanner(pty_pair.device) as emulated:
-        assert emulated.wait_until(lambda s: s.connections >= 1, 5)
-        yield emulated
 
 
 def _until(condition, timeout: float = 10.0) -> None:
