@@ -20,8 +20,9 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 
 venv: system $(STAMP)
 
+# the terminal daemon at a bus validator: pcscd + vpcd, the reference platform, `sscard run`
 demo: venv
-	$(VENV)/bin/sscard demo
+	$(VENV)/bin/sscard demo --daemon
 
 lint: venv
 	$(VENV)/bin/ruff check .
