@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -77,6 +78,22 @@ class TerminalFolder:
             ]
         finally:
             conn.close()
+
+
+def journal_verify(config: Path) -> int:
+    """``sscard journal verify`` in a child process, for a journal whose length a test does not
+    know in advance (random presentations, kills): not a golden call. The rows verified.
+
+    :param config: the settings file
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "terminal.cli", "journal", "verify", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = re.search(r"journal chain verified: (\d+) rows", done.stdout)
+    assert found, done.stdout
+    return int(found.group(1))
 
 
 def make_terminal(folder: Path) -> TerminalFolder:

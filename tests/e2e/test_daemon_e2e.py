@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_support import DaemonProcess, TerminalFolder, make_terminal
+from daemon_support import DaemonProcess, TerminalFolder, journal_verify, make_terminal
 from support import make_card, run_sscard
 
 pytestmark = pytest.mark.e2e
@@ -153,7 +153,7 @@ def test_sigkill_during_taps_loses_no_decision_an_indicator_showed(
         added = [row[3] for row in terminal.rows()[before:]]
         assert len(added) <= 1
         assert shown == added[: len(shown)]  # journaled before shown, never the reverse
-    _verify(terminal, len(terminal.rows()))
+    assert journal_verify(terminal.config) == len(terminal.rows())
     daemon = DaemonProcess(terminal)  # the store's lock died with the process
     try:
         daemon.wait_notification("READY=1")
