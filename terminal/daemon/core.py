@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from apdu.errors import SscardError
+from apdu.errors import ReaderUnavailable, SscardError
 from config.errors import ConfigError
 from config.settings import load_settings
 from offline_store import Store
@@ -176,11 +176,7 @@ class Daemon:
                 ) from exc
         if terminal.scanners:
             self.worker.verifier()  # [ecard] settings that cannot be used fail now, not at a scan
-        names = list(terminal.reader_names) or [
-            name
-            for name in terminal.pcsc.list_readers()
-            if not any(sam in name for sam in terminal.excluded_readers)
-        ]
+        names = list(terminal.reader_names) or self._discover_readers(terminal)
         if not names and not terminal.scanners:
             raise SscardError("no card reader found and no scanner configured ([daemon] readers)")
         self.watchdog.add("worker", self.worker.run)
@@ -206,6 +202,23 @@ class Daemon:
         #                          sync_now=self.sync_now)
         # self.admin.start()
         self.after_sync()
+
+    @staticmethod
+    def _discover_readers(terminal: Terminal) -> list[str]:
+        """Every reader pcscd knows but the PSAM's (``[daemon] readers`` left empty). A
+        terminal with scanners starts without readers when pcscd is not there; one without
+        has nothing to do and fails.
+
+        :raises ReaderUnavailable: pcscd is not running and no scanner is configured
+        """
+        try:
+            found = terminal.pcsc.list_readers()
+        except ReaderUnavailable as exc:
+            if not terminal.scanners:
+                raise
+            log.warning("event=no_readers reason=%r scanners_only=true", str(exc))
+            return []
+        return [n for n in found if not any(sam in n for sam in terminal.excluded_readers)]
 
     def serve(self) -> int:
         """The main loop until SIGTERM or SIGINT (or :meth:`request_stop`); then stop.

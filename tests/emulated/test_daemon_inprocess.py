@@ -80,3 +80,46 @@ def test_a_scanner_feeds_the_worker_and_status_and_sync_now_report(
         main.join(20)
     assert not main.is_alive()
     assert os.stat(tmp_path / "store.db.lock")  # the store was closed, its lock file stays
+
+
+def test_a_serial_scanner_that_goes_away_is_taken_back_when_it_returns(
+    tmp_path: Path, pty_pair: SocatPair
+) -> None:
+    pepper = tmp_path / "pepper"
+    pepper.write_bytes(b"TEST PEPPER: in-process daemon test")
+    pepper.chmod(0o600)
+    config = tmp_path / "terminal.toml"
+    config.write_text(
+        '[store]\ndatabase = "store.db"\npepper_file = "pepper"\n'
+        "[indicators]\nconsole = false\nvoice = false\n"
+        f'[daemon]\nscenario = "gate"\nscanners = ["serial:{pty_pair.terminal}"]\n'
+        "sync_interval_s = 0\n"
+    )
+    alarms = io.StringIO()
+    daemon = Daemon(str(config), notifier=Notifier(""), alarms=alarms)
+    daemon.start()
+    main = threading.Thread(target=daemon.serve, name="test-main")
+    main.start()
+    device = f"scanner:serial:{pty_pair.terminal}"
+    try:
+        with VirtualQrScanner(pty_pair.device) as emulated:
+            assert emulated.wait_until(lambda s: s.connections >= 1, 5)
+            emulated.scan("first code")
+            _until(lambda: daemon.worker.decided == 1)
+        pty_pair.stop()  # the scanner's cable pulled
+        _until(lambda: daemon.health.devices.get(device) is False)
+        assert f"sscard: ALARM: {device} is down" in alarms.getvalue()
+        pty_pair.start()  # plugged in again, under the same name
+        back = time.monotonic()
+        with VirtualQrScanner(pty_pair.device) as emulated:
+            assert emulated.wait_until(lambda s: s.connections >= 1, 5)
+            _until(lambda: daemon.health.devices.get(device) is True)
+            assert time.monotonic() - back <= 2.0
+            emulated.scan("second code")
+            _until(lambda: daemon.worker.decided == 2)
+        assert f"sscard: device back: {device}" in alarms.getvalue()
+        assert daemon.status()["threads"][f"scanner:serial:{pty_pair.terminal}"]
+    finally:
+        daemon.request_stop()
+        main.join(20)
+    assert not main.is_alive()
