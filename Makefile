@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test golden lint system venv clean bench bench-quick fuzz
+.PHONY: demo test golden faults lint system venv clean bench bench-quick fuzz
 
 system:
 	@bash scripts/install-system-deps.sh
@@ -20,8 +20,9 @@ $(STAMP): setup.cfg pyproject.toml | $(PY)
 
 venv: system $(STAMP)
 
+# the terminal daemon at a bus validator: pcscd + vpcd, the reference platform, `sscard run`
 demo: venv
-	$(VENV)/bin/sscard demo
+	$(VENV)/bin/sscard demo --daemon
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -32,6 +33,11 @@ lint: venv
 # the end-to-end tests and the rest run side by side (tests/parallel.py)
 test: venv lint
 	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required $(PY) tests/parallel.py
+
+# the long fault campaigns: 1,000 random presentations to `sscard run` (a short form is in `test`)
+faults: venv
+	SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} $(PY) -m pytest -x -q -s \
+		tests/e2e/test_daemon_cycles_e2e.py --timeout=0
 
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv

@@ -53,6 +53,16 @@ Schema (every key is optional; the README's "Settings" section is the operator's
     voice = true                              # spoken prompts; left out: on wherever the machine
                                               # has a sound output (docs/service-point.md)
 
+    [daemon]                                  # `sscard run` (README "Running the terminal")
+    scenario = "transit"                      # the profile the daemon decides for (name or file)
+    readers = ["Virtual PCD 00 00"]           # card readers (names or unique parts); default:
+                                              # every reader but the PSAM's
+    sam_reader = "Virtual PCD 00 01"          # the reader holding the PSAM (the security module)
+    scanners = ["serial:/dev/ttyACM0"]        # code scanners: serial:PORT, camera:N, stdin
+    sync_interval_s = 300.0                   # seconds between syncs, (0, 86400]; 0 leaves none
+    metrics_port = 0                          # Prometheus metrics on 127.0.0.1:PORT; 0 = off
+    metrics_file = "/run/sscard/metrics.prom" # also written there after each decision and sync
+
     [[service_point.hotlines]]                # said with every refusal: 1 to 3, in file order;
     number = "12333"                          # default: 12333 人社服务热线, 12345 政务服务便民热线
     purpose_zh = "人社服务热线"               # 3-12 digits ("0791-12345" with an area code)
@@ -122,6 +132,13 @@ KEY_ID_MAX = 64
 READER_NAME_MAX = 128  # PC/SC reader names are at most 128 characters (MAX_READERNAME)
 BACKEND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 DEFAULT_READER_BACKEND = "pcsc"
+DEFAULT_SCENARIO = "transit"
+DEFAULT_SYNC_INTERVAL_S = 300.0
+MAX_SYNC_INTERVAL_S = 86_400.0  # a day: lists older than that are stale for every profile
+MAX_READERS = 8  # one thread each; a validator has one or two, a desk a handful
+MAX_SCANNERS = 4
+SCANNER = re.compile(r"(serial:[^\x00-\x1f\x7f@]{1,4096}(@[0-9]{2,7})?|camera:[0-9]{1,2}|stdin)")
+MAX_PORT = 65535
 TERMINAL_ID_MAX = 32
 
 
@@ -223,6 +240,15 @@ class Settings:
         (then they are on wherever the machine has a sound output)
     :param hotlines: ``[service_point] hotlines``, the complaint hotlines announced with every
         refusal, in order
+    :param daemon_scenario: ``[daemon] scenario``, the profile ``sscard run`` decides for
+    :param daemon_readers: ``[daemon] readers``, the card readers it watches (empty: every
+        reader but the PSAM's)
+    :param daemon_sam_reader: ``[daemon] sam_reader``, the reader holding the PSAM, or ``None``
+    :param daemon_scanners: ``[daemon] scanners``, ``serial:PORT[@BAUD]``, ``camera:N``, ``stdin``
+    :param sync_interval_s: ``[daemon] sync_interval_s``, seconds between syncs (0: none)
+    :param metrics_port: ``[daemon] metrics_port``, the loopback metrics port (0: off)
+    :param metrics_file: ``[daemon] metrics_file``, where the metrics are also written, or
+        ``None``
     :param source: the file the settings came from, or ``<defaults>``
     """
 
@@ -259,6 +285,13 @@ class Settings:
     serial_baud: int = DEFAULT_SERIAL_BAUD
     voice: bool | None = None
     hotlines: tuple[HotlineEntry, ...] = DEFAULT_HOTLINES
+    daemon_scenario: str = DEFAULT_SCENARIO
+    daemon_readers: tuple[str, ...] = ()
+    daemon_sam_reader: str | None = None
+    daemon_scanners: tuple[str, ...] = ()
+    sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
+    metrics_port: int = 0
+    metrics_file: Path | None = None
     source: str = DEFAULTS_SOURCE
 
 
@@ -305,7 +338,7 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
     """The file's tables are namespaces: the settings the code reads are one flat record."""
     terminal, security, store = document.terminal, document.security, document.store
     ecard, sync, indicators = document.ecard, document.sync, document.indicators
-    service_point = document.service_point
+    service_point, daemon = document.service_point, document.daemon
     return Settings(
         production=document.production,
         device_number=terminal.device_number,
@@ -340,6 +373,13 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
         serial_baud=indicators.serial_baud,
         voice=indicators.voice,
         hotlines=tuple(service_point.hotlines),
+        daemon_scenario=daemon.scenario,
+        daemon_readers=tuple(daemon.readers),
+        daemon_sam_reader=daemon.sam_reader,
+        daemon_scanners=tuple(daemon.scanners),
+        sync_interval_s=daemon.sync_interval_s,
+        metrics_port=daemon.metrics_port,
+        metrics_file=daemon.metrics_file,
         source=source,
     )
 
@@ -541,6 +581,61 @@ class ServicePointTable(Table):
         return value
 
 
+def _daemon_reader_name(value: object) -> str:
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > READER_NAME_MAX
+        or CONTROL.search(value)
+    ):
+        raise expected(f"a reader name of 1-{READER_NAME_MAX} characters")
+    return value
+
+
+def _scanner(value: object) -> str:
+    if not isinstance(value, str) or not SCANNER.fullmatch(value):
+        raise expected('"serial:PORT", "serial:PORT@BAUD", "camera:N" or "stdin"')
+    return value
+
+
+def _interval(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= MAX_SYNC_INTERVAL_S
+    ):
+        raise expected(f"seconds from 0 (no sync) to {MAX_SYNC_INTERVAL_S:g}")
+    return float(value)
+
+
+ReaderName = Annotated[str, PlainValidator(_daemon_reader_name)]
+
+
+class DaemonTable(Table):
+    """``[daemon]``: what ``sscard run`` watches and serves.
+
+    :param scenario: the profile it decides for (a built-in name or a file)
+    :param readers: the card readers (names or unique parts); empty: every reader but the PSAM's
+    :param sam_reader: the reader holding the PSAM
+    :param scanners: the code scanners
+    :param sync_interval_s: seconds between syncs, 0 for none
+    :param metrics_port: the loopback port of the Prometheus metrics, 0 for none
+    :param metrics_file: a file the metrics are also written to
+    """
+
+    scenario: PathText = DEFAULT_SCENARIO
+    readers: list[ReaderName] = Field(
+        default_factory=list, max_length=MAX_READERS, description="a list of reader names"
+    )
+    sam_reader: ReaderName | None = None
+    scanners: list[Annotated[str, PlainValidator(_scanner)]] = Field(
+        default_factory=list, max_length=MAX_SCANNERS, description="a list of scanners"
+    )
+    sync_interval_s: Annotated[float, PlainValidator(_interval)] = DEFAULT_SYNC_INTERVAL_S
+    metrics_port: int = whole(0, 0, MAX_PORT)
+    metrics_file: FilePath | None = None
+
+
 class SettingsFile(Table):
     """The settings file, table by table (see the module docstring).
 
@@ -552,6 +647,7 @@ class SettingsFile(Table):
     :param sync: ``[sync]``
     :param indicators: ``[indicators]``
     :param service_point: ``[service_point]``
+    :param daemon: ``[daemon]``
     """
 
     production: bool = flag(False)
@@ -562,3 +658,4 @@ class SettingsFile(Table):
     sync: SyncTable = table(SyncTable, "sync")
     indicators: IndicatorsTable = table(IndicatorsTable, "indicators")
     service_point: ServicePointTable = table(ServicePointTable, "service_point")
+    daemon: DaemonTable = table(DaemonTable, "daemon")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from smartcard import scard
 
@@ -117,6 +118,27 @@ def _raise_for(hresult: int, what: str) -> None:
     if code in _CARD_GONE:
         raise CardRemoved(f"{what}: {_message(hresult)}")
     raise ReaderUnavailable(f"{what}: {_message(hresult)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """A reader's card presence (:meth:`PcscReader.presence`).
+
+    :param present: a card is in the reader (and not mute)
+    :param events: pcsc-lite's count of insertions and removals seen in the reader
+    """
+
+    present: bool
+    events: int
+
+    @classmethod
+    def of(cls, state: int) -> Presence:
+        """Read an event state word.
+
+        :param state: ``dwEventState``
+        """
+        present = bool(state & scard.SCARD_STATE_PRESENT) and not state & scard.SCARD_STATE_MUTE
+        return cls(present, (state >> 16) & 0xFFFF)
 
 
 class PcscReader:
@@ -260,6 +282,36 @@ class PcscReader:
                 self._drop_context()
             time.sleep(0.05)
         return False
+
+    def presence(self, reader: str, *, since: int | None = None, timeout: float = 0.0) -> Presence:
+        """Whether a card is in a reader, and the reader's event count: pcsc-lite counts the
+        insertions and removals it saw in the high 16 bits of the event state, so a card pulled
+        and presented again between two looks shows as a new count, not as "still there".
+
+        :param reader: the exact reader name
+        :param since: an event count seen before: wait up to ``timeout`` for it to change
+            (or the card to leave); ``None`` answers at once
+        :param timeout: seconds to wait for a change
+        :raises ReaderUnavailable: the PC/SC service or the reader is gone
+        """
+        context = self._ensure_context()
+        hresult, states = scard.SCardGetStatusChange(
+            context, 0, [(reader, scard.SCARD_STATE_UNAWARE)]
+        )
+        if hresult != _OK:
+            self._drop_context()
+            raise ReaderUnavailable(f"status of {reader!r}: {_message(hresult)}")
+        now = Presence.of(states[0][1])
+        if since is None or now.events != since or not now.present or timeout <= 0:
+            return now
+        watch = [(reader, states[0][1] & ~scard.SCARD_STATE_CHANGED)]
+        hresult, states = scard.SCardGetStatusChange(context, int(timeout * 1000), watch)
+        if _rc(hresult) == _TIMEOUT:
+            return now
+        if hresult != _OK:
+            self._drop_context()
+            raise ReaderUnavailable(f"status change of {reader!r}: {_message(hresult)}")
+        return Presence.of(states[0][1])
 
     def close(self) -> None:
         """Release the PC/SC context."""

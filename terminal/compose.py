@@ -1,12 +1,12 @@
-"""The composition root, as far as it goes: what builds a terminal's parts from its settings.
+"""The composition root: what builds a terminal's parts from its settings.
 
-The card reader (:func:`open_reader`), the offline store (:func:`open_store`), the platform
-link (:func:`open_online`) and the indicators (:func:`build_indicators`) are built here. The
-command handlers of ``sscard tap``, ``sscard qr verify`` and ``sscard scan`` build the same
-parts (the offline store, the platform link, the indicators) and ``sscard deny status`` and
-``sscard catalogue list`` the same profiles; they take them from here, so no command module
-imports another. The daemon of the coming issues will build its terminal here too
-(``open_terminal(settings, profile)``).
+:func:`open_terminal` builds a whole :class:`Terminal` (store, pipeline, security module,
+indicators, the readers and scanners to watch) for ``sscard tap`` and for the daemon
+(``sscard run``). The command handlers of ``sscard qr verify`` and ``sscard scan`` build the
+same parts (the offline store, the platform link, the indicators) with the pieces below, and
+``sscard deny status`` and ``sscard catalogue list`` the same profiles; they take them from
+here, so no command module imports another. The card reader comes from
+:func:`open_reader` (a back-end of :mod:`drivers.readers`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 from apdu.errors import SscardError
+from apdu.sam import SecurityModule
 from config.settings import Settings
 from drivers.indicators import (
     ConsoleIndicator,
@@ -28,6 +31,7 @@ from drivers.indicators import (
     VoiceIndicator,
 )
 from drivers.indicators.voice import SND_DIR, audio_output_present
+from drivers.pcsc import PcscReader
 from drivers.readers import BACKENDS as READERS
 from drivers.readers import Reader
 from ecard import save_trust_list
@@ -35,8 +39,10 @@ from offline_store import Store, load_key_file, load_pepper_file
 from sync.config import SyncConfig
 from sync.online import OnlineLists
 from terminal.list_policy import ONLINE
+from terminal.modules import ModuleChoice, open_chosen
 from terminal.pipeline import Pipeline
 from terminal.profiles import PROFILE_DIR, Profile, load_profile
+from terminal.reasons import hotlines_from
 
 log = logging.getLogger(__name__)
 
@@ -217,3 +223,166 @@ def scenario_profiles(names: list[str] | None) -> list[Profile]:
     """
     chosen = names or sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
     return [load_profile(name) for name in chosen]
+
+
+@dataclass
+class Terminal:
+    """A terminal built from its settings: what ``sscard tap`` and ``sscard run`` decide with.
+
+    Close it (or use it as a context manager) to close the module, the platform link, the
+    indicators and the store, in the reverse order of opening.
+
+    :param settings: the settings it was built from
+    :param profile: the scenario profile
+    :param profile_dir: the folder the profile's relative files are taken from
+    :param store: the offline store
+    :param pipeline: the validation pipeline (journal, then indicator)
+    :param module: the security module, or ``None``
+    :param authenticate: whether the module checks cards (a module was chosen)
+    :param indicator: the indicators, or ``None``
+    :param pcsc: the PC/SC access the security module (a PSAM) uses
+    :param reader_names: the card readers to watch (names or unique parts; empty: any)
+    :param excluded_readers: readers never taken for a card (the PSAM's)
+    :param scanners: the code scanners to watch (``serial:PORT[@BAUD]``, ``camera:N``, ``stdin``)
+    """
+
+    settings: Settings
+    profile: Profile
+    profile_dir: Path
+    store: Store
+    pipeline: Pipeline
+    module: SecurityModule | None
+    authenticate: bool
+    indicator: Indicator | None
+    pcsc: PcscReader
+    reader_names: tuple[str, ...] = ()
+    excluded_readers: tuple[str, ...] = ()
+    scanners: tuple[str, ...] = ()
+    _stack: ExitStack = field(default_factory=ExitStack, repr=False)
+    _parts: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    def replace_pipeline(self, settings: Settings, profile: Profile, profile_dir: Path) -> None:
+        """Decide with new settings and profile from now on (the daemon's reload): a new
+        pipeline with its indicators and platform link, on the same store and module. When
+        the new one cannot be built, the old one stays.
+
+        :param settings: the new settings
+        :param profile: the new profile
+        :param profile_dir: its folder
+        :raises SscardError: the new pipeline cannot be built (nothing changed)
+        """
+        with ExitStack() as stack:
+            pipeline = open_pipeline(settings, profile, self.store, stack, profile_dir=profile_dir)
+            parts = stack.pop_all()
+        old, self._parts = self._parts, parts
+        self.settings, self.profile, self.profile_dir = settings, profile, profile_dir
+        self.pipeline, self.indicator = pipeline, pipeline.indicator
+        old.close()
+
+    def adopt(self, part: SecurityModule) -> None:
+        """Close a part opened later (a PSAM found after start) with the others.
+
+        :param part: what to close with the terminal
+        """
+        self._stack.callback(part.close)
+
+    def close(self) -> None:
+        """Close every part; harmless when called twice."""
+        try:
+            self._parts.close()
+        finally:
+            self._stack.close()
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_pipeline(
+    settings: Settings,
+    profile: Profile,
+    store: Store,
+    stack: ExitStack,
+    *,
+    profile_dir: Path = PROFILE_DIR,
+) -> Pipeline:
+    """The pipeline of a profile on an open store, with its indicators and platform link
+    (closed by ``stack``); the daemon builds a new one when its settings are reloaded.
+
+    :param settings: the terminal settings
+    :param profile: the scenario profile
+    :param store: the open store
+    :param stack: closes the indicators and the platform link
+    :param profile_dir: the folder relative files of the profile are taken from
+    :raises SscardError: an indicator that cannot start, a list file of the profile
+    """
+    indicator = stack.enter_context(
+        closing_indicator(build_indicators(settings, profile, profile_dir))
+    )
+    online = open_online(settings, store, profile)
+    if online is not None:
+        stack.enter_context(online)
+    return Pipeline(
+        profile,
+        store,
+        terminal_id=settings.terminal_id,
+        indicator=indicator,
+        profile_dir=profile_dir,
+        region=settings.sync_region,
+        online=online,
+        hotlines=hotlines_from(settings.hotlines),
+    )
+
+
+def open_terminal(
+    settings: Settings,
+    profile: Profile,
+    *,
+    profile_dir: Path = PROFILE_DIR,
+    module: ModuleChoice | None = None,
+    reader_names: tuple[str, ...] | None = None,
+) -> Terminal:
+    """Build a terminal: store, indicators, security module, platform link, pipeline.
+
+    :param settings: the terminal settings
+    :param profile: the scenario profile
+    :param profile_dir: the folder relative files of the profile are taken from
+    :param module: the security module to open (default: the settings' choice,
+        :meth:`ModuleChoice.from_settings`)
+    :param reader_names: the card readers to watch (default: ``[daemon] readers``)
+    :raises SscardError: a part that cannot be opened (store, keys, indicator, module); what
+        was opened already is closed again
+    """
+    choice = module if module is not None else ModuleChoice.from_settings(settings)
+    with ExitStack() as stack:
+        store = stack.enter_context(open_store(settings))
+        pcsc = stack.enter_context(PcscReader())
+        authenticate, security = open_chosen(choice, pcsc, settings)
+        if security is not None:
+            stack.enter_context(security)
+        parts = stack.enter_context(ExitStack())
+        pipeline = open_pipeline(settings, profile, store, parts, profile_dir=profile_dir)
+        terminal = Terminal(
+            settings=settings,
+            profile=profile,
+            profile_dir=profile_dir,
+            store=store,
+            pipeline=pipeline,
+            module=security,
+            authenticate=authenticate,
+            indicator=pipeline.indicator,
+            pcsc=pcsc,
+            reader_names=settings.daemon_readers if reader_names is None else reader_names,
+            excluded_readers=(choice.sam_reader,) if choice.sam_reader else (),
+            scanners=settings.daemon_scanners,
+            _parts=parts.pop_all(),
+            _stack=stack.pop_all(),
+        )
+    return terminal

@@ -33,25 +33,15 @@ if TYPE_CHECKING:
 
 def cmd_tap(args: argparse.Namespace) -> int:
     """Handle ``sscard tap``; a failure before the decision is answered by ``sscard``'s
-    ``main`` (exit status 2, :data:`terminal.outcomes.EXIT_FAILURE`)."""
+    ``main`` (exit status 2, ``EXIT_FAILURE``)."""
     from apdu.atr import Atr
     from apdu.transport import t0_chain
     from config.settings import load_settings
     from terminal.card_read import ScenarioRead
-    from terminal.compose import (
-        build_indicators,
-        closing_indicator,
-        open_online,
-        open_reader,
-        open_store,
-        profile_dir_of,
-        warn_operator,
-    )
-    from terminal.modules import open_module
+    from terminal.compose import open_terminal, profile_dir_of, warn_operator
+    from terminal.modules import ModuleChoice
     from terminal.outcomes import EXIT_FAILURE
-    from terminal.pipeline import Pipeline
     from terminal.profiles import Scenario, load_profile
-    from terminal.reasons import hotlines_from
 
     settings = load_settings(args.config)
     profile = load_profile(args.scenario)
@@ -63,37 +53,28 @@ def cmd_tap(args: argparse.Namespace) -> int:
         print(f"sscard: {problem}", file=sys.stderr)
         return EXIT_FAILURE
     with ExitStack() as stack:
-        store = stack.enter_context(open_store(settings))
-        profile_dir = profile_dir_of(args.scenario)
-        indicators = build_indicators(settings, profile, profile_dir)
-        indicator = stack.enter_context(closing_indicator(indicators))
-        exclude = [args.sam_reader] if args.sam_reader else []  # the PSAM's slot is no card's
-        reader = stack.enter_context(open_reader(settings, name=args.reader, exclude=exclude))
-        _, module = open_module(args, reader, settings)
-        if module is not None:
-            stack.enter_context(module)
-        online = open_online(settings, store, profile)
-        if online is not None:
-            stack.enter_context(online)
-        pipeline = Pipeline(
-            profile,
-            store,
-            terminal_id=settings.terminal_id,
-            indicator=indicator,
-            profile_dir=profile_dir,
-            region=settings.sync_region,
-            online=online,
-            hotlines=hotlines_from(settings.hotlines),
+        terminal = stack.enter_context(
+            open_terminal(
+                settings,
+                profile,
+                profile_dir=profile_dir_of(args.scenario),
+                module=ModuleChoice.from_args(args, settings),
+            )
         )
+        pipeline = terminal.pipeline
         warn_operator(pipeline)
-        reader.list_readers()  # a reader service that is not there fails now, not at the timeout
-        connection = stack.enter_context(reader.wait_for_card(args.timeout))
+        readers = terminal.pcsc
+        sam = args.sam_reader
+        exclude = [r for r in readers.list_readers() if sam and sam in r]
+        connection = stack.enter_context(
+            readers.wait_for_card(args.timeout, reader=args.reader, exclude=exclude)
+        )
         pin = _pin(args) if pipeline.rules.needs_pin(args.service) else None
         read = ScenarioRead(
-            t0_chain(connection), Atr.parse(connection.atr).historical, profile, module
+            t0_chain(connection), Atr.parse(connection.atr).historical, profile, terminal.module
         )
         decision = pipeline.process(read, pin=pin, room=args.room, service=args.service)
-        alarm = store.journal.alarm()
+        alarm = terminal.store.journal.alarm()
     if alarm:
         print(f"sscard: warning: {alarm}", file=sys.stderr)
     print_decision(decision, args.format)

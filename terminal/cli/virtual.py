@@ -92,7 +92,12 @@ def cmd_virtual_card(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``sscard demo``: emulated cards behind a real pcscd, each read with ``sscard read``."""
+    """``sscard demo``: emulated cards behind a real pcscd, each read with ``sscard read``;
+    with ``--daemon``, the terminal daemon at a bus validator (``make demo``)."""
+    if args.daemon:
+        from terminal.demo_daemon import run_daemon_demo
+
+        return run_daemon_demo(sys.stdout)
     from terminal.demo import run_demo
 
     return run_demo(Path(args.personas), sys.stdout)
@@ -147,5 +152,10 @@ def add_parser(sub: Any) -> None:
         "--personas",
         default=str(PERSONAS),
         help="folder of persona TOML files",
+    )
+    demo.add_argument(
+        "--daemon",
+        action="store_true",
+        help="run `sscard run` at a bus validator with the reference platform instead",
     )
     demo.set_defaults(handler=cmd_demo)

@@ -211,6 +211,11 @@ CASES: dict[tuple[str, ...], list[Case]] = {
             working=READER, no_settings=PEPPER_UNSET,
         ),
     ],
+    ("run",): [
+        terminal(
+            "run", working=READER, no_settings=PEPPER_UNSET,
+        ),
+    ],
     ("deny", "import"): [
         terminal(
             "deny", "import", "deny-3.jsonl",

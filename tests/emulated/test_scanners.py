@@ -68,23 +68,6 @@ def _no_text_in(caplog: pytest.LogCaptureFixture, *texts: str) -> None:
 
 
 @pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[SocatPair]:
-    """A socat pty pair, stopped (by pid) at teardown."""
-    pair = SocatPair(tmp_path)
-    pair.start()
-    yield pair
-    pair.stop()
-
-
-@pytest.fixture
-def device(pty_pair: SocatPair) -> Iterator[VirtualQrScanner]:
-    """The emulated scanner on the pair's device end."""
-    with VirtualQrScanner(pty_pair.device) as emulated:
-        assert emulated.wait_until(lambda s: s.connections >= 1, 5)
-        yield emulated
-
-
-@pytest.fixture
 def scanner(pty_pair: SocatPair, device: VirtualQrScanner) -> Iterator[SerialScanner]:
     """The serial scanner driver on the pair's terminal end."""
     with SerialScanner(str(pty_pair.terminal), dedup_s=DEDUP_S) as driver:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +345,8 @@ NUMBERS = [
     ("sync", "batch_rows", 1, 5000, 0),
     ("store", "journal_cap_rows", 1, 10**9, 0),
     ("indicators", "serial_baud", 50, 4_000_000, 49),
+    ("daemon", "sync_interval_s", 0.0, 86_400, -1),
+    ("daemon", "metrics_port", 0, 65535, -1),
 ]
 #: every string setting, with a value it takes
 STRINGS = [
@@ -369,10 +372,13 @@ STRINGS = [
     ("sync", "pinned_cert_sha256", "ab" * 32),
     ("sync", "ca_file", "platform-ca.pem"),
     ("indicators", "serial_port", "/dev/ttyUSB0"),
+    ("daemon", "scenario", "transit"),
+    ("daemon", "sam_reader", "Virtual PCD 00 01"),
+    ("daemon", "metrics_file", "metrics.prom"),
 ]
 FLAGS = [("", "production"), ("indicators", "console"), ("indicators", "voice")]
 #: keys that hold an array of tables (checked in their own tests)
-ARRAYS = [("service_point", "hotlines")]
+ARRAYS = [("service_point", "hotlines"), ("daemon", "readers"), ("daemon", "scanners")]
 
 
 def _doc(table: str, key: str, value: object) -> dict[str, Any]:
@@ -486,8 +492,8 @@ def test_every_problem_is_one_line_naming_the_file_and_its_key() -> None:
         "'journal_cap_rows', 'journal_key_file', 'pepper_file']",
         f"{SOURCE}: sync.timeout_s: expected a number of seconds greater than 0 and at most 300, "
         "got float nan",
-        f"{SOURCE}: unknown key 'bogus'; expected one of ['ecard', 'indicators', 'production', "
-        "'security', 'service_point', 'store', 'sync', 'terminal']",
+        f"{SOURCE}: unknown key 'bogus'; expected one of ['daemon', 'ecard', 'indicators', "
+        "'production', 'security', 'service_point', 'store', 'sync', 'terminal']",
     ]
 
 
@@ -676,3 +682,33 @@ def test_the_card_reader_is_a_name_and_a_back_end() -> None:
     assert message.startswith(f"{SOURCE}: terminal.reader_backend: expected a back-end name")
     assert fails({"terminal": {"reader": "r" * 129}}).startswith(f"{SOURCE}: terminal.reader:")
     assert fails({"terminal": {"reader": ""}}).startswith(f"{SOURCE}: terminal.reader:")
+
+
+# --- issue 13: the daemon's table ----------------------------------------------------------------
+
+
+def test_the_daemon_table_names_readers_and_scanners() -> None:
+    settings = parse_settings(
+        {"daemon": {"readers": ["Virtual PCD 00 00"], "scanners": ["serial:/dev/ttyACM0@115200",
+                    "camera:0", "stdin"], "sam_reader": "Virtual PCD 00 01"}}
+    )  # fmt: skip
+    assert settings.daemon_readers == ("Virtual PCD 00 00",)
+    assert settings.daemon_scanners == ("serial:/dev/ttyACM0@115200", "camera:0", "stdin")
+    assert (settings.daemon_scenario, settings.sync_interval_s) == ("transit", 300.0)
+    assert settings.metrics_port == 0 and settings.metrics_file is None
+
+
+@pytest.mark.parametrize(
+    ("data", "dotted", "expected"),
+    [
+        ({"daemon": {"scanners": ["usb:1"]}}, "daemon.scanners.0", '"serial:PORT"'),
+        ({"daemon": {"scanners": ["serial:/dev/tty\nX"]}}, "daemon.scanners.0", '"serial:PORT"'),
+        ({"daemon": {"scanners": "stdin"}}, "daemon.scanners", "a list of scanners"),
+        ({"daemon": {"readers": [""]}}, "daemon.readers.0", "a reader name"),
+        ({"daemon": {"readers": ["r"] * 9}}, "daemon.readers", "a list of reader names"),
+        ({"daemon": {"readers": ["a\x00b"]}}, "daemon.readers.0", "a reader name"),
+    ],
+)
+def test_wrong_daemon_values(data: dict, dotted: str, expected: str) -> None:
+    with pytest.raises(SettingsError, match=rf"{SOURCE}: {dotted}: expected {re.escape(expected)}"):
+        parse_settings(data, source=SOURCE)

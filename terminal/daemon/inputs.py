@@ -1,0 +1,183 @@
+"""The input threads: one per card reader (with its state machine) and one per code scanner.
+
+A reader's thread goes round three states (DESIGN.md, "Daemon and host integration")::
+
+    waiting_card ──card connected──► processing ──decided──► waiting_removal ──card left──┐
+         ▲                                                                               │
+         └───────────────────────────────────────────────────────────────────────────────┘
+
+* A card left on the reader is decided once: after its decision the thread waits for it to
+  leave, whatever the time.
+* A card pulled and presented again is a new presentation even when the reader never looked
+  empty to us: pcsc-lite's event count moved (:meth:`drivers.pcsc.PcscReader.presence`).
+* A card pulled mid-read is decided once, by the pipeline, as ``card_removed`` ("tap again");
+  the journal row is written whole or not at all (one transaction), never twice.
+* pcscd stopped, or the reader unplugged: the state is ``down``, the operator hears it once
+  (:class:`~terminal.daemon.supervisor.Health`), and the thread looks again every
+  :data:`RETRY_S` seconds, with a new PC/SC context, so the next card after the device's return
+  is taken within a poll of pcscd (0.4 s for vpcd) plus :data:`RETRY_S`.
+
+A scanner's thread opens its scanner (again every :data:`RETRY_S` while it is missing) and hands
+each code to the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from apdu.errors import ReaderUnavailable
+from drivers.scanners import ScannerError
+from terminal.daemon.devices import CardSlot, ReaderMissing, open_scanner
+from terminal.daemon.supervisor import Health
+from terminal.daemon.worker import CARD, CODE, Job
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.25  # a wait for a card or a removal, between looks at the stop flag
+RETRY_S = 0.2  # a device that is down is looked for again this often
+WAITING, PROCESSING, REMOVAL, DOWN, STOPPED = (
+    "waiting_card", "processing", "waiting_removal", "down", "stopped",
+)  # fmt: skip
+
+Submit = Callable[[Job], None]
+
+
+class ReaderLoop:
+    """One card reader's thread.
+
+    :param wanted: the reader's name or a unique part of it
+    :param exclude: parts of names never taken (the PSAM's reader)
+    :param submit: hands a job to the decision worker
+    :param health: the devices' health
+    :param stop: set when the daemon stops
+    :param on_state: called with the new state at every change (the metrics)
+    """
+
+    def __init__(
+        self,
+        wanted: str,
+        exclude: tuple[str, ...],
+        submit: Submit,
+        *,
+        health: Health,
+        stop: threading.Event,
+        on_state: Callable[[str], None] = lambda state: None,
+    ) -> None:
+        self.wanted = wanted
+        self.exclude = exclude
+        self.submit = submit
+        self.health = health
+        self.stop = stop
+        self.on_state = on_state
+        self.state = WAITING
+        self.device = f"reader:{wanted}"
+        self.presentations = 0
+
+    def _set(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.on_state(state)
+
+    def run(self) -> None:
+        """The thread: watch the reader until the daemon stops."""
+        slot = CardSlot(self.wanted, self.exclude)
+        try:
+            self._set(WAITING)
+            while not self.stop.is_set():
+                self._once(slot)
+        finally:
+            slot.close()
+            self._set(STOPPED)
+
+    def _once(self, slot: CardSlot) -> None:
+        try:
+            found = slot.wait_card(POLL_S)
+        except ReaderUnavailable as exc:
+            self._down(slot, exc)
+            return
+        self.health.up("pcscd")
+        self.health.up(self.device)
+        self._set(WAITING)
+        if found is None:
+            return
+        connection, events = found
+        self.presentations += 1
+        self._set(PROCESSING)
+        job = Job(CARD, slot.name or self.wanted, time.monotonic(), connection=connection)
+        try:
+            self.submit(job)
+            job.done.wait()  # the worker always answers, even when the decision failed
+        finally:
+            connection.close()
+        self._set(REMOVAL)
+        while not self.stop.is_set():
+            try:
+                if slot.wait_removed(events, POLL_S):
+                    break
+            except ReaderUnavailable as exc:
+                self._down(slot, exc)  # the card is gone with the device: a new presentation
+                return
+        self._set(WAITING)
+
+    def _down(self, slot: CardSlot, exc: ReaderUnavailable) -> None:
+        self._set(DOWN)
+        if isinstance(exc, ReaderMissing):
+            self.health.up("pcscd")
+            self.health.down(self.device, str(exc))
+        else:
+            self.health.down("pcscd", str(exc))
+            self.health.down(self.device, "no PC/SC service")
+        slot.close()  # a new context at the next look: the old one died with pcscd
+        self.stop.wait(RETRY_S)
+
+
+class ScannerLoop:
+    """One code scanner's thread.
+
+    :param spec: the scanner (``serial:PORT[@BAUD]``, ``camera:N``, ``stdin``)
+    :param submit: hands a job to the decision worker
+    :param health: the devices' health
+    :param stop: set when the daemon stops
+    """
+
+    def __init__(self, spec: str, submit: Submit, health: Health, stop: threading.Event) -> None:
+        self.spec = spec
+        self.submit = submit
+        self.health = health
+        self.stop = stop
+        self.device = f"scanner:{spec}"
+
+    def run(self) -> None:
+        """The thread: read codes until the daemon stops or the scanner's stream ends."""
+        scanner = None
+        try:
+            while not self.stop.is_set():
+                if scanner is None:
+                    try:
+                        scanner = open_scanner(self.spec)
+                    except ScannerError as exc:
+                        self.health.down(self.device, str(exc))
+                        self.stop.wait(RETRY_S)
+                        continue
+                    self.health.up(self.device)
+                try:
+                    scan = scanner.read(timeout_s=POLL_S)
+                except ScannerError as exc:
+                    self.health.down(self.device, str(exc))
+                    scanner.close()
+                    scanner = None
+                    continue
+                if scan is None:
+                    if scanner.exhausted:
+                        log.info("event=scanner_ended scanner=%r", self.spec)
+                        return
+                    continue
+                job = Job(CODE, self.spec, scan.monotonic, text=scan.text)
+                self.submit(job)
+                job.done.wait()
+        finally:
+            if scanner is not None:
+                scanner.close()

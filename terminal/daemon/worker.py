@@ -1,0 +1,209 @@
+"""The decision worker: the one thread that runs the pipeline, one job after another.
+
+Reader and scanner threads hand it a :class:`Job` (a connected card, or a scanned text) and
+wait for it to be done; the worker decides it through the pipeline holding the daemon's
+``store_lock`` (the pipeline journals with fsync before any indicator fires), so decisions never
+interleave and an operator command through the admin socket waits for the decision in flight,
+never the reverse. An exception in one job is logged with its source, counted, and the job
+answered as failed; the worker carries on. It is the only user of the security module, so it
+also reopens a PSAM that was missing (:meth:`DecisionWorker.ensure_module`).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from apdu.atr import Atr
+from apdu.errors import SscardError
+from apdu.transport import t0_chain
+from drivers.pcsc import PcscConnection
+from drivers.psam import open_psam
+from terminal.card_read import ScenarioRead
+from terminal.ecard_flow import CodeVerifier, process_code, verifier_from_settings
+from terminal.pipeline import Decision
+from terminal.reasons import Reason
+
+if TYPE_CHECKING:
+    from terminal.daemon.core import Daemon
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.2
+MODULE_RETRY_S = 1.0  # a missing PSAM is looked for again this often (and before each card)
+CARD, CODE = "card", "code"
+
+
+@dataclass
+class Job:
+    """One presentation for the worker to decide.
+
+    :param kind: ``card`` or ``code``
+    :param source: the reader's or the scanner's name
+    :param seen: :func:`time.monotonic` when the card or code was seen
+    :param connection: the card's connection (``card``)
+    :param text: the scanned text (``code``)
+    """
+
+    kind: str
+    source: str
+    seen: float
+    connection: PcscConnection | None = None
+    text: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    decision: Decision | None = None
+    error: str | None = None
+
+
+class CountingConnection:
+    """A card connection that counts the APDUs sent through it (the metrics' APDUs per tap).
+
+    :param inner: the connection
+    """
+
+    def __init__(self, inner: PcscConnection) -> None:
+        self.inner = inner
+        self.count = 0
+
+    def transmit(self, apdu: bytes) -> tuple[bytes, int]:
+        """Send one APDU.
+
+        :param apdu: the command
+        :raises CardRemoved: the card left
+        :raises ReaderUnavailable: the reader or pcscd went away
+        """
+        self.count += 1
+        return self.inner.transmit(apdu)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.inner.close()
+
+
+class DecisionWorker:
+    """Decide the jobs of every input, one at a time.
+
+    :param daemon: the daemon (its terminal, store lock, metrics, health)
+    """
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.decided = 0
+        self.failed = 0
+        self._verifier: CodeVerifier | None = None
+        self._module_checked = 0.0
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; the caller waits on ``job.done``.
+
+        :param job: the job
+        """
+        self.jobs.put(job)
+
+    def stop(self) -> None:
+        """Ask the worker to end once the jobs queued before are decided."""
+        self.jobs.put(None)
+
+    def run(self) -> None:
+        """The worker thread: decide jobs until :meth:`stop`."""
+        while True:
+            try:
+                job = self.jobs.get(timeout=IDLE_POLL_S)
+            except queue.Empty:
+                self.ensure_module()
+                continue
+            if job is None:
+                return
+            try:
+                self._decide(job)
+            except Exception as exc:  # one bad job must not stop the terminal: log, count, go on
+                self.failed += 1
+                job.error = f"{type(exc).__name__}: {exc}"
+                log.error("event=decision_failed source=%r kind=%s error=%r",
+                          job.source, job.kind, job.error, exc_info=True)  # fmt: skip
+            finally:
+                job.done.set()
+
+    def _decide(self, job: Job) -> None:
+        daemon = self.daemon
+        if job.kind == CARD:
+            self.ensure_module(force=True)
+        with daemon.store_lock:
+            terminal = daemon.terminal
+            if job.kind == CARD:
+                assert job.connection is not None
+                connection = CountingConnection(job.connection)
+                decision = self._decide_card(connection, terminal.pipeline.process)
+                daemon.metrics.apdus.observe(connection.count)
+            else:
+                assert job.text is not None
+                decision = process_code(terminal.pipeline, self.verifier(), job.text)
+            elapsed = time.monotonic() - job.seen  # seen → journaled and shown
+            metrics = daemon.metrics
+            metrics.decisions.labels(decision.outcome, str(decision.reason)).inc()
+            metrics.tap_latency.labels(job.kind).observe(elapsed)
+            self.decided += 1
+            daemon.after_decision()
+        job.decision = decision
+        log.info("event=decided source=%r kind=%s outcome=%s reason=%s seq=%s latency_ms=%.1f",
+                 job.source, job.kind, decision.outcome, decision.reason, decision.seq,
+                 elapsed * 1000)  # fmt: skip
+        if decision.reason == Reason.SECURITY_MODULE_ERROR and terminal.excluded_readers:
+            daemon.health.down("psam", f"the PSAM failed during a tap ({decision.detail})")
+
+    def _decide_card(
+        self, connection: CountingConnection, process: Callable[[ScenarioRead], Decision]
+    ) -> Decision:
+        terminal = self.daemon.terminal
+        assert isinstance(connection.inner, PcscConnection)
+        try:
+            historical = Atr.parse(connection.inner.atr).historical
+        except SscardError as exc:  # a card whose ATR does not parse is decided, not skipped
+            pipeline = terminal.pipeline
+            return pipeline.record(pipeline.decide_error(exc), None, "")
+        read = ScenarioRead(t0_chain(connection), historical, terminal.profile, terminal.module)
+        return process(read)
+
+    def verifier(self) -> CodeVerifier:
+        """The e-card code verifier, built from the settings at first use.
+
+        :raises SscardError: the ``[ecard]`` settings cannot be used
+        """
+        if self._verifier is None:
+            self._verifier = verifier_from_settings(self.daemon.terminal.settings)
+        return self._verifier
+
+    def reset_verifier(self) -> None:
+        """Forget the verifier (the settings were reloaded)."""
+        self._verifier = None
+
+    def ensure_module(self, *, force: bool = False) -> None:
+        """Open the PSAM the settings name when it was missing; at most once a second unless
+        ``force``. Its state is the ``psam`` device's health.
+
+        :param force: look now (a card is waiting)
+        """
+        terminal = self.daemon.terminal
+        sam = terminal.excluded_readers[0] if terminal.excluded_readers else None
+        if sam is None:
+            return
+        if terminal.module is not None:
+            self.daemon.health.up("psam")
+            return
+        now = time.monotonic()
+        if not force and now - self._module_checked < MODULE_RETRY_S:
+            return
+        self._module_checked = now
+        module = open_psam(terminal.pcsc, sam, timeout=0.1)
+        if module is None:
+            self.daemon.health.down("psam", f"no PSAM in {sam!r}")
+            return
+        terminal.module = module
+        terminal.adopt(module)
+        self.daemon.health.up("psam")
