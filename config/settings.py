@@ -48,6 +48,10 @@ Schema (every key is optional; the README's "Settings" section is the operator's
     voice = true                              # spoken prompts; left out: on wherever the machine
                                               # has a sound output (docs/service-point.md)
 
+    [daemon]
+    admin_socket = "/var/lib/sscard/admin.sock"  # the daemon's operator socket (0600); default:
+                                              # admin.sock next to [store] database
+
     [[service_point.hotlines]]                # said with every refusal: 1 to 3, in file order;
     number = "12333"                          # default: 12333 人社服务热线, 12345 政务服务便民热线
     purpose_zh = "人社服务热线"               # 3-12 digits ("0791-12345" with an area code)
@@ -97,6 +101,7 @@ MAX_HSM_TIMEOUT_S = 60.0  # a tap waits on the HSM; a minute is already far past
 DEFAULT_DECODE_TIMEOUT_S = 2.0
 MAX_DECODE_TIMEOUT_S = 60.0  # a holder waits at the gate while the platform decodes
 DEFAULT_DATABASE = Path("/var/lib/sscard/store.db")
+ADMIN_SOCKET_NAME = "admin.sock"  # the daemon's operator socket, next to the store by default
 DEFAULT_JOURNAL_CAP_ROWS = 1_000_000
 MAX_JOURNAL_CAP_ROWS = 1_000_000_000  # 10⁹ rows is hundreds of GB: a larger cap never rings
 DEFAULT_SYNC_BATCH_ROWS = 2000
@@ -209,6 +214,8 @@ class Settings:
         (then they are on wherever the machine has a sound output)
     :param hotlines: ``[service_point] hotlines``, the complaint hotlines announced with every
         refusal, in order
+    :param admin_socket: ``[daemon] admin_socket``, the daemon's operator socket, or ``None``
+        (then :attr:`admin_socket_path`: ``admin.sock`` next to the store)
     :param source: the file the settings came from, or ``<defaults>``
     """
 
@@ -242,7 +249,14 @@ class Settings:
     serial_baud: int = DEFAULT_SERIAL_BAUD
     voice: bool | None = None
     hotlines: tuple[HotlineEntry, ...] = DEFAULT_HOTLINES
+    admin_socket: Path | None = None
     source: str = DEFAULTS_SOURCE
+
+    @property
+    def admin_socket_path(self) -> Path:
+        """The daemon's operator socket: ``[daemon] admin_socket``, else ``admin.sock`` in the
+        store's folder."""
+        return self.admin_socket or self.database.parent / ADMIN_SOCKET_NAME
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -320,6 +334,7 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
         serial_baud=indicators.serial_baud,
         voice=indicators.voice,
         hotlines=tuple(service_point.hotlines),
+        admin_socket=document.daemon.admin_socket,
         source=source,
     )
 
@@ -495,6 +510,15 @@ class ServicePointTable(Table):
         return value
 
 
+class DaemonTable(Table):
+    """``[daemon]``: the long-running terminal (``sscard run``).
+
+    :param admin_socket: the operator socket (0600) the daemon answers operator commands on
+    """
+
+    admin_socket: FilePath | None = None
+
+
 class SettingsFile(Table):
     """The settings file, table by table (see the module docstring).
 
@@ -506,6 +530,7 @@ class SettingsFile(Table):
     :param sync: ``[sync]``
     :param indicators: ``[indicators]``
     :param service_point: ``[service_point]``
+    :param daemon: ``[daemon]``
     """
 
     production: bool = flag(False)
@@ -516,3 +541,4 @@ class SettingsFile(Table):
     sync: SyncTable = table(SyncTable, "sync")
     indicators: IndicatorsTable = table(IndicatorsTable, "indicators")
     service_point: ServicePointTable = table(ServicePointTable, "service_point")
+    daemon: DaemonTable = table(DaemonTable, "daemon")

@@ -47,12 +47,14 @@ def cmd_tap(args: argparse.Namespace) -> int:
         profile_dir_of,
         warn_operator,
     )
+    from terminal.configuration import check_ready
     from terminal.modules import open_module
     from terminal.pipeline import Pipeline
     from terminal.profiles import Scenario, load_profile
     from terminal.reasons import hotlines_from
 
     settings = load_settings(args.config)
+    check_ready(settings)  # a production terminal without the platform's keys refuses to start
     profile = load_profile(args.scenario)
     if profile.scenario == Scenario.HOTEL and not args.room:
         print("sscard: a hotel registration needs --room", file=sys.stderr)

@@ -365,6 +365,7 @@ STRINGS = [
     ("sync", "region", "440100"),
     ("sync", "pinned_cert_sha256", "ab" * 32),
     ("sync", "ca_file", "platform-ca.pem"),
+    ("daemon", "admin_socket", "admin.sock"),
     ("indicators", "serial_port", "/dev/ttyUSB0"),
 ]
 FLAGS = [("", "production"), ("indicators", "console"), ("indicators", "voice")]
@@ -483,8 +484,8 @@ def test_every_problem_is_one_line_naming_the_file_and_its_key() -> None:
         "'journal_cap_rows', 'journal_key_file', 'pepper_file']",
         f"{SOURCE}: sync.timeout_s: expected a number of seconds greater than 0 and at most 300, "
         "got float nan",
-        f"{SOURCE}: unknown key 'bogus'; expected one of ['ecard', 'indicators', 'production', "
-        "'security', 'service_point', 'store', 'sync', 'terminal']",
+        f"{SOURCE}: unknown key 'bogus'; expected one of ['daemon', 'ecard', 'indicators', "
+        "'production', 'security', 'service_point', 'store', 'sync', 'terminal']",
     ]
 
 
@@ -655,3 +656,11 @@ def test_voice_left_out_is_none_so_the_sound_output_decides() -> None:
     assert parse_settings({}).voice is None and Settings().voice is None
     assert parse_settings({"indicators": {"voice": False}}).voice is False
     assert parse_settings({"indicators": {"voice": True}}).voice is True
+
+
+def test_the_admin_socket_defaults_to_admin_sock_next_to_the_store(tmp_path: Path) -> None:
+    config = tmp_path / "terminal.toml"
+    config.write_text('[store]\ndatabase = "data/store.db"\n')
+    assert load_settings(config).admin_socket_path == tmp_path / "data" / "admin.sock"
+    config.write_text('[daemon]\nadmin_socket = "run/sscard.sock"\n')
+    assert load_settings(config).admin_socket_path == tmp_path / "run" / "sscard.sock"

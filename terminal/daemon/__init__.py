@@ -1,0 +1,1 @@
+"""The terminal daemon (``sscard run``) and its admin socket (:mod:`terminal.daemon.admin`)."""
