@@ -31,6 +31,7 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from apdu.errors import SscardError
 from config.settings import ADMIN_SOCKET_NAME, Settings
@@ -38,7 +39,7 @@ from drivers.virtual import TEST_KEYS
 from ecard.testkeys import known_test_key, marked_test_key, public_key_der
 from offline_store import Store
 from platform_server import Platform
-from platform_server.cli import DEFAULT_URL
+from platform_server.cli import DEFAULT_PORT, DEFAULT_URL
 from sync.provisioning import audience_keys_toml, open_secrets
 from terminal.profiles import PROFILE_DIR, load_profile
 
@@ -87,6 +88,7 @@ class InitResult:
     :param platform_db: the reference platform's database (development), else ``None``
     :param platform_keys: its keys folder (development), else ``None``
     :param scenario: the scenario the terminal was set up for
+    :param platform_url: where the reference platform is to be served (development)
     """
 
     folder: Path
@@ -95,6 +97,7 @@ class InitResult:
     platform_db: Path | None = None
     platform_keys: Path | None = None
     scenario: str = DEFAULT_SCENARIO
+    platform_url: str = DEFAULT_URL
 
 
 def init_development(
@@ -124,7 +127,8 @@ def init_development(
         platform.load_catalogue(catalogue)
         credentials = platform.add_terminal(terminal_id, [scenario], DEFAULT_REGION)
         document = platform.secrets_for(credentials.terminal_id, credentials.key)
-    os.chmod(platform_db, FILE_MODE)
+    for made in platform_dir.rglob("*"):  # its public keys too: every file of DIR is 0600
+        os.chmod(made, DIR_MODE if made.is_dir() else FILE_MODE)
     # the secrets a first sync would bring, opened by the sync's own code: the deny lists the
     # platform signs check against this pepper, and codes against this root, from the start
     opened = open_secrets(document, credentials.key, credentials.terminal_id)
@@ -146,7 +150,7 @@ def init_development(
     settings = root / SETTINGS_NAME
     _create(settings, text.encode("utf-8"))
     log.info("event=terminal_initialised mode=development terminal=%s", credentials.terminal_id)
-    return InitResult(root, settings, False, platform_db, keys, scenario)
+    return InitResult(root, settings, False, platform_db, keys, scenario, platform_url)
 
 
 def init_production(folder: str | Path, *, scenario: str = DEFAULT_SCENARIO) -> InitResult:
@@ -324,11 +328,14 @@ def next_steps(result: InitResult) -> list[str]:
             f"  3. sscard doctor --config {config}",
         ]
     assert result.platform_db is not None and result.platform_keys is not None
+    port = urlsplit(result.platform_url).port
+    serve_port = f" --port {port}" if port is not None and port != DEFAULT_PORT else ""
     return [
         f"development terminal written to {config} (TEST KEYS; the reference platform in "
         f"{result.folder / PLATFORM_DIR})",
         "next:",
-        f"  sscard platform serve --db {result.platform_db} --keys {result.platform_keys} &",
+        f"  sscard platform serve --db {result.platform_db} --keys {result.platform_keys}"
+        f"{serve_port} &",
         f"  sscard sync --once --config {config}",
         f"  sscard doctor --config {config}",
         f"  sscard tap --config {config} --scenario {result.scenario}",

@@ -19,6 +19,7 @@ def add_parser(sub: Any) -> None:
 
     :param sub: the CLI's subparsers
     """
+    from platform_server.cli import DEFAULT_URL
     from terminal.configuration import DEFAULT_SCENARIO, DEFAULT_TERMINAL_ID
     from terminal.profiles import PROFILE_DIR
 
@@ -47,6 +48,12 @@ def add_parser(sub: Any) -> None:
         help=f"development: the terminal's id at the platform (default: {DEFAULT_TERMINAL_ID})",
     )
     parser.add_argument(
+        "--platform-url",
+        default=DEFAULT_URL,
+        metavar="URL",
+        help=f"development: where the reference platform will be served (default: {DEFAULT_URL})",
+    )
+    parser.add_argument(
         "--production",
         action="store_true",
         help="a production template: refuses to start until the platform's keys are in place",
@@ -61,6 +68,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     if args.production:
         result = init_production(args.dir, scenario=args.scenario)
     else:
-        result = init_development(args.dir, scenario=args.scenario, terminal_id=args.terminal_id)
+        result = init_development(
+            args.dir,
+            scenario=args.scenario,
+            terminal_id=args.terminal_id,
+            platform_url=args.platform_url,
+        )
     print("\n".join(next_steps(result)))
     return 0

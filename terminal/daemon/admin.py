@@ -230,15 +230,21 @@ class AdminServer:
         pid, uid, _ = _PEERCRED.unpack(
             connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
         )
+        connection.settimeout(READ_TIMEOUT_S)
+        try:
+            # read before answering even a refused peer: closing on unread bytes resets the
+            # connection, and the peer would never see why
+            raw = _read_request(connection)
+        except (OSError, ValueError) as exc:
+            _send(connection, _failure(f"unreadable request: {exc}"))
+            return
         if uid not in self.allowed_uids:
             log.warning("event=admin_peer_refused pid=%d uid=%d", pid, uid)
             _send(connection, _failure(f"uid {uid} may not use the admin socket"))
             return
-        connection.settimeout(READ_TIMEOUT_S)
         try:
-            raw = _read_request(connection)
             request = json.loads(raw)
-        except (OSError, ValueError) as exc:
+        except ValueError as exc:
             _send(connection, _failure(f"unreadable request: {exc}"))
             return
         name = request.get("request") if isinstance(request, dict) else None
