@@ -9,6 +9,7 @@ reference platform on loopback, with the public TEST KEYS::
       store.db              0600  the offline store (created empty)
       journal.key           0600  a fresh AES-256 key of the journal's personal fields
       sync.key              0600  the terminal's request-signing key (HMAC-SHA256, docs/sync.md §2)
+      soft-sam-roots.toml   0600  the software SAM's root keys: the TEST KEYS of the virtual cards
       pepper, deny.pem,     0600  the secrets the platform hands this terminal (GET /v1/secrets),
       qr-root.pem,                opened and written exactly as ``sscard sync`` does
       audience.keys
@@ -53,6 +54,7 @@ PEPPER_NAME = "pepper"
 DENY_KEY_NAME = "deny.pem"
 TRUST_ROOT_NAME = "qr-root.pem"
 AUDIENCE_KEYS_NAME = "audience.keys"
+SOFT_SAM_NAME = "soft-sam-roots.toml"
 PLATFORM_DIR = "platform"
 PLATFORM_DB = "platform.db"
 PLATFORM_KEYS = "keys"
@@ -67,6 +69,7 @@ WRITTEN = (
     DENY_KEY_NAME,
     TRUST_ROOT_NAME,
     AUDIENCE_KEYS_NAME,
+    SOFT_SAM_NAME,
     PLATFORM_DIR,
     ADMIN_SOCKET_NAME,
 )
@@ -76,6 +79,7 @@ DEFAULT_TERMINAL_ID = "DEV-0001"
 DEFAULT_SCENARIO = "transit"
 DEFAULT_REGION = "440100"  # Guangzhou, the region of the demo personas and catalogue
 JOURNAL_KEY_LEN = 32
+TEST_ROOTS = "test-roots.toml"  # the software SAM's root keys among the TEST KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +142,9 @@ def init_development(
     _create(root / TRUST_ROOT_NAME, opened.trust_root_key)
     _create(root / AUDIENCE_KEYS_NAME, audience_keys_toml(opened.audience_keys))
     _create(root / JOURNAL_KEY_NAME, secrets.token_hex(JOURNAL_KEY_LEN).encode("ascii") + b"\n")
+    # the software SAM on the TEST KEYS the virtual cards derive from: cards are checked for
+    # genuineness and 3.0 cards open, as a PSAM would do it (refused in production)
+    _create(root / SOFT_SAM_NAME, (TEST_KEYS / TEST_ROOTS).read_bytes())
     _new_store(root)
     text = DEVELOPMENT_SETTINGS.format(
         scenario=scenario,
@@ -329,7 +336,7 @@ def next_steps(result: InitResult) -> list[str]:
         ]
     assert result.platform_db is not None and result.platform_keys is not None
     port = urlsplit(result.platform_url).port
-    serve_port = f" --port {port}" if port is not None and port != DEFAULT_PORT else ""
+    serve_port = f" --port={port}" if port is not None and port != DEFAULT_PORT else ""
     return [
         f"development terminal written to {config} (TEST KEYS; the reference platform in "
         f"{result.folder / PLATFORM_DIR})",
@@ -352,6 +359,9 @@ production = false
 
 [terminal]
 id = {terminal_id}
+
+[security]
+soft_sam_keys = "soft-sam-roots.toml"   # TEST KEYS: the virtual cards' roots (development only)
 
 [store]
 database = "store.db"

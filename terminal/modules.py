@@ -1,7 +1,8 @@
 """The security module a command's options ask for (shared by ``sscard read`` and ``sscard tap``).
 
 ``--sam-reader NAME`` (a PSAM in a reader slot), ``--hsm URL`` (else ``[security] hsm_url``),
-``--soft-sam KEYFILE`` (development only); none of them: no module.
+``--soft-sam KEYFILE`` (else ``[security] soft_sam_keys``; development only, refused in
+production); none of them: no module.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def open_module(
             read_secret(settings.hsm_token_file, "HSM token") if settings.hsm_token_file else None
         )
         return True, HsmModule(url, timeout=settings.hsm_timeout_s, token=token)
-    if args.soft_sam:
-        return True, open_soft_sam(args.soft_sam, settings)
+    soft_sam = args.soft_sam or settings.soft_sam_keys
+    if soft_sam:
+        return True, open_soft_sam(soft_sam, settings)
     return False, None
