@@ -6,7 +6,9 @@ detached signature ``FILE.sig``; without a key it is refused unless ``--unsigned
 (development only, with a warning). ``deny check`` never prints the full card number.
 
 ``deny status`` also shows how old the list is and, per scenario, whether decisions are degraded
-(stale or missing list: the profile's degraded policy applies, docs/policy.md).
+(stale or missing list: the profile's degraded policy applies, docs/policy.md). While the daemon
+owns the store, ``import`` and ``status`` ask it through its admin socket and print the same
+(:mod:`terminal.cli.daemon_link`, :mod:`terminal.operator`).
 
 Exit status: 0 done (``check``: listed or not listed), 2 failure (one line on stderr; an
 error that escapes a handler is answered by ``sscard``'s ``main``).

@@ -5,7 +5,8 @@ and ``journal tail`` also take ``--db PATH``, as ``sscard deny`` does. Each hand
 calls one library method and prints; exit status 0, or 2 with a one-line reason (an error that
 escapes a handler is answered by ``sscard``'s ``main``).
 ``catalogue list`` ends with the catalogue's age and, per scenario, whether decisions are
-degraded, as ``#`` comment lines.
+degraded, as ``#`` comment lines. While the daemon owns the store, each command asks it through
+its admin socket and prints the same (:mod:`terminal.cli.daemon_link`, :mod:`terminal.operator`).
 """
 
 from __future__ import annotations

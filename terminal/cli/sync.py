@@ -11,6 +11,10 @@ The store is opened for each sync and closed in between, so ``sscard tap`` can u
 the loop waits. SIGTERM or SIGINT stop the loop; during an upload they stop it after the batch
 in flight (everything acknowledged so far is kept).
 
+While the daemon owns the store, ``--once`` asks it to run the sync (its admin socket,
+:mod:`terminal.cli.daemon_link`) and prints the same lines; with no daemon answering it waits
+for the store up to ``--wait S``.
+
 Exit status of ``--once``: 0 every step went well, 1 something was refused (rejected journal
 rows, a list that fails its signature) or raised an alarm (the local clock is off), 2 the
 platform could not be reached or the terminal is misconfigured (settings, keys or a store that

@@ -237,3 +237,32 @@ def test_status_without_a_store_says_so(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.endswith("there is no offline store there (sscard init)\n")
     assert not (tmp_path / "none.db").exists()
+
+
+def test_doctor_asks_the_daemon_to_verify_the_journal_it_owns(
+    terminal: Terminal, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal_rows(terminal, 2)
+    holder = hold(terminal.config, "serve")
+    try:
+        _, served = doctor(terminal.config, capsys)
+    finally:
+        holder.release()
+    assert (
+        "ok    store: integrity ok; owned by the daemon, which says: journal chain verified: "
+        "2 rows" in served
+    )
+    holder = hold(terminal.config, "hold")
+    try:
+        _, held = doctor(terminal.config, capsys)
+    finally:
+        holder.release()
+    n = next(i for i, line in enumerate(held) if line.startswith("warn  store:"))
+    assert "the journal was not verified" in held[n]
+    capsys.readouterr()
+    args = build_parser().parse_args(["doctor", "--json", "--config", str(terminal.config)])
+    status = args.handler(args)
+    document = json.loads(capsys.readouterr().out)
+    assert document["exit_status"] == status
+    store = next(c for c in document["checks"] if c["name"] == "store")
+    assert store["level"] == "ok" and "journal chain 2 rows" in store["detail"]
