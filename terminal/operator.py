@@ -329,6 +329,8 @@ def _flat_lines(value: Mapping[str, Any], prefix: str) -> Iterable[str]:
         name = f"{prefix}{key}"
         if isinstance(item, Mapping) and item:
             yield from _flat_lines(item, f"{name}.")
+        elif isinstance(item, Mapping):
+            yield f"{name}: -"
         elif isinstance(item, list | tuple):
             shown = ", ".join(str(x) for x in item) or "-"
             yield f"{name}: {shown}"
