@@ -320,7 +320,7 @@ def status_answer(status: Mapping[str, Any], *, as_json: bool = False) -> Answer
     :raises: nothing
     """
     if as_json:
-        return Answer((json.dumps(status, ensure_ascii=False, sort_keys=True),))
+        return Answer((json.dumps(status, ensure_ascii=False, sort_keys=True, default=str),))
     return Answer(tuple(_flat_lines(status, "")))
 
 

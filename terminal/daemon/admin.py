@@ -188,6 +188,9 @@ class AdminServer:
             return _failure_line(os_error_line(exc))
         except (KeyError, TypeError, ValueError) as exc:
             return _failure(f"malformed {name} request: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug in the daemon: the operator gets a line, the log the trace
+            log.error("event=admin_request_failed request=%s", name, exc_info=True)
+            return _failure(f"internal error in the daemon: {type(exc).__name__} (see its log)")
 
     def _dispatch(self, name: str, params: dict[str, Any]) -> Answer:
         now = dt.datetime.now().astimezone()

@@ -281,3 +281,20 @@ def test_store_use_waits_for_the_daemons_lock(served: Served) -> None:
         assert not answered.wait(0.3)
     assert answered.wait(5)
     thread.join()
+
+
+def test_a_bug_in_the_daemons_status_is_one_line_not_a_dropped_connection(
+    tmp_path: Path,
+) -> None:
+    served = Served(tmp_path)
+
+    def broken() -> dict[str, object]:
+        raise RuntimeError("status thread gone")
+
+    served.server.status = broken
+    with served.server:
+        answer = served.ask("status")
+        assert answer.exit_status == 2
+        assert answer.err == ("sscard: internal error in the daemon: RuntimeError (see its log)",)
+        assert served.ask("journal-verify").exit_status == 0
+    served.store.close()
