@@ -62,6 +62,8 @@ Schema (every key is optional; the README's "Settings" section is the operator's
     sync_interval_s = 300.0                   # seconds between syncs, (0, 86400]; 0 leaves none
     metrics_port = 0                          # Prometheus metrics on 127.0.0.1:PORT; 0 = off
     metrics_file = "/run/sscard/metrics.prom" # also written there after each decision and sync
+    admin_socket = "/var/lib/sscard/admin.sock"  # the daemon's operator socket (0600); default:
+                                              # admin.sock next to [store] database
 
     [[service_point.hotlines]]                # said with every refusal: 1 to 3, in file order;
     number = "12333"                          # default: 12333 人社服务热线, 12345 政务服务便民热线
@@ -112,6 +114,7 @@ MAX_HSM_TIMEOUT_S = 60.0  # a tap waits on the HSM; a minute is already far past
 DEFAULT_DECODE_TIMEOUT_S = 2.0
 MAX_DECODE_TIMEOUT_S = 60.0  # a holder waits at the gate while the platform decodes
 DEFAULT_DATABASE = Path("/var/lib/sscard/store.db")
+ADMIN_SOCKET_NAME = "admin.sock"  # the daemon's operator socket, next to the store by default
 DEFAULT_JOURNAL_CAP_ROWS = 1_000_000
 MAX_JOURNAL_CAP_ROWS = 1_000_000_000  # 10⁹ rows is hundreds of GB: a larger cap never rings
 DEFAULT_SYNC_BATCH_ROWS = 2000
@@ -249,6 +252,8 @@ class Settings:
     :param metrics_port: ``[daemon] metrics_port``, the loopback metrics port (0: off)
     :param metrics_file: ``[daemon] metrics_file``, where the metrics are also written, or
         ``None``
+    :param admin_socket: ``[daemon] admin_socket``, the daemon's operator socket, or ``None``
+        (then :attr:`admin_socket_path`: ``admin.sock`` next to the store)
     :param source: the file the settings came from, or ``<defaults>``
     """
 
@@ -292,7 +297,14 @@ class Settings:
     sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
     metrics_port: int = 0
     metrics_file: Path | None = None
+    admin_socket: Path | None = None
     source: str = DEFAULTS_SOURCE
+
+    @property
+    def admin_socket_path(self) -> Path:
+        """The daemon's operator socket: ``[daemon] admin_socket``, else ``admin.sock`` in the
+        store's folder."""
+        return self.admin_socket or self.database.parent / ADMIN_SOCKET_NAME
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -380,6 +392,7 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
         sync_interval_s=daemon.sync_interval_s,
         metrics_port=daemon.metrics_port,
         metrics_file=daemon.metrics_file,
+        admin_socket=document.daemon.admin_socket,
         source=source,
     )
 
@@ -621,6 +634,7 @@ class DaemonTable(Table):
     :param sync_interval_s: seconds between syncs, 0 for none
     :param metrics_port: the loopback port of the Prometheus metrics, 0 for none
     :param metrics_file: a file the metrics are also written to
+    :param admin_socket: the operator socket (0600) the daemon answers operator commands on
     """
 
     scenario: PathText = DEFAULT_SCENARIO
@@ -634,6 +648,7 @@ class DaemonTable(Table):
     sync_interval_s: Annotated[float, PlainValidator(_interval)] = DEFAULT_SYNC_INTERVAL_S
     metrics_port: int = whole(0, 0, MAX_PORT)
     metrics_file: FilePath | None = None
+    admin_socket: FilePath | None = None
 
 
 class SettingsFile(Table):

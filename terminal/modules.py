@@ -2,7 +2,8 @@
 or the settings (``sscard run``).
 
 ``--sam-reader NAME`` (a PSAM in a reader slot), ``--hsm URL`` (else ``[security] hsm_url``),
-``--soft-sam KEYFILE`` (development only); none of them: no module. The daemon takes
+``--soft-sam KEYFILE`` (else ``[security] soft_sam_keys``; development only, refused in
+production); none of them: no module. The daemon takes
 ``[daemon] sam_reader``, ``[security] hsm_url`` and ``[security] soft_sam_keys``, in that order.
 """
 
@@ -44,7 +45,7 @@ class ModuleChoice:
         :param settings: the terminal settings
         """
         url = args.hsm or (None if args.soft_sam else settings.hsm_url)
-        return cls(args.sam_reader, url, args.soft_sam)
+        return cls(args.sam_reader, url, args.soft_sam or settings.soft_sam_keys)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModuleChoice:

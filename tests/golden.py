@@ -49,7 +49,7 @@ each replaced by a placeholder:
    test fixed (``age: <h> h``);
 4. TCP ports (``127.0.0.1:<port>``, ``port=<port>``, the value of ``--port``): each run takes a
    free one;
-5. process ids (``pid <pid>``, ``process [<pid>]``);
+5. process ids (``pid <pid>``, ``process [<pid>]``, a store ``in use by process <pid>``);
 6. what is random by design: e-card codes (``SSC1:<code>``: a fresh timestamp and a randomised
    ECDSA/SM2 signature), national codes the reference platform issues (``CNSSC<code>``) and the
    card token it derives from one (``card token <token>``), journal row ids (``<uuid>``), the
@@ -102,6 +102,7 @@ _VARYING = (
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "<uuid>"),
     (re.compile(r"\bpid \d+\b"), "pid <pid>"),
     (re.compile(r"\bprocess \[\d+\]"), "process [<pid>]"),
+    (re.compile(r"\bin use by process \d+\b"), "in use by process <pid>"),
     (re.compile(r"\bport=\d+\b"), "port=<port>"),
     (re.compile(r"\bkey_id = \"k[0-9a-f]{8}\""), 'key_id = "k<id>"'),
     (re.compile(r"\bcard token [0-9a-f]{64}\b"), "card token <token>"),

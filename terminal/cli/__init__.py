@@ -5,10 +5,11 @@ One module per command group registers its commands (``add_parser``) and holds t
 (``hsm-service``, ``virtual-card``, ``demo``), :mod:`~terminal.cli.tap`,
 :mod:`~terminal.cli.deny`, :mod:`~terminal.cli.store` (``catalogue``, ``journal``),
 :mod:`~terminal.cli.qr` (``qr``, ``scan``), :mod:`~terminal.cli.sync`,
-:mod:`~terminal.cli.run` (the daemon), and the reference platform's own
-:mod:`platform_server.cli` (``platform``). No command module imports another: what they share
-is in :mod:`terminal.compose` (the parts of a terminal), :mod:`terminal.cli.decision`
-and :mod:`terminal.cli.options`.
+:mod:`~terminal.cli.run` (the daemon), :mod:`~terminal.cli.init`,
+:mod:`~terminal.cli.doctor`, :mod:`~terminal.cli.status`, and the reference platform's own :mod:`platform_server.cli` (``platform``). No command module imports
+another: what they share is in :mod:`terminal.compose` (the parts of a terminal),
+:mod:`terminal.cli.decision`, :mod:`terminal.cli.options` and :mod:`terminal.cli.daemon_link`
+(operator commands through the daemon's admin socket when it owns the store).
 
 Exit status: 0 success, 2 failure (the national code and a one-line reason go to stderr),
 130 interrupted. What a handler does not answer itself is answered in one place,
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from apdu.errors import SscardError
 from drivers.virtual import TEST_KEYS
 from platform_server import cli as platform
-from terminal.cli import deny, pin, qr, read, run, store, sync, tap, virtual
+from terminal.cli import deny, doctor, init, pin, qr, read, run, status, store, sync, tap, virtual
 from terminal.cli.edge import hide_developer_records, run_command
 
 log = logging.getLogger("sscard")
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    init.add_parser(sub)
+    doctor.add_parser(sub)
+    status.add_parser(sub)
     read.add_parser(sub)
     pin.add_parser(sub)
     virtual.add_parser(sub)

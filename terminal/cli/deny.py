@@ -6,7 +6,9 @@ detached signature ``FILE.sig``; without a key it is refused unless ``--unsigned
 (development only, with a warning). ``deny check`` never prints the full card number.
 
 ``deny status`` also shows how old the list is and, per scenario, whether decisions are degraded
-(stale or missing list: the profile's degraded policy applies, docs/policy.md).
+(stale or missing list: the profile's degraded policy applies, docs/policy.md). While the daemon
+owns the store, ``import`` and ``status`` ask it through its admin socket and print the same
+(:mod:`terminal.cli.daemon_link`, :mod:`terminal.operator`).
 
 Exit status: 0 done (``check``: listed or not listed), 2 failure (one line on stderr; an
 error that escapes a handler is answered by ``sscard``'s ``main``).
@@ -18,14 +20,16 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from terminal.cli.daemon_link import wait_option
 from terminal.cli.options import db_option, scenario_option
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from offline_store import Verifier
+    from terminal.operator import Answer
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,6 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="store_true",
         help="import without checking a signature (development only)",
     )
+    wait_option(imp)
     imp.set_defaults(handler=cmd_deny_import)
 
     check = commands.add_parser("check", help="tell whether a card is on the active list")
@@ -69,6 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     db_option(status)
     scenario_option(status)
+    wait_option(status)
     status.set_defaults(handler=cmd_deny_status)
 
     rollback = commands.add_parser("rollback", help="return to the previous list version")
@@ -101,55 +107,54 @@ def _fail(message: object) -> int:
     return EXIT_FAILURE
 
 
-def _verifier(args: argparse.Namespace) -> Verifier | None:
-    from offline_store import load_verifier
+def _socket(args: argparse.Namespace) -> Path:
+    from config.settings import load_settings
+    from terminal.cli.daemon_link import admin_socket_for
 
-    if args.public_key:
-        return load_verifier(args.public_key)
-    if args.unsigned_ok:
-        return _accept_unsigned_loudly
-    return None
-
-
-def _accept_unsigned_loudly(data: bytes, signature: bytes | None) -> None:
-    # said when a file is really about to be taken unchecked, not on every invocation
-    from offline_store import accept_unsigned
-
-    print(
-        "sscard: warning: importing without checking a signature (--unsigned-ok, development only)",
-        file=sys.stderr,
-    )
-    accept_unsigned(data, signature)
+    return admin_socket_for(load_settings(args.config), args.db)
 
 
 def cmd_deny_import(args: argparse.Namespace) -> int:
-    """``sscard deny import FILE``: verify, apply in one transaction, switch versions."""
-    from tqdm import tqdm
-
-    from offline_store import Store, load_pepper_file
-    from terminal.outcomes import EXIT_OK
+    """``sscard deny import FILE``: verify, apply in one transaction, switch versions (through
+    the daemon when it owns the store)."""
+    from offline_store import load_pepper_file, load_verifier
+    from terminal.cli.daemon_link import absolute, on_store
 
     _defaults(args)
-    verify = _verifier(args)
-    if verify is None:
+    if not args.public_key and not args.unsigned_ok:
         return _fail(
             "refusing an unsigned import: give --public-key PEM (or --unsigned-ok for development)"
         )
+    if args.public_key:
+        load_verifier(args.public_key)  # a bad key is said before any store is opened
     pepper = load_pepper_file(args.pepper_file) if args.pepper_file else None
-    with (
-        Store.open(args.db, pepper=pepper) as store,
-        tqdm(unit=" entries", file=sys.stderr, disable=None, leave=False) as bar,
-    ):
-        result = store.deny.import_file(args.file, verify, progress=_progress(bar))
-    if result.already_applied:
-        print(f"deny list version {result.version} was already imported: nothing changed")
-        return EXIT_OK
-    base = f" on version {result.base_version}" if result.base_version is not None else ""
-    print(
-        f"deny list version {result.version} ({result.kind}{base}) imported: "
-        f"{result.file_entries} entries in the file, {result.listed} cards listed"
+
+    def direct() -> Answer:
+        from tqdm import tqdm
+
+        from offline_store import Store
+        from terminal import operator
+
+        with (
+            Store.open(args.db, pepper=pepper) as store,
+            tqdm(unit=" entries", file=sys.stderr, disable=None, leave=False) as bar,
+        ):
+            return operator.deny_import(
+                store,
+                args.file,
+                public_key=args.public_key,
+                unsigned_ok=args.unsigned_ok,
+                progress=_progress(bar),
+            )
+
+    params = {
+        "file": absolute(args.file),
+        "public_key": absolute(args.public_key),
+        "unsigned_ok": bool(args.unsigned_ok),
+    }
+    return on_store(
+        direct, socket_path=_socket(args), request="deny-import", params=params, wait_s=args.wait
     )
-    return EXIT_OK
 
 
 def _progress(bar: tqdm[Any]) -> Callable[[int, int], None]:
@@ -195,31 +200,27 @@ def cmd_deny_check(args: argparse.Namespace) -> int:
 
 def cmd_deny_status(args: argparse.Namespace) -> int:
     """``sscard deny status``: the active and previous versions, entries, dates, age, and the
-    scenarios whose decisions are degraded."""
-    from offline_store import ListName, Store
+    scenarios whose decisions are degraded (through the daemon when it owns the store)."""
+    from terminal.cli.daemon_link import on_store, scenario_params
     from terminal.compose import scenario_profiles
-    from terminal.list_policy import status_lines
-    from terminal.outcomes import EXIT_OK
 
     _defaults(args)
     profiles = scenario_profiles(args.scenario)
-    with Store.open(args.db) as store:
-        status = store.deny.status()
-        ages = status_lines(store, ListName.DENY_LIST, profiles, dt.datetime.now().astimezone())
-    if status.version is None:
-        print("no deny list imported")
-        print("\n".join(ages))
-        return EXIT_OK
-    created = status.created.isoformat() if status.created else "-"
-    imported = status.imported_at.isoformat() if status.imported_at else "-"
-    previous = status.previous if status.previous is not None else "none"
-    print(f"version:     {status.version}")
-    print(f"previous:    {previous}")
-    print(f"entries:     {status.entries}")
-    print(f"created:     {created}")
-    print(f"imported at: {imported}")
-    print("\n".join(ages))
-    return EXIT_OK
+
+    def direct() -> Answer:
+        from offline_store import Store
+        from terminal import operator
+
+        with Store.open(args.db) as store:
+            return operator.deny_status(store, profiles, dt.datetime.now().astimezone())
+
+    return on_store(
+        direct,
+        socket_path=_socket(args),
+        request="deny-status",
+        params={"scenarios": scenario_params(args.scenario)},
+        wait_s=args.wait,
+    )
 
 
 def cmd_deny_rollback(args: argparse.Namespace) -> int:

@@ -5,110 +5,113 @@ and ``journal tail`` also take ``--db PATH``, as ``sscard deny`` does. Each hand
 calls one library method and prints; exit status 0, or 2 with a one-line reason (an error that
 escapes a handler is answered by ``sscard``'s ``main``).
 ``catalogue list`` ends with the catalogue's age and, per scenario, whether decisions are
-degraded, as ``#`` comment lines.
+degraded, as ``#`` comment lines. While the daemon owns the store, each command asks it through
+its admin socket and prints the same (:mod:`terminal.cli.daemon_link`, :mod:`terminal.operator`).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from terminal.cli.daemon_link import wait_option
 from terminal.cli.options import db_option, scenario_option
 
 if TYPE_CHECKING:
+    from config.settings import Settings
     from offline_store import Store
+    from terminal.operator import Answer
 
 
 def _open(args: argparse.Namespace) -> Store:
-    from config.settings import load_settings
     from offline_store import Store
 
-    return Store.open(load_settings(args.config).database)
+    return Store.open(_settings(args).database)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from config.settings import load_settings
+
+    return load_settings(args.config)
 
 
 def _open_journal(args: argparse.Namespace) -> Store:
     """The existing store of ``--db``, else of the settings' ``[store] database``: a command
     that only reads the journal never creates an empty store where a path was mistyped."""
-    from config.settings import load_settings
     from offline_store import Store, StoreError
 
-    path = Path(args.db) if args.db is not None else load_settings(args.config).database
+    path = Path(args.db) if args.db is not None else _settings(args).database
     if not path.exists():
         raise StoreError(f"cannot open {path}: there is no offline store there")
     return Store.open(path)
 
 
+def _on_store(
+    args: argparse.Namespace,
+    direct: Callable[[], Answer],
+    request: str,
+    params: dict[str, Any] | None = None,
+) -> int:
+    """Run the command on the store, or through the daemon that owns it."""
+    from terminal.cli.daemon_link import admin_socket_for, on_store
+
+    socket_path = admin_socket_for(_settings(args), getattr(args, "db", None))
+    return on_store(
+        direct, socket_path=socket_path, request=request, params=params or {}, wait_s=args.wait
+    )
+
+
 def cmd_catalogue_load(args: argparse.Namespace) -> int:
     """``sscard catalogue load FILE``: replace the application catalogue (应用目录)."""
-    from terminal.outcomes import EXIT_OK
+    from terminal import operator
+    from terminal.cli.daemon_link import absolute
 
-    with _open(args) as store:
-        count = store.catalogue.load_file(args.file)
-    print(f"catalogue loaded: {count} items")
-    return EXIT_OK
+    def direct() -> Answer:
+        with _open(args) as store:
+            return operator.catalogue_load(store, args.file)
+
+    return _on_store(args, direct, "catalogue-load", {"file": absolute(args.file)})
 
 
 def cmd_catalogue_list(args: argparse.Namespace) -> int:
     """``sscard catalogue list``: the items, one per line, then the age (``#`` lines)."""
-    from offline_store import ListName
+    from terminal import operator
+    from terminal.cli.daemon_link import scenario_params
     from terminal.compose import scenario_profiles
-    from terminal.list_policy import status_lines
-    from terminal.outcomes import EXIT_OK
 
     profiles = scenario_profiles(args.scenario)
-    with _open(args) as store:
-        items = store.catalogue.items()
-        ages = status_lines(store, ListName.CATALOGUE, profiles, dt.datetime.now().astimezone())
-    for item in items:
-        valid = f"{item.valid_from or '…'} – {item.valid_to or '…'}"
-        print(f"{item.code}\t{item.scenario}\t{','.join(item.regions)}\t{valid}\t{item.name}")
-    print("\n".join(f"# {line}" for line in ages))
-    return EXIT_OK
+
+    def direct() -> Answer:
+        with _open(args) as store:
+            return operator.catalogue_list(store, profiles, dt.datetime.now().astimezone())
+
+    params = {"scenarios": scenario_params(args.scenario)}
+    return _on_store(args, direct, "catalogue-list", params)
 
 
 def cmd_journal_verify(args: argparse.Namespace) -> int:
     """``sscard journal verify``: check the hash chain; exit 2 on a break."""
-    from terminal.outcomes import EXIT_FAILURE, EXIT_OK
+    from terminal import operator
 
-    with _open_journal(args) as store:
-        report = store.journal.verify_chain()
-        alarm = store.journal.alarm()
-    if alarm:
-        print(f"sscard: warning: {alarm}", file=sys.stderr)
-    if not report.ok:
-        print(f"sscard: journal chain broken at seq {report.first_bad_seq}: {report.problem}")
-        return EXIT_FAILURE
-    print(f"journal chain verified: {report.rows} rows")
-    return EXIT_OK
+    def direct() -> Answer:
+        with _open_journal(args) as store:
+            return operator.journal_verify(store)
+
+    return _on_store(args, direct, "journal-verify")
 
 
 def cmd_journal_tail(args: argparse.Namespace) -> int:
     """``sscard journal tail [-n N]``: the last rows as JSON lines, personal fields by name."""
-    from terminal.outcomes import EXIT_OK
+    from terminal import operator
 
-    with _open_journal(args) as store:
-        last = store.journal.last()
-        after = max(0, (last.seq if last else 0) - args.n)
-        rows = list(store.journal.rows(after_seq=after))
-    for row in rows:
-        out: dict[str, Any] = {
-            "seq": row.seq,
-            "uuid": row.uuid,
-            "wall_time": row.wall_time,
-            "scenario": row.scenario,
-            "outcome": row.outcome,
-            "reason": row.reason_code,
-            "amount": row.amount,
-            "personal_fields": list(row.personal_fields),
-            "flags": list(row.flags),
-            "uploaded": row.uploaded,
-        }
-        print(json.dumps(out, ensure_ascii=False))
-    return EXIT_OK
+    def direct() -> Answer:
+        with _open_journal(args) as store:
+            return operator.journal_tail(store, args.n)
+
+    return _on_store(args, direct, "journal-tail", {"n": args.n})
 
 
 def add_parser(sub: Any) -> None:
@@ -145,3 +148,5 @@ def add_parser(sub: Any) -> None:
 
     for parser in (load, listing):
         parser.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")
+    for parser in (load, listing, verify, tail):
+        wait_option(parser)

@@ -11,6 +11,10 @@ The store is opened for each sync and closed in between, so ``sscard tap`` can u
 the loop waits. SIGTERM or SIGINT stop the loop; during an upload they stop it after the batch
 in flight (everything acknowledged so far is kept).
 
+While the daemon owns the store, ``--once`` asks it to run the sync (its admin socket,
+:mod:`terminal.cli.daemon_link`) and prints the same lines; with no daemon answering it waits
+for the store up to ``--wait S``.
+
 Exit status of ``--once``: 0 every step went well, 1 something was refused (rejected journal
 rows, a list that fails its signature) or raised an alarm (the local clock is off), 2 the
 platform could not be reached or the terminal is misconfigured (settings, keys or a store that
@@ -30,6 +34,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from apdu.errors import SscardError
+from terminal.cli.daemon_link import wait_option
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
     from sync.client import TrustSaver
     from sync.config import SyncConfig
     from sync.reports import SyncReport
+    from terminal.operator import Answer
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ def add_parser(sub: Any) -> None:
         metavar="S",
         help=f"seconds between syncs without --once (default: {DEFAULT_INTERVAL_S:.0f})",
     )
+    wait_option(parser)
     parser.add_argument(
         "--no-prune",
         action="store_true",
@@ -98,7 +105,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     _check_store(settings)
     stop = _stop_on_signals()
     if args.once:
-        return _sync(settings, config, stop).exit_status
+        return _sync_once(settings, config, stop, args.wait)
     while not stop.is_set():
         _sync(settings, config, stop)
         if stop.wait(args.interval):
@@ -106,19 +113,58 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sync_once(settings: Settings, config: SyncConfig, stop: threading.Event, wait_s: float) -> int:
+    """``--once``: one sync on the store, or by the daemon when it owns the store."""
+    from offline_store import StoreLocked
+    from terminal.cli.daemon_link import SYNC_TIMEOUT_FACTOR, on_store
+    from terminal.operator import sync_answer
+
+    def direct() -> Answer:
+        try:
+            store = _open_store(settings)
+        except StoreLocked:
+            raise
+        except SscardError as exc:
+            return sync_answer(_store_failed(exc))
+        return sync_answer(_sync_on(settings, config, stop, store))
+
+    return on_store(
+        direct,
+        socket_path=settings.admin_socket_path,
+        request="sync-once",
+        params={},
+        wait_s=wait_s,
+        timeout_s=settings.sync_timeout_s * SYNC_TIMEOUT_FACTOR,
+    )
+
+
 def _sync(settings: Settings, config: SyncConfig, stop: threading.Event) -> SyncReport:
     """One sync with the store opened for it; failures end up in the report."""
-    from sync.client import SyncClient
-    from sync.reports import StepStatus, SyncReport
-    from terminal.ecard_confirm import FollowUps
-
     try:
         store = _open_store(settings)
     except SscardError as exc:
-        report = SyncReport()
-        report.add("store", StepStatus.FAILED, str(exc))
-        _print(report)
-        return report
+        report = _store_failed(exc)
+    else:
+        report = _sync_on(settings, config, stop, store)
+    _print(report)
+    return report
+
+
+def _store_failed(exc: SscardError) -> SyncReport:
+    from sync.reports import StepStatus, SyncReport
+
+    report = SyncReport()
+    report.add("store", StepStatus.FAILED, str(exc))
+    return report
+
+
+def _sync_on(
+    settings: Settings, config: SyncConfig, stop: threading.Event, store: Store
+) -> SyncReport:
+    """One sync on an open store (closed after it)."""
+    from sync.client import SyncClient
+    from terminal.ecard_confirm import FollowUps
+
     with (
         store,
         SyncClient(
@@ -126,9 +172,7 @@ def _sync(settings: Settings, config: SyncConfig, stop: threading.Event) -> Sync
         ) as client,
         _upload_bar() as progress,
     ):
-        report = client.sync_once(progress)
-    _print(report)
-    return report
+        return client.sync_once(progress)
 
 
 def _check_store(settings: Settings) -> None:
@@ -184,10 +228,10 @@ def _upload_bar() -> Iterator[Callable[[int, int], None]]:
 
 
 def _print(report: SyncReport) -> None:
-    for line in report.lines():
+    from terminal.operator import sync_answer
+
+    for line in sync_answer(report).out:
         print(line, flush=True)
-    verdict = {0: "ok", 1: "refused or alarm", 2: "failed"}[report.exit_status]
-    print(f"sync: {verdict}", flush=True)
 
 
 def _stop_on_signals() -> threading.Event:

@@ -39,11 +39,13 @@ def cmd_tap(args: argparse.Namespace) -> int:
     from config.settings import load_settings
     from terminal.card_read import ScenarioRead
     from terminal.compose import open_terminal, profile_dir_of, warn_operator
+    from terminal.configuration import check_ready
     from terminal.modules import ModuleChoice
     from terminal.outcomes import EXIT_FAILURE
     from terminal.profiles import Scenario, load_profile
 
     settings = load_settings(args.config)
+    check_ready(settings)  # a production terminal without the platform's keys refuses to start
     profile = load_profile(args.scenario)
     if profile.scenario == Scenario.HOTEL and not args.room:
         print("sscard: a hotel registration needs --room", file=sys.stderr)

@@ -371,6 +371,7 @@ STRINGS = [
     ("sync", "region", "440100"),
     ("sync", "pinned_cert_sha256", "ab" * 32),
     ("sync", "ca_file", "platform-ca.pem"),
+    ("daemon", "admin_socket", "admin.sock"),
     ("indicators", "serial_port", "/dev/ttyUSB0"),
     ("daemon", "scenario", "transit"),
     ("daemon", "sam_reader", "Virtual PCD 00 01"),
@@ -712,3 +713,11 @@ def test_the_daemon_table_names_readers_and_scanners() -> None:
 def test_wrong_daemon_values(data: dict, dotted: str, expected: str) -> None:
     with pytest.raises(SettingsError, match=rf"{SOURCE}: {dotted}: expected {re.escape(expected)}"):
         parse_settings(data, source=SOURCE)
+
+
+def test_the_admin_socket_defaults_to_admin_sock_next_to_the_store(tmp_path: Path) -> None:
+    config = tmp_path / "terminal.toml"
+    config.write_text('[store]\ndatabase = "data/store.db"\n')
+    assert load_settings(config).admin_socket_path == tmp_path / "data" / "admin.sock"
+    config.write_text('[daemon]\nadmin_socket = "run/sscard.sock"\n')
+    assert load_settings(config).admin_socket_path == tmp_path / "run" / "sscard.sock"
