@@ -6,9 +6,10 @@ One module per command group registers its commands (``add_parser``) and holds t
 :mod:`~terminal.cli.deny`, :mod:`~terminal.cli.store` (``catalogue``, ``journal``),
 :mod:`~terminal.cli.qr` (``qr``, ``scan``), :mod:`~terminal.cli.sync`,
 :mod:`~terminal.cli.run` (the daemon), :mod:`~terminal.cli.init`,
-:mod:`~terminal.cli.doctor`, :mod:`~terminal.cli.status`, and the reference platform's own :mod:`platform_server.cli` (``platform``). No command module imports
-another: what they share is in :mod:`terminal.compose` (the parts of a terminal),
-:mod:`terminal.cli.decision`, :mod:`terminal.cli.options` and :mod:`terminal.cli.daemon_link`
+:mod:`~terminal.cli.doctor`, :mod:`~terminal.cli.status`, and the reference platform's own
+:mod:`platform_server.cli` (``platform``). No command module imports another: what they
+share is in :mod:`terminal.compose` (the parts of a terminal), :mod:`terminal.cli.decision`,
+:mod:`terminal.cli.options` and :mod:`terminal.cli.daemon_link`
 (operator commands through the daemon's admin socket when it owns the store).
 
 Exit status: 0 success, 2 failure (the national code and a one-line reason go to stderr),
