@@ -1,0 +1,67 @@
+"""``sscard host serve``: run the local HTTP + WebSocket API standalone (until the daemon does).
+
+Options come from the command line; ``--token-file`` names a 0600 file holding the bearer token,
+which a non-loopback bind requires.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from apdu.errors import SscardError
+from config.errors import ConfigError
+
+
+def cmd_host_serve(args: argparse.Namespace) -> int:
+    """``sscard host serve``: serve the API on the given address until interrupted."""
+    import uvicorn
+
+    from config.settings import load_settings
+    from terminal.host.api import HostConfig, create_app
+    from terminal.host.service import PcscHostService
+
+    try:
+        settings = load_settings(args.config)
+        token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else ""
+        config = HostConfig(args.host, args.port, list(args.origin or []), token)
+        config.check()
+    except (SscardError, ConfigError, OSError, ValueError) as exc:
+        print(f"sscard: host serve: {exc}", file=sys.stderr)
+        return 2
+    service = PcscHostService(settings.device_number)
+    try:
+        app = create_app(service, config)
+        uvicorn.run(
+            app,
+            host=config.host,
+            port=config.port,
+            log_level="warning",
+            ssl_certfile=args.tls_cert,
+            ssl_keyfile=args.tls_key,
+        )
+    finally:
+        service.close()
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``sscard host serve``.
+
+    :param sub: the CLI's subparsers
+    """
+    host = sub.add_parser("host", help="the local HTTP + WebSocket API for front-desk software")
+    host_sub = host.add_subparsers(dest="host_command", required=True)
+    serve = host_sub.add_parser("serve", help="serve the API until interrupted")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8321, help="port to bind (default 8321)")
+    serve.add_argument(
+        "--origin", action="append", help="a browser origin allowed to call the API (repeatable)"
+    )
+    serve.add_argument("--token-file", help="file holding the bearer token (required off loopback)")
+    serve.add_argument("--tls-cert", help="TLS certificate (PEM) for remote use")
+    serve.add_argument("--tls-key", help="TLS private key (PEM)")
+    serve.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")
+    serve.set_defaults(handler=cmd_host_serve)
