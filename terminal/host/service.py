@@ -19,6 +19,7 @@ from terminal.outcomes import classify
 from terminal.reading import ReadResult, national_string, read_and_classify, result_json
 
 Event = dict[str, Any]
+PRESENT_NOW_S = 0.3
 
 
 class EventHub:
@@ -126,7 +127,8 @@ class PcscHostService:
         with self._lock:
             try:
                 self._presence()
-                connection = self._pcsc.wait_for_card(wait_s, reader=reader)
+                # wait=0 reads the card present now: pcscd needs one poll to report it
+                connection = self._pcsc.wait_for_card(max(wait_s, PRESENT_NOW_S), reader=reader)
             except SscardError as exc:
                 result = ReadResult(None, classify(exc))
             else:

@@ -1,0 +1,164 @@
+"""End to end: ``sscard host serve`` over real HTTP, pcscd+vpcd and an emulated card.
+
+Expected card values come from the persona file; the security rules (Host header, Origin
+allow-list, bearer token) are checked by what a foreign client actually gets back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from support import READER0, make_card, persona_path
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+pytestmark = pytest.mark.e2e
+
+ALLOWED = "http://his.example"
+FOREIGN = "http://evil.example"
+TOKEN = "s3cret-token-for-tests"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _serve(tmp_path: Path, *extra: str) -> Iterator[str]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "terminal.cli", "host", "serve", "--port", str(port)]
+    proc = subprocess.Popen(
+        [*cmd, "--origin", ALLOWED, *extra],
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        stderr=(tmp_path / "serve.err").open("w"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                requests.get(base + "/openapi.json", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, (tmp_path / "serve.err").read_text()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory, pcscd: object) -> Iterator[str]:
+    yield from _serve(tmp_path_factory.mktemp("host"))
+
+
+@pytest.fixture(scope="module")
+def api_token(tmp_path_factory: pytest.TempPathFactory, pcscd: object) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("host-token")
+    token_file = tmp / "token"
+    token_file.write_text(TOKEN)
+    token_file.chmod(0o600)
+    yield from _serve(tmp, "--token-file", str(token_file))
+
+
+def test_card_read_ireadcardbas_and_events(api: str, cards) -> None:
+    holder = tomllib.loads(persona_path("elderly").read_text(encoding="utf-8"))
+    ws_url = api.replace("http://", "ws://") + "/v1/ws"
+    with (
+        connect(ws_url, additional_headers={"Origin": ALLOWED}) as ws,
+        requests.get(api + "/v1/events", stream=True, timeout=10) as sse,
+    ):
+        assert json.loads(ws.recv(5)) == {"type": "subscribed"}
+        lines = sse.iter_lines(decode_unicode=True)
+        assert next(lines) == ": subscribed"
+        cards.insert(make_card("elderly"))
+        got = requests.get(api + "/v1/readers", timeout=10).json()["readers"]
+        assert {"name": READER0, "card_present": True, "state": "card"} in got
+        out = requests.get(
+            api + "/v1/card", params={"wait": 5}, headers={"Origin": ALLOWED}, timeout=20
+        )
+        assert out.status_code == 200, out.text
+        assert out.headers["access-control-allow-origin"] == ALLOWED
+        body = out.json()
+        assert body["ok"] is True and body["code"] == 0
+        assert body["card"]["card_number"] == holder["card"]["card_number"]
+        assert body["card"]["name"] == holder["holder"]["name"]
+        line = requests.get(api + "/v1/card/ireadcardbas", timeout=20).json()
+        assert line["code"] == 0
+        assert holder["card"]["card_number"] in line["result"].split("|")
+        ws_events = [json.loads(ws.recv(5)) for _ in range(3)]
+        sse_events = []
+        while len(sse_events) < 3:
+            row = next(lines)
+            if row.startswith("data: "):
+                sse_events.append(json.loads(row[6:]))
+    for events in (ws_events, sse_events):
+        assert [e["type"] for e in events] == ["card.inserted", "card.read", "card.read"]
+        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+        assert all(holder["holder"]["name"] not in json.dumps(e) for e in events)
+    metrics = requests.get(api + "/metrics", timeout=5).text
+    assert 'sscard_host_reads_total{ok="true"} 2' in metrics
+
+
+def test_no_card_is_a_national_code(api: str, cards) -> None:
+    out = requests.get(api + "/v1/card", params={"wait": 0.3}, timeout=10)
+    assert out.status_code == 422
+    assert out.json()["code"] < 0 and out.json()["reason"]
+    assert requests.get(api + "/healthz", timeout=5).json()["ok"] is True
+
+
+def test_foreign_origin_and_rebinding_are_refused(api: str, cards) -> None:
+    cards.insert(make_card("elderly"))
+    out = requests.get(api + "/v1/card", headers={"Origin": FOREIGN}, timeout=10)
+    assert out.status_code == 403
+    assert "access-control-allow-origin" not in out.headers
+    assert "card" not in out.json()
+    pre = requests.options(api + "/v1/card", headers={"Origin": FOREIGN}, timeout=10)
+    assert "access-control-allow-origin" not in pre.headers
+    rebound = requests.get(api + "/v1/card", headers={"Host": "evil.example:8321"}, timeout=10)
+    assert rebound.status_code == 421
+    ws_url = api.replace("http://", "ws://") + "/v1/ws"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url, additional_headers={"Origin": FOREIGN})
+    assert refused.value.response.status_code == 403
+    metrics = requests.get(api + "/metrics", timeout=5).text
+    assert 'sscard_host_reads_total{ok="true"} 2' in metrics  # the refused reads never ran
+
+
+def test_bearer_token(api_token: str, cards) -> None:
+    assert requests.get(api_token + "/v1/readers", timeout=5).status_code == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert requests.get(api_token + "/v1/readers", headers=wrong, timeout=5).status_code == 401
+    right = {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.get(api_token + "/v1/readers", headers=right, timeout=5).status_code == 200
+
+
+def test_non_loopback_bind_needs_a_token() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "terminal.cli", "host", "serve", "--host", "0.0.0.0"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert "bearer token is required" in done.stderr
+    assert "Traceback" not in done.stderr
