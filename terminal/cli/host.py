@@ -20,6 +20,7 @@ def cmd_host_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from config.settings import load_settings
+    from terminal.compose import open_store
     from terminal.host.api import HostConfig, create_app
     from terminal.host.service import PcscHostService
 
@@ -31,7 +32,12 @@ def cmd_host_serve(args: argparse.Namespace) -> int:
     except (SscardError, ConfigError, OSError, ValueError) as exc:
         print(f"sscard: host serve: {exc}", file=sys.stderr)
         return 2
-    service = PcscHostService(settings.device_number)
+    try:
+        store = open_store(settings)
+    except SscardError as exc:
+        print(f"sscard: host serve: {exc}", file=sys.stderr)
+        return 2
+    service = PcscHostService(store.audit, settings.terminal_id, settings.device_number)
     try:
         app = create_app(service, config)
         uvicorn.run(
@@ -44,6 +50,7 @@ def cmd_host_serve(args: argparse.Namespace) -> int:
         )
     finally:
         service.close()
+        store.close()
     return 0
 
 

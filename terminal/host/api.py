@@ -60,6 +60,15 @@ def _error(status: int, code: int, reason: str) -> JSONResponse:
     return JSONResponse({"code": code, "reason": reason}, status_code=status)
 
 
+def _client(request: Request) -> str:
+    """Who is reading, for the audit: the browser origin, else the peer address."""
+    origin = request.headers.get("origin")
+    if origin is not None:
+        return origin
+    peer = request.client.host if request.client else "unknown"
+    return f"local {peer}"
+
+
 def create_app(service: HostService, config: HostConfig) -> FastAPI:
     """The API app serving ``service``.
 
@@ -105,13 +114,13 @@ def create_app(service: HostService, config: HostConfig) -> FastAPI:
         return {"readers": service.readers()}
 
     @app.get("/v1/card")
-    def card(reader: str | None = None, wait: float = Query(0.0)) -> Any:
-        out = service.read_card(reader, _wait(wait))
+    def card(request: Request, reader: str | None = None, wait: float = Query(0.0)) -> Any:
+        out = service.read_card(reader, _wait(wait), _client(request))
         return JSONResponse(out, status_code=200 if out["ok"] else 422)
 
     @app.get("/v1/card/ireadcardbas")
-    def ireadcardbas(reader: str | None = None, wait: float = Query(0.0)) -> Any:
-        line, code = service.ireadcardbas(reader, _wait(wait))
+    def ireadcardbas(request: Request, reader: str | None = None, wait: float = Query(0.0)) -> Any:
+        line, code = service.ireadcardbas(reader, _wait(wait), _client(request))
         return JSONResponse({"code": code, "result": line}, status_code=200 if code == 0 else 422)
 
     @app.get("/healthz")

@@ -15,11 +15,20 @@ from typing import Any, Protocol
 
 from apdu.errors import SscardError
 from drivers.pcsc import PcscReader
+from offline_store.audit import AuditLog
 from terminal.outcomes import classify
-from terminal.reading import ReadResult, national_string, read_and_classify, result_json
+from terminal.reading import (
+    ReadResult,
+    card_fields,
+    national_string,
+    read_and_classify,
+    result_json,
+)
 
 Event = dict[str, Any]
 PRESENT_NOW_S = 0.3
+# the card's items that identify its holder: a read returning any of them is audited
+PERSONAL_FIELDS = ("ssn", "name", "card_number", "birth_date", "birthplace", "sex", "ethnicity")
 
 
 class EventHub:
@@ -68,11 +77,11 @@ class HostService(Protocol):
         """Each reader: ``name``, ``card_present``, ``state``."""
         ...
 
-    def read_card(self, reader: str | None, wait_s: float) -> dict[str, Any]:
-        """Read the card in ``reader``: the ``sscard read --format json`` object."""
+    def read_card(self, reader: str | None, wait_s: float, client: str) -> dict[str, Any]:
+        """Read the card in ``reader`` for ``client`` (its origin): the ``sscard read`` JSON."""
         ...
 
-    def ireadcardbas(self, reader: str | None, wait_s: float) -> tuple[str, int]:
+    def ireadcardbas(self, reader: str | None, wait_s: float, client: str) -> tuple[str, int]:
         """The ``iReadCardBas`` string (empty on failure) and the national code."""
         ...
 
@@ -88,10 +97,15 @@ class HostService(Protocol):
 class PcscHostService:
     """:class:`HostService` over pcscd directly, one card operation at a time.
 
+    :param audit: the offline store's access audit: every read of personal data is recorded
+        there with the client's origin
+    :param terminal_id: this terminal's id, for the audit
     :param device_number: 终端设备号 for the ``iReadCardBas`` string
     """
 
-    def __init__(self, device_number: str = "") -> None:
+    def __init__(self, audit: AuditLog, terminal_id: str, device_number: str = "") -> None:
+        self._audit = audit
+        self._terminal_id = terminal_id
         self.events = EventHub()
         self._device_number = device_number
         self._lock = threading.Lock()
@@ -123,7 +137,7 @@ class PcscHostService:
             for n, p in presence.items()
         ]
 
-    def _read(self, reader: str | None, wait_s: float) -> ReadResult:
+    def _read(self, reader: str | None, wait_s: float, client: str, purpose: str) -> ReadResult:
         with self._lock:
             try:
                 self._presence()
@@ -137,16 +151,22 @@ class PcscHostService:
                         connection, connection.atr, connection.reader, connection.protocol_name
                     )
         self._counts["reads_ok" if result.ok else "reads_failed"] += 1
+        if result.contents is not None:
+            card = card_fields(result.contents)
+            personal = [name for name in PERSONAL_FIELDS if card.get(name) is not None]
+            if personal:
+                who = f"host-api {client}"
+                self._audit.record(who, self._terminal_id, "host-api", personal, purpose)
         self.events.publish("card.read", reader=result.reader, ok=result.ok, code=result.code)
         return result
 
-    def read_card(self, reader: str | None, wait_s: float) -> dict[str, Any]:
+    def read_card(self, reader: str | None, wait_s: float, client: str) -> dict[str, Any]:
         """Wait up to ``wait_s`` for a card and read it (the ``sscard read`` JSON object)."""
-        return result_json(self._read(reader, wait_s))
+        return result_json(self._read(reader, wait_s, client, "GET /v1/card"))
 
-    def ireadcardbas(self, reader: str | None, wait_s: float) -> tuple[str, int]:
+    def ireadcardbas(self, reader: str | None, wait_s: float, client: str) -> tuple[str, int]:
         """The ``iReadCardBas`` string (empty on failure) and the national code."""
-        result = self._read(reader, wait_s)
+        result = self._read(reader, wait_s, client, "GET /v1/card/ireadcardbas")
         if not result.ok:
             return "", result.code
         return national_string(result, self._device_number), 0

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -37,8 +38,16 @@ def _free_port() -> int:
 
 
 def _serve(tmp_path: Path, *extra: str) -> Iterator[str]:
+    pepper = tmp_path / "pepper"
+    pepper.write_bytes(os.urandom(32))
+    pepper.chmod(0o600)
+    config = tmp_path / "terminal.toml"
+    config.write_text(
+        '[terminal]\nid = "HOST-01"\n[store]\ndatabase = "store.db"\npepper_file = "pepper"\n'
+    )
     port = _free_port()
     cmd = [sys.executable, "-m", "terminal.cli", "host", "serve", "--port", str(port)]
+    cmd += ["--config", str(config)]
     proc = subprocess.Popen(
         [*cmd, "--origin", ALLOWED, *extra],
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
@@ -66,8 +75,19 @@ def _serve(tmp_path: Path, *extra: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory, pcscd: object) -> Iterator[str]:
-    yield from _serve(tmp_path_factory.mktemp("host"))
+def host_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("host")
+
+
+@pytest.fixture(scope="module")
+def api(host_dir: Path, pcscd: object) -> Iterator[str]:
+    yield from _serve(host_dir)
+
+
+def audit_rows(folder: Path) -> list[tuple[str, str, list[str], str]]:
+    with sqlite3.connect(f"file:{folder / 'store.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT who, terminal_id, fields, purpose FROM audit ORDER BY id")
+        return [(who, tid, json.loads(fields), purpose) for who, tid, fields, purpose in rows]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +99,7 @@ def api_token(tmp_path_factory: pytest.TempPathFactory, pcscd: object) -> Iterat
     yield from _serve(tmp, "--token-file", str(token_file))
 
 
-def test_card_read_ireadcardbas_and_events(api: str, cards) -> None:
+def test_card_read_ireadcardbas_and_events(api: str, host_dir: Path, cards) -> None:
     holder = tomllib.loads(persona_path("elderly").read_text(encoding="utf-8"))
     ws_url = api.replace("http://", "ws://") + "/v1/ws"
     with (
@@ -116,6 +136,13 @@ def test_card_read_ireadcardbas_and_events(api: str, cards) -> None:
         assert all(holder["holder"]["name"] not in json.dumps(e) for e in events)
     metrics = requests.get(api + "/metrics", timeout=5).text
     assert 'sscard_host_reads_total{ok="true"} 2' in metrics
+    audited = audit_rows(host_dir)
+    assert [(who, purpose) for who, _t, _f, purpose in audited] == [
+        (f"host-api {ALLOWED}", "GET /v1/card"),
+        ("host-api local 127.0.0.1", "GET /v1/card/ireadcardbas"),
+    ]
+    assert all(tid == "HOST-01" and "name" in fields for _w, tid, fields, _p in audited)
+    assert holder["holder"]["name"] not in json.dumps(audited)
 
 
 def test_no_card_is_a_national_code(api: str, cards) -> None:
@@ -125,7 +152,7 @@ def test_no_card_is_a_national_code(api: str, cards) -> None:
     assert requests.get(api + "/healthz", timeout=5).json()["ok"] is True
 
 
-def test_foreign_origin_and_rebinding_are_refused(api: str, cards) -> None:
+def test_foreign_origin_and_rebinding_are_refused(api: str, host_dir: Path, cards) -> None:
     cards.insert(make_card("elderly"))
     out = requests.get(api + "/v1/card", headers={"Origin": FOREIGN}, timeout=10)
     assert out.status_code == 403
@@ -141,6 +168,7 @@ def test_foreign_origin_and_rebinding_are_refused(api: str, cards) -> None:
     assert refused.value.response.status_code == 403
     metrics = requests.get(api + "/metrics", timeout=5).text
     assert 'sscard_host_reads_total{ok="true"} 2' in metrics  # the refused reads never ran
+    assert len(audit_rows(host_dir)) == 2
 
 
 def test_bearer_token(api_token: str, cards) -> None:
