@@ -190,3 +190,20 @@ def test_non_loopback_bind_needs_a_token() -> None:
     assert done.returncode == 2
     assert "bearer token is required" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_python_client(api: str, cards) -> None:
+    sys.path.insert(0, str(Path(__file__).parents[2] / "clients"))
+    try:
+        from sscard_client import SscardApiError, SscardClient
+    finally:
+        sys.path.pop(0)
+    holder = tomllib.loads(persona_path("elderly").read_text(encoding="utf-8"))
+    client = SscardClient(api)
+    with pytest.raises(SscardApiError) as missing:
+        client.card()
+    assert missing.value.status == 422 and missing.value.code < 0
+    cards.insert(make_card("elderly"))
+    assert client.card(wait=5)["card"]["card_number"] == holder["card"]["card_number"]
+    assert holder["card"]["card_number"] in client.ireadcardbas(wait=5).split("|")
+    assert client.healthz()["ok"] is True
