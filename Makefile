@@ -31,7 +31,7 @@ lint: venv
 # every sscard command the suite runs is checked against its recorded output (tests/golden.py);
 # the end-to-end tests and the rest run side by side (tests/parallel.py)
 test: venv lint
-	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required $(PY) tests/parallel.py
+	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required SSCARD_TEST_BROWSER=required $(PY) tests/parallel.py
 
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv

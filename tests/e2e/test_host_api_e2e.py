@@ -7,71 +7,24 @@ allow-list, bearer token) are checked by what a foreign client actually gets bac
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from host_support import ALLOWED, serve_host
 from support import READER0, make_card, persona_path
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.e2e
 
-ALLOWED = "http://his.example"
 FOREIGN = "http://evil.example"
 TOKEN = "s3cret-token-for-tests"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _serve(tmp_path: Path, *extra: str) -> Iterator[str]:
-    pepper = tmp_path / "pepper"
-    pepper.write_bytes(os.urandom(32))
-    pepper.chmod(0o600)
-    config = tmp_path / "terminal.toml"
-    config.write_text(
-        '[terminal]\nid = "HOST-01"\n[store]\ndatabase = "store.db"\npepper_file = "pepper"\n'
-    )
-    port = _free_port()
-    cmd = [sys.executable, "-m", "terminal.cli", "host", "serve", "--port", str(port)]
-    cmd += ["--config", str(config)]
-    proc = subprocess.Popen(
-        [*cmd, "--origin", ALLOWED, *extra],
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        stderr=(tmp_path / "serve.err").open("w"),
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(base + "/openapi.json", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert proc.poll() is None, (tmp_path / "serve.err").read_text()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
-        yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +34,7 @@ def host_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def api(host_dir: Path, pcscd: object) -> Iterator[str]:
-    yield from _serve(host_dir)
+    yield from serve_host(host_dir)
 
 
 def audit_rows(folder: Path) -> list[tuple[str, str, list[str], str]]:
@@ -96,7 +49,7 @@ def api_token(tmp_path_factory: pytest.TempPathFactory, pcscd: object) -> Iterat
     token_file = tmp / "token"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
-    yield from _serve(tmp, "--token-file", str(token_file))
+    yield from serve_host(tmp, "--token-file", str(token_file))
 
 
 def test_card_read_ireadcardbas_and_events(api: str, host_dir: Path, cards) -> None:
