@@ -13,16 +13,30 @@ import hmac
 import ipaddress
 import json
 import queue
+import threading
+import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
 
 from terminal.host.service import HostService
 
 MAX_WAIT_S = 60.0
+PIN_WINDOW_S = 60.0
+
+
+class PinRequest(BaseModel):
+    """``POST /v1/card/pin/verify``: the PIN travels in the body, never in the URL."""
+
+    pin: str = Field(repr=False)
+    reader: str | None = None
+    wait: float = 0.0
 
 
 @dataclass(slots=True)
@@ -39,6 +53,7 @@ class HostConfig:
     port: int = 8321
     origins: list[str] = field(default_factory=list)
     token: str = ""
+    pin_attempts_per_minute: int = 5
 
     def check(self) -> None:
         """:raises ValueError: on a non-loopback bind without a token."""
@@ -82,6 +97,12 @@ def create_app(service: HostService, config: HostConfig) -> FastAPI:
         hosts |= {f"{h}:{config.port}" for h in ("127.0.0.1", "localhost", "[::1]")}
     origins = set(config.origins)
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _error(400, -1, f"bad request: {where}: {first.get('msg', 'invalid')}")
+
     def _cors(response: Response, origin: str | None) -> Response:
         if origin is not None:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -122,6 +143,27 @@ def create_app(service: HostService, config: HostConfig) -> FastAPI:
     def ireadcardbas(request: Request, reader: str | None = None, wait: float = Query(0.0)) -> Any:
         line, code = service.ireadcardbas(reader, _wait(wait), _client(request))
         return JSONResponse({"code": code, "result": line}, status_code=200 if code == 0 else 422)
+
+    attempts: dict[str, deque[float]] = {}
+    attempts_lock = threading.Lock()
+
+    def _pin_allowed(client: str) -> bool:
+        now = time.monotonic()
+        with attempts_lock:
+            recent = attempts.setdefault(client, deque())
+            while recent and now - recent[0] > PIN_WINDOW_S:
+                recent.popleft()
+            if len(recent) >= config.pin_attempts_per_minute:
+                return False
+            recent.append(now)
+            return True
+
+    @app.post("/v1/card/pin/verify")
+    def pin_verify(request: Request, body: PinRequest) -> Any:
+        if not _pin_allowed(_client(request)):
+            return _error(429, -1, "too many PIN attempts, wait a minute")
+        out = service.verify_pin(body.reader, body.pin, _wait(body.wait))
+        return JSONResponse(out, status_code=200 if out["code"] == 0 else 422)
 
     @app.get("/healthz")
     def healthz() -> Any:

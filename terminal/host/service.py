@@ -13,10 +13,12 @@ import threading
 import time
 from typing import Any, Protocol
 
-from apdu.errors import SscardError
+from apdu.errors import SscardError, WrongPin
+from apdu.transport import t0_chain
 from drivers.pcsc import PcscReader
 from offline_store.audit import AuditLog
-from terminal.outcomes import classify
+from terminal.outcomes import Failure, classify
+from terminal.pin import pin_operation
 from terminal.reading import (
     ReadResult,
     card_fields,
@@ -83,6 +85,10 @@ class HostService(Protocol):
 
     def ireadcardbas(self, reader: str | None, wait_s: float, client: str) -> tuple[str, int]:
         """The ``iReadCardBas`` string (empty on failure) and the national code."""
+        ...
+
+    def verify_pin(self, reader: str | None, pin: str, wait_s: float) -> dict[str, Any]:
+        """Verify the holder's PIN: ``code`` (0 when right), ``reason``, ``tries_left``."""
         ...
 
     def healthz(self) -> dict[str, Any]:
@@ -170,6 +176,31 @@ class PcscHostService:
         if not result.ok:
             return "", result.code
         return national_string(result, self._device_number), 0
+
+    def verify_pin(self, reader: str | None, pin: str, wait_s: float) -> dict[str, Any]:
+        """Verify the holder's PIN on the card (the PIN goes to the card only, never logged).
+
+        :returns: ``code`` (0 when right), ``reason`` and ``tries_left`` (after a wrong PIN)
+        """
+        tries_left: int | None = None
+        failure: Failure | None
+        with self._lock:
+            try:
+                self._presence()
+                connection = self._pcsc.wait_for_card(max(wait_s, PRESENT_NOW_S), reader=reader)
+                with connection:
+                    pin_operation(t0_chain(connection), "verify", [pin])
+            except WrongPin as exc:
+                failure = classify(exc)
+                tries_left = exc.tries_left
+            except SscardError as exc:
+                failure = classify(exc)
+            else:
+                failure = None
+        code = 0 if failure is None else failure.code
+        self.events.publish("pin.verified", ok=failure is None, code=code)
+        reason = "PIN verified" if failure is None else failure.reason
+        return {"code": code, "reason": reason, "tries_left": tries_left}
 
     def healthz(self) -> dict[str, Any]:
         """``ok`` when pcscd answers."""

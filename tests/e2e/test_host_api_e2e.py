@@ -160,3 +160,23 @@ def test_python_client(api: str, cards) -> None:
     assert client.card(wait=5)["card"]["card_number"] == holder["card"]["card_number"]
     assert holder["card"]["card_number"] in client.ireadcardbas(wait=5).split("|")
     assert client.healthz()["ok"] is True
+
+
+def test_pin_verify_and_its_rate_limit(api: str, cards) -> None:
+    pin = tomllib.loads(persona_path("elderly").read_text(encoding="utf-8"))["pin"]["value"]
+    cards.insert(make_card("elderly"))
+    url = api + "/v1/card/pin/verify"
+    headers = {"Origin": ALLOWED}
+    right = requests.post(url, json={"pin": pin}, headers=headers, timeout=10)
+    assert right.status_code == 200 and right.json()["code"] == 0, right.text
+    wrong = requests.post(url, json={"pin": "000000"}, headers=headers, timeout=10)
+    assert wrong.status_code == 422
+    assert wrong.json()["tries_left"] == 2 and wrong.json()["code"] < 0
+    bad = requests.post(url, json={"wait": 1}, headers=headers, timeout=10)
+    assert bad.status_code == 400 and bad.json()["reason"].startswith("bad request: body.pin")
+    for _ in range(3):  # five attempts a minute (the one refused as malformed does not count)
+        requests.post(url, json={"pin": pin}, headers=headers, timeout=10)
+    limited = requests.post(url, json={"pin": pin}, headers=headers, timeout=10)
+    assert limited.status_code == 429 and limited.json()["code"] == -1
+    other_client = requests.post(url, json={"pin": pin}, timeout=10)
+    assert other_client.status_code == 200
