@@ -12,6 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import requests
+from support import CATALOGUE, TEST_ROOTS
+
+from config.settings import load_settings
+from drivers.keyfile import private_copy
+from terminal.compose import open_store
 
 ALLOWED = "http://his.example"
 
@@ -27,13 +32,20 @@ def serve_host(tmp_path: Path, *extra: str) -> Iterator[str]:
     pepper = tmp_path / "pepper"
     pepper.write_bytes(os.urandom(32))
     pepper.chmod(0o600)
+    journal_key = tmp_path / "journal.key"
+    journal_key.write_text(os.urandom(32).hex())
+    journal_key.chmod(0o600)
     config = tmp_path / "terminal.toml"
     config.write_text(
         '[terminal]\nid = "HOST-01"\n[store]\ndatabase = "store.db"\npepper_file = "pepper"\n'
+        'journal_key_file = "journal.key"\n'
     )
+    with open_store(load_settings(config)) as store:
+        store.catalogue.load_file(CATALOGUE)
     port = free_port()
     cmd = [sys.executable, "-m", "terminal.cli", "host", "serve", "--port", str(port)]
-    cmd += ["--config", str(config)]
+    keys = private_copy(TEST_ROOTS, tmp_path / "roots.toml")
+    cmd += ["--config", str(config), "--soft-sam", str(keys)]
     proc = subprocess.Popen(
         [*cmd, "--origin", ALLOWED, *extra],
         env=dict(os.environ, PYTHONUNBUFFERED="1"),

@@ -13,6 +13,7 @@ from typing import Any
 
 from apdu.errors import SscardError
 from config.errors import ConfigError
+from terminal.cli.options import module_options
 
 
 def cmd_host_serve(args: argparse.Namespace) -> int:
@@ -20,9 +21,11 @@ def cmd_host_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from config.settings import load_settings
+    from drivers.pcsc import PcscReader
     from terminal.compose import open_store
     from terminal.host.api import HostConfig, create_app
     from terminal.host.service import PcscHostService
+    from terminal.modules import open_module
 
     try:
         settings = load_settings(args.config)
@@ -37,7 +40,23 @@ def cmd_host_serve(args: argparse.Namespace) -> int:
     except SscardError as exc:
         print(f"sscard: host serve: {exc}", file=sys.stderr)
         return 2
-    service = PcscHostService(store.audit, settings.terminal_id, settings.device_number)
+    pcsc = PcscReader()
+    try:
+        authenticate, module = open_module(args, pcsc, settings)
+    except SscardError as exc:
+        pcsc.close()
+        store.close()
+        print(f"sscard: host serve: {exc}", file=sys.stderr)
+        return 2
+    service = PcscHostService(
+        store,
+        settings.terminal_id,
+        settings.device_number,
+        settings.sync_region,
+        pcsc=pcsc,
+        module=module,
+        authenticate=authenticate,
+    )
     try:
         app = create_app(service, config)
         uvicorn.run(
@@ -71,4 +90,5 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--tls-cert", help="TLS certificate (PEM) for remote use")
     serve.add_argument("--tls-key", help="TLS private key (PEM)")
     serve.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")
+    module_options(serve)
     serve.set_defaults(handler=cmd_host_serve)

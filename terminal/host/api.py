@@ -25,10 +25,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
+from apdu.errors import SscardError
 from terminal.host.service import HostService
+from terminal.outcomes import classify
 
 MAX_WAIT_S = 60.0
 PIN_WINDOW_S = 60.0
+
+
+class CheckinRequest(BaseModel):
+    """``POST /v1/hotel/checkin``: the room the desk assigns; the holder presents the card."""
+
+    room: str = Field(min_length=1, max_length=16)
+    reader: str | None = None
+    wait: float = 0.0
 
 
 class PinRequest(BaseModel):
@@ -73,6 +83,10 @@ def is_loopback(host: str) -> bool:
 
 def _error(status: int, code: int, reason: str) -> JSONResponse:
     return JSONResponse({"code": code, "reason": reason}, status_code=status)
+
+
+def _wait(wait: float) -> float:
+    return min(max(wait, 0.0), MAX_WAIT_S)
 
 
 def _client(request: Request) -> str:
@@ -127,9 +141,6 @@ def create_app(service: HostService, config: HostConfig) -> FastAPI:
                 return _error(401, -1, "bearer token required")
         return _cors(await call_next(request), origin)
 
-    def _wait(wait: float) -> float:
-        return min(max(wait, 0.0), MAX_WAIT_S)
-
     @app.get("/v1/readers")
     def readers() -> Any:
         return {"readers": service.readers()}
@@ -144,26 +155,16 @@ def create_app(service: HostService, config: HostConfig) -> FastAPI:
         line, code = service.ireadcardbas(reader, _wait(wait), _client(request))
         return JSONResponse({"code": code, "result": line}, status_code=200 if code == 0 else 422)
 
-    attempts: dict[str, deque[float]] = {}
-    attempts_lock = threading.Lock()
+    _pin_route(app, service, config)
 
-    def _pin_allowed(client: str) -> bool:
-        now = time.monotonic()
-        with attempts_lock:
-            recent = attempts.setdefault(client, deque())
-            while recent and now - recent[0] > PIN_WINDOW_S:
-                recent.popleft()
-            if len(recent) >= config.pin_attempts_per_minute:
-                return False
-            recent.append(now)
-            return True
-
-    @app.post("/v1/card/pin/verify")
-    def pin_verify(request: Request, body: PinRequest) -> Any:
-        if not _pin_allowed(_client(request)):
-            return _error(429, -1, "too many PIN attempts, wait a minute")
-        out = service.verify_pin(body.reader, body.pin, _wait(body.wait))
-        return JSONResponse(out, status_code=200 if out["code"] == 0 else 422)
+    @app.post("/v1/hotel/checkin")
+    def hotel_checkin(request: Request, body: CheckinRequest) -> Any:
+        try:
+            out = service.hotel_checkin(body.room, body.reader, _wait(body.wait), _client(request))
+        except SscardError as exc:
+            failure = classify(exc)
+            return _error(422, failure.code, failure.reason)
+        return JSONResponse(out, status_code=200)
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -226,3 +227,27 @@ def _event_routes(
             pass
         finally:
             service.events.unsubscribe(q)
+
+
+def _pin_route(app: FastAPI, service: HostService, config: HostConfig) -> None:
+    """``POST /v1/card/pin/verify``, with at most ``pin_attempts_per_minute`` per client."""
+    attempts: dict[str, deque[float]] = {}
+    attempts_lock = threading.Lock()
+
+    def _pin_allowed(client: str) -> bool:
+        now = time.monotonic()
+        with attempts_lock:
+            recent = attempts.setdefault(client, deque())
+            while recent and now - recent[0] > PIN_WINDOW_S:
+                recent.popleft()
+            if len(recent) >= config.pin_attempts_per_minute:
+                return False
+            recent.append(now)
+            return True
+
+    @app.post("/v1/card/pin/verify")
+    def pin_verify(request: Request, body: PinRequest) -> Any:
+        if not _pin_allowed(_client(request)):
+            return _error(429, -1, "too many PIN attempts, wait a minute")
+        out = service.verify_pin(body.reader, body.pin, _wait(body.wait))
+        return JSONResponse(out, status_code=200 if out["code"] == 0 else 422)

@@ -13,12 +13,21 @@ import threading
 import time
 from typing import Any, Protocol
 
+from apdu.atr import Atr
 from apdu.errors import SscardError, WrongPin
+from apdu.sam import SecurityModule
 from apdu.transport import t0_chain
 from drivers.pcsc import PcscReader
-from offline_store.audit import AuditLog
+from drivers.psam import PcscPsamModule
+from offline_store.audit import check_field_name
+from offline_store.errors import StoreError
+from offline_store.store import Store
+from terminal.card_read import ScenarioRead
+from terminal.compose import profile_dir_of
 from terminal.outcomes import Failure, classify
 from terminal.pin import pin_operation
+from terminal.pipeline import Pipeline
+from terminal.profiles import load_profile
 from terminal.reading import (
     ReadResult,
     card_fields,
@@ -31,6 +40,15 @@ Event = dict[str, Any]
 PRESENT_NOW_S = 0.3
 # the card's items that identify its holder: a read returning any of them is audited
 PERSONAL_FIELDS = ("ssn", "name", "card_number", "birth_date", "birthplace", "sex", "ethnicity")
+
+
+def check_field_name_ok(name: str) -> bool:
+    """True when ``name`` can go into the audit as a field name."""
+    try:
+        check_field_name(name)
+    except StoreError:
+        return False
+    return True
 
 
 class EventHub:
@@ -91,6 +109,12 @@ class HostService(Protocol):
         """Verify the holder's PIN: ``code`` (0 when right), ``reason``, ``tries_left``."""
         ...
 
+    def hotel_checkin(
+        self, room: str, reader: str | None, wait_s: float, client: str
+    ) -> dict[str, Any]:
+        """A hotel registration for ``room``: the decision (``Decision.to_json``)."""
+        ...
+
     def healthz(self) -> dict[str, Any]:
         """``ok`` and what is up."""
         ...
@@ -103,19 +127,39 @@ class HostService(Protocol):
 class PcscHostService:
     """:class:`HostService` over pcscd directly, one card operation at a time.
 
-    :param audit: the offline store's access audit: every read of personal data is recorded
-        there with the client's origin
-    :param terminal_id: this terminal's id, for the audit
+    :param store: the offline store: its access audit records every read of personal data with
+        the client's origin; the scenario pipelines decide and journal in it
+    :param terminal_id: this terminal's id, for the audit and the journal
     :param device_number: 终端设备号 for the ``iReadCardBas`` string
+    :param region: the terminal's 6-digit region code (catalogue checks), or ``None``
+    :param pcsc: the PC/SC readers (a new context by default)
+    :param module: the security module (``open_module``), or ``None``; its reader is never
+        taken for a holder's card
+    :param authenticate: reads run the national flow with ``module`` (spec §4.3)
     """
 
-    def __init__(self, audit: AuditLog, terminal_id: str, device_number: str = "") -> None:
-        self._audit = audit
+    def __init__(
+        self,
+        store: Store,
+        terminal_id: str,
+        device_number: str = "",
+        region: str | None = None,
+        *,
+        pcsc: PcscReader | None = None,
+        module: SecurityModule | None = None,
+        authenticate: bool = False,
+    ) -> None:
+        self._module = module
+        self._authenticate = authenticate
+        self._exclude = [module.reader] if isinstance(module, PcscPsamModule) else []
+        self._store = store
+        self._audit = store.audit
         self._terminal_id = terminal_id
+        self._region = region
         self.events = EventHub()
         self._device_number = device_number
         self._lock = threading.Lock()
-        self._pcsc = PcscReader()
+        self._pcsc = pcsc if pcsc is not None else PcscReader()
         self._counts: dict[str, int] = {"reads_ok": 0, "reads_failed": 0}
         self._started = time.monotonic()
         self._last_presence: dict[str, bool] = {}
@@ -123,6 +167,8 @@ class PcscHostService:
     def close(self) -> None:
         """Release the PC/SC context."""
         with self._lock:
+            if self._module is not None:
+                self._module.close()
             self._pcsc.__exit__(None, None, None)
 
     def _presence(self) -> dict[str, bool]:
@@ -148,13 +194,20 @@ class PcscHostService:
             try:
                 self._presence()
                 # wait=0 reads the card present now: pcscd needs one poll to report it
-                connection = self._pcsc.wait_for_card(max(wait_s, PRESENT_NOW_S), reader=reader)
+                connection = self._pcsc.wait_for_card(
+                    max(wait_s, PRESENT_NOW_S), reader=reader, exclude=self._exclude
+                )
             except SscardError as exc:
                 result = ReadResult(None, classify(exc))
             else:
                 with connection:
                     result = read_and_classify(
-                        connection, connection.atr, connection.reader, connection.protocol_name
+                        connection,
+                        connection.atr,
+                        connection.reader,
+                        connection.protocol_name,
+                        authenticate=self._authenticate,
+                        module=self._module,
                     )
         self._counts["reads_ok" if result.ok else "reads_failed"] += 1
         if result.contents is not None:
@@ -187,7 +240,9 @@ class PcscHostService:
         with self._lock:
             try:
                 self._presence()
-                connection = self._pcsc.wait_for_card(max(wait_s, PRESENT_NOW_S), reader=reader)
+                connection = self._pcsc.wait_for_card(
+                    max(wait_s, PRESENT_NOW_S), reader=reader, exclude=self._exclude
+                )
                 with connection:
                     pin_operation(t0_chain(connection), "verify", [pin])
             except WrongPin as exc:
@@ -201,6 +256,45 @@ class PcscHostService:
         self.events.publish("pin.verified", ok=failure is None, code=code)
         reason = "PIN verified" if failure is None else failure.reason
         return {"code": code, "reason": reason, "tries_left": tries_left}
+
+    def hotel_checkin(
+        self, room: str, reader: str | None, wait_s: float, client: str
+    ) -> dict[str, Any]:
+        """Register the holder of the card presented for ``room`` (the hotel profile's
+        pipeline: checks, decision, journal), like ``sscard tap --scenario hotel --room``.
+
+        :returns: the decision's JSON, with the lodging record when accepted
+        """
+        profile = load_profile("hotel")
+        pipeline = Pipeline(
+            profile,
+            self._store,
+            terminal_id=self._terminal_id,
+            profile_dir=profile_dir_of("hotel"),
+            region=self._region,
+        )
+        with self._lock:
+            self._presence()
+            connection = self._pcsc.wait_for_card(
+                max(wait_s, PRESENT_NOW_S), reader=reader, exclude=self._exclude
+            )
+            with connection:
+                read = ScenarioRead(
+                    t0_chain(connection),
+                    Atr.parse(connection.atr).historical,
+                    profile,
+                    self._module,
+                )
+                decision = pipeline.process(read, room=room)
+        if decision.record:
+            fields = [name for name in decision.record if check_field_name_ok(name)]
+            self._audit.record(
+                f"host-api {client}", self._terminal_id, "hotel", fields, "POST /v1/hotel/checkin"
+            )
+        self.events.publish(
+            "decision", scenario="hotel", outcome=decision.outcome, reason=str(decision.reason)
+        )
+        return decision.to_json()
 
     def healthz(self) -> dict[str, Any]:
         """``ok`` when pcscd answers."""

@@ -180,3 +180,27 @@ def test_pin_verify_and_its_rate_limit(api: str, cards) -> None:
     assert limited.status_code == 429 and limited.json()["code"] == -1
     other_client = requests.post(url, json={"pin": pin}, timeout=10)
     assert other_client.status_code == 200
+
+
+def test_hotel_checkin(api: str, host_dir: Path, cards) -> None:
+    holder = tomllib.loads(persona_path("elderly").read_text(encoding="utf-8"))
+    cards.insert(make_card("elderly"))
+    before = len(audit_rows(host_dir))
+    out = requests.post(
+        api + "/v1/hotel/checkin",
+        json={"room": "1208", "wait": 5},
+        headers={"Origin": ALLOWED},
+        timeout=20,
+    )
+    assert out.status_code == 200, out.text
+    body = out.json()
+    assert body["outcome"] == "accept", body
+    assert holder["holder"]["name"] in json.dumps(body, ensure_ascii=False)
+    audited = audit_rows(host_dir)[before:]
+    assert [(who, purpose) for who, _t, _f, purpose in audited] == [
+        ("scenario:hotel", "hotel decision"),  # the pipeline's own entry
+        (f"host-api {ALLOWED}", "POST /v1/hotel/checkin"),  # who received the record
+    ]
+    assert body["record"]["room"] == "1208" and body["detail"]["room"] == "1208"
+    empty_room = requests.post(api + "/v1/hotel/checkin", json={"room": ""}, timeout=10)
+    assert empty_room.status_code == 400
