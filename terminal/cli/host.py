@@ -30,7 +30,9 @@ def cmd_host_serve(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
         token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else ""
-        config = HostConfig(args.host, args.port, list(args.origin or []), token)
+        config = HostConfig(
+            args.host, args.port, list(args.origin or []), token, tls=bool(args.tls_cert)
+        )
         config.check()
     except (SscardError, ConfigError, OSError, ValueError) as exc:
         print(f"sscard: host serve: {exc}", file=sys.stderr)

@@ -18,11 +18,13 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from apdu.errors import SscardError
@@ -31,6 +33,7 @@ from terminal.outcomes import classify
 
 MAX_WAIT_S = 60.0
 PIN_WINDOW_S = 60.0
+CONSOLE = Path(__file__).parent / "console"
 
 
 class CheckinRequest(BaseModel):
@@ -64,6 +67,7 @@ class HostConfig:
     origins: list[str] = field(default_factory=list)
     token: str = ""
     pin_attempts_per_minute: int = 5
+    tls: bool = False
 
     def check(self) -> None:
         """:raises ValueError: on a non-loopback bind without a token."""
@@ -109,7 +113,8 @@ def create_app(service: HostService, config: HostConfig) -> FastAPI:
     hosts = {f"{config.host}:{config.port}"}
     if is_loopback(config.host):
         hosts |= {f"{h}:{config.port}" for h in ("127.0.0.1", "localhost", "[::1]")}
-    origins = set(config.origins)
+    # the console is served by the API itself: its own origins are allowed
+    origins = set(config.origins) | {f"http{'s' if config.tls else ''}://{h}" for h in hosts}
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -156,6 +161,7 @@ def create_app(service: HostService, config: HostConfig) -> FastAPI:
         return JSONResponse({"code": code, "result": line}, status_code=200 if code == 0 else 422)
 
     _pin_route(app, service, config)
+    app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
     @app.post("/v1/hotel/checkin")
     def hotel_checkin(request: Request, body: CheckinRequest) -> Any:

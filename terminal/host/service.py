@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from apdu.atr import Atr
 from apdu.errors import SscardError, WrongPin
+from apdu.identity import mask_name, mask_ssn
 from apdu.sam import SecurityModule
 from apdu.transport import t0_chain
 from drivers.pcsc import PcscReader
@@ -294,7 +295,16 @@ class PcscHostService:
         self.events.publish(
             "decision", scenario="hotel", outcome=decision.outcome, reason=str(decision.reason)
         )
-        return decision.to_json()
+        out = decision.to_json()
+        if decision.record:
+            record = decision.record
+            out["shown"] = {
+                "room": record.get("room", room),
+                "name": mask_name(record.get("name")),
+                "ssn": mask_ssn(record.get("ssn")),
+                "region_code": record.get("region_code"),
+            }
+        return out
 
     def healthz(self) -> dict[str, Any]:
         """``ok`` when pcscd answers."""

@@ -35,6 +35,7 @@ if not (CHROMIUM and DRIVER) and os.environ.get("SSCARD_TEST_BROWSER") != "requi
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -115,3 +116,30 @@ def test_foreign_origin_page_is_refused(browser, pages, api, cards, tmp_path: Pa
     shown = browser.find_element(By.ID, "result").text
     assert "read failed" in shown
     assert holder["holder"]["name"] not in shown
+
+
+def test_console_completes_a_hotel_checkin(browser, api, cards, tmp_path: Path) -> None:
+    holder = tomllib.loads(persona_path("elderly").read_text(encoding="utf-8"))
+    browser.get(api + "/console/")
+    room = browser.find_element(By.ID, "room")
+    assert browser.switch_to.active_element == room  # keyboard first: the room has the focus
+    cards.insert(make_card("elderly"))
+    room.send_keys("1208", Keys.ENTER)
+    prompt = browser.find_element(By.ID, "prompt")
+    WebDriverWait(browser, 20).until(lambda _d: prompt.get_attribute("data-outcome"))
+    browser.save_screenshot(str(tmp_path / "console.png"))
+    assert prompt.get_attribute("data-outcome") == "accept", prompt.text
+    assert prompt.text == "验证通过"
+    shown = {
+        dd.get_attribute("data-field"): dd.text
+        for dd in browser.find_elements(By.CSS_SELECTOR, "#fields dd")
+    }
+    assert shown["room"] == "1208"
+    name, ssn = holder["holder"]["name"], holder["holder"]["ssn"]
+    assert shown["name"] != name and shown["name"][0] == name[0]
+    assert ssn not in browser.page_source and name not in browser.page_source
+    WebDriverWait(browser, 5).until(lambda d: "decision" in d.find_element(By.ID, "event").text)
+    browser.find_element(By.ID, "lang").send_keys(Keys.ENTER)
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "en"
+    assert browser.find_element(By.ID, "register").text == "Insert card and register"
+    assert (tmp_path / "console.png").stat().st_size > 0
