@@ -18,29 +18,29 @@ from terminal.cli.options import module_options
 
 def cmd_host_serve(args: argparse.Namespace) -> int:
     """``sscard host serve``: serve the API on the given address until interrupted."""
-    import uvicorn
-
     from config.settings import load_settings
     from drivers.pcsc import PcscReader
+    from platform_server.errors import PlatformConfigError
+    from platform_server.server import PlatformServer
     from terminal.compose import open_store
     from terminal.host.api import HostConfig, create_app
     from terminal.host.service import PcscHostService
     from terminal.modules import open_module
 
     try:
-        settings = load_settings(args.config)
         token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else ""
         config = HostConfig(
             args.host, args.port, list(args.origin or []), token, tls=bool(args.tls_cert)
         )
-        config.check()
+        config.check()  # the options first: a wrong command line fails the same everywhere
+        settings = load_settings(args.config)
     except (SscardError, ConfigError, OSError, ValueError) as exc:
-        print(f"sscard: host serve: {exc}", file=sys.stderr)
+        print(f"sscard: {exc}", file=sys.stderr)
         return 2
     try:
         store = open_store(settings)
     except SscardError as exc:
-        print(f"sscard: host serve: {exc}", file=sys.stderr)
+        print(f"sscard: {exc}", file=sys.stderr)
         return 2
     pcsc = PcscReader()
     try:
@@ -48,7 +48,7 @@ def cmd_host_serve(args: argparse.Namespace) -> int:
     except SscardError as exc:
         pcsc.close()
         store.close()
-        print(f"sscard: host serve: {exc}", file=sys.stderr)
+        print(f"sscard: {exc}", file=sys.stderr)
         return 2
     service = PcscHostService(
         store,
@@ -61,14 +61,15 @@ def cmd_host_serve(args: argparse.Namespace) -> int:
     )
     try:
         app = create_app(service, config)
-        uvicorn.run(
-            app,
-            host=config.host,
-            port=config.port,
-            log_level="warning",
-            ssl_certfile=args.tls_cert,
-            ssl_keyfile=args.tls_key,
-        )
+        try:
+            server = PlatformServer(
+                app, config.host, config.port, tls_cert=args.tls_cert, tls_key=args.tls_key
+            )
+        except PlatformConfigError as exc:
+            print(f"sscard: {exc}", file=sys.stderr)
+            return 2
+        print(f"sscard host API on {server.url}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        server.run()
     finally:
         service.close()
         store.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import json
 import queue
 import threading
@@ -28,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from apdu.errors import SscardError
+from platform_server.server import is_loopback
 from terminal.host.service import HostService
 from terminal.outcomes import classify
 
@@ -73,16 +73,6 @@ class HostConfig:
         """:raises ValueError: on a non-loopback bind without a token."""
         if not is_loopback(self.host) and not self.token:
             raise ValueError(f"a bearer token is required to bind {self.host}")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _error(status: int, code: int, reason: str) -> JSONResponse:
