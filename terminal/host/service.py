@@ -16,7 +16,9 @@ from typing import Any, Protocol
 from apdu.atr import Atr
 from apdu.errors import SscardError, WrongPin
 from apdu.identity import mask_name, mask_ssn
+from apdu.pin import verify_pin as card_verify_pin
 from apdu.sam import SecurityModule
+from apdu.ssc import SscSession
 from apdu.transport import t0_chain
 from drivers.pcsc import PcscReader
 from drivers.psam import PcscPsamModule
@@ -26,7 +28,6 @@ from offline_store.store import Store
 from terminal.card_read import ScenarioRead
 from terminal.compose import profile_dir_of
 from terminal.outcomes import Failure, classify
-from terminal.pin import pin_operation
 from terminal.pipeline import Pipeline
 from terminal.profiles import load_profile
 from terminal.reading import (
@@ -245,7 +246,9 @@ class PcscHostService:
                     max(wait_s, PRESENT_NOW_S), reader=reader, exclude=self._exclude
                 )
                 with connection:
-                    pin_operation(t0_chain(connection), "verify", [pin])
+                    chain = t0_chain(connection)
+                    SscSession(chain)
+                    card_verify_pin(chain, pin)
             except WrongPin as exc:
                 failure = classify(exc)
                 tries_left = exc.tries_left
