@@ -82,7 +82,7 @@ def add_parser(sub: Any) -> None:
     :param sub: the CLI's subparsers
     """
     host = sub.add_parser("host", help="the local HTTP + WebSocket API for front-desk software")
-    host_sub = host.add_subparsers(dest="host_command", required=True)
+    host_sub = host.add_subparsers(dest="host_command", required=True, help="what to do")
     serve = host_sub.add_parser("serve", help="serve the API until interrupted")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8321, help="port to bind (default 8321)")
