@@ -32,7 +32,7 @@ lint: venv
 # every sscard command the suite runs is checked against its recorded output (tests/golden.py);
 # the end-to-end tests and the rest run side by side (tests/parallel.py)
 test: venv lint
-	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required $(PY) tests/parallel.py
+	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required SSCARD_TEST_BROWSER=required $(PY) tests/parallel.py
 
 # the long fault campaigns: 1,000 random presentations to `sscard run` (a short form is in `test`)
 faults: venv

@@ -262,6 +262,25 @@ class PcscReader:
                 return name
         return None
 
+    def cards_present(self) -> dict[str, bool]:
+        """Each reader pcscd knows now and whether a usable card is in it.
+
+        :raises ReaderUnavailable: when the PC/SC service is not running
+        """
+        names = self.list_readers()
+        if not names:
+            return {}
+        context = self._ensure_context()
+        states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
+        hresult, states = scard.SCardGetStatusChange(context, 0, states)
+        if hresult != _OK and _rc(hresult) != _TIMEOUT:
+            self._drop_context()
+            raise ReaderUnavailable(f"status: {_message(hresult)}")
+        return {
+            name: bool(state & scard.SCARD_STATE_PRESENT and not state & scard.SCARD_STATE_MUTE)
+            for name, state, _atr in states
+        }
+
     def wait_for_removal(self, reader: str, timeout: float) -> bool:
         """Wait until the reader is empty.
 

@@ -3,7 +3,7 @@
 # Idempotent: a second run installs nothing and takes well under a second.
 set -euo pipefail
 
-PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev libzbar0 pcsc-tools socat espeak-ng gcc python3-dev iproute2 postgresql-15)
+PACKAGES=(pcscd vsmartcard-vpcd libpcsclite-dev libzbar0 pcsc-tools socat espeak-ng gcc python3-dev iproute2 postgresql-15 chromium chromium-driver)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -27,7 +27,21 @@ from collections.abc import Callable, Sequence
 from apdu.errors import SscardError
 from drivers.virtual import TEST_KEYS
 from platform_server import cli as platform
-from terminal.cli import deny, doctor, init, pin, qr, read, run, status, store, sync, tap, virtual
+from terminal.cli import (
+    deny,
+    doctor,
+    host,
+    init,
+    pin,
+    qr,
+    read,
+    run,
+    status,
+    store,
+    sync,
+    tap,
+    virtual,
+)
 from terminal.cli.edge import hide_developer_records, run_command
 
 log = logging.getLogger("sscard")
@@ -59,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_parser(sub)
     qr.add_parser(sub)
     sync.add_parser(sub)
+    host.add_parser(sub)
     platform.add_parser(sub, test_keys=TEST_KEYS)
     return parser
 

@@ -299,6 +299,22 @@ CASES: dict[tuple[str, ...], list[Case]] = {
             default=ok(r"keys folder new-keys created"),
         ),
     ],
+    ("host", "serve"): [
+        terminal(
+            "host", "serve", "--port", "{busy}",
+            working=fails(r"^sscard: cannot listen on 127\.0\.0\.1:\d+: Address already in use"),
+            no_settings=PEPPER_UNSET,
+        ),
+        terminal(
+            "host", "serve", "--port", "0",
+            working=serves(r"sscard host API on http://127\.0\.0\.1:\d+/; Ctrl-C to stop"),
+            no_settings=PEPPER_UNSET,
+        ),
+        same(
+            fails(r"^sscard: a bearer token is required to bind 0\.0\.0\.0"),
+            "host", "serve", "--host", "0.0.0.0",
+        ),
+    ],
     ("platform", "serve"): [
         platform(
             "serve", "--port", "{busy}",
