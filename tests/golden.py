@@ -108,6 +108,10 @@ _VARYING = (
     (re.compile(r"\bcard token [0-9a-f]{64}\b"), "card token <token>"),
     (re.compile(r"\boffset [+-]?\d+\.\d+ s\b"), "offset <s> s"),
     (re.compile(r"\b\d+ rows/s\b"), "<n> rows/s"),
+    (re.compile(r"\b\d+ ms\)"), "<n> ms)"),  # sscard doctor: the platform's round trip
+    (re.compile(r"\b\d+\.\d GiB free\b"), "<n> GiB free"),  # sscard doctor: free disk
+    (re.compile(r"(clock: )[+-]\d+\.\d s\b"), r"\1<s> s"),  # sscard doctor: clock offset
+    (re.compile(r"\b(deny_list|trust_list|catalogue) \d+\.\d h\b"), r"\1 <h> h"),
     (re.compile(r"^(age: +)\d+\.\d h\b", re.M), r"\1<h> h"),
     (
         re.compile(r'(Fingerprints did not match\. Expected "[0-9a-f]{64}", got ")[0-9a-f]{64}'),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from terminal.cli.options import scenario_option
@@ -55,4 +56,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(json.dumps(document, ensure_ascii=False))
     else:
         print("\n".join(doctor.report_lines(checks)))
+    failed = [c.name for c in checks if c.level == doctor.Level.FAIL]
+    if failed:  # the one line every failing command ends with
+        print(f"sscard: doctor: {len(failed)} failed: {', '.join(failed)}", file=sys.stderr)
     return status

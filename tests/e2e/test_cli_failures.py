@@ -216,6 +216,30 @@ CASES: dict[tuple[str, ...], list[Case]] = {
             "run", working=READER, no_settings=PEPPER_UNSET,
         ),
     ],
+    ("init",): [
+        same(
+            fails(r"^sscard: .*deny-3\.jsonl exists and is not a folder"),
+            "init", "deny-3.jsonl",
+            why="init writes a new folder whatever the conditions; a file in its way is the "
+            "failure every condition shares (a working init is tested in test_init.py)",
+        ),
+    ],
+    ("status",): [
+        terminal(
+            "status", working=ok(),
+            no_settings=fails(r"^sscard: cannot open /var/lib/sscard/store\.db: there is no "),
+        ),
+    ],
+    ("doctor",): [
+        Case(
+            ("doctor",),
+            Expect(2, stdout=r"fail  pcscd"),
+            Expect(2, stdout=r"fail  settings: cannot read settings file"),
+            Expect(2, stdout=r"fail  store: no offline store at /var/lib/sscard/store\.db"),
+            Expect(2, stdout=r"fail  store"),
+            why="doctor reports every check on stdout and exits 2 when one fails",
+        ),
+    ],
     ("deny", "import"): [
         terminal(
             "deny", "import", "deny-3.jsonl",
