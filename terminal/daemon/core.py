@@ -37,6 +37,7 @@ from config.settings import load_settings
 from offline_store import Store
 from offline_store.freshness import list_ages
 from terminal.compose import Terminal, open_terminal, profile_dir_of, warn_operator
+from terminal.daemon.admin import AdminServer
 from terminal.daemon.inputs import ReaderLoop, ScannerLoop
 from terminal.daemon.metrics import DaemonMetrics
 from terminal.daemon.notify import Notifier
@@ -83,6 +84,7 @@ class Daemon:
         self.readers: list[ReaderLoop] = []
         self.scanners: list[ScannerLoop] = []
         self._terminal: Terminal | None = None
+        self.admin: AdminServer | None = None
         self._stop_signal: int | None = None
         self._reload_requested = False
 
@@ -196,11 +198,16 @@ class Daemon:
             self.scanners.append(scanner)
             self.watchdog.add(f"scanner:{spec}", scanner.run, final_return=True)
         self.watchdog.add("sync", self.syncer.run)
-        # --- admin socket (issue 13; terminal/daemon/admin.py): the lead starts it HERE ---------
-        # self.admin = AdminServer(path, settings=settings, store=self.store,
-        #                          store_lock=self.store_lock, status=self.status,
-        #                          sync_now=self.sync_now)
-        # self.admin.start()
+        # the operator commands reach the store the daemon owns through its admin socket
+        self.admin = AdminServer(
+            terminal.settings.admin_socket_path,
+            settings=terminal.settings,
+            store=self.store,
+            store_lock=self.store_lock,
+            status=self.status,
+            sync_now=self.sync_now,
+        )
+        self.admin.start()
         self.after_sync()
 
     @staticmethod
@@ -282,7 +289,9 @@ class Daemon:
         stuck += self.watchdog.join(["sync"], self.terminal.settings.sync_timeout_s)
         if stuck:
             log.error("event=threads_not_stopped threads=%s", stuck)
-        # --- admin socket: the lead closes the AdminServer HERE (self.admin.close()) ---------
+        admin, self.admin = self.admin, None
+        if admin is not None:
+            admin.close()
         self.metrics.flush()
         self.metrics.close()
         terminal, self._terminal = self._terminal, None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from pty_pair import SocatPair
 
 from drivers.virtual.qr_scanner import VirtualQrScanner
+from terminal.daemon.admin import ask
 from terminal.daemon.core import Daemon
 from terminal.daemon.notify import Notifier
 
@@ -63,6 +65,11 @@ def test_a_scanner_feeds_the_worker_and_status_and_sync_now_report(
         assert status["watchdog_restarts"] == 0 and all(status["threads"].values())
         assert f"sscard: ALARM: reader:{MISSING_READER} is down" in alarms.getvalue()
 
+        socket_path = tmp_path / "admin.sock"  # [daemon] admin_socket: next to the store
+        assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o600
+        answer = ask(socket_path, "status", {}, timeout_s=10)
+        assert answer.exit_status == 0 and any("INPROC-1" in line for line in answer.out)
+
         report = daemon.sync_now()  # no [sync] configured: a failed report, not an exception
         assert report["exit_status"] == 2 and report["steps"][0]["name"] == "config"
 
@@ -80,6 +87,7 @@ def test_a_scanner_feeds_the_worker_and_status_and_sync_now_report(
         main.join(20)
     assert not main.is_alive()
     assert os.stat(tmp_path / "store.db.lock")  # the store was closed, its lock file stays
+    assert not (tmp_path / "admin.sock").exists()  # the admin socket went with the daemon
 
 
 def test_a_serial_scanner_that_goes_away_is_taken_back_when_it_returns(
