@@ -201,6 +201,8 @@ DEFAULT = Outcome(BaseException, Reason.CARD_UNREADABLE, None, detail=_error_nam
 #: the errors (with their subclasses) that take :data:`DEFAULT` on purpose, and why; a unit
 #: test checks that every ``SscardError`` of the project has a row or is named here
 DEFAULT_ERRORS: dict[str, str] = {
+    "terminal.daemon.admin.DaemonUnavailable": "no daemon on the admin socket: the operator "
+    "commands then wait for the store",
     "apdu.errors.DriverError": "the root of the edges' errors; its readers' have rows",
     "drivers.indicators.base.IndicatorError": "an indicator: the terminal's own device",
     "drivers.scanners.base.ScannerError": "a code scanner: the terminal's own device",
