@@ -9,10 +9,15 @@ sync, without a restart.
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sync"))  # sync_support
+
 from daemon_support import DaemonProcess, TerminalFolder, free_port
 from support import CATALOGUE, READER0, TEST_ROOTS, make_card, run_sscard
 from sync_support import PlatformProcess, register
@@ -56,6 +61,16 @@ def _tap(daemon: DaemonProcess, cards, persona: str, rows: int) -> str:
     cards.remove_all()
     daemon.wait_state("waiting_card")
     return daemon.shown()[-1]
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[PlatformProcess]:
+    """The reference platform as a child process (as tests/sync/conftest.py serves it)."""
+    served = PlatformProcess(tmp_path / "platform")
+    served.init()
+    served.start()
+    yield served
+    served.stop()
 
 
 def test_the_platform_holds_exactly_the_journaled_rows_once_across_restarts(
