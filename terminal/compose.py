@@ -17,9 +17,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from apdu.errors import SscardError
+from apdu.resources import Closing
 from apdu.sam import SecurityModule
 from config.settings import Settings
 from drivers.indicators import (
@@ -226,7 +226,7 @@ def scenario_profiles(names: list[str] | None) -> list[Profile]:
 
 
 @dataclass
-class Terminal:
+class Terminal(Closing):
     """A terminal built from its settings: what ``sscard tap`` and ``sscard run`` decide with.
 
     Close it (or use it as a context manager) to close the module, the platform link, the
@@ -292,17 +292,6 @@ class Terminal:
             self._parts.close()
         finally:
             self._stack.close()
-
-    def __enter__(self) -> Terminal:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def open_pipeline(

@@ -164,19 +164,10 @@ def cmd_qr_trust_import(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, texts: Any) -> int:
     """Decide each scanned text through the pipeline; the exit status of the last decision."""
     from config.settings import load_settings
-    from terminal.compose import (
-        build_indicators,
-        closing_indicator,
-        open_online,
-        open_store,
-        profile_dir_of,
-        warn_operator,
-    )
+    from terminal.compose import open_pipeline, open_store, profile_dir_of, warn_operator
     from terminal.ecard_flow import process_code, verifier_from_settings
     from terminal.outcomes import EXIT_FAILURE
-    from terminal.pipeline import Pipeline
     from terminal.profiles import Scenario, load_profile
-    from terminal.reasons import hotlines_from
 
     settings = load_settings(args.config)
     profile = load_profile(args.scenario)
@@ -188,22 +179,7 @@ def _run(args: argparse.Namespace, texts: Any) -> int:
         try:
             store = stack.enter_context(open_store(settings))
             profile_dir = profile_dir_of(args.scenario)
-            indicator = stack.enter_context(
-                closing_indicator(build_indicators(settings, profile, profile_dir))
-            )
-            online = open_online(settings, store, profile)
-            if online is not None:
-                stack.enter_context(online)
-            pipeline = Pipeline(
-                profile,
-                store,
-                terminal_id=settings.terminal_id,
-                indicator=indicator,
-                profile_dir=profile_dir,
-                region=settings.sync_region,
-                online=online,
-                hotlines=hotlines_from(settings.hotlines),
-            )
+            pipeline = open_pipeline(settings, profile, store, stack, profile_dir=profile_dir)
             warn_operator(pipeline)
             for text in texts(stack):
                 decision = process_code(pipeline, verifier, text, room=args.room)
