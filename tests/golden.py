@@ -41,12 +41,13 @@ each replaced by a placeholder:
 
 1. the checkout's path (``<repo>``) and the Python running the tests (``<python>``): they
    differ between worktrees and machines;
-2. pytest's temporary folder (``<tmp>``), the system's (``<tmpdir>``) and the random part of a
-   ``tempfile`` name (``<rand>``);
+2. pytest's temporary folder (``<tmp>``), the system's (``<tmpdir>``), the random part of a
+   ``tempfile`` name (``<rand>``) and the number pytest gives a test's own folder
+   (``<tmp>/test_name<n>``: it counts tests whose names share their first 30 letters);
 3. wall-clock time: timestamps (``<time>``), seconds since 1970 within a day of now
    (``<epoch>``: a journal row's ``wall_time``), the clock offset a sync measures
-   (``offset <s> s``), an upload's rate (``<n> rows/s``) and the age of a list whose date a
-   test fixed (``age: <h> h``);
+   (``offset <s> s``, ``clock_offset_s: <s>``), an upload's rate (``<n> rows/s``) and the age
+   of a list whose date a test fixed (``age: <h> h``);
 4. TCP ports (``127.0.0.1:<port>``, ``port=<port>``, the value of ``--port``): each run takes a
    free one;
 5. process ids (``pid <pid>``, ``process [<pid>]``, a store ``in use by process <pid>``);
@@ -106,7 +107,9 @@ _VARYING = (
     (re.compile(r"\bport=\d+\b"), "port=<port>"),
     (re.compile(r"\bkey_id = \"k[0-9a-f]{8}\""), 'key_id = "k<id>"'),
     (re.compile(r"\bcard token [0-9a-f]{64}\b"), "card token <token>"),
+    (re.compile(r"(<tmp>/\w+?)\d+(?=[/\s'\":]|$)", re.M), r"\1<n>"),
     (re.compile(r"\boffset [+-]?\d+\.\d+ s\b"), "offset <s> s"),
+    (re.compile(r"^(clock_offset_s: )[+-]?\d+\.\d+$", re.M), r"\1<s>"),
     (re.compile(r"\b\d+ rows/s\b"), "<n> rows/s"),
     (re.compile(r"\b\d+ ms\)"), "<n> ms)"),  # sscard doctor: the platform's round trip
     (re.compile(r"\b\d+\.\d GiB free\b"), "<n> GiB free"),  # sscard doctor: free disk
@@ -121,6 +124,22 @@ _VARYING = (
 #: a key made at random, printed when it is made and named again later: the later mentions get
 #: the same placeholder
 _NEW_KEY = re.compile(r"\b(ES256|SM2): new key ([0-9a-f]{16})\b")
+
+
+def _renormalise(value: Any) -> Any:
+    """A recording with the placeholders of :data:`_VARYING` put in where they are missing.
+
+    :param value: a loaded golden file, or part of it
+    """
+    if isinstance(value, str):
+        for pattern, replacement in _VARYING:
+            value = pattern.sub(replacement, value)
+        return value
+    if isinstance(value, list):
+        return [_renormalise(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _renormalise(v) for k, v in value.items()}
+    return value
 
 
 class Normaliser:
@@ -352,7 +371,8 @@ class Recorder:
     def _load(self, stem: str) -> dict[str, list[dict[str, Any]]]:
         if stem not in self._loaded:
             path = self.folder / f"{stem}.json"
-            self._loaded[stem] = (
+            # what a newer normaliser replaces is replaced in older recordings too
+            self._loaded[stem] = _renormalise(
                 json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
             )
         return self._loaded[stem]
