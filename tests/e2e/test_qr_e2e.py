@@ -5,6 +5,7 @@ expired, deny listed, altered, or signed by a key the trust list dropped."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -164,9 +165,14 @@ def test_scan_from_a_serial_scanner(machines: Machines, tmp_path: Path) -> None:
              "--once", "--scenario", "gate", "--format", "json", "--config", str(machines.config)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        time.sleep(1.5)  # the scanner opens its port
+        # the scanner drops what came before it opened its port (a loaded machine opens late):
+        # the code is sent again every 2 s until `--once` has decided one
+        deadline = time.monotonic() + 60
         with open(pair.device, "wb", buffering=0) as device:
-            device.write(code.encode() + b"\r\n")
+            while child.poll() is None and time.monotonic() < deadline:
+                device.write(code.encode() + b"\r\n")
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(timeout=2)
             out, err = child.communicate(timeout=30)
     finally:
         pair.stop()
