@@ -163,6 +163,7 @@ def journal_rows(terminal: Terminal, count: int) -> None:
             )
 
 
+@pytest.mark.timeout(300)  # a dozen sscard processes, each a few seconds on a loaded machine
 def test_operator_commands_ask_the_daemon_and_print_the_same(
     terminal: Terminal, tmp_path: Path
 ) -> None:
