@@ -135,6 +135,7 @@ def deny_import(
     public_key: str | None,
     unsigned_ok: bool,
     progress: Progress | None = None,
+    production: bool = False,
 ) -> Answer:
     """``sscard deny import FILE``: verify, apply in one transaction, switch versions.
 
@@ -143,8 +144,14 @@ def deny_import(
     :param public_key: the platform's public key file, or ``None``
     :param unsigned_ok: import without a signature (development only)
     :param progress: called with (entries done, entries in all)
+    :param production: a production terminal, which refuses ``unsigned_ok``
     :raises StoreError: a file that fails its signature, its checks or its base version
     """
+    if production and unsigned_ok and public_key is None:
+        return _refuse(
+            "a production terminal refuses an unsigned deny list (--unsigned-ok is for "
+            "development): give --public-key PEM or set deny_public_key in the settings"
+        )
     warnings = Warnings()
     verify = verifier_for(public_key, unsigned_ok, warnings)
     if verify is None:

@@ -29,6 +29,7 @@ from terminal.cli.options import db_option, scenario_option
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from config.settings import Settings
     from terminal.operator import Answer
 
 
@@ -82,8 +83,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rollback.set_defaults(handler=cmd_deny_rollback)
 
 
-def _defaults(args: argparse.Namespace) -> None:
-    """Fill the store, pepper and key options the command line left out from the settings.
+def _defaults(args: argparse.Namespace) -> Settings:
+    """Fill the store, pepper and key options the command line left out from the settings;
+    return the settings.
 
     :param args: the parsed options (changed in place)
     :raises SettingsError: a settings file that cannot be read
@@ -98,6 +100,7 @@ def _defaults(args: argparse.Namespace) -> None:
     public_key = getattr(args, "public_key", "absent")
     if public_key is None and not args.unsigned_ok and settings.deny_public_key is not None:
         args.public_key = str(settings.deny_public_key)
+    return settings
 
 
 def _fail(message: object) -> int:
@@ -120,7 +123,7 @@ def cmd_deny_import(args: argparse.Namespace) -> int:
     from offline_store import load_pepper_file, load_verifier
     from terminal.cli.daemon_link import absolute, on_store
 
-    _defaults(args)
+    production = _defaults(args).production
     if not args.public_key and not args.unsigned_ok:
         return _fail(
             "refusing an unsigned import: give --public-key PEM (or --unsigned-ok for development)"
@@ -145,6 +148,7 @@ def cmd_deny_import(args: argparse.Namespace) -> int:
                 public_key=args.public_key,
                 unsigned_ok=args.unsigned_ok,
                 progress=_progress(bar),
+                production=production,
             )
 
     params = {

@@ -214,6 +214,7 @@ class AdminServer:
                     _text(params["file"]),
                     public_key=_optional_text(params.get("public_key")),
                     unsigned_ok=params.get("unsigned_ok") is True,
+                    production=self.settings.production,
                 )
             if name == "journal-tail":
                 count = params["n"]

@@ -277,3 +277,18 @@ def test_status_shows_the_age_and_the_scenarios_whose_decisions_are_degraded(
     assert "  hospital:   DEGRADED (stale, limit 24 h): online, else accept\n" in out
     assert run("deny", "status", "--db", db, "--scenario", "spa") == 2
     assert "no scenario profile 'spa'" in capsys.readouterr().err
+
+
+def test_a_production_terminal_refuses_the_development_flag(files, tmp_path, capsys) -> None:
+    settings = tmp_path / "production.toml"
+    settings.write_text("production = true\n", encoding="utf-8")
+    db = files["db"]
+    status = run(
+        "deny", "import", files["first"], "--db", db, "--unsigned-ok", "--config", str(settings)
+    )
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sscard: a production terminal refuses an unsigned deny list")
+    assert err.count("\n") == 1
+    assert run("deny", "status", "--db", db, "--config", str(settings)) == 0
+    assert capsys.readouterr().out.startswith("no deny list imported\n")
