@@ -226,9 +226,10 @@ class PcscReader:
                     last_problem = str(exc)
                     time.sleep(0.05)
             except ReaderUnavailable as exc:
+                if not service_down or str(exc) != last_problem:  # once per outage, not per retry
+                    log.warning("event=pcsc_unavailable detail=%r", str(exc))
                 last_problem = str(exc)
                 service_down = True
-                log.warning("event=pcsc_unavailable detail=%r", last_problem)
                 self._drop_context()
                 time.sleep(min(RECONNECT_PAUSE, max(deadline - clock(), 0)))
 

@@ -22,7 +22,7 @@ def cmd_pin(args: argparse.Namespace) -> int:
     from apdu import national
     from apdu.national import NationalCode
     from apdu.transport import t0_chain
-    from config.settings import Settings
+    from config.settings import load_settings
     from terminal.compose import open_reader
     from terminal.outcomes import classify
     from terminal.pin import pin_operation
@@ -38,7 +38,8 @@ def cmd_pin(args: argparse.Namespace) -> int:
         if pins[1] != pins[2]:
             code = NationalCode.PIN_CONFIRM_MISMATCH
             return _pin_report(args.format, code, national.message(code), None)
-    with open_reader(Settings(), name=args.reader) as reader:  # no settings: PC/SC, any reader
+    settings = load_settings(args.config)  # its reader back-end and reader; defaults: PC/SC, any
+    with open_reader(settings, name=args.reader) as reader:
         try:
             connection = reader.wait_for_card(args.timeout)
         except SscardError as exc:
@@ -86,4 +87,5 @@ def add_parser(sub: Any) -> None:
         help="read the PIN(s) from standard input, one per line, instead of prompting",
     )
     pin.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    pin.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")
     pin.set_defaults(handler=cmd_pin)

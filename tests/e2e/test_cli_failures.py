@@ -178,7 +178,9 @@ CASES: dict[tuple[str, ...], list[Case]] = {
             fails(READER.stderr, r'"code": -11'), fails(READER.stderr, r'"code": -11'),
         ),
     ],
-    ("pin",): [same(READER, "pin", "verify", "--pin-stdin", "--timeout", "0.5")],
+    ("pin",): [
+        Case(("pin", "verify", "--pin-stdin", "--timeout", "0.5"), READER, SETTINGS, READER, READER)
+    ],
     ("hsm-service",): [
         same(
             fails(r"^sscard: cannot bind the HSM service to 127\.0\.0\.1:\d+: Address already"),
