@@ -141,6 +141,13 @@ def test_pcscd_killed_and_restarted_during_the_wait_is_survived(pcscd, cards) ->
         stdout, stderr = waiting.communicate(timeout=40)
     finally:
         waiting.kill()
-    golden.observed(waiting.args, waiting.returncode, stdout, stderr)  # type: ignore[arg-type]
+    # whether the reader saw pcscd gone (and warned, once per outage) depends on where its
+    # wait was when the crash came: those warning lines are allowed, and kept out of the golden
+    outage = [line for line in stderr.splitlines() if "event=pcsc_unavailable" in line]
+    rest = "".join(
+        line + "\n" for line in stderr.splitlines() if "event=pcsc_unavailable" not in line
+    )
+    assert len(outage) <= 3, stderr
+    golden.observed(waiting.args, waiting.returncode, stdout, rest)  # type: ignore[arg-type]
     assert waiting.returncode == 0, stderr
     assert json.loads(stdout)["card"]["card_number"] == "A01023450"
