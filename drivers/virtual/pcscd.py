@@ -85,10 +85,11 @@ class PcscdProcess:
             raise ReaderUnavailable("the vpcd driver is not installed (package vsmartcard-vpcd)")
         return exe
 
-    def start(self, timeout: float = 10.0) -> None:
+    def start(self, timeout: float = 30.0) -> None:
         """Start pcscd and wait until its socket exists and both vpcd slots listen.
 
-        :param timeout: seconds to wait for readiness
+        :param timeout: seconds to wait for readiness (it is usually there within 0.1 s; a
+            loaded machine has taken more than 10)
         :raises ReaderUnavailable: when pcscd is missing, another one runs, or it does not start
         """
         exe = self.check_installed()
