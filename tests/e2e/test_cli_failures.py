@@ -2,7 +2,7 @@
 
 Every command and sub-command of :func:`terminal.cli.build_parser` is run under each condition:
 
-* ``pcscd-stopped`` — no pcscd (run this module through ``/work/bin/isolated``; a pcscd this
+* ``pcscd-stopped`` — no pcscd (a pcscd this
   test session started is stopped for the module), everything else in order: a terminal with
   settings, store, keys and a live platform for ``sync``; a platform database with keys;
 * ``settings-missing`` — ``$SSCARD_CONFIG`` names a file that is not there (and the platform's

@@ -1,6 +1,6 @@
 """Transit purchases end to end through a real pcscd: the emulated card (with its purse) in vpcd
 slot 0, the emulated transit PSAM in slot 1, the session and the purchase flow driven directly
-(the daemon and its journal come with issue 13). Run through ``/work/bin/isolated``."""
+(the daemon and its journal come with issue 13)."""
 
 from __future__ import annotations
 
