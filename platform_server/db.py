@@ -439,9 +439,19 @@ def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Connectio
         raise AlreadyExists("another writer stored the same row first; try again") from None
 
 
+#: SQLite's primary result codes of a writer that waited too long for another
+_SQLITE_BUSY_CODES = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+#: PostgreSQL's SQLSTATEs of a transaction that lost to another and may simply be tried again:
+#: serialization_failure, deadlock_detected, lock_not_available
+_POSTGRES_RETRY_STATES = frozenset({"40001", "40P01", "55P03"})
+
+
 def _is_busy(exc: DBAPIError) -> bool:
-    text = str(exc.orig).lower()
-    return "locked" in text or "busy" in text or "could not serialize" in text
+    """Whether the driver said "another writer holds it" (by its error code, not its text)."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_BUSY_CODES
+    return getattr(exc.orig, "sqlstate", None) in _POSTGRES_RETRY_STATES
 
 
 def read_meta(
