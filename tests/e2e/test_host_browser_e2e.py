@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import logging
 import os
 import shutil
 import threading
@@ -37,6 +38,11 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+# selenium's wire log (DEBUG) quotes whole WebDriver answers, the page's text included: that is
+# the test's traffic with its browser, not a log line of the terminal, so it stays out of the
+# privacy check (the terminal's own lines, the API's among them, are still checked)
+logging.getLogger("selenium").setLevel(logging.INFO)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
