@@ -63,9 +63,10 @@ from terminal.list_policy import (
     startup_warnings,
 )
 from terminal.outcomes import outcome
-from terminal.profiles import Profile, Scenario, region_matches
+from terminal.profiles import Profile, Scenario
 from terminal.reasons import DEFAULT_HOTLINES, DENY_REASONS, TEXTS, Reason, indication
 from terminal.scenario_rules import Ruling, ScenarioRules, load_card_hashes
+from terminal.scenario_tables import region_matches
 
 __all__ = [
     "ACCEPT",

@@ -29,8 +29,9 @@ from typing import Any
 from apdu.errors import SscardError
 from offline_store import Store
 from terminal.card_read import CardFacts
-from terminal.profiles import ConcessionRules, Profile, Scenario, ServiceItem
+from terminal.profiles import Profile, Scenario
 from terminal.reasons import Reason
+from terminal.scenario_tables import ConcessionRules, ServiceItem
 
 #: the day counters: accepted entries at a gate, one holder's meals at a meal point
 ENTRIES_KEY = "entries:{profile}"
