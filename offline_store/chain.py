@@ -8,7 +8,9 @@ decimal string, the personal ciphertext in base64). Row 1 chains to 64 zeros. Pu
 ``flags`` (the decision's circumstances, e.g. ``stale_list:deny_list``) and ``ref_seq`` (the
 row a follow-up row completes: the confirmation of a deferred e-card code) joined the record
 after its first release: each member is present only when a row has it, so a row without them
-serialises — and hashes — exactly as before.
+serialises — and hashes — exactly as before. ``payment`` (a purchase's facts, issue 15:
+:mod:`offline_store.payment`) likewise; it is the one member that is a JSON object, its
+integers JSON numbers (``json.dumps`` writes them one way only).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class JournalRow:
         fields; hashed, so the platform needs it to check the chain
     :param flags: the decision's flags, sorted (see :class:`JournalEntry`)
     :param ref_seq: the earlier row this one follows up (see :class:`JournalEntry`), or ``None``
+    :param payment: the purchase's payment object (:meth:`offline_store.payment.Payment.to_json`),
+        ``None`` for a row without one
     """
 
     seq: int
@@ -85,6 +89,7 @@ class JournalRow:
     personal_ciphertext: bytes | None = None
     flags: tuple[str, ...] = ()
     ref_seq: int | None = None
+    payment: dict[str, Any] | None = None
 
     def canonical(self) -> bytes:
         """The row's canonical serialisation, the input of its chain hash.
@@ -95,7 +100,8 @@ class JournalRow:
 
     def record(self) -> dict[str, Any]:
         """The hashed fields as the JSON object of docs/offline-store.md §5 (for upload);
-        ``flags`` only when the row has some, ``ref_seq`` only when it follows up a row.
+        ``flags`` only when the row has some, ``ref_seq`` only when it follows up a row,
+        ``payment`` only on a purchase's rows.
 
         :raises: nothing
         """
@@ -123,6 +129,8 @@ class JournalRow:
             record["flags"] = list(self.flags)
         if self.ref_seq is not None:
             record["ref_seq"] = str(self.ref_seq)
+        if self.payment is not None:
+            record["payment"] = dict(self.payment)
         return record
 
 
@@ -145,8 +153,9 @@ class ChainReport:
 def canonical_bytes(record: Mapping[str, Any]) -> bytes:
     """Serialise a journal record canonically: JSON, keys sorted, no whitespace, UTF-8.
 
-    Every value is a string, ``null`` or a list of strings, and no string holds a control
-    character, so only ``"`` and ``\\`` are ever escaped (RFC 8785 gives the same bytes).
+    Every value is a string, ``null`` or a list of strings — but for ``payment``, an object of
+    strings, integers and ``null`` — and no string holds a control character, so only ``"``
+    and ``\\`` are ever escaped (RFC 8785 gives the same bytes).
 
     :param record: :meth:`JournalRow.record`
     :raises: nothing
