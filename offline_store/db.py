@@ -216,7 +216,9 @@ def _v5_journal_ref_seq(db: sqlite_utils.Database) -> None:
 def _v6_payments(db: sqlite_utils.Database) -> None:
     """Schema 6 (issue 15): a purchase's journal rows carry its payment object, encrypted
     (``payment_ct``); the purchases still pending or torn on this terminal are in
-    ``payment_open``, keyed by a keyed hash of the card (:mod:`offline_store.payment`)."""
+    ``payment_open``, keyed by a keyed hash of the card (:mod:`offline_store.payment`); what
+    each card paid today here, for the transit profile's daily cap and transfer discount, in
+    ``payment_day``."""
     _execute_all(
         db,
         [
@@ -228,6 +230,14 @@ def _v6_payments(db: sqlite_utils.Database) -> None:
                 seq INTEGER NOT NULL,
                 opened_us INTEGER NOT NULL,
                 record_ct BLOB NOT NULL
+            ) WITHOUT ROWID""",
+            """CREATE TABLE payment_day (
+                day TEXT NOT NULL,
+                card_key TEXT NOT NULL,
+                spent_fen INTEGER NOT NULL CHECK (spent_fen >= 0),
+                rides INTEGER NOT NULL CHECK (rides >= 0),
+                last_us INTEGER NOT NULL,
+                PRIMARY KEY (day, card_key)
             ) WITHOUT ROWID""",
         ],
     )

@@ -32,7 +32,9 @@ the terminal checks it after decrypting (:meth:`Journal.verify_chain` with the s
 **Open purchases.** A purchase ``pending`` or ``torn`` here has a ``payment_open`` row keyed by
 an HMAC of its card (the journal key's, so the table names no card), written in the journal
 row's transaction; it holds what the recovery needs (encrypted) and goes when the purchase
-ends ``done`` or ``void``.
+ends ``done`` or ``void``. A ``done`` row also adds its amount to the card's day in
+``payment_day`` (same key): what it paid here today and when last, for the transit profile's
+daily cap and transfer discount (:mod:`terminal.fares`); earlier days are dropped.
 """
 
 from __future__ import annotations
@@ -50,12 +52,14 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from offline_store.daycount import local_day
 from offline_store.db import StoreDb
 from offline_store.errors import JournalError
 
 __all__ = [
     "KINDS",
     "STATES",
+    "DaySpend",
     "OpenPurchase",
     "OpenPurchases",
     "Payment",
@@ -240,6 +244,20 @@ class OpenPurchase:
     record: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class DaySpend:
+    """What one card paid on this terminal on one day.
+
+    :param spent_fen: the sum of its ``done`` purchases
+    :param rides: how many
+    :param last_us: the wall time of the last one, microseconds since the epoch
+    """
+
+    spent_fen: int
+    rides: int
+    last_us: int
+
+
 class OpenPurchases:
     """The ``payment_open`` table (``store.payments``).
 
@@ -284,6 +302,8 @@ class OpenPurchases:
         key = self.card_key(payment.kind, payment.card_serial)
         if payment.state in ("done", "void"):
             conn.execute("DELETE FROM payment_open WHERE card_key = ?", (key,))
+            if payment.state == "done":
+                self._spend(conn, key, payment.amount_fen, now_us)
             return
         assert self._aead is not None
         nonce = os.urandom(NONCE_LEN)
@@ -294,6 +314,32 @@ class OpenPurchases:
             "state = excluded.state, seq = excluded.seq, record_ct = excluded.record_ct",
             (key, payment.kind, payment.state, seq, now_us, sealed),
         )
+
+    @staticmethod
+    def _spend(conn: sqlite3.Connection, key: str, amount: int, now_us: int) -> None:
+        day = local_day(now_us / 1_000_000).isoformat()
+        conn.execute("DELETE FROM payment_day WHERE day < ?", (day,))
+        conn.execute(
+            "INSERT INTO payment_day (day, card_key, spent_fen, rides, last_us) "
+            "VALUES (?, ?, ?, 1, ?) ON CONFLICT (day, card_key) DO UPDATE SET "
+            "spent_fen = spent_fen + excluded.spent_fen, rides = rides + 1, "
+            "last_us = excluded.last_us",
+            (day, key, amount, now_us),
+        )
+
+    def day_spend(self, kind: str, card_serial: str, wall_time: float) -> DaySpend:
+        """What the card paid here on the local day of ``wall_time`` (zeros when nothing).
+
+        :raises JournalError: no journal key
+        """
+        key = self.card_key(kind, card_serial)
+        day = local_day(wall_time).isoformat()
+        with self._db.read() as conn:
+            found = conn.execute(
+                "SELECT spent_fen, rides, last_us FROM payment_day WHERE day = ? AND card_key = ?",
+                (day, key),
+            ).fetchone()
+        return DaySpend(0, 0, 0) if found is None else DaySpend(*found)
 
     def find(self, kind: str, card_serial: str) -> OpenPurchase | None:
         """The card's open purchase on this terminal, if any.

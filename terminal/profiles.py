@@ -54,6 +54,7 @@ from apdu.records import HOLDER_ITEMS
 from config import PROFILE_DIR as BUILT_IN_PROFILES
 from config.schema import CONTROL, PATH_MAX, Table, dotted
 from config.tomlfile import read_toml
+from terminal.fares import PurseRules
 
 #: the built-in profiles (config/profiles/)
 PROFILE_DIR = BUILT_IN_PROFILES
@@ -215,11 +216,13 @@ class TransitRules(ConcessionRules):
     :param reduced_fare_fen: the fare of ``reduced_categories``
     :param region_concessions: fares that depend on the card's issuing region, each naming its
         rule; a card of another region pays the ordinary fare (it is never refused)
+    :param purse: the purse rules, daily cap and transfer discount (:mod:`terminal.fares`)
     """
 
     fare_fen: int = Field(ge=0, le=100_000)
     reduced_fare_fen: int | None = Field(default=None, ge=0, le=100_000)
     region_concessions: tuple[RegionConcession, ...] = ()
+    purse: PurseRules = Field(default_factory=PurseRules)
 
 
 class GateRules(ConcessionRules):

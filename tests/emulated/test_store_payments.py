@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from store_support import KEY, TOKEN, Clock, raw, write_old_journal_rows
+from store_support import KEY, NOON, TOKEN, Clock, raw, write_old_journal_rows
 
 from offline_store import JournalEntry, JournalError, Store
 from offline_store.chain import canonical_bytes, chain_hash
@@ -36,6 +36,7 @@ PENDING = Payment(
     issuer="0102030405060708",
 )
 DONE = dataclasses.replace(PENDING, state="done", tac="1A2B3C4D")
+NOW = NOON
 
 
 @pytest.fixture
@@ -167,9 +168,15 @@ def test_open_purchases_follow_the_rows_of_their_card(store: Store) -> None:
     assert found is not None and (found.seq, found.state) == (torn.seq, "torn")
     assert found.opened_us == first.wall_time_us  # opened once, updated since
     assert [p.seq for p in store.payments.all()] == [torn.seq]
-    store.journal.append(fare(DONE))
+    assert store.payments.day_spend("transit", SERIAL, NOW).rides == 0
+    done = store.journal.append(fare(DONE))
     assert store.payments.find("transit", SERIAL) is None
     assert store.payments.find("medical", SERIAL) is None
+    spend = store.payments.day_spend("transit", SERIAL, NOW)
+    assert (spend.spent_fen, spend.rides, spend.last_us) == (200, 1, done.wall_time_us)
+    store.journal.append(fare(dataclasses.replace(DONE, card_sequence=18, amount_fen=150)))
+    assert store.payments.day_spend("transit", SERIAL, NOW).spent_fen == 350
+    assert store.payments.day_spend("transit", SERIAL, NOW + 86_400).rides == 0
 
 
 def test_the_open_purchase_and_its_row_are_one_transaction(store: Store) -> None:
