@@ -216,7 +216,7 @@ class Journal:
                 ),
             )
             if entry.payment is not None:
-                self._payments.put(conn, seq, entry.payment, recovery or {}, wall_time_us)
+                self._payments.put(conn, seq, entry.payment, recovery, wall_time_us)
             conn.execute(
                 "UPDATE journal_state SET last_seq = ?, last_hash = ? WHERE id = 1",
                 (row.seq, row.hash),

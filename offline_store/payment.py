@@ -63,6 +63,7 @@ __all__ = [
     "OpenPurchase",
     "OpenPurchases",
     "Payment",
+    "PaymentRow",
     "open_sealed",
     "seal",
 ]
@@ -188,6 +189,20 @@ class Payment:
         return self
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentRow:
+    """What a purchase adds to its journal row.
+
+    :param payment: the payment object
+    :param recovery: for ``pending`` and ``torn``: what the recovery needs (``payment_open``)
+    :param ref_seq: the purchase's ``pending`` row, which this one follows up
+    """
+
+    payment: Payment
+    recovery: dict[str, Any] | None = None
+    ref_seq: int | None = None
+
+
 def _aad(seq: int, row_uuid: str) -> bytes:
     return f"sscard-payment/1 seq={seq} uuid={row_uuid}".encode("ascii")
 
@@ -285,13 +300,13 @@ class OpenPurchases:
         conn: sqlite3.Connection,
         seq: int,
         payment: Payment,
-        record: Mapping[str, Any],
+        record: Mapping[str, Any] | None,
         now_us: int,
     ) -> None:
         """Within a journal append's transaction: open, update or close the card's purchase.
 
-        ``pending`` and ``torn`` keep (or replace) the row with ``record``; ``done`` and
-        ``void`` delete it.
+        ``pending`` and ``torn`` with a ``record`` keep (or replace) the row; ``done``,
+        ``void`` and a ``torn`` without one (left to the platform) delete it.
 
         :param conn: the journal append's connection (its transaction)
         :param seq: the journal row just written
@@ -300,7 +315,7 @@ class OpenPurchases:
         :param now_us: the row's wall time
         """
         key = self.card_key(payment.kind, payment.card_serial)
-        if payment.state in ("done", "void"):
+        if payment.state in ("done", "void") or record is None:
             conn.execute("DELETE FROM payment_open WHERE card_key = ?", (key,))
             if payment.state == "done":
                 self._spend(conn, key, payment.amount_fen, now_us)
