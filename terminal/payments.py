@@ -32,6 +32,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,18 +48,33 @@ from apdu.purchase import (
 )
 from apdu.sam import Mac2Invalid, SecurityModule
 from apdu.transit import TransitPurseSession, mask_serial
+from apdu.transit_psam import TransitPsamModule
+from apdu.transport import t0_chain
+from config.settings import Settings
+from drivers.keyfile import load_root_keys
+from drivers.pcsc import PcscReader
+from drivers.soft_sam import SoftTransitSam, refuse_in_production
 from offline_store import Store
 from offline_store.payment import Payment, PaymentRow
 from terminal.card_read import ScenarioRead
 from terminal.fares import PurseRules, purse_fare
 from terminal.pipeline import ACCEPT, Decision, Pipeline, refuse
+from terminal.profiles import Profile
 from terminal.reasons import Reason
 
-__all__ = ["TransitPayments", "payment_of", "record_from_json", "record_to_json"]
+__all__ = [
+    "TransitPayments",
+    "open_fare_module",
+    "payment_of",
+    "record_from_json",
+    "record_to_json",
+    "transit_payments",
+]
 
 log = logging.getLogger(__name__)
 
 KIND = "transit"
+PSAM_WAIT_S = 5.0  # a validator starts with its PSAM in place; pcscd may take a moment
 UNPROVEN_FLAG = "unproven:mac2"
 
 
@@ -307,3 +323,51 @@ class TransitPayments:
         if count:
             log.warning("event=purchases_torn_at_start count=%d", count)
         return count
+
+
+def open_fare_module(
+    settings: Settings, pcsc: PcscReader | None, stack: ExitStack
+) -> SecurityModule | None:
+    """The security module fares are taken with: the transit PSAM in ``[payments]
+    psam_reader``, else (development only) the software transit SAM of ``[payments]
+    soft_sam_keys``; ``None`` when neither is set (the terminal then takes no fare).
+
+    :param settings: the terminal settings
+    :param pcsc: the PC/SC access (the PSAM's slot), ``None`` without PC/SC
+    :param stack: closes the PSAM's connection
+    :raises SscardError: no PSAM in the slot, a PSAM without PC/SC, the software SAM on a
+        production terminal, a key file that cannot be read
+    """
+    if settings.payments_psam_reader:
+        if pcsc is None:
+            raise SscardError("[payments] psam_reader: the transit PSAM needs the pcsc back-end")
+        connection = stack.enter_context(
+            pcsc.wait_for_card(PSAM_WAIT_S, reader=settings.payments_psam_reader)
+        )
+        module = TransitPsamModule(t0_chain(connection))
+        number = module.terminal_number()  # read once at start: a dead PSAM fails here
+        log.info("event=fare_module kind=transit_psam terminal_number=%s", number)
+        return module
+    if settings.payments_soft_sam_keys:
+        refuse_in_production(settings)
+        log.warning("event=fare_module kind=soft_transit_sam (development only)")
+        return SoftTransitSam(load_root_keys(settings.payments_soft_sam_keys), settings)
+    return None
+
+
+def transit_payments(
+    settings: Settings, profile: Profile, store: Store, module: SecurityModule | None
+) -> TransitPayments | None:
+    """The purchase step of a transit profile's pipeline, ``None`` for any other profile or
+    without a fare module.
+
+    :param settings: the terminal settings (``tear_window_s``)
+    :param profile: the scenario profile
+    :param store: the open store
+    :param module: :func:`open_fare_module`'s
+    """
+    if module is None or profile.transit is None:
+        return None
+    return TransitPayments(
+        store, module, profile.transit.purse, tear_window_s=settings.tear_window_s
+    )

@@ -100,7 +100,6 @@ class Reason(StrEnum):
     PURSE_REFUSED = "purse_refused"  # any other status word of a payment step
     PURSE_TORN = "purse_torn"  # the card left during the debit: tap again
     PURSE_UNDECIDED = "purse_undecided"  # a torn purchase the card cannot settle
-    PURSE_NO_MODULE = "purse_no_module"  # no transit PSAM: no fare can be taken
 
 
 class NextStep(StrEnum):
@@ -408,9 +407,6 @@ TEXTS: dict[Reason, ReasonText] = {
     ),
     Reason.PURSE_UNDECIDED: ReasonText(
         _R, "交易待核实，请到人工窗口", "Payment to be checked: please see staff", _STAFF
-    ),
-    Reason.PURSE_NO_MODULE: ReasonText(
-        _R, "暂不能扣款，请到人工窗口", "Cannot take fares now: please see staff", _STAFF
     ),
 }
 
