@@ -215,13 +215,14 @@ def _v5_journal_ref_seq(db: sqlite_utils.Database) -> None:
 
 def _v6_payments(db: sqlite_utils.Database) -> None:
     """Schema 6 (issue 15): a purchase's journal rows carry its payment object, encrypted
-    (``payment_ct``); the purchases still pending or torn on this terminal are in
-    ``payment_open``, keyed by a keyed hash of the card (:mod:`offline_store.payment`); what
-    each card paid today here, for the transit profile's daily cap and transfer discount, in
-    ``payment_day``."""
+    (``payment_ct``), and the digest the chain hash covers (``payment_sha256``); the purchases
+    still pending or torn on this terminal are in ``payment_open``, keyed by a keyed hash of
+    the card (:mod:`offline_store.payment`); what each card paid today here, for the transit
+    profile's daily cap and transfer discount, in ``payment_day``."""
     _execute_all(
         db,
         [
+            "ALTER TABLE journal ADD COLUMN payment_sha256 TEXT",
             "ALTER TABLE journal ADD COLUMN payment_ct BLOB",
             """CREATE TABLE payment_open (
                 card_key TEXT PRIMARY KEY,

@@ -42,6 +42,7 @@ from offline_store.chain import (
     ChainReport,
     JournalRow,
     chain_hash,
+    payment_digest,
     personal_aad,
 )
 from offline_store.daycount import add_counts, check_count_keys, local_day
@@ -65,7 +66,7 @@ PAGE_ROWS = 500
 _COLUMNS = (
     "seq, uuid, wall_time_us, monotonic_ns, scenario, catalogue_item, credential_token, outcome, "
     "reason_code, amount, terminal_id, personal_fields, personal_ct, prev_hash, hash, uploaded, "
-    "flags, ref_seq, payment_ct"
+    "flags, ref_seq, payment_sha256, payment_ct"
 )
 #: a deferred row no later row follows up yet (``j`` names the journal table)
 _UNCONFIRMED = (
@@ -190,10 +191,14 @@ class Journal:
                 ref_seq=entry.ref_seq,
                 payment=None if entry.payment is None else entry.payment.to_json(),
             )
+            if unhashed.payment is not None:
+                unhashed = dataclasses.replace(
+                    unhashed, payment_sha256=payment_digest(unhashed.payment)
+                )
             row = dataclasses.replace(unhashed, hash=chain_hash(last_hash, unhashed.canonical()))
             conn.execute(
                 f"INSERT INTO journal ({_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
                 (
                     row.seq,
                     row.uuid,
@@ -212,6 +217,7 @@ class Journal:
                     row.hash,
                     json.dumps(list(flags)),
                     row.ref_seq,
+                    row.payment_sha256,
                     payment_ct,
                 ),
             )
@@ -534,13 +540,18 @@ class Journal:
         return None
 
     def _row(self, raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
-        """A stored row, its payment decrypted (the chain hash covers it in clear)."""
-        row = _row(raw[:-1])
-        sealed = raw[-1]
+        """A stored row, its payment decrypted when the journal key is there (the chain hash
+        covers its digest, kept in clear: the chain verifies without the key)."""
+        row = _row(raw[:-2])
+        digest, sealed = raw[-2:]
         if sealed is None:
             return row
+        if self._aead is None:
+            return dataclasses.replace(row, payment_sha256=digest)
         payment = open_sealed(self._aead, row.seq, row.uuid, sealed)
-        return dataclasses.replace(row, payment=payment)
+        if payment_digest(payment) != digest:
+            raise JournalError(f"journal row {row.seq}: the payment does not match its digest")
+        return dataclasses.replace(row, payment=payment, payment_sha256=digest)
 
 
 def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:

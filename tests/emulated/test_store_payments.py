@@ -5,6 +5,7 @@ uploaded in clear and hashed, encrypted at rest, checked on the way in; the open
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,9 +79,11 @@ def test_the_payment_object_is_uploaded_in_clear_and_hashed(store: Store) -> Non
         "card_serial": SERIAL,
         "issuer": "0102030405060708",
     }
-    # integers are JSON numbers, and the platform's check of the chain is this one
-    assert b'"amount_fen":200' in canonical_bytes(record)
-    assert chain_hash(rows[1].prev_hash, canonical_bytes(record)) == rows[1].hash
+    # integers are JSON numbers; the chain hash covers the object's digest, which the
+    # platform computes from the object it receives
+    assert canonical_bytes(record["payment"]).startswith(b'{"amount_fen":200,')
+    hashed = {**record, "payment": hashlib.sha256(canonical_bytes(record["payment"])).hexdigest()}
+    assert chain_hash(rows[1].prev_hash, canonical_bytes(hashed)) == rows[1].hash
     assert store.journal.verify_chain().ok
     assert Payment.from_json(record["payment"]) == DONE
 
@@ -113,9 +116,28 @@ def test_a_wrong_key_fails_verify_with_the_row_named(tmp_path: Path) -> None:
 def test_an_altered_payment_breaks_the_chain(store: Store) -> None:
     store.journal.append(fare(DONE))
     row = next(store.journal.rows())
-    forged = dict(row.record())
-    forged["payment"] = {**forged["payment"], "amount_fen": 1}
-    assert chain_hash(row.prev_hash, canonical_bytes(forged)) != row.hash
+    forged = dataclasses.replace(row, payment={**DONE.to_json(), "amount_fen": 1})
+    assert (
+        chain_hash(row.prev_hash, dataclasses.replace(forged, payment_sha256=None).canonical())
+        != row.hash
+    )
+    conn = raw(store.path)
+    conn.execute("UPDATE journal SET payment_sha256 = ? WHERE seq = 1", ("0" * 64,))
+    conn.close()
+    report = store.journal.verify_chain()
+    assert not report.ok and report.first_bad_seq == 1
+
+
+def test_the_chain_verifies_without_the_journal_key(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s.db", journal_key=KEY) as store:
+        store.journal.append(fare(PENDING), recovery={"step": 1})
+        store.journal.append(fare(DONE))
+    with Store.open(tmp_path / "s.db") as keyless:
+        assert keyless.journal.verify_chain().ok
+        row = keyless.journal.last()
+        assert row is not None and row.payment is None and row.payment_sha256 is not None
+        with pytest.raises(JournalError, match="journal key"):
+            row.record()
 
 
 @pytest.mark.parametrize(
