@@ -6,12 +6,12 @@ fare rules and the purse's refusals."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fare_support import Validator, transit_profile
 from payment_support import transit_module
 from pipeline_support import World, world  # noqa: F401 (the fixture)
 from support import make_card
@@ -22,57 +22,12 @@ from drivers.virtual.ssc_card import VirtualSscCard
 from terminal.card_read import ScenarioRead
 from terminal.fares import PurseRules
 from terminal.payments import TransitPayments
-from terminal.pipeline import Decision, Pipeline
-from terminal.profiles import Profile, load_profile
+from terminal.pipeline import Decision
 from terminal.reasons import Reason
 
 pytestmark = pytest.mark.emulated
 
 FARE = 200
-
-
-@dataclasses.dataclass
-class Validator:
-    """A bus validator: the pipeline of the transit profile with its purse step."""
-
-    world: World
-    payments: TransitPayments
-    profile: Profile
-
-    def pipeline(self) -> Pipeline:
-        pipeline = self.world.pipeline(self.profile)
-        pipeline.purse = self.payments
-        return pipeline
-
-    def tap(self, card: VirtualSscCard, **tear: int) -> Decision:
-        card.return_to_field()
-        for key, value in tear.items():
-            setattr(card.behaviour, key, value)
-        read = ScenarioRead(t0_chain(VirtualConnection(card)), card.historical, self.profile, None)
-        return self.pipeline().process(read)
-
-    def payments_journaled(self, after: int = 0) -> list[dict[str, Any]]:
-        rows = self.world.store.journal.rows(after)
-        return [r.payment for r in rows if r.payment is not None]
-
-    def mark(self) -> int:
-        last = self.world.store.journal.last()
-        return 0 if last is None else last.seq
-
-    def charged(self, after: int = 0) -> int:
-        """Fen the journal says were debited (after a row): the latest state of each purchase,
-        as the platform counts them, done."""
-        latest: dict[tuple[str, int], dict[str, Any]] = {}
-        for p in self.payments_journaled(after):
-            latest[(p["card_serial"], p["card_sequence"])] = p
-        return sum(p["amount_fen"] for p in latest.values() if p["state"] == "done")
-
-
-def transit_profile(**purse: int) -> Profile:
-    profile = load_profile("transit")
-    assert profile.transit is not None
-    rules = profile.transit.model_copy(update={"purse": PurseRules(**purse)})
-    return profile.model_copy(update={"require_genuine": False, "transit": rules})
 
 
 @pytest.fixture
