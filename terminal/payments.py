@@ -66,6 +66,7 @@ __all__ = [
     "TransitPayments",
     "open_fare_module",
     "payment_of",
+    "payment_row",
     "record_from_json",
     "record_to_json",
     "transit_payments",
@@ -159,14 +160,24 @@ class _Card:
 
     def row(self, record: PurchaseRecord, ref_seq: int | None) -> PaymentRow:
         """The payment row of a record; an open one keeps what its recovery needs."""
-        return _row(record, self.issuer, ref_seq, self.card_hash)
+        return payment_row(record, self.issuer, ref_seq, self.card_hash)
 
     def final(self, decision: Decision, record: PurchaseRecord, ref_seq: int) -> Decision:
         """The decision with the purchase's row."""
         return dataclasses.replace(decision, payment=self.row(record, ref_seq))
 
 
-def _row(record: PurchaseRecord, issuer: str, ref_seq: int | None, card_hash: str) -> PaymentRow:
+def payment_row(
+    record: PurchaseRecord, issuer: str | None, ref_seq: int | None, card_hash: str
+) -> PaymentRow:
+    """What a purchase record adds to its journal row; an open one (``pending``, ``torn``)
+    keeps what its recovery needs.
+
+    :param record: the purchase
+    :param issuer: the transit issuer id, ``None`` for medical
+    :param ref_seq: the row it follows up
+    :param card_hash: the credential token (the rows a restart writes carry it)
+    """
     recovery = None
     if record.journal_state in ("pending", "torn"):
         recovery = {**record_to_json(record), "issuer": issuer, "card_hash": card_hash}
@@ -317,7 +328,7 @@ class TransitPayments:
             torn = dataclasses.replace(record_from_json(opened.record), state=PurchaseState.TORN)
             card_hash = str(opened.record.get("card_hash", ""))
             decision = refuse(Reason.PURSE_TORN, fare_fen=torn.charge.amount)
-            row = _row(torn, str(opened.record["issuer"]), opened.seq, card_hash)
+            row = payment_row(torn, str(opened.record["issuer"]), opened.seq, card_hash)
             pipeline.append(dataclasses.replace(decision, payment=row), card_hash, {})
             count += 1
         if count:
