@@ -64,6 +64,7 @@ from terminal.reasons import Reason
 
 __all__ = [
     "TransitPayments",
+    "leave_to_platform",
     "open_fare_module",
     "payment_of",
     "payment_row",
@@ -182,6 +183,25 @@ def payment_row(
     if record.journal_state in ("pending", "torn"):
         recovery = {**record_to_json(record), "issuer": issuer, "card_hash": card_hash}
     return PaymentRow(payment_of(record, issuer), recovery, ref_seq)
+
+
+def leave_to_platform(
+    pipeline: Pipeline, record: PurchaseRecord, issuer: str | None, card_hash: str, seq: int
+) -> None:
+    """An open purchase past its tearing window (or another PSAM's): journaled ``torn`` once
+    more, without a recovery — which closes it here; the platform settles it.
+
+    :param pipeline: the pipeline whose journal takes the row
+    :param record: the open purchase
+    :param issuer: the transit issuer id, ``None`` for medical
+    :param card_hash: the credential token
+    :param seq: its latest row
+    """
+    torn = dataclasses.replace(record, state=PurchaseState.TORN)
+    row = PaymentRow(payment_of(torn, issuer), None, seq)
+    decision = dataclasses.replace(refuse(Reason.PURSE_UNDECIDED), payment=row)
+    pipeline.append(decision, card_hash, {})
+    log.warning("event=purchase_left_torn card=%s", mask_serial(record.card_id))
 
 
 class TransitPayments:
@@ -304,13 +324,7 @@ class TransitPayments:
 
     @staticmethod
     def _give_up(card: _Card, record: PurchaseRecord, seq: int) -> None:
-        """An open purchase past its window (or another PSAM's): ``torn`` for the platform;
-        a row without a recovery closes it here."""
-        torn = dataclasses.replace(record, state=PurchaseState.TORN)
-        row = PaymentRow(payment_of(torn, card.issuer), None, seq)
-        decision = dataclasses.replace(refuse(Reason.PURSE_UNDECIDED), payment=row)
-        card.pipeline.append(decision, card.card_hash, {})
-        log.warning("event=purchase_left_torn card=%s", mask_serial(record.card_id))
+        leave_to_platform(card.pipeline, record, card.issuer, card.card_hash, seq)
 
     def at_start(self, pipeline: Pipeline) -> int:
         """A daemon's start: every purchase left ``pending`` (killed before its answer) becomes

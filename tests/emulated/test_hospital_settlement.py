@@ -24,10 +24,21 @@ pytestmark = pytest.mark.emulated
 BILL = "95.00|30.00+60.00|20261129101500|"  # account 30.00, pooled 60.00, self-pay 5.00
 
 
-def settle(world: World, card: VirtualSscCard, pin: str = "123456", bill: str = BILL) -> Settled:  # noqa: F811
-    module = PsamModule(t0_chain(VirtualConnection(make_psam("psam-national"))))
-    settlement = MedicalSettlement(world.pipeline("hospital"), module)
+PSAM = make_psam("psam-national")  # one PSAM for the desk: a torn purchase is its own
+
+
+def settle(
+    world: World,  # noqa: F811
+    card: VirtualSscCard,
+    pin: str = "123456",
+    bill: str = BILL,
+    **tear: int,
+) -> Settled:
+    module = PsamModule(t0_chain(VirtualConnection(PSAM)))
+    settlement = MedicalSettlement(world.pipeline("hospital"), module, clock=world.clock)
     card.return_to_field()
+    for key, value in tear.items():
+        setattr(card.behaviour, key, value)
     return settlement.settle(t0_chain(VirtualConnection(card)), pin, bill)
 
 
@@ -87,17 +98,55 @@ def test_a_bad_bill_is_refused_before_the_card(world: World) -> None:  # noqa: F
     assert settled.code != 0 and settled.result == "" and card.commands_seen == 0
 
 
-def test_a_torn_debit_is_journaled_torn(world: World) -> None:  # noqa: F811
+def debit_index(world: World) -> int:  # noqa: F811
+    """The settlement's last card command (its DEBIT), from a probe card."""
     probe = make_card("ordinary-2.0")
     assert settle(world, probe).code == 0
-    debit = probe.commands_seen  # the DEBIT is the settlement's last card command
+    return probe.commands_seen
+
+
+@pytest.mark.parametrize(
+    ("tear", "debited"),
+    [("tear_after", False), ("tear_before_answer", True)],
+)
+def test_a_torn_debit_is_settled_once_when_the_desk_settles_again(
+    world: World,  # noqa: F811
+    tear: str,
+    debited: bool,
+) -> None:
+    n = debit_index(world)
     card = make_card("ordinary-2.0")
-    card.behaviour.tear_before_answer = debit
-    module = PsamModule(t0_chain(VirtualConnection(make_psam("psam-national"))))
-    settled = MedicalSettlement(world.pipeline("hospital"), module).settle(
-        t0_chain(VirtualConnection(card)), "123456", BILL
-    )
-    assert settled.decision.reason == Reason.PURSE_TORN and settled.result == ""
+    before = cia(card)
+    mark = world.store.journal.last().seq  # type: ignore[union-attr]
+    torn = settle(world, card, **{tear: n - 1 if tear == "tear_after" else n})
+    assert torn.decision.reason == Reason.PURSE_TORN and torn.result == ""
     last = world.store.journal.last()
     assert last is not None and last.payment is not None and last.payment["state"] == "torn"
-    assert world.store.payments.find("medical", last.payment["card_serial"]) is not None
+    assert cia(card) == before - (3000 if debited else 0)
+    again = settle(world, card)  # the same bill, the card back
+    assert again.code == 0 and again.decision.reason == Reason.OK, again
+    assert cia(card) == before - 3000  # once
+    fields = again.result.split("|")
+    assert fields[2] == "30.00" and len(fields[7]) == 8
+    states = [r.payment["state"] for r in world.store.journal.rows(mark) if r.payment]
+    if debited:
+        assert states == ["pending", "torn", "done"]
+    else:
+        assert states == ["pending", "torn", "void", "pending", "done"]
+    assert world.store.payments.find("medical", last.payment["card_serial"]) is None
+    assert world.store.journal.verify_chain().ok
+
+
+def test_another_bill_after_a_torn_debit_settles_both(world: World) -> None:  # noqa: F811
+    n = debit_index(world)
+    card = make_card("ordinary-2.0")
+    before = cia(card)
+    assert settle(world, card, tear_before_answer=n).decision.reason == Reason.PURSE_TORN
+    other = settle(world, card, bill="20.00|10.00|20261129103000|")
+    assert other.code == 0 and cia(card) == before - 3000 - 1000
+    done = [
+        r.payment["amount_fen"]
+        for r in world.store.journal.rows()
+        if r.payment and r.payment["state"] == "done"
+    ]
+    assert done[-2:] == [3000, 1000]
