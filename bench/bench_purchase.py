@@ -146,7 +146,8 @@ def take_fare(pipeline: Pipeline, payments: TransitPayments, card: Connection) -
     """One fare on the card (an accepted tap's purchase step)."""
     read = ScenarioRead(card, b"", pipeline.profile, None)
     decision = Decision(ACCEPT, Reason.OK, {"fare_fen": 200})
-    assert payments(pipeline, decision, read, "").reason == Reason.OK
+    paid = payments(pipeline, decision, read, "")
+    assert pipeline.record(paid, None, "").reason == Reason.OK  # the done row
 
 
 def terminal_fares(latency_ms: float, rounds: int) -> dict[str, float]:
@@ -157,17 +158,23 @@ def terminal_fares(latency_ms: float, rounds: int) -> dict[str, float]:
     psam_link = TimedLink(VirtualConnection(psam))
     module = TransitPsamModule(t0_chain(psam_link))
     module.terminal_number()
-    walls, overhead = [], []
+    walls, overhead, counts = [], [], []
     with fare_step(module) as (pipeline, payments):
         for _ in range(rounds):
             card = VirtualSscCard(persona, Behaviour(latency_ms=latency_ms), roots)
             link = TimedLink(VirtualConnection(card))
-            psam_link.spent = 0.0
+            psam_link.spent, psam_link.count = 0.0, 0
             started = time.perf_counter()
             take_fare(pipeline, payments, t0_chain(link))
             walls.append(time.perf_counter() - started)
             overhead.append(walls[-1] - link.spent - psam_link.spent)
-    return {"wall50": pct(walls, 0.5), "over50": pct(overhead, 0.5), "over99": pct(overhead, 0.99)}
+            counts.append(link.count + psam_link.count)
+    return {
+        "wall50": pct(walls, 0.5),
+        "over50": pct(overhead, 0.5),
+        "over99": pct(overhead, 0.99),
+        "apdus": statistics.mean(counts[1:] or counts),  # the first pays the DF SELECT
+    }
 
 
 def pcscd_fares(rounds: int) -> list[float]:
@@ -216,7 +223,16 @@ def fare_rows(quick: bool) -> list[Row]:
             fares["over50"],
             "ms",
             note=f"p99 {fares['over99']:.2f} ms over the bare exchange",
-        )
+        ),
+        row(
+            "purchase",
+            "APDUs per fare step, T=1 (card + PSAM)",
+            fares["apdus"],
+            "APDUs",
+            goal=MINIMUM[False],
+            comparison="==",
+            note="the purchase's minimum: the step adds no command",
+        ),
     ]
     try:
         times = pcscd_fares(5 if quick else 30)
