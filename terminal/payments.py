@@ -240,6 +240,8 @@ class TransitPayments:
         :param card_hash: the journal's credential token
         :raises StoreError: the journal could not be written
         """
+        if not decision.detail.get("fare_fen"):  # a concession's free ride needs no purse
+            return decision
         try:
             purse = TransitPurseSession(read.connection)
             issuer = purse.read_public_data().issuer_id.hex().upper()

@@ -206,3 +206,20 @@ def test_times_are_sent_to_the_card_in_local_time(validator: Validator) -> None:
     sent = validator.payments_journaled()[-1]["time"]
     local = dt.datetime.fromtimestamp(validator.world.clock.now).strftime("%Y%m%d%H%M%S")
     assert sent == local
+
+
+def test_a_free_ride_needs_no_purse(validator: Validator) -> None:
+    """老年人 (category 4) ride free: a card without a transit application is not refused."""
+    card = make_card("elderly")
+    assert card.transit is None
+    decision = validator.tap(card)
+    assert decision.reason == Reason.OK and decision.detail["fare_fen"] == 0
+    last = validator.world.store.journal.last()
+    assert last is not None and (last.amount, last.payment) == (0, None)
+
+
+def test_a_card_without_a_transit_purse_cannot_pay_a_fare(validator: Validator) -> None:
+    card = make_card("student")  # reduced fare, no transit application
+    assert card.transit is None
+    decision = validator.tap(card)
+    assert decision.reason == Reason.PURSE_REFUSED and decision.detail == {"sw": "6A82"}
