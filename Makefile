@@ -38,6 +38,8 @@ test: venv lint
 faults: venv
 	SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} $(PY) -m pytest -x -q -s \
 		tests/e2e/test_daemon_cycles_e2e.py --timeout=0
+	SSCARD_FARE_PURCHASES=$${SSCARD_FARE_PURCHASES:-10000} $(PY) -m pytest -x -q -s \
+		tests/emulated/test_fare_campaign.py --timeout=0
 
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv

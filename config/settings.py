@@ -65,6 +65,13 @@ Schema (every key is optional; the README's "Settings" section is the operator's
     admin_socket = "/var/lib/sscard/admin.sock"  # the daemon's operator socket (0600); default:
                                               # admin.sock next to [store] database
 
+    [payments]                                # fares and settlements (docs/payments.md)
+    psam_reader = "Virtual PCD 00 01"         # the reader holding the transit PSAM
+    soft_sam_keys = "test-roots.toml"         # software transit SAM: development only (a
+                                              # production terminal refuses it)
+    tear_window_s = 300.0                     # a torn purchase waits this long for its card,
+                                              # (0, 86400]
+
     [[service_point.hotlines]]                # said with every refusal: 1 to 3, in file order;
     number = "12333"                          # default: 12333 人社服务热线, 12345 政务服务便民热线
     purpose_zh = "人社服务热线"               # 3-12 digits ("0791-12345" with an area code)
@@ -103,6 +110,7 @@ from config.settings_file import (
     DEFAULT_SYNC_BATCH_ROWS,
     DEFAULT_SYNC_INTERVAL_S,
     DEFAULT_SYNC_TIMEOUT_S,
+    DEFAULT_TEAR_WINDOW_S,
     HotlineEntry,
     SettingsFile,
 )
@@ -178,6 +186,12 @@ class Settings:
         ``None``
     :param admin_socket: ``[daemon] admin_socket``, the daemon's operator socket, or ``None``
         (then :attr:`admin_socket_path`: ``admin.sock`` next to the store)
+    :param payments_psam_reader: ``[payments] psam_reader``, the transit PSAM's reader, or
+        ``None``
+    :param payments_soft_sam_keys: ``[payments] soft_sam_keys``, the software transit SAM's
+        key file (development only), or ``None``
+    :param tear_window_s: ``[payments] tear_window_s``, how long a torn purchase waits for its
+        card
     :param source: the file the settings came from, or ``<defaults>``
     """
 
@@ -222,6 +236,9 @@ class Settings:
     metrics_port: int = 0
     metrics_file: Path | None = None
     admin_socket: Path | None = None
+    payments_psam_reader: str | None = None
+    payments_soft_sam_keys: Path | None = None
+    tear_window_s: float = DEFAULT_TEAR_WINDOW_S
     source: str = DEFAULTS_SOURCE
 
     @property
@@ -317,5 +334,8 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
         metrics_port=daemon.metrics_port,
         metrics_file=daemon.metrics_file,
         admin_socket=document.daemon.admin_socket,
+        payments_psam_reader=document.payments.psam_reader,
+        payments_soft_sam_keys=document.payments.soft_sam_keys,
+        tear_window_s=document.payments.tear_window_s,
         source=source,
     )

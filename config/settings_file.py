@@ -62,6 +62,8 @@ MAX_SCANNERS = 4
 SCANNER = re.compile(r"(serial:[^\x00-\x1f\x7f@]{1,4096}(@[0-9]{2,7})?|camera:[0-9]{1,2}|stdin)")
 MAX_PORT = 65535
 TERMINAL_ID_MAX = 32
+DEFAULT_TEAR_WINDOW_S = 300.0
+MAX_TEAR_WINDOW_S = 86_400.0  # a rider who returns the next day is recovered by the platform
 
 
 def _hotline_number(value: object) -> str:
@@ -362,6 +364,21 @@ class DaemonTable(Table):
     admin_socket: FilePath | None = None
 
 
+class PaymentsTable(Table):
+    """``[payments]``: taking fares and settlements (issue 15, docs/payments.md).
+
+    :param psam_reader: the reader holding the transit PSAM
+    :param soft_sam_keys: the software transit SAM's key file (development and tests only: a
+        production terminal refuses it)
+    :param tear_window_s: how long a torn purchase waits for its card to come back to this
+        terminal; after it, the card pays afresh and the torn row is left to the platform
+    """
+
+    psam_reader: ReaderName | None = None
+    soft_sam_keys: FilePath | None = None
+    tear_window_s: float = seconds(DEFAULT_TEAR_WINDOW_S, MAX_TEAR_WINDOW_S)
+
+
 class SettingsFile(Table):
     """The settings file, table by table (see the module docstring).
 
@@ -374,6 +391,7 @@ class SettingsFile(Table):
     :param indicators: ``[indicators]``
     :param service_point: ``[service_point]``
     :param daemon: ``[daemon]``
+    :param payments: ``[payments]``
     """
 
     production: bool = flag(False)
@@ -385,3 +403,4 @@ class SettingsFile(Table):
     indicators: IndicatorsTable = table(IndicatorsTable, "indicators")
     service_point: ServicePointTable = table(ServicePointTable, "service_point")
     daemon: DaemonTable = table(DaemonTable, "daemon")
+    payments: PaymentsTable = table(PaymentsTable, "payments")

@@ -8,7 +8,12 @@ decimal string, the personal ciphertext in base64). Row 1 chains to 64 zeros. Pu
 ``flags`` (the decision's circumstances, e.g. ``stale_list:deny_list``) and ``ref_seq`` (the
 row a follow-up row completes: the confirmation of a deferred e-card code) joined the record
 after its first release: each member is present only when a row has it, so a row without them
-serialises — and hashes — exactly as before.
+serialises — and hashes — exactly as before. ``payment`` (a purchase's facts, issue 15:
+:mod:`offline_store.payment`) likewise; it is uploaded as a JSON object (integers as JSON
+numbers) and **hashed as its digest**: in the hashed record, ``payment`` is the hex SHA-256
+of the object's canonical bytes (:func:`payment_digest`). The terminal keeps the object
+encrypted and its digest in clear, so the chain verifies without the journal key; the
+platform computes the digest from the object it receives.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from offline_store.db import GENESIS_HASH
+from offline_store.errors import JournalError
 
 __all__ = [
     "CHAIN_FORMAT",
@@ -31,6 +37,7 @@ __all__ = [
     "JournalRow",
     "canonical_bytes",
     "chain_hash",
+    "payment_digest",
     "personal_aad",
 ]
 
@@ -64,6 +71,9 @@ class JournalRow:
         fields; hashed, so the platform needs it to check the chain
     :param flags: the decision's flags, sorted (see :class:`JournalEntry`)
     :param ref_seq: the earlier row this one follows up (see :class:`JournalEntry`), or ``None``
+    :param payment: the purchase's payment object (:meth:`offline_store.payment.Payment.to_json`),
+        ``None`` for a row without one, or read without the journal key
+    :param payment_sha256: :func:`payment_digest` of the payment object, ``None`` without one
     """
 
     seq: int
@@ -85,20 +95,37 @@ class JournalRow:
     personal_ciphertext: bytes | None = None
     flags: tuple[str, ...] = ()
     ref_seq: int | None = None
+    payment: dict[str, Any] | None = None
+    payment_sha256: str | None = None
 
     def canonical(self) -> bytes:
-        """The row's canonical serialisation, the input of its chain hash.
+        """The row's canonical serialisation, the input of its chain hash (a payment as its
+        digest).
 
         :raises: nothing
         """
-        return canonical_bytes(self.record())
+        record = self._record()
+        if self.payment_sha256 is not None:
+            record["payment"] = self.payment_sha256
+        elif self.payment is not None:
+            record["payment"] = payment_digest(self.payment)
+        return canonical_bytes(record)
 
     def record(self) -> dict[str, Any]:
         """The hashed fields as the JSON object of docs/offline-store.md §5 (for upload);
-        ``flags`` only when the row has some, ``ref_seq`` only when it follows up a row.
+        ``flags`` only when the row has some, ``ref_seq`` only when it follows up a row,
+        ``payment`` (the object) only on a purchase's rows.
 
-        :raises: nothing
+        :raises JournalError: a payment row read without the journal key (its object unknown)
         """
+        record = self._record()
+        if self.payment is not None:
+            record["payment"] = dict(self.payment)
+        elif self.payment_sha256 is not None:
+            raise JournalError(f"journal row {self.seq}: its payment needs the journal key")
+        return record
+
+    def _record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "v": CHAIN_FORMAT,
             "seq": str(self.seq),
@@ -145,7 +172,8 @@ class ChainReport:
 def canonical_bytes(record: Mapping[str, Any]) -> bytes:
     """Serialise a journal record canonically: JSON, keys sorted, no whitespace, UTF-8.
 
-    Every value is a string, ``null`` or a list of strings, and no string holds a control
+    Every value is a string, ``null`` or a list of strings — but for a payment object
+    (:func:`payment_digest`), of strings, integers and ``null`` — and no string holds a control
     character, so only ``"`` and ``\\`` are ever escaped (RFC 8785 gives the same bytes).
 
     :param record: :meth:`JournalRow.record`
@@ -153,6 +181,16 @@ def canonical_bytes(record: Mapping[str, Any]) -> bytes:
     """
     text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")
+
+
+def payment_digest(payment: Mapping[str, Any]) -> str:
+    """What a row's chain hash covers of its payment object: the hex SHA-256 of the object's
+    :func:`canonical_bytes` (integers as JSON numbers).
+
+    :param payment: the payment object as uploaded
+    :raises: nothing
+    """
+    return hashlib.sha256(canonical_bytes(payment)).hexdigest()
 
 
 def chain_hash(prev_hash: str, canonical: bytes) -> str:

@@ -213,12 +213,44 @@ def _v5_journal_ref_seq(db: sqlite_utils.Database) -> None:
     )
 
 
+def _v6_payments(db: sqlite_utils.Database) -> None:
+    """Schema 6 (issue 15): a purchase's journal rows carry its payment object, encrypted
+    (``payment_ct``), and the digest the chain hash covers (``payment_sha256``); the purchases
+    still pending or torn on this terminal are in ``payment_open``, keyed by a keyed hash of
+    the card (:mod:`offline_store.payment`); what each card paid today here, for the transit
+    profile's daily cap and transfer discount, in ``payment_day``."""
+    _execute_all(
+        db,
+        [
+            "ALTER TABLE journal ADD COLUMN payment_sha256 TEXT",
+            "ALTER TABLE journal ADD COLUMN payment_ct BLOB",
+            """CREATE TABLE payment_open (
+                card_key TEXT PRIMARY KEY,
+                kind TEXT NOT NULL CHECK (kind IN ('transit', 'medical')),
+                state TEXT NOT NULL CHECK (state IN ('pending', 'torn')),
+                seq INTEGER NOT NULL,
+                opened_us INTEGER NOT NULL,
+                record_ct BLOB NOT NULL
+            ) WITHOUT ROWID""",
+            """CREATE TABLE payment_day (
+                day TEXT NOT NULL,
+                card_key TEXT NOT NULL,
+                spent_fen INTEGER NOT NULL CHECK (spent_fen >= 0),
+                rides INTEGER NOT NULL CHECK (rides >= 0),
+                last_us INTEGER NOT NULL,
+                PRIMARY KEY (day, card_key)
+            ) WITHOUT ROWID""",
+        ],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_trust_list,
     _v3_journal_flags,
     _v4_day_counts,
     _v5_journal_ref_seq,
+    _v6_payments,
 )
 """Forward migrations, in order: entry ``n`` takes the file from version ``n`` to ``n + 1``."""
 

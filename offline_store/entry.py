@@ -18,6 +18,7 @@ from offline_store.audit import check_field_name
 from offline_store.chain import FLAG_PATTERN, FLAGS_MAX
 from offline_store.errors import JournalError
 from offline_store.identity import is_card_hash
+from offline_store.payment import Payment
 
 __all__ = ["JournalEntry", "JournalOutcome", "check_entry", "check_flags", "personal_plaintext"]
 
@@ -52,6 +53,8 @@ class JournalEntry:
         or missing; docs/policy.md lists them); at most 16, stored sorted
     :param ref_seq: the earlier row this one follows up (the deferred e-card code a sync
         confirmed or found invalid: docs/qr-format.md §14.4), ``None`` for a decision
+    :param payment: a purchase's facts (:mod:`offline_store.payment`), encrypted at rest;
+        ``None`` for a row that took no payment
     """
 
     scenario: str
@@ -64,6 +67,7 @@ class JournalEntry:
     terminal_id: str = ""
     flags: tuple[str, ...] = ()
     ref_seq: int | None = None
+    payment: Payment | None = None
 
 
 def check_flags(flags: object) -> tuple[str, ...]:
@@ -128,6 +132,10 @@ def check_entry(entry: JournalEntry) -> tuple[str, ...]:
         isinstance(entry.ref_seq, bool) or not isinstance(entry.ref_seq, int)
     ):
         raise JournalError("ref_seq must be an integer seq or None")
+    if entry.payment is not None:
+        if not isinstance(entry.payment, Payment):
+            raise JournalError("payment must be a Payment")
+        entry.payment.check()
     if not isinstance(entry.personal, Mapping):
         raise JournalError("personal must be a mapping of field name to value")
     for name, value in entry.personal.items():

@@ -42,6 +42,7 @@ from offline_store.chain import (
     ChainReport,
     JournalRow,
     chain_hash,
+    payment_digest,
     personal_aad,
 )
 from offline_store.daycount import add_counts, check_count_keys, local_day
@@ -54,6 +55,7 @@ from offline_store.entry import (
     personal_plaintext,
 )
 from offline_store.errors import JournalError
+from offline_store.payment import OpenPurchases, open_sealed, seal
 
 __all__ = ["Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
 
@@ -64,7 +66,7 @@ PAGE_ROWS = 500
 _COLUMNS = (
     "seq, uuid, wall_time_us, monotonic_ns, scenario, catalogue_item, credential_token, outcome, "
     "reason_code, amount, terminal_id, personal_fields, personal_ct, prev_hash, hash, uploaded, "
-    "flags, ref_seq"
+    "flags, ref_seq, payment_sha256, payment_ct"
 )
 #: a deferred row no later row follows up yet (``j`` names the journal table)
 _UNCONFIRMED = (
@@ -100,6 +102,7 @@ class Journal:
     :param cap_rows: the row count above which :meth:`alarm` reports
     :param clock: wall clock, seconds since the epoch
     :param monotonic: monotonic clock, nanoseconds
+    :param payments: the open purchases a payment row opens or closes, in its transaction
     """
 
     def __init__(
@@ -111,9 +114,11 @@ class Journal:
         cap_rows: int,
         clock: Callable[[], float],
         monotonic: Callable[[], int],
+        payments: OpenPurchases | None = None,
     ) -> None:
         self._db = store_db
         self._audit = audit
+        self._payments = payments or OpenPurchases(store_db, key)
         self._aead = AESGCM(key) if key is not None else None
         self._cap = cap_rows
         self._clock = clock
@@ -121,7 +126,13 @@ class Journal:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def append(self, entry: JournalEntry, *, counts: Sequence[str] = ()) -> JournalRow:
+    def append(
+        self,
+        entry: JournalEntry,
+        *,
+        counts: Sequence[str] = (),
+        recovery: dict[str, Any] | None = None,
+    ) -> JournalRow:
         """Append a row; it is committed and synced to disk before this returns.
 
         :param entry: the decision
@@ -137,6 +148,8 @@ class Journal:
         count_keys = check_count_keys(counts, JournalError)
         if names and self._aead is None:
             raise JournalError("no journal key: refusing to store personal fields")
+        if entry.payment is not None and self._aead is None:
+            raise JournalError("no journal key: refusing to store a payment")
         plaintext = personal_plaintext(entry.personal) if names else None
         with self._db.write() as conn:
             last_seq, last_hash = conn.execute(
@@ -152,6 +165,9 @@ class Journal:
                 ciphertext = nonce + self._aead.encrypt(
                     nonce, plaintext, personal_aad(seq, row_uuid)
                 )
+            payment_ct = None
+            if entry.payment is not None and self._aead is not None:
+                payment_ct = seal(self._aead, seq, row_uuid, entry.payment)
             wall_time_us = round(self._clock() * 1_000_000)
             unhashed = JournalRow(
                 seq=seq,
@@ -173,11 +189,16 @@ class Journal:
                 personal_ciphertext=ciphertext,
                 flags=flags,
                 ref_seq=entry.ref_seq,
+                payment=None if entry.payment is None else entry.payment.to_json(),
             )
+            if unhashed.payment is not None:
+                unhashed = dataclasses.replace(
+                    unhashed, payment_sha256=payment_digest(unhashed.payment)
+                )
             row = dataclasses.replace(unhashed, hash=chain_hash(last_hash, unhashed.canonical()))
             conn.execute(
                 f"INSERT INTO journal ({_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
                 (
                     row.seq,
                     row.uuid,
@@ -196,8 +217,12 @@ class Journal:
                     row.hash,
                     json.dumps(list(flags)),
                     row.ref_seq,
+                    row.payment_sha256,
+                    payment_ct,
                 ),
             )
+            if entry.payment is not None:
+                self._payments.put(conn, seq, entry.payment, recovery, wall_time_us)
             conn.execute(
                 "UPDATE journal_state SET last_seq = ?, last_hash = ? WHERE id = 1",
                 (row.seq, row.hash),
@@ -295,7 +320,7 @@ class Journal:
                     (cursor, page),
                 ).fetchall()
             for raw in fetched:
-                yield _row(raw)
+                yield self._row(raw)
             if len(fetched) < page:
                 return
             cursor = fetched[-1][0]
@@ -314,7 +339,7 @@ class Journal:
                 "(SELECT acked_seq FROM journal_state WHERE id = 1) ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [_row(raw) for raw in fetched]
+        return [self._row(raw) for raw in fetched]
 
     def unconfirmed_deferred(
         self, *, acknowledged: bool = False, limit: int | None = None
@@ -335,7 +360,7 @@ class Journal:
                 f"SELECT {columns} FROM journal j WHERE {where} ORDER BY j.seq LIMIT ?",
                 (-1 if limit is None else limit,),
             ).fetchall()
-        return [_row(raw) for raw in fetched]
+        return [self._row(raw) for raw in fetched]
 
     def backlog(self) -> JournalBacklog:
         """Where the upload stands: the last row appended, the acknowledgement cursor, the anchor.
@@ -357,7 +382,7 @@ class Journal:
             raw = conn.execute(
                 f"SELECT {_COLUMNS} FROM journal ORDER BY seq DESC LIMIT 1"
             ).fetchone()
-        return _row(raw) if raw else None
+        return self._row(raw) if raw else None
 
     def read_personal(self, seq: int, who: str, purpose: str = "") -> dict[str, str]:
         """Decrypt a row's personal fields; an audit row records who read which fields.
@@ -413,7 +438,10 @@ class Journal:
             expected_seq, expected_prev, checked = anchor_seq + 1, anchor_hash, 0
             cursor = conn.execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq")
             for raw in cursor:
-                row = _row(raw)
+                try:
+                    row = self._row(raw)
+                except JournalError as exc:  # a payment that does not decrypt
+                    return ChainReport(False, checked, raw[0], str(exc))
                 if row.seq < expected_seq:
                     return ChainReport(
                         False, checked, row.seq, f"row {row.seq} is at or before the prune anchor"
@@ -510,6 +538,20 @@ class Journal:
         if held > self._cap:
             return f"journal holds {held} rows, cap {self._cap}: sync needed"
         return None
+
+    def _row(self, raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
+        """A stored row, its payment decrypted when the journal key is there (the chain hash
+        covers its digest, kept in clear: the chain verifies without the key)."""
+        row = _row(raw[:-2])
+        digest, sealed = raw[-2:]
+        if sealed is None:
+            return row
+        if self._aead is None:
+            return dataclasses.replace(row, payment_sha256=digest)
+        payment = open_sealed(self._aead, row.seq, row.uuid, sealed)
+        if payment_digest(payment) != digest:
+            raise JournalError(f"journal row {row.seq}: the payment does not match its digest")
+        return dataclasses.replace(row, payment=payment, payment_sha256=digest)
 
 
 def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:

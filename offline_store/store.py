@@ -1,6 +1,6 @@
 """The store: one SQLite file holding the deny list, the journal, the replay cache, the access
-audit, the application catalogue, the e-card trust list, the day counters and a few named values
-(``meta``), owned by one process.
+audit, the application catalogue, the e-card trust list, the day counters, the purchases still
+open on this terminal (``payments``) and a few named values (``meta``), owned by one process.
 
 ::
 
@@ -27,6 +27,7 @@ from offline_store.identity import keyed_card_hash, pepper_check
 from offline_store.journal import Journal
 from offline_store.keys import JOURNAL_KEY_LEN
 from offline_store.meta import Meta
+from offline_store.payment import OpenPurchases
 from offline_store.replay import ReplayCache
 from offline_store.trust import TrustStore
 
@@ -63,6 +64,7 @@ class Store(Closing):
         self.path = store_db.path
         self.audit = AuditLog(store_db, clock)
         self.deny = DenyList(store_db, clock, pepper_check(pepper) if pepper else None)
+        self.payments = OpenPurchases(store_db, journal_key)
         self.journal = Journal(
             store_db,
             audit=self.audit,
@@ -70,6 +72,7 @@ class Store(Closing):
             cap_rows=journal_cap_rows,
             clock=clock,
             monotonic=monotonic,
+            payments=self.payments,
         )
         self.replay = ReplayCache(store_db, clock)
         self.day_counts = DayCounts(store_db)

@@ -40,6 +40,7 @@ from sync.config import SyncConfig
 from sync.online import OnlineLists
 from terminal.list_policy import ONLINE
 from terminal.modules import ModuleChoice, open_chosen
+from terminal.payments import TransitPayments, open_fare_module, transit_payments
 from terminal.pipeline import Pipeline
 from terminal.profiles import PROFILE_DIR, Profile, load_profile
 from terminal.reasons import hotlines_from
@@ -244,6 +245,7 @@ class Terminal(Closing):
     :param reader_names: the card readers to watch (names or unique parts; empty: any)
     :param excluded_readers: readers never taken for a card (the PSAM's)
     :param scanners: the code scanners to watch (``serial:PORT[@BAUD]``, ``camera:N``, ``stdin``)
+    :param fare_module: the transit PSAM (or development SAM) fares are taken with, or ``None``
     """
 
     settings: Settings
@@ -258,6 +260,7 @@ class Terminal(Closing):
     reader_names: tuple[str, ...] = ()
     excluded_readers: tuple[str, ...] = ()
     scanners: tuple[str, ...] = ()
+    fare_module: SecurityModule | None = None
     _stack: ExitStack = field(default_factory=ExitStack, repr=False)
     _parts: ExitStack = field(default_factory=ExitStack, repr=False)
 
@@ -272,7 +275,14 @@ class Terminal(Closing):
         :raises SscardError: the new pipeline cannot be built (nothing changed)
         """
         with ExitStack() as stack:
-            pipeline = open_pipeline(settings, profile, self.store, stack, profile_dir=profile_dir)
+            pipeline = open_pipeline(
+                settings,
+                profile,
+                self.store,
+                stack,
+                profile_dir=profile_dir,
+                fare_module=self.fare_module,
+            )
             parts = stack.pop_all()
         old, self._parts = self._parts, parts
         self.settings, self.profile, self.profile_dir = settings, profile, profile_dir
@@ -301,15 +311,18 @@ def open_pipeline(
     stack: ExitStack,
     *,
     profile_dir: Path = PROFILE_DIR,
+    fare_module: SecurityModule | None = None,
 ) -> Pipeline:
     """The pipeline of a profile on an open store, with its indicators and platform link
-    (closed by ``stack``); the daemon builds a new one when its settings are reloaded.
+    (closed by ``stack``) and, for a transit profile with a fare module, its purchase step;
+    the daemon builds a new one when its settings are reloaded.
 
     :param settings: the terminal settings
     :param profile: the scenario profile
     :param store: the open store
     :param stack: closes the indicators and the platform link
     :param profile_dir: the folder relative files of the profile are taken from
+    :param fare_module: the module fares are taken with (:func:`open_fare_module`), or ``None``
     :raises SscardError: an indicator that cannot start, a list file of the profile
     """
     indicator = stack.enter_context(
@@ -327,6 +340,7 @@ def open_pipeline(
         region=settings.sync_region,
         online=online,
         hotlines=hotlines_from(settings.hotlines),
+        purse=transit_payments(settings, profile, store, fare_module),
     )
 
 
@@ -356,8 +370,13 @@ def open_terminal(
         authenticate, security = open_chosen(choice, pcsc, settings)
         if security is not None:
             stack.enter_context(security)
+        fare_module = open_fare_module(settings, pcsc, stack)
         parts = stack.enter_context(ExitStack())
-        pipeline = open_pipeline(settings, profile, store, parts, profile_dir=profile_dir)
+        pipeline = open_pipeline(
+            settings, profile, store, parts, profile_dir=profile_dir, fare_module=fare_module
+        )
+        if isinstance(pipeline.purse, TransitPayments):  # a daemon killed mid-purchase
+            pipeline.purse.at_start(pipeline)
         terminal = Terminal(
             settings=settings,
             profile=profile,
@@ -369,8 +388,11 @@ def open_terminal(
             indicator=pipeline.indicator,
             pcsc=pcsc,
             reader_names=settings.daemon_readers if reader_names is None else reader_names,
-            excluded_readers=(choice.sam_reader,) if choice.sam_reader else (),
+            excluded_readers=tuple(
+                r for r in (choice.sam_reader, settings.payments_psam_reader) if r
+            ),
             scanners=settings.daemon_scanners,
+            fare_module=fare_module,
             _parts=parts.pop_all(),
             _stack=stack.pop_all(),
         )

@@ -25,6 +25,8 @@ parents; a unit test checks that no row hides a later one)::
     CardBlocked                card_blocked                -(SW)                      2
     AtrError                   card_unreadable             -1 (wrong card type)       2
     ProtocolError              card_unreadable             -15 (checksum)             2
+    InsufficientBalance …      purse_… (one per SW)        -(SW)                      2
+    PurchaseTorn               purse_torn                  -4                         2
     CardStateError, ApduError  card_unreadable             -(SW)                      2
     QrRefused                  the code's own (qr_…)       none                       2
     anything else (default)    card_unreadable             none                       2
@@ -66,6 +68,16 @@ from apdu.errors import (
     WrongPin,
 )
 from apdu.national import NationalCode
+from apdu.payment import (
+    CounterExhausted,
+    InsufficientBalance,
+    KeyVersionUnsupported,
+    Mac1Invalid,
+    NoPurchasePending,
+    ProofUnavailable,
+    PurchaseTorn,
+    PurseLocked,
+)
 from apdu.pin import PinFormatError
 from apdu.sam import NoSecurityModule, SecurityModuleError
 from config.errors import ConfigError
@@ -190,6 +202,19 @@ OUTCOMES: tuple[Outcome, ...] = (
     Outcome(CardBlocked, Reason.CARD_BLOCKED, _from_sw),
     Outcome(AtrError, Reason.CARD_UNREADABLE, NationalCode.WRONG_CARD_TYPE, detail=_error_name),
     Outcome(ProtocolError, Reason.CARD_UNREADABLE, NationalCode.CHECKSUM, detail=_error_name),
+    *(
+        Outcome(error, reason, _from_sw)
+        for error, reason in (
+            (InsufficientBalance, Reason.PURSE_INSUFFICIENT),
+            (Mac1Invalid, Reason.PURSE_MAC_INVALID),
+            (PurseLocked, Reason.PURSE_LOCKED),
+            (CounterExhausted, Reason.PURSE_COUNTER_EXHAUSTED),
+            (KeyVersionUnsupported, Reason.PURSE_KEY_UNSUPPORTED),
+            (ProofUnavailable, Reason.PURSE_PROOF_UNAVAILABLE),
+            (NoPurchasePending, Reason.PURSE_NOT_INITIALISED),
+        )
+    ),
+    Outcome(PurchaseTorn, Reason.PURSE_TORN, NationalCode.CARD_NOT_ANSWERING),
     Outcome(CardStateError, Reason.CARD_UNREADABLE, _from_sw, detail=_error_name),
     Outcome(ApduError, Reason.CARD_UNREADABLE, _from_sw, detail=_error_name),
     Outcome(QrRefused, lambda exc: QR_REASONS[exc.reason], None),
@@ -206,7 +231,6 @@ DEFAULT_ERRORS: dict[str, str] = {
     "apdu.errors.DriverError": "the root of the edges' errors; its readers' have rows",
     "drivers.indicators.base.IndicatorError": "an indicator: the terminal's own device",
     "drivers.scanners.base.ScannerError": "a code scanner: the terminal's own device",
-    "apdu.payment.PurchaseTorn": "a torn debit: the purse flow answers it (tap again)",
     "apdu.purchase.NotTheSameCard": "the purse flow's own answer",
     "apdu.purchase.PurchaseStateError": "the purse flow's own answer",
     "ecard.errors.EcardError": "an e-card file or key of the terminal (codes: QrRefused)",

@@ -51,7 +51,8 @@ from typing import Any, overload
 from apdu.errors import SscardError
 from apdu.identity import mask_card_number
 from drivers.indicators import Hotline, Indication, Indicator, IndicatorError, Signal
-from offline_store import JournalEntry, ListName, ListState, Store, canonical_card_id
+from offline_store import JournalEntry, JournalRow, ListName, ListState, Store, canonical_card_id
+from offline_store.payment import PaymentRow
 from terminal.card_read import CardFacts, ScenarioRead
 from terminal.list_policy import (
     ONLINE,
@@ -98,6 +99,7 @@ class Decision:
         pipeline sets its deployment's)
     :param flags: the circumstances journaled with it (``stale_list:deny_list``: decided while
         the deny list was stale or missing; ``online:deny_list``: the platform answered)
+    :param payment: what a purchase adds to its journal row; never shown (it names the card)
     """
 
     outcome: str
@@ -107,6 +109,7 @@ class Decision:
     seq: int | None = None
     hotlines: tuple[Hotline, ...] = DEFAULT_HOTLINES
     flags: tuple[str, ...] = ()
+    payment: PaymentRow | None = None
 
     @property
     def accepted(self) -> bool:
@@ -204,6 +207,7 @@ class Pipeline:
         ``online``; ``None``: no platform configured (the profile's fallback applies)
     :param hotlines: the service point's complaint hotlines, announced with every refusal
         (Guangdong draft §21, Guangzhou §29, Jiangxi §5)
+    :param purse: takes an accepted tap's fare, answers the decision (:mod:`terminal.payments`)
     :raises SscardError: a list file named by the profile cannot be read; no hotline; a region
         that is not six digits
     """
@@ -220,7 +224,9 @@ class Pipeline:
         region: str | None = None,
         online: PlatformLink | None = None,
         hotlines: Sequence[Hotline] = DEFAULT_HOTLINES,
+        purse: Callable[[Pipeline, Decision, ScenarioRead, str], Decision] | None = None,
     ) -> None:
+        self.purse = purse
         if region is not None and not re.fullmatch(r"[0-9]{6}", region):
             raise SscardError(f"the terminal's region must be 6 digits, not {region!r}")
         if not hotlines:
@@ -453,20 +459,7 @@ class Pipeline:
                 fields=sorted({*facts.personal, *facts.derived_from}),
                 purpose=self.rules.audit_purpose(service),
             )
-        row = self.store.journal.append(
-            JournalEntry(
-                scenario=self.profile.name,
-                catalogue_item=self.profile.catalogue_item,
-                credential_token=card_hash,
-                outcome=_journal_outcome(decision),
-                reason_code=str(decision.reason),
-                amount=_amount(decision),
-                personal=personal,
-                terminal_id=self.terminal_id,
-                flags=decision.flags,
-            ),
-            counts=self.rules.counts(decision.accepted, card_hash),
-        )
+        row = self.append(decision, card_hash, personal)
         done = replace(decision, seq=row.seq, hotlines=self.hotlines)
         masked = mask_card_number(facts.card_number) if facts and facts.card_number else "-"
         log.info(
@@ -480,6 +473,27 @@ class Pipeline:
         )
         self._signal(done)
         return done
+
+    def append(self, decision: Decision, card_hash: str, personal: dict[str, str]) -> JournalRow:
+        """Journal a decision durably, unsignalled (a purchase's ``pending`` row too)."""
+        paid = decision.payment
+        return self.store.journal.append(
+            JournalEntry(
+                scenario=self.profile.name,
+                catalogue_item=self.profile.catalogue_item,
+                credential_token=card_hash,
+                outcome=_journal_outcome(decision),
+                reason_code=str(decision.reason),
+                amount=_amount(decision),
+                personal=personal,
+                terminal_id=self.terminal_id,
+                flags=decision.flags,
+                ref_seq=paid.ref_seq if paid else None,
+                payment=paid.payment if paid else None,
+            ),
+            counts=self.rules.counts(decision.accepted, card_hash),
+            recovery=paid.recovery if paid else None,
+        )
 
     def _signal(self, decision: Decision) -> None:
         if self.indicator is None:
@@ -541,7 +555,10 @@ class Pipeline:
                 failed = tap.finish(self.decide_error(exc))
                 return self.record(failed, facts, card_hash, service=service)
             decision = self._scenario_rules(facts, card_hash, tap.now, room, service)
-        return self.record(tap.finish(decision), facts, card_hash, service=service)
+        decision = tap.finish(decision)
+        if decision.accepted and self.purse is not None:  # the fare, journaled step by step
+            decision = self.purse(self, decision, read, card_hash)
+        return self.record(decision, facts, card_hash, service=service)
 
     def record_without_card(
         self, reason: Reason, *, flags: tuple[str, ...] = (), **detail: Any

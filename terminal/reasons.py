@@ -88,6 +88,18 @@ class Reason(StrEnum):
     QR_ONLINE_UNAVAILABLE = "qr_online_unavailable"
     QR_DEFERRED = "qr_deferred"
     QR_DEFERRED_LIMIT = "qr_deferred_limit"
+    # payments (issue 15, docs/payments.md): each status word of the purse its own code
+    PURSE_PENDING = "purse_pending"  # journal only: the debit is about to be sent
+    PURSE_INSUFFICIENT = "purse_insufficient"  # 9401
+    PURSE_MAC_INVALID = "purse_mac_invalid"  # 9302
+    PURSE_LOCKED = "purse_locked"  # 9303
+    PURSE_COUNTER_EXHAUSTED = "purse_counter_exhausted"  # 9402
+    PURSE_KEY_UNSUPPORTED = "purse_key_unsupported"  # 9403
+    PURSE_PROOF_UNAVAILABLE = "purse_proof_unavailable"  # 9406
+    PURSE_NOT_INITIALISED = "purse_not_initialised"  # 6901/6985
+    PURSE_REFUSED = "purse_refused"  # any other status word of a payment step
+    PURSE_TORN = "purse_torn"  # the card left during the debit: tap again
+    PURSE_UNDECIDED = "purse_undecided"  # a torn purchase the card cannot settle
 
 
 class NextStep(StrEnum):
@@ -354,6 +366,47 @@ TEXTS: dict[Reason, ReasonText] = {
         "离线验码已达上限，请使用实体卡",
         "Offline code checks used up: please use the physical card",
         NextStep.USE_PHYSICAL_CARD,
+    ),
+    Reason.PURSE_PENDING: ReasonText(_A, "扣款中", "Paying"),
+    Reason.PURSE_INSUFFICIENT: ReasonText(
+        _R,
+        "余额不足，请到人工窗口",
+        "Insufficient balance: please see staff",
+        _STAFF,
+        "请到充值网点充值",
+        "Top up the transit purse at a top-up point",
+    ),
+    Reason.PURSE_MAC_INVALID: ReasonText(
+        _R, "交易认证失败，请到人工窗口", "Payment not authorised: please see staff", _STAFF
+    ),
+    Reason.PURSE_LOCKED: ReasonText(
+        _R,
+        "交通应用已锁定，请到人工窗口",
+        "Transit purse locked: please see staff",
+        _STAFF,
+        "请到发卡机构网点解锁",
+        "Have it unlocked by the card's transit issuer",
+    ),
+    Reason.PURSE_COUNTER_EXHAUSTED: ReasonText(
+        _R, "卡片交易次数已满，请到人工窗口", "Card can pay no more: please see staff", _STAFF
+    ),
+    Reason.PURSE_KEY_UNSUPPORTED: ReasonText(
+        _R, "卡片密钥不支持，请到人工窗口", "Card key not supported: please see staff", _STAFF
+    ),
+    Reason.PURSE_PROOF_UNAVAILABLE: ReasonText(
+        _R, "交易凭证不可用，请到人工窗口", "Payment proof unavailable: please see staff", _STAFF
+    ),
+    Reason.PURSE_NOT_INITIALISED: ReasonText(
+        _T, "交易未完成，请重新刷卡", "Payment not started: present the card again", _AGAIN
+    ),
+    Reason.PURSE_REFUSED: ReasonText(
+        _R, "扣款失败，请到人工窗口", "Payment refused: please see staff", _STAFF
+    ),
+    Reason.PURSE_TORN: ReasonText(
+        _T, "请重新刷卡", "Card moved too soon: present the card again", _AGAIN
+    ),
+    Reason.PURSE_UNDECIDED: ReasonText(
+        _R, "交易待核实，请到人工窗口", "Payment to be checked: please see staff", _STAFF
     ),
 }
 

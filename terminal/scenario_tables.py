@@ -16,6 +16,7 @@ from pydantic import AfterValidator, Field, StringConstraints, model_validator
 
 from apdu.identity import CATEGORY_NAMES
 from config.schema import CONTROL, PATH_MAX, Table
+from terminal.fares import PurseRules
 
 #: far above any gate's day (a metro gate serves some 20 000), well inside SQLite's integers
 MAX_DAILY_CAPACITY = 10_000_000
@@ -157,11 +158,13 @@ class TransitRules(ConcessionRules):
     :param reduced_fare_fen: the fare of ``reduced_categories``
     :param region_concessions: fares that depend on the card's issuing region, each naming its
         rule; a card of another region pays the ordinary fare (it is never refused)
+    :param purse: the purse rules, daily cap and transfer discount (:mod:`terminal.fares`)
     """
 
     fare_fen: int = Field(ge=0, le=100_000)
     reduced_fare_fen: int | None = Field(default=None, ge=0, le=100_000)
     region_concessions: tuple[RegionConcession, ...] = ()
+    purse: PurseRules = Field(default_factory=PurseRules)
 
 
 class GateRules(ConcessionRules):

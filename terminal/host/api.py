@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from apdu.errors import SscardError
 from platform_server.server import is_loopback
+from terminal.host.payments_api import payments_router
 from terminal.host.service import HostService
 from terminal.outcomes import classify
 
@@ -151,6 +152,7 @@ def create_app(service: HostService, config: HostConfig) -> FastAPI:
         return JSONResponse({"code": code, "result": line}, status_code=200 if code == 0 else 422)
 
     _pin_route(app, service, config)
+    app.include_router(payments_router(service, _wait, _client))
     app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
     @app.post("/v1/hotel/checkin")

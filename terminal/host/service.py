@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from apdu.atr import Atr
 from apdu.errors import SscardError, WrongPin
 from apdu.identity import mask_name, mask_ssn
-from apdu.sam import SecurityModule
+from apdu.sam import NoSecurityModule, SecurityModule
 from apdu.ssc import SscSession
 from apdu.transport import t0_chain
 from drivers.pcsc import PcscReader
@@ -36,6 +36,7 @@ from terminal.reading import (
     read_and_classify,
     result_json,
 )
+from terminal.settlement import MedicalSettlement
 
 Event = dict[str, Any]
 PRESENT_NOW_S = 0.3
@@ -267,14 +268,8 @@ class PcscHostService:
 
         :returns: the decision's JSON, with the lodging record when accepted
         """
-        profile = load_profile("hotel")
-        pipeline = Pipeline(
-            profile,
-            self._store,
-            terminal_id=self._terminal_id,
-            profile_dir=profile_dir_of("hotel"),
-            region=self._region,
-        )
+        pipeline = self._pipeline("hotel")
+        profile = pipeline.profile
         with self._lock:
             self._presence()
             connection = self._pcsc.wait_for_card(
@@ -306,6 +301,40 @@ class PcscHostService:
                 "region_code": record.get("region_code"),
             }
         return out
+
+    def _pipeline(self, scenario: str) -> Pipeline:
+        return Pipeline(
+            load_profile(scenario),
+            self._store,
+            terminal_id=self._terminal_id,
+            profile_dir=profile_dir_of(scenario),
+            region=self._region,
+        )
+
+    def hospital_settle(
+        self, pin: str, pay_info: str, reader: str | None, wait_s: float, client: str
+    ) -> dict[str, Any]:
+        """Settle a medical bill on the card presented (:mod:`terminal.settlement`), journaled
+        by the hospital profile's pipeline.
+
+        :returns: ``code`` (0 when debited), ``result`` (the ``iDoDebit`` output), ``decision``
+        :raises NoSecurityModule: no SSC PSAM to settle with
+        """
+        if self._module is None:
+            raise NoSecurityModule("a settlement needs the SSC PSAM (--sam-reader)")
+        settlement = MedicalSettlement(self._pipeline("hospital"), self._module)
+        with self._lock:
+            self._presence()
+            connection = self._pcsc.wait_for_card(
+                max(wait_s, PRESENT_NOW_S), reader=reader, exclude=self._exclude
+            )
+            with connection:
+                settled = settlement.settle(t0_chain(connection), pin, pay_info)
+        decision = settled.decision
+        self.events.publish(
+            "decision", scenario="hospital", outcome=decision.outcome, reason=str(decision.reason)
+        )
+        return settled.to_json()
 
     def healthz(self) -> dict[str, Any]:
         """``ok`` when pcscd answers."""

@@ -230,7 +230,7 @@ def test_a_store_of_schema_3_gains_ref_seq_and_its_rows_hash_as_before(tmp_path:
         assert "ref_seq" not in row.record() and row.ref_seq is None
     reopened = open_database(path)
     try:
-        assert migrate(reopened) == len(MIGRATIONS) == 5
+        assert migrate(reopened) == len(MIGRATIONS) >= 5
     finally:
         reopened.close()
 

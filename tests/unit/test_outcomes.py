@@ -29,6 +29,16 @@ from apdu.errors import (
     TlvError,
     WrongPin,
 )
+from apdu.payment import (
+    CounterExhausted,
+    InsufficientBalance,
+    KeyVersionUnsupported,
+    Mac1Invalid,
+    NoPurchasePending,
+    ProofUnavailable,
+    PurchaseTorn,
+    PurseLocked,
+)
 from apdu.pin import PinFormatError
 from apdu.sam import (
     AlgorithmNotSupported,
@@ -149,6 +159,14 @@ ROW_EXAMPLES = [
     (CardBlocked(), Reason.CARD_BLOCKED, {}, -27265),
     (AtrError("TS 00"), Reason.CARD_UNREADABLE, {"error": "AtrError"}, -1),
     (TlvError("short"), Reason.CARD_UNREADABLE, {"error": "TlvError"}, -15),
+    (InsufficientBalance("余额不足"), Reason.PURSE_INSUFFICIENT, {}, -0x9401),
+    (Mac1Invalid("MAC1"), Reason.PURSE_MAC_INVALID, {}, -0x9302),
+    (PurseLocked("locked"), Reason.PURSE_LOCKED, {}, -0x9303),
+    (CounterExhausted("full"), Reason.PURSE_COUNTER_EXHAUSTED, {}, -0x9402),
+    (KeyVersionUnsupported("key"), Reason.PURSE_KEY_UNSUPPORTED, {}, -0x9403),
+    (ProofUnavailable("proof"), Reason.PURSE_PROOF_UNAVAILABLE, {}, -0x9406),
+    (NoPurchasePending("none"), Reason.PURSE_NOT_INITIALISED, {}, -0x6901),
+    (PurchaseTorn("left"), Reason.PURSE_TORN, {}, -4),
     (
         SecurityNotSatisfied("EF06"),
         Reason.CARD_UNREADABLE,

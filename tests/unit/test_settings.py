@@ -347,6 +347,7 @@ NUMBERS = [
     ("indicators", "serial_baud", 50, 4_000_000, 49),
     ("daemon", "sync_interval_s", 0.0, 86_400, -1),
     ("daemon", "metrics_port", 0, 65535, -1),
+    ("payments", "tear_window_s", 1e-3, 86_400, 0),
 ]
 #: every string setting, with a value it takes
 STRINGS = [
@@ -376,6 +377,8 @@ STRINGS = [
     ("daemon", "scenario", "transit"),
     ("daemon", "sam_reader", "Virtual PCD 00 01"),
     ("daemon", "metrics_file", "metrics.prom"),
+    ("payments", "psam_reader", "Virtual PCD 00 01"),
+    ("payments", "soft_sam_keys", "test-roots.toml"),
 ]
 FLAGS = [("", "production"), ("indicators", "console"), ("indicators", "voice")]
 #: keys that hold an array of tables (checked in their own tests)
@@ -494,7 +497,7 @@ def test_every_problem_is_one_line_naming_the_file_and_its_key() -> None:
         f"{SOURCE}: sync.timeout_s: expected a number of seconds greater than 0 and at most 300, "
         "got float nan",
         f"{SOURCE}: unknown key 'bogus'; expected one of ['daemon', 'ecard', 'indicators', "
-        "'production', 'security', 'service_point', 'store', 'sync', 'terminal']",
+        "'payments', 'production', 'security', 'service_point', 'store', 'sync', 'terminal']",
     ]
 
 
