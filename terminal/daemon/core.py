@@ -7,6 +7,7 @@ thread runs)::
     scanner:<spec> ┼─► worker (one: the pipeline; journal with fsync, then the indicators)
                    │
     sync ──────────┴── (a cycle every [daemon] sync_interval_s; Syncer.sync_now on demand)
+    host-api            ([host] enabled: the HTTP API over the desk, terminal/daemon/host.py)
 
 The main thread starts everything, tells systemd it is ready (``READY=1``), then every
 :data:`TICK_S` restarts dead threads, pings systemd's watchdog while the worker lives, and acts
@@ -38,12 +39,14 @@ from offline_store import Store
 from offline_store.freshness import list_ages
 from terminal.compose import Terminal, open_terminal, profile_dir_of, warn_operator
 from terminal.daemon.admin import AdminServer
+from terminal.daemon.host import HostEndpoint
 from terminal.daemon.inputs import ReaderLoop, ScannerLoop
 from terminal.daemon.metrics import DaemonMetrics
 from terminal.daemon.notify import Notifier
 from terminal.daemon.supervisor import Health, Watchdog
 from terminal.daemon.sync_thread import Syncer
 from terminal.daemon.worker import DecisionWorker
+from terminal.host.desk import Desk
 from terminal.profiles import load_profile
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,9 @@ STOP_JOIN_S = 15.0  # inputs finish their decision in flight, the worker its que
 #: settings a reload cannot change in a running daemon (they name what it has opened)
 RESTART_ONLY = ("database", "pepper_file", "journal_key_file", "daemon_readers",
                 "daemon_sam_reader", "daemon_scanners", "metrics_port", "hsm_url",
-                "soft_sam_keys")  # fmt: skip
+                "soft_sam_keys", "host_enabled", "host_bind", "host_port", "host_origins",
+                "host_token_file", "host_tls_cert", "host_tls_key",
+                "host_pin_attempts")  # fmt: skip
 
 
 class Daemon:
@@ -85,6 +90,8 @@ class Daemon:
         self.scanners: list[ScannerLoop] = []
         self._terminal: Terminal | None = None
         self.admin: AdminServer | None = None
+        self.desk: Desk | None = None  # with [host] enabled: what the host API sees of the taps
+        self.host: HostEndpoint | None = None
         self._stop_signal: int | None = None
         self._reload_requested = False
 
@@ -178,6 +185,9 @@ class Daemon:
                 ) from exc
         if terminal.scanners:
             self.worker.verifier()  # [ecard] settings that cannot be used fail now, not at a scan
+        if settings.host_enabled:
+            self.desk = Desk()
+            self.host = HostEndpoint(self, self.desk)  # binds now: a port in use fails the start
         names = list(terminal.reader_names) or self._discover_readers(terminal)
         if not names and not terminal.scanners:
             raise SscardError("no card reader found and no scanner configured ([daemon] readers)")
@@ -190,6 +200,7 @@ class Daemon:
                 health=self.health,
                 stop=self.stopping,
                 on_state=self._state_setter(name),
+                desk=self.desk,
             )
             self.readers.append(loop)
             self.watchdog.add(f"reader:{name}", loop.run)
@@ -208,6 +219,8 @@ class Daemon:
             sync_now=self.sync_now,
         )
         self.admin.start()
+        if self.host is not None:
+            self.host.start()
         self.after_sync()
 
     @staticmethod
@@ -282,6 +295,9 @@ class Daemon:
         log.info("event=daemon_stopping signal=%s", self._stop_signal)
         self.notifier.send("STOPPING=1")
         self.stopping.set()
+        host, self.host = self.host, None
+        if host is not None:
+            host.stop()  # no new request while the readers stop; those in flight finish
         inputs = [n for n in self.watchdog.threads if n.startswith(("reader:", "scanner:"))]
         stuck = self.watchdog.join(inputs, STOP_JOIN_S)  # each finishes its decision in flight
         self.worker.stop()

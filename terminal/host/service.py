@@ -27,7 +27,7 @@ from offline_store.store import Store
 from terminal.card_read import ScenarioRead
 from terminal.compose import profile_dir_of
 from terminal.outcomes import Failure, classify
-from terminal.pipeline import Pipeline
+from terminal.pipeline import Decision, Pipeline
 from terminal.profiles import load_profile
 from terminal.reading import (
     ReadResult,
@@ -89,6 +89,21 @@ class EventHub:
         return event
 
 
+def action_json(decision: Decision, room: str | None) -> dict[str, Any]:
+    """A scenario action's answer: the decision's JSON, and what a desk clerk may see of the
+    registration record (name and SSN masked) under ``shown``."""
+    out = decision.to_json()
+    record = decision.record
+    if record:
+        out["shown"] = {
+            "room": record.get("room", room),
+            "name": mask_name(record.get("name")),
+            "ssn": mask_ssn(record.get("ssn")),
+            "region_code": record.get("region_code"),
+        }
+    return out
+
+
 class HostService(Protocol):
     """What the host API needs from a running terminal."""
 
@@ -114,6 +129,12 @@ class HostService(Protocol):
         self, room: str, reader: str | None, wait_s: float, client: str
     ) -> dict[str, Any]:
         """A hotel registration for ``room``: the decision (``Decision.to_json``)."""
+        ...
+
+    def hospital_register(
+        self, pin: str, reader: str | None, wait_s: float, client: str
+    ) -> dict[str, Any]:
+        """A hospital registration with the holder's PIN: the decision (``Decision.to_json``)."""
         ...
 
     def healthz(self) -> dict[str, Any]:
@@ -267,12 +288,34 @@ class PcscHostService:
 
         :returns: the decision's JSON, with the lodging record when accepted
         """
-        profile = load_profile("hotel")
+        purpose = "POST /v1/hotel/checkin"
+        return self._scenario_action("hotel", reader, wait_s, client, purpose, room=room)
+
+    def hospital_register(
+        self, pin: str, reader: str | None, wait_s: float, client: str
+    ) -> dict[str, Any]:
+        """Register the patient holding the card presented, with the holder's PIN (the
+        hospital profile's pipeline), like ``sscard tap --scenario hospital --pin``."""
+        purpose = "POST /v1/hospital/register"
+        return self._scenario_action("hospital", reader, wait_s, client, purpose, pin=pin)
+
+    def _scenario_action(
+        self,
+        scenario: str,
+        reader: str | None,
+        wait_s: float,
+        client: str,
+        purpose: str,
+        *,
+        room: str | None = None,
+        pin: str | None = None,
+    ) -> dict[str, Any]:
+        profile = load_profile(scenario)
         pipeline = Pipeline(
             profile,
             self._store,
             terminal_id=self._terminal_id,
-            profile_dir=profile_dir_of("hotel"),
+            profile_dir=profile_dir_of(scenario),
             region=self._region,
         )
         with self._lock:
@@ -287,25 +330,14 @@ class PcscHostService:
                     profile,
                     self._module,
                 )
-                decision = pipeline.process(read, room=room)
+                decision = pipeline.process(read, room=room, pin=pin)
         if decision.record:
             fields = [name for name in decision.record if check_field_name_ok(name)]
-            self._audit.record(
-                f"host-api {client}", self._terminal_id, "hotel", fields, "POST /v1/hotel/checkin"
-            )
+            self._audit.record(f"host-api {client}", self._terminal_id, scenario, fields, purpose)
         self.events.publish(
-            "decision", scenario="hotel", outcome=decision.outcome, reason=str(decision.reason)
+            "decision", scenario=scenario, outcome=decision.outcome, reason=str(decision.reason)
         )
-        out = decision.to_json()
-        if decision.record:
-            record = decision.record
-            out["shown"] = {
-                "room": record.get("room", room),
-                "name": mask_name(record.get("name")),
-                "ssn": mask_ssn(record.get("ssn")),
-                "region_code": record.get("region_code"),
-            }
-        return out
+        return action_json(decision, room)
 
     def healthz(self) -> dict[str, Any]:
         """``ok`` when pcscd answers."""
