@@ -266,8 +266,9 @@ class DecisionWorker:
 
 def _shown(read: ScenarioRead | None, device_number: str) -> tuple[dict[str, Any], str | None]:
     """What the host API shows of a tap: the scenario's fields as read (base items, then the
-    profile's personal fields) and the ``iReadCardBas`` string when the tap read the SSN and
-    the name; nothing for a card that could not be read."""
+    profile's personal fields, and the card number where the profile identifies the holder,
+    as the vendor services and the iReadCardBas string do) and the ``iReadCardBas`` string when
+    the tap read the SSN and the name; nothing for a card that could not be read."""
     facts = read.facts if read is not None else None
     if read is None or facts is None:
         return {}, None
@@ -279,6 +280,8 @@ def _shown(read: ScenarioRead | None, device_number: str) -> tuple[dict[str, Any
         "genuine": facts.genuine,
         **facts.personal,
     }
+    if read.profile.holder_fields:  # a desk that identifies the holder names the card too
+        card["card_number"] = facts.card_number
     try:
         national = read.national(facts.terminal_number, device_number)
     except ValueError:
