@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import logging
 import os
 import shutil
 import threading
@@ -37,6 +38,10 @@ from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+# selenium logs each WebDriver answer at DEBUG, page text included (the holder's name as the
+# page shows it): the privacy check over every log line would rightly flag it
+logging.getLogger("selenium").setLevel(logging.INFO)
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
