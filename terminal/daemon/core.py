@@ -47,6 +47,7 @@ from terminal.daemon.supervisor import Health, Watchdog
 from terminal.daemon.sync_thread import Syncer
 from terminal.daemon.worker import DecisionWorker
 from terminal.host.desk import Desk
+from terminal.operator import sync_answer
 from terminal.profiles import load_profile
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,14 @@ class Daemon:
         """
         return self.syncer.sync_now()
 
+    def sync_answer(self) -> dict[str, Any]:
+        """One sync cycle now, answered as ``sscard sync --once`` prints its own (the admin
+        socket's ``sync-once``: the operator sees the same lines whoever ran the sync).
+
+        :raises: nothing: every failure is in the answer
+        """
+        return sync_answer(self.syncer.cycle()).to_json()
+
     # -- start, serve, stop ----------------------------------------------------------------
 
     def start(self) -> None:
@@ -216,7 +225,7 @@ class Daemon:
             store=self.store,
             store_lock=self.store_lock,
             status=self.status,
-            sync_now=self.sync_now,
+            sync_now=self.sync_answer,
         )
         self.admin.start()
         if self.host is not None:
