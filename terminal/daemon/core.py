@@ -34,12 +34,12 @@ from typing import Any, TextIO
 
 from apdu.errors import ReaderUnavailable, SscardError
 from config.errors import ConfigError
-from config.settings import load_settings
+from config.settings import Settings, load_settings
 from offline_store import Store
 from offline_store.freshness import list_ages
 from terminal.compose import Terminal, open_terminal, profile_dir_of, warn_operator
 from terminal.daemon.admin import AdminServer
-from terminal.daemon.host import HostEndpoint
+from terminal.daemon.host import HostEndpoint, host_config, reload_endpoint
 from terminal.daemon.inputs import ReaderLoop, ScannerLoop
 from terminal.daemon.metrics import DaemonMetrics
 from terminal.daemon.notify import Notifier
@@ -57,9 +57,7 @@ STOP_JOIN_S = 15.0  # inputs finish their decision in flight, the worker its que
 #: settings a reload cannot change in a running daemon (they name what it has opened)
 RESTART_ONLY = ("database", "pepper_file", "journal_key_file", "daemon_readers",
                 "daemon_sam_reader", "daemon_scanners", "metrics_port", "hsm_url",
-                "soft_sam_keys", "host_enabled", "host_bind", "host_port", "host_origins",
-                "host_token_file", "host_tls_cert", "host_tls_key",
-                "host_pin_attempts")  # fmt: skip
+                "soft_sam_keys", "host_enabled")  # fmt: skip
 
 
 class Daemon:
@@ -196,7 +194,9 @@ class Daemon:
             self.worker.verifier()  # [ecard] settings that cannot be used fail now, not at a scan
         if settings.host_enabled:
             self.desk = Desk()
-            self.host = HostEndpoint(self, self.desk)  # binds now: a port in use fails the start
+            self.host = HostEndpoint(
+                self, self.desk, settings
+            )  # binds now: a port in use fails the start
         names = list(terminal.reader_names) or self._discover_readers(terminal)
         if not names and not terminal.scanners:
             raise SscardError("no card reader found and no scanner configured ([daemon] readers)")
@@ -343,6 +343,8 @@ class Daemon:
         try:
             settings = load_settings(self.config)
             profile = load_profile(settings.daemon_scenario)
+            if self.host is not None and settings.host_enabled:
+                host_config(settings)  # a token file that cannot be used refuses the reload
             with self.store_lock:
                 old = self.terminal.settings
                 self.terminal.replace_pipeline(
@@ -354,6 +356,7 @@ class Daemon:
             self.health.say(f"sscard: reload refused, the old settings stay: {reason}")
             return False
         self.worker.reset_verifier()
+        self._reload_host(settings)
         self.metrics.metrics_file = settings.metrics_file
         kept = [key for key in RESTART_ONLY if getattr(old, key) != getattr(settings, key)]
         if kept:
@@ -361,6 +364,17 @@ class Daemon:
         log.info("event=reloaded scenario=%s source=%s", profile.name, settings.source)
         warn_operator(self.terminal.pipeline)
         return True
+
+    def _reload_host(self, settings: Settings) -> None:
+        """Serve the host API with the reloaded ``[host]`` (its port taken again if it is the
+        same: the requests in flight finish first, an event stream is cut)."""
+        if self.host is None or self.desk is None or not settings.host_enabled:
+            return
+        try:
+            self.host = reload_endpoint(self.host, self, self.desk, settings)
+        except SscardError as exc:
+            log.error("event=host_reload_refused reason=%r", str(exc))
+            self.health.say(f"sscard: host API reload refused, the old [host] stays: {exc}")
 
     # -- bookkeeping ------------------------------------------------------------------------
 

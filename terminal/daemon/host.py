@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the [host] settings a reload (SIGHUP) applies by serving again; enabling or disabling the
+#: API needs a restart (the reader threads are built with or without the desk)
+RELOADABLE = ("host_bind", "host_port", "host_origins", "host_token_file", "host_tls_cert",
+              "host_tls_key", "host_pin_attempts")  # fmt: skip
 NOT_READ = -1  # the national code shown for a card the daemon could not read (module doc)
 
 
@@ -226,10 +230,12 @@ class HostEndpoint:
 
     :param daemon: the daemon
     :param desk: its desk
+    :param settings: the settings it serves with
+    :raises HostSettingsError: ``[host]`` that cannot be served (token, TLS, address)
     """
 
-    def __init__(self, daemon: Daemon, desk: Desk) -> None:
-        settings = daemon.terminal.settings
+    def __init__(self, daemon: Daemon, desk: Desk, settings: Settings) -> None:
+        self.settings = settings
         self.config = host_config(settings)
         self.service = DaemonHostService(daemon, desk)
         app = create_app(self.service, self.config)
@@ -259,3 +265,33 @@ class HostEndpoint:
     def stop(self) -> None:
         """Finish the requests in flight and stop serving; harmless twice."""
         self.server.stop()
+
+
+def reload_endpoint(
+    endpoint: HostEndpoint, daemon: Daemon, desk: Desk, new: Settings
+) -> HostEndpoint:
+    """The endpoint serving ``new``'s ``[host]`` (SIGHUP): ``endpoint`` itself when nothing
+    there changed, else a new one, started. On the same address the old one stops first (the
+    port is taken again); on another address the new one binds before the old one stops.
+
+    :returns: the endpoint now serving (the old one again when the new one cannot start)
+    :raises HostSettingsError: the new one cannot start; the old settings are served again
+    """
+    old = endpoint.settings
+    if all(getattr(old, key) == getattr(new, key) for key in RELOADABLE):
+        return endpoint
+    same_address = (old.host_bind, old.host_port) == (new.host_bind, new.host_port)
+    if same_address:
+        endpoint.stop()
+    try:
+        fresh = HostEndpoint(daemon, desk, new)
+        fresh.start()
+    except HostSettingsError:
+        if same_address:
+            endpoint = HostEndpoint(daemon, desk, old)
+            endpoint.start()
+        raise
+    if not same_address:
+        endpoint.stop()
+    log.info("event=host_api_reloaded url=%s", fresh.url)
+    return fresh

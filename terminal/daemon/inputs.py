@@ -125,7 +125,7 @@ class ReaderLoop:
                     again = slot.wait_card(POLL_S)  # the same card, for the desk's action
                     if again is not None:
                         connection, events = again
-                        self._decide(name, connection)
+                        self._decide(name, connection, for_desk=True)
                         self._set(REMOVAL)
                         continue
                 if slot.wait_removed(events, POLL_S):
@@ -138,10 +138,10 @@ class ReaderLoop:
                 self.desk.removed(name)
         self._set(WAITING)
 
-    def _decide(self, name: str, connection: PcscConnection) -> None:
+    def _decide(self, name: str, connection: PcscConnection, *, for_desk: bool = False) -> None:
         """Hand the card to the worker and wait for its decision; close the connection."""
         self._set(PROCESSING)
-        job = Job(CARD, name, time.monotonic(), connection=connection)
+        job = Job(CARD, name, time.monotonic(), connection=connection, for_desk=for_desk)
         try:
             self.submit(job)
             job.done.wait()  # the worker always answers, even when the decision failed

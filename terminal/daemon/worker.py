@@ -55,6 +55,7 @@ class Job:
     :param seen: :func:`time.monotonic` when the card or code was seen
     :param connection: the card's connection (``card``)
     :param text: the scanned text (``code``)
+    :param for_desk: the card was decided already and is presented again for a desk action
     """
 
     kind: str
@@ -66,6 +67,7 @@ class Job:
     decision: Decision | None = None
     error: str | None = None
     action: DeskAction | None = None
+    for_desk: bool = False  # a card decided already, presented again for the desk's action
 
 
 class CountingConnection:
@@ -147,6 +149,8 @@ class DecisionWorker:
             self.ensure_module(force=True)
             if daemon.desk is not None:
                 job.action = daemon.desk.claim(job.source)
+            if job.for_desk and job.action is None:
+                return  # another reader's card took the action: this one stays decided once
             if job.action is not None and job.action.kind == VERIFY_PIN:
                 self._verify_pin(job, job.action)
                 return

@@ -10,8 +10,10 @@ persona files; the security rules are checked by what a foreign client gets back
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -256,3 +258,45 @@ def test_an_action_of_another_scenario_is_refused(
     assert out.status_code == 422
     assert out.json()["reason"].endswith("this terminal decides for service-hall, not hotel")
     assert terminal.rows() == []
+
+
+def test_sighup_serves_the_new_host_settings_and_refuses_a_bad_token_file(
+    hall: tuple[DaemonProcess, str], terminal: TerminalFolder
+) -> None:
+    daemon, base = hall
+    port = base.rsplit(":", 1)[1]
+    other = "http://pms.example"
+
+    assert allowed_now(base, ALLOWED) and not allowed_now(base, other)
+    text = terminal.config.read_text(encoding="utf-8")
+    terminal.config.write_text(text.replace(f'origins = ["{ALLOWED}"]', f'origins = ["{other}"]'))
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while not allowed_now(base, other):
+        assert time.monotonic() < deadline, daemon.err()[-2000:]
+        time.sleep(0.1)
+    assert not allowed_now(base, ALLOWED)
+    loose = terminal.folder / "loose.token"
+    loose.write_text("a-token-anyone-on-this-machine-can-read")
+    loose.chmod(0o644)
+    terminal.config.write_text(
+        terminal.config.read_text(encoding="utf-8").replace(
+            f"port = {port}\n", f'port = {port}\ntoken_file = "loose.token"\n'
+        )
+    )
+    daemon.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while "reload refused" not in daemon.err():
+        assert time.monotonic() < deadline, daemon.err()[-2000:]
+        time.sleep(0.1)
+    assert "token_file" in daemon.err() and "must be 0600" in daemon.err()
+    assert allowed_now(base, other)  # still served, without a token, as before the refused reload
+    assert daemon.stop() == 0
+
+
+def allowed_now(base: str, origin: str) -> bool:
+    """The API answers ``origin`` (it may be restarting: then not yet)."""
+    try:
+        return requests.get(base + "/v1/readers", headers={"Origin": origin}, timeout=10).ok
+    except requests.ConnectionError:
+        return False
