@@ -52,8 +52,8 @@ class Presentation:
     number: int
     reader: str
     decision: Decision | None
-    card: dict[str, Any]
-    national: str | None = None
+    card: dict[str, Any] = field(repr=False)  # personal data: never in a log line
+    national: str | None = field(default=None, repr=False)
     present: bool = True
     pin: dict[str, Any] | None = None
     waiting: bool = False
