@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import sys
 import threading
 import time
 import tomllib
@@ -54,6 +55,16 @@ def hotel(terminal: TerminalFolder) -> Iterator[tuple[DaemonProcess, str]]:
         yield daemon, base
     finally:
         daemon.close()
+
+
+def python_client(base: str) -> Any:
+    """``clients/sscard_client.py``'s client of the API at ``base``."""
+    sys.path.insert(0, str(Path(__file__).parents[2] / "clients"))
+    try:
+        from sscard_client import SscardClient
+    finally:
+        sys.path.pop(0)
+    return SscardClient(base)
 
 
 def audit(folder: Path) -> list[tuple[str, list[str], str]]:
@@ -191,9 +202,7 @@ def test_a_hotel_desk_checks_in_through_the_daemon(
     waiting = requests.get(base + "/v1/card", timeout=10)
     assert waiting.status_code == 422 and "waits for the desk" in waiting.json()["reason"]
     assert terminal.rows() == []
-    out = requests.post(base + "/v1/hotel/checkin", json={"room": "0801", "wait": 20}, timeout=40)
-    assert out.status_code == 200, out.text
-    body = out.json()
+    body = python_client(base).hotel_checkin("0801", wait=20)  # the repository's client
     assert body["outcome"] == "accept" and body["record"]["room"] == "0801"
     assert body["shown"]["name"] != person["holder"]["name"]  # masked for the clerk
     rows = terminal.rows()
