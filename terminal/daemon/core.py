@@ -400,6 +400,8 @@ class Daemon:
 
     def _device_changed(self, device: str, up: bool) -> None:
         self.metrics.device_up.labels(device).set(1 if up else 0)
+        if self.desk is not None:  # the host API's event stream tells the desk software too
+            self.desk.events.publish("device.up" if up else "device.down", device=device)
 
     def _restarted(self, name: str) -> None:
         self.metrics.restarts.labels(name).inc()

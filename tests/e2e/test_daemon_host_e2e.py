@@ -78,12 +78,24 @@ def holder(persona: str) -> dict[str, Any]:
 
 
 def sse_events(response: requests.Response, count: int) -> list[dict[str, Any]]:
+    """The next ``count`` card and decision events of an event stream (a device coming up
+    as the daemon starts may come first: it is not the card's)."""
     got: list[dict[str, Any]] = []
     for row in response.iter_lines(decode_unicode=True):
-        if row.startswith("data: "):
+        if row.startswith("data: ") and not json.loads(row[6:])["type"].startswith("device."):
             got.append(json.loads(row[6:]))
             if len(got) == count:
                 break
+    return got
+
+
+def ws_events(ws: Any, count: int) -> list[dict[str, Any]]:
+    """The same over the WebSocket."""
+    got: list[dict[str, Any]] = []
+    while len(got) < count:
+        event = json.loads(ws.recv(20))
+        if not event["type"].startswith("device."):
+            got.append(event)
     return got
 
 
@@ -118,9 +130,9 @@ def test_the_card_the_daemon_decided_is_what_the_api_shows(
         readers = requests.get(base + "/v1/readers", timeout=10).json()["readers"]
         assert readers == [{"name": READER0, "card_present": True, "state": "waiting_removal"}]
         cards.remove_all()
-        ws_events = [json.loads(ws.recv(20)) for _ in range(3)]
+        over_ws = ws_events(ws, 3)
         events = sse_events(sse, 3)
-    for got in (ws_events, events):
+    for got in (over_ws, events):
         assert [e["type"] for e in got] == ["card.inserted", "decision", "card.removed"]
         assert got[1]["outcome"] == "accept" and got[1]["seq"] == body["decision"]["seq"]
         assert all(person["holder"]["name"] not in json.dumps(e) for e in got)
@@ -309,3 +321,26 @@ def allowed_now(base: str, origin: str) -> bool:
         return requests.get(base + "/v1/readers", headers={"Origin": origin}, timeout=10).ok
     except requests.ConnectionError:
         return False
+
+
+def test_device_down_and_up_are_events(
+    hall: tuple[DaemonProcess, str], terminal: TerminalFolder, pcscd, cards
+) -> None:
+    daemon, base = hall
+    with requests.get(base + "/v1/events", stream=True, timeout=60) as sse:
+        lines = (json.loads(row[6:]) for row in sse.iter_lines(decode_unicode=True)
+                 if row.startswith("data: "))  # fmt: skip
+        pcscd.stop(crash=True)
+        got: list[dict[str, Any]] = []
+        while not any(e["type"] == "device.down" for e in got):
+            got.append(next(lines))
+        pcscd.start()
+        while not any(e["type"] == "device.up" for e in got):
+            got.append(next(lines))
+    kinds = [(e["type"], e["device"]) for e in got]
+    assert ("device.down", f"reader:{READER0}") in kinds
+    assert kinds.index(("device.down", f"reader:{READER0}")) < len(kinds) - 1
+    assert kinds[-1][0] == "device.up"
+    cards.insert(make_card("elderly", t0=True))  # and the desk reads again
+    assert requests.get(base + "/v1/card", params={"wait": 20}, timeout=30).json()["ok"]
+    assert daemon.stop() == 0
