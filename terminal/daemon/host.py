@@ -263,7 +263,9 @@ class HostEndpoint:
         log.info("event=host_api_serving url=%s pid=%d", self.url, os.getpid())
 
     def stop(self) -> None:
-        """Finish the requests in flight and stop serving; harmless twice."""
+        """Finish the requests in flight and stop serving; harmless twice. Open event
+        streams are ended first (they never finish by themselves)."""
+        self.service.events.hang_up()
         self.server.stop()
 
 

@@ -202,6 +202,8 @@ def _event_routes(
                     except queue.Empty:
                         yield ": keep-alive\n\n"
                         continue
+                    if event is None:  # the server stops
+                        return
                     yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
             finally:
                 service.events.unsubscribe(q)
@@ -227,6 +229,9 @@ def _event_routes(
                     event = await asyncio.to_thread(q.get, True, 1.0)
                 except queue.Empty:
                     continue
+                if event is None:  # the server stops
+                    await websocket.close(code=1001)
+                    break
                 await websocket.send_json(event)
         except WebSocketDisconnect:
             pass

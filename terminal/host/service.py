@@ -57,22 +57,35 @@ class EventHub:
 
     def __init__(self, depth: int = 256) -> None:
         self._lock = threading.Lock()
-        self._queues: list[queue.Queue[Event]] = []
+        self._queues: list[queue.Queue[Event | None]] = []
         self._depth = depth
         self._seq = 0
 
-    def subscribe(self) -> queue.Queue[Event]:
-        """A new queue receiving the events published from now on."""
-        q: queue.Queue[Event] = queue.Queue(self._depth)
+    def subscribe(self) -> queue.Queue[Event | None]:
+        """A new queue receiving the events published from now on; ``None`` in it ends the
+        stream (:meth:`hang_up`)."""
+        q: queue.Queue[Event | None] = queue.Queue(self._depth)
         with self._lock:
             self._queues.append(q)
         return q
 
-    def unsubscribe(self, q: queue.Queue[Event]) -> None:
+    def unsubscribe(self, q: queue.Queue[Event | None]) -> None:
         """Stop delivering to ``q``."""
         with self._lock:
             if q in self._queues:
                 self._queues.remove(q)
+
+    def hang_up(self) -> None:
+        """End every stream subscribed now (the server stops: an event stream would otherwise
+        hold its worker thread until the next event or keep-alive); later subscribers are
+        served as ever."""
+        with self._lock:
+            for q in self._queues:
+                with contextlib.suppress(queue.Empty):
+                    if q.full():
+                        q.get_nowait()
+                with contextlib.suppress(queue.Full):
+                    q.put_nowait(None)
 
     def publish(self, kind: str, **data: Any) -> Event:
         """Send an event to every subscriber; a subscriber whose queue is full loses it.

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from terminal.host.desk import CHECKIN, Desk, DeskAction, DeskBusy, Presentation
+from terminal.host.service import EventHub
 from terminal.pipeline import ACCEPT, Decision
 from terminal.reasons import Reason
 
@@ -61,3 +62,17 @@ def test_an_action_no_card_came_for_is_withdrawn() -> None:
     desk = Desk()
     assert desk.act(DeskAction(CHECKIN, room="0801"), 0.05) is None
     assert not desk.wanted(READER) and desk.claim(READER) is None
+
+
+def test_hang_up_ends_the_streams_open_now_and_only_those() -> None:
+    hub = EventHub(depth=2)
+    old = hub.subscribe()
+    hub.publish("card.inserted")
+    hub.publish("card.removed")  # the queue is full: the hang-up still gets in
+    hub.hang_up()
+    late = hub.subscribe()
+    hub.publish("decision")
+    got = [old.get_nowait() for _ in range(old.qsize())]
+    assert got[-1] is None and len(got) == 2
+    event = late.get_nowait()
+    assert event is not None and event["type"] == "decision"
