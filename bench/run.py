@@ -28,7 +28,7 @@ from shape import Row, Verdict, markdown, table, unavailable  # noqa: E402
 
 # the order of the table: the card, the code, the stores, the platform, the daemon
 BENCHES = ("read", "purchase", "apdus", "qr", "qr_decode", "sm2", "denylist", "journal", "sync",
-           "daemon")  # fmt: skip
+           "daemon", "host")  # fmt: skip
 log = logging.getLogger("bench.run")
 
 

@@ -2,6 +2,7 @@
 //   <script src="sscard.js"></script>
 //   const api = new Sscard("http://127.0.0.1:8321");
 //   const card = await api.card({ wait: 20 });
+//   const stay = await api.hotelCheckin("1208", { wait: 20 });
 //   api.events(ev => console.log(ev.type));
 (function (root) {
   "use strict";
@@ -38,6 +39,20 @@
       return body;
     }
 
+    async _post(path, body) {
+      const headers = { "Content-Type": "application/json" };
+      if (this.token) headers.Authorization = "Bearer " + this.token;
+      let got;
+      try {
+        got = await fetch(this.base + path, { method: "POST", headers, body: JSON.stringify(body) });
+      } catch (e) {
+        throw new SscardError(0, -1, "the terminal refused or is not running");
+      }
+      const answer = await got.json();
+      if (!got.ok) throw new SscardError(got.status, answer.code, answer.reason);
+      return answer;
+    }
+
     readers() {
       return this._get("/v1/readers").then((b) => b.readers);
     }
@@ -52,6 +67,22 @@
       return this._get("/v1/card/ireadcardbas", { wait: o.wait, reader: o.reader }).then(
         (b) => b.result
       );
+    }
+
+    // the PIN travels in the request body only, never in the URL
+    verifyPin(pin, opts) {
+      const o = opts || {};
+      return this._post("/v1/card/pin/verify", { pin, wait: o.wait || 0, reader: o.reader || null });
+    }
+
+    hotelCheckin(room, opts) {
+      const o = opts || {};
+      return this._post("/v1/hotel/checkin", { room, wait: o.wait || 0, reader: o.reader || null });
+    }
+
+    hospitalRegister(pin, opts) {
+      const o = opts || {};
+      return this._post("/v1/hospital/register", { pin, wait: o.wait || 0, reader: o.reader || null });
     }
 
     healthz() {

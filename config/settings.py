@@ -71,6 +71,15 @@ Schema (every key is optional; the README's "Settings" section is the operator's
                                               # production terminal refuses it)
     tear_window_s = 300.0                     # a torn purchase waits this long for its card,
                                               # (0, 86400]
+    [host]                                    # the host API served by `sscard run`
+    enabled = false                           # true: serve it (docs/host-api.md)
+    bind = "127.0.0.1"                        # off loopback: token_file and TLS are required
+    port = 8321
+    origins = ["https://his.example"]         # browser origins allowed to call it (CORS)
+    token_file = "/etc/sscard/host.token"     # 0600: the bearer token clients send
+    tls_cert = "/etc/sscard/host.crt"         # TLS for remote use (PEM), with tls_key
+    tls_key = "/etc/sscard/host.key"
+    pin_attempts_per_minute = 5               # PIN verifications per client and minute, 1..60
 
     [[service_point.hotlines]]                # said with every refusal: 1 to 3, in file order;
     number = "12333"                          # default: 12333 人社服务热线, 12345 政务服务便民热线
@@ -100,10 +109,13 @@ from config.settings_file import (
     ADMIN_SOCKET_NAME,
     DEFAULT_DATABASE,
     DEFAULT_DECODE_TIMEOUT_S,
+    DEFAULT_HOST_BIND,
+    DEFAULT_HOST_PORT,
     DEFAULT_HOTLINES,
     DEFAULT_HSM_TIMEOUT_S,
     DEFAULT_JOURNAL_CAP_ROWS,
     DEFAULT_MAX_CLOCK_OFFSET_S,
+    DEFAULT_PIN_ATTEMPTS,
     DEFAULT_READER_BACKEND,
     DEFAULT_SCENARIO,
     DEFAULT_SERIAL_BAUD,
@@ -192,6 +204,14 @@ class Settings:
         key file (development only), or ``None``
     :param tear_window_s: ``[payments] tear_window_s``, how long a torn purchase waits for its
         card
+    :param host_enabled: ``[host] enabled``, ``sscard run`` serves the host API
+    :param host_bind: ``[host] bind``, the address it binds
+    :param host_port: ``[host] port``
+    :param host_origins: ``[host] origins``, the browser origins allowed to call it
+    :param host_token_file: ``[host] token_file``, the bearer token's 0600 file, or ``None``
+    :param host_tls_cert: ``[host] tls_cert``, the TLS certificate, or ``None``
+    :param host_tls_key: ``[host] tls_key``, its key, or ``None``
+    :param host_pin_attempts: ``[host] pin_attempts_per_minute``
     :param source: the file the settings came from, or ``<defaults>``
     """
 
@@ -239,6 +259,14 @@ class Settings:
     payments_psam_reader: str | None = None
     payments_soft_sam_keys: Path | None = None
     tear_window_s: float = DEFAULT_TEAR_WINDOW_S
+    host_enabled: bool = False
+    host_bind: str = DEFAULT_HOST_BIND
+    host_port: int = DEFAULT_HOST_PORT
+    host_origins: tuple[str, ...] = ()
+    host_token_file: Path | None = None
+    host_tls_cert: Path | None = None
+    host_tls_key: Path | None = None
+    host_pin_attempts: int = DEFAULT_PIN_ATTEMPTS
     source: str = DEFAULTS_SOURCE
 
     @property
@@ -337,5 +365,13 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
         payments_psam_reader=document.payments.psam_reader,
         payments_soft_sam_keys=document.payments.soft_sam_keys,
         tear_window_s=document.payments.tear_window_s,
+        host_enabled=document.host.enabled,
+        host_bind=document.host.bind,
+        host_port=document.host.port,
+        host_origins=tuple(document.host.origins),
+        host_token_file=document.host.token_file,
+        host_tls_cert=document.host.tls_cert,
+        host_tls_key=document.host.tls_key,
+        host_pin_attempts=document.host.pin_attempts_per_minute,
         source=source,
     )

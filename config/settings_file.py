@@ -64,6 +64,15 @@ MAX_PORT = 65535
 TERMINAL_ID_MAX = 32
 DEFAULT_TEAR_WINDOW_S = 300.0
 MAX_TEAR_WINDOW_S = 86_400.0  # a rider who returns the next day is recovered by the platform
+DEFAULT_HOST_BIND = "127.0.0.1"
+DEFAULT_HOST_PORT = 8321  # where the vendors' local reading services listen (issue 14)
+DEFAULT_PIN_ATTEMPTS = 5
+MAX_PIN_ATTEMPTS = 60  # per client and minute; a card blocks after 3 wrong PINs anyway
+MAX_ORIGINS = 16
+# a browser origin: scheme, host, optional port; nothing after (Origin headers carry no path)
+ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:]{2,39}\](:[0-9]{1,5})?"
+)
 
 
 def _hotline_number(value: object) -> str:
@@ -379,6 +388,43 @@ class PaymentsTable(Table):
     tear_window_s: float = seconds(DEFAULT_TEAR_WINDOW_S, MAX_TEAR_WINDOW_S)
 
 
+def _origin(value: object) -> str:
+    if not isinstance(value, str) or not ORIGIN.fullmatch(value):
+        raise expected('a browser origin such as "https://his.example" or "http://127.0.0.1:8080"')
+    return value
+
+
+def _bind(value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > 253 or CONTROL.search(value):
+        raise expected("an address to bind, such as 127.0.0.1")
+    return value
+
+
+class HostTable(Table):
+    """``[host]``: the host API the daemon serves to front-desk software (docs/host-api.md).
+
+    :param enabled: serve it from ``sscard run``
+    :param bind: the address to bind (loopback by default)
+    :param port: the port
+    :param origins: the browser origins allowed to call it (the console's own always are)
+    :param token_file: a 0600 file holding the bearer token (required off loopback)
+    :param tls_cert: the TLS certificate (PEM; required off loopback)
+    :param tls_key: its private key (PEM)
+    :param pin_attempts_per_minute: PIN verifications allowed per client and minute
+    """
+
+    enabled: bool = flag(False)
+    bind: Annotated[str, PlainValidator(_bind)] = DEFAULT_HOST_BIND
+    port: int = whole(DEFAULT_HOST_PORT, 1, MAX_PORT)
+    origins: list[Annotated[str, PlainValidator(_origin)]] = Field(
+        default_factory=list, max_length=MAX_ORIGINS, description="a list of browser origins"
+    )
+    token_file: FilePath | None = None
+    tls_cert: FilePath | None = None
+    tls_key: FilePath | None = None
+    pin_attempts_per_minute: int = whole(DEFAULT_PIN_ATTEMPTS, 1, MAX_PIN_ATTEMPTS)
+
+
 class SettingsFile(Table):
     """The settings file, table by table (see the module docstring).
 
@@ -392,6 +438,7 @@ class SettingsFile(Table):
     :param service_point: ``[service_point]``
     :param daemon: ``[daemon]``
     :param payments: ``[payments]``
+    :param host: ``[host]``
     """
 
     production: bool = flag(False)
@@ -404,3 +451,4 @@ class SettingsFile(Table):
     service_point: ServicePointTable = table(ServicePointTable, "service_point")
     daemon: DaemonTable = table(DaemonTable, "daemon")
     payments: PaymentsTable = table(PaymentsTable, "payments")
+    host: HostTable = table(HostTable, "host")

@@ -15,8 +15,9 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 
 from apdu.errors import SscardError
+from apdu.national import ireadcardbas
 from apdu.pin import PinFormatError
-from apdu.records import Generation
+from apdu.records import CardAlgorithm, CardContents, Generation, HolderData
 from apdu.sam import SecurityModule
 from apdu.ssc import SscSession
 from apdu.transport import Connection
@@ -91,6 +92,8 @@ class ScenarioRead:
         self.profile = profile
         self.module = module
         self._session: SscSession | None = None
+        self.facts: CardFacts | None = None  # the last facts read: base, then personal
+        self.holder: HolderData | None = None  # EF06 as read for the profile's fields
 
     def base(self) -> CardFacts:
         """SELECT SSSE, read EF05, and prove the card genuine when a module is given.
@@ -107,7 +110,7 @@ class ScenarioRead:
         if self.module is not None:
             session.authenticate(self.module, holder=bool(self.profile.holder_fields))
             module_kind, terminal_number = self.module.kind, self.module.terminal_number()
-        return CardFacts(
+        self.facts = CardFacts(
             region_code=issuer.region_code,
             card_number=issuer.card_number,
             category=issuer.category,
@@ -117,6 +120,7 @@ class ScenarioRead:
             module=module_kind,
             terminal_number=terminal_number,
         )
+        return self.facts
 
     def verify_pin(self, pin: str | None) -> None:
         """VERIFY the holder's PIN (profiles with ``pin = true``).
@@ -146,7 +150,7 @@ class ScenarioRead:
         derived_from: tuple[str, ...] = ()
         items = self.profile.holder_fields
         if items:
-            holder = self._session.read_holder(items)
+            holder = self.holder = self._session.read_holder(items)
             for item in items:
                 value = _text(getattr(holder, item))
                 if value is not None:
@@ -161,4 +165,27 @@ class ScenarioRead:
                 value = _text(getattr(medical, item))
                 if value is not None:
                     personal[f"{MEDICAL_PREFIX}{item}"] = value
-        return replace(facts, personal=personal, birth_date=birth_date, derived_from=derived_from)
+        self.facts = replace(
+            facts, personal=personal, birth_date=birth_date, derived_from=derived_from
+        )
+        return self.facts
+
+    def national(self, terminal_number: str, device_number: str = "") -> str:
+        """The ``iReadCardBas`` string (spec §4.3) of what this tap read, for the host API's
+        callers written against the vendor DLLs.
+
+        It needs EF06's SSN and name, so only a profile that reads both (hotel, hospital) gives
+        one; the string is built from the tap's own reads, never by reading the card again.
+
+        :param terminal_number: the security module's 终端机编号 (12 digits)
+        :param device_number: 终端设备号
+        :raises ValueError: the tap did not read EF05 and the holder's SSN and name
+        """
+        session, holder = self._session, self.holder
+        if session is None or session.issuer is None or holder is None:
+            raise ValueError("this scenario does not read the holder's SSN and name")
+        if holder.ssn is None or holder.name is None:
+            raise ValueError("this scenario does not read the holder's SSN and name")
+        algorithm = CardAlgorithm.from_id(session.algorithm_id, session.issuer.card_id)
+        contents = CardContents(self.historical, algorithm, session.issuer, holder)
+        return ireadcardbas(contents, terminal_number=terminal_number, device_number=device_number)

@@ -249,6 +249,8 @@ DEFAULT_ERRORS: dict[str, str] = {
     "platform_server.ecard.DecodeRefused": "the reference platform's own errors",
     "terminal.profiles.ProfileError": "a scenario profile of the terminal",
     "terminal.ecard_flow.AudienceKeyError": "an audience-key file of the terminal",
+    "terminal.daemon.host.HostSettingsError": "the daemon's [host] settings (token, TLS, address)",
+    "terminal.host.desk.DeskBusy": "the host API's own answer: another action waits at the desk",
 }
 
 

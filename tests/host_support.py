@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import requests
+from daemon_support import DaemonProcess, TerminalFolder
 from support import CATALOGUE, TEST_ROOTS
 
 from config.settings import load_settings
@@ -70,3 +71,22 @@ def serve_host(tmp_path: Path, *extra: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def start_daemon_host(
+    terminal: TerminalFolder, scenario: str, extra: str = "", origins: tuple[str, ...] = (ALLOWED,)
+) -> tuple[DaemonProcess, str]:
+    """``sscard run`` for ``scenario`` with ``[host]`` enabled on a free port (``extra``: more
+    ``[host]`` keys); returns the daemon, ready for cards, and the API's base URL."""
+    port = free_port()
+    listed = ", ".join(f'"{origin}"' for origin in origins)
+    host = f"[host]\nenabled = true\nport = {port}\norigins = [{listed}]\n{extra}"
+    terminal.write(scenario=scenario, extra=host)
+    daemon = DaemonProcess(terminal)
+    try:
+        daemon.wait_notification("READY=1")
+        daemon.wait_state("waiting_card")
+    except BaseException:
+        daemon.close()
+        raise
+    return daemon, f"http://127.0.0.1:{port}"

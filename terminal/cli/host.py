@@ -1,4 +1,5 @@
-"""``sscard host serve``: run the local HTTP + WebSocket API standalone (until the daemon does).
+"""``sscard host serve``: run the local HTTP + WebSocket API standalone, on a desk PC without the
+daemon (``sscard run`` serves the same API from its own taps with ``[host] enabled``).
 
 Options come from the command line; ``--token-file`` names a 0600 file holding the bearer token,
 which a non-loopback bind requires.

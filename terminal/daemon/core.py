@@ -7,6 +7,7 @@ thread runs)::
     scanner:<spec> ┼─► worker (one: the pipeline; journal with fsync, then the indicators)
                    │
     sync ──────────┴── (a cycle every [daemon] sync_interval_s; Syncer.sync_now on demand)
+    host-api            ([host] enabled: the HTTP API over the desk, terminal/daemon/host.py)
 
 The main thread starts everything, tells systemd it is ready (``READY=1``), then every
 :data:`TICK_S` restarts dead threads, pings systemd's watchdog while the worker lives, and acts
@@ -33,17 +34,20 @@ from typing import Any, TextIO
 
 from apdu.errors import ReaderUnavailable, SscardError
 from config.errors import ConfigError
-from config.settings import load_settings
+from config.settings import Settings, load_settings
 from offline_store import Store
 from offline_store.freshness import list_ages
 from terminal.compose import Terminal, open_terminal, profile_dir_of, warn_operator
 from terminal.daemon.admin import AdminServer
+from terminal.daemon.host import HostEndpoint, host_config, reload_endpoint
 from terminal.daemon.inputs import ReaderLoop, ScannerLoop
 from terminal.daemon.metrics import DaemonMetrics
 from terminal.daemon.notify import Notifier
 from terminal.daemon.supervisor import Health, Watchdog
 from terminal.daemon.sync_thread import Syncer
 from terminal.daemon.worker import DecisionWorker
+from terminal.host.desk import Desk
+from terminal.operator import sync_answer
 from terminal.profiles import load_profile
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,7 @@ STOP_JOIN_S = 15.0  # inputs finish their decision in flight, the worker its que
 #: settings a reload cannot change in a running daemon (they name what it has opened)
 RESTART_ONLY = ("database", "pepper_file", "journal_key_file", "daemon_readers",
                 "daemon_sam_reader", "daemon_scanners", "metrics_port", "hsm_url",
-                "soft_sam_keys")  # fmt: skip
+                "soft_sam_keys", "host_enabled")  # fmt: skip
 
 
 class Daemon:
@@ -85,6 +89,8 @@ class Daemon:
         self.scanners: list[ScannerLoop] = []
         self._terminal: Terminal | None = None
         self.admin: AdminServer | None = None
+        self.desk: Desk | None = None  # with [host] enabled: what the host API sees of the taps
+        self.host: HostEndpoint | None = None
         self._stop_signal: int | None = None
         self._reload_requested = False
 
@@ -140,6 +146,14 @@ class Daemon:
         """
         return self.syncer.sync_now()
 
+    def sync_answer(self) -> dict[str, Any]:
+        """One sync cycle now, answered as ``sscard sync --once`` prints its own (the admin
+        socket's ``sync-once``: the operator sees the same lines whoever ran the sync).
+
+        :raises: nothing: every failure is in the answer
+        """
+        return sync_answer(self.syncer.cycle()).to_json()
+
     # -- start, serve, stop ----------------------------------------------------------------
 
     def start(self) -> None:
@@ -178,6 +192,11 @@ class Daemon:
                 ) from exc
         if terminal.scanners:
             self.worker.verifier()  # [ecard] settings that cannot be used fail now, not at a scan
+        if settings.host_enabled:
+            self.desk = Desk()
+            self.host = HostEndpoint(
+                self, self.desk, settings
+            )  # binds now: a port in use fails the start
         names = list(terminal.reader_names) or self._discover_readers(terminal)
         if not names and not terminal.scanners:
             raise SscardError("no card reader found and no scanner configured ([daemon] readers)")
@@ -190,6 +209,7 @@ class Daemon:
                 health=self.health,
                 stop=self.stopping,
                 on_state=self._state_setter(name),
+                desk=self.desk,
             )
             self.readers.append(loop)
             self.watchdog.add(f"reader:{name}", loop.run)
@@ -205,9 +225,11 @@ class Daemon:
             store=self.store,
             store_lock=self.store_lock,
             status=self.status,
-            sync_now=self.sync_now,
+            sync_now=self.sync_answer,
         )
         self.admin.start()
+        if self.host is not None:
+            self.host.start()
         self.after_sync()
 
     @staticmethod
@@ -282,6 +304,9 @@ class Daemon:
         log.info("event=daemon_stopping signal=%s", self._stop_signal)
         self.notifier.send("STOPPING=1")
         self.stopping.set()
+        host, self.host = self.host, None
+        if host is not None:
+            host.stop()  # no new request while the readers stop; those in flight finish
         inputs = [n for n in self.watchdog.threads if n.startswith(("reader:", "scanner:"))]
         stuck = self.watchdog.join(inputs, STOP_JOIN_S)  # each finishes its decision in flight
         self.worker.stop()
@@ -318,6 +343,8 @@ class Daemon:
         try:
             settings = load_settings(self.config)
             profile = load_profile(settings.daemon_scenario)
+            if self.host is not None and settings.host_enabled:
+                host_config(settings)  # a token file that cannot be used refuses the reload
             with self.store_lock:
                 old = self.terminal.settings
                 self.terminal.replace_pipeline(
@@ -329,6 +356,7 @@ class Daemon:
             self.health.say(f"sscard: reload refused, the old settings stay: {reason}")
             return False
         self.worker.reset_verifier()
+        self._reload_host(settings)
         self.metrics.metrics_file = settings.metrics_file
         kept = [key for key in RESTART_ONLY if getattr(old, key) != getattr(settings, key)]
         if kept:
@@ -336,6 +364,17 @@ class Daemon:
         log.info("event=reloaded scenario=%s source=%s", profile.name, settings.source)
         warn_operator(self.terminal.pipeline)
         return True
+
+    def _reload_host(self, settings: Settings) -> None:
+        """Serve the host API with the reloaded ``[host]`` (its port taken again if it is the
+        same: the requests in flight finish first, an event stream is cut)."""
+        if self.host is None or self.desk is None or not settings.host_enabled:
+            return
+        try:
+            self.host = reload_endpoint(self.host, self, self.desk, settings)
+        except SscardError as exc:
+            log.error("event=host_reload_refused reason=%r", str(exc))
+            self.health.say(f"sscard: host API reload refused, the old [host] stays: {exc}")
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -361,6 +400,8 @@ class Daemon:
 
     def _device_changed(self, device: str, up: bool) -> None:
         self.metrics.device_up.labels(device).set(1 if up else 0)
+        if self.desk is not None:  # the host API's event stream tells the desk software too
+            self.desk.events.publish("device.up" if up else "device.down", device=device)
 
     def _restarted(self, name: str) -> None:
         self.metrics.restarts.labels(name).inc()

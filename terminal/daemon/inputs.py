@@ -17,6 +17,10 @@ A reader's thread goes round three states (DESIGN.md, "Daemon and host integrati
   :data:`RETRY_S` seconds, with a new PC/SC context, so the next card after the device's return
   is taken within a poll of pcscd (0.4 s for vpcd) plus :data:`RETRY_S`.
 
+With the host API served (a :class:`~terminal.host.desk.Desk`), the thread tells the desk each
+card's arrival and departure, and a card waiting for removal is presented to the worker again
+when the desk holds an action for it (a hotel check-in asked after the card was decided).
+
 A scanner's thread opens its scanner (again every :data:`RETRY_S` while it is missing) and hands
 each code to the worker.
 """
@@ -29,10 +33,12 @@ import time
 from collections.abc import Callable
 
 from apdu.errors import ReaderUnavailable
+from drivers.pcsc import PcscConnection
 from drivers.scanners import ScannerError
 from terminal.daemon.devices import CardSlot, ReaderMissing, open_scanner
 from terminal.daemon.supervisor import Health
 from terminal.daemon.worker import CARD, CODE, Job
+from terminal.host.desk import Desk
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,7 @@ class ReaderLoop:
     :param health: the devices' health
     :param stop: set when the daemon stops
     :param on_state: called with the new state at every change (the metrics)
+    :param desk: the host API's desk, or ``None`` when the API is not served
     """
 
     def __init__(
@@ -65,6 +72,7 @@ class ReaderLoop:
         health: Health,
         stop: threading.Event,
         on_state: Callable[[str], None] = lambda state: None,
+        desk: Desk | None = None,
     ) -> None:
         self.wanted = wanted
         self.exclude = exclude
@@ -72,6 +80,7 @@ class ReaderLoop:
         self.health = health
         self.stop = stop
         self.on_state = on_state
+        self.desk = desk
         self.state = WAITING
         self.device = f"reader:{wanted}"
         self.presentations = 0
@@ -105,22 +114,39 @@ class ReaderLoop:
             return
         connection, events = found
         self.presentations += 1
+        name = slot.name or self.wanted
+        if self.desk is not None:
+            self.desk.inserted(name)
+        try:
+            self._decide(name, connection)
+            self._set(REMOVAL)
+            while not self.stop.is_set():
+                if self.desk is not None and self.desk.wanted(name):
+                    again = slot.wait_card(POLL_S)  # the same card, for the desk's action
+                    if again is not None:
+                        connection, events = again
+                        self._decide(name, connection, for_desk=True)
+                        self._set(REMOVAL)
+                        continue
+                if slot.wait_removed(events, POLL_S):
+                    break
+        except ReaderUnavailable as exc:
+            self._down(slot, exc)  # the card is gone with the device: a new presentation
+            return
+        finally:
+            if self.desk is not None:
+                self.desk.removed(name)
+        self._set(WAITING)
+
+    def _decide(self, name: str, connection: PcscConnection, *, for_desk: bool = False) -> None:
+        """Hand the card to the worker and wait for its decision; close the connection."""
         self._set(PROCESSING)
-        job = Job(CARD, slot.name or self.wanted, time.monotonic(), connection=connection)
+        job = Job(CARD, name, time.monotonic(), connection=connection, for_desk=for_desk)
         try:
             self.submit(job)
             job.done.wait()  # the worker always answers, even when the decision failed
         finally:
             connection.close()
-        self._set(REMOVAL)
-        while not self.stop.is_set():
-            try:
-                if slot.wait_removed(events, POLL_S):
-                    break
-            except ReaderUnavailable as exc:
-                self._down(slot, exc)  # the card is gone with the device: a new presentation
-                return
-        self._set(WAITING)
 
     def _down(self, slot: CardSlot, exc: ReaderUnavailable) -> None:
         self._set(DOWN)

@@ -62,6 +62,14 @@ class Syncer:
         :returns: its report (:func:`report_dict`)
         :raises: nothing: every failure is in the report
         """
+        return report_dict(self.cycle())
+
+    def cycle(self) -> SyncReport:
+        """Run one sync cycle now (after the one in progress, if any).
+
+        :returns: its report, as ``sscard sync --once`` prints it (:mod:`terminal.operator`)
+        :raises: nothing: every failure is in the report
+        """
         daemon = self.daemon
         with self._cycle:
             settings = daemon.terminal.settings
@@ -82,10 +90,9 @@ class Syncer:
                 report = client.sync_once()
             return self._done(report)
 
-    def _done(self, report: SyncReport) -> dict[str, Any]:
+    def _done(self, report: SyncReport) -> SyncReport:
         self.cycles += 1
-        out = report_dict(report)
-        self.last = out
+        self.last = report_dict(report)
         metrics = self.daemon.metrics
         metrics.syncs.labels({0: "ok", 1: "refused", 2: "failed"}[report.exit_status]).inc()
         step = report.step("time")
@@ -94,7 +101,7 @@ class Syncer:
         log.info("event=sync_done exit_status=%d steps=%s", report.exit_status,
                  ",".join(f"{s.name}:{s.status}" for s in report.steps))  # fmt: skip
         self.daemon.after_sync()
-        return out
+        return report
 
     def run(self) -> None:
         """The sync thread: a cycle every ``[daemon] sync_interval_s`` (read at each cycle, so

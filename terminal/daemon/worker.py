@@ -7,6 +7,11 @@ interleave and an operator command through the admin socket waits for the decisi
 never the reverse. An exception in one job is logged with its source, counted, and the job
 answered as failed; the worker carries on. It is the only user of the security module, so it
 also reopens a PSAM that was missing (:meth:`DecisionWorker.ensure_module`).
+
+When the daemon serves the host API it has a :class:`~terminal.host.desk.Desk`: the worker
+tells it each decision (what ``GET /v1/card`` answers) and, for a card, first takes the desk's
+waiting action (a hotel room, a hospital PIN) and decides the card with it; a PIN verification
+asked through the API is sent to the card here too, not journaled (it decides nothing).
 """
 
 from __future__ import annotations
@@ -15,17 +20,19 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apdu.atr import Atr
-from apdu.errors import SscardError
+from apdu.errors import SscardError, WrongPin
+from apdu.ssc import SscSession
 from apdu.transport import t0_chain
 from drivers.pcsc import PcscConnection
 from drivers.psam import open_psam
 from terminal.card_read import ScenarioRead
 from terminal.ecard_flow import CodeVerifier, process_code, verifier_from_settings
+from terminal.host.desk import REGISTER, VERIFY_PIN, DeskAction
+from terminal.outcomes import Failure, classify
 from terminal.pipeline import Decision
 from terminal.reasons import Reason
 
@@ -48,6 +55,7 @@ class Job:
     :param seen: :func:`time.monotonic` when the card or code was seen
     :param connection: the card's connection (``card``)
     :param text: the scanned text (``code``)
+    :param for_desk: the card was decided already and is presented again for a desk action
     """
 
     kind: str
@@ -58,6 +66,8 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     decision: Decision | None = None
     error: str | None = None
+    action: DeskAction | None = None
+    for_desk: bool = False  # a card decided already, presented again for the desk's action
 
 
 class CountingConnection:
@@ -127,19 +137,36 @@ class DecisionWorker:
                 job.error = f"{type(exc).__name__}: {exc}"
                 log.error("event=decision_failed source=%r kind=%s error=%r",
                           job.source, job.kind, job.error, exc_info=True)  # fmt: skip
+                if job.action is not None and self.daemon.desk is not None:
+                    self.daemon.desk.decided(job.source, None, {}, None, action=job.action)
             finally:
                 job.done.set()
 
     def _decide(self, job: Job) -> None:
         daemon = self.daemon
+        read: ScenarioRead | None = None
         if job.kind == CARD:
             self.ensure_module(force=True)
+            if daemon.desk is not None:
+                job.action = daemon.desk.claim(job.source)
+            if job.for_desk and job.action is None:
+                return  # another reader's card took the action: this one stays decided once
+            if job.action is not None and job.action.kind == VERIFY_PIN:
+                self._verify_pin(job, job.action)
+                return
+            if daemon.desk is not None and job.action is None and self._needs_request():
+                # a hotel or hospital desk: the card waits on the reader for the clerk's
+                # request (room, PIN) instead of being refused for the lack of it
+                daemon.desk.decided(job.source, None, {}, None, action=None, waiting=True)
+                return
+        elif daemon.desk is not None:
+            daemon.desk.events.publish("code.scanned", scanner=job.source)
         with daemon.store_lock:
             terminal = daemon.terminal
             if job.kind == CARD:
                 assert job.connection is not None
                 connection = CountingConnection(job.connection)
-                decision = self._decide_card(connection, terminal.pipeline.process)
+                decision, read = self._decide_card(connection, job.action)
                 daemon.metrics.apdus.observe(connection.count)
             else:
                 assert job.text is not None
@@ -151,6 +178,9 @@ class DecisionWorker:
             self.decided += 1
             daemon.after_decision()
         job.decision = decision
+        if daemon.desk is not None:
+            card, national = _shown(read, terminal.settings.device_number)
+            daemon.desk.decided(job.source, decision, card, national, action=job.action)
         log.info("event=decided source=%r kind=%s outcome=%s reason=%s seq=%s latency_ms=%.1f",
                  job.source, job.kind, decision.outcome, decision.reason, decision.seq,
                  elapsed * 1000)  # fmt: skip
@@ -158,17 +188,46 @@ class DecisionWorker:
             daemon.health.down("psam", f"the PSAM failed during a tap ({decision.detail})")
 
     def _decide_card(
-        self, connection: CountingConnection, process: Callable[[ScenarioRead], Decision]
-    ) -> Decision:
+        self, connection: CountingConnection, action: DeskAction | None
+    ) -> tuple[Decision, ScenarioRead | None]:
         terminal = self.daemon.terminal
+        pipeline = terminal.pipeline
         assert isinstance(connection.inner, PcscConnection)
         try:
             historical = Atr.parse(connection.inner.atr).historical
         except SscardError as exc:  # a card whose ATR does not parse is decided, not skipped
-            pipeline = terminal.pipeline
-            return pipeline.record(pipeline.decide_error(exc), None, "")
+            return pipeline.record(pipeline.decide_error(exc), None, ""), None
         read = ScenarioRead(t0_chain(connection), historical, terminal.profile, terminal.module)
-        return process(read)
+        if action is None:
+            return pipeline.process(read), read
+        pin = action.pin if action.kind == REGISTER else None
+        return pipeline.process(read, room=action.room, pin=pin), read
+
+    def _needs_request(self) -> bool:
+        """The scenario decides a card only with a desk's request: a room, or the PIN."""
+        rules = self.daemon.terminal.pipeline.rules
+        return rules.check_request(None, None) is not None or rules.needs_pin(None)
+
+    def _verify_pin(self, job: Job, action: DeskAction) -> None:
+        """Send the PIN of a ``POST /v1/card/pin/verify`` to the card (never logged)."""
+        assert job.connection is not None and self.daemon.desk is not None
+        tries_left: int | None = None
+        failure: Failure | None
+        try:
+            historical = Atr.parse(job.connection.atr).historical
+            SscSession(t0_chain(job.connection), historical).verify_pin(action.pin or "")
+        except WrongPin as exc:
+            failure, tries_left = classify(exc), exc.tries_left
+        except SscardError as exc:
+            failure = classify(exc)
+        else:
+            failure = None
+        pin = {
+            "code": 0 if failure is None else failure.code,
+            "reason": "PIN verified" if failure is None else failure.reason,
+            "tries_left": tries_left,
+        }
+        self.daemon.desk.decided(job.source, None, {}, None, action=action, pin=pin)
 
     def verifier(self) -> CodeVerifier:
         """The e-card code verifier, built from the settings at first use.
@@ -207,3 +266,28 @@ class DecisionWorker:
         terminal.module = module
         terminal.adopt(module)
         self.daemon.health.up("psam")
+
+
+def _shown(read: ScenarioRead | None, device_number: str) -> tuple[dict[str, Any], str | None]:
+    """What the host API shows of a tap: the scenario's fields as read (base items, then the
+    profile's personal fields, and the card number where the profile identifies the holder,
+    as the vendor services and the iReadCardBas string do) and the ``iReadCardBas`` string when
+    the tap read the SSN and the name; nothing for a card that could not be read."""
+    facts = read.facts if read is not None else None
+    if read is None or facts is None:
+        return {}, None
+    card: dict[str, Any] = {
+        "region_code": facts.region_code,
+        "category": facts.category,
+        "expiry_date": facts.expiry_date.isoformat() if facts.expiry_date else None,
+        "generation": facts.generation.value if facts.generation else None,
+        "genuine": facts.genuine,
+        **facts.personal,
+    }
+    if read.profile.holder_fields:  # a desk that identifies the holder names the card too
+        card["card_number"] = facts.card_number
+    try:
+        national = read.national(facts.terminal_number, device_number)
+    except ValueError:
+        national = None
+    return card, national

@@ -53,6 +53,15 @@ class PinRequest(BaseModel):
     wait: float = 0.0
 
 
+class RegisterRequest(BaseModel):
+    """``POST /v1/hospital/register``: the holder's PIN (typed on the console or the HIS page),
+    in the body; the holder presents the card."""
+
+    pin: str = Field(repr=False)
+    reader: str | None = None
+    wait: float = 0.0
+
+
 @dataclass(slots=True)
 class HostConfig:
     """How the API is exposed.
@@ -195,6 +204,8 @@ def _event_routes(
                     except queue.Empty:
                         yield ": keep-alive\n\n"
                         continue
+                    if event is None:  # the server stops
+                        return
                     yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
             finally:
                 service.events.unsubscribe(q)
@@ -220,6 +231,9 @@ def _event_routes(
                     event = await asyncio.to_thread(q.get, True, 1.0)
                 except queue.Empty:
                     continue
+                if event is None:  # the server stops
+                    await websocket.close(code=1001)
+                    break
                 await websocket.send_json(event)
         except WebSocketDisconnect:
             pass
@@ -228,7 +242,8 @@ def _event_routes(
 
 
 def _pin_route(app: FastAPI, service: HostService, config: HostConfig) -> None:
-    """``POST /v1/card/pin/verify``, with at most ``pin_attempts_per_minute`` per client."""
+    """``POST /v1/card/pin/verify`` and ``POST /v1/hospital/register``, which send the PIN: at
+    most ``pin_attempts_per_minute`` of them per client."""
     attempts: dict[str, deque[float]] = {}
     attempts_lock = threading.Lock()
 
@@ -249,3 +264,15 @@ def _pin_route(app: FastAPI, service: HostService, config: HostConfig) -> None:
             return _error(429, -1, "too many PIN attempts, wait a minute")
         out = service.verify_pin(body.reader, body.pin, _wait(body.wait))
         return JSONResponse(out, status_code=200 if out["code"] == 0 else 422)
+
+    @app.post("/v1/hospital/register")
+    def hospital_register(request: Request, body: RegisterRequest) -> Any:
+        client = _client(request)
+        if not _pin_allowed(client):  # a registration sends the PIN: the same limit
+            return _error(429, -1, "too many PIN attempts, wait a minute")
+        try:
+            out = service.hospital_register(body.pin, body.reader, _wait(body.wait), client)
+        except SscardError as exc:
+            failure = classify(exc)
+            return _error(422, failure.code, failure.reason)
+        return JSONResponse(out, status_code=200)

@@ -27,7 +27,7 @@ from offline_store.store import Store
 from terminal.card_read import ScenarioRead
 from terminal.compose import profile_dir_of
 from terminal.outcomes import Failure, classify
-from terminal.pipeline import Pipeline
+from terminal.pipeline import Decision, Pipeline
 from terminal.profiles import load_profile
 from terminal.reading import (
     ReadResult,
@@ -58,22 +58,35 @@ class EventHub:
 
     def __init__(self, depth: int = 256) -> None:
         self._lock = threading.Lock()
-        self._queues: list[queue.Queue[Event]] = []
+        self._queues: list[queue.Queue[Event | None]] = []
         self._depth = depth
         self._seq = 0
 
-    def subscribe(self) -> queue.Queue[Event]:
-        """A new queue receiving the events published from now on."""
-        q: queue.Queue[Event] = queue.Queue(self._depth)
+    def subscribe(self) -> queue.Queue[Event | None]:
+        """A new queue receiving the events published from now on; ``None`` in it ends the
+        stream (:meth:`hang_up`)."""
+        q: queue.Queue[Event | None] = queue.Queue(self._depth)
         with self._lock:
             self._queues.append(q)
         return q
 
-    def unsubscribe(self, q: queue.Queue[Event]) -> None:
+    def unsubscribe(self, q: queue.Queue[Event | None]) -> None:
         """Stop delivering to ``q``."""
         with self._lock:
             if q in self._queues:
                 self._queues.remove(q)
+
+    def hang_up(self) -> None:
+        """End every stream subscribed now (the server stops: an event stream would otherwise
+        hold its worker thread until the next event or keep-alive); later subscribers are
+        served as ever."""
+        with self._lock:
+            for q in self._queues:
+                with contextlib.suppress(queue.Empty):
+                    if q.full():
+                        q.get_nowait()
+                with contextlib.suppress(queue.Full):
+                    q.put_nowait(None)
 
     def publish(self, kind: str, **data: Any) -> Event:
         """Send an event to every subscriber; a subscriber whose queue is full loses it.
@@ -88,6 +101,21 @@ class EventHub:
                 with contextlib.suppress(queue.Full):
                     q.put_nowait(event)
         return event
+
+
+def action_json(decision: Decision, room: str | None) -> dict[str, Any]:
+    """A scenario action's answer: the decision's JSON, and what a desk clerk may see of the
+    registration record (name and SSN masked) under ``shown``."""
+    out = decision.to_json()
+    record = decision.record
+    if record:
+        out["shown"] = {
+            "room": record.get("room", room),
+            "name": mask_name(record.get("name")),
+            "ssn": mask_ssn(record.get("ssn")),
+            "region_code": record.get("region_code"),
+        }
+    return out
 
 
 class HostService(Protocol):
@@ -115,6 +143,12 @@ class HostService(Protocol):
         self, room: str, reader: str | None, wait_s: float, client: str
     ) -> dict[str, Any]:
         """A hotel registration for ``room``: the decision (``Decision.to_json``)."""
+        ...
+
+    def hospital_register(
+        self, pin: str, reader: str | None, wait_s: float, client: str
+    ) -> dict[str, Any]:
+        """A hospital registration with the holder's PIN: the decision (``Decision.to_json``)."""
         ...
 
     def healthz(self) -> dict[str, Any]:
@@ -268,7 +302,29 @@ class PcscHostService:
 
         :returns: the decision's JSON, with the lodging record when accepted
         """
-        pipeline = self._pipeline("hotel")
+        purpose = "POST /v1/hotel/checkin"
+        return self._scenario_action("hotel", reader, wait_s, client, purpose, room=room)
+
+    def hospital_register(
+        self, pin: str, reader: str | None, wait_s: float, client: str
+    ) -> dict[str, Any]:
+        """Register the patient holding the card presented, with the holder's PIN (the
+        hospital profile's pipeline), like ``sscard tap --scenario hospital --pin``."""
+        purpose = "POST /v1/hospital/register"
+        return self._scenario_action("hospital", reader, wait_s, client, purpose, pin=pin)
+
+    def _scenario_action(
+        self,
+        scenario: str,
+        reader: str | None,
+        wait_s: float,
+        client: str,
+        purpose: str,
+        *,
+        room: str | None = None,
+        pin: str | None = None,
+    ) -> dict[str, Any]:
+        pipeline = self._pipeline(scenario)
         profile = pipeline.profile
         with self._lock:
             self._presence()
@@ -282,25 +338,14 @@ class PcscHostService:
                     profile,
                     self._module,
                 )
-                decision = pipeline.process(read, room=room)
+                decision = pipeline.process(read, room=room, pin=pin)
         if decision.record:
             fields = [name for name in decision.record if check_field_name_ok(name)]
-            self._audit.record(
-                f"host-api {client}", self._terminal_id, "hotel", fields, "POST /v1/hotel/checkin"
-            )
+            self._audit.record(f"host-api {client}", self._terminal_id, scenario, fields, purpose)
         self.events.publish(
-            "decision", scenario="hotel", outcome=decision.outcome, reason=str(decision.reason)
+            "decision", scenario=scenario, outcome=decision.outcome, reason=str(decision.reason)
         )
-        out = decision.to_json()
-        if decision.record:
-            record = decision.record
-            out["shown"] = {
-                "room": record.get("room", room),
-                "name": mask_name(record.get("name")),
-                "ssn": mask_ssn(record.get("ssn")),
-                "region_code": record.get("region_code"),
-            }
-        return out
+        return action_json(decision, room)
 
     def _pipeline(self, scenario: str) -> Pipeline:
         return Pipeline(

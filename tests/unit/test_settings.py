@@ -348,6 +348,8 @@ NUMBERS = [
     ("daemon", "sync_interval_s", 0.0, 86_400, -1),
     ("daemon", "metrics_port", 0, 65535, -1),
     ("payments", "tear_window_s", 1e-3, 86_400, 0),
+    ("host", "port", 1, 65535, 0),
+    ("host", "pin_attempts_per_minute", 1, 60, 0),
 ]
 #: every string setting, with a value it takes
 STRINGS = [
@@ -379,10 +381,24 @@ STRINGS = [
     ("daemon", "metrics_file", "metrics.prom"),
     ("payments", "psam_reader", "Virtual PCD 00 01"),
     ("payments", "soft_sam_keys", "test-roots.toml"),
+    ("host", "bind", "127.0.0.1"),
+    ("host", "token_file", "host.token"),
+    ("host", "tls_cert", "host.crt"),
+    ("host", "tls_key", "host.key"),
 ]
-FLAGS = [("", "production"), ("indicators", "console"), ("indicators", "voice")]
+FLAGS = [
+    ("", "production"),
+    ("indicators", "console"),
+    ("indicators", "voice"),
+    ("host", "enabled"),
+]
 #: keys that hold an array of tables (checked in their own tests)
-ARRAYS = [("service_point", "hotlines"), ("daemon", "readers"), ("daemon", "scanners")]
+ARRAYS = [
+    ("service_point", "hotlines"),
+    ("daemon", "readers"),
+    ("daemon", "scanners"),
+    ("host", "origins"),
+]
 
 
 def _doc(table: str, key: str, value: object) -> dict[str, Any]:
@@ -496,8 +512,9 @@ def test_every_problem_is_one_line_naming_the_file_and_its_key() -> None:
         "'journal_cap_rows', 'journal_key_file', 'pepper_file']",
         f"{SOURCE}: sync.timeout_s: expected a number of seconds greater than 0 and at most 300, "
         "got float nan",
-        f"{SOURCE}: unknown key 'bogus'; expected one of ['daemon', 'ecard', 'indicators', "
-        "'payments', 'production', 'security', 'service_point', 'store', 'sync', 'terminal']",
+        f"{SOURCE}: unknown key 'bogus'; expected one of ['daemon', 'ecard', 'host', "
+        "'indicators', 'payments', 'production', 'security', 'service_point', 'store', 'sync', "
+        "'terminal']",
     ]
 
 
@@ -724,3 +741,11 @@ def test_the_admin_socket_defaults_to_admin_sock_next_to_the_store(tmp_path: Pat
     assert load_settings(config).admin_socket_path == tmp_path / "data" / "admin.sock"
     config.write_text('[daemon]\nadmin_socket = "run/sscard.sock"\n')
     assert load_settings(config).admin_socket_path == tmp_path / "run" / "sscard.sock"
+
+
+def test_host_origins_are_bare_browser_origins() -> None:
+    settings = parse_settings({"host": {"origins": ["https://his.example", "http://[::1]:8080"]}})
+    assert settings.host_origins == ("https://his.example", "http://[::1]:8080")
+    for wrong in ("https://his.example/page", "his.example", "ftp://his.example", "*"):
+        with pytest.raises(SettingsError, match=r"host\.origins\.0: expected a browser origin"):
+            parse_settings({"host": {"origins": [wrong]}}, source=SOURCE)
