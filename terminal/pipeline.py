@@ -51,8 +51,8 @@ from typing import Any, overload
 from apdu.errors import SscardError
 from apdu.identity import mask_card_number
 from drivers.indicators import Hotline, Indication, Indicator, IndicatorError, Signal
-from offline_store import JournalEntry, ListName, ListState, Store, canonical_card_id
-from terminal.card_read import CardFacts, ScenarioRead
+from offline_store import JournalEntry, ListName, ListState, Store
+from terminal.card_read import CardFacts, CredentialRead
 from terminal.list_policy import (
     ONLINE,
     REFUSE,
@@ -491,40 +491,53 @@ class Pipeline:
             # the decision stands and is journaled; a dead buzzer must not undo it
             log.warning("event=indicator_failed reason=%s error=%s", decision.reason, exc)
 
-    def card_hash(self, facts: CardFacts) -> str:
-        """The keyed hash of a card's canonical identifier (the journal's credential token).
-
-        :param facts: what was read (region code and card number)
-        :raises SscardError: a card without a card number
-        """
-        if facts.card_number is None:
-            raise SscardError("the card has no card number (EF05 record 07)")
-        return self.store.card_hash(canonical_card_id(facts.region_code, facts.card_number))
-
     def process(
         self,
-        read: ScenarioRead,
+        read: CredentialRead,
         *,
         pin: str | None = None,
         room: str | None = None,
         service: str | None = None,
+        flags: tuple[str, ...] = (),
+        settle: Callable[[Decision], Decision] | None = None,
     ) -> Decision:
-        """One whole tap: read, decide in the order of the module docstring, journal, signal.
+        """One whole tap, a card or an e-card code alike: read and decide in the order of the
+        module docstring (the read's base facts, the checks on the card, the PIN, the checks
+        on the service, the personal fields, the scenario's rules), journal, signal.
 
-        :param read: the card side of the tap
+        :param read: the credential side of the tap
         :param pin: the holder's PIN, for profiles with ``pin = true`` and services that need it
         :param room: the hotel room number
         :param service: the service a service-hall clerk named (the hall's first for ``None``)
+        :param flags: flags the caller's own steps raised (``stale_list:trust_list``)
+        :param settle: the caller's last word before the journal (an e-card code's replay
+            cache and credential detail)
         """
+        decision, facts, card_hash = self._read_and_decide(read, pin, room, service, flags)
+        if settle is not None:
+            decision = settle(decision)
+        return self.record(decision, facts, card_hash, service=service)
+
+    def _read_and_decide(
+        self,
+        read: CredentialRead,
+        pin: str | None,
+        room: str | None,
+        service: str | None,
+        flags: tuple[str, ...],
+    ) -> tuple[Decision, CardFacts | None, str]:
+        """:meth:`process` up to the journal: the decision, the facts read (``None`` when the
+        base read failed) and the credential's keyed hash (empty when it has none)."""
         try:
             facts = read.base()
         except SscardError as exc:
-            return self.record(self.decide_error(exc), None, "")
+            return self.decide_error(exc), None, ""
         try:
-            card_hash = self.card_hash(facts)
+            card_hash = self.store.card_hash(read.credential_id(facts))
         except SscardError as exc:
-            return self.record(self.decide_error(exc), facts, "")
+            return self.decide_error(exc), facts, ""
         tap = self._begin()
+        tap.flags.update(flags)
         decision = self._check_card(facts, card_hash, tap) or _decision(
             self.rules.check_request(room, service)
         )
@@ -538,10 +551,9 @@ class Pipeline:
             try:
                 facts = read.personal(facts)
             except SscardError as exc:
-                failed = tap.finish(self.decide_error(exc))
-                return self.record(failed, facts, card_hash, service=service)
+                return tap.finish(self.decide_error(exc)), facts, card_hash
             decision = self._scenario_rules(facts, card_hash, tap.now, room, service)
-        return self.record(tap.finish(decision), facts, card_hash, service=service)
+        return tap.finish(decision), facts, card_hash
 
     def record_without_card(
         self, reason: Reason, *, flags: tuple[str, ...] = (), **detail: Any
