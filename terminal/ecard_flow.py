@@ -32,7 +32,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -52,6 +51,7 @@ from ecard import (
 )
 from ecard.errors import KeyFormatError
 from ecard.testkeys import RefusedTestKey, refuse_test_key
+from offline_store.keys import read_private_file
 from sync.config import SyncConfig
 from sync.deferred import DEFERRED_FIELD, code_hash
 from sync.errors import (
@@ -91,19 +91,11 @@ def load_audience_keys(path: str | Path, *, production: bool = False) -> dict[st
     :raises AudienceKeyError: unreadable, readable by others, or a key that is not 32 bytes
     :raises RefusedTestKey: ``production`` and a key is a test key
     """
-    path = Path(path)
+    raw = read_private_file(path, "audience key", AudienceKeyError)
     try:
-        mode = path.stat().st_mode
-        raw = path.read_bytes()
         data = tomllib.loads(raw.decode("utf-8"))
-    except OSError as exc:
-        raise AudienceKeyError(f"cannot read audience keys {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AudienceKeyError(f"{path}: not valid TOML: {exc}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise AudienceKeyError(
-            f"audience keys {path} have mode {stat.S_IMODE(mode):04o}; they must be 0600"
-        )
     keys: dict[str, bytes] = {}
     for kid, value in data.items():
         try:
