@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from apdu.command import CommandApdu
-from apdu.errors import ApduError, CardStateError, ProtocolError, SscardError, card_state_error
+from apdu.errors import CardStateError, ProtocolError, SscardError, card_state_error
 from apdu.purse import AMOUNT_MAX
 from apdu.transport import Connection, send
 
@@ -145,16 +145,9 @@ def send_payment(connection: Connection, command: CommandApdu) -> bytes:
     :raises CardStateError: ``6982`` (PIN or authentication first), ``6A81`` (card blocked)
     :raises ApduError: any other status word but ``9000``
     """
-    try:
-        return send(connection, command)
-    except ApduError as exc:
-        refusal = payment_error(exc.sw)
-        if refusal is not None:
-            raise refusal from exc
-        state = card_state_error(exc.sw)  # 6982: the PIN first; 6A81: the card is blocked
-        if state is not None:
-            raise state from exc
-        raise
+    # the payment catalogue first (its 9303 is the purse's lock), then 6982 (the PIN first)
+    # and 6A81 (the card is blocked)
+    return send(connection, command, payment_error, card_state_error)
 
 
 def check_amount(amount: int, what: str = "amount") -> int:
