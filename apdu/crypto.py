@@ -128,14 +128,8 @@ def encrypt(alg: Algorithm, key: bytes, data: bytes) -> bytes:
 
 
 def decrypt(alg: Algorithm, key: bytes, data: bytes) -> bytes:
-    """Decrypt whole blocks in ECB mode with the card's algorithm.
-
-    :param alg: the card algorithm
-    :param key: a key of a length the algorithm takes
-    :param data: one or more whole blocks of ``alg.block_size``
-    :raises UnsupportedAlgorithm: for SSF33
-    :raises ValueError: on a key or data length that does not fit
-    """
+    """Decrypt whole blocks in ECB mode with the card's algorithm: the inverse of
+    :func:`encrypt`, with its parameters and errors."""
     if _computable(alg) is Algorithm.DES:
         return des_decrypt(key, data)
     return sm4_decrypt(key, data)

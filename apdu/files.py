@@ -45,13 +45,7 @@ def send_card(connection: Connection, command: CommandApdu) -> bytes:
     :raises SecurityNotSatisfied: ``6982``
     :raises ApduError: any other status word but ``9000``
     """
-    try:
-        return send(connection, command)
-    except ApduError as exc:
-        state = card_state_error(exc.sw)
-        if state is not None:
-            raise state from exc
-        raise
+    return send(connection, command, card_state_error)
 
 
 def _select_command(p1: int, data: bytes) -> CommandApdu:

@@ -28,8 +28,9 @@ A value shorter than its item is accepted (the padding may be cut); a longer one
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -140,6 +141,18 @@ class NoMedicalApplication(ApduError):
     def __init__(self, *, command: bytes, sw: int, what: str) -> None:
         super().__init__(command=command, sw=sw)
         self.args = (f"{what}: this card holds no medical-insurance data (SW {sw:04X})",)
+
+
+@contextlib.contextmanager
+def _not_found_is_no_medical(what: str) -> Iterator[None]:
+    """A SELECT's ``6A82`` raised as :class:`NoMedicalApplication` naming the missing file;
+    any other refusal as it came."""
+    try:
+        yield
+    except ApduError as exc:
+        if exc.sw == Sw.FILE_NOT_FOUND:
+            raise NoMedicalApplication(command=exc.command, sw=exc.sw, what=what) from exc
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,14 +307,8 @@ class MedicalSession:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        try:
+        with _not_found_is_no_medical("no DF04 社会保险信息区2"):
             data = select_by_name(connection, AID_DF04)
-        except ApduError as exc:
-            if exc.sw == Sw.FILE_NOT_FOUND:
-                raise NoMedicalApplication(
-                    command=exc.command, sw=exc.sw, what="no DF04 社会保险信息区2"
-                ) from exc
-            raise
         self.fci = Fci.parse(data, "DF04")
         if self.fci.df_name and self.fci.df_name != AID_DF04:
             raise RecordFormatError(
@@ -316,15 +323,10 @@ class MedicalSession:
         :raises ApduError: any other refusal
         """
         try:
-            select_ef(self.connection, FID_EF05)
+            with _not_found_is_no_medical("DF04 has no EF05 医疗保险基本信息"):
+                select_ef(self.connection, FID_EF05)
         except SecurityNotSatisfied as exc:
             raise SecurityNotSatisfied(f"DF04 EF05 needs {READ_CONDITION}") from exc.__cause__
-        except ApduError as exc:
-            if exc.sw == Sw.FILE_NOT_FOUND:
-                raise NoMedicalApplication(
-                    command=exc.command, sw=exc.sw, what="DF04 has no EF05 医疗保险基本信息"
-                ) from exc
-            raise
 
     def read_record(self, tag: int) -> bytes | None:
         """Read one EF05 record by identifier and return its value.

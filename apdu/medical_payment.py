@@ -39,18 +39,19 @@ from decimal import Decimal, InvalidOperation
 
 from apdu import purse
 from apdu.command import CommandApdu
-from apdu.errors import ApduError, ProtocolError, RecordFormatError
-from apdu.files import CLA_ISO, INS_READ_RECORD, INS_SELECT, P1_SELECT_BY_NAME
+from apdu.errors import ProtocolError, RecordFormatError
+from apdu.files import CLA_ISO, INS_SELECT, P1_SELECT_BY_NAME
 from apdu.medical import AID_DF04
 from apdu.payment import (
     Charge,
     DebitAnswer,
     HistoryEntry,
     PurchaseInit,
+    read_numbered_record,
     send_payment,
+    until_gap,
 )
 from apdu.purchase import PurchaseRecord
-from apdu.sw import Sw
 from apdu.transit import parse_bcd_time, terminal_digits
 from apdu.transport import Connection
 
@@ -66,7 +67,6 @@ P1_PURCHASE = 0x01
 P2_INIT = 0x01
 P1_DEBIT = 0x01
 SFI_DEBIT_RECORDS = 0x08  # EF08 医疗交易明细
-P2_RECORD_NUMBER = 0x04
 RECORD_LEN = 0x1C
 RECORDS_MAX = 30
 INIT_LEN = 0x16
@@ -353,23 +353,12 @@ class MedicalAccountSession:
         """
         if not 1 <= number <= RECORDS_MAX:
             raise ValueError(f"EF08 holds records 1-{RECORDS_MAX}, not {number}")
-        p2 = SFI_DEBIT_RECORDS << 3 | P2_RECORD_NUMBER
-        command = CommandApdu(CLA_ISO, INS_READ_RECORD, number, p2, le=RECORD_LEN)
-        try:
-            data = send_payment(self.connection, command)
-        except ApduError as exc:
-            if exc.sw == Sw.RECORD_NOT_FOUND:
-                return None
-            raise
-        return DebitRecord.parse(data)
+        data = read_numbered_record(self.connection, SFI_DEBIT_RECORDS, number, RECORD_LEN)
+        return None if data is None else DebitRecord.parse(data)
 
     def read_debit_records(self) -> Iterator[DebitRecord]:
         """EF08, newest first, until the first record never written (``iReadDebitRecord``)."""
-        for number in range(1, RECORDS_MAX + 1):
-            record = self.read_debit_record(number)
-            if record is None:
-                return
-            yield record
+        return until_gap(self.read_debit_record, RECORDS_MAX)
 
     # -- apdu.payment.PurseApplication -------------------------------------------------------
 

@@ -33,13 +33,15 @@ any other status word stays a raw :class:`~apdu.errors.ApduError`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from apdu.command import CommandApdu
 from apdu.errors import ApduError, CardStateError, ProtocolError, SscardError, card_state_error
+from apdu.files import CLA_ISO, INS_READ_RECORD
 from apdu.purse import AMOUNT_MAX
+from apdu.sw import Sw
 from apdu.transport import Connection, send
 
 SW_MAC_INVALID = 0x9302
@@ -52,6 +54,9 @@ SW_NOT_ACCEPTED = 0x6901
 SW_CONDITIONS = 0x6985
 MAC_LEN = 4
 SEQUENCE_MOD = 0x10000  # the card's transaction sequences are 2 bytes
+P2_RECORD_NUMBER = 0x04  # READ RECORD: P1 is the record number (ISO 7816-4)
+
+R = TypeVar("R")
 
 
 class PaymentRefused(CardStateError):
@@ -145,16 +150,46 @@ def send_payment(connection: Connection, command: CommandApdu) -> bytes:
     :raises CardStateError: ``6982`` (PIN or authentication first), ``6A81`` (card blocked)
     :raises ApduError: any other status word but ``9000``
     """
+    # the payment catalogue first (its 9303 is the purse's lock), then 6982 (the PIN first)
+    # and 6A81 (the card is blocked)
+    return send(connection, command, payment_error, card_state_error)
+
+
+def read_numbered_record(
+    connection: Connection, sfi: int, number: int, length: int
+) -> bytes | None:
+    """READ RECORD ``00 B2 <number> <sfi·8+4> <length>`` of a payment application's record
+    file (the transit log, DF04's debit records), newest first.
+
+    :param connection: the card, with the T=0 chain
+    :param sfi: the record file's short identifier
+    :param number: the record number, 1 = the newest
+    :param length: the record's length
+    :returns: the record, ``None`` past the last written one (``6A83``)
+    :raises CardStateError: ``6982`` (the PIN first), ``6A81`` (card blocked)
+    :raises ApduError: any other refusal
+    """
+    p2 = sfi << 3 | P2_RECORD_NUMBER
+    command = CommandApdu(CLA_ISO, INS_READ_RECORD, number, p2, le=length)
     try:
-        return send(connection, command)
+        return send_payment(connection, command)
     except ApduError as exc:
-        refusal = payment_error(exc.sw)
-        if refusal is not None:
-            raise refusal from exc
-        state = card_state_error(exc.sw)  # 6982: the PIN first; 6A81: the card is blocked
-        if state is not None:
-            raise state from exc
+        if exc.sw == Sw.RECORD_NOT_FOUND:
+            return None
         raise
+
+
+def until_gap(read: Callable[[int], R | None], count: int) -> Iterator[R]:
+    """Records 1 … ``count`` (newest first) up to the first one never written.
+
+    :param read: reads record ``n``, ``None`` when there is none
+    :param count: how many records the file holds
+    """
+    for number in range(1, count + 1):
+        record = read(number)
+        if record is None:
+            return
+        yield record
 
 
 def check_amount(amount: int, what: str = "amount") -> int:

@@ -5,7 +5,6 @@ Like :mod:`apdu.errors`, a root every package may use (``tests/unit/test_layers.
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Self
 
 
@@ -23,10 +22,5 @@ class Closing:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

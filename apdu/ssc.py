@@ -253,15 +253,7 @@ class SscSession:
         """
         data = cryptogram + original
         command = CommandApdu(CLA_ISO, INS_EXTERNAL_AUTHENTICATE, 0x00, key_id, data)
-        try:
-            send(self.connection, command)
-        except ApduError as exc:
-            if exc.sw & 0xFFF0 == SW_TRIES_LEFT or exc.sw == SW_AUTH_BLOCKED:
-                raise ExternalAuthFailed(exc.sw) from exc
-            state = card_state_error(exc.sw)
-            if state is not None:
-                raise state from exc
-            raise
+        send(self.connection, command, _external_auth_failed, card_state_error)
 
     # -- the PIN (spec doc §5; S3-P5 §6.3, §6.14) -----------------------------------------------
 
@@ -352,3 +344,10 @@ class SscSession:
         if not wanted:
             return MedicalInfo()
         return MedicalSession(self.connection).read(wanted)
+
+
+def _external_auth_failed(sw: int) -> ExternalAuthFailed | None:
+    """``63Cx`` and ``6983`` answer EXTERNAL AUTHENTICATE about its key, not about the PIN."""
+    if sw & 0xFFF0 == SW_TRIES_LEFT or sw == SW_AUTH_BLOCKED:
+        return ExternalAuthFailed(sw)
+    return None

@@ -40,18 +40,19 @@ from dataclasses import dataclass
 
 from apdu import purse
 from apdu.command import CommandApdu
-from apdu.errors import ApduError, ProtocolError, RecordFormatError, TlvError
-from apdu.files import CLA_ISO, INS_READ_RECORD, INS_SELECT, P1_SELECT_BY_NAME
+from apdu.errors import ProtocolError, RecordFormatError, TlvError
+from apdu.files import CLA_ISO, INS_SELECT, P1_SELECT_BY_NAME
 from apdu.payment import (
     Charge,
     DebitAnswer,
     HistoryEntry,
     PurchaseInit,
     check_amount,
+    read_numbered_record,
     send_payment,
+    until_gap,
 )
 from apdu.records import decode_date
-from apdu.sw import Sw
 from apdu.tlv import parse_ber_one
 from apdu.transport import Connection
 
@@ -70,7 +71,7 @@ P1_DEBIT = 0x01
 SFI_PUBLIC = 0x15  # 公共应用基本数据
 SFI_LOG = 0x18  # 交易明细
 P1_READ_BINARY_SFI = 0x80
-P2_RECORD_NUMBER = 0x04
+P2_RECORD_NUMBER = 0x04  # READ RECORD by number (the emulator answers it too)
 SELECT_LE = 256
 PUBLIC_LEN = 30
 LOG_RECORD_LEN = 23
@@ -365,26 +366,15 @@ class TransitPurseSession:
         """
         if not 1 <= number <= LOG_RECORDS:
             raise ValueError(f"the transit log holds records 1-{LOG_RECORDS}, not {number}")
-        p2 = SFI_LOG << 3 | P2_RECORD_NUMBER
-        command = CommandApdu(CLA_ISO, INS_READ_RECORD, number, p2, le=LOG_RECORD_LEN)
-        try:
-            data = send_payment(self.connection, command)
-        except ApduError as exc:
-            if exc.sw == Sw.RECORD_NOT_FOUND:
-                return None
-            raise
-        return TransitLogRecord.parse(data)
+        data = read_numbered_record(self.connection, SFI_LOG, number, LOG_RECORD_LEN)
+        return None if data is None else TransitLogRecord.parse(data)
 
     def read_log(self) -> Iterator[TransitLogRecord]:
         """The transaction log, newest first, read one record at a time until the first gap.
 
         :raises RecordFormatError: a malformed record
         """
-        for number in range(1, LOG_RECORDS + 1):
-            record = self.read_log_record(number)
-            if record is None:
-                return
-            yield record
+        return until_gap(self.read_log_record, LOG_RECORDS)
 
     # -- the purchase (spec doc §7.2) ---------------------------------------------------------
 

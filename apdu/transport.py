@@ -14,10 +14,11 @@ Only :func:`send` turns a status word other than ``9000`` into :class:`~apdu.err
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from apdu.command import SW_OK, CommandApdu
-from apdu.errors import ApduError, ApduFormatError
+from apdu.errors import ApduError, ApduFormatError, SscardError
 from apdu.resources import Closing
 
 log = logging.getLogger(__name__)
@@ -106,15 +107,26 @@ def t0_chain(raw: Connection) -> Connection:
     return GetResponseConnection(WrongLengthConnection(raw))
 
 
-def send(connection: Connection, command: CommandApdu) -> bytes:
+def send(
+    connection: Connection,
+    command: CommandApdu,
+    *meanings: Callable[[int], SscardError | None],
+) -> bytes:
     """Send a command and return its data, raising on any status word but ``9000``.
 
     :param connection: a connection, normally from :func:`t0_chain`
     :param command: the command to send
-    :raises ApduError: when the status word is not ``9000``
+    :param meanings: what a refusal means, each mapping a status word to its error or
+        ``None``; the first that names it is raised, caused by the :class:`ApduError`
+    :raises ApduError: when the status word is not ``9000`` and no meaning names it
     """
     raw = command.to_bytes()
     data, sw = connection.transmit(raw)
     if sw != SW_OK:
-        raise ApduError(command=raw, sw=sw, data=data)
+        error = ApduError(command=raw, sw=sw, data=data)
+        for meaning in meanings:
+            named = meaning(sw)
+            if named is not None:
+                raise named from error
+        raise error
     return data

@@ -237,18 +237,25 @@ class PcscReader:
     def _match(names: list[str], wanted: str | None) -> list[str]:
         return one_reader(names, wanted)
 
-    def _wait_present(self, names: list[str], timeout_ms: int) -> str | None:
-        context = self._ensure_context()
+    def _states_now(self, names: list[str]) -> list[tuple[str, int, list[int]]]:
+        """Each reader's state now (a status change that waits for none).
+
+        :raises ReaderUnavailable: pcscd failed (its context is dropped)
+        """
         states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
-        hresult, states = scard.SCardGetStatusChange(context, 0, states)
+        hresult, now = scard.SCardGetStatusChange(self._ensure_context(), 0, states)
         if hresult != _OK and _rc(hresult) != _TIMEOUT:
             self._drop_context()
             raise ReaderUnavailable(f"status: {_message(hresult)}")
+        return list(now)
+
+    def _wait_present(self, names: list[str], timeout_ms: int) -> str | None:
+        states = self._states_now(names)
         present = self._first_present(states)
         if present is not None:
             return present
         watch = [(name, state & ~scard.SCARD_STATE_CHANGED) for name, state, _atr in states]
-        hresult, states = scard.SCardGetStatusChange(context, timeout_ms, watch)
+        hresult, states = scard.SCardGetStatusChange(self._ensure_context(), timeout_ms, watch)
         if _rc(hresult) == _TIMEOUT:
             return None
         if hresult != _OK:
@@ -258,10 +265,7 @@ class PcscReader:
 
     @staticmethod
     def _first_present(states: list[tuple[str, int, list[int]]]) -> str | None:
-        for name, state, _atr in states:
-            if state & scard.SCARD_STATE_PRESENT and not state & scard.SCARD_STATE_MUTE:
-                return name
-        return None
+        return next((name for name, state, _atr in states if _usable(state)), None)
 
     def cards_present(self) -> dict[str, bool]:
         """Each reader pcscd knows now and whether a usable card is in it.
@@ -271,16 +275,7 @@ class PcscReader:
         names = self.list_readers()
         if not names:
             return {}
-        context = self._ensure_context()
-        states = [(name, scard.SCARD_STATE_UNAWARE) for name in names]
-        hresult, states = scard.SCardGetStatusChange(context, 0, states)
-        if hresult != _OK and _rc(hresult) != _TIMEOUT:
-            self._drop_context()
-            raise ReaderUnavailable(f"status: {_message(hresult)}")
-        return {
-            name: bool(state & scard.SCARD_STATE_PRESENT and not state & scard.SCARD_STATE_MUTE)
-            for name, state, _atr in states
-        }
+        return {name: _usable(state) for name, state, _atr in self._states_now(names)}
 
     def wait_for_removal(self, reader: str, timeout: float) -> bool:
         """Wait until the reader is empty.
@@ -422,3 +417,8 @@ class PcscSlotReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _usable(state: int) -> bool:
+    """A reader state with a card present that answered its reset (not mute)."""
+    return bool(state & scard.SCARD_STATE_PRESENT and not state & scard.SCARD_STATE_MUTE)

@@ -270,14 +270,8 @@ class PureBackend:
                 return bytes(raw)
 
     def verify_checked(self, public: bytes, message: bytes, r: int, s: int) -> bool:
-        """Verify ``(r, s)`` over ``message``.
-
-        :param public: the checked public point
-        :param message: ``M``
-        :param r: in ``[1, n − 1]``
-        :param s: in ``[1, n − 1]``
-        :raises: nothing
-        """
+        """Verify ``(r, s)`` over ``message`` as :meth:`NativeBackend.verify_checked` does:
+        ``e = SM3(Z_A ‖ M)`` here, the curve arithmetic in pysmx."""
         e = digest(public, message).hex()
         signature = f"{r:064x}{s:064x}"
         return bool(self._verify(signature, e, public[1:].hex(), 2 * _COORD, Hexstr=1))

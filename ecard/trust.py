@@ -127,6 +127,11 @@ class TrustList:
     content_hash: str
     keys: tuple[TrustedKey, ...]
 
+    @property
+    def log_fields(self) -> str:
+        """The list as a log line names it: version, key count, fingerprint (no key)."""
+        return f"version={self.version} keys={len(self.keys)} sha256={self.content_hash[:16]}"
+
     def candidates(self, kid: bytes, alg: Alg) -> tuple[TrustedKey, ...]:
         """Every key with this ``kid`` and algorithm (a truncated hash may collide: all are
         tried, docs/qr-format.md §5.3).
@@ -198,12 +203,7 @@ def parse_trust_list(
         except RefusedTestKey as exc:
             raise TrustListError(str(exc)) from None
     trust.check_current(now, skew_s)
-    log.debug(
-        "event=trust_list_verified version=%d keys=%d sha256=%s",
-        trust.version,
-        len(trust.keys),
-        trust.content_hash[:16],
-    )
+    log.debug("event=trust_list_verified %s", trust.log_fields)
     return trust
 
 
@@ -364,12 +364,7 @@ def save_trust_list(
     """
     trust = parse_trust_list(data, root_public_key_pem, now, production=production)
     store.trust.save(data, trust.version, int(trust.not_after.timestamp()))
-    log.info(
-        "event=trust_list_saved version=%d keys=%d sha256=%s",
-        trust.version,
-        len(trust.keys),
-        trust.content_hash[:16],
-    )
+    log.info("event=trust_list_saved %s", trust.log_fields)
     return trust
 
 

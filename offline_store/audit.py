@@ -12,10 +12,10 @@ import datetime
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from offline_store.db import StoreDb
+from offline_store.db import StorePart
 from offline_store.errors import StoreError
 
 __all__ = ["AuditLog", "AuditRow", "check_field_name"]
@@ -71,16 +71,8 @@ def _check_text(value: object, name: str, *, empty_ok: bool = False) -> str:
     return value
 
 
-class AuditLog:
-    """The access audit of one store (``store.audit``).
-
-    :param store_db: the open store
-    :param clock: wall clock, seconds since the epoch
-    """
-
-    def __init__(self, store_db: StoreDb, clock: Callable[[], float]) -> None:
-        self._db = store_db
-        self._clock = clock
+class AuditLog(StorePart):
+    """The access audit of one store (``store.audit``)."""
 
     def record(
         self, who: str, terminal_id: str, scenario: str, fields: Sequence[str], purpose: str

@@ -34,12 +34,11 @@ import json
 import logging
 import re
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from offline_store.db import StoreDb
+from offline_store.db import StorePart
 from offline_store.errors import CatalogueError, StoreError
 
 __all__ = ["CATALOGUE_FORMAT", "Catalogue", "CatalogueItem", "parse_catalogue"]
@@ -195,16 +194,8 @@ def _item(raw: object, where: str) -> CatalogueItem:
     )
 
 
-class Catalogue:
-    """The application catalogue of one store (``store.catalogue``).
-
-    :param store_db: the open store
-    :param clock: wall clock, seconds since the epoch
-    """
-
-    def __init__(self, store_db: StoreDb, clock: Callable[[], float]) -> None:
-        self._db = store_db
-        self._clock = clock
+class Catalogue(StorePart):
+    """The application catalogue of one store (``store.catalogue``)."""
 
     def load_file(self, path: str | Path) -> int:
         """Replace the catalogue with a file's items, in one transaction.

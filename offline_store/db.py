@@ -509,3 +509,16 @@ def _connect(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+class StorePart:
+    """One part of a store (``store.audit``, ``store.catalogue``, ``store.replay``,
+    ``store.trust``): the open store it reads and writes, and the store's clock.
+
+    :param store_db: the open store
+    :param clock: wall clock, seconds since the epoch
+    """
+
+    def __init__(self, store_db: StoreDb, clock: Callable[[], float]) -> None:
+        self._db = store_db
+        self._clock = clock

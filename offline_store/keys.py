@@ -18,21 +18,32 @@ from pathlib import Path
 from offline_store.errors import SecretFileError
 from offline_store.identity import MIN_PEPPER_LEN
 
-__all__ = ["JOURNAL_KEY_LEN", "load_key_file", "load_pepper_file"]
+__all__ = ["JOURNAL_KEY_LEN", "load_key_file", "load_pepper_file", "read_private_file"]
 
 JOURNAL_KEY_LEN = 32
 _HEX_DIGITS = frozenset(string.hexdigits.encode("ascii"))
 
 
-def _read_private(path: str | Path, what: str) -> bytes:
+def read_private_file(
+    path: str | Path, what: str, error: type[Exception] = SecretFileError
+) -> bytes:
+    """Read a secret from a file only its owner can read (mode 0600); the store's key files
+    and the sync key file alike.
+
+    :param path: the file
+    :param what: what it holds, in messages (``journal key``: "cannot read journal key file …")
+    :param error: the error class to raise
+    :raises SecretFileError: (or ``error``) unreadable, or readable by group or others, with the
+        ``chmod`` to run
+    """
     path = Path(path)
     try:
         mode = path.stat().st_mode
         data = path.read_bytes()
     except OSError as exc:
-        raise SecretFileError(f"cannot read {what} file {path}: {exc.strerror}") from exc
+        raise error(f"cannot read {what} file {path}: {exc.strerror}") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SecretFileError(
+        raise error(
             f"{what} file {path} has mode {stat.S_IMODE(mode):04o}; it must be 0600 "
             f"(chmod 600 {path})"
         )
@@ -53,7 +64,7 @@ def load_key_file(path: str | Path) -> bytes:
     :param path: the key file, mode 0600
     :raises SecretFileError: unreadable, readable by group or others, or not 32 bytes either way
     """
-    data = _read_private(path, "journal key")
+    data = read_private_file(path, "journal key")
     # hex text wins: 32 random bytes are all hex digits with a probability of about 10^-34,
     # while a 16-byte key written as 32 hex digits must not pass for a 32-byte raw key
     key = _hex_or_none(data)
@@ -74,7 +85,7 @@ def load_pepper_file(path: str | Path) -> bytes:
     :param path: the pepper file, mode 0600
     :raises SecretFileError: unreadable, readable by group or others, or shorter than 16 bytes
     """
-    data = _read_private(path, "pepper")
+    data = read_private_file(path, "pepper")
     pepper = _hex_or_none(data)
     if pepper is None:
         pepper = data

@@ -11,9 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Callable
 
-from offline_store.db import StoreDb
+from offline_store.db import StorePart
 from offline_store.errors import StoreError
 
 __all__ = ["ReplayCache"]
@@ -21,16 +20,8 @@ __all__ = ["ReplayCache"]
 log = logging.getLogger(__name__)
 
 
-class ReplayCache:
-    """The replay cache of one store (``store.replay``).
-
-    :param store_db: the open store
-    :param clock: wall clock, seconds since the epoch
-    """
-
-    def __init__(self, store_db: StoreDb, clock: Callable[[], float]) -> None:
-        self._db = store_db
-        self._clock = clock
+class ReplayCache(StorePart):
+    """The replay cache of one store (``store.replay``)."""
 
     def seen(self, key: str) -> bool:
         """Tell whether ``key`` is remembered (recorded and not expired); changes nothing.

@@ -13,10 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from offline_store.db import StoreDb
+from offline_store.db import StorePart
 from offline_store.errors import StoreError, TrustVersionError
 
 __all__ = ["StoredTrustList", "TrustStore"]
@@ -44,16 +43,8 @@ class StoredTrustList:
     saved_at: str
 
 
-class TrustStore:
-    """The trust-list table of one store.
-
-    :param store_db: the open store
-    :param clock: wall clock, seconds since the epoch
-    """
-
-    def __init__(self, store_db: StoreDb, clock: Callable[[], float]) -> None:
-        self._db = store_db
-        self._clock = clock
+class TrustStore(StorePart):
+    """The trust-list table of one store."""
 
     def save(self, raw: bytes, version: int, not_after: int) -> None:
         """Make ``raw`` the active list; the active one becomes the previous one.

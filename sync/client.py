@@ -80,8 +80,7 @@ class SyncClient(Closing):
     :param rng: the random source of the retry jitter (tests seed it)
     :param transport: the terminal's transport to the platform when it has one already
         (shared with e-card decoding); default: :meth:`SyncConfig.transport`
-    :param follow_up: makes the follow-up row of a deferred code the platform judged;
-        default: :func:`sync.deferred.plain_follow_up`
+    :param follow_up: the uploader's (:class:`sync.uploader.Uploader`)
     """
 
     def __init__(

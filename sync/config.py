@@ -8,7 +8,6 @@ to (the pepper, the deny-list and trust-list public keys, the audience keys).
 from __future__ import annotations
 
 import random
-import stat
 import string
 import threading
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import requests
 
+from offline_store.keys import read_private_file
 from sync.errors import SyncConfigError
 from sync.transport import Credentials, RetryPolicy, SignedTransport
 
@@ -143,17 +143,7 @@ def load_terminal_key(path: str | Path) -> bytes:
     :param path: the key file
     :raises SyncConfigError: unreadable, readable by group or others, or not 64 hex digits
     """
-    path = Path(path)
-    try:
-        mode = path.stat().st_mode
-        text = path.read_bytes().strip()
-    except OSError as exc:
-        raise SyncConfigError(f"cannot read the sync key file {path}: {exc.strerror}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SyncConfigError(
-            f"sync key file {path} has mode {stat.S_IMODE(mode):04o}; it must be 0600 "
-            f"(chmod 600 {path})"
-        )
+    text = read_private_file(path, "the sync key", SyncConfigError).strip()
     digits = set(string.hexdigits.encode("ascii"))
     if len(text) != 2 * SECRET_KEY_LEN or not all(b in digits for b in text):
         raise SyncConfigError(

@@ -7,12 +7,17 @@ cards), then — only if the profile lists them — the EF06 records for its hol
 PIN and the DF04 EF05 records for its medical fields: the three steps of
 :class:`apdu.ssc.SscSession`. A transit profile with no personal fields never selects EF06 and
 never asks the card for EXTERNAL AUTHENTICATE.
+
+An electronic card's code goes through the same three steps (:class:`CredentialRead`; the
+code's side is :class:`CodeRead`), so the pipeline decides both alike.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from apdu.errors import SscardError
 from apdu.national import ireadcardbas
@@ -21,6 +26,7 @@ from apdu.records import CardAlgorithm, CardContents, Generation, HolderData
 from apdu.sam import SecurityModule
 from apdu.ssc import SscSession
 from apdu.transport import Connection
+from offline_store import canonical_card_id, canonical_ecard_id
 from terminal.profiles import MEDICAL_PREFIX, Profile
 
 
@@ -65,6 +71,31 @@ def _text(value: object) -> str | None:
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
     return str(value)
+
+
+class CredentialRead(Protocol):
+    """The credential side of one tap — a card (:class:`ScenarioRead`) or an e-card code — in
+    the three steps :meth:`terminal.pipeline.Pipeline.process` interleaves with its checks:
+    base facts, PIN, personal fields. Each step raises an :class:`~apdu.errors.SscardError`
+    the outcome table (:mod:`terminal.outcomes`) turns into a refusal.
+    """
+
+    def base(self) -> CardFacts:
+        """What every scenario decides from: region, category, validity, genuineness."""
+        ...
+
+    def credential_id(self, facts: CardFacts) -> str:
+        """The credential's canonical identifier, which the store keys into its hash (the
+        deny list's and the journal's credential token)."""
+        ...
+
+    def verify_pin(self, pin: str | None) -> None:
+        """The holder's PIN, where the profile or the service needs it."""
+        ...
+
+    def personal(self, facts: CardFacts) -> CardFacts:
+        """The profile's personal fields, for a credential that passed every check."""
+        ...
 
 
 class ScenarioRead:
@@ -121,6 +152,16 @@ class ScenarioRead:
             terminal_number=terminal_number,
         )
         return self.facts
+
+    def credential_id(self, facts: CardFacts) -> str:
+        """The card's canonical identifier: its region and card number.
+
+        :param facts: what :meth:`base` returned
+        :raises SscardError: a card without a card number
+        """
+        if facts.card_number is None:
+            raise SscardError("the card has no card number (EF05 record 07)")
+        return canonical_card_id(facts.region_code, facts.card_number)
 
     def verify_pin(self, pin: str | None) -> None:
         """VERIFY the holder's PIN (profiles with ``pin = true``).
@@ -189,3 +230,103 @@ class ScenarioRead:
         algorithm = CardAlgorithm.from_id(session.algorithm_id, session.issuer.card_id)
         contents = CardContents(self.historical, algorithm, session.issuer, holder)
         return ireadcardbas(contents, terminal_number=terminal_number, device_number=device_number)
+
+
+@dataclass(frozen=True)
+class CodeRead:
+    """The credential side of a verified code, in the card's three steps
+    (:class:`terminal.card_read.CredentialRead`), so the pipeline decides it as a card.
+
+    * base facts: the credential's region, category and validity; genuine, since its
+      signatures were verified (offline against the trust list, or by the platform);
+    * PIN: an e-card has no card PIN. The holder's own authentication is the e-card's: the
+      code is signed by a key the holder's device keeps, over a timestamp seconds old
+      (docs/qr-format.md §5), and the e-card has the same force as the card. A profile with
+      ``pin = true`` (a hospital) accepts it without one (docs/policy.md §7.1);
+    * personal fields: the identity the code carried (sealed to this terminal's audience key,
+      or given by the platform), only the profile's holder items; the DF04 medical items live
+      on a card's chip only, and an e-card decision names them under ``not_on_ecard``.
+
+    :param profile: the scenario profile (its fields decide what is taken)
+    :param token: the credential's token (its canonical identifier's part)
+    :param region: its issuing region
+    :param category: its 卡类别
+    :param expiry_date: the last day of its validity
+    :param identity: the identity items it carried (empty when none)
+    :param module: who verified it: ``ecard`` (offline), ``platform`` (a national code)
+    """
+
+    profile: Profile
+    token: str
+    region: str
+    category: str | None
+    expiry_date: dt.date | None
+    identity: Mapping[str, object]
+    module: str
+
+    @property
+    def credential(self) -> str:
+        """The credential's kind, in the decision's detail: ``ecard`` or ``national``."""
+        return "national" if self.module == "platform" else "ecard"
+
+    @property
+    def detail(self) -> dict[str, object]:
+        """What every decision on the code adds to its detail: the credential's kind, and the
+        profile's DF04 medical items, which only a card's chip holds (``not_on_ecard``)."""
+        detail: dict[str, object] = {"credential": self.credential}
+        if self.profile.medical_fields:
+            detail["not_on_ecard"] = [MEDICAL_PREFIX + f for f in self.profile.medical_fields]
+        return detail
+
+    @property
+    def missing(self) -> list[str]:
+        """The profile's holder items the code did not carry."""
+        return sorted(set(self.profile.holder_fields) - set(self.identity))
+
+    def base(self) -> CardFacts:
+        """The credential's facts, without personal fields.
+
+        :raises: nothing
+        """
+        return CardFacts(
+            region_code=self.region,
+            card_number=None,
+            category=self.category,
+            expiry_date=self.expiry_date,
+            generation=None,
+            genuine=True,
+            module=self.module,
+        )
+
+    def credential_id(self, facts: CardFacts | None = None) -> str:
+        """The credential's canonical identifier (``ecard:<token>``).
+
+        :param facts: unused: the token is the code's, not the facts'
+        :raises SscardError: an empty or malformed token
+        """
+        return canonical_ecard_id(self.token)
+
+    def verify_pin(self, pin: str | None) -> None:
+        """Nothing to verify: the e-card's own authentication stands in (see the class).
+
+        :param pin: ignored
+        :raises: nothing
+        """
+
+    def personal(self, facts: CardFacts) -> CardFacts:
+        """The profile's holder items from the code's identity.
+
+        :param facts: what :meth:`base` returned
+        :raises: nothing
+        """
+        wanted = self.profile.holder_fields
+        personal = {k: str(self.identity[k]) for k in wanted if k in self.identity}
+        birth = _date(self.identity.get("birth_date")) if "birth_date" in wanted else None
+        return replace(facts, personal=personal, birth_date=birth)
+
+
+def _date(value: object) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None

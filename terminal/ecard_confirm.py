@@ -25,7 +25,7 @@ import logging
 
 from offline_store import JournalEntry, JournalRow, Store, canonical_ecard_id
 from sync.deferred import Confirmation, Invalidity, follow_up_entry
-from terminal.card_read import CardFacts
+from terminal.card_read import CodeRead
 from terminal.pipeline import Pipeline
 from terminal.profiles import ProfileError, load_profile
 from terminal.reasons import Reason
@@ -68,16 +68,16 @@ class FollowUps:
             return follow_up_entry(
                 row, reason=None, card_hash=card_hash, flags=(UNCHECKED_PROFILE,)
             )
-        facts = CardFacts(
-            region_code=confirmation.region,
-            card_number=None,
-            category=confirmation.category,
-            expiry_date=confirmation.not_after,
-            generation=None,
-            genuine=True,
+        confirmed = CodeRead(
+            pipeline.profile,
+            confirmation.token,
+            confirmation.region,
+            confirmation.category,
+            confirmation.not_after,
+            identity={},
             module="platform",
-            personal={},
         )
+        facts = confirmed.base()
         decision = pipeline.complete_deferred(facts, card_hash, row.wall_time)
         if not decision.accepted:
             # complete_deferred refuses for these reasons only

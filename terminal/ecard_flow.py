@@ -22,7 +22,9 @@ docs/qr-format.md §14); anything that is neither kind is ``qr_bad_encoding`` an
 A code is remembered in the replay cache only when it is accepted (or deferred): a valid code
 refused for another reason is decided afresh when it is shown again.
 
-Both end in :class:`terminal.card_read.CardFacts` and a :class:`terminal.pipeline.Decision`.
+A verified code of either kind then goes through the pipeline's three steps as a card does
+(:meth:`terminal.pipeline.Pipeline.decide_read`: base facts, PIN, personal fields), its side of
+them being a :class:`terminal.card_read.CodeRead`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -50,7 +51,7 @@ from ecard import (
 )
 from ecard.errors import KeyFormatError
 from ecard.testkeys import RefusedTestKey, refuse_test_key
-from offline_store import canonical_ecard_id
+from offline_store.keys import read_private_file
 from sync.config import SyncConfig
 from sync.deferred import DEFERRED_FIELD, code_hash
 from sync.errors import (
@@ -61,7 +62,7 @@ from sync.errors import (
     SyncRefused,
 )
 from sync.transport import Exchange, SignedTransport
-from terminal.card_read import CardFacts
+from terminal.card_read import CardFacts, CodeRead
 from terminal.list_policy import trust_list_for_codes
 from terminal.pipeline import DEFERRED, Decision, Pipeline, refuse
 from terminal.reasons import Reason
@@ -90,19 +91,11 @@ def load_audience_keys(path: str | Path, *, production: bool = False) -> dict[st
     :raises AudienceKeyError: unreadable, readable by others, or a key that is not 32 bytes
     :raises RefusedTestKey: ``production`` and a key is a test key
     """
-    path = Path(path)
+    raw = read_private_file(path, "audience key", AudienceKeyError)
     try:
-        mode = path.stat().st_mode
-        raw = path.read_bytes()
         data = tomllib.loads(raw.decode("utf-8"))
-    except OSError as exc:
-        raise AudienceKeyError(f"cannot read audience keys {path}: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise AudienceKeyError(f"{path}: not valid TOML: {exc}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise AudienceKeyError(
-            f"audience keys {path} have mode {stat.S_IMODE(mode):04o}; they must be 0600"
-        )
     keys: dict[str, bytes] = {}
     for kid, value in data.items():
         try:
@@ -260,30 +253,20 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
         log.info("event=qr_refused reason=%s", exc.reason)
         return pipeline.record(pipeline.decide_error(exc), None, "")
     credential = verified.credential
-    token_hash = pipeline.store.card_hash(canonical_ecard_id(credential.token))
-    if pipeline.store.replay.seen(verified.replay_key):
-        return pipeline.record(refuse(Reason.QR_REPLAY), None, token_hash)
-    identity = verified.identity or {}
-    wanted = pipeline.profile.holder_fields
-    missing = sorted(set(wanted) - set(identity))
-    facts = CardFacts(
-        region_code=credential.region,
-        card_number=None,
-        category=credential.category,
-        expiry_date=credential.not_after.date(),
-        generation=None,
-        genuine=True,
+    read = CodeRead(
+        pipeline.profile,
+        credential.token,
+        credential.region,
+        credential.category,
+        credential.not_after.date(),
+        verified.identity or {},
         module="ecard",
-        personal={k: identity[k] for k in wanted if k in identity},
-        birth_date=_date(identity.get("birth_date")) if "birth_date" in wanted else None,
     )
-    if missing:
-        decision = refuse(Reason.QR_IDENTITY_UNAVAILABLE, missing=missing)
-        return pipeline.record(decision, replace(facts, personal={}), token_hash)
-    decision = pipeline.decide(facts, token_hash, room=room, flags=flags)
-    decision = _remember(pipeline, decision, verified.replay_key, 2 * rules.window_s)
-    decision = replace(decision, detail={**decision.detail, "credential": "ecard"})
-    return pipeline.record(decision, facts, token_hash)
+    if pipeline.store.replay.seen(verified.replay_key):
+        token_hash = pipeline.store.card_hash(read.credential_id())
+        return pipeline.record(refuse(Reason.QR_REPLAY), None, token_hash)
+    replay = (verified.replay_key, 2 * rules.window_s)
+    return _decide(pipeline, read, room=room, flags=flags, replay=replay)
 
 
 def _remember(pipeline: Pipeline, decision: Decision, key: str, ttl_s: float) -> Decision:
@@ -350,37 +333,41 @@ def _national_code(
     except (KeyError, ValueError):
         log.warning("event=ecard_decode_bad_answer fields=%s", sorted(answer))
         return pipeline.record(refuse(Reason.QR_ONLINE_UNAVAILABLE), None, hashed)
-    identity = answer.get("identity") or {}
-    if not isinstance(identity, dict):
-        identity = {}
-    wanted = pipeline.profile.holder_fields
-    facts = CardFacts(
-        region_code=region,
-        card_number=None,
-        category=category,
-        expiry_date=not_after,
-        generation=None,
-        genuine=True,
+    identity = answer.get("identity")
+    read = CodeRead(
+        pipeline.profile,
+        token,
+        region,
+        category,
+        not_after,
+        identity if isinstance(identity, dict) else {},
         module="platform",
-        personal={k: str(identity[k]) for k in wanted if k in identity},
-        birth_date=_date(identity.get("birth_date")) if "birth_date" in wanted else None,
     )
-    token_hash = pipeline.store.card_hash(canonical_ecard_id(token))
-    missing = sorted(set(wanted) - set(facts.personal))
-    if missing:
-        decision = refuse(Reason.QR_IDENTITY_UNAVAILABLE, missing=missing)
-        return pipeline.record(decision, replace(facts, personal={}), token_hash)
-    decision = pipeline.decide(facts, token_hash, room=room)
-    decision = _remember(pipeline, decision, national_replay_key(text), NATIONAL_REPLAY_S)
-    decision = replace(decision, detail={**decision.detail, "credential": "national"})
-    return pipeline.record(decision, facts, token_hash)
+    replay = (national_replay_key(text), NATIONAL_REPLAY_S)
+    return _decide(pipeline, read, room=room, flags=(), replay=replay)
 
 
-def _date(value: object) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
+def _decide(
+    pipeline: Pipeline,
+    read: CodeRead,
+    *,
+    room: str | None,
+    flags: tuple[str, ...],
+    replay: tuple[str, float],
+) -> Decision:
+    """A verified code through the pipeline's three steps, as a card: refused at once when it
+    lacks an identity item the profile reads; an accept remembered in the replay cache (its
+    key and lifetime in ``replay``); the decision journaled and signalled."""
+    if read.missing:
+        token_hash = pipeline.store.card_hash(read.credential_id())
+        decision = refuse(Reason.QR_IDENTITY_UNAVAILABLE, missing=read.missing)
+        return pipeline.record(decision, read.base(), token_hash)
+
+    def settle(decision: Decision) -> Decision:
+        decision = _remember(pipeline, decision, *replay)
+        return replace(decision, detail={**decision.detail, **read.detail})
+
+    return pipeline.process(read, room=room, flags=flags, settle=settle)
 
 
 def verifier_from_settings(settings: Any, transport: SignedTransport | None = None) -> CodeVerifier:

@@ -50,10 +50,10 @@ from typing import Any, overload
 
 from apdu.errors import SscardError
 from apdu.identity import mask_card_number
-from drivers.indicators import Hotline, Indication, Indicator, IndicatorError, Signal
-from offline_store import JournalEntry, JournalRow, ListName, ListState, Store, canonical_card_id
-from offline_store.payment import PaymentRow
-from terminal.card_read import CardFacts, ScenarioRead
+from drivers.indicators import Hotline, Indicator, IndicatorError
+from offline_store import JournalEntry, JournalRow, ListName, ListState, Store
+from terminal.card_read import CardFacts, CredentialRead, ScenarioRead
+from terminal.decision import ACCEPT, ATTENTION, DEFERRED, Decision, reason_outcome, refuse
 from terminal.list_policy import (
     ONLINE,
     REFUSE,
@@ -65,7 +65,7 @@ from terminal.list_policy import (
 )
 from terminal.outcomes import outcome
 from terminal.profiles import Profile, Scenario
-from terminal.reasons import DEFAULT_HOTLINES, DENY_REASONS, TEXTS, Reason, indication
+from terminal.reasons import DEFAULT_HOTLINES, DENY_REASONS, Reason
 from terminal.scenario_rules import Ruling, ScenarioRules, load_card_hashes
 from terminal.scenario_tables import region_matches
 
@@ -80,95 +80,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-ACCEPT, ATTENTION, DEFERRED = "accept", "attention", "deferred"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The outcome of one tap, as the holder, the host and the journal see it.
-
-    :param outcome: ``accept``, ``refuse`` or ``attention`` (try again)
-    :param reason: the stable reason code
-    :param detail: facts behind the decision (fare, concession, deny reason, tries left, …);
-        never personal data
-    :param record: the output the scenario exists to produce (a lodging or hospital
-        registration: personal data), ``None`` elsewhere
-    :param seq: the journal sequence of the decision
-    :param hotlines: the service point's complaint hotlines, announced with a refusal (the
-        pipeline sets its deployment's)
-    :param flags: the circumstances journaled with it (``stale_list:deny_list``: decided while
-        the deny list was stale or missing; ``online:deny_list``: the platform answered)
-    :param payment: what a purchase adds to its journal row; never shown (it names the card)
-    """
-
-    outcome: str
-    reason: Reason
-    detail: dict[str, Any] = field(default_factory=dict)
-    record: dict[str, str] | None = None
-    seq: int | None = None
-    hotlines: tuple[Hotline, ...] = DEFAULT_HOTLINES
-    flags: tuple[str, ...] = ()
-    payment: PaymentRow | None = None
-
-    @property
-    def accepted(self) -> bool:
-        """True for an accepted tap."""
-        return self.outcome == ACCEPT
-
-    def to_json(self) -> dict[str, Any]:
-        """The decision as a JSON object: prompts, advice, and on a refusal the hotlines (as
-        one line under ``hotline`` and one object per line under ``hotlines``)."""
-        shown = self.indication()
-        out: dict[str, Any] = {
-            "outcome": self.outcome,
-            "reason": str(self.reason),
-            "prompt_zh": shown.prompt_zh,
-            "prompt_en": shown.prompt_en,
-            "advice_zh": shown.advice_zh or None,
-            "advice_en": shown.advice_en or None,
-            "hotline": shown.hotline,
-            "hotlines": [
-                {"number": h.number, "purpose_zh": h.purpose_zh, "purpose_en": h.purpose_en}
-                for h in shown.hotlines
-            ],
-            "detail": self.detail,
-            "flags": list(self.flags),
-            "seq": self.seq,
-        }
-        if self.record is not None:
-            out["record"] = self.record
-        return out
-
-    def indication(self, *, open_gate: bool = False) -> Indication:
-        """What the indicators show: the hotlines on a refusal, and the rule a refusal rests on
-        (a region restriction) in its advice.
-
-        :param open_gate: open the gate
-        :raises ValueError: ``open_gate`` for a decision that is not an accept
-        """
-        rule = self.detail.get("rule")
-        return indication(
-            self.reason,
-            hotlines=self.hotlines,
-            open_gate=open_gate,
-            rule=str(rule) if rule else None,
-        )
-
-
-def _outcome(reason: Reason) -> str:
-    signal = TEXTS[reason].signal
-    return {Signal.ACCEPT: ACCEPT, Signal.REFUSE: REFUSE}.get(signal, ATTENTION)
-
-
-def refuse(reason: Reason, **detail: Any) -> Decision:
-    """A decision for a reason, its outcome from the reason's signal (an accept for
-    ``Reason.OK``, "try again" for a wrong PIN, a refusal for the rest).
-
-    :param reason: the reason code
-    :param detail: the facts behind it (never personal data)
-    """
-    return Decision(_outcome(reason), reason, detail)
 
 
 @dataclass(slots=True)
@@ -505,40 +416,53 @@ class Pipeline:
             # the decision stands and is journaled; a dead buzzer must not undo it
             log.warning("event=indicator_failed reason=%s error=%s", decision.reason, exc)
 
-    def card_hash(self, facts: CardFacts) -> str:
-        """The keyed hash of a card's canonical identifier (the journal's credential token).
-
-        :param facts: what was read (region code and card number)
-        :raises SscardError: a card without a card number
-        """
-        if facts.card_number is None:
-            raise SscardError("the card has no card number (EF05 record 07)")
-        return self.store.card_hash(canonical_card_id(facts.region_code, facts.card_number))
-
     def process(
         self,
-        read: ScenarioRead,
+        read: CredentialRead,
         *,
         pin: str | None = None,
         room: str | None = None,
         service: str | None = None,
+        flags: tuple[str, ...] = (),
+        settle: Callable[[Decision], Decision] | None = None,
     ) -> Decision:
-        """One whole tap: read, decide in the order of the module docstring, journal, signal.
+        """One whole tap, a card or an e-card code alike: read and decide in the order of the
+        module docstring (the read's base facts, the checks on the card, the PIN, the checks
+        on the service, the personal fields, the scenario's rules), journal, signal.
 
-        :param read: the card side of the tap
+        :param read: the credential side of the tap
         :param pin: the holder's PIN, for profiles with ``pin = true`` and services that need it
         :param room: the hotel room number
         :param service: the service a service-hall clerk named (the hall's first for ``None``)
+        :param flags: flags the caller's own steps raised (``stale_list:trust_list``)
+        :param settle: the caller's last word before the journal (an e-card code's replay
+            cache and credential detail)
         """
+        decision, facts, card_hash = self._read_and_decide(read, pin, room, service, flags)
+        if settle is not None:
+            decision = settle(decision)
+        return self.record(decision, facts, card_hash, service=service)
+
+    def _read_and_decide(
+        self,
+        read: CredentialRead,
+        pin: str | None,
+        room: str | None,
+        service: str | None,
+        flags: tuple[str, ...],
+    ) -> tuple[Decision, CardFacts | None, str]:
+        """:meth:`process` up to the journal: the decision, the facts read (``None`` when the
+        base read failed) and the credential's keyed hash (empty when it has none)."""
         try:
             facts = read.base()
         except SscardError as exc:
-            return self.record(self.decide_error(exc), None, "")
+            return self.decide_error(exc), None, ""
         try:
-            card_hash = self.card_hash(facts)
+            card_hash = self.store.card_hash(read.credential_id(facts))
         except SscardError as exc:
-            return self.record(self.decide_error(exc), facts, "")
+            return self.decide_error(exc), facts, ""
         tap = self._begin()
+        tap.flags.update(flags)
         decision = self._check_card(facts, card_hash, tap) or _decision(
             self.rules.check_request(room, service)
         )
@@ -552,13 +476,13 @@ class Pipeline:
             try:
                 facts = read.personal(facts)
             except SscardError as exc:
-                failed = tap.finish(self.decide_error(exc))
-                return self.record(failed, facts, card_hash, service=service)
+                return tap.finish(self.decide_error(exc)), facts, card_hash
             decision = self._scenario_rules(facts, card_hash, tap.now, room, service)
         decision = tap.finish(decision)
-        if decision.accepted and self.purse is not None:  # the fare, journaled step by step
+        # the fare, journaled step by step; an e-card code has no purse to take it from
+        if decision.accepted and self.purse is not None and isinstance(read, ScenarioRead):
             decision = self.purse(self, decision, read, card_hash)
-        return self.record(decision, facts, card_hash, service=service)
+        return decision, facts, card_hash
 
     def record_without_card(
         self, reason: Reason, *, flags: tuple[str, ...] = (), **detail: Any
@@ -598,4 +522,4 @@ def _decision(ruling: Ruling | None) -> Decision | None:
     """A scenario rule's ruling as a decision (its outcome from the reason's signal)."""
     if ruling is None:
         return None
-    return Decision(_outcome(ruling.reason), ruling.reason, ruling.detail, ruling.record)
+    return Decision(reason_outcome(ruling.reason), ruling.reason, ruling.detail, ruling.record)

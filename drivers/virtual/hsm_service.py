@@ -234,27 +234,6 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = IDLE_TIMEOUT_S
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_HEAD(self) -> None:
-        self._dispatch()
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch()
-
     def log_message(self, format: str, *args: Any) -> None:
         """Send the stdlib's own messages (bad request lines, timeouts) to DEBUG, not stderr.
 
@@ -323,6 +302,10 @@ class _Handler(BaseHTTPRequestHandler):
             (time.monotonic() - started) * 1000,
         )
         self._write(reply)
+
+    # every method goes to the one router, which refuses what a route does not serve
+    # (http.server names the handlers do_<METHOD>)
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch  # noqa: N815
 
     def _route(self, path: str) -> Reply:
         method = ROUTES.get(path)

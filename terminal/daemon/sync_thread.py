@@ -13,17 +13,15 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apdu.errors import SscardError
 from ecard.trust import save_trust_list
 from sync.client import SyncClient
 from sync.config import SyncConfig
 from sync.reports import StepStatus, SyncReport, TimeReport
+from terminal.daemon.parts import DaemonParts
 from terminal.ecard_confirm import FollowUps
-
-if TYPE_CHECKING:
-    from terminal.daemon.core import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +45,10 @@ def report_dict(report: SyncReport) -> dict[str, Any]:
 class Syncer:
     """Sync cycles of one daemon.
 
-    :param daemon: the daemon (its terminal, metrics, stop flag)
+    :param daemon: the daemon's parts it uses (its terminal, metrics, stop flag)
     """
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonParts) -> None:
         self.daemon = daemon
         self._cycle = threading.Lock()
         self.last: dict[str, Any] | None = None

@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from apdu.atr import Atr
 from apdu.errors import SscardError, WrongPin
@@ -30,14 +30,12 @@ from apdu.transport import t0_chain
 from drivers.pcsc import PcscConnection
 from drivers.psam import open_psam
 from terminal.card_read import ScenarioRead
+from terminal.daemon.parts import DaemonParts
 from terminal.ecard_flow import CodeVerifier, process_code, verifier_from_settings
 from terminal.host.desk import REGISTER, VERIFY_PIN, DeskAction
 from terminal.outcomes import Failure, classify
 from terminal.pipeline import Decision
 from terminal.reasons import Reason
-
-if TYPE_CHECKING:
-    from terminal.daemon.core import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +96,10 @@ class CountingConnection:
 class DecisionWorker:
     """Decide the jobs of every input, one at a time.
 
-    :param daemon: the daemon (its terminal, store lock, metrics, health)
+    :param daemon: the daemon's parts it uses (its terminal, store lock, metrics, health)
     """
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: DaemonParts) -> None:
         self.daemon = daemon
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.decided = 0

@@ -331,3 +331,65 @@ def test_a_production_desk_does_not_keep_a_test_key_list_it_fetched_online(
             with online:
                 assert online.refresh_trust_list() is kept
             assert (world.store.trust.info() is not None) is kept
+
+
+# --- the card's three steps: a hospital and its PIN ------------------------------------------
+
+#: a synthetic holder (no real person): the identity a hospital's audience key unseals
+HOLDER = {"name": "测试患者", "ssn": "360102195001010011", "sex": "1", "birth_date": "1950-01-01"}
+AUDIENCE = ("hospital-test", bytes(range(32)))
+
+
+def sealed_code(now: float, category: str = "1") -> str:
+    """A fresh open code carrying :data:`HOLDER`, sealed to :data:`AUDIENCE`."""
+    device = PrivateKey.generate(Alg.ES256)
+    credential = issue_credential(
+        TEST_PLATFORM,
+        token=TOKEN,
+        region="360100",
+        category=category,
+        not_before=int(now) - DAY,
+        not_after=int(now) + 300 * DAY,
+        device_public_key=device.public_key,
+        identity=HOLDER,
+        audience=AUDIENCE,
+    )
+    return make_code(credential, device, timestamp=int(now), counter=1)
+
+
+def hospital_verifier() -> CodeVerifier:
+    return CodeVerifier(root_key_pem=TEST_ROOT.public_key.to_pem(), audience_keys=dict([AUDIENCE]))
+
+
+def test_a_hospital_registers_an_ecard_without_a_card_pin_and_names_what_only_a_card_holds(
+    world: World,
+) -> None:
+    """docs/policy.md §7.1: the e-card's own authentication stands in for the card PIN; the
+    DF04 medical items are on a card's chip only, and the decision says so."""
+    hold_trust_list(world, expired=False)
+    profile = load_profile("hospital")
+    assert profile.pin
+    decision = process_code(
+        world.pipeline(profile), hospital_verifier(), sealed_code(world.clock.now)
+    )
+    assert decision.reason == Reason.OK, decision.detail
+    assert decision.record is not None
+    assert {k: decision.record[k] for k in HOLDER} == HOLDER
+    assert not any(key.startswith("medical.") for key in decision.record)
+    assert decision.detail["credential"] == "ecard"
+    assert decision.detail["not_on_ecard"] == [f"medical.{f}" for f in profile.medical_fields]
+    assert len(world.store.audit.rows()) == 1  # the identity was read for the registration
+
+
+def test_an_ecard_refused_on_its_base_facts_has_no_personal_field_read(world: World) -> None:
+    """As with a card, the personal step comes after every check: a category the hospital does
+    not serve is refused and leaves no access-audit row and no personal field."""
+    hold_trust_list(world, expired=False)
+    data = {"scenario": "hospital", "catalogue_item": "0201", "fields": ["name", "ssn"],
+            "allowed_categories": ["1"], "hospital": {}}  # fmt: skip
+    profile = parse_profile(data, "clinic.toml", "clinic")
+    code_text = sealed_code(world.clock.now, category="3")
+    decision = process_code(world.pipeline(profile), hospital_verifier(), code_text)
+    assert decision.reason == Reason.CATEGORY_NOT_ALLOWED
+    assert decision.record is None
+    assert world.store.audit.rows() == []
