@@ -34,10 +34,11 @@ lint: venv
 test: venv lint
 	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required SSCARD_TEST_BROWSER=required $(PY) tests/parallel.py
 
-# the long fault campaigns: 1,000 random presentations to `sscard run` (a short form is in `test`)
+# the long fault campaigns (tests/faults, README "Faults"; their short forms are in `test`), and
+# 1,000 random presentations to `sscard run`; the golden outputs are those of the short forms
 faults: venv
-	SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} $(PY) -m pytest -x -q -s \
-		tests/e2e/test_daemon_cycles_e2e.py --timeout=0
+	SSCARD_FAULTS=long SSCARD_GOLDEN=off SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} \
+		$(PY) -m pytest -x -q -s tests/faults tests/e2e/test_daemon_cycles_e2e.py --timeout=0
 
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv

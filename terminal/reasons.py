@@ -88,6 +88,9 @@ class Reason(StrEnum):
     QR_ONLINE_UNAVAILABLE = "qr_online_unavailable"
     QR_DEFERRED = "qr_deferred"
     QR_DEFERRED_LIMIT = "qr_deferred_limit"
+    #: the terminal could not journal the decision (disk full, a damaged store): it refuses,
+    #: since it never opens a gate or takes money it cannot record; never itself journaled
+    JOURNAL_UNAVAILABLE = "journal_unavailable"
 
 
 class NextStep(StrEnum):
@@ -354,6 +357,9 @@ TEXTS: dict[Reason, ReasonText] = {
         "离线验码已达上限，请使用实体卡",
         "Offline code checks used up: please use the physical card",
         NextStep.USE_PHYSICAL_CARD,
+    ),
+    Reason.JOURNAL_UNAVAILABLE: ReasonText(
+        _R, "终端暂停服务，请到人工窗口", "Terminal out of service: please see staff", _STAFF
     ),
 }
 
