@@ -53,7 +53,7 @@ from offline_store.entry import (
     check_flags,
     personal_plaintext,
 )
-from offline_store.errors import JournalError
+from offline_store.errors import JournalError, StoreError
 
 __all__ = ["Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
 
@@ -401,9 +401,11 @@ class Journal:
     def verify_chain(self) -> ChainReport:
         """Walk the rows from the anchor and check every link and hash, and the head.
 
-        The thread lock is held for the walk so the rows do not change under it.
+        The thread lock is held for the walk so the rows do not change under it. A row that
+        does not decode (damaged JSON in its columns) or a page SQLite cannot read is a break
+        at the first row not checked, never an exception: the rows before it are sound.
 
-        :raises StoreError: the database failed
+        :raises StoreError: the database failed before the walk (the file cannot be read)
         """
         with self._db.read() as conn:
             state = conn.execute(
@@ -412,24 +414,23 @@ class Journal:
             last_seq, last_hash, anchor_seq, anchor_hash = state
             expected_seq, expected_prev, checked = anchor_seq + 1, anchor_hash, 0
             cursor = conn.execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq")
-            for raw in cursor:
-                row = _row(raw)
-                if row.seq < expected_seq:
+            while True:
+                try:
+                    raw = cursor.fetchone()
+                    if raw is None:
+                        break
+                    row = _row(raw)
+                except sqlite3.DatabaseError as exc:
                     return ChainReport(
-                        False, checked, row.seq, f"row {row.seq} is at or before the prune anchor"
+                        False, checked, expected_seq, f"the file is damaged from here: {exc}"
                     )
-                if row.seq > expected_seq:
+                except (ValueError, TypeError) as exc:  # JSON columns that do not decode
                     return ChainReport(
-                        False, checked, expected_seq, f"row {expected_seq} is missing"
+                        False, checked, expected_seq, f"row does not decode: {type(exc).__name__}"
                     )
-                if row.prev_hash != expected_prev:
-                    return ChainReport(
-                        False, checked, row.seq, "prev_hash does not match the previous row's hash"
-                    )
-                if chain_hash(row.prev_hash, row.canonical()) != row.hash:
-                    return ChainReport(
-                        False, checked, row.seq, "hash does not match the row's contents"
-                    )
+                problem = _link_problem(row, expected_seq, expected_prev)
+                if problem is not None:
+                    return ChainReport(False, checked, *problem)
                 expected_seq, expected_prev, checked = row.seq + 1, row.hash, checked + 1
         if expected_seq - 1 > last_seq:
             return ChainReport(
@@ -447,6 +448,26 @@ class Journal:
                 False, checked, last_seq, "the last row's hash does not match the journal head"
             )
         return ChainReport(True, checked)
+
+    def check_sound(self) -> ChainReport:
+        """What the daemon checks at start: SQLite's ``quick_check`` of the file, then the
+        chain (:meth:`verify_chain`). A damaged file is reported as a break at the first row
+        the chain walk cannot vouch for (the file's first seq when the walk finds none).
+
+        :raises: nothing: a file that cannot be read at all is a break at the first row held
+        """
+        try:
+            with self._db.read() as conn:
+                found = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
+        except StoreError as exc:
+            found = [str(exc)]
+        try:
+            report = self.verify_chain()
+        except StoreError as exc:
+            report = ChainReport(False, 0, None, f"the journal cannot be read: {exc}")
+        if found == ["ok"] or not report.ok:
+            return report
+        return ChainReport(False, report.rows, None, "the file is damaged: " + "; ".join(found[:2]))
 
     def count(
         self,
@@ -510,6 +531,19 @@ class Journal:
         if held > self._cap:
             return f"journal holds {held} rows, cap {self._cap}: sync needed"
         return None
+
+
+def _link_problem(row: JournalRow, seq: int, prev_hash: str) -> tuple[int, str] | None:
+    """Where and why ``row`` does not continue a chain expected at ``seq`` after ``prev_hash``."""
+    if row.seq < seq:
+        return row.seq, f"row {row.seq} is at or before the prune anchor"
+    if row.seq > seq:
+        return seq, f"row {seq} is missing"
+    if row.prev_hash != prev_hash:
+        return row.seq, "prev_hash does not match the previous row's hash"
+    if chain_hash(row.prev_hash, row.canonical()) != row.hash:
+        return row.seq, "hash does not match the row's contents"
+    return None
 
 
 def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
