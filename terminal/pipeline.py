@@ -51,14 +51,7 @@ from typing import Any, overload
 from apdu.errors import SscardError
 from apdu.identity import mask_card_number
 from drivers.indicators import Hotline, Indication, Indicator, IndicatorError, Signal
-from offline_store import (
-    JournalEntry,
-    ListName,
-    ListState,
-    Store,
-    StoreError,
-    canonical_card_id,
-)
+from offline_store import JournalEntry, ListName, ListState, Store, canonical_card_id
 from terminal.card_read import CardFacts, ScenarioRead
 from terminal.list_policy import (
     ONLINE,
@@ -448,38 +441,32 @@ class Pipeline:
         :param card_hash: the credential token (empty when no credential was read)
         :param service: the service a service-hall clerk named, for the access audit
         :returns: the decision with its journal sequence
-        :raises StoreError: the journal could not be written: the holder was shown
-            ``journal_unavailable`` (a refusal, the gate stays shut), the decision is not taken
+        :raises StoreError: the journal could not be written (nothing is signalled then: see
+            :meth:`signal_unjournaled`)
         """
         personal = dict(facts.personal) if facts is not None and decision.accepted else {}
-        try:
-            if facts is not None and facts.personal:
-                self.store.audit.record(
-                    who=f"scenario:{self.profile.name}",
-                    terminal_id=self.terminal_id,
-                    scenario=self.profile.name,
-                    fields=sorted({*facts.personal, *facts.derived_from}),
-                    purpose=self.rules.audit_purpose(service),
-                )
-            row = self.store.journal.append(
-                JournalEntry(
-                    scenario=self.profile.name,
-                    catalogue_item=self.profile.catalogue_item,
-                    credential_token=card_hash,
-                    outcome=_journal_outcome(decision),
-                    reason_code=str(decision.reason),
-                    amount=_amount(decision),
-                    personal=personal,
-                    terminal_id=self.terminal_id,
-                    flags=decision.flags,
-                ),
-                counts=self.rules.counts(decision.accepted, card_hash),
+        if facts is not None and facts.personal:
+            self.store.audit.record(
+                who=f"scenario:{self.profile.name}",
+                terminal_id=self.terminal_id,
+                scenario=self.profile.name,
+                fields=sorted({*facts.personal, *facts.derived_from}),
+                purpose=self.rules.audit_purpose(service),
             )
-        except StoreError:
-            # a decision that cannot be journaled is not taken (a disk full, a damaged file):
-            # the holder hears why instead of silence, and the caller raises the alarm
-            self.signal_unjournaled()
-            raise
+        row = self.store.journal.append(
+            JournalEntry(
+                scenario=self.profile.name,
+                catalogue_item=self.profile.catalogue_item,
+                credential_token=card_hash,
+                outcome=_journal_outcome(decision),
+                reason_code=str(decision.reason),
+                amount=_amount(decision),
+                personal=personal,
+                terminal_id=self.terminal_id,
+                flags=decision.flags,
+            ),
+            counts=self.rules.counts(decision.accepted, card_hash),
+        )
         done = replace(decision, seq=row.seq, hotlines=self.hotlines)
         masked = mask_card_number(facts.card_number) if facts and facts.card_number else "-"
         log.info(
@@ -496,7 +483,9 @@ class Pipeline:
 
     def signal_unjournaled(self) -> None:
         """Show the holder ``journal_unavailable``: a refusal that is never journaled, for a
-        decision the store could not record (the gate stays shut, no money is taken).
+        presentation the store failed during (a disk full under the journal, a damaged file).
+        The daemon's worker calls it on a ``StoreError``: the gate stays shut, no money
+        is taken, and the holder hears why instead of silence.
 
         :raises: nothing
         """

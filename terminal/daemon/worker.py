@@ -128,7 +128,8 @@ class DecisionWorker:
             try:
                 self._decide(job)
                 self.daemon.health.up(STORE)
-            except StoreError as exc:  # the holder was told; the operator hears of it once
+            except StoreError as exc:  # the holder hears why; the operator, once
+                self.daemon.terminal.pipeline.signal_unjournaled()
                 self.failed += 1
                 job.error = f"{type(exc).__name__}: {exc}"
                 log.error("event=decision_not_journaled source=%r kind=%s error=%r",
