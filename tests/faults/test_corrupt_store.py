@@ -6,8 +6,8 @@ a traceback; ``sscard run`` starts, checks the file and the chain (``Journal.che
 raises the operator's alarm naming the first row it cannot vouch for — every row before it
 verifies — and goes on deciding, chained after the journal's head. A row whose JSON column no
 longer decodes is a chain break at that row, never an exception. The short form damages a
-store of 400 rows, the long one (``make faults``) one of 5,000; ``$SSCARD_FAULTS_SEED`` picks
-the page.
+store of 400 rows, the long one (``make faults``) one of 20,000; ``$SSCARD_FAULTS_SEED``
+picks the page.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import pytest
 from daemon_support import PEPPER, DaemonProcess, TerminalFolder, make_terminal
 from fault_support import size
 from support import make_card
+from sync_support import fill_journal
 
-from offline_store import JournalEntry, Store
+from offline_store import Store
 
 pytestmark = pytest.mark.e2e
 
-ROWS = size(400, 5_000)
+ROWS = size(400, 20_000)
 TABLE_LEAF = 0x0D  # the first byte of a b-tree table leaf page (SQLite file format §1.6)
 
 
@@ -39,12 +40,14 @@ def _open(terminal: TerminalFolder) -> Store:
 
 
 def _fill(terminal: TerminalFolder, rows: int) -> list[str]:
-    """Journal ``rows`` decisions; their uuids, in order."""
-    entry = JournalEntry(scenario="transit", catalogue_item="0301", credential_token="ab" * 32,
-                         outcome="accept", reason_code="ok", amount=200,
-                         terminal_id="E2E-RUN")  # fmt: skip
-    with _open(terminal) as store:
-        return [store.journal.append(entry).uuid for _ in range(rows)]
+    """Journal ``rows`` decisions (quickly: :func:`sync_support.fill_journal`); their uuids."""
+    path = terminal.folder / "store.db"
+    fill_journal(path, rows, "E2E-RUN")
+    conn = sqlite3.connect(path)
+    try:
+        return [row[0] for row in conn.execute("SELECT uuid FROM journal ORDER BY seq")]
+    finally:
+        conn.close()
 
 
 def _sscard(*args: str) -> subprocess.CompletedProcess[str]:

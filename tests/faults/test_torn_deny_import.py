@@ -1,6 +1,6 @@
 """Fault campaign: ``sscard deny import`` killed mid-import, and a damaged deny-list entry.
 
-A snapshot of 100,000 entries (``make faults``: 1,000,000, ten kills) is imported by the real
+A snapshot of 50,000 entries (``make faults``: 1,000,000, ten kills) is imported by the real
 CLI, which is killed with SIGKILL at a random moment of its run, three times: each time the
 list imported before stays whole and active — its card still found, none of the new list's —
 and the file passes SQLite's integrity check; the import then runs to the end. An entry damaged
@@ -31,7 +31,7 @@ from offline_store import Store, StoreError, ed25519_verifier
 
 pytestmark = pytest.mark.e2e
 
-ENTRIES = size(100_000, 1_000_000)
+ENTRIES = size(50_000, 1_000_000)
 KILLS = size(3, 10)
 LISTED = 1  # the card of the list imported first (test card 1)
 
