@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test golden faults lint system venv clean bench bench-quick fuzz
+.PHONY: demo test golden faults soak lint system venv clean bench bench-quick fuzz
 
 system:
 	@bash scripts/install-system-deps.sh
@@ -39,6 +39,13 @@ test: venv lint
 faults: venv
 	SSCARD_FAULTS=long SSCARD_GOLDEN=off SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} \
 		$(PY) -m pytest -x -q -s tests/faults tests/e2e/test_daemon_cycles_e2e.py --timeout=0
+
+# `sscard run` at a tap a second for an hour (not in CI; SOAK_SECONDS shortens it): resident
+# memory and open files printed every minute
+SOAK_SECONDS ?= 3600
+soak: venv
+	SSCARD_SOAK_SECONDS=$(SOAK_SECONDS) SSCARD_GOLDEN=off $(PY) -m pytest -x -q -s \
+		tests/faults/test_soak.py --timeout=0
 
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv

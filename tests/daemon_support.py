@@ -244,6 +244,13 @@ class DaemonProcess:
                 raise AssertionError(f"reader not {state}: {self.reader_state()}")
             time.sleep(0.02)
 
+    def wait_said(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the daemon's stderr holds ``text`` (an alarm, a log line)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.err():
+            assert time.monotonic() < deadline, self.err()[-2000:]
+            time.sleep(0.05)
+
     def signal(self, signum: int) -> None:
         """Send a signal to the daemon."""
         self.process.send_signal(signum)

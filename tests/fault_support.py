@@ -15,9 +15,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,14 @@ FILLER = "filler"
 def size(short: int, long: int) -> int:
     """A campaign's count: ``long`` under ``make faults``, else ``short`` (``make test``)."""
     return long if LONG else short
+
+
+def seeded(default: int | None = None) -> tuple[int, random.Random]:
+    """A campaign's seed (``$SSCARD_FAULTS_SEED``, else ``default``, else the time) and its
+    generator: a failure names the seed, and the same seed replays the run."""
+    fallback = time.time_ns() if default is None else default
+    seed = int(os.environ.get("SSCARD_FAULTS_SEED", str(fallback)))
+    return seed, random.Random(seed)
 
 
 def need_root() -> None:

@@ -12,7 +12,6 @@ picks the page.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import sqlite3
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from daemon_support import PEPPER, DaemonProcess, TerminalFolder, make_terminal
-from fault_support import size
+from fault_support import seeded, size
 from support import make_card
 from sync_support import fill_journal
 
@@ -81,8 +80,7 @@ def _one_line_no_traceback(done: subprocess.CompletedProcess[str]) -> str:
 def test_a_damaged_page_is_found_at_start_the_rows_before_it_verify(
     tmp_path: Path, pcscd, cards
 ) -> None:
-    seed = int(os.environ.get("SSCARD_FAULTS_SEED", "1"))
-    rng = random.Random(seed)
+    seed, rng = seeded(1)
     terminal = make_terminal(tmp_path)
     uuids = _fill(terminal, ROWS)
     target = rng.randrange(ROWS // 4, ROWS - ROWS // 4)  # seq target + 1: not the last page

@@ -14,14 +14,12 @@ polls its readers every 0.4 s, so a tap takes about a second); the long one, und
 
 from __future__ import annotations
 
-import os
-import random
 import time
 from pathlib import Path
 
 import pytest
 from daemon_support import DaemonProcess, TerminalFolder, journal_verify, make_terminal
-from fault_support import size
+from fault_support import seeded, size
 from support import make_card
 
 pytestmark = pytest.mark.e2e
@@ -41,9 +39,8 @@ def _start(terminal: TerminalFolder) -> DaemonProcess:
 def test_sigkill_and_pcscd_restarts_during_taps_lose_and_double_nothing(
     tmp_path: Path, pcscd, cards
 ) -> None:
-    seed = int(os.environ.get("SSCARD_FAULTS_SEED", str(time.time_ns())))
-    rng = random.Random(seed)
     terminal = make_terminal(tmp_path)
+    seed, rng = seeded()
     daemon = _start(terminal)
     born = 0  # journal rows when this daemon started
     tally = {"lived": 0, "killed": 0, "killed_journaled": 0, "pcscd_restarts": 0}

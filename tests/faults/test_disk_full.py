@@ -11,7 +11,6 @@ one-line reason.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -32,13 +31,6 @@ def _tap(daemon: DaemonProcess, cards, shown: int) -> str:
     cards.remove_all()
     daemon.wait_state("waiting_card")
     return decided
-
-
-def _wait_for(daemon: DaemonProcess, text: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in daemon.err():
-        assert time.monotonic() < deadline, daemon.err()[-2000:]
-        time.sleep(0.05)
 
 
 def test_a_full_disk_refuses_what_it_cannot_journal_and_recovers(
@@ -62,13 +54,13 @@ def test_a_full_disk_refuses_what_it_cannot_journal_and_recovers(
             disk.fill()
             assert _tap(daemon, cards, 3 * round_ + 2) == "journal_unavailable"
             assert len(disk.rows(store)) == journaled  # nothing lost, none added
-            _wait_for(daemon, ALARM)
+            daemon.wait_said(ALARM)
             assert daemon.err().count(ALARM) == round_ + 1  # once per outage
             assert daemon.metrics()['sscard_device_up{device="store"}'] == 0.0
             disk.free()
             assert _tap(daemon, cards, 3 * round_ + 3) == "ok"
             journaled += 1
-            _wait_for(daemon, "sscard: device back: store")
+            daemon.wait_said("sscard: device back: store")
             assert daemon.metrics()['sscard_device_up{device="store"}'] == 1.0
         rows = disk.rows(store)
         assert [row[2:] for row in rows] == [("accept", "ok")] * journaled

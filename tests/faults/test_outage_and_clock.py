@@ -15,16 +15,22 @@ together — and the chain verifies. A terminal clock off from the platform's by
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_support import size
+from fault_support import seeded, size
 from proxies import ChaosProxy
 from store_support import Clock
-from sync_support import TERMINAL_ID, TOKEN, PlatformProcess, TerminalSetup, register
+from sync_support import (
+    TERMINAL_ID,
+    TOKEN,
+    PlatformProcess,
+    TerminalSetup,
+    register,
+    served_platform,
+)
 
 from offline_store import JournalEntry, Store
 from sync.client import SyncClient
@@ -42,11 +48,8 @@ ONE_TRY = RetryPolicy(attempts=1, base_s=0.05, cap_s=0.05)
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[PlatformProcess]:
-    served = PlatformProcess(tmp_path / "platform")
-    served.init()
-    served.start()
-    yield served
-    served.stop()
+    with served_platform(tmp_path / "platform") as served:
+        yield served
 
 
 class SimulatedDay:
@@ -99,7 +102,7 @@ def test_a_day_offline_drains_exactly_once_through_a_lossy_proxy_across_clock_ju
         assert store.journal.verify_chain().ok
 
         platform.restart()
-        seed = int(os.environ.get("SSCARD_FAULTS_SEED", "2027"))
+        seed, _ = seeded(2027)
         proxy = ChaosProxy(("127.0.0.1", platform.port), seed=seed)
         try:
             lossy = terminal.client(store, url=proxy.url, batch_rows=200, prune=False)

@@ -11,8 +11,6 @@ under SQLite (its reason or date no longer decodes, as a bad sector leaves it) i
 from __future__ import annotations
 
 import datetime as dt
-import os
-import random
 import shutil
 import signal
 import sqlite3
@@ -24,7 +22,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from daemon_support import PEPPER, make_terminal
-from fault_support import size
+from fault_support import seeded, size
 from store_support import entry, h, header, public_pem, raw, write_list
 
 from offline_store import Store, StoreError, ed25519_verifier
@@ -87,8 +85,7 @@ def test_an_import_killed_midway_leaves_the_old_list_whole(tmp_path: Path) -> No
     assert done.wait(timeout=600) == 0, done.communicate()
     whole_s = time.monotonic() - started
     assert _deny(store_path) == (3, False, True)
-    seed = int(os.environ.get("SSCARD_FAULTS_SEED", str(time.time_ns())))
-    rng = random.Random(seed)
+    seed, rng = seeded()
     for kill in range(KILLS):
         shutil.copyfile(kept, store_path)  # the first list active again, the same file to import
         child = _import(terminal.config, new, pem)
