@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test golden faults lint system venv clean bench bench-quick fuzz
+.PHONY: demo test golden faults soak lint system venv clean bench bench-quick fuzz
 
 system:
 	@bash scripts/install-system-deps.sh
@@ -34,12 +34,20 @@ lint: venv
 test: venv lint
 	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required SSCARD_TEST_BROWSER=required $(PY) tests/parallel.py
 
-# the long fault campaigns: 1,000 random presentations to `sscard run` (a short form is in `test`)
+# the long fault campaigns (tests/faults, README "Faults"; their short forms are in `test`), and
+# 1,000 random presentations to `sscard run`; the golden outputs are those of the short forms
 faults: venv
-	SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} $(PY) -m pytest -x -q -s \
-		tests/e2e/test_daemon_cycles_e2e.py --timeout=0
+	SSCARD_FAULTS=long SSCARD_GOLDEN=off SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} \
+		$(PY) -m pytest -x -q -s tests/faults tests/e2e/test_daemon_cycles_e2e.py --timeout=0
 	SSCARD_FARE_PURCHASES=$${SSCARD_FARE_PURCHASES:-10000} $(PY) -m pytest -x -q -s \
 		tests/emulated/test_fare_campaign.py --timeout=0
+
+# `sscard run` at a tap a second for an hour (not in CI; SOAK_SECONDS shortens it): resident
+# memory and open files printed every minute
+SOAK_SECONDS ?= 3600
+soak: venv
+	SSCARD_SOAK_SECONDS=$(SOAK_SECONDS) SSCARD_GOLDEN=off $(PY) -m pytest -x -q -s \
+		tests/faults/test_soak.py --timeout=0
 
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,3 +211,62 @@ def personal_aad(seq: int, row_uuid: str) -> bytes:
     :raises: nothing
     """
     return f"{CHAIN_FORMAT} seq={seq} uuid={row_uuid}".encode("ascii")
+
+
+def link_problem(row: JournalRow, seq: int, prev_hash: str) -> tuple[int, str] | None:
+    """Where and why ``row`` does not continue a chain expected at ``seq`` after ``prev_hash``."""
+    if row.seq < seq:
+        return row.seq, f"row {row.seq} is at or before the prune anchor"
+    if row.seq > seq:
+        return seq, f"row {seq} is missing"
+    if row.prev_hash != prev_hash:
+        return row.seq, "prev_hash does not match the previous row's hash"
+    if chain_hash(row.prev_hash, row.canonical()) != row.hash:
+        return row.seq, "hash does not match the row's contents"
+    return None
+
+
+def row_from_columns(raw: Sequence[Any]) -> JournalRow:
+    """A journal row from the columns of a ``SELECT`` of the journal table, in table order
+    (the payment's two columns excepted: :class:`offline_store.journal.Journal` adds them)."""
+    (
+        seq,
+        row_uuid,
+        wall_time_us,
+        monotonic_ns,
+        scenario,
+        catalogue_item,
+        credential_token,
+        outcome,
+        reason_code,
+        amount,
+        terminal_id,
+        names_json,
+        ciphertext,
+        prev_hash,
+        digest,
+        uploaded,
+        flags_json,
+        ref_seq,
+    ) = raw
+    return JournalRow(
+        seq=seq,
+        uuid=row_uuid,
+        wall_time=wall_time_us / 1_000_000,
+        monotonic_ns=monotonic_ns,
+        scenario=scenario,
+        catalogue_item=catalogue_item,
+        credential_token=credential_token,
+        outcome=outcome,
+        reason_code=reason_code,
+        amount=amount,
+        personal_fields=tuple(json.loads(names_json)),
+        prev_hash=prev_hash,
+        hash=digest,
+        uploaded=bool(uploaded),
+        terminal_id=terminal_id,
+        wall_time_us=wall_time_us,
+        personal_ciphertext=ciphertext,
+        flags=tuple(json.loads(flags_json)),
+        ref_seq=ref_seq,
+    )

@@ -454,8 +454,12 @@ def _acquire(path: Path) -> int:
     except OSError as exc:
         os.close(fd)
         raise StoreError(f"cannot lock {lock_path}: {exc.strerror}") from exc
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    except OSError as exc:  # a full disk: refused with the file's name, the lock let go
+        _release(fd)
+        raise StoreError(f"cannot write the lock file {lock_path}: {exc.strerror}") from exc
     return fd
 
 

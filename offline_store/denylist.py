@@ -139,7 +139,8 @@ class DenyList:
             default: today by the store's clock, local time
         :returns: the entry, or ``None`` when the card is not listed (or not yet), or no list
             was ever imported — :meth:`status` tells the two apart
-        :raises StoreError: the hash is not 64 lowercase hex characters
+        :raises StoreError: the hash is not 64 lowercase hex characters, or the card's entry
+            is damaged (its reason or date does not decode)
         """
         if not is_card_hash(card_hash):
             raise StoreError("card_hash must be 64 lowercase hex characters")
@@ -153,11 +154,18 @@ class DenyList:
             ).fetchone()
         if found is None:
             return None
-        effective = date_from_int(found[1])
+        try:  # a damaged entry (a bad sector) is an error, never a silent "not listed"
+            effective = date_from_int(found[1])
+            reason = DenyReason(found[0])
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"deny list version {version}: the entry of this card is damaged ({exc}); "
+                "import the list again"
+            ) from exc
         day = today if today is not None else datetime.date.fromtimestamp(self._clock())
         if effective > day:
             return None
-        return DenyEntry(card_hash, DenyReason(found[0]), effective, version)
+        return DenyEntry(card_hash, reason, effective, version)
 
     def status(self) -> DenyStatus:
         """The active and previous versions and the active entry count.

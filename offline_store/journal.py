@@ -42,8 +42,10 @@ from offline_store.chain import (
     ChainReport,
     JournalRow,
     chain_hash,
+    link_problem,
     payment_digest,
     personal_aad,
+    row_from_columns,
 )
 from offline_store.daycount import add_counts, check_count_keys, local_day
 from offline_store.db import StoreDb
@@ -54,7 +56,7 @@ from offline_store.entry import (
     check_flags,
     personal_plaintext,
 )
-from offline_store.errors import JournalError
+from offline_store.errors import JournalError, StoreError
 from offline_store.payment import OpenPurchases, open_sealed, seal
 
 __all__ = ["Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
@@ -426,9 +428,11 @@ class Journal:
     def verify_chain(self) -> ChainReport:
         """Walk the rows from the anchor and check every link and hash, and the head.
 
-        The thread lock is held for the walk so the rows do not change under it.
+        The thread lock is held for the walk so the rows do not change under it. A row that
+        does not decode (damaged JSON in its columns) or a page SQLite cannot read is a break
+        at the first row not checked, never an exception: the rows before it are sound.
 
-        :raises StoreError: the database failed
+        :raises StoreError: the database failed before the walk (the file cannot be read)
         """
         with self._db.read() as conn:
             state = conn.execute(
@@ -437,27 +441,25 @@ class Journal:
             last_seq, last_hash, anchor_seq, anchor_hash = state
             expected_seq, expected_prev, checked = anchor_seq + 1, anchor_hash, 0
             cursor = conn.execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq")
-            for raw in cursor:
+            while True:
                 try:
+                    raw = cursor.fetchone()
+                    if raw is None:
+                        break
                     row = self._row(raw)
+                except sqlite3.DatabaseError as exc:
+                    return ChainReport(
+                        False, checked, expected_seq, f"the file is damaged from here: {exc}"
+                    )
                 except JournalError as exc:  # a payment that does not decrypt
-                    return ChainReport(False, checked, raw[0], str(exc))
-                if row.seq < expected_seq:
+                    return ChainReport(False, checked, expected_seq, str(exc))
+                except (ValueError, TypeError) as exc:  # JSON columns that do not decode
                     return ChainReport(
-                        False, checked, row.seq, f"row {row.seq} is at or before the prune anchor"
+                        False, checked, expected_seq, f"row does not decode: {type(exc).__name__}"
                     )
-                if row.seq > expected_seq:
-                    return ChainReport(
-                        False, checked, expected_seq, f"row {expected_seq} is missing"
-                    )
-                if row.prev_hash != expected_prev:
-                    return ChainReport(
-                        False, checked, row.seq, "prev_hash does not match the previous row's hash"
-                    )
-                if chain_hash(row.prev_hash, row.canonical()) != row.hash:
-                    return ChainReport(
-                        False, checked, row.seq, "hash does not match the row's contents"
-                    )
+                problem = link_problem(row, expected_seq, expected_prev)
+                if problem is not None:
+                    return ChainReport(False, checked, *problem)
                 expected_seq, expected_prev, checked = row.seq + 1, row.hash, checked + 1
         if expected_seq - 1 > last_seq:
             return ChainReport(
@@ -475,6 +477,26 @@ class Journal:
                 False, checked, last_seq, "the last row's hash does not match the journal head"
             )
         return ChainReport(True, checked)
+
+    def check_sound(self) -> ChainReport:
+        """What the daemon checks at start: SQLite's ``quick_check`` of the file, then the
+        chain (:meth:`verify_chain`). A damaged file is reported as a break at the first row
+        the chain walk cannot vouch for (the file's first seq when the walk finds none).
+
+        :raises: nothing: a file that cannot be read at all is a break at the first row held
+        """
+        try:
+            with self._db.read() as conn:
+                found = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
+        except StoreError as exc:
+            found = [str(exc)]
+        try:
+            report = self.verify_chain()
+        except StoreError as exc:
+            report = ChainReport(False, 0, None, f"the journal cannot be read: {exc}")
+        if found == ["ok"] or not report.ok:
+            return report
+        return ChainReport(False, report.rows, None, "the file is damaged: " + "; ".join(found[:2]))
 
     def count(
         self,
@@ -542,7 +564,7 @@ class Journal:
     def _row(self, raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
         """A stored row, its payment decrypted when the journal key is there (the chain hash
         covers its digest, kept in clear: the chain verifies without the key)."""
-        row = _row(raw[:-2])
+        row = row_from_columns(raw[:-2])
         digest, sealed = raw[-2:]
         if sealed is None:
             return row
@@ -552,47 +574,3 @@ class Journal:
         if payment_digest(payment) != digest:
             raise JournalError(f"journal row {row.seq}: the payment does not match its digest")
         return dataclasses.replace(row, payment=payment, payment_sha256=digest)
-
-
-def _row(raw: sqlite3.Row | tuple[Any, ...]) -> JournalRow:
-    (
-        seq,
-        row_uuid,
-        wall_time_us,
-        monotonic_ns,
-        scenario,
-        catalogue_item,
-        credential_token,
-        outcome,
-        reason_code,
-        amount,
-        terminal_id,
-        names_json,
-        ciphertext,
-        prev_hash,
-        digest,
-        uploaded,
-        flags_json,
-        ref_seq,
-    ) = raw
-    return JournalRow(
-        seq=seq,
-        uuid=row_uuid,
-        wall_time=wall_time_us / 1_000_000,
-        monotonic_ns=monotonic_ns,
-        scenario=scenario,
-        catalogue_item=catalogue_item,
-        credential_token=credential_token,
-        outcome=outcome,
-        reason_code=reason_code,
-        amount=amount,
-        personal_fields=tuple(json.loads(names_json)),
-        prev_hash=prev_hash,
-        hash=digest,
-        uploaded=bool(uploaded),
-        terminal_id=terminal_id,
-        wall_time_us=wall_time_us,
-        personal_ciphertext=ciphertext,
-        flags=tuple(json.loads(flags_json)),
-        ref_seq=ref_seq,
-    )

@@ -359,7 +359,8 @@ class Pipeline:
         :param card_hash: the credential token (empty when no credential was read)
         :param service: the service a service-hall clerk named, for the access audit
         :returns: the decision with its journal sequence
-        :raises StoreError: the journal could not be written (nothing is signalled then)
+        :raises StoreError: the journal could not be written (nothing is signalled then: see
+            :meth:`signal_unjournaled`)
         """
         personal = dict(facts.personal) if facts is not None and decision.accepted else {}
         if facts is not None and facts.personal:
@@ -405,6 +406,16 @@ class Pipeline:
             counts=self.rules.counts(decision.accepted, card_hash),
             recovery=paid.recovery if paid else None,
         )
+
+    def signal_unjournaled(self) -> None:
+        """Show the holder ``journal_unavailable``: a refusal that is never journaled, for a
+        presentation the store failed during (a disk full under the journal, a damaged file).
+        The daemon's worker calls it on a ``StoreError``: the gate stays shut, no money
+        is taken, and the holder hears why instead of silence.
+
+        :raises: nothing
+        """
+        self._signal(replace(refuse(Reason.JOURNAL_UNAVAILABLE), hotlines=self.hotlines))
 
     def _signal(self, decision: Decision) -> None:
         if self.indicator is None:

@@ -100,6 +100,9 @@ class Reason(StrEnum):
     PURSE_REFUSED = "purse_refused"  # any other status word of a payment step
     PURSE_TORN = "purse_torn"  # the card left during the debit: tap again
     PURSE_UNDECIDED = "purse_undecided"  # a torn purchase the card cannot settle
+    #: the terminal could not journal the decision (disk full, a damaged store): it refuses,
+    #: since it never opens a gate or takes money it cannot record; never itself journaled
+    JOURNAL_UNAVAILABLE = "journal_unavailable"
 
 
 class NextStep(StrEnum):
@@ -407,6 +410,9 @@ TEXTS: dict[Reason, ReasonText] = {
     ),
     Reason.PURSE_UNDECIDED: ReasonText(
         _R, "交易待核实，请到人工窗口", "Payment to be checked: please see staff", _STAFF
+    ),
+    Reason.JOURNAL_UNAVAILABLE: ReasonText(
+        _R, "终端暂停服务，请到人工窗口", "Terminal out of service: please see staff", _STAFF
     ),
 }
 

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,12 @@ class TerminalFolder:
         """Write the settings file."""
         self.config.write_text(self.settings(**kwargs))
 
-    def rows(self) -> list[tuple[int, str, str, str]]:
-        """The journal: (seq, scenario, outcome, reason) of every row, read-only."""
-        path = self.folder / "store.db"
+    def rows(self, path: Path | None = None) -> list[tuple[int, str, str, str]]:
+        """The journal: (seq, scenario, outcome, reason) of every row, read-only.
+
+        :param path: the store file (default: the folder's ``store.db``)
+        """
+        path = path or self.folder / "store.db"
         if not path.exists():
             return []
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
@@ -80,14 +84,16 @@ class TerminalFolder:
             conn.close()
 
 
-def journal_verify(config: Path) -> int:
+def journal_verify(config: Path, prefix: Sequence[str] = ()) -> int:
     """``sscard journal verify`` in a child process, for a journal whose length a test does not
     know in advance (random presentations, kills): not a golden call. The rows verified.
 
     :param config: the settings file
+    :param prefix: a command the child runs under (``nsenter`` into a mount namespace)
     """
     done = subprocess.run(
-        [sys.executable, "-m", "terminal.cli", "journal", "verify", "--config", str(config)],
+        [*prefix, sys.executable, "-m", "terminal.cli", "journal", "verify", "--config",
+         str(config)],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -126,9 +132,10 @@ class DaemonProcess:
     """``sscard run`` in a child process, with a notification socket of its own.
 
     :param terminal: the terminal folder
+    :param prefix: a command the daemon runs under (``nsenter`` into a mount namespace)
     """
 
-    def __init__(self, terminal: TerminalFolder) -> None:
+    def __init__(self, terminal: TerminalFolder, prefix: Sequence[str] = ()) -> None:
         self.terminal = terminal
         self.stderr_path = terminal.folder / f"run-{time.monotonic_ns()}.stderr"
         self._notify_dir = tempfile.mkdtemp(prefix="sscard-notify-")
@@ -140,7 +147,7 @@ class DaemonProcess:
                    WATCHDOG_USEC="1000000", NO_COLOR="1")  # fmt: skip
         with self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "terminal.cli", "-v", "run", "--config",
+                [*prefix, sys.executable, "-m", "terminal.cli", "-v", "run", "--config",
                  str(terminal.config)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
             )  # fmt: skip
@@ -236,6 +243,13 @@ class DaemonProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"reader not {state}: {self.reader_state()}")
             time.sleep(0.02)
+
+    def wait_said(self, text: str, timeout: float = 10.0) -> None:
+        """Wait until the daemon's stderr holds ``text`` (an alarm, a log line)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.err():
+            assert time.monotonic() < deadline, self.err()[-2000:]
+            time.sleep(0.05)
 
     def signal(self, signum: int) -> None:
         """Send a signal to the daemon."""

@@ -1,8 +1,9 @@
 """Run the suite as two pytest processes side by side: the end-to-end tests, and the rest.
 
 The end-to-end tests spend most of their time waiting on pcscd, vpcd and child processes, and
-they share one pcscd, so they run in one process; everything else (unit, emulated, sync, fuzz)
-runs beside them in a second. No test outside ``tests/e2e`` starts pcscd, so the two never meet.
+they share one pcscd, so they run in one process, with the fault campaigns' short forms
+(``tests/faults``, which start pcscd too); everything else (unit, emulated, sync, fuzz) runs
+beside them in a second. No test outside those two folders starts pcscd, so the two never meet.
 pytest-xdist would do this more finely, but its ``loadgroup`` scheduling does not run on pytest 9
 (it sets ``item._nodeid``, which pytest 9 no longer reads), so the split is made here.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 E2E = "tests/e2e"
+FAULTS = "tests/faults"  # the fault campaigns' short forms start pcscd too: with the e2e half
 
 
 def main(argv: list[str]) -> int:
@@ -30,13 +32,13 @@ def main(argv: list[str]) -> int:
     command = [sys.executable, "-m", "pytest", *argv]
     with tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace") as kept:
         rest = subprocess.Popen(
-            [*command, "tests", f"--ignore={E2E}"],
+            [*command, "tests", f"--ignore={E2E}", f"--ignore={FAULTS}"],
             cwd=ROOT,
             stdout=kept,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PY_COLORS": os.environ.get("PY_COLORS", "0")},
         )
-        e2e = subprocess.Popen([*command, E2E], cwd=ROOT)
+        e2e = subprocess.Popen([*command, E2E, FAULTS], cwd=ROOT)
         try:
             e2e_status = e2e.wait()
             rest_status = rest.wait()

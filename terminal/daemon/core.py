@@ -228,9 +228,27 @@ class Daemon:
             sync_now=self.sync_answer,
         )
         self.admin.start()
+        self._check_journal(terminal.store)
         if self.host is not None:
             self.host.start()
         self.after_sync()
+
+    def _check_journal(self, store: Store) -> None:
+        """Check the store file and the journal chain once, at start (``Journal.check_sound``).
+
+        A damaged file or a broken chain is the ``journal`` device's alarm for the operator,
+        naming the first row the chain cannot vouch for; the rows before it verify. Decisions
+        go on, chained after the journal's head, while the operator replaces the file (README
+        "Faults": what is recovered and what is not).
+        """
+        report = store.journal.check_sound()
+        if report.ok:
+            log.info("event=journal_sound rows=%d", report.rows)
+            return
+        where = "" if report.first_bad_seq is None else f" at seq {report.first_bad_seq}"
+        self.health.down(
+            "journal", f"damaged{where}: {report.problem} ({report.rows} rows before it verify)"
+        )
 
     @staticmethod
     def _discover_readers(terminal: Terminal) -> list[str]:

@@ -5,8 +5,10 @@ wait for it to be done; the worker decides it through the pipeline holding the d
 ``store_lock`` (the pipeline journals with fsync before any indicator fires), so decisions never
 interleave and an operator command through the admin socket waits for the decision in flight,
 never the reverse. An exception in one job is logged with its source, counted, and the job
-answered as failed; the worker carries on. It is the only user of the security module, so it
-also reopens a PSAM that was missing (:meth:`DecisionWorker.ensure_module`).
+answered as failed; the worker carries on. A store that cannot journal (a disk full, a damaged
+file) is the ``store`` device's alarm until a decision is journaled again. It is the only user
+of the security module, so it also reopens a PSAM that was missing
+(:meth:`DecisionWorker.ensure_module`).
 
 When the daemon serves the host API it has a :class:`~terminal.host.desk.Desk`: the worker
 tells it each decision (what ``GET /v1/card`` answers) and, for a card, first takes the desk's
@@ -29,6 +31,7 @@ from apdu.ssc import SscSession
 from apdu.transport import t0_chain
 from drivers.pcsc import PcscConnection
 from drivers.psam import open_psam
+from offline_store import StoreError
 from terminal.card_read import ScenarioRead
 from terminal.daemon.parts import DaemonParts
 from terminal.ecard_flow import CodeVerifier, process_code, verifier_from_settings
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 IDLE_POLL_S = 0.2
 MODULE_RETRY_S = 1.0  # a missing PSAM is looked for again this often (and before each card)
 CARD, CODE = "card", "code"
+#: the device whose alarm says decisions cannot be journaled (a disk full, a damaged store)
+STORE = "store"
 
 
 @dataclass
@@ -130,6 +135,14 @@ class DecisionWorker:
                 return
             try:
                 self._decide(job)
+                self.daemon.health.up(STORE)
+            except StoreError as exc:  # the holder hears why; the operator, once
+                self.daemon.terminal.pipeline.signal_unjournaled()
+                self.failed += 1
+                job.error = f"{type(exc).__name__}: {exc}"
+                log.error("event=decision_not_journaled source=%r kind=%s error=%r",
+                          job.source, job.kind, str(exc))  # fmt: skip
+                self.daemon.health.down(STORE, f"decisions cannot be journaled: {exc}")
             except Exception as exc:  # one bad job must not stop the terminal: log, count, go on
                 self.failed += 1
                 job.error = f"{type(exc).__name__}: {exc}"

@@ -15,17 +15,15 @@ from sync_support import (
     TerminalSetup,
     fill_journal,
     register,
+    served_platform,
 )
 
 
 @pytest.fixture
 def platform(tmp_path: Path) -> Iterator[PlatformProcess]:
     """A fresh reference platform, serving on loopback."""
-    served = PlatformProcess(tmp_path / "platform")
-    served.init()
-    served.start()
-    yield served
-    served.stop()
+    with served_platform(tmp_path / "platform") as served:
+        yield served
 
 
 @pytest.fixture

@@ -79,6 +79,8 @@ class _Proxy:
         """A new connection to the platform (tracked: closed by :meth:`close`)."""
         upstream = socket.create_connection(self.upstream, timeout=30)
         self._track(upstream)
+        if self._stop.is_set():  # close() may have listed the sockets before this one joined
+            _close(upstream)
         return upstream
 
     def handle(self, client: socket.socket) -> None:

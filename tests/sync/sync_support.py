@@ -7,6 +7,7 @@ Everything here is real: HTTP on loopback, SQLite files, child processes stopped
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,6 +191,18 @@ class PlatformProcess:
     def verify(self) -> str:
         """``platform tx verify`` (must exit 0); its output."""
         return self.run("tx", "verify").stdout
+
+
+@contextlib.contextmanager
+def served_platform(folder: Path) -> Iterator[PlatformProcess]:
+    """A fresh reference platform in ``folder``, serving on loopback until the block ends."""
+    served = PlatformProcess(folder)
+    served.init()
+    served.start()
+    try:
+        yield served
+    finally:
+        served.stop()
 
 
 @dataclass
