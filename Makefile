@@ -34,10 +34,13 @@ lint: venv
 test: venv lint
 	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required SSCARD_TEST_BROWSER=required $(PY) tests/parallel.py
 
-# the long fault campaigns: 1,000 random presentations to `sscard run` (a short form is in `test`)
+# the long fault campaigns: 1,000 random presentations to `sscard run`, 10,000 purchases cleared
+# by the platform on SQLite and PostgreSQL (short forms of both are in `test`)
 faults: venv
 	SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} $(PY) -m pytest -x -q -s \
 		tests/e2e/test_daemon_cycles_e2e.py --timeout=0
+	SSCARD_CLEARING_PURCHASES=$${SSCARD_CLEARING_PURCHASES:-10000} SSCARD_TEST_POSTGRES=required \
+		$(PY) -m pytest -x -q tests/emulated/test_platform_clearing.py -k campaign --timeout=0
 
 # re-record those outputs (then review `git diff tests/golden`)
 golden: venv
