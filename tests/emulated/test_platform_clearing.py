@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from clearing_support import ISSUERS, RowJournal, run_campaign, upload
+from payment_support import medical_settlement
 from platform_support import LivePlatform, cli, live_platform
 
 pytestmark = pytest.mark.emulated
@@ -122,3 +123,44 @@ def test_production_refuses_the_test_tac_roots(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert "TEST KEY payment roots: a production platform refuses them" in refused.stderr
     assert refused.stdout == ""
+
+
+def test_a_medical_settlement_an_unknown_issuer_and_a_torn_purchase_each_have_their_line(
+    live: LivePlatform,
+) -> None:
+    rec, card_id = medical_settlement()
+    assert rec.tac is not None and rec.terminal_number is not None
+    medical = {
+        "kind": "medical",
+        "state": "done",
+        "amount_fen": rec.charge.amount,
+        "self_pay_fen": rec.charge.self_pay,
+        "pooled_fen": rec.charge.pooled,
+        "balance_before": rec.balance_before,
+        "balance_after": rec.balance_after,
+        "card_sequence": rec.card_sequence,
+        "terminal_sequence": rec.terminal_sequence,
+        "tac": rec.tac.hex().upper(),
+        "time": rec.when.strftime("%Y%m%d%H%M%S"),
+        "terminal_number": rec.terminal_number,
+        "card_serial": card_id.upper(),
+        "issuer": None,
+    }
+    journal, _ = run_campaign(3, cards=1, seed=18)
+    stranger = {**journal.uploaded[-1]["payment"], "issuer": "9999000000000000"}
+    torn = {**stranger, "card_sequence": 7, "state": "torn", "tac": None, "issuer": ISSUERS[0]}
+    for extra in (medical, stranger, torn):
+        journal.append(extra)
+    # the platform clears for the two issuers of the campaign only: the stranger has no key
+    roots = live.keys_dir / "payment-roots.toml"
+    listed = ", ".join(f'"{issuer}"' for issuer in ISSUERS)
+    roots.write_text(roots.read_text().replace("[transit]\n", f"[transit]\nissuers = [{listed}]\n"))
+    live.restart()
+    _upload(live, journal)
+    report = live.platform.clearing(DAY).to_json()
+    issuers = {(row["kind"], row["issuer"]): row for row in report["issuers"]}
+    city = card_id[:6]
+    assert issuers[("medical", city)]["sum_fen"] == 3000
+    assert issuers[("medical", city)]["tac_ok"] == 1
+    assert issuers[("transit", "9999000000000000")]["tac_unchecked"] == 1  # no key: said so
+    assert report["total"]["unresolved"] == 1  # the torn purchase the card never came back for
