@@ -30,13 +30,15 @@ self-paid or pooled part): said so, never guessed; ``none`` — a row with no TA
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
 
 from apdu import crypto, medical_payment, purse
 from apdu.payment import Charge
@@ -238,8 +240,15 @@ def tac_status(fact: PaymentFact, roots: PaymentRoots | None) -> str:
         factors = medical_payment.medical_factors(bytes.fromhex(fact.card_serial))
         charge = Charge(fact.amount_fen, fact.self_pay_fen, fact.pooled_fen)
         data = medical_payment.tac_data(charge, fact.terminal_number, fact.terminal_sequence, when)
-    dtk = crypto.diversify_levels(crypto.Algorithm.DES, root, factors[::-1])
+    dtk = _card_dtk(root, factors)
     return "ok" if purse.tac(dtk, data).hex().upper() == fact.tac else "mismatch"
+
+
+@functools.lru_cache(maxsize=4096)
+def _card_dtk(root: bytes, factors: tuple[bytes, ...]) -> bytes:
+    """A card's DTK from a root and its factors (card level first); cached, since a card pays
+    many times a day and the derivation is most of a TAC check's cost."""
+    return crypto.diversify_levels(crypto.Algorithm.DES, root, factors[::-1])
 
 
 def record(
@@ -250,6 +259,11 @@ def record(
 ) -> int:
     """Store the purchases of newly stored journal rows (in the batch's transaction).
 
+    The batch is folded in memory first (its rows come in seq order: the last one stating a
+    purchase is its latest here), then the purchases already stored are read in a few
+    queries and written back in three statements — one per row would cost the upload of a
+    day's journal minutes.
+
     :param conn: a connection in a write transaction
     :param terminal_id: the terminal whose rows they are
     :param rows: ``(seq, wall_time_us, payment)`` of each row the batch stored, in seq order
@@ -257,29 +271,34 @@ def record(
     :returns: how many rows named a purchase
     :raises: nothing beyond the database's own errors
     """
-    count = 0
+    latest: dict[Key, tuple[int, int, PaymentFact]] = {}
+    counts: Counter[Key] = Counter()
     for seq, wall_time_us, fact in rows:
         if fact.card_sequence is None:
             continue  # the purchase never reached the card: no purchase to name
-        count += 1
-        key = (
-            payment.c.kind == fact.kind,
-            payment.c.card_serial == fact.card_serial,
-            payment.c.card_sequence == fact.card_sequence,
-        )
-        stored = conn.execute(
-            select(payment.c.terminal_id, payment.c.seq, payment.c.wall_time_us, payment.c.rows)
-            .where(*key)
-            .with_for_update()
-        ).one_or_none()
+        key = (fact.kind, fact.card_serial, fact.card_sequence)
+        counts[key] += 1
+        latest[key] = (seq, wall_time_us, fact)
+    if not latest:
+        return 0
+    stored = _stored(conn, list(latest))
+    inserts: list[dict[str, Any]] = []
+    replaces: list[dict[str, Any]] = []
+    recounts: list[dict[str, Any]] = []
+    for key, (seq, wall_time_us, fact) in latest.items():
+        before = stored.get(key)
+        where = {"k_kind": key[0], "k_serial": key[1], "k_sequence": key[2]}
+        rows_now = counts[key] + (before.rows if before is not None else 0)
+        if before is not None and not _later(terminal_id, seq, wall_time_us, before):
+            recounts.append({**where, "v_rows": rows_now})
+            continue
         status = tac_status(fact, roots)
-        values = _values(fact, status, terminal_id, seq, wall_time_us)
-        if stored is None:
-            conn.execute(insert(payment).values(rows=1, **values))
-        elif _later(terminal_id, seq, wall_time_us, stored):
-            conn.execute(update(payment).where(*key).values(rows=stored.rows + 1, **values))
+        values = _values(fact, status, terminal_id, seq, wall_time_us) | {"rows": rows_now}
+        if before is None:
+            inserts.append(values)
         else:
-            conn.execute(update(payment).where(*key).values(rows=stored.rows + 1))
+            changed = {f"v_{name}": v for name, v in values.items() if name not in _KEY_COLUMNS}
+            replaces.append(where | changed)
         if status == "mismatch":
             log.warning(
                 "event=payment_tac_mismatch terminal=%s seq=%d kind=%s amount=%d",
@@ -288,7 +307,42 @@ def record(
                 fact.kind,
                 fact.amount_fen,
             )
-    return count
+    if inserts:
+        conn.execute(insert(payment), inserts)
+    if replaces:
+        names = [name for name in replaces[0] if name.startswith("v_")]
+        values_of: dict[str, Any] = {name[2:]: bindparam(name) for name in names}
+        conn.execute(update(payment).where(*_KEY_MATCH).values(values_of), replaces)
+    if recounts:
+        conn.execute(update(payment).where(*_KEY_MATCH).values(rows=bindparam("v_rows")), recounts)
+    return sum(counts.values())
+
+
+Key = tuple[str, str, int]
+_KEY_COLUMNS = frozenset({"kind", "card_serial", "card_sequence"})
+LOOKUP_CHUNK = 300  # purchases looked up per query (3 parameters each)
+_KEY_MATCH = (
+    payment.c.kind == bindparam("k_kind"),
+    payment.c.card_serial == bindparam("k_serial"),
+    payment.c.card_sequence == bindparam("k_sequence"),
+)
+
+
+def _stored(conn: Connection, keys: list[Key]) -> dict[Key, Any]:
+    """The stored purchases among ``keys`` (locked for the transaction on PostgreSQL)."""
+    columns = (payment.c.kind, payment.c.card_serial, payment.c.card_sequence)
+    found: dict[Key, Any] = {}
+    for start in range(0, len(keys), LOOKUP_CHUNK):
+        chunk = keys[start : start + LOOKUP_CHUNK]
+        query = (
+            select(*columns, payment.c.terminal_id, payment.c.seq, payment.c.wall_time_us)
+            .add_columns(payment.c.rows)
+            .where(tuple_(*columns).in_(chunk))
+            .with_for_update()
+        )
+        for row in conn.execute(query):
+            found[(row.kind, row.card_serial, row.card_sequence)] = row
+    return found
 
 
 def _later(terminal_id: str, seq: int, wall_time_us: int, stored: Any) -> bool:

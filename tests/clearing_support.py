@@ -73,10 +73,20 @@ class RowJournal(Journal):
     cards: dict[str, VirtualSscCard] = field(default_factory=dict)
     uploaded: list[dict[str, Any]] = field(default_factory=list)
     prev_hash: str = GENESIS_HASH
+    open_keys: set[int] = field(default_factory=set)
 
     def write(self, key: int, rec: PurchaseRecord) -> None:
         super().write(key, rec)
+        if rec.journal_state in ("torn", "pending"):
+            self.open_keys.add(key)
+        else:
+            self.open_keys.discard(key)
         self.append(payment_object(rec, self.cards[rec.card_id]))
+
+    def torn(self) -> list[int]:
+        """The purchases still torn or pending, as :meth:`Journal.torn` finds them, from an
+        index (a scan of every row per tap made a 10,000-purchase campaign quadratic)."""
+        return sorted(self.open_keys)
 
     def append(self, payment: dict[str, Any]) -> dict[str, Any]:
         """Chain one more row carrying ``payment``; the row."""
