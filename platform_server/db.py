@@ -55,6 +55,7 @@ __all__ = [
     "fast_commit_engine",
     "iso_utc",
     "journal",
+    "journal_payment",
     "journal_state",
     "meta",
     "metadata",
@@ -232,6 +233,17 @@ request_nonce = Table(
 )
 Index("request_nonce_expiry", request_nonce.c.expires_at)
 
+# the payment object of each stored journal row that carries one (docs/sync.md §5.7), as
+# received: the journal's record holds its digest, which is what the chain hash covers
+journal_payment = Table(
+    "journal_payment",
+    metadata,
+    Column("terminal_id", String(TERMINAL_ID_LEN), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("payment", Text, nullable=False),  # canonical_bytes(payment object)
+    sqlite_with_rowid=False,
+)
+
 # one row per purchase a card made, keyed as the card keys it: its kind, its serial and the
 # offline sequence it debited under; the latest journal row that states it wins
 # (platform_server.payments, docs/clearing.md)
@@ -263,7 +275,7 @@ payment = Table(
 Index("payment_day", payment.c.day)
 
 # the tables each schema version added, created when an older database is opened
-MIGRATIONS: dict[int, tuple[Table, ...]] = {2: (request_nonce,), 3: (payment,)}
+MIGRATIONS: dict[int, tuple[Table, ...]] = {2: (request_nonce,), 3: (journal_payment, payment)}
 
 # meta keys
 META_SCHEMA = "schema_version"

@@ -5,7 +5,9 @@ A row is exactly ``offline_store.chain.JournalRow.record()`` plus ``prev_hash`` 
 (docs/offline-store.md §5); ``flags`` is there only when the row has some, ``ref_seq`` only when
 it follows up an earlier row (a deferred e-card code confirmed or found invalid), ``payment``
 only on a purchase's rows (:mod:`platform_server.payments` checks it), and all are stored with
-the rest of the record (its canonical bytes). For each row of a batch, in seq order
+the rest of the record (its canonical bytes). The chain hash covers a payment object by its
+digest (:func:`platform_server.payments.payment_digest`): the record stores the digest, the
+object goes to ``journal_payment`` beside it. For each row of a batch, in seq order
 (docs/sync.md §5):
 
 * another terminal's row → rejected ``terminal_mismatch``;
@@ -40,9 +42,9 @@ from offline_store.chain import (
     canonical_bytes,
     chain_hash,
 )
-from platform_server.db import journal, journal_state
+from platform_server.db import journal, journal_payment, journal_state
 from platform_server.errors import InvalidInput, NotFound
-from platform_server.payments import PaymentFact, parse_payment
+from platform_server.payments import PaymentFact, parse_payment, payment_digest
 from sync.wire import load_json, quote
 
 __all__ = [
@@ -124,6 +126,7 @@ class UploadedRow:
     :param hash: the row's hash as uploaded
     :param hash_ok: the hash is ``SHA-256(prev_hash ‖ record)``
     :param payment: the row's payment object, ``None`` for a row without one
+    :param payment_record: the object's canonical bytes, as stored in ``journal_payment``
     """
 
     seq: int
@@ -139,6 +142,7 @@ class UploadedRow:
     hash: str
     hash_ok: bool
     payment: PaymentFact | None = None
+    payment_record: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,10 +226,11 @@ def _row(raw: object, index: int) -> UploadedRow:
     if "ref_seq" in raw:  # a terminal names an earlier row; the format is all that is checked
         _int(raw, "ref_seq", where, _SEQ)
         record["ref_seq"] = raw["ref_seq"]
-    payment = None
+    payment, payment_record = None, None
     if "payment" in raw:
         payment = parse_payment(raw["payment"], where)
-        record["payment"] = raw["payment"]
+        payment_record = canonical_bytes(raw["payment"])
+        record["payment"] = payment_digest(raw["payment"])  # what the chain hash covers
     try:
         canonical = canonical_bytes(record)
     except UnicodeEncodeError:
@@ -244,6 +249,7 @@ def _row(raw: object, index: int) -> UploadedRow:
         hash=raw["hash"],
         hash_ok=chain_hash(raw["prev_hash"], canonical) == raw["hash"],
         payment=payment,
+        payment_record=payment_record,
     )
 
 
@@ -340,6 +346,13 @@ def ingest(
     if not new or first_seq is None:
         return _result(state.ack_seq, 0, duplicates, rejected)
     conn.execute(insert(journal), new)
+    objects = [
+        {"terminal_id": terminal_id, "seq": v["seq"], "payment": record.decode("utf-8")}
+        for v in new
+        if (record := batch[v["seq"]].payment_record) is not None
+    ]
+    if objects:
+        conn.execute(insert(journal_payment), objects)
     _relink_successors(conn, terminal_id, new, stored)
     ack = state.ack_seq if state.first_seq is not None else first_seq - 1
     if any(v["seq"] == ack + 1 for v in new):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from payment_support import WHEN, Journal, TransitTerminal, session
-from platform_support import record, seal
+from platform_support import record
 from support import load_test_roots, persona
 
 from apdu.errors import CardRemoved
@@ -21,7 +21,8 @@ from apdu.payment import Charge, InsufficientBalance, PaymentRefused, PurchaseTo
 from apdu.purchase import Purchase, PurchaseRecord
 from drivers.virtual.card import Behaviour
 from drivers.virtual.ssc_card import VirtualSscCard
-from offline_store.chain import GENESIS_HASH
+from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash
+from platform_server.payments import payment_digest
 from sync.answers import batch_answer
 from sync.transport import Credentials, SignedTransport
 
@@ -93,10 +94,16 @@ class RowJournal(Journal):
         seq = len(self.uploaded) + 1
         fields = {"scenario": "transit", "reason_code": "purse_" + payment["state"]}
         fields["amount"] = str(payment["amount_fen"])
-        row = seal(record(self.terminal_id, seq, payment=payment, **fields), self.prev_hash)
+        row = seal_payment(record(self.terminal_id, seq, payment=payment, **fields), self.prev_hash)
         self.uploaded.append(row)
         self.prev_hash = row["hash"]
         return row
+
+
+def seal_payment(rec: dict[str, Any], prev_hash: str) -> dict[str, Any]:
+    """A row of a record with a payment object: the chain hash covers the object's digest."""
+    hashed = {**rec, "payment": payment_digest(rec["payment"])}
+    return {**rec, "prev_hash": prev_hash, "hash": chain_hash(prev_hash, canonical_bytes(hashed))}
 
 
 def run_campaign(purchases: int, cards: int, seed: int) -> tuple[RowJournal, list[int]]:

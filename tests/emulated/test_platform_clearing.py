@@ -18,7 +18,10 @@ import pytest
 import requests
 from clearing_support import ISSUERS, RowJournal, run_campaign, upload
 from payment_support import medical_settlement
-from platform_support import LivePlatform, cli, live_platform
+from platform_support import LivePlatform, cli, live_platform, record, seal
+from sqlalchemy import func, select
+
+from platform_server.db import journal_payment
 
 pytestmark = pytest.mark.emulated
 
@@ -67,6 +70,17 @@ def test_150_purchases_clear_to_the_fen_and_a_tampered_tac_is_reported(
 
     _upload(live, journal)  # the same rows again: duplicates, nothing counted twice
     assert live.platform.clearing(DAY).to_json() == report
+    # the chain hash covered each object's digest: the stored chain verifies; the objects are kept
+    [summary] = live.platform.verify_chains("T1")
+    assert summary.ok and summary.rows == len(journal.uploaded)
+    with live.platform.engine.connect() as conn:
+        kept = conn.execute(select(func.count()).select_from(journal_payment)).scalar()
+    assert kept == len(journal.uploaded)
+    # a row hashed over the object itself, not its digest, is not the terminal's: bad_hash
+    seq = len(journal.uploaded) + 1
+    wrong = seal(record("T1", seq, payment=journal.uploaded[-1]["payment"]), journal.prev_hash)
+    answer = live.client().upload([wrong]).json()
+    assert answer["rejected"] == [{"seq": seq, "code": "bad_hash"}]
 
     # a row restating the last purchase with a forged TAC: the latest row wins, and its TAC fails
     forged = dict(journal.uploaded[-1]["payment"])

@@ -22,7 +22,14 @@ from platform_support import NOW, LivePlatform, chain_rows, live_platform
 from sqlalchemy import create_engine, delete, func, select, update
 
 from platform_server import Platform, PlatformServer, create_app
-from platform_server.db import META_SCHEMA, SCHEMA_VERSION, meta, payment, request_nonce
+from platform_server.db import (
+    META_SCHEMA,
+    SCHEMA_VERSION,
+    journal_payment,
+    meta,
+    payment,
+    request_nonce,
+)
 from platform_server.keys import PlatformKeys
 from platform_server.nonces import PURGE_INTERVAL_S
 from platform_server.terminals import Credentials
@@ -344,6 +351,7 @@ def test_a_database_of_schema_1_gains_the_nonce_and_payment_tables(tmp_path: Pat
     with engine.begin() as conn:
         request_nonce.drop(conn)
         payment.drop(conn)
+        journal_payment.drop(conn)
         conn.execute(update(meta).where(meta.c.key == META_SCHEMA).values(value="1"))
     engine.dispose()
     with Platform.open(db) as platform, platform.engine.connect() as conn:
@@ -351,6 +359,7 @@ def test_a_database_of_schema_1_gains_the_nonce_and_payment_tables(tmp_path: Pat
         assert version == str(SCHEMA_VERSION) == "3"
         conn.execute(delete(request_nonce))  # the tables are there
         conn.execute(delete(payment))
+        conn.execute(delete(journal_payment))
 
 
 def test_bad_input_leaves_no_trace_in_the_nonce_table(live: LivePlatform) -> None:
