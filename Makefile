@@ -34,13 +34,16 @@ lint: venv
 test: venv lint
 	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required SSCARD_TEST_BROWSER=required $(PY) tests/parallel.py
 
-# the long fault campaigns (tests/faults, README "Faults"; their short forms are in `test`), and
-# 1,000 random presentations to `sscard run`; the golden outputs are those of the short forms
+# the long fault campaigns (tests/faults, README "Faults"), 1,000 random presentations to
+# `sscard run`, 10,000 fares with tearing and kills, and 10,000 purchases cleared by the platform
+# on SQLite and PostgreSQL; their short forms are in `test`, whose golden outputs they keep
 faults: venv
 	SSCARD_FAULTS=long SSCARD_GOLDEN=off SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} \
 		$(PY) -m pytest -x -q -s tests/faults tests/e2e/test_daemon_cycles_e2e.py --timeout=0
 	SSCARD_FARE_PURCHASES=$${SSCARD_FARE_PURCHASES:-10000} $(PY) -m pytest -x -q -s \
 		tests/emulated/test_fare_campaign.py --timeout=0
+	SSCARD_CLEARING_PURCHASES=$${SSCARD_CLEARING_PURCHASES:-10000} SSCARD_TEST_POSTGRES=required \
+		$(PY) -m pytest -x -q tests/emulated/test_platform_clearing.py -k campaign --timeout=0
 
 # `sscard run` at a tap a second for an hour (not in CI; SOAK_SECONDS shortens it): resident
 # memory and open files printed every minute

@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from platform_server import cards, deferred, journal
+from platform_server import cards, deferred, journal, operator_api
 from platform_server.ecard import DecodeRefused, DecodeRequest
 from platform_server.errors import Busy, PlatformError
 from platform_server.keys import PlatformKeys
@@ -211,6 +211,7 @@ def create_app(
     app.add_middleware(_AccessLog)
     _handlers(app)
     app.include_router(router)
+    app.include_router(operator_api.router)
     return app
 
 

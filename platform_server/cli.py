@@ -30,6 +30,7 @@ from apdu.errors import SscardError
 from apdu.identity import mask_card_number
 from offline_store.denyfile import DenyReason
 from offline_store.identity import canonical_card_id, canonical_ecard_id
+from platform_server.cli_clearing import add_clearing_parser
 from platform_server.cli_support import (
     ALGS,
     DAY_S,
@@ -97,7 +98,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     try:
         with database_errors(db_url(args)):
-            app = platform_package().create_app(db_url(args), keys_folder(args))
+            keys = platform_package().PlatformKeys.load(keys_folder(args))
+            if args.production and keys.payments is not None:
+                keys.payments.refuse_in_production()
+            app = platform_package().create_app(db_url(args), keys)
         server = platform_package().PlatformServer(
             app, args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key
         )
@@ -431,6 +435,9 @@ def add_parser(sub: Any, *, test_keys: Path) -> None:
         action="store_true",
         help="allow plain HTTP on a non-loopback address",
     )
+    serve.add_argument(
+        "--production", action="store_true", help="refuse TEST KEY payment roots (the TAC check)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     _terminal_parsers(actions)
@@ -438,6 +445,7 @@ def add_parser(sub: Any, *, test_keys: Path) -> None:
 
     _keys_parsers(actions)
     _ecard_parsers(actions)
+    add_clearing_parser(actions)
     _catalogue_parsers(actions)
     _tx_parsers(actions)
 

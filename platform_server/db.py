@@ -55,10 +55,12 @@ __all__ = [
     "fast_commit_engine",
     "iso_utc",
     "journal",
+    "journal_payment",
     "journal_state",
     "meta",
     "metadata",
     "open_engine",
+    "payment",
     "qr_key",
     "read_meta",
     "request_nonce",
@@ -71,7 +73,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2  # 2: request_nonce
+SCHEMA_VERSION = 3  # 2: request_nonce; 3: payment
 BUSY_TIMEOUT_S = 5  # then 503 + Retry-After, well inside a client's request timeout
 SQLITE_FILE_MODE = 0o600
 READONLY = "sscard_readonly"  # execution option: open the transaction with a deferred BEGIN
@@ -231,8 +233,49 @@ request_nonce = Table(
 )
 Index("request_nonce_expiry", request_nonce.c.expires_at)
 
+# the payment object of each stored journal row that carries one (docs/sync.md §5.7), as
+# received: the journal's record holds its digest, which is what the chain hash covers
+journal_payment = Table(
+    "journal_payment",
+    metadata,
+    Column("terminal_id", String(TERMINAL_ID_LEN), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("payment", Text, nullable=False),  # canonical_bytes(payment object)
+    sqlite_with_rowid=False,
+)
+
+# one row per purchase a card made, keyed as the card keys it: its kind, its serial and the
+# offline sequence it debited under; the latest journal row that states it wins
+# (platform_server.payments, docs/clearing.md)
+payment = Table(
+    "payment",
+    metadata,
+    Column("kind", String(8), primary_key=True),  # transit | medical
+    Column("card_serial", String(32), primary_key=True),  # 20 or 32 upper-case hex
+    Column("card_sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("state", String(8), nullable=False),  # pending | done | torn | void
+    Column("amount_fen", BigInteger, nullable=False),
+    Column("self_pay_fen", BigInteger),  # medical only
+    Column("pooled_fen", BigInteger),  # medical only
+    Column("balance_before", BigInteger),
+    Column("balance_after", BigInteger),
+    Column("terminal_sequence", BigInteger),
+    Column("tac", String(8)),
+    Column("time", String(14), nullable=False),  # YYYYMMDDhhmmss, the card's
+    Column("day", String(10), nullable=False),  # YYYY-MM-DD of time: the clearing day
+    Column("terminal_number", String(12), nullable=False),  # the PSAM's
+    Column("issuer", String(16), nullable=False),  # transit issuer id; medical: city code
+    Column("tac_status", String(12), nullable=False),  # ok | mismatch | no_key | incomplete | none
+    Column("terminal_id", String(TERMINAL_ID_LEN), nullable=False),  # the row that states it
+    Column("seq", BigInteger, nullable=False),
+    Column("wall_time_us", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),  # journal rows that named this purchase
+    sqlite_with_rowid=False,
+)
+Index("payment_day", payment.c.day)
+
 # the tables each schema version added, created when an older database is opened
-MIGRATIONS: dict[int, tuple[Table, ...]] = {2: (request_nonce,)}
+MIGRATIONS: dict[int, tuple[Table, ...]] = {2: (request_nonce,), 3: (journal_payment, payment)}
 
 # meta keys
 META_SCHEMA = "schema_version"

@@ -3,8 +3,11 @@ chain checks and the acknowledgement cursor.
 
 A row is exactly ``offline_store.chain.JournalRow.record()`` plus ``prev_hash`` and ``hash``
 (docs/offline-store.md §5); ``flags`` is there only when the row has some, ``ref_seq`` only when
-it follows up an earlier row (a deferred e-card code confirmed or found invalid), and both are
-stored with the rest of the record (its canonical bytes). For each row of a batch, in seq order
+it follows up an earlier row (a deferred e-card code confirmed or found invalid), ``payment``
+only on a purchase's rows (:mod:`platform_server.payments` checks it), and all are stored with
+the rest of the record (its canonical bytes). The chain hash covers a payment object by its
+digest (:func:`platform_server.payments.payment_digest`): the record stores the digest, the
+object goes to ``journal_payment`` beside it. For each row of a batch, in seq order
 (docs/sync.md §5):
 
 * another terminal's row → rejected ``terminal_mismatch``;
@@ -39,8 +42,9 @@ from offline_store.chain import (
     canonical_bytes,
     chain_hash,
 )
-from platform_server.db import journal, journal_state
+from platform_server.db import journal, journal_payment, journal_state
 from platform_server.errors import InvalidInput, NotFound
+from platform_server.payments import PaymentFact, parse_payment, payment_digest
 from sync.wire import load_json, quote
 
 __all__ = [
@@ -81,7 +85,7 @@ RECORD_KEYS = frozenset(
     }
 )
 ROW_KEYS = RECORD_KEYS | {"prev_hash", "hash"}
-OPTIONAL_KEYS = frozenset({"flags", "ref_seq"})
+OPTIONAL_KEYS = frozenset({"flags", "ref_seq", "payment"})
 OUTCOMES = frozenset({"accept", "refuse", "deferred"})
 
 # at most 18 digits: every value fits in 64 bits, and JSON Schema can say it (sync/openapi.yaml)
@@ -121,6 +125,8 @@ class UploadedRow:
     :param prev_hash: the hash the row chains to
     :param hash: the row's hash as uploaded
     :param hash_ok: the hash is ``SHA-256(prev_hash ‖ record)``
+    :param payment: the row's payment object, ``None`` for a row without one
+    :param payment_record: the object's canonical bytes, as stored in ``journal_payment``
     """
 
     seq: int
@@ -135,6 +141,8 @@ class UploadedRow:
     prev_hash: str
     hash: str
     hash_ok: bool
+    payment: PaymentFact | None = None
+    payment_record: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +154,14 @@ class BatchResult:
     :param accepted: rows stored by this batch
     :param duplicates: rows the platform already held with the same hash
     :param rejected: ``(seq, code)`` of the rows not stored, in seq order
+    :param stored: the seqs this batch stored (not in the answer: for the payments)
     """
 
     ack_seq: int
     accepted: int
     duplicates: int
     rejected: tuple[tuple[int, str], ...]
+    stored: frozenset[int] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
         """The response body of ``POST /v1/journal/batch``.
@@ -216,6 +226,11 @@ def _row(raw: object, index: int) -> UploadedRow:
     if "ref_seq" in raw:  # a terminal names an earlier row; the format is all that is checked
         _int(raw, "ref_seq", where, _SEQ)
         record["ref_seq"] = raw["ref_seq"]
+    payment, payment_record = None, None
+    if "payment" in raw:
+        payment = parse_payment(raw["payment"], where)
+        payment_record = canonical_bytes(raw["payment"])
+        record["payment"] = payment_digest(raw["payment"])  # what the chain hash covers
     try:
         canonical = canonical_bytes(record)
     except UnicodeEncodeError:
@@ -233,6 +248,8 @@ def _row(raw: object, index: int) -> UploadedRow:
         prev_hash=raw["prev_hash"],
         hash=raw["hash"],
         hash_ok=chain_hash(raw["prev_hash"], canonical) == raw["hash"],
+        payment=payment,
+        payment_record=payment_record,
     )
 
 
@@ -329,6 +346,13 @@ def ingest(
     if not new or first_seq is None:
         return _result(state.ack_seq, 0, duplicates, rejected)
     conn.execute(insert(journal), new)
+    objects = [
+        {"terminal_id": terminal_id, "seq": v["seq"], "payment": record.decode("utf-8")}
+        for v in new
+        if (record := batch[v["seq"]].payment_record) is not None
+    ]
+    if objects:
+        conn.execute(insert(journal_payment), objects)
     _relink_successors(conn, terminal_id, new, stored)
     ack = state.ack_seq if state.first_seq is not None else first_seq - 1
     if any(v["seq"] == ack + 1 for v in new):
@@ -349,7 +373,7 @@ def ingest(
             log.warning(
                 "event=journal_%s terminal=%s seq=%d", flag, quote(terminal_id), values["seq"]
             )
-    return _result(ack, len(new), duplicates, rejected)
+    return _result(ack, len(new), duplicates, rejected, frozenset(v["seq"] for v in new))
 
 
 def _sorted_batch(
@@ -375,9 +399,13 @@ def _sorted_batch(
 
 
 def _result(
-    ack: int, accepted: int, duplicates: int, rejected: list[tuple[int, str]]
+    ack: int,
+    accepted: int,
+    duplicates: int,
+    rejected: list[tuple[int, str]],
+    stored: frozenset[int] = frozenset(),
 ) -> BatchResult:
-    return BatchResult(ack, accepted, duplicates, tuple(sorted(rejected)))
+    return BatchResult(ack, accepted, duplicates, tuple(sorted(rejected)), stored)
 
 
 def _values(

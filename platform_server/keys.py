@@ -11,6 +11,8 @@
       pepper.key                       the deployment's deny-list pepper, 64 hex digits
       token.key                        derives e-card tokens from card identifiers, 64 hex
       audience.toml                    identity audience keys and the scenarios they serve
+      payment-roots.toml               the issuers' TAC roots, optional (payment_keys.py)
+      operator.token                   the operator's bearer token of GET /v1/clearing, 64 hex
 
 ``audience.toml``::
 
@@ -40,6 +42,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ecard.errors import KeyFormatError
 from ecard.keys import Alg, PrivateKey, load_private_key
 from platform_server.errors import PlatformConfigError
+from platform_server.payment_keys import (
+    PAYMENT_ROOTS,
+    PaymentRoots,
+    load_payment_roots,
+    payment_roots_of_test_keys,
+)
 
 __all__ = [
     "DEFAULT_IDENTITY_SCENARIOS",
@@ -54,6 +62,7 @@ ROOT_PUBLIC = "trust-root.pub.pem"
 PEPPER = "pepper.key"
 TOKEN_KEY = "token.key"
 AUDIENCE = "audience.toml"
+OPERATOR_TOKEN = "operator.token"
 QR_PREFIX = "qr-"
 STAGED_SUFFIX = ".new"
 PRIVATE_MODE = 0o600
@@ -65,6 +74,7 @@ DEFAULT_IDENTITY_SCENARIOS = ("hotel", "hospital")
 TEST_ROOT = "qr-root-test.pem"
 TEST_QR = ("qr-platform-es256-test.pem", "qr-platform-sm2-test.pem")
 TEST_AUDIENCE = ("hotel-test", "qr-audience-hotel-test.key")
+TEST_CARD_ROOTS = "test-roots.toml"
 
 _QR_FILE = re.compile(r"qr-(es256|sm2)-([0-9a-f]{16})\.pem")
 _KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -97,6 +107,7 @@ class PlatformKeys:
     :param pepper: the deny-list pepper shared with every terminal
     :param token_key: derives e-card tokens
     :param audience: identity audience keys
+    :param payments: the TAC roots of ``payment-roots.toml``, ``None`` without the file
     """
 
     directory: Path
@@ -106,6 +117,7 @@ class PlatformKeys:
     pepper: bytes = field(repr=False)
     token_key: bytes = field(repr=False)
     audience: tuple[AudienceKey, ...]
+    payments: PaymentRoots | None = None
 
     @classmethod
     def load(cls, directory: str | Path) -> PlatformKeys:
@@ -139,6 +151,7 @@ class PlatformKeys:
             pepper=_hex_secret(folder / PEPPER),
             token_key=_hex_secret(folder / TOKEN_KEY),
             audience=_audience(folder / AUDIENCE),
+            payments=load_payment_roots(folder),
         )
 
     @classmethod
@@ -174,6 +187,8 @@ class PlatformKeys:
                 qr_keys = [_ecard_key(source / name, check_mode=False) for name in TEST_QR]
                 kid, key_file = TEST_AUDIENCE
                 audience = [(kid, _hex_secret(source / key_file, check_mode=False))]
+                roots = payment_roots_of_test_keys(source / TEST_CARD_ROOTS)
+                _write(folder / PAYMENT_ROOTS, roots, PRIVATE_MODE)
             else:
                 root = PrivateKey.generate(Alg.ES256)
                 qr_keys = [PrivateKey.generate(Alg.ES256), PrivateKey.generate(Alg.SM2)]
@@ -183,6 +198,8 @@ class PlatformKeys:
                 _write(folder / qr_file_name(key), key.to_pem(), PRIVATE_MODE)
             _write(folder / PEPPER, secrets.token_hex(SECRET_LEN).encode() + b"\n", PRIVATE_MODE)
             _write(folder / TOKEN_KEY, secrets.token_hex(SECRET_LEN).encode() + b"\n", PRIVATE_MODE)
+            operator = secrets.token_hex(SECRET_LEN).encode() + b"\n"
+            _write(folder / OPERATOR_TOKEN, operator, PRIVATE_MODE)
             lines = ["# identity audience keys and the scenarios whose terminals receive them\n"]
             for kid, secret in audience:
                 quoted = ", ".join(f'"{s}"' for s in scenarios)
@@ -193,6 +210,17 @@ class PlatformKeys:
         except OSError as exc:
             raise PlatformConfigError(f"cannot write the keys to {folder}: {exc}") from exc
         return cls.load(folder)
+
+    def operator_token(self) -> bytes | None:
+        """The operator's bearer token (``operator.token``), ``None`` when the folder has none
+        (a folder made before it existed: operator routes are then closed).
+
+        :raises PlatformConfigError: a file others can read, or not 64 hex digits
+        """
+        path = self.directory / OPERATOR_TOKEN
+        if not path.exists():
+            return None
+        return _hex_secret(path)
 
     @property
     def deny_public_pem(self) -> bytes:

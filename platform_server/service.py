@@ -31,10 +31,12 @@ from platform_server import (
     cards,
     catalogue,
     chains,
+    clearing,
     deferred,
     denylist,
     ecard,
     journal,
+    payments,
     terminals,
     trust,
 )
@@ -269,8 +271,19 @@ class Platform(Closing):
         :raises Busy: the database stayed locked
         """
         now = self.clock()
+        roots = self._keys.payments if self._keys is not None else None
         with self._write() as conn:
             result = journal.ingest(conn, terminal_id, rows, now)
+            purchases: dict[int, tuple[int, int, payments.PaymentFact]] = {}
+            for row in rows:  # the row ingest stored for a seq: the first valid one
+                if (
+                    row.payment is not None
+                    and row.seq in result.stored
+                    and row.hash_ok
+                    and row.terminal_id == terminal_id
+                ):
+                    purchases.setdefault(row.seq, (row.seq, row.wall_time_us, row.payment))
+            payments.record(conn, terminal_id, [purchases[s] for s in sorted(purchases)], roots)
         log.info(
             "event=journal_batch terminal=%s rows=%d accepted=%d duplicates=%d rejected=%d "
             "ack_seq=%d",
@@ -282,6 +295,16 @@ class Platform(Closing):
             result.ack_seq,
         )
         return result
+
+    def clearing(self, day: str) -> clearing.ClearingReport:
+        """A day's clearing (清分) per terminal and per card issuer (docs/clearing.md).
+
+        :param day: ``YYYY-MM-DD``
+        :raises InvalidInput: not such a date
+        """
+        checked = clearing.parse_day(day)
+        with self._read() as conn:
+            return clearing.clearing_day(conn, checked)
 
     def transactions(self, terminal_id: str | None = None, limit: int = 50) -> list[chains.TxRow]:
         """The newest journal rows, oldest first.

@@ -136,8 +136,9 @@ def _debit_index(card: VirtualCard) -> int:
     return 4
 
 
-def medical_settlement(connect: Connect = VirtualConnection) -> None:
-    """PIN, DF04, balances, a settlement with the SSC PSAM, the EF08 records."""
+def medical_settlement(connect: Connect = VirtualConnection) -> tuple[PurchaseRecord, str]:
+    """PIN, DF04, balances, a settlement with the SSC PSAM, the EF08 records; the purchase and
+    the card's 卡识别码 (hex)."""
     from support import make_psam
 
     card = make_card("ordinary-2.0")
@@ -152,6 +153,7 @@ def medical_settlement(connect: Connect = VirtualConnection) -> None:
     assert record.journal_state == "done"
     assert list(account.read_debit_records())
     account.proof(record.card_sequence + 1)  # type: ignore[operator]
+    return record, account.card_id
 
 
 def roots():

@@ -426,6 +426,13 @@ CASES: dict[tuple[str, ...], list[Case]] = {
     ("platform", "tx", "verify"): [
         platform("tx", "verify", working=ok(), absent=ok(), default=ok()),
     ],
+    ("platform", "clearing"): [
+        platform(
+            "clearing", "--day", "2026-11-29",
+            working=ok(r"0 purchases 0\.00 yuan"), absent=ok(r"0 purchases 0\.00 yuan"),
+            default=ok(r"0 purchases 0\.00 yuan"),
+        ),
+    ],
 }  # fmt: skip
 
 
