@@ -4,8 +4,8 @@ Each scenario taps the ``ordinary-2.0`` persona — an emulated 2.0 card (T=1) w
 SAM — through the real pipeline (``terminal.pipeline.Pipeline``) with the shipped profile, on a
 real store file, and counts the commands the card received (its APDU log). The purchase counts
 card and PSAM commands (``bench_purchase``). Each count is set beside a minimum derived from
-the shared card specification notes, ssc-card-spec.md (§ numbers below), with the addressing the spec's own
-sequence uses (SELECT the EF, READ RECORD by identifier, §3.2–3.3):
+the shared card specification notes, ssc-card-spec.md (§ numbers below), with the addressing
+the spec's own sequence uses (SELECT the EF, READ RECORD by identifier, §3.2–3.3):
 
 * transit identity and gate (no personal field, ``require_genuine``): SELECT SSSE (§3.3 step 2),
   SELECT EF05 (step 3), READ 01 卡识别码 (the card's region and the L2 diversification factor,
