@@ -432,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(_table(result))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({**asdict(result), "ok": result.ok}, indent=2) + "\n")
     return 0 if result.ok else 1
 
