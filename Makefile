@@ -6,7 +6,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test golden faults soak lint system venv clean bench bench-quick fuzz
+.PHONY: demo test golden faults soak lint system venv clean bench bench-quick fuzz fleet
 
 system:
 	@bash scripts/install-system-deps.sh
@@ -64,6 +64,14 @@ bench: venv
 
 bench-quick: venv
 	$(PY) bench/run.py --quick $(BENCH_ARGS)
+
+# a city's fleet against the reference platform on a throwaway PostgreSQL 15 (issue 16): 10,000
+# terminals at 1 decision/s for FLEET_SECONDS, the platform SIGKILLed twice; exit 1 if a row was
+# lost or doubled (docs/platform-scaling.md; FLEET_ARGS="--terminals 1000" for a smaller city)
+FLEET_SECONDS ?= 60
+fleet: venv
+	$(PY) tools/fleet.py --terminals 10000 --seconds $(FLEET_SECONDS) --kills 2 \
+		--json build/fleet.json $(FLEET_ARGS)
 
 # coverage-guided fuzzing with atheris, FUZZ_SECONDS per target (the short form is in `make test`)
 FUZZ_SECONDS ?= 60

@@ -11,7 +11,10 @@ The schema version is ``PRAGMA user_version``: the number of entries of :data:`M
 applied. Each migration runs in its own transaction together with the version bump, so a crash
 leaves the file at the previous version, never half-way. A file whose version is newer than this
 code knows is refused (:class:`SchemaTooNew`), never downgraded. docs/offline-store.md §1 shows
-the schema.
+the schema. A migration is given the transaction's :class:`sqlite3.Connection`: the store used
+to hand it a sqlite-utils ``Database``, whose import (with numpy, pulled in whenever it is
+installed) was about 25 MB of the daemon's resident memory for one ``execute`` method (issue 16:
+≤ 60 MB idle).
 """
 
 from __future__ import annotations
@@ -26,8 +29,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-
-import sqlite_utils
 
 from offline_store.errors import SchemaTooNew, StoreError, StoreLocked
 
@@ -47,16 +48,16 @@ LOCK_SUFFIX = ".lock"
 BUSY_TIMEOUT_MS = 5000
 GENESIS_HASH = "0" * 64  # the prev_hash of journal row 1 (docs/offline-store.md §5)
 
-Migration = Callable[[sqlite_utils.Database], None]
+Migration = Callable[[sqlite3.Connection], None]
 
 
-def _execute_all(db: sqlite_utils.Database, statements: Sequence[str]) -> None:
+def _execute_all(db: sqlite3.Connection, statements: Sequence[str]) -> None:
     # one statement at a time: sqlite3's executescript() would COMMIT the migration's transaction
     for statement in statements:
         db.execute(statement)
 
 
-def _v1_initial(db: sqlite_utils.Database) -> None:
+def _v1_initial(db: sqlite3.Connection) -> None:
     """Schema 1: key/value metadata, deny list, journal, replay cache, audit, catalogue."""
     _execute_all(
         db,
@@ -159,7 +160,7 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-def _v2_trust_list(db: sqlite_utils.Database) -> None:
+def _v2_trust_list(db: sqlite3.Connection) -> None:
     """Schema 2: the e-card trust list, raw signed bytes, the active one and the previous one."""
     _execute_all(
         db,
@@ -176,12 +177,12 @@ def _v2_trust_list(db: sqlite_utils.Database) -> None:
     )
 
 
-def _v3_journal_flags(db: sqlite_utils.Database) -> None:
+def _v3_journal_flags(db: sqlite3.Connection) -> None:
     """Schema 3: journal rows carry flags (a JSON array, ``[]`` for the rows written before)."""
     db.execute("ALTER TABLE journal ADD COLUMN flags TEXT NOT NULL DEFAULT '[]'")
 
 
-def _v4_day_counts(db: sqlite_utils.Database) -> None:
+def _v4_day_counts(db: sqlite3.Connection) -> None:
     """Schema 4: day counters (``offline_store.daycount``), seeded with the accepted rows the
     journal holds per scenario and local day (what a gate's daily capacity counted before)."""
     _execute_all(
@@ -201,7 +202,7 @@ def _v4_day_counts(db: sqlite_utils.Database) -> None:
     )
 
 
-def _v5_journal_ref_seq(db: sqlite_utils.Database) -> None:
+def _v5_journal_ref_seq(db: sqlite3.Connection) -> None:
     """Schema 5: a row may follow up an earlier one (``ref_seq``: the confirmation of a deferred
     e-card code names the deferred row); ``NULL`` for every other row."""
     _execute_all(
@@ -213,7 +214,7 @@ def _v5_journal_ref_seq(db: sqlite_utils.Database) -> None:
     )
 
 
-def _v6_payments(db: sqlite_utils.Database) -> None:
+def _v6_payments(db: sqlite3.Connection) -> None:
     """Schema 6 (issue 15): a purchase's journal rows carry its payment object, encrypted
     (``payment_ct``), and the digest the chain hash covers (``payment_sha256``); the purchases
     still pending or torn on this terminal are in ``payment_open``, keyed by a keyed hash of
@@ -258,7 +259,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 class StoreDb:
-    """An open store file: its sqlite-utils database, the owner lock and the thread lock.
+    """An open store file: its connection, the owner lock and the thread lock.
 
     :param path: the database file
     :param conn: the configured connection (autocommit mode: transactions are explicit)
@@ -268,7 +269,6 @@ class StoreDb:
     def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int) -> None:
         self.path = path
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
         self._lock_fd: int | None = lock_fd
 
@@ -428,7 +428,7 @@ def migrate(store_db: StoreDb, migrations: Sequence[Migration] = MIGRATIONS) -> 
         step = migrations[number]
         try:
             with store_db.write() as conn:
-                step(store_db.db)
+                step(conn)
                 conn.execute(f"PRAGMA user_version = {number + 1}")
         except (StoreError, sqlite3.Error) as exc:
             raise StoreError(

@@ -66,6 +66,12 @@ _SNAPSHOT_LINE = re.compile(
     rb'\{"hash": ?"([0-9a-f]{64})", ?"reason": ?"([a-z]+)", '
     rb'?"effective": ?"([0-9]{4}-[0-9]{2}-[0-9]{2})"\}[ \t\r\n]*'
 )
+# the delta lines the platform writes, in its key order (anything else takes the JSON path)
+_ADD_LINE = re.compile(
+    rb'\{"op": ?"add", ?"hash": ?"([0-9a-f]{64})", ?"reason": ?"([a-z]+)", '
+    rb'?"effective": ?"([0-9]{4}-[0-9]{2}-[0-9]{2})"\}[ \t\r\n]*'
+)
+_REMOVE_LINE = re.compile(rb'\{"op": ?"remove", ?"hash": ?"([0-9a-f]{64})"\}[ \t\r\n]*')
 _ADD_KEYS = {"op", "hash", "reason", "effective"}
 _REMOVE_KEYS = {"op", "hash"}
 
@@ -256,6 +262,18 @@ def delta_entry(line: bytes, line_no: int) -> tuple[str, bytes, str, int]:
     :param line_no: its number in the file, for messages
     :raises DenyListError: naming the line
     """
+    fast = _REMOVE_LINE.fullmatch(line)
+    if fast is not None:
+        return "remove", binascii.a2b_hex(fast.group(1)), "", 0
+    fast = _ADD_LINE.fullmatch(line)
+    if fast is not None:
+        digest, reason, effective = fast.groups()
+        return (
+            "add",
+            binascii.a2b_hex(digest),
+            _reason(reason.decode("ascii"), line_no),
+            _effective(effective.decode("ascii"), line_no),
+        )
     obj = _json_object(line, line_no)
     op = obj.get("op")
     if op == "add":

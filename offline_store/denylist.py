@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_store.db import StoreDb
+from offline_store.denydelta import BATCH_ROWS, PROGRESS_EVERY, Progress, apply_delta
 from offline_store.denyfile import (
     SIG_SUFFIX,
     DenyHeader,
@@ -32,7 +33,6 @@ from offline_store.denyfile import (
     DenyReason,
     Verifier,
     date_from_int,
-    delta_entry,
     entry_lines,
     line_error,
     snapshot_entry,
@@ -44,12 +44,7 @@ __all__ = ["DenyEntry", "DenyList", "DenyStatus", "ImportResult", "Progress"]
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY = 10_000
-BATCH_ROWS = 10_000
 CHECKPOINT_AFTER_ROWS = 100_000
-
-Progress = Callable[[int, int], None]
-"""``progress(done, total)``: entries applied so far, entries in the file."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +336,7 @@ class DenyList:
             listed = count
         else:
             gen = active[1]
-            listed = active[2] + self._apply_delta(conn, gen, header, lines, progress)
+            listed = active[2] + apply_delta(conn, gen, header, lines, progress)
         self._retire(conn, active, gen)
         now = _utc_iso(self._clock())
         if active is not None:
@@ -438,54 +433,6 @@ class DenyList:
         if progress is not None:
             progress(count, header.entries)
         return count
-
-    def _apply_delta(
-        self,
-        conn: sqlite3.Connection,
-        gen: int,
-        header: DenyHeader,
-        lines: io.BytesIO,
-        progress: Progress | None,
-    ) -> int:
-        """Apply a delta's operations in place; return the change in the listed count."""
-        change = 0
-        count = 0
-        for line_no, line in entry_lines(lines, header.entries):
-            op, card, reason, effective = delta_entry(line, line_no)
-            old = conn.execute(
-                "SELECT reason, effective FROM deny_entry WHERE gen = ? AND card_hash = ?",
-                (gen, card),
-            ).fetchone()
-            try:
-                conn.execute(
-                    "INSERT INTO deny_undo (version, card_hash, op, old_reason, old_effective) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (header.version, card, op, *(old or (None, None))),
-                )
-            except sqlite3.IntegrityError:
-                raise line_error(line_no, "the same hash appears twice in this delta") from None
-            if op == "add":
-                conn.execute(
-                    "INSERT INTO deny_entry (gen, card_hash, reason, effective) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (gen, card_hash) "
-                    "DO UPDATE SET reason = excluded.reason, effective = excluded.effective",
-                    (gen, card, reason, effective),
-                )
-                change += old is None
-            else:
-                if old is None:
-                    raise line_error(
-                        line_no,
-                        f"remove of a hash that is not listed in version {header.base_version}",
-                    )
-                conn.execute("DELETE FROM deny_entry WHERE gen = ? AND card_hash = ?", (gen, card))
-                change -= 1
-            count += 1
-            if progress is not None and count % PROGRESS_EVERY == 0:
-                progress(count, header.entries)
-        if progress is not None:
-            progress(count, header.entries)
-        return change
 
     # --- rollback ---------------------------------------------------------------------------
 

@@ -39,8 +39,7 @@ from config.settings import ADMIN_SOCKET_NAME, Settings
 from drivers.virtual import TEST_KEYS
 from ecard.testkeys import known_test_key, marked_test_key, public_key_der
 from offline_store import Store
-from platform_server import Platform
-from platform_server.cli import DEFAULT_PORT, DEFAULT_URL
+from platform_server.cli_support import DEFAULT_PORT, DEFAULT_URL
 from sync.provisioning import audience_keys_toml, open_secrets
 from terminal.profiles import PROFILE_DIR, load_profile
 
@@ -120,6 +119,10 @@ def init_development(
     :raises SscardError: the folder holds a configuration already; a bad scenario or id
     :raises OSError: the folder cannot be written
     """
+    # the platform (SQLAlchemy, FastAPI) only when a development platform is written: every
+    # sscard command imports this module, and the daemon must stay small (issue 16)
+    from platform_server import Platform  # noqa: PLC0415 - loads SQLAlchemy and FastAPI
+
     root = _prepare(folder)
     platform_dir = root / PLATFORM_DIR
     _mkdir(platform_dir)

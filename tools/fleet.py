@@ -39,6 +39,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from sqlalchemy import create_engine, text
@@ -94,15 +95,23 @@ class Result:
     platform_rows_per_s: float = 0.0  # all rows over the whole run, drain included
     peak_rows_per_s: float = 0.0  # the best 5 s of acknowledged rows
     platform_cpu_s: float = 0.0
-    machine_cpu_s: float = 0.0
+    postgres_cpu_s: float = 0.0  # the cluster's processes; 0 for a server given by --db
+    simulator_cpu_s: float = 0.0  # this process: the terminals' signing, hashing and HTTP
+    machine_cpu_s: float = 0.0  # every process of the machine, other people's too
     cpus: int = 0
     register_s: float = 0.0
+    journal_table_bytes: int = 0  # the platform's journal on PostgreSQL: heap and TOAST
+    journal_index_bytes: int = 0  # its indexes
 
     @property
     def ok(self) -> bool:
-        """Nothing lost, nothing doubled."""
+        """Nothing lost, nothing doubled: each terminal's rows on the platform are the rows it
+        made, and no answer counted a row as new twice. A batch whose answer a kill cut off
+        after its commit is sent again and comes back as duplicates, so the answers seen may
+        count fewer rows ``accepted`` than were made; with the duplicates, at least as many."""
         return (
-            self.rows_on_platform == self.rows_made == self.accepted
+            self.rows_on_platform == self.rows_made
+            and self.accepted <= self.rows_made <= self.accepted + self.duplicates
             and not self.terminals_short
             and not self.terminals_over
             and not self.rejected
@@ -167,10 +176,43 @@ class PlatformChild:
         self.process = None
 
 
+def _ticks(stat: str, fields: slice) -> int:
+    """Clock ticks summed over ``fields`` of a ``/proc/PID/stat`` line (after the name)."""
+    return sum(int(v) for v in stat.rsplit(")", 1)[1].split()[fields])
+
+
+def _postgres_cpu_s(server: str) -> float:
+    """CPU seconds of a throwaway cluster (``tests/postgres.py``): the postmaster, its ended
+    backends (waited for, so in its children's times) and its live ones. 0 when the URL names
+    no such cluster (``--db``)."""
+    sockets = parse_qs(urlsplit(server).query).get("host", [""])[0]
+    if not sockets:
+        return 0.0
+    try:
+        master = int((Path(sockets).parent / "data" / "postmaster.pid").read_text().split()[0])
+        ticks = _ticks(Path(f"/proc/{master}/stat").read_text(), slice(11, 15))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                stat = (proc / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile: counted by the postmaster
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                ticks += _ticks(stat, slice(11, 13))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _machine_cpu_s() -> float:
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     busy = sum(int(v) for v in fields) - int(fields[3]) - int(fields[4])  # minus idle, iowait
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
 
 
 def _free_port() -> int:
@@ -352,14 +394,19 @@ class Fleet:
         return max(0.0, (done_at or time.time()) - end)
 
 
-def _platform_rows(db: str) -> dict[str, int]:
+def _platform_rows(db: str) -> tuple[dict[str, int], int, int]:
+    """The platform's rows per terminal, and its journal's table and index sizes (bytes)."""
     engine = create_engine(db)
     try:
         with engine.connect() as conn:
             rows = conn.execute(
                 text("SELECT terminal_id, count(*) FROM journal GROUP BY terminal_id")
             )
-            return {str(tid): int(n) for tid, n in rows}
+            counts = {str(tid): int(n) for tid, n in rows}
+            table, index = conn.execute(
+                text("SELECT pg_table_size('journal'), pg_indexes_size('journal')")
+            ).one()
+            return counts, int(table), int(index)
     finally:
         engine.dispose()
 
@@ -380,15 +427,17 @@ def run(args: argparse.Namespace) -> Result:
         result.register_s = time.monotonic() - started
         platform = PlatformChild(db, folder / "keys", _free_port())
         platform.start()
-        cpu0 = _machine_cpu_s()
+        cpu0, pg0, own0 = _machine_cpu_s(), _postgres_cpu_s(server), _own_cpu_s()
         fleet = Fleet(args, creds, platform.url)
         try:
             result.drain_s = fleet.run(platform)
         finally:
             platform.stop()
         result.machine_cpu_s = _machine_cpu_s() - cpu0
+        result.postgres_cpu_s = _postgres_cpu_s(server) - pg0
+        result.simulator_cpu_s = _own_cpu_s() - own0
         result.platform_cpu_s = platform.cpu_s
-        on_platform = _platform_rows(db)
+        on_platform, result.journal_table_bytes, result.journal_index_bytes = _platform_rows(db)
     end = fleet.t0 + args.seconds
     for terminal in fleet.terminals:
         made = fleet.made_by(terminal, end)
@@ -432,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(_table(result))
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({**asdict(result), "ok": result.ok}, indent=2) + "\n")
     return 0 if result.ok else 1
 
@@ -450,9 +500,13 @@ def _table(r: Result) -> str:
             f"drain after the last decision {r.drain_s:.1f} s",
             f"  platform {r.platform_rows_per_s:.0f} rows/s over the run, "
             f"{r.peak_rows_per_s:.0f} rows/s at best (5 s), {r.requests} requests {r.answers}",
-            f"  CPU: platform process {r.platform_cpu_s:.1f} s, machine {r.machine_cpu_s:.1f} s "
-            f"({r.cpus} CPUs; the simulator and PostgreSQL share them)",
-            f"  {r.terminals} terminals registered in {r.register_s:.1f} s",
+            f"  CPU: platform process {r.platform_cpu_s:.1f} s, "
+            f"PostgreSQL {r.postgres_cpu_s:.1f} s, simulator {r.simulator_cpu_s:.1f} s, "
+            f"whole machine {r.machine_cpu_s:.1f} s "
+            f"({r.cpus} CPUs, load {os.getloadavg()[0]:.1f} at the end)",
+            f"  {r.terminals} terminals registered in {r.register_s:.1f} s; the journal on "
+            f"PostgreSQL: {r.journal_table_bytes / max(1, r.rows_on_platform):.0f} bytes a row, "
+            f"its indexes {r.journal_index_bytes / max(1, r.rows_on_platform):.0f} more",
         ]
     )
 

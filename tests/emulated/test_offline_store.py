@@ -10,13 +10,13 @@ import datetime as dt
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlite_utils
 from store_support import KEY, NOON, PEPPER, TOKEN, Clock, raw
 
 from offline_store import (
@@ -325,11 +325,11 @@ def test_migrations_run_in_order_once_and_a_failing_one_changes_nothing(tmp_path
     journal_of(path, 2)
     ran: list[str] = []
 
-    def add_note(db: sqlite_utils.Database) -> None:
+    def add_note(db: sqlite3.Connection) -> None:
         ran.append("add_note")
         db.execute("ALTER TABLE journal ADD COLUMN note TEXT")
 
-    def broken(db: sqlite_utils.Database) -> None:
+    def broken(db: sqlite3.Connection) -> None:
         ran.append("broken")
         db.execute("CREATE TABLE half_done (x)")
         raise RuntimeError("disk on fire")

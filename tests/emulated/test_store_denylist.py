@@ -364,6 +364,14 @@ def test_a_bad_snapshot_line_is_named_and_nothing_changes(
         ([add(5), {"op": "add", "hash": h(6), "reason": "lost"}], "line 3: keys: missing"),
         ([add(5), remove(5)], "line 3: the same hash appears twice in this delta"),
         ([add(5), remove(9)], "line 3: remove of a hash that is not listed in version 1"),
+        # the delta is applied set-based; the error is still the first in file order
+        ([remove(9), add(5), add(5)], "line 2: remove of a hash that is not listed in version 1"),
+        ([add(5), add(5), remove(9)], "line 3: the same hash appears twice in this delta"),
+        ([add(6), remove(9), {"op": "replace", "hash": h(7)}], "line 3: remove of a hash that"),
+        ([add(6), remove(1), {"op": "replace", "hash": h(7)}], "line 4: op must be 'add' or"),
+        ([add(6), remove(1), add(6), {"op": "x"}], "line 4: the same hash appears twice"),
+        ([remove(1), add(5), remove(9), remove(1)], "line 4: remove of a hash that is not"),
+        ([remove(2), add(5), remove(2), remove(9)], "line 4: the same hash appears twice"),
     ],
 )
 def test_a_bad_delta_line_is_named_and_nothing_changes(

@@ -13,10 +13,11 @@ package                   may import (project)                           third-p
 ``ecard/``                ``apdu`` (errors)                              cryptography, cbor2
 ``drivers/``              ``apdu``, ``config``                           (any)
 ``drivers/virtual/``      ``apdu``, ``drivers``                          (any)
-``offline_store/``        ``apdu`` (errors)                              sqlite-utils
+``offline_store/``        ``apdu`` (errors)                              — (sqlite3)
 ``sync/``                 ``offline_store``, ``ecard``, ``config``       (any)
 ``platform_server/``      ``sync`` (signing), ``ecard``,                 (any)
-                          ``offline_store`` codecs
+                          ``offline_store`` codecs, ``apdu``'s
+                          purse cryptography (the TAC check)
 ``terminal/``             everything below                               (any)
 ``config/``               —                                              pydantic
 ========================  =============================================  =====================
@@ -70,14 +71,16 @@ OFFLINE_STORE_CODECS = (
     "offline_store.errors",
     "offline_store.identity",
 )
+#: the card's purchase cryptography the platform checks every TAC with (issue 15): pure apdu
+TAC_CHECK = ("apdu.crypto", "apdu.purse", "apdu.payment", "apdu.medical_payment")
 LAYERS: dict[str, Layer] = {
     "apdu": Layer((), frozenset({"cryptography"}), pure=True),
     "ecard": Layer(("apdu.errors",), frozenset({"cryptography", "cbor2"}), pure=True),
     "drivers": Layer(("apdu", "config")),
     "drivers/virtual": Layer(("apdu", "drivers")),
-    "offline_store": Layer(("apdu.errors",), frozenset({"sqlite_utils"})),
+    "offline_store": Layer(("apdu.errors",), frozenset()),
     "sync": Layer(("offline_store", "ecard", "config")),
-    "platform_server": Layer(("sync.auth", "ecard", *OFFLINE_STORE_CODECS)),
+    "platform_server": Layer(("sync.auth", "ecard", *OFFLINE_STORE_CODECS, *TAC_CHECK)),
     "terminal": Layer(
         ("apdu", "ecard", "drivers", "offline_store", "sync", "platform_server", "config")
     ),
