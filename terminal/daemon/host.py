@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from apdu.errors import ReaderTimeout, SscardError
 from platform_server.errors import PlatformConfigError
 from platform_server.server import PlatformServer, is_loopback
+from terminal.daemon.parts import HostedDaemon
 from terminal.host.api import HostConfig, create_app
 from terminal.host.desk import CHECKIN, REGISTER, VERIFY_PIN, Desk, DeskAction, Presentation
 from terminal.host.service import PERSONAL_FIELDS, EventHub, action_json, check_field_name_ok
@@ -32,7 +33,6 @@ from terminal.outcomes import classify
 
 if TYPE_CHECKING:
     from config.settings import Settings
-    from terminal.daemon.core import Daemon
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class DaemonHostService:
     :param desk: the desk its reader threads and worker report to
     """
 
-    def __init__(self, daemon: Daemon, desk: Desk) -> None:
+    def __init__(self, daemon: HostedDaemon, desk: Desk) -> None:
         self.daemon = daemon
         self.desk = desk
         self.events: EventHub = desk.events
@@ -234,7 +234,7 @@ class HostEndpoint:
     :raises HostSettingsError: ``[host]`` that cannot be served (token, TLS, address)
     """
 
-    def __init__(self, daemon: Daemon, desk: Desk, settings: Settings) -> None:
+    def __init__(self, daemon: HostedDaemon, desk: Desk, settings: Settings) -> None:
         self.settings = settings
         self.config = host_config(settings)
         self.service = DaemonHostService(daemon, desk)
@@ -270,7 +270,7 @@ class HostEndpoint:
 
 
 def reload_endpoint(
-    endpoint: HostEndpoint, daemon: Daemon, desk: Desk, new: Settings
+    endpoint: HostEndpoint, daemon: HostedDaemon, desk: Desk, new: Settings
 ) -> HostEndpoint:
     """The endpoint serving ``new``'s ``[host]`` (SIGHUP): ``endpoint`` itself when nothing
     there changed, else a new one, started. On the same address the old one stops first (the

@@ -10,6 +10,7 @@ stands above its threads and no import runs in a circle. The daemon satisfies it
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Protocol
 
 from terminal.compose import Terminal
@@ -45,4 +46,28 @@ class DaemonParts(Protocol):
 
     def after_sync(self) -> None:
         """Refresh the gauges a sync changes."""
+        ...
+
+
+class ReaderView(Protocol):
+    """A reader thread as the host API shows it (``inputs.ReaderLoop``).
+
+    :ivar wanted: the reader's name as configured
+    :ivar state: ``waiting_card``, ``processing``, ``waiting_removal``, ``down`` or ``stopped``
+    """
+
+    wanted: str
+    state: str
+
+
+class HostedDaemon(DaemonParts, Protocol):
+    """What the host API (``host.py``) takes from the daemon besides :class:`DaemonParts`."""
+
+    @property
+    def readers(self) -> Sequence[ReaderView]:
+        """The reader threads."""
+        ...
+
+    def healthy(self) -> bool:
+        """True while the decision worker runs."""
         ...
