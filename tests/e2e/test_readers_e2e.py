@@ -4,9 +4,9 @@ real pcscd and the vpcd driver, as the in-process virtual reader does."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import InsertedCards
 from pipeline_support import World, world
 from reader_contract import (
     a_card_is_connected_and_answers,
@@ -18,6 +18,9 @@ from support import READER0, READER1, make_card
 from apdu.errors import ReaderTimeout
 from config.settings import Settings
 from drivers.pcsc import PcscSlotReader
+
+if TYPE_CHECKING:  # a type only: "conftest" names more than one module in the suite
+    from conftest import InsertedCards
 from drivers.readers import Reader, list_readers
 from drivers.virtual.ssc_card import VirtualSscCard
 from terminal.compose import open_reader
