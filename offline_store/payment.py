@@ -25,9 +25,10 @@ platform keeps the latest per (kind, card_serial, card_sequence).
 **Personal data.** The card serial names one card as surely as its card number, which the
 store never keeps in clear. So the object is encrypted at rest with the journal key
 (AES-256-GCM, bound to its row like the personal fields) and a payment row needs a journal key.
-The chain hash covers the object in clear, as uploaded: the platform — the issuer's side, which
-needs the serial to check the TAC and clear by issuer — checks the chain on what it receives;
-the terminal checks it after decrypting (:meth:`Journal.verify_chain` with the store's key).
+The chain hash covers the object's digest (:func:`offline_store.chain.payment_digest`), kept in
+clear beside it: the terminal verifies its chain without the key, and the platform — the
+issuer's side, which needs the serial to check the TAC and clear by issuer — receives the
+object and checks the chain on its digest.
 
 **Open purchases.** A purchase ``pending`` or ``torn`` here has a ``payment_open`` row keyed by
 an HMAC of its card (the journal key's, so the table names no card), written in the journal
