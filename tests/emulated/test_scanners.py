@@ -340,13 +340,15 @@ def test_a_video_plays_like_a_camera_a_code_held_in_view_is_one_scan(
     gate_video: Path, decoder: str
 ) -> None:
     with CameraScanner(str(gate_video), decoder) as camera:
+        opened = time.monotonic()
         assert not camera.live
         first, second = camera.read(3), camera.read(3)
         assert first is not None and second is not None
         assert (first.text, second.text) == (CODE_A, CODE_B)
         assert first.source == f"camera:{gate_video}"
-        # A shows from 0.3 s, B from 0.8 s of playback
-        assert 0.4 <= second.monotonic - first.monotonic <= 1.0
+        # B shows from 0.8 s of playback: the file plays in real time, not as fast as it decodes
+        # (measured from the opening, not from A, whose decode a loaded machine may delay)
+        assert second.monotonic - opened >= 0.7
         started = time.monotonic()
         assert camera.read(3) is None
         assert camera.exhausted and time.monotonic() - started < 1
