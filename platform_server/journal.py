@@ -6,8 +6,9 @@ A row is exactly ``offline_store.chain.JournalRow.record()`` plus ``prev_hash`` 
 it follows up an earlier row (a deferred e-card code confirmed or found invalid), ``payment``
 only on a purchase's rows (:mod:`platform_server.payments` checks it), and all are stored with
 the rest of the record (its canonical bytes). The chain hash covers a payment object by its
-digest (:func:`platform_server.payments.payment_digest`): the record stores the digest, the
-object goes to ``journal_payment`` beside it. For each row of a batch, in seq order
+digest (:func:`offline_store.chain.payment_digest`, the very function the terminal hashes
+with): the record stores the digest, the object goes to ``journal_payment`` beside it. For
+each row of a batch, in seq order
 (docs/sync.md §5):
 
 * another terminal's row → rejected ``terminal_mismatch``;
@@ -41,10 +42,11 @@ from offline_store.chain import (
     GENESIS_HASH,
     canonical_bytes,
     chain_hash,
+    payment_digest,
 )
 from platform_server.db import journal, journal_payment, journal_state
 from platform_server.errors import InvalidInput, NotFound
-from platform_server.payments import PaymentFact, parse_payment, payment_digest
+from platform_server.payments import PaymentFact, parse_payment
 from sync.wire import load_json, quote
 
 __all__ = [

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import logging
 import re
 from collections import Counter
@@ -43,7 +42,6 @@ from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
 
 from apdu import crypto, medical_payment, purse
 from apdu.payment import Charge
-from offline_store.chain import canonical_bytes
 from platform_server.db import payment
 from platform_server.errors import InvalidInput
 from platform_server.payment_keys import PaymentRoots
@@ -55,7 +53,6 @@ __all__ = [
     "TAC_STATUSES",
     "PaymentFact",
     "parse_payment",
-    "payment_digest",
     "record",
     "tac_status",
 ]
@@ -142,18 +139,6 @@ class PaymentFact:
         if self.kind == "transit" and self.issuer is not None:
             return self.issuer
         return self.card_serial[:MEDICAL_CITY_DIGITS]
-
-
-def payment_digest(raw: Mapping[str, Any]) -> str:
-    """What a row's chain hash covers of its payment object: the lowercase hex SHA-256 of the
-    object's canonical bytes (keys sorted, no whitespace, UTF-8: the record's own
-    serialisation), so a terminal can keep the object encrypted and verify its chain with the
-    digest alone (docs/offline-store.md).
-
-    :param raw: the payment object as received
-    :raises: nothing
-    """
-    return hashlib.sha256(canonical_bytes(raw)).hexdigest()
 
 
 def parse_payment(raw: object, where: str) -> PaymentFact:

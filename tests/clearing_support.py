@@ -21,8 +21,7 @@ from apdu.payment import Charge, InsufficientBalance, PaymentRefused, PurchaseTo
 from apdu.purchase import Purchase, PurchaseRecord
 from drivers.virtual.card import Behaviour
 from drivers.virtual.ssc_card import VirtualSscCard
-from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash
-from platform_server.payments import payment_digest
+from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash, payment_digest
 from sync.answers import batch_answer
 from sync.transport import Credentials, SignedTransport
 
