@@ -721,8 +721,10 @@ def test_read_with_a_sam_reader_and_no_pcscd_is_one_line_with_the_national_code(
 
 def test_ctrl_c_while_waiting_for_a_card_is_one_line_and_status_130(no_pcscd: None) -> None:
     command = [sys.executable, "-m", "terminal.cli", "read", "--timeout", "60"]
+    # faulthandler: a child that does not stop is made to print where each thread is (SIGABRT)
+    env = _child_env(PYTHONFAULTHANDLER="1")
     child = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_child_env()
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     try:
         assert child.stderr is not None
@@ -732,7 +734,12 @@ def test_ctrl_c_while_waiting_for_a_card_is_one_line_and_status_130(no_pcscd: No
             assert line, f"sscard read ended early: {seen}"
             seen += line
         child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=20)
+        try:
+            out, err = child.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGABRT)
+            out, err = child.communicate(timeout=20)
+            pytest.fail(f"sscard read did not stop on SIGINT; where it was:\n{seen}{err}")
     finally:
         if child.poll() is None:
             child.kill()
