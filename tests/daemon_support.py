@@ -48,19 +48,23 @@ class TerminalFolder:
     config: Path
     metrics_port: int
 
-    def settings(self, *, scenario: str = "transit", extra: str = "") -> str:
-        """The settings file's text."""
+    def settings(
+        self, *, scenario: str = "transit", extra: str = "", sam_reader: str | None = None
+    ) -> str:
+        """The settings file's text (``sam_reader``: the PSAM's reader, ``[daemon] sam_reader``,
+        chosen before the software SAM)."""
+        sam = f'sam_reader = "{sam_reader}"\n' if sam_reader else ""
         return (
             '[terminal]\nid = "E2E-RUN"\n'
             '[security]\nsoft_sam_keys = "roots.toml"\n'
             '[store]\ndatabase = "store.db"\npepper_file = "pepper"\n'
             'journal_key_file = "journal.key"\n'
             "[indicators]\nconsole = true\nvoice = false\n"
-            f'[daemon]\nscenario = "{scenario}"\nreaders = ["{READER0}"]\n'
+            f'[daemon]\nscenario = "{scenario}"\nreaders = ["{READER0}"]\n{sam}'
             f"metrics_port = {self.metrics_port}\n" + extra
         )
 
-    def write(self, **kwargs: str) -> None:
+    def write(self, **kwargs: str | None) -> None:
         """Write the settings file."""
         self.config.write_text(self.settings(**kwargs))
 

@@ -74,14 +74,21 @@ def serve_host(tmp_path: Path, *extra: str) -> Iterator[str]:
 
 
 def start_daemon_host(
-    terminal: TerminalFolder, scenario: str, extra: str = "", origins: tuple[str, ...] = (ALLOWED,)
+    terminal: TerminalFolder,
+    scenario: str,
+    extra: str = "",
+    origins: tuple[str, ...] = (ALLOWED,),
+    *,
+    sam_reader: str | None = None,
+    tables: str = "",
 ) -> tuple[DaemonProcess, str]:
     """``sscard run`` for ``scenario`` with ``[host]`` enabled on a free port (``extra``: more
-    ``[host]`` keys); returns the daemon, ready for cards, and the API's base URL."""
+    ``[host]`` keys; ``tables``: more tables after it, ``[payments]`` …; ``sam_reader``: the
+    PSAM's reader); returns the daemon, ready for cards, and the API's base URL."""
     port = free_port()
     listed = ", ".join(f'"{origin}"' for origin in origins)
-    host = f"[host]\nenabled = true\nport = {port}\norigins = [{listed}]\n{extra}"
-    terminal.write(scenario=scenario, extra=host)
+    host = f"[host]\nenabled = true\nport = {port}\norigins = [{listed}]\n{extra}{tables}"
+    terminal.write(scenario=scenario, extra=host, sam_reader=sam_reader)
     daemon = DaemonProcess(terminal)
     try:
         daemon.wait_notification("READY=1")

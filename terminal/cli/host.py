@@ -59,6 +59,7 @@ def cmd_host_serve(args: argparse.Namespace) -> int:
         pcsc=pcsc,
         module=module,
         authenticate=authenticate,
+        tear_window_s=settings.tear_window_s,
     )
     try:
         app = create_app(service, config)

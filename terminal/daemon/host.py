@@ -23,11 +23,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from apdu.errors import ReaderTimeout, SscardError
+from apdu.sam import NoSecurityModule
 from platform_server.errors import PlatformConfigError
 from platform_server.server import PlatformServer, is_loopback
 from terminal.daemon.parts import HostedDaemon
 from terminal.host.api import HostConfig, create_app
-from terminal.host.desk import CHECKIN, REGISTER, VERIFY_PIN, Desk, DeskAction, Presentation
+from terminal.host.desk import (
+    CHECKIN,
+    REGISTER,
+    SETTLE,
+    VERIFY_PIN,
+    Desk,
+    DeskAction,
+    Presentation,
+)
 from terminal.host.service import PERSONAL_FIELDS, EventHub, action_json, check_field_name_ok
 from terminal.outcomes import classify
 
@@ -41,6 +50,7 @@ log = logging.getLogger(__name__)
 RELOADABLE = ("host_bind", "host_port", "host_origins", "host_token_file", "host_tls_cert",
               "host_tls_key", "host_pin_attempts")  # fmt: skip
 NOT_READ = -1  # the national code shown for a card the daemon could not read (module doc)
+NO_MODULE = "a settlement needs the SSC PSAM ([daemon] sam_reader): this daemon has none"
 
 
 class HostSettingsError(SscardError):
@@ -181,11 +191,15 @@ class DaemonHostService:
         self.events.publish("pin.verified", ok=shown.pin["code"] == 0, code=shown.pin["code"])
         return shown.pin
 
-    def _scenario_action(self, action: DeskAction, scenario: str, wait_s: float, client: str,
-                         purpose: str) -> dict[str, Any]:  # fmt: skip
+    def _deciding(self, scenario: str) -> None:
+        """:raises SscardError: the daemon decides for another scenario than ``scenario``"""
         deciding = self.daemon.terminal.profile.name
         if deciding != scenario:
             raise SscardError(f"this terminal decides for {deciding}, not {scenario}")
+
+    def _scenario_action(self, action: DeskAction, scenario: str, wait_s: float, client: str,
+                         purpose: str) -> dict[str, Any]:  # fmt: skip
+        self._deciding(scenario)
         shown = self._act(action, wait_s)
         if shown.decision is None:
             raise SscardError("the daemon could not decide the card (see its log)")
@@ -208,6 +222,26 @@ class DaemonHostService:
         action = DeskAction(REGISTER, reader, pin=pin)
         purpose = "POST /v1/hospital/register"
         return self._scenario_action(action, "hospital", wait_s, client, purpose)
+
+    def hospital_settle(
+        self, pin: str, pay_info: str, reader: str | None, wait_s: float, client: str
+    ) -> dict[str, Any]:
+        """Settle a medical bill on the next card (or the one on the reader), with the PIN: the
+        daemon's worker settles it with its security module (:mod:`terminal.settlement`),
+        journaled like a tap.
+
+        :returns: ``code`` (0 when debited), ``result`` (the ``iDoDebit`` output), ``decision``
+        :raises SscardError: the daemon decides for another scenario than ``hospital``
+        :raises NoSecurityModule: the daemon has no SSC PSAM (nor another security module)
+        :raises ReaderTimeout: no card within ``wait_s``
+        """
+        self._deciding("hospital")
+        if self.daemon.terminal.module is None:
+            raise NoSecurityModule(NO_MODULE)
+        shown = self._act(DeskAction(SETTLE, reader, pin=pin, pay_info=pay_info), wait_s)
+        if shown.settled is None:  # the module went away, or the worker failed (its log)
+            raise NoSecurityModule(NO_MODULE)
+        return shown.settled
 
     def healthz(self) -> dict[str, Any]:
         """``ok`` while the decision worker runs; the devices' health."""

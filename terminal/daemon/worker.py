@@ -13,7 +13,10 @@ of the security module, so it also reopens a PSAM that was missing
 When the daemon serves the host API it has a :class:`~terminal.host.desk.Desk`: the worker
 tells it each decision (what ``GET /v1/card`` answers) and, for a card, first takes the desk's
 waiting action (a hotel room, a hospital PIN) and decides the card with it; a PIN verification
-asked through the API is sent to the card here too, not journaled (it decides nothing).
+asked through the API is sent to the card here too, not journaled (it decides nothing); a
+medical settlement (``POST /v1/hospital/settle``) is settled here with the daemon's pipeline and
+security module (:class:`~terminal.settlement.MedicalSettlement`, recovering a torn one within
+``[payments] tear_window_s``), journaled under the store lock like any tap.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from offline_store import StoreError
 from terminal.card_read import ScenarioRead
 from terminal.daemon.parts import DaemonParts
 from terminal.ecard_flow import CodeVerifier, process_code, verifier_from_settings
-from terminal.host.desk import REGISTER, VERIFY_PIN, DeskAction
+from terminal.host.desk import REGISTER, SETTLE, VERIFY_PIN, DeskAction
 from terminal.outcomes import Failure, classify
 from terminal.pipeline import Decision
 from terminal.reasons import Reason
+from terminal.settlement import MedicalSettlement
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +169,9 @@ class DecisionWorker:
             if job.action is not None and job.action.kind == VERIFY_PIN:
                 self._verify_pin(job, job.action)
                 return
+            if job.action is not None and job.action.kind == SETTLE:
+                self._settle(job, job.action)
+                return
             if daemon.desk is not None and job.action is None and self._needs_request():
                 # a hotel or hospital desk: the card waits on the reader for the clerk's
                 # request (room, PIN) instead of being refused for the lack of it
@@ -182,12 +189,7 @@ class DecisionWorker:
             else:
                 assert job.text is not None
                 decision = process_code(terminal.pipeline, self.verifier(), job.text)
-            elapsed = time.monotonic() - job.seen  # seen → journaled and shown
-            metrics = daemon.metrics
-            metrics.decisions.labels(decision.outcome, str(decision.reason)).inc()
-            metrics.tap_latency.labels(job.kind).observe(elapsed)
-            self.decided += 1
-            daemon.after_decision()
+            elapsed = self._counted(job, decision)
         job.decision = decision
         if daemon.desk is not None:
             card, national = _shown(read, terminal.settings.device_number)
@@ -197,6 +199,47 @@ class DecisionWorker:
                  elapsed * 1000)  # fmt: skip
         if decision.reason == Reason.SECURITY_MODULE_ERROR and terminal.excluded_readers:
             daemon.health.down("psam", f"the PSAM failed during a tap ({decision.detail})")
+
+    def _counted(self, job: Job, decision: Decision) -> float:
+        """Count a journaled decision (the caller holds the store lock).
+
+        :returns: seconds from the card or code seen to the decision journaled
+        """
+        elapsed = time.monotonic() - job.seen  # seen → journaled and shown
+        metrics = self.daemon.metrics
+        metrics.decisions.labels(decision.outcome, str(decision.reason)).inc()
+        metrics.tap_latency.labels(job.kind).observe(elapsed)
+        self.decided += 1
+        self.daemon.after_decision()
+        return elapsed
+
+    def _settle(self, job: Job, action: DeskAction) -> None:
+        """Settle the bill of a ``POST /v1/hospital/settle`` on the card (the PIN never
+        logged): the daemon's pipeline and security module, the ``[payments]`` tearing window.
+        Without a module the desk is answered with nothing settled (the API refuses)."""
+        daemon = self.daemon
+        desk, terminal = daemon.desk, daemon.terminal
+        assert job.connection is not None and desk is not None
+        if terminal.module is None:
+            desk.decided(job.source, None, {}, None, action=action)
+            return
+        settlement = MedicalSettlement(
+            terminal.pipeline, terminal.module, tear_window_s=terminal.settings.tear_window_s
+        )
+        connection = CountingConnection(job.connection)
+        with daemon.store_lock:
+            settled = settlement.settle(
+                t0_chain(connection), action.pin or "", action.pay_info or ""
+            )
+            daemon.metrics.apdus.observe(connection.count)
+            elapsed = self._counted(job, settled.decision)
+        job.decision = settled.decision
+        desk.decided(
+            job.source, settled.decision, {}, None, action=action, settled=settled.to_json()
+        )
+        log.info("event=settled source=%r outcome=%s reason=%s seq=%s latency_ms=%.1f",
+                 job.source, settled.decision.outcome, settled.decision.reason,
+                 settled.decision.seq, elapsed * 1000)  # fmt: skip
 
     def _decide_card(
         self, connection: CountingConnection, action: DeskAction | None

@@ -12,9 +12,6 @@ import asyncio
 import hmac
 import json
 import queue
-import threading
-import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +26,11 @@ from pydantic import BaseModel, Field
 from apdu.errors import SscardError
 from platform_server.server import is_loopback
 from terminal.host.payments_api import payments_router
+from terminal.host.pin_limit import PinLimiter
 from terminal.host.service import HostService
 from terminal.outcomes import classify
 
 MAX_WAIT_S = 60.0
-PIN_WINDOW_S = 60.0
 CONSOLE = Path(__file__).parent / "console"
 
 
@@ -160,8 +157,9 @@ def create_app(service: HostService, config: HostConfig) -> FastAPI:
         line, code = service.ireadcardbas(reader, _wait(wait), _client(request))
         return JSONResponse({"code": code, "result": line}, status_code=200 if code == 0 else 422)
 
-    _pin_route(app, service, config)
-    app.include_router(payments_router(service, _wait, _client))
+    limiter = PinLimiter(config.pin_attempts_per_minute)  # one for every route sending a PIN
+    _pin_route(app, service, limiter)
+    app.include_router(payments_router(service, _wait, _client, limiter))
     app.mount("/console", StaticFiles(directory=CONSOLE, html=True), name="console")
 
     @app.post("/v1/hotel/checkin")
@@ -241,35 +239,22 @@ def _event_routes(
             service.events.unsubscribe(q)
 
 
-def _pin_route(app: FastAPI, service: HostService, config: HostConfig) -> None:
-    """``POST /v1/card/pin/verify`` and ``POST /v1/hospital/register``, which send the PIN: at
-    most ``pin_attempts_per_minute`` of them per client."""
-    attempts: dict[str, deque[float]] = {}
-    attempts_lock = threading.Lock()
-
-    def _pin_allowed(client: str) -> bool:
-        now = time.monotonic()
-        with attempts_lock:
-            recent = attempts.setdefault(client, deque())
-            while recent and now - recent[0] > PIN_WINDOW_S:
-                recent.popleft()
-            if len(recent) >= config.pin_attempts_per_minute:
-                return False
-            recent.append(now)
-            return True
+def _pin_route(app: FastAPI, service: HostService, limiter: PinLimiter) -> None:
+    """``POST /v1/card/pin/verify`` and ``POST /v1/hospital/register``, which send the PIN:
+    counted by ``limiter`` (shared with ``POST /v1/hospital/settle``)."""
 
     @app.post("/v1/card/pin/verify")
     def pin_verify(request: Request, body: PinRequest) -> Any:
-        if not _pin_allowed(_client(request)):
-            return _error(429, -1, "too many PIN attempts, wait a minute")
+        if not limiter.allow(_client(request)):
+            return limiter.refusal()
         out = service.verify_pin(body.reader, body.pin, _wait(body.wait))
         return JSONResponse(out, status_code=200 if out["code"] == 0 else 422)
 
     @app.post("/v1/hospital/register")
     def hospital_register(request: Request, body: RegisterRequest) -> Any:
         client = _client(request)
-        if not _pin_allowed(client):  # a registration sends the PIN: the same limit
-            return _error(429, -1, "too many PIN attempts, wait a minute")
+        if not limiter.allow(client):  # a registration sends the PIN: the same limit
+            return limiter.refusal()
         try:
             out = service.hospital_register(body.pin, body.reader, _wait(body.wait), client)
         except SscardError as exc:

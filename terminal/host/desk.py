@@ -9,10 +9,10 @@ the daemon's reader threads and its one decision worker own the cards. The desk 
 * ``GET /v1/card`` is answered from the presentation decided on the reader: the one there now
   (card still on the reader), else the next one decided within ``wait``.
 * A scenario action (``POST /v1/hotel/checkin``, ``POST /v1/hospital/register``,
-  ``POST /v1/card/pin/verify``) is queued here; the worker claims it for the next card it
-  decides on that reader, and a reader whose card was decided already presents it again for
-  the action (:meth:`Desk.wanted`). So an action is one more tap through the daemon's pipeline,
-  journaled like any other, and never races the reader threads for the card.
+  ``POST /v1/hospital/settle``, ``POST /v1/card/pin/verify``) is queued here; the worker claims
+  it for the next card it decides on that reader, and a reader whose card was decided already
+  presents it again for the action (:meth:`Desk.wanted`). So an action is one more tap through
+  the daemon's pipeline, journaled like any other, and never races the reader threads for the card.
 
 Only one action waits at a time per desk: a front desk serves one guest at a time, and a second
 caller is told the desk is busy rather than given the first caller's guest.
@@ -31,6 +31,8 @@ from terminal.pipeline import Decision
 
 #: what :class:`Desk` acts for: the check-in's room, the registration's or verification's PIN
 CHECKIN, REGISTER, VERIFY_PIN = "hotel.checkin", "hospital.register", "pin.verify"
+#: a medical settlement: the PIN and the bill (:mod:`terminal.settlement`)
+SETTLE = "hospital.settle"
 
 
 @dataclass
@@ -47,6 +49,7 @@ class Presentation:
     :param pin: the answer to a PIN verification (no decision then)
     :param waiting: the card was not decided: the scenario waits for the desk's request (a
         hotel room, a hospital PIN)
+    :param settled: the answer to a settlement (:meth:`terminal.settlement.Settled.to_json`)
     """
 
     number: int
@@ -57,22 +60,26 @@ class Presentation:
     present: bool = True
     pin: dict[str, Any] | None = None
     waiting: bool = False
+    settled: dict[str, Any] | None = None
 
 
 @dataclass
 class DeskAction:
     """A scenario action waiting for the daemon's next tap on a reader.
 
-    :param kind: :data:`CHECKIN`, :data:`REGISTER` or :data:`VERIFY_PIN`
+    :param kind: :data:`CHECKIN`, :data:`REGISTER`, :data:`SETTLE` or :data:`VERIFY_PIN`
     :param reader: the reader's name (or a unique part), ``None`` for any
     :param room: the hotel room (check-in)
-    :param pin: the holder's PIN (registration, verification); never logged nor shown
+    :param pin: the holder's PIN (registration, settlement, verification); never logged nor
+        shown
+    :param pay_info: the bill of a settlement (``iDoDebit``'s ``pPayInfo``)
     """
 
     kind: str
     reader: str | None = None
     room: str | None = None
     pin: str | None = field(default=None, repr=False)
+    pay_info: str | None = None
     claimed: bool = False
     done: threading.Event = field(default_factory=threading.Event)
     result: Presentation | None = None
@@ -144,13 +151,21 @@ class Desk:
         action: DeskAction | None,
         pin: dict[str, Any] | None = None,
         waiting: bool = False,
+        settled: dict[str, Any] | None = None,
     ) -> Presentation:
         """The worker decided a card on ``reader`` (journaled already): keep it, wake the
         waiting clients, answer the action it served, publish the decision event."""
         with self._cond:
             self._count += 1
             shown = Presentation(
-                self._count, reader, decision, card, national, pin=pin, waiting=waiting
+                self._count,
+                reader,
+                decision,
+                card,
+                national,
+                pin=pin,
+                waiting=waiting,
+                settled=settled,
             )
             shown.present = self._present.get(reader, False)  # a scanned code is never 'on'
             self._last[reader] = shown

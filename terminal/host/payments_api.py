@@ -6,7 +6,8 @@ output. The host app includes the router with one line (:func:`payments_router`)
 that cannot settle answers 501.
 
 Like ``POST /v1/card/pin/verify``, the PIN travels in the body, never in the URL, and is never
-logged.
+logged; a settlement counts as a PIN attempt of the host app's one
+:class:`~terminal.host.pin_limit.PinLimiter` (429 over the limit).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from apdu.errors import SscardError
 from apdu.national import NationalCode
+from terminal.host.pin_limit import PinLimiter
 from terminal.outcomes import classify
 
 __all__ = ["SettleRequest", "SettleService", "payments_router"]
@@ -55,13 +57,17 @@ class SettleService(Protocol):
 
 
 def payments_router(
-    service: object, wait: Callable[[float], float], client: Callable[[Request], str]
+    service: object,
+    wait: Callable[[float], float],
+    client: Callable[[Request], str],
+    limiter: PinLimiter,
 ) -> APIRouter:
     """The payment routes over ``service``.
 
     :param service: the host service (:class:`SettleService` to settle; else 501)
     :param wait: bounds a requested wait (the host app's rule)
     :param client: who is asking, for the audit (the host app's rule)
+    :param limiter: the host app's PIN rate limit (a settlement sends the PIN)
     """
     router = APIRouter()
 
@@ -70,9 +76,12 @@ def payments_router(
         if not isinstance(service, SettleService):
             reason = "this host service cannot settle payments"
             return JSONResponse({"code": NationalCode.COMMAND_NOT_SUPPORTED, "reason": reason}, 501)
+        asking = client(request)
+        if not limiter.allow(asking):
+            return limiter.refusal()
         try:
             out = service.hospital_settle(
-                body.pin, body.pay_info, body.reader, wait(body.wait), client(request)
+                body.pin, body.pay_info, body.reader, wait(body.wait), asking
             )
         except SscardError as exc:
             failure = classify(exc)

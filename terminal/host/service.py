@@ -19,6 +19,7 @@ from apdu.identity import mask_name, mask_ssn
 from apdu.sam import NoSecurityModule, SecurityModule
 from apdu.ssc import SscSession
 from apdu.transport import t0_chain
+from config.settings_file import DEFAULT_TEAR_WINDOW_S
 from drivers.pcsc import PcscReader
 from drivers.psam import PcscPsamModule
 from offline_store.audit import check_field_name
@@ -172,6 +173,8 @@ class PcscHostService:
     :param module: the security module (``open_module``), or ``None``; its reader is never
         taken for a holder's card
     :param authenticate: reads run the national flow with ``module`` (spec §4.3)
+    :param tear_window_s: ``[payments] tear_window_s``: how long a torn settlement waits for
+        its card
     """
 
     def __init__(
@@ -184,8 +187,10 @@ class PcscHostService:
         pcsc: PcscReader | None = None,
         module: SecurityModule | None = None,
         authenticate: bool = False,
+        tear_window_s: float = DEFAULT_TEAR_WINDOW_S,
     ) -> None:
         self._module = module
+        self._tear_window_s = tear_window_s
         self._authenticate = authenticate
         self._exclude = [module.reader] if isinstance(module, PcscPsamModule) else []
         self._store = store
@@ -367,7 +372,9 @@ class PcscHostService:
         """
         if self._module is None:
             raise NoSecurityModule("a settlement needs the SSC PSAM (--sam-reader)")
-        settlement = MedicalSettlement(self._pipeline("hospital"), self._module)
+        settlement = MedicalSettlement(
+            self._pipeline("hospital"), self._module, tear_window_s=self._tear_window_s
+        )
         with self._lock:
             self._presence()
             connection = self._pcsc.wait_for_card(

@@ -2,8 +2,9 @@
 daemon as a child process, a real pcscd with vpcd and emulated cards.
 
 The API answers from the daemon's own taps (the daemon owns the reader): a card is decided and
-journaled once, and ``GET /v1/card`` shows that decision; a hotel check-in is one more tap
-through the daemon's decision worker, journaled like any other. Expected values come from the
+journaled once, and ``GET /v1/card`` shows that decision; a hotel check-in or a medical
+settlement (with the SSC PSAM in slot 1) is one more tap through the daemon's decision worker,
+journaled like any other. Expected values come from the
 persona files; the security rules are checked by what a foreign client gets back.
 """
 
@@ -24,13 +25,16 @@ import pytest
 import requests
 from daemon_support import DaemonProcess, TerminalFolder, make_terminal
 from host_support import ALLOWED, start_daemon_host
-from support import READER0, make_card, persona_path
+from support import READER0, READER1, make_card, make_psam, persona_path
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+
+from apdu.medical_payment import ireaddebitrecord_output
 
 pytestmark = pytest.mark.e2e
 
 FOREIGN = "http://evil.example"
+BILL = "95.00|30.00+60.00|20261129101500|"  # account 30.00, pooled 60.00, self-pay 5.00
 
 
 @pytest.fixture
@@ -266,6 +270,63 @@ def test_a_hospital_desk_registers_with_the_pin_through_the_daemon(
         rows = terminal.rows()
         assert [(r[1], r[3]) for r in rows] == [("hospital", "pin_wrong"), ("hospital", "ok")]
         assert right["seq"] == rows[-1][0]
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def settle(base: str, pin: str, wait: float = 20) -> requests.Response:
+    body = {"pin": pin, "pay_info": BILL, "wait": wait}
+    return requests.post(base + "/v1/hospital/settle", json=body, timeout=40)
+
+
+def test_a_hospital_daemon_settles_with_its_psam_and_bounds_pin_guessing(
+    terminal: TerminalFolder, cards
+) -> None:
+    cards.insert(make_psam("psam-national"), slot=1)
+    payments = "[payments]\ntear_window_s = 120\n"
+    daemon, base = start_daemon_host(
+        terminal, "hospital", "pin_attempts_per_minute = 3\n", sam_reader=READER1, tables=payments
+    )
+    try:
+        card = cards.insert(make_card("ordinary-2.0", t0=True))
+        assert card.medical_account is not None
+        before = card.medical_account.balances.account
+        daemon.wait_state("waiting_removal")
+        wrong = settle(base, "000000")
+        assert wrong.status_code == 422 and wrong.json()["code"] == -51, wrong.text
+        assert card.medical_account.balances.account == before
+        out = settle(base, "123456")
+        assert out.status_code == 200, out.text
+        body = out.json()
+        assert body["code"] == 0 and body["decision"]["reason"] == "ok"
+        assert body["result"].split("|")[2] == "30.00" and "123456" not in out.text
+        assert card.medical_account.balances.account == before - 3000
+        assert ireaddebitrecord_output(card.medical_account.records).endswith("^95.00^90.00^|")
+        rows = terminal.rows()
+        assert [(r[1], r[3]) for r in rows] == [
+            ("hospital", "pin_wrong"),
+            ("hospital", "purse_pending"),
+            ("hospital", "ok"),
+        ]
+        assert body["decision"]["seq"] == rows[-1][0]
+        checked = requests.post(base + "/v1/card/pin/verify", json={"pin": "000000"}, timeout=20)
+        assert checked.status_code in (200, 422)  # the third PIN attempt of the minute
+        limited = settle(base, "123456", wait=1)  # the fourth, whichever route sent the others
+        assert limited.status_code == 429 and limited.json()["code"] == -1
+        assert len(terminal.rows()) == 3 and "123456" not in daemon.err()
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def test_a_hospital_daemon_without_its_psam_refuses_to_settle(terminal: TerminalFolder) -> None:
+    daemon, base = start_daemon_host(terminal, "hospital", sam_reader=READER1)
+    try:
+        out = settle(base, "123456", wait=1)
+        assert out.status_code == 422, out.text
+        assert out.json()["code"] == -2201 and "SSC PSAM" in out.json()["reason"]
+        assert terminal.rows() == []
         assert daemon.stop() == 0
     finally:
         daemon.close()

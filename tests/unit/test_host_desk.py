@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import pytest
 
+from apdu.errors import SscardError
+from apdu.sam import NoSecurityModule
+from terminal.daemon.host import DaemonHostService
 from terminal.host.desk import CHECKIN, Desk, DeskAction, DeskBusy, Presentation
 from terminal.host.service import EventHub
 from terminal.pipeline import ACCEPT, Decision
@@ -76,3 +80,19 @@ def test_hang_up_ends_the_streams_open_now_and_only_those() -> None:
     assert got[-1] is None and len(got) == 2
     event = late.get_nowait()
     assert event is not None and event["type"] == "decision"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "refusal"),
+    [("transit", "decides for transit, not hospital"), ("hospital", "needs the SSC PSAM")],
+)
+def test_the_daemon_refuses_a_settlement_it_cannot_make_before_asking_for_a_card(
+    scenario: str, refusal: str
+) -> None:
+    terminal = SimpleNamespace(profile=SimpleNamespace(name=scenario), module=None)
+    desk = Desk()
+    service = DaemonHostService(SimpleNamespace(terminal=terminal), desk)  # type: ignore[arg-type]
+    with pytest.raises(SscardError, match=refusal) as raised:
+        service.hospital_settle("123456", "95.00|30.00+60.00|20261129101500|", None, 0, "t")
+    assert isinstance(raised.value, NoSecurityModule) == (scenario == "hospital")
+    assert desk.act(DeskAction(CHECKIN, room="1"), 0) is None  # nothing was queued
