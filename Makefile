@@ -35,10 +35,13 @@ test: venv lint
 	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required SSCARD_TEST_BROWSER=required $(PY) tests/parallel.py
 
 # the long fault campaigns (tests/faults, README "Faults"), 1,000 random presentations to
-# `sscard run`, 10,000 fares with tearing and kills, and 10,000 purchases cleared by the platform
-# on SQLite and PostgreSQL; their short forms are in `test`, whose golden outputs they keep
+# `sscard run`, 2,000 fares taken by `sscard run` through pcscd under tearing and SIGKILLs and
+# cleared by the platform, 10,000 fares with tearing and kills in-process, and 10,000 purchases
+# cleared by the platform on SQLite and PostgreSQL; their short forms are in `test`, whose
+# golden outputs they keep
 faults: venv
 	SSCARD_FAULTS=long SSCARD_GOLDEN=off SSCARD_DAEMON_CYCLES=$${SSCARD_DAEMON_CYCLES:-1000} \
+		SSCARD_FARE_DAEMON_TAPS=$${SSCARD_FARE_DAEMON_TAPS:-2000} \
 		$(PY) -m pytest -x -q -s tests/faults tests/e2e/test_daemon_cycles_e2e.py --timeout=0
 	SSCARD_FARE_PURCHASES=$${SSCARD_FARE_PURCHASES:-10000} $(PY) -m pytest -x -q -s \
 		tests/emulated/test_fare_campaign.py --timeout=0

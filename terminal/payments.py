@@ -363,8 +363,15 @@ def open_fare_module(
     :param pcsc: the PC/SC access (the PSAM's slot), ``None`` without PC/SC
     :param stack: closes the PSAM's connection
     :raises SscardError: no PSAM in the slot, a PSAM without PC/SC, the software SAM on a
-        production terminal, a key file that cannot be read
+        production terminal, a key file that cannot be read, no journal key (a payment row is
+        encrypted with it: without one every fare would be refused at the tap)
     """
+    if (settings.payments_psam_reader or settings.payments_soft_sam_keys) and (
+        settings.journal_key_file is None
+    ):
+        raise SscardError(
+            "[payments] needs [store] journal_key_file: payments are journaled encrypted with it"
+        )
     if settings.payments_psam_reader:
         if pcsc is None:
             raise SscardError("[payments] psam_reader: the transit PSAM needs the pcsc back-end")

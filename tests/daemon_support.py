@@ -88,6 +88,18 @@ class TerminalFolder:
             conn.close()
 
 
+def take_away(cards) -> None:
+    """The rider's card leaves slot 0 (a PSAM in slot 1 stays).
+
+    :param cards: the vpcd slots (the ``cards`` fixture)
+    """
+    for bridge, reader in list(cards.bridges):
+        if reader == READER0:
+            bridge.remove()
+            assert cards.readers.wait_for_removal(reader, timeout=5)
+            cards.bridges.remove((bridge, reader))
+
+
 def journal_verify(config: Path, prefix: Sequence[str] = ()) -> int:
     """``sscard journal verify`` in a child process, for a journal whose length a test does not
     know in advance (random presentations, kills): not a golden call. The rows verified.

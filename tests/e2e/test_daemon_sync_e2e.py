@@ -23,13 +23,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sync"))  # sync_support
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from daemon_support import DaemonProcess, TerminalFolder, free_port
+from daemon_support import DaemonProcess, TerminalFolder
 from store_support import header, public_pem, write_list
-from support import CATALOGUE, READER0, TEST_ROOTS, make_card, run_sscard
-from sync_support import PlatformProcess, register
+from support import CATALOGUE, make_card, run_sscard
+from sync_support import PlatformProcess, daemon_terminal
 
 from config.settings import load_settings
-from drivers.keyfile import private_copy
 from offline_store import load_pepper_file
 from offline_store.identity import canonical_card_id, keyed_card_hash
 
@@ -41,20 +40,7 @@ SYNC_DONE = '"event": "sync_done", "exit_status": "0"'
 
 
 def _terminal(platform: PlatformProcess, folder: Path) -> TerminalFolder:
-    platform.run("catalogue", "load", str(CATALOGUE))
-    setup = register(platform, folder, TERMINAL_ID)
-    done = setup.sync_once()
-    assert done.returncode == 0, done.stdout + done.stderr
-    private_copy(TEST_ROOTS, folder / "roots.toml")
-    world = TerminalFolder(folder, setup.config_file, free_port())
-    with setup.config_file.open("a", encoding="utf-8") as settings:
-        settings.write(
-            '[security]\nsoft_sam_keys = "roots.toml"\n'
-            "[indicators]\nconsole = true\nvoice = false\n"
-            f'[daemon]\nreaders = ["{READER0}"]\nsync_interval_s = 0.5\n'
-            f"metrics_port = {world.metrics_port}\n"
-        )
-    return world
+    return daemon_terminal(platform, folder, TERMINAL_ID)
 
 
 def _wait_uploaded(platform: PlatformProcess, rows: int, daemon: DaemonProcess) -> None:

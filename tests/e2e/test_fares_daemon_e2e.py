@@ -16,9 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_support import DaemonProcess, TerminalFolder, journal_verify, make_terminal
+from daemon_support import (
+    DaemonProcess,
+    TerminalFolder,
+    journal_verify,
+    make_terminal,
+    take_away,
+)
 from payment_support import transit_psam
-from support import READER0, READER1, make_card
+from support import READER1, make_card
 
 from drivers.virtual.ssc_card import VirtualSscCard
 
@@ -58,15 +64,6 @@ def present(cards, card: VirtualSscCard, **tear: int) -> None:
     for key, value in tear.items():
         setattr(card.behaviour, key, value)
     cards.insert(card, wait=False)
-
-
-def take_away(cards) -> None:
-    """The rider's card leaves slot 0 (the PSAM stays in slot 1)."""
-    for bridge, reader in list(cards.bridges):
-        if reader == READER0:
-            bridge.remove()
-            assert cards.readers.wait_for_removal(reader, timeout=5)
-            cards.bridges.remove((bridge, reader))
 
 
 def payments(terminal: TerminalFolder) -> list[tuple[str, int]]:

@@ -22,7 +22,10 @@ from pathlib import Path
 
 import golden
 import requests
+from daemon_support import TerminalFolder, free_port
+from support import CATALOGUE, READER0, TEST_ROOTS
 
+from drivers.keyfile import private_copy
 from ecard.trust import save_trust_list
 from offline_store import JournalEntry, Store
 from sync.client import SyncClient
@@ -338,3 +341,38 @@ def copy_store(source: Path, target: Path) -> None:
         if found.exists():
             shutil.copyfile(found, f"{target}{suffix}")
     os.chmod(target, 0o600)
+
+
+def daemon_terminal(
+    platform: PlatformProcess,
+    folder: Path,
+    terminal_id: str,
+    scenarios: str = "transit,gate",
+    *,
+    daemon: str = "",
+    extra: str = "",
+) -> TerminalFolder:
+    """A terminal registered on the platform and provisioned with one ``sync --once``, set up
+    for ``sscard run``: soft SAM, console indicator, a sync every 0.5 s.
+
+    :param platform: the serving platform
+    :param folder: the terminal's folder (created)
+    :param terminal_id: its id
+    :param scenarios: its scenarios on the platform
+    :param daemon: more ``[daemon]`` lines (``scenario = …``)
+    :param extra: more tables after ``[daemon]``
+    """
+    platform.run("catalogue", "load", str(CATALOGUE))
+    setup = register(platform, folder, terminal_id, scenarios)
+    done = setup.sync_once()
+    assert done.returncode == 0, done.stdout + done.stderr
+    private_copy(TEST_ROOTS, folder / "roots.toml")
+    world = TerminalFolder(folder, setup.config_file, free_port())
+    with setup.config_file.open("a", encoding="utf-8") as settings:
+        settings.write(
+            '[security]\nsoft_sam_keys = "roots.toml"\n'
+            "[indicators]\nconsole = true\nvoice = false\n"
+            f'[daemon]\n{daemon}readers = ["{READER0}"]\nsync_interval_s = 0.5\n'
+            f"metrics_port = {world.metrics_port}\n" + extra
+        )
+    return world
