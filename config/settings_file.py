@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeGuard
 
 from pydantic import Field, PlainValidator, field_validator
 
@@ -147,13 +147,14 @@ def _terminal_id(value: object) -> str:
     return str(value)
 
 
+def _within_reader_name(value: object) -> TypeGuard[str]:
+    """Whether a value could be (part of) a PC/SC reader name: a string of at most
+    :data:`READER_NAME_MAX` characters without control characters (it may be empty)."""
+    return isinstance(value, str) and len(value) <= READER_NAME_MAX and not CONTROL.search(value)
+
+
 def _reader_name(value: object) -> str:
-    if (
-        not isinstance(value, str)
-        or not value
-        or len(value) > READER_NAME_MAX
-        or CONTROL.search(value)
-    ):
+    if not _within_reader_name(value) or not value:
         raise expected(
             f"a reader name (or part of one) of 1-{READER_NAME_MAX} characters"
             " without control characters"
@@ -317,12 +318,7 @@ class ServicePointTable(Table):
 
 
 def _daemon_reader_name(value: object) -> str:
-    if (
-        not isinstance(value, str)
-        or not value.strip()
-        or len(value) > READER_NAME_MAX
-        or CONTROL.search(value)
-    ):
+    if not _within_reader_name(value) or not value.strip():
         raise expected(f"a reader name of 1-{READER_NAME_MAX} characters")
     return value
 

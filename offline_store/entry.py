@@ -30,8 +30,12 @@ class JournalOutcome(StrEnum):
     """What the terminal decided."""
 
     ACCEPT = "accept"
+    """The holder was let through or served."""
     REFUSE = "refuse"
+    """The holder was turned away; the row's reason code says why."""
     DEFERRED = "deferred"
+    """Accepted offline on an e-card code the platform decodes later; a sync's follow-up row
+    confirms it or marks it invalid."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,6 +56,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from offline_store.daycount import local_day
 from offline_store.db import StoreDb
 from offline_store.errors import JournalError
+from offline_store.payment_object import (
+    INT_RANGES,
+    ISSUER,
+    KINDS,
+    MEDICAL_ONLY,
+    SERIALS,
+    STATES,
+    TAC,
+    TERMINAL_NUMBER,
+    PaymentFacts,
+    is_int_in,
+)
 
 __all__ = [
     "KINDS",
@@ -69,70 +81,25 @@ __all__ = [
     "seal",
 ]
 
-KINDS = ("transit", "medical")
-STATES = ("pending", "done", "torn", "void")
 NONCE_LEN = 12
-AMOUNT_MAX = 0xFFFFFFFF
-BALANCE_MIN = -0x80000000  # an overdrawn purse: a signed 4-byte balance
-_HEX = {
-    "tac": re.compile(r"[0-9A-F]{8}"),
+_TEXT = {
+    "tac": TAC,
     "time": re.compile(r"[0-9]{14}"),
-    "terminal_number": re.compile(r"[0-9]{12}"),
-    "issuer": re.compile(r"[0-9A-F]{16}"),
+    "terminal_number": TERMINAL_NUMBER,
+    "issuer": ISSUER,
 }
-_SERIAL = {"transit": re.compile(r"[0-9A-F]{20}"), "medical": re.compile(r"[0-9A-F]{32}")}
-_INTS = {
-    "amount_fen": (0, AMOUNT_MAX),
-    "balance_before": (BALANCE_MIN, AMOUNT_MAX),
-    "balance_after": (BALANCE_MIN, AMOUNT_MAX),
-    "card_sequence": (0, 0xFFFF),
-    "terminal_sequence": (0, 0xFFFFFFFF),
-    "self_pay_fen": (0, AMOUNT_MAX),
-    "pooled_fen": (0, AMOUNT_MAX),
-}
-_MEDICAL_ONLY = ("self_pay_fen", "pooled_fen")
 
 
 @dataclass(frozen=True, slots=True)
-class Payment:
-    """A purchase's facts as one journal row states them (see the module docstring).
-
-    :param kind: ``transit`` or ``medical``
-    :param state: ``pending``, ``done``, ``torn`` or ``void``
-    :param amount_fen: the amount debited (medical: from the personal account)
-    :param balance_before: the balance INITIALIZE reported; ``None`` if it never answered
-    :param balance_after: the balance once debited; ``None`` likewise
-    :param card_sequence: the card's offline sequence the purchase used
-    :param terminal_sequence: the PSAM's terminal sequence, ``None`` before MAC1
-    :param tac: the card's TAC, 8 upper-case hex digits, once known
-    :param time: the transaction time sent to the card, ``YYYYMMDDhhmmss``
-    :param terminal_number: the PSAM's terminal number, 12 digits
-    :param card_serial: the application serial (transit, 20 hex) or 卡识别码 (medical, 32 hex)
-    :param issuer: the transit issuer id (16 hex); ``None`` for medical
-    :param self_pay_fen: medical: the self-paid part (``None`` for transit)
-    :param pooled_fen: medical: the pooled fund's part (``None`` for transit)
-    """
-
-    kind: str
-    state: str
-    amount_fen: int
-    balance_before: int | None
-    balance_after: int | None
-    card_sequence: int | None
-    terminal_sequence: int | None
-    tac: str | None
-    time: str
-    terminal_number: str
-    card_serial: str
-    issuer: str | None
-    self_pay_fen: int | None = None
-    pooled_fen: int | None = None
+class Payment(PaymentFacts):
+    """A purchase's facts as one journal row states them (see the module docstring and
+    :class:`offline_store.payment_object.PaymentFacts` for each fact)."""
 
     def to_json(self) -> dict[str, Any]:
         """The payment object of the journal row (medical parts only for medical)."""
         out = asdict(self)
         if self.kind != "medical":
-            for name in _MEDICAL_ONLY:
+            for name in MEDICAL_ONLY:
                 del out[name]
         return out
 
@@ -165,19 +132,19 @@ class Payment:
             raise JournalError(f"payment kind must be one of {list(KINDS)}")
         if self.state not in STATES:
             raise JournalError(f"payment state must be one of {list(STATES)}")
-        for name, (low, high) in _INTS.items():
+        for name, (low, high, nullable) in INT_RANGES.items():
             value = getattr(self, name)
-            if value is None and (name != "amount_fen"):
+            if value is None and nullable:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            if not is_int_in(value, low, high):
                 raise JournalError(f"payment {name} must be an integer in {low}…{high}")
-        for name, pattern in _HEX.items():
+        for name, pattern in _TEXT.items():
             value = getattr(self, name)
             if value is None and name in ("tac", "issuer"):
                 continue
             if not isinstance(value, str) or not pattern.fullmatch(value):
                 raise JournalError(f"payment {name} does not have its format")
-        if not isinstance(self.card_serial, str) or not _SERIAL[self.kind].fullmatch(
+        if not isinstance(self.card_serial, str) or not SERIALS[self.kind].fullmatch(
             self.card_serial
         ):
             raise JournalError(f"payment card_serial is not a {self.kind} serial")

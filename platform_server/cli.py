@@ -170,7 +170,7 @@ def cmd_terminal_list(args: argparse.Namespace) -> int:
     for info in found:
         seen = "never"
         if info.last_heartbeat_at is not None:
-            seen = dt.datetime.fromtimestamp(info.last_heartbeat_at, dt.UTC).isoformat()
+            seen = _utc(info.last_heartbeat_at)
         beat = info.heartbeat or {}
         print(
             f"{info.terminal_id}  region {info.region}  scenarios {','.join(info.scenarios)}  "
@@ -267,7 +267,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         done = [platform.rotate_keys(alg, args.grace_days * DAY_S) for alg in algs]
     for rotation in done:
         leaving = ", ".join(rotation.retiring) or "none"
-        until = dt.datetime.fromtimestamp(rotation.retire_at, dt.UTC).isoformat()
+        until = _utc(rotation.retire_at)
         print(
             f"{rotation.alg}: new key {rotation.kid}; old keys {leaving} leave the trust list "
             f"at {until}; trust list version {rotation.trust_version}"
@@ -286,7 +286,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
     for key in found:
         retire = "current"
         if key.retire_at is not None:
-            retire = "retires " + dt.datetime.fromtimestamp(key.retire_at, dt.UTC).isoformat()
+            retire = "retires " + _utc(key.retire_at)
         print(f"{key.alg:<5} {key.kid}  {retire}")
     return EXIT_OK
 
@@ -303,7 +303,7 @@ def cmd_ecard_issue(args: argparse.Namespace) -> int:
             issued = platform.issue_ecard(persona, args.valid_hours * 3600)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         return fail(f"cannot read the persona {args.persona}: {exc}")
-    until = dt.datetime.fromtimestamp(issued.expires_at, dt.UTC).isoformat()
+    until = _utc(issued.expires_at)
     print(issued.code)
     print(f"code valid until {until}; card token {issued.token}", file=sys.stderr)
     return EXIT_OK
@@ -319,10 +319,10 @@ def cmd_ecard_deferred(args: argparse.Namespace) -> int:
     with open_platform(args) as platform:
         codes = platform.deferred_codes(args.terminal, args.limit)
     for code in codes:
-        when = dt.datetime.fromtimestamp(code.wall_time_us / 1e6, dt.UTC).isoformat()
+        when = _utc(code.wall_time_us / 1e6)
         status = f"{code.status}:{code.reason}" if code.reason else code.status
         follow = f"seq {code.follow_up_seq}" if code.follow_up_seq is not None else "-"
-        amount = "-" if code.amount is None else f"{code.amount / 100:.2f}"
+        amount = _yuan(code.amount)
         print(
             f"{code.terminal_id}  {code.seq:>8}  {when}  {code.scenario:<9} {status:<28} "
             f"{follow:<12} {amount:>8}"
@@ -353,9 +353,9 @@ def cmd_tx_list(args: argparse.Namespace) -> int:
     with open_platform(args) as platform:
         rows = platform.transactions(args.terminal, args.limit)
     for row in rows:
-        when = dt.datetime.fromtimestamp(row.wall_time_us / 1e6, dt.UTC).isoformat()
+        when = _utc(row.wall_time_us / 1e6)
         flags = ",".join(f for f, on in (("chain_break", row.chain_break), ("gap", row.gap)) if on)
-        amount = "-" if row.amount is None else f"{row.amount / 100:.2f}"
+        amount = _yuan(row.amount)
         print(
             f"{row.terminal_id}  {row.seq:>8}  {when}  {row.scenario:<9} {row.outcome:<8} "
             f"{row.reason_code:<24} {amount:>8}  {flags}"
@@ -395,6 +395,27 @@ def _summary_line(summary: ChainSummary) -> str:
         f"{summary.chain_breaks} chain breaks ({_seqs(summary.first_breaks)}), "
         f"{summary.bad_hashes} bad hashes ({_seqs(summary.first_bad_hashes)})"
     )
+
+
+def _utc(seconds: float) -> str:
+    """A time of the platform's tables (seconds since the epoch) in ISO 8601, UTC."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat()
+
+
+def _yuan(fen: int | None) -> str:
+    """An amount in fen as yuan with two decimals; ``-`` for none."""
+    return "-" if fen is None else f"{fen / 100:.2f}"
+
+
+def _newest_options(parser: Any, what: str) -> None:
+    """The options of a listing of the newest ``what``: ``--terminal``, ``--limit``, the database.
+
+    :param parser: the command's parser
+    :param what: what it lists (``rows``, ``codes``), for the help
+    """
+    parser.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
+    parser.add_argument("--limit", type=int, default=50, help=f"how many {what} (default: 50)")
+    db_option(parser)
 
 
 def _seqs(seqs: Sequence[int]) -> str:
@@ -479,9 +500,7 @@ def _ecard_parsers(actions: Any) -> None:
     deferred = ecard_actions.add_parser(
         "deferred", help="codes let through offline and their confirmation by the platform"
     )
-    deferred.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
-    deferred.add_argument("--limit", type=int, default=50, help="how many codes (default: 50)")
-    db_option(deferred)
+    _newest_options(deferred, "codes")
     deferred.set_defaults(handler=cmd_ecard_deferred)
 
 
@@ -496,9 +515,7 @@ def _catalogue_parsers(actions: Any) -> None:
 def _tx_parsers(actions: Any) -> None:
     tx_actions = command_group(actions, "tx", "the uploaded journal rows")
     tx_list = tx_actions.add_parser("list", help="the newest rows")
-    tx_list.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")
-    tx_list.add_argument("--limit", type=int, default=50, help="how many rows (default: 50)")
-    db_option(tx_list)
+    _newest_options(tx_list, "rows")
     tx_list.set_defaults(handler=cmd_tx_list)
     verify = tx_actions.add_parser("verify", help="check every chain: breaks, gaps, counts")
     verify.add_argument("--terminal", metavar="ID", help="one terminal (default: all)")

@@ -172,24 +172,13 @@ def deferred_codes(conn: Connection, terminal_id: str | None, limit: int) -> lis
     follow_ups = _follow_ups(conn, {row.terminal_id for row in deferred})
     out = []
     for row in deferred:
+        status, reason, follow_up_seq, amount = WAITING, None, None, None
         found = follow_ups.get((row.terminal_id, row.seq))
-        if found is None:
-            out.append(
-                DeferredCode(
-                    row.terminal_id,
-                    row.seq,
-                    row.wall_time_us,
-                    row.scenario,
-                    WAITING,
-                    None,
-                    None,
-                    None,
-                )
-            )
-            continue
-        seq, reason_code, flags, amount = found
-        reasons = [f[len(INVALID_PREFIX) :] for f in flags if f.startswith(INVALID_PREFIX)]
-        status = "confirmed" if reason_code == CONFIRMED else "invalid"
+        if found is not None:
+            follow_up_seq, reason_code, flags, amount = found
+            reasons = [f[len(INVALID_PREFIX) :] for f in flags if f.startswith(INVALID_PREFIX)]
+            status = "confirmed" if reason_code == CONFIRMED else "invalid"
+            reason = reasons[0] if reasons else None
         out.append(
             DeferredCode(
                 row.terminal_id,
@@ -197,8 +186,8 @@ def deferred_codes(conn: Connection, terminal_id: str | None, limit: int) -> lis
                 row.wall_time_us,
                 row.scenario,
                 status,
-                reasons[0] if reasons else None,
-                seq,
+                reason,
+                follow_up_seq,
                 amount,
             )
         )

@@ -107,8 +107,11 @@ class RejectCode(StrEnum):
     """Why a row of a batch was not stored."""
 
     TERMINAL_MISMATCH = "terminal_mismatch"
+    """The row names another terminal than the one that signed the batch."""
     BAD_HASH = "bad_hash"
+    """The row's hash is not the hash of its contents."""
     CONFLICT = "conflict"
+    """Its sequence number is already stored, or twice in the batch, with another hash."""
 
 
 @dataclass(frozen=True, slots=True)

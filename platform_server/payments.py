@@ -35,21 +35,31 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, tuple_, update
 
 from apdu import crypto, medical_payment, purse
 from apdu.payment import Charge
+from offline_store.payment_object import (
+    INT_RANGES,
+    ISSUER,
+    KINDS,
+    MEDICAL_ONLY,
+    SERIALS,
+    STATES,
+    TAC,
+    TERMINAL_NUMBER,
+    PaymentFacts,
+    is_int_in,
+)
 from platform_server.db import payment
 from platform_server.errors import InvalidInput
 from platform_server.payment_keys import PaymentRoots
 from sync.wire import quote
 
 __all__ = [
-    "KINDS",
-    "STATES",
     "TAC_STATUSES",
     "PaymentFact",
     "parse_payment",
@@ -59,67 +69,23 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KINDS = ("transit", "medical")
-STATES = ("pending", "done", "torn", "void")
 TAC_STATUSES = ("ok", "mismatch", "no_key", "incomplete", "none")
-AMOUNT_MAX = 0xFFFFFFFF
-BALANCE_MIN = -0x80000000  # an overdrawn purse: a signed 4-byte balance
-MEDICAL_ONLY = ("self_pay_fen", "pooled_fen")
-_COMMON = (
-    "kind",
-    "state",
-    "amount_fen",
-    "balance_before",
-    "balance_after",
-    "card_sequence",
-    "terminal_sequence",
-    "tac",
-    "time",
-    "terminal_number",
-    "card_serial",
-    "issuer",
-)
-# name → (low, high, nullable)
-_INTS: dict[str, tuple[int, int, bool]] = {
-    "amount_fen": (0, AMOUNT_MAX, False),
-    "balance_before": (BALANCE_MIN, AMOUNT_MAX, True),
-    "balance_after": (BALANCE_MIN, AMOUNT_MAX, True),
-    "card_sequence": (0, 0xFFFF, True),
-    "terminal_sequence": (0, 0xFFFFFFFF, True),
-    "self_pay_fen": (0, AMOUNT_MAX, True),
-    "pooled_fen": (0, AMOUNT_MAX, True),
-}
+_COMMON = tuple(f.name for f in fields(PaymentFacts) if f.name not in MEDICAL_ONLY)
 _TEXT = {
-    "tac": re.compile(r"[0-9A-F]{8}"),
+    "tac": TAC,
     # as sync/openapi.yaml says it (a 30 February passes: its TAC cannot verify)
     "time": re.compile(
         r"[0-9]{4}(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])([01][0-9]|2[0-3])[0-5][0-9][0-5][0-9]"
     ),
-    "terminal_number": re.compile(r"[0-9]{12}"),
+    "terminal_number": TERMINAL_NUMBER,
 }
-_SERIAL = {"transit": re.compile(r"[0-9A-F]{20}"), "medical": re.compile(r"[0-9A-F]{32}")}
-_ISSUER = re.compile(r"[0-9A-F]{16}")
 MEDICAL_CITY_DIGITS = 6  # the 卡识别码 opens with the card's city code (3 bytes BCD)
 
 
 @dataclass(frozen=True, slots=True)
-class PaymentFact:
-    """One row's payment object, checked (see the module docstring for each field)."""
-
-    kind: str
-    state: str
-    amount_fen: int
-    balance_before: int | None
-    balance_after: int | None
-    card_sequence: int | None
-    terminal_sequence: int | None
-    tac: str | None
-    time: str
-    terminal_number: str
-    card_serial: str
-    issuer: str | None
-    self_pay_fen: int | None = None
-    pooled_fen: int | None = None
+class PaymentFact(PaymentFacts):
+    """One row's payment object, checked (see the module docstring and
+    :class:`offline_store.payment_object.PaymentFacts` for each fact)."""
 
     @property
     def when(self) -> dt.datetime:
@@ -164,10 +130,10 @@ def parse_payment(raw: object, where: str) -> PaymentFact:
     ints = _check_ints(raw, where)
     _check_text(raw, where)
     serial = raw["card_serial"]
-    if not isinstance(serial, str) or not _SERIAL[kind].fullmatch(serial):
+    if not isinstance(serial, str) or not SERIALS[kind].fullmatch(serial):
         raise InvalidInput(f"{where}.card_serial is not a {kind} card serial")
     issuer = raw["issuer"]
-    if kind == "transit" and not (isinstance(issuer, str) and _ISSUER.fullmatch(issuer)):
+    if kind == "transit" and not (isinstance(issuer, str) and ISSUER.fullmatch(issuer)):
         raise InvalidInput(f"{where}.issuer must be the 16-hex issuer id of a transit card")
     if kind == "medical" and issuer is not None:
         raise InvalidInput(f"{where}.issuer is null for a medical payment")
@@ -179,13 +145,13 @@ def _check_ints(raw: Mapping[str, Any], where: str) -> dict[str, int | None]:
     """The integers of a payment object. ``885.0`` is the integer 885, as JSON Schema says (a
     terminal writes ``885``; the row's hash covers whichever was sent)."""
     ints: dict[str, int | None] = {}
-    for name, (low, high, nullable) in _INTS.items():
+    for name, (low, high, nullable) in INT_RANGES.items():
         if name not in raw or (raw[name] is None and nullable):
             continue
         value = raw[name]
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if not is_int_in(value, low, high):
             raise InvalidInput(f"{where}.{name} must be an integer {low}…{high}")
         ints[name] = value
     return ints

@@ -352,7 +352,18 @@ def next_steps(result: InitResult) -> list[str]:
     ]
 
 
-DEVELOPMENT_SETTINGS = """\
+#: the store's files, named alike in every template (relative to the settings file)
+STORE_SECTION = """\
+[store]
+database = "store.db"
+pepper_file = "pepper"
+journal_key_file = "journal.key"
+deny_public_key = "deny.pem"
+
+"""
+
+DEVELOPMENT_SETTINGS = (
+    """\
 # sscard init: a DEVELOPMENT terminal ({folder})
 # It uses the public TEST KEYS and the reference platform on loopback:
 #   sscard platform serve --db platform/platform.db --keys platform/keys
@@ -366,12 +377,9 @@ id = {terminal_id}
 [security]
 soft_sam_keys = "soft-sam-roots.toml"   # TEST KEYS: the virtual cards' roots (development only)
 
-[store]
-database = "store.db"
-pepper_file = "pepper"
-journal_key_file = "journal.key"
-deny_public_key = "deny.pem"
-
+"""
+    + STORE_SECTION
+    + """\
 [ecard]
 trust_root_key = "qr-root.pem"
 audience_keys = "audience.keys"
@@ -385,8 +393,10 @@ region = {region}
 [daemon]
 admin_socket = "admin.sock"
 """
+)
 
-PRODUCTION_SETTINGS = """\
+PRODUCTION_SETTINGS = (
+    """\
 # sscard init --production: a PRODUCTION terminal template ({folder})
 # It refuses to start until the platform's keys are in place (sscard doctor says which):
 # register this terminal at the platform, put its key in sync.key (mode 0600), fill in
@@ -399,12 +409,9 @@ production = true
 id = "T0001"                  # the id the platform registered this terminal under
 device_number = ""            # 终端设备号, if the terminal has one
 
-[store]
-database = "store.db"
-pepper_file = "pepper"
-journal_key_file = "journal.key"
-deny_public_key = "deny.pem"
-
+"""
+    + STORE_SECTION
+    + """\
 [ecard]
 trust_root_key = "qr-root.pem"
 
@@ -417,3 +424,4 @@ key_id = ""
 [daemon]
 admin_socket = "admin.sock"
 """
+)

@@ -53,8 +53,11 @@ class Level(StrEnum):
     """How a check came out."""
 
     OK = "ok"
+    """Nothing to do."""
     WARN = "warn"
+    """The terminal works, degraded or at risk (exit status 1)."""
     FAIL = "fail"
+    """The terminal cannot work as configured (exit status 2)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ national error code, 0 on success), ``reason``, and under ``card`` the items of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apdu import national
 from apdu.atr import Atr
@@ -21,6 +21,9 @@ from apdu.ssc import SscSession
 from apdu.sw import Sw
 from apdu.transport import Connection, t0_chain
 from terminal.outcomes import EXIT_OK, Failure, classify
+
+if TYPE_CHECKING:
+    from drivers.readers import CardConnection
 
 
 @dataclass(slots=True)
@@ -160,6 +163,31 @@ def read_and_classify(
     result.terminal_number = terminal_number
     result.module = module.kind if module is not None else ""
     return result
+
+
+def read_card(
+    connection: CardConnection,
+    *,
+    authenticate: bool = False,
+    module: SecurityModule | None = None,
+) -> ReadResult:
+    """Read the card on a reader's connection, then close the connection.
+
+    :param connection: the reader's connection to the card (its ATR, reader name and protocol
+        go into the result)
+    :param authenticate: run the national flow with a security module, as
+        :func:`read_and_classify`
+    :param module: the security module
+    """
+    with connection:
+        return read_and_classify(
+            connection,
+            connection.atr,
+            connection.reader,
+            connection.protocol_name,
+            authenticate=authenticate,
+            module=module,
+        )
 
 
 def _date(value: Any) -> str | None:

@@ -32,6 +32,7 @@ from apdu.payment import Charge
 from apdu.sw import Sw
 from drivers.keyfile import RootKeys
 from drivers.virtual.card import VirtualCard
+from drivers.virtual.tables import checked_table
 
 KEY_INDEX = 0x01
 SEQUENCE_MAX = 0xFFFF
@@ -82,11 +83,7 @@ def parse_medical_account(table: Any, city_code: str, name: str = "persona") -> 
     :raises MedicalAccountTableError: unknown keys, a missing balance, values out of range
     """
     where = f"{name} [medical_account]"
-    if not isinstance(table, dict):
-        raise MedicalAccountTableError(f"{where}: must be a table")
-    unknown = sorted(set(table) - _TABLE_KEYS)
-    if unknown:
-        raise MedicalAccountTableError(f"{where}: unknown keys {unknown}")
+    table = checked_table(table, _TABLE_KEYS, where, MedicalAccountTableError)
     if "balance" not in table:
         raise MedicalAccountTableError(f"{where}: missing required key 'balance'")
     limits = {

@@ -51,6 +51,7 @@ from apdu.tlv import encode_simple
 from config.schema import CONTROL
 from config.tomlfile import read_toml
 from drivers.virtual.medical_account import MedicalAccount, parse_medical_account
+from drivers.virtual.tables import checked_table
 from drivers.virtual.transit_purse import TransitAccount, parse_transit
 
 ALGORITHM_IDS = {"des": 0x01, "ssf33": 0x02, "sm4": 0x03, "none": None}
@@ -227,9 +228,7 @@ def _require(table: dict[str, Any], key: str, where: str) -> Any:
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise PersonaError(f"{where}: unknown keys {unknown}")
+    checked_table(table, allowed, where, PersonaError)
 
 
 def _date(value: Any, where: str) -> dt.date | None:
@@ -255,9 +254,7 @@ def parse_keys(table: Any, name: str = "persona") -> PersonaKeys:
     :raises PersonaError: for a non-table, unknown keys or values of the wrong type
     """
     where = f"{name} [keys]"
-    if not isinstance(table, dict):
-        raise PersonaError(f"{where}: must be a table")
-    _check_keys(table, _KEYS_KEYS, where)
+    table = checked_table(table, _KEYS_KEYS, where, PersonaError)
     forged = table.get("forged", False)
     if not isinstance(forged, bool):
         raise PersonaError(f"{where}: forged must be true or false, got {type(forged).__name__}")
@@ -272,9 +269,7 @@ def parse_pin(table: Any, name: str = "persona") -> PersonaPin:
     :raises PersonaError: for a non-table, unknown keys, a missing or malformed value
     """
     where = f"{name} [pin]"
-    if not isinstance(table, dict):
-        raise PersonaError(f"{where}: must be a table")
-    _check_keys(table, _PIN_KEYS, where)
+    table = checked_table(table, _PIN_KEYS, where, PersonaError)
     value = _require(table, "value", where)
     if not isinstance(value, str):
         raise PersonaError(f'{where}: value must be a quoted string like "123456"')
@@ -308,9 +303,7 @@ def parse_medical(table: Any, name: str = "persona") -> dict[int, bytes]:
         institution codes or a value that does not fit its item
     """
     where = f"{name} [medical]"
-    if not isinstance(table, dict):
-        raise PersonaError(f"{where}: must be a table")
-    _check_keys(table, set(medical.MEDICAL_FIELDS), where)
+    table = checked_table(table, set(medical.MEDICAL_FIELDS), where, PersonaError)
     values: dict[int, bytes] = {}
     for field_name, tags in medical.FIELD_TAGS.items():
         value = table.get(field_name)

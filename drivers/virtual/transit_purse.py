@@ -44,6 +44,7 @@ from apdu.sw import Sw
 from apdu.tlv import encode_ber
 from drivers.keyfile import RootKeys, TransitRoots
 from drivers.virtual.card import VirtualCard
+from drivers.virtual.tables import checked_table
 
 KEY_INDEX = 0x01
 APPLICATION_TYPE_PURSE = 0x02
@@ -131,11 +132,7 @@ def parse_transit(table: Any, city_code: str, name: str = "persona") -> TransitA
     :raises TransitTableError: unknown keys, a missing balance, values of the wrong type
     """
     where = f"{name} [transit]"
-    if not isinstance(table, dict):
-        raise TransitTableError(f"{where}: must be a table")
-    unknown = sorted(set(table) - _TABLE_KEYS)
-    if unknown:
-        raise TransitTableError(f"{where}: unknown keys {unknown}")
+    table = checked_table(table, _TABLE_KEYS, where, TransitTableError)
     overdraft = _int(table, "overdraft_limit", 0, OVERDRAFT_MAX, default=0, where=where)
     balance = _int(table, "balance", -overdraft, purse.AMOUNT_MAX >> 1, default=None, where=where)
     dates = []

@@ -47,7 +47,7 @@ def cmd_read(args: argparse.Namespace) -> int:
     from config.settings import load_settings
     from terminal.compose import open_reader
     from terminal.modules import open_module
-    from terminal.reading import read_and_classify
+    from terminal.reading import read_card
 
     try:
         settings = load_settings(args.config)
@@ -65,15 +65,7 @@ def cmd_read(args: argparse.Namespace) -> int:
                 connection = reader.wait_for_card(args.timeout)
             except SscardError as exc:
                 return _fail(exc, args.format)
-            with connection:
-                result = read_and_classify(
-                    connection,
-                    connection.atr,
-                    connection.reader,
-                    connection.protocol_name,
-                    authenticate=authenticate,
-                    module=module,
-                )
+            result = read_card(connection, authenticate=authenticate, module=module)
         finally:
             if module is not None:
                 module.close()

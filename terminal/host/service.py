@@ -34,7 +34,7 @@ from terminal.reading import (
     ReadResult,
     card_fields,
     national_string,
-    read_and_classify,
+    read_card,
     result_json,
 )
 from terminal.settlement import MedicalSettlement
@@ -241,15 +241,7 @@ class PcscHostService:
             except SscardError as exc:
                 result = ReadResult(None, classify(exc))
             else:
-                with connection:
-                    result = read_and_classify(
-                        connection,
-                        connection.atr,
-                        connection.reader,
-                        connection.protocol_name,
-                        authenticate=self._authenticate,
-                        module=self._module,
-                    )
+                result = read_card(connection, authenticate=self._authenticate, module=self._module)
         self._counts["reads_ok" if result.ok else "reads_failed"] += 1
         if result.contents is not None:
             card = card_fields(result.contents)

@@ -70,6 +70,7 @@ OFFLINE_STORE_CODECS = (
     "offline_store.denyfile",
     "offline_store.errors",
     "offline_store.identity",
+    "offline_store.payment_object",
 )
 #: the card's purchase cryptography the platform checks every TAC with (issue 15): pure apdu
 TAC_CHECK = ("apdu.crypto", "apdu.purse", "apdu.payment", "apdu.medical_payment")
