@@ -3,7 +3,7 @@ rows the store still vouches for (docs/offline-store.md §5.8). Pure: no I/O.
 
 :meth:`offline_store.journal.Journal.check_sound` names the first row the store cannot vouch
 for; every row before it verifies. The platform keeps the rows it acknowledged, as uploaded
-(``GET /v1/journal?after=``, docs/sync.md §5.9). :func:`plan_recovery` accepts a fetched row
+(``GET /v1/journal?after=``, docs/sync.md §5.8). :func:`plan_recovery` accepts a fetched row
 only when it is the next seq, links to the hash before it and hashes to its own ``hash``, so
 a platform (or a proxy) cannot slip a row into the terminal's chain; the first row that does
 not is refused, and it and every row after it are lost. Rows the platform never had are lost

@@ -256,7 +256,7 @@ def journal_batch(call: BatchPost) -> JSONResponse:
 def journal_rows(call: Signed) -> JSONResponse:
     """The signing terminal's own stored rows after ``?after=`` (default 0), at most
     :data:`journal.MAX_PAGE_ROWS`, as uploaded: what it re-fetches to recover a damaged
-    journal (docs/sync.md §5.9).
+    journal (docs/sync.md §5.8).
 
     :param call: the signed request
     :raises NotFound: 404, an unregistered terminal

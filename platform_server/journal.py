@@ -491,7 +491,7 @@ def own_rows(
 ) -> list[dict[str, Any]]:
     """A terminal's stored rows after ``after_seq``, oldest first, each as it was uploaded: the
     record (a payment as its object), ``prev_hash`` and ``hash`` — what a terminal whose own
-    journal was damaged re-fetches (docs/sync.md §5.9). Rows the platform never received are
+    journal was damaged re-fetches (docs/sync.md §5.8). Rows the platform never received are
     not there; nothing is made up for them.
 
     :param conn: a connection
