@@ -18,6 +18,8 @@ from ecard import parse_trust_list
 from offline_store import DenyReason, canonical_card_id, ed25519_verifier
 from platform_server.db import request_nonce
 from platform_server.nonces import PURGE_INTERVAL_S
+from sync.recovery import fetch_own_rows
+from sync.transport import SignedTransport
 
 pytestmark = pytest.mark.emulated
 
@@ -139,3 +141,16 @@ def test_the_rows_come_back_in_pages(live: LivePlatform) -> None:
     last = first["rows"][-1]["seq"]
     second = live.client().get(f"/v1/journal?after={last}").json()
     assert (second["rows"], second["more"]) == (rows[1100:], False)
+
+
+def test_the_sync_client_fetches_the_pages_it_needs(live: LivePlatform) -> None:
+    rows = chain_rows("T1", 2500)
+    assert live.client().upload(rows).json()["ack_seq"] == 2500
+    transport = SignedTransport(live.url, live.terminals["T1"], timeout_s=5.0, clock=live.clock)
+    try:
+        assert fetch_own_rows(transport, 10, 2500) == rows[10:]  # three pages
+        assert fetch_own_rows(transport, 10, 900) == rows[10:1010]  # one page is enough
+        assert fetch_own_rows(transport, 2500, 2600) == []
+        assert fetch_own_rows(transport, 5, 5) == []  # nothing to ask for
+    finally:
+        transport.session.close()
