@@ -153,13 +153,18 @@ def _json_post(call: Annotated[Call, Depends(_plain)]) -> Call:
 def _since(call: Annotated[Call, Depends(_signed)]) -> int | None:
     """``?since=``: the version of a list the terminal holds, ``None`` without one (after the
     signature: a request that is not signed is answered 401 whatever its query)."""
-    value = _query(call.raw, {"since"}).get("since")
+    return _uint_query(call.raw, "since")
+
+
+def _uint_query(raw: RawRequest, name: str) -> int | None:
+    """The route's one query parameter ``name``, a non-negative int64; ``None`` without it."""
+    value = _query(raw, {name}).get(name)
     if value is None:
         return None
-    since = ascii_uint(value, INT64_DIGITS)
-    if since is None or since > INT64_MAX:
-        raise ProblemError(400, "invalid_query", "since must be a non-negative integer")
-    return since
+    number = ascii_uint(value, INT64_DIGITS)
+    if number is None or number > INT64_MAX:
+        raise ProblemError(400, "invalid_query", f"{name} must be a non-negative integer")
+    return number
 
 
 def _batch_post(request: Request, raw: BatchBody) -> Call:
@@ -245,6 +250,19 @@ def journal_batch(call: BatchPost) -> JSONResponse:
     """
     rows = journal.parse_batch(call.raw.body)
     return JSONResponse(call.platform.upload(call.terminal_id, rows).to_json())
+
+
+@router.get("/v1/journal")
+def journal_rows(call: Signed) -> JSONResponse:
+    """The signing terminal's own stored rows after ``?after=`` (default 0), at most
+    :data:`journal.MAX_PAGE_ROWS`, as uploaded: what it re-fetches to recover a damaged
+    journal (docs/sync.md §5.8).
+
+    :param call: the signed request
+    :raises NotFound: 404, an unregistered terminal
+    """
+    rows = call.platform.journal_rows(call.terminal_id, _uint_query(call.raw, "after") or 0)
+    return JSONResponse({"rows": rows, "more": len(rows) == journal.MAX_PAGE_ROWS})
 
 
 @router.get("/v1/deny")

@@ -26,6 +26,7 @@ A batch is applied in one transaction, under a lock on the terminal's ``journal_
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Sequence
@@ -52,17 +53,20 @@ from sync.wire import load_json, quote
 __all__ = [
     "MAX_BATCH_BYTES",
     "MAX_BATCH_ROWS",
+    "MAX_PAGE_ROWS",
     "ROW_KEYS",
     "BatchResult",
     "RejectCode",
     "UploadedRow",
     "ingest",
+    "own_rows",
     "parse_batch",
 ]
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_ROWS = 5000
+MAX_PAGE_ROWS = 1000  # rows per answer of GET /v1/journal
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 TEXT_MAX = 4096
 PERSONAL_CT_MAX = 256 * 1024
@@ -483,3 +487,42 @@ def _advance(conn: Connection, terminal_id: str, ack: int, known: dict[int, str]
             count += 1
         if count < PAGE_ROWS:
             return nxt - 1
+
+
+def own_rows(
+    conn: Connection, terminal_id: str, after_seq: int, limit: int
+) -> list[dict[str, Any]]:
+    """A terminal's stored rows after ``after_seq``, oldest first, each as it was uploaded: the
+    record (a payment as its object), ``prev_hash`` and ``hash`` — what a terminal whose own
+    journal was damaged re-fetches (docs/sync.md §5.8). Rows the platform never received are
+    not there; nothing is made up for them.
+
+    :param conn: a connection
+    :param terminal_id: the terminal that signed the request
+    :param after_seq: the last seq the terminal still holds
+    :param limit: at most this many rows
+    :raises NotFound: the terminal has no journal state (it is not registered)
+    """
+    state = conn.execute(
+        select(journal_state.c.terminal_id).where(journal_state.c.terminal_id == terminal_id)
+    ).one_or_none()
+    if state is None:
+        raise NotFound(f"terminal {terminal_id!r} is not registered", "unknown_terminal")
+    query = (
+        select(journal.c.record, journal.c.prev_hash, journal.c.hash, journal_payment.c.payment)
+        .outerjoin(
+            journal_payment,
+            (journal_payment.c.terminal_id == journal.c.terminal_id)
+            & (journal_payment.c.seq == journal.c.seq),
+        )
+        .where(journal.c.terminal_id == terminal_id, journal.c.seq > after_seq)
+        .order_by(journal.c.seq)
+        .limit(limit)
+    )
+    rows = []
+    for record, prev_hash, digest, payment in conn.execute(query):
+        row = json.loads(record)
+        if payment is not None:
+            row["payment"] = json.loads(payment)
+        rows.append({**row, "prev_hash": prev_hash, "hash": digest})
+    return rows

@@ -296,6 +296,19 @@ class Platform(Closing):
         )
         return result
 
+    def journal_rows(
+        self, terminal_id: str, after_seq: int, limit: int = journal.MAX_PAGE_ROWS
+    ) -> list[dict[str, Any]]:
+        """A terminal's own stored journal rows after ``after_seq``, as uploaded.
+
+        :param terminal_id: the terminal that signed the request
+        :param after_seq: the last seq the terminal still holds
+        :param limit: at most this many rows
+        :raises NotFound: an unknown terminal
+        """
+        with self._read() as conn:
+            return journal.own_rows(conn, terminal_id, after_seq, limit)
+
     def clearing(self, day: str) -> clearing.ClearingReport:
         """A day's clearing (清分) per terminal and per card issuer (docs/clearing.md).
 

@@ -18,6 +18,8 @@ from ecard import parse_trust_list
 from offline_store import DenyReason, canonical_card_id, ed25519_verifier
 from platform_server.db import request_nonce
 from platform_server.nonces import PURGE_INTERVAL_S
+from sync.recovery import fetch_own_rows
+from sync.transport import SignedTransport
 
 pytestmark = pytest.mark.emulated
 
@@ -113,3 +115,42 @@ def test_a_replay_after_a_restart_is_refused_and_expired_nonces_are_purged(
     with live.platform.engine.connect() as conn:
         kept = conn.execute(select(request_nonce.c.nonce)).scalars().all()
     assert kept == ["0a" * 16]
+
+
+def test_a_terminal_fetches_its_own_rows_back_as_uploaded(live: LivePlatform) -> None:
+    rows = chain_rows("T1", 300)
+    assert live.client().upload(rows).json()["ack_seq"] == 300
+    assert live.client("T2").upload(chain_rows("T2", 5)).json()["ack_seq"] == 5
+    answer = live.client().get("/v1/journal?after=250")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"rows": rows[250:], "more": False}
+    assert live.client().get("/v1/journal").json()["rows"] == rows  # after=0 by default
+    theirs = live.client("T2").get("/v1/journal?after=3").json()["rows"]
+    assert [row["terminal_id"] for row in theirs] == ["T2", "T2"]  # never another's rows
+    refused = live.client().get("/v1/journal?after=-1")
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_query")
+    refused = live.client().get("/v1/journal?since=1")
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_query")
+
+
+def test_the_rows_come_back_in_pages(live: LivePlatform) -> None:
+    rows = chain_rows("T1", 1500)
+    assert live.client().upload(rows).json()["ack_seq"] == 1500
+    first = live.client().get("/v1/journal?after=100").json()
+    assert (len(first["rows"]), first["more"]) == (1000, True)
+    last = first["rows"][-1]["seq"]
+    second = live.client().get(f"/v1/journal?after={last}").json()
+    assert (second["rows"], second["more"]) == (rows[1100:], False)
+
+
+def test_the_sync_client_fetches_the_pages_it_needs(live: LivePlatform) -> None:
+    rows = chain_rows("T1", 2500)
+    assert live.client().upload(rows).json()["ack_seq"] == 2500
+    transport = SignedTransport(live.url, live.terminals["T1"], timeout_s=5.0, clock=live.clock)
+    try:
+        assert fetch_own_rows(transport, 10, 2500) == rows[10:]  # three pages
+        assert fetch_own_rows(transport, 10, 900) == rows[10:1010]  # one page is enough
+        assert fetch_own_rows(transport, 2500, 2600) == []
+        assert fetch_own_rows(transport, 5, 5) == []  # nothing to ask for
+    finally:
+        transport.session.close()

@@ -284,7 +284,16 @@ def _pump(
 
 
 def _reset(sock: socket.socket) -> None:
-    """Close with a TCP RST rather than a FIN."""
+    """Close with a TCP RST rather than a FIN.
+
+    The read side is shut down first: on Linux ``close`` does not wake a thread blocked in
+    ``recv`` on the socket (the other direction's pump), and the blocked call keeps the
+    socket alive, so the RST would wait for the peer to send or give up, and :meth:`close`,
+    finding the socket already closed, could no longer wake that thread. ``SHUT_RD`` wakes
+    it without sending a FIN; the linger-0 ``close`` then sends the RST at once.
+    """
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RD)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
