@@ -144,6 +144,8 @@ def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
     """A real pcscd with the vpcd driver, started for the session and stopped by pid."""
     if shutil.which("pcscd") is None and not Path("/usr/sbin/pcscd").exists():
         pytest.fail("pcscd is not installed: run `make test`, which installs it")
+    if os.environ.get("SSCARD_TEST_HALF") == "rest":  # tests/parallel.py: pcscd is the other's
+        pytest.fail("this test starts pcscd: list it in the end-to-end half (tests/parallel.py)")
     daemon = Pcscd(tmp_path_factory.mktemp("pcscd"))
     daemon.start()
     yield daemon
