@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -34,6 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
     root.setLevel(logging.DEBUG)
     os.environ["SSCARD_LOG_FILE"] = str(_CHILD_LOG)
     os.environ["SSCARD_LOG_LEVEL"] = "DEBUG"
+    # a shell's background job (`make test &`, nohup) starts with SIGINT ignored, and every child
+    # inherits that: the tests that press Ctrl-C on an sscard child would wait for nothing
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # --- golden outputs of every sscard call (tests/golden.py) ---------------------------------------
