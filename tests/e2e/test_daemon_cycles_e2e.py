@@ -22,7 +22,7 @@ from support import make_card
 
 pytestmark = pytest.mark.e2e
 
-CYCLES = int(os.environ.get("SSCARD_DAEMON_CYCLES", "40"))
+CYCLES = int(os.environ.get("SSCARD_DAEMON_CYCLES", "24"))
 LONG_S = 0.55
 SHORT = (0.005, 0.35)  # some far below pcscd's 0.4 s poll, some around it
 LONG = (LONG_S, 0.7)

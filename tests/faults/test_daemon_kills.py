@@ -7,7 +7,7 @@ pcscd itself crashes and comes back. Throughout: every tap is journaled at most 
 the daemon lived through exactly once and accepted; a killed daemon showed only what it had
 journaled, in order (never an indicator before its row); each daemon starts on the store its
 killed predecessor left (the owner lock dies with the process); and the whole journal
-verifies at the end. The short form makes 24 taps, three kills, one pcscd restart (pcscd
+verifies at the end. The short form makes 16 taps, two kills, one pcscd restart (pcscd
 polls its readers every 0.4 s, so a tap takes about a second); the long one, under
 ``make faults``, 10,000.
 """
@@ -24,7 +24,7 @@ from support import make_card
 
 pytestmark = pytest.mark.e2e
 
-TAPS = size(24, 10_000)
+TAPS = size(16, 10_000)
 KILL_ONE_IN = 8
 PCSCD_EVERY = size(12, 500)
 

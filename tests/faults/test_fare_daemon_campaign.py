@@ -17,7 +17,7 @@ once, cleanly, so any purchase still open is recovered before the upload.
 Only in-process (``tests/emulated/test_fare_campaign.py``, ``test_transit_purchase.py``):
 tearing of the PSAM, a wrong MAC2, and re-taps after the tear window (that needs a clock the
 test can move; here the daemon reads the wall clock). The short form (``make test``) makes
-:data:`TAPS` = 16 taps with one kill; ``make faults`` makes ``SSCARD_FARE_DAEMON_TAPS``
+:data:`TAPS` = 12 taps with one kill; ``make faults`` makes ``SSCARD_FARE_DAEMON_TAPS``
 (2,000 by default). ``SSCARD_FAULTS_SEED`` replays a run.
 """
 
@@ -50,7 +50,7 @@ from drivers.virtual.transit_purse import VirtualTransitPurse
 pytestmark = pytest.mark.e2e
 
 TERMINAL_ID = "T-FARES-01"
-TAPS = int(os.environ.get("SSCARD_FARE_DAEMON_TAPS", str(size(16, 2000))))
+TAPS = int(os.environ.get("SSCARD_FARE_DAEMON_TAPS", str(size(12, 2000))))
 TEAR_ONE_IN = 4
 KILL_ONE_IN = 10
 ISSUERS = ("4401000000000000", "4403000000000000")
