@@ -151,7 +151,7 @@ class PlatformServer:
         :raises: nothing beyond uvicorn's own errors
         """
         log.info("event=platform_serving url=%s", self.url)
-        with _quiet_signals():
+        with _quiet_signals(self.server):
             self.server.run(sockets=[self.socket])
         self.socket.close()
         log.info("event=platform_stopped url=%s", self.url)
@@ -183,12 +183,15 @@ class PlatformServer:
 
 
 @contextlib.contextmanager
-def _quiet_signals() -> Iterator[None]:
-    """On the main thread, make SIGTERM/SIGINT handlers that only note the signal.
+def _quiet_signals(server: uvicorn.Server) -> Iterator[None]:
+    """On the main thread, make SIGTERM/SIGINT handlers that note the signal and ask ``server``
+    to stop.
 
     uvicorn replaces them while it serves and, once it stopped gracefully, raises the signal
     again for the handler it found: that handler is this one, so the process ends normally
-    (exit status 0) instead of dying of the signal.
+    (exit status 0) instead of dying of the signal. A signal that comes before uvicorn's own
+    handlers are in place (while it starts) stops the server too: it checks ``should_exit``
+    once started, so the stop is not lost.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -196,6 +199,7 @@ def _quiet_signals() -> Iterator[None]:
 
     def note(signum: int, frame: FrameType | None) -> None:
         log.info("event=platform_signal signal=%d", signum)
+        server.should_exit = True
 
     previous = {sig: signal.signal(sig, note) for sig in HANDLED}
     try:

@@ -10,6 +10,7 @@ import hmac
 import json
 import logging
 import secrets
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -410,3 +411,19 @@ def assert_problem_5xx(answer: requests.Response) -> dict[str, object]:
     assert answer.headers["content-type"] == "application/problem+json"
     assert "Traceback" not in answer.text and "secret" not in answer.text
     return dict(answer.json())
+
+
+def test_a_stop_signal_before_uvicorn_serves_is_not_lost(live: LivePlatform) -> None:
+    """SIGTERM between the URL printed and uvicorn's own handlers: it used to be only logged,
+    and the server then served on, deaf to the stop it had been sent."""
+    from platform_server.server import _quiet_signals
+
+    server = PlatformServer(create_app(live.db, live.keys_dir, clock=live.clock), "127.0.0.1", 0)
+    try:
+        before = signal.getsignal(signal.SIGTERM)
+        with _quiet_signals(server.server):
+            signal.raise_signal(signal.SIGTERM)
+        assert server.server.should_exit
+        assert signal.getsignal(signal.SIGTERM) is before
+    finally:
+        server.socket.close()
