@@ -336,6 +336,10 @@ ISSUER_TAGS = (
     TAG_EXPIRY_DATE,
     TAG_CARD_NUMBER,
 )
+#: the EF05 records a tap decides on: the region and the module's level-2 factor (01), the
+#: fare category (02), the generation's rules (03), the expiry (06) and the deny-list identity
+#: (07); 04 初始化机构编号 and 05 发卡日期 decide nothing (spec doc §2.4)
+DECISION_TAGS = (TAG_CARD_ID, TAG_CATEGORY, TAG_SPEC_VERSION, TAG_EXPIRY_DATE, TAG_CARD_NUMBER)
 
 
 def parse_issuer(records: dict[int, bytes]) -> IssuerData:

@@ -18,7 +18,8 @@ A reader of the card goes through the same three steps, whatever it serves: the 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import os
+from collections.abc import Callable, Collection
 
 from apdu.command import CommandApdu
 from apdu.errors import (
@@ -45,6 +46,7 @@ from apdu.records import (
     HOLDER_ITEMS,
     ISSUER_TAGS,
     RECORD_LENGTHS,
+    TAG_CARD_ID,
     TAG_SSN,
     CardAlgorithm,
     Fci,
@@ -68,6 +70,9 @@ CHALLENGE_LENGTH = 8
 CRYPTOGRAM_LENGTH = 8
 SW_TRIES_LEFT = 0x63C0  # 63Cx: x tries left
 SW_AUTH_BLOCKED = 0x6983
+#: INTERNAL AUTHENTICATE refusals after which the factor is taken from GET CHALLENGE: ``6984``
+#: reference data (random) not usable, ``6985`` conditions of use not satisfied
+SW_WANTS_CARD_RANDOM = frozenset({0x6984, 0x6985})
 
 
 class SscSession:
@@ -76,15 +81,24 @@ class SscSession:
     :param connection: a connection to the card (use :func:`apdu.transport.t0_chain`)
     :param historical: the ATR historical bytes (卡复位信息), the security module's level-3
         factor; needed only by :meth:`authenticate`
+    :param random: where the terminal's own random bytes come from (the original data and
+        process factor of the authentications, :meth:`authenticate`)
     :raises ApplicationLocked: SELECT answered ``9303``
     :raises CardBlocked: SELECT answered ``6A81``
     :raises ApduError: any other refusal, e.g. ``6A82`` for a card without SSSE
     :raises RecordFormatError: when the FCI does not parse
     """
 
-    def __init__(self, connection: Connection, historical: bytes = b"") -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        historical: bytes = b"",
+        *,
+        random: Callable[[int], bytes] = os.urandom,
+    ) -> None:
         self.connection = connection
         self.historical = historical
+        self.random = random
         self.fci = Fci.parse(select_by_name(connection, AID_SSSE))
         #: EF05 once :meth:`read_issuer` ran
         self.issuer: IssuerData | None = None
@@ -124,13 +138,22 @@ class SscSession:
                 records[tag] = value
         return records
 
-    def read_issuer(self) -> IssuerData:
+    def read_issuer(self, tags: Collection[int] = ISSUER_TAGS) -> IssuerData:
         """Read EF05 发卡机构数据 (free on every generation) and keep it on the session.
 
+        :param tags: the records to read, in EF05's order whatever the order given: all of
+            them by default; a tap reads :data:`apdu.records.DECISION_TAGS` and what its answer
+            needs. A record not read is an absent item.
+        :raises ValueError: a tag that is no EF05 record, or no 卡识别码 (01), which every
+            use of the card needs (nothing is sent)
         :raises ApduError: when the card refuses a command
         :raises RecordFormatError: for a malformed record
         """
-        self.issuer = parse_issuer(self._read_records(FID_EF05, ISSUER_TAGS))
+        unknown = set(tags) - set(ISSUER_TAGS)
+        if unknown or TAG_CARD_ID not in tags:
+            raise ValueError(f"EF05 records must include 01 and be among {ISSUER_TAGS}")
+        wanted = tuple(tag for tag in ISSUER_TAGS if tag in tags)
+        self.issuer = parse_issuer(self._read_records(FID_EF05, wanted))
         return self.issuer
 
     def _issuer(self) -> IssuerData:
@@ -179,13 +202,22 @@ class SscSession:
         """Prove the card genuine through the module; on a 3.0 card, open EF06 if it is to be read.
 
         In the national order (spec doc §4.3): the module must serve the card (``-2202``,
-        ``-2203``); INTERNAL AUTHENTICATE: GET CHALLENGE → original, GET CHALLENGE → process
-        factor, ``00 88 00 00 10 factor‖original`` — the module's expected answer must match
-        (``-21``). Only when EF06 is to be read on a 3.0 card: GET CHALLENGE → original, GET
-        CHALLENGE → factor **last**, because the card computes the EXTERNAL AUTHENTICATE
-        session key from its most recent challenge (§3.4), then ``00 82 00 0A 10
+        ``-2203``); INTERNAL AUTHENTICATE ``00 88 00 00 10 factor‖original`` — the module's
+        expected answer must match (``-21``). Only when EF06 is to be read on a 3.0 card:
+        GET CHALLENGE → the EXTERNAL AUTHENTICATE factor, because the card computes that
+        session key from its most recent random (§3.4), then ``00 82 00 0A 10
         cryptogram‖original``. Both answers are asked of the module in one call, so that the
         two-step HSM mode, which answers both at once, fits the same contract.
+
+        The original data of both, and the INTERNAL AUTHENTICATE process factor, are the
+        terminal's own random bytes, which the spec allows (§3.4: they are bytes the terminal
+        sends; only EXTERNAL AUTHENTICATE is keyed on the card's random). The vendor traces
+        take them from GET CHALLENGE instead, which costs a command each and proves less: a
+        card that chooses the challenge the terminal checks it with can replay an answer it
+        recorded from a genuine card. A card that insists on its own random as the process
+        factor (``6984`` or ``6985`` to a factor it did not give; no public source says
+        whether a real card OS does) gets one GET CHALLENGE and the command again; the
+        original data stays the terminal's.
 
         :param module: the security module
         :param holder: whether EF06 is to be read (a 3.0 card then needs RKSSSE)
@@ -196,12 +228,18 @@ class SscSession:
         """
         card = self.identity()
         module.check(card)
-        internal_original = self.get_challenge()
-        internal_factor = self.get_challenge()
-        answer = self.internal_authenticate(internal_factor, internal_original)
+        internal_original = self.random(CHALLENGE_LENGTH)
+        internal_factor = self.random(CHALLENGE_LENGTH)
+        try:
+            answer = self.internal_authenticate(internal_factor, internal_original)
+        except ApduError as exc:
+            if exc.sw not in SW_WANTS_CARD_RANDOM:
+                raise
+            internal_factor = self.get_challenge()
+            answer = self.internal_authenticate(internal_factor, internal_original)
         external_original = external_factor = None
         if holder and card.generation == Generation.V3:
-            external_original = self.get_challenge()
+            external_original = self.random(CHALLENGE_LENGTH)
             external_factor = self.get_challenge()  # last: the card keys EXTERNAL AUTH on it
         request = AuthRequest(
             card, internal_factor, internal_original, external_factor, external_original

@@ -13,10 +13,12 @@ the spec's own sequence uses (SELECT the EF, READ RECORD by identifier, §3.2–
   READ 06 有效期 (expiry), READ 07 卡号 (the deny-list identity), INTERNAL AUTHENTICATE (§3.4:
   the process factor and the original data are bytes the terminal sends; a GET CHALLENGE is
   needed only for EXTERNAL AUTHENTICATE) — **8**;
-* hotel (name, SSN, sex, ethnicity, birth date): those 8, SELECT EF06 and READ 08, 09, 4E (the
-  name extension, 2.0+, §2.5), 0A, 0B, 0D — **15**;
-* hospital (name, SSN, sex, birth date, three medical fields, PIN): those 8, VERIFY (§5), SELECT
-  EF06 and READ 08, 09, 4E, 0A, 0D, SELECT the medical DF and its EF, three READ RECORD — **20**;
+* hotel (name, SSN, sex, ethnicity, birth date): those 8, READ 05 发卡日期 (a tap that reads the
+  SSN and the name answers a front desk with the ``iReadCardBas`` string, whose field 8 it is,
+  §4.3), SELECT EF06 and READ 08, 09, 4E (the name extension, 2.0+, §2.5), 0A, 0B, 0D — **16**;
+* hospital (name, SSN, sex, birth date, three medical fields, PIN): those 8, READ 05 (as the
+  hotel), VERIFY (§5), SELECT EF06 and READ 08, 09, 4E, 0A, 0D, SELECT the medical DF and its EF,
+  three READ RECORD — **21**;
 * purchase (T=1 card, T=0 PSAM): see ``bench_purchase`` — **7**.
 
 Nothing is asserted. Run: ``.venv/bin/python bench/bench_apdus.py``.
@@ -46,8 +48,8 @@ PERSONA = "ordinary-2.0"
 SCENARIOS: dict[str, tuple[str, dict[str, str], int]] = {
     "transit identity": ("transit", {}, 8),
     "gate": ("gate", {}, 8),
-    "hotel": ("hotel", {"room": "1208"}, 15),
-    "hospital": ("hospital", {"pin": "123456"}, 20),
+    "hotel": ("hotel", {"room": "1208"}, 16),
+    "hospital": ("hospital", {"pin": "123456"}, 21),
 }
 
 

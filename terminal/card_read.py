@@ -22,7 +22,14 @@ from typing import Protocol
 from apdu.errors import SscardError
 from apdu.national import ireadcardbas
 from apdu.pin import PinFormatError
-from apdu.records import CardAlgorithm, CardContents, Generation, HolderData
+from apdu.records import (
+    DECISION_TAGS,
+    TAG_ISSUE_DATE,
+    CardAlgorithm,
+    CardContents,
+    Generation,
+    HolderData,
+)
 from apdu.sam import SecurityModule
 from apdu.ssc import SscSession
 from apdu.transport import Connection
@@ -136,7 +143,7 @@ class ScenarioRead:
         :raises SscardError: other card or data errors
         """
         session = self._session = SscSession(self.connection, self.historical)
-        issuer = session.read_issuer()
+        issuer = session.read_issuer(self.issuer_tags())
         module_kind, terminal_number = "", "000000000000"
         if self.module is not None:
             session.authenticate(self.module, holder=bool(self.profile.holder_fields))
@@ -152,6 +159,14 @@ class ScenarioRead:
             terminal_number=terminal_number,
         )
         return self.facts
+
+    def issuer_tags(self) -> tuple[int, ...]:
+        """The EF05 records this tap reads: those a decision needs, and 05 发卡日期 only where
+        the tap can answer with the ``iReadCardBas`` string (:meth:`national`), which carries it.
+        """
+        if {"ssn", "name"} <= set(self.profile.holder_fields):
+            return (*DECISION_TAGS, TAG_ISSUE_DATE)
+        return DECISION_TAGS
 
     def credential_id(self, facts: CardFacts) -> str:
         """The card's canonical identifier: its region and card number.

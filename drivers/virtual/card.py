@@ -40,6 +40,9 @@ class Behaviour:
     :param tear_before_answer: act on this command (1-based), then leave before answering
     :param app_locked: SELECT of the application answers ``9303``
     :param card_blocked: every command answers ``6A81``
+    :param factor_from_challenge: INTERNAL AUTHENTICATE answers ``6984`` to a process factor
+        that is not the card's last GET CHALLENGE random (the card OS the vendor traces would
+        fit; whether a real one insists is not settled by the public sources)
     """
 
     t0: bool = False
@@ -48,6 +51,7 @@ class Behaviour:
     tear_before_answer: int | None = None
     app_locked: bool = False
     card_blocked: bool = False
+    factor_from_challenge: bool = False
 
 
 def sw_only(sw: int) -> bytes:

@@ -369,6 +369,8 @@ class VirtualSscCard(VirtualCard):
         if self.irk is None:
             return _sw(SW_KEY_NOT_FOUND)
         factor, original = command.data[:8], command.data[8:16]
+        if self.behaviour.factor_from_challenge and factor != (self.challenge or b"")[:8]:
+            return _sw(SW_NO_CHALLENGE)
         alg = crypto_algorithm(self.algorithm)
         session = crypto.session_key(alg, self.irk, factor)
         return ResponseApdu(crypto.auth_data(alg, session, original), SW_OK)

@@ -16,6 +16,7 @@ import pytest
 from support import KEYS, load_test_roots, make_card, make_psam, persona, read_authenticated
 
 from apdu import crypto
+from apdu.command import CommandApdu, ResponseApdu
 from apdu.errors import (
     ApduError,
     ApplicationLocked,
@@ -230,10 +231,11 @@ def authenticated(name: str, *, holder: bool) -> tuple[VirtualSscCard, SscSessio
     return card, session
 
 
-def test_a_3_0_card_read_without_ef06_is_the_spec_minimum_of_12_apdus() -> None:
-    # SELECT SSSE, SELECT EF05, 7 × READ RECORD, GET CHALLENGE × 2, INTERNAL AUTHENTICATE
+def test_a_3_0_card_read_without_ef06_is_ef05_and_one_internal_authenticate() -> None:
+    # SELECT SSSE, SELECT EF05, 7 × READ RECORD, INTERNAL AUTHENTICATE: the terminal sends
+    # its own process factor and original data, so no GET CHALLENGE
     card, session = authenticated("v3-sm4", holder=False)
-    assert [cmd[1] for cmd, _ in card.log] == [0xA4, 0xA4, *[0xB2] * 7, 0x84, 0x84, 0x88]
+    assert [cmd[1] for cmd, _ in card.log] == [0xA4, 0xA4, *[0xB2] * 7, 0x88]
     assert all(answer[-2:] == H("9000") for _, answer in card.log)
     assert not card.rkssse_authenticated  # no EXTERNAL AUTHENTICATE: EF06 stays closed
     with pytest.raises(SecurityNotSatisfied):
@@ -242,14 +244,15 @@ def test_a_3_0_card_read_without_ef06_is_the_spec_minimum_of_12_apdus() -> None:
 
 def test_a_3_0_card_whose_ef06_is_read_gets_rkssse_once_after_the_internal_proof() -> None:
     card, session = authenticated("v3-sm4", holder=True)
-    assert [cmd[1] for cmd, _ in card.log][9:] == [0x84, 0x84, 0x88, 0x84, 0x84, 0x82]
+    # one GET CHALLENGE, right before EXTERNAL AUTHENTICATE: the card keys it on that random
+    assert [cmd[1] for cmd, _ in card.log][9:] == [0x88, 0x84, 0x82]
     assert len(sent(card, "0088")) == 1 and len(sent(card, "0082000A")) == 1
     assert session.read_holder(["name"]).name == "李晓梅"
 
 
 def test_a_2_0_card_needs_no_rkssse_even_when_ef06_is_read() -> None:
     card, session = authenticated("ordinary-2.0", holder=True)
-    assert len(card.log) == 12 and not sent(card, "0082")
+    assert len(card.log) == 10 and not sent(card, "0082") and not sent(card, "0084")
     assert session.read_holder(["ssn"]).ssn is not None
 
 
@@ -257,7 +260,48 @@ def test_authenticate_reads_ef05_itself_when_it_was_not_read() -> None:
     card = make_card("ordinary-2.0")
     session = in_ssse(card)
     session.authenticate(soft_sam(), holder=False)
-    assert session.issuer is not None and len(card.log) == 12
+    assert session.issuer is not None and len(card.log) == 10
+
+
+def test_the_internal_proof_is_over_the_terminals_own_random_so_a_recorded_answer_fails() -> None:
+    # a clone that recorded a genuine card's INTERNAL AUTHENTICATE answers the same bytes
+    # again; with card-chosen challenges it could also repeat the challenge, and pass
+    genuine = make_card("ordinary-2.0")
+    session = in_ssse(genuine)
+    session.authenticate(soft_sam(), holder=False)
+    [recorded] = [answer for command, answer in genuine.log if command[1] == 0x88]
+
+    class Clone(VirtualSscCard):
+        def _internal_authenticate(self, command: CommandApdu) -> ResponseApdu:
+            return ResponseApdu(recorded[:-2], 0x9000)
+
+    clone = Clone(persona("ordinary-2.0"), Behaviour(), ROOTS)
+    with pytest.raises(CardNotGenuine):
+        in_ssse(clone).authenticate(soft_sam(), holder=False)
+    first, again = (
+        [command[5:21] for command, _ in card.log if command[1] == 0x88]
+        for card in (genuine, clone)
+    )
+    assert first != again  # factor and original differ from one proof to the next
+
+
+def test_a_card_that_wants_its_own_random_as_the_factor_gets_one_get_challenge() -> None:
+    card = VirtualSscCard(persona("ordinary-2.0"), Behaviour(factor_from_challenge=True), ROOTS)
+    session = in_ssse(card)
+    session.authenticate(soft_sam(), holder=False)
+    assert [cmd[1] for cmd, _ in card.log][-3:] == [0x88, 0x84, 0x88]
+    refused, challenge, accepted = card.log[-3:]
+    assert refused[1] == H("6984") and accepted[1][-2:] == H("9000")
+    assert accepted[0][5:13] == challenge[1][:8]  # the factor is the card's random
+    assert accepted[0][13:21] == refused[0][13:21]  # the original data stays the terminal's
+
+
+def test_an_internal_authenticate_refusal_other_than_the_random_is_not_retried() -> None:
+    card = make_card("ordinary-2.0")
+    card.irk = None  # 6A88: no IRK
+    with pytest.raises(ApduError) as refused:
+        in_ssse(card).authenticate(soft_sam(), holder=False)
+    assert refused.value.sw == 0x6A88 and not sent(card, "0084")
 
 
 def test_a_forged_3_0_card_fails_the_session_proof_before_any_rkssse() -> None:
