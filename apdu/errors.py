@@ -76,9 +76,17 @@ class ApduError(SscardError):
 
 
 class CardStateError(SscardError):
-    """A status word that tells something about the card or its holder, not about the bytes."""
+    """A status word that tells something about the card or its holder, not about the bytes.
+
+    :param message: what happened; by default the class's :attr:`message`
+    """
 
     sw: int = 0
+    #: what the status word means, for the kinds that need no more words
+    message: str = ""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(self.message if message is None else message)
 
 
 class WrongPin(CardStateError):
@@ -94,27 +102,21 @@ class PinBlocked(CardStateError):
     """The PIN try counter is exhausted (``6983``)."""
 
     sw = 0x6983
-
-    def __init__(self) -> None:
-        super().__init__("PIN blocked")
+    message = "PIN blocked"
 
 
 class ApplicationLocked(CardStateError):
     """The application is permanently locked (``9303``)."""
 
     sw = 0x9303
-
-    def __init__(self) -> None:
-        super().__init__("application permanently locked")
+    message = "application permanently locked"
 
 
 class CardBlocked(CardStateError):
     """The card is blocked and answers ``6A81`` to everything."""
 
     sw = 0x6A81
-
-    def __init__(self) -> None:
-        super().__init__("card blocked")
+    message = "card blocked"
 
 
 class SecurityNotSatisfied(CardStateError):
@@ -146,8 +148,7 @@ class ExternalAuthFailed(CardStateError):
 class CardNotGenuine(CardStateError):
     """INTERNAL AUTHENTICATE did not give the answer the security module expects."""
 
-    def __init__(self) -> None:
-        super().__init__("the answer to INTERNAL AUTHENTICATE does not match the security module")
+    message = "the answer to INTERNAL AUTHENTICATE does not match the security module"
 
 
 class DriverError(SscardError):

@@ -37,7 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from apdu import purse
+from apdu import payment, purse
 from apdu.command import CommandApdu
 from apdu.errors import ProtocolError, RecordFormatError
 from apdu.files import CLA_ISO, INS_SELECT, P1_SELECT_BY_NAME
@@ -45,6 +45,7 @@ from apdu.medical import AID_DF04
 from apdu.payment import (
     Charge,
     DebitAnswer,
+    DebitRequest,
     HistoryEntry,
     PurchaseInit,
     read_numbered_record,
@@ -52,7 +53,7 @@ from apdu.payment import (
     until_gap,
 )
 from apdu.purchase import PurchaseRecord
-from apdu.transit import parse_bcd_time, terminal_digits
+from apdu.transit import terminal_digits
 from apdu.transport import Connection
 
 CLA_MEDICAL = 0xB0
@@ -65,12 +66,10 @@ P2_SELF_PAY = 0x02  # SPIP 年度自付累计
 P2_POOLED = 0x03  # SPFP 年度统筹累计
 P1_PURCHASE = 0x01
 P2_INIT = 0x01
-P1_DEBIT = 0x01
 SFI_DEBIT_RECORDS = 0x08  # EF08 医疗交易明细
 RECORD_LEN = 0x1C
 RECORDS_MAX = 30
 INIT_LEN = 0x16
-DEBIT_LEN = 8
 SELECT_LE = 256
 KEY_INDEX_DEFAULT = 0x01
 TYPE_PURCHASE_AN = 0x31  # '1' (assumed)
@@ -223,7 +222,7 @@ class DebitRecord:
             sequence=int.from_bytes(data[0:2], "big"),
             transaction_type=data[2],
             terminal_number=terminal_digits(data[3:9], "EF08"),
-            when=parse_bcd_time(data[9:16], "EF08"),
+            when=purse.parse_bcd_time(data[9:16], "EF08"),
             charge=Charge(
                 int.from_bytes(data[16:20], "big"),
                 int.from_bytes(data[20:24], "big"),
@@ -326,10 +325,10 @@ class MedicalAccountSession:
         :param mac1: 4 bytes
         :raises Mac1Invalid: ``9302``
         """
-        if len(mac1) != 4 or not 0 <= terminal_sequence <= 0xFFFFFFFF:
-            raise ProtocolError("MAC1 and the terminal sequence are 4 bytes each")
-        data = terminal_sequence.to_bytes(4, "big") + purse.bcd_datetime(when) + mac1
-        command = CommandApdu(CLA_MEDICAL, INS_DEBIT, P1_DEBIT, 0x00, data, DEBIT_LEN)
+        data = DebitRequest(terminal_sequence, when, mac1).to_bytes()
+        command = CommandApdu(
+            CLA_MEDICAL, INS_DEBIT, payment.P1_DEBIT, 0x00, data, payment.ANSWER_LEN
+        )
         return DebitAnswer.parse(send_payment(self.connection, command))
 
     def get_transaction_proof(self, sequence_after: int) -> DebitAnswer:
@@ -340,7 +339,7 @@ class MedicalAccountSession:
         """
         data = (sequence_after & 0xFFFF).to_bytes(2, "big")
         command = CommandApdu(
-            CLA_MEDICAL, INS_GET_PROOF, 0x00, purse.TYPE_PURCHASE, data, DEBIT_LEN
+            CLA_MEDICAL, INS_GET_PROOF, 0x00, purse.TYPE_PURCHASE, data, payment.ANSWER_LEN
         )
         return DebitAnswer.parse_proof(send_payment(self.connection, command))
 

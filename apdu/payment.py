@@ -38,9 +38,16 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from apdu.command import CommandApdu
-from apdu.errors import ApduError, CardStateError, ProtocolError, SscardError, card_state_error
+from apdu.errors import (
+    ApduError,
+    CardStateError,
+    ProtocolError,
+    RecordFormatError,
+    SscardError,
+    card_state_error,
+)
 from apdu.files import CLA_ISO, INS_READ_RECORD
-from apdu.purse import AMOUNT_MAX
+from apdu.purse import AMOUNT_MAX, bcd_datetime, parse_bcd_time
 from apdu.sw import Sw
 from apdu.transport import Connection, send
 
@@ -55,6 +62,9 @@ SW_CONDITIONS = 0x6985
 MAC_LEN = 4
 SEQUENCE_MOD = 0x10000  # the card's transaction sequences are 2 bytes
 P2_RECORD_NUMBER = 0x04  # READ RECORD: P1 is the record number (ISO 7816-4)
+P1_DEBIT = 0x01
+DEBIT_DATA_LEN = 15  # terminal sequence 4 ‖ date 4 ‖ time 3 ‖ MAC1 4
+ANSWER_LEN = 2 * MAC_LEN  # DEBIT and GET TRANSACTION PROOF answer TAC and MAC2
 
 R = TypeVar("R")
 
@@ -248,6 +258,45 @@ class PurchaseInit:
     algorithm_id: int
     random: bytes
     overdraft_limit: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DebitRequest:
+    """DEBIT FOR PURCHASE's data, the same on the transit purse and the medical account:
+    ``terminal sequence 4 ‖ date 4 ‖ time 3 ‖ MAC1 4`` (spec doc §7.2 step 4).
+
+    :param terminal_sequence: the module's terminal transaction sequence (4 bytes)
+    :param when: the transaction time sent with MAC1
+    :param mac1: 4 bytes
+    """
+
+    terminal_sequence: int
+    when: dt.datetime
+    mac1: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> DebitRequest:
+        """Parse the data a card received (the emulators).
+
+        :param data: 15 bytes
+        :raises RecordFormatError: another length, or a time that is not BCD or no calendar time
+        """
+        if len(data) != DEBIT_DATA_LEN:
+            raise RecordFormatError(
+                f"DEBIT FOR PURCHASE sends {DEBIT_DATA_LEN} bytes, got {len(data)}"
+            )
+        return cls(
+            int.from_bytes(data[0:4], "big"), parse_bcd_time(data[4:11], "DEBIT"), data[11:15]
+        )
+
+    def to_bytes(self) -> bytes:
+        """The command's data.
+
+        :raises ProtocolError: a MAC1 or terminal sequence of another size
+        """
+        if len(self.mac1) != MAC_LEN or not 0 <= self.terminal_sequence <= 0xFFFFFFFF:
+            raise ProtocolError("MAC1 and the terminal sequence are 4 bytes each")
+        return self.terminal_sequence.to_bytes(4, "big") + bcd_datetime(self.when) + self.mac1
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from apdu import crypto
-from apdu.errors import ProtocolError
+from apdu.errors import ProtocolError, RecordFormatError
 
 #: transaction types of the MAC1 data (§7.2 step 4)
 TYPE_PURCHASE = 0x06
@@ -54,6 +54,22 @@ def bcd_datetime(when: datetime) -> bytes:
     :param when: the local transaction time
     """
     return bytes.fromhex(when.strftime("%Y%m%d%H%M%S"))
+
+
+def parse_bcd_time(raw: bytes, what: str) -> datetime:
+    """A 7-byte BCD ``YYYYMMDDhhmmss`` as a datetime.
+
+    :param raw: 7 bytes
+    :param what: the field, for the message
+    :raises RecordFormatError: not BCD or not a real time
+    """
+    digits = raw.hex()
+    if len(raw) != 7 or not digits.isdigit():
+        raise RecordFormatError(f"{what}: {digits.upper()} is not BCD YYYYMMDDhhmmss")
+    try:
+        return datetime.strptime(digits, "%Y%m%d%H%M%S")
+    except ValueError:
+        raise RecordFormatError(f"{what}: {digits} is not a calendar time") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,13 +38,14 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from apdu import purse
+from apdu import payment, purse
 from apdu.command import CommandApdu
 from apdu.errors import ProtocolError, RecordFormatError, TlvError
 from apdu.files import CLA_ISO, INS_SELECT, P1_SELECT_BY_NAME
 from apdu.payment import (
     Charge,
     DebitAnswer,
+    DebitRequest,
     HistoryEntry,
     PurchaseInit,
     check_amount,
@@ -67,7 +68,6 @@ INS_GET_PROOF = 0x5A
 INS_GET_BALANCE = 0x5C
 P1_PURCHASE = 0x01  # INITIALIZE: 01 purchase (03 compound purchase, not used)
 P2_PURSE = 0x02  # 02 e-purse (01 e-deposit)
-P1_DEBIT = 0x01
 SFI_PUBLIC = 0x15  # 公共应用基本数据
 SFI_LOG = 0x18  # 交易明细
 P1_READ_BINARY_SFI = 0x80
@@ -77,7 +77,6 @@ PUBLIC_LEN = 30
 LOG_RECORD_LEN = 23
 LOG_RECORDS = 10  # PBOC: a cyclic file of 10 records
 INIT_LEN = 15
-DEBIT_LEN = 8
 SERIAL_LEN = 10
 FACTOR_LEN = 8
 KEY_INDEX_DEFAULT = 0x01
@@ -85,22 +84,6 @@ TAG_FCI = 0x6F
 TAG_DF_NAME = 0x84
 TYPE_LOAD = 0x02  # 圈存: its sequence is the online counter, not the offline one
 PURCHASE_TYPES = frozenset({purse.TYPE_PURCHASE, purse.TYPE_COMPOUND})
-
-
-def parse_bcd_time(raw: bytes, what: str) -> dt.datetime:
-    """A 7-byte BCD ``YYYYMMDDhhmmss`` as a datetime.
-
-    :param raw: 7 bytes
-    :param what: the field, for the message
-    :raises RecordFormatError: not BCD or not a real time
-    """
-    digits = raw.hex()
-    if len(raw) != 7 or not digits.isdigit():
-        raise RecordFormatError(f"{what}: {digits.upper()} is not BCD YYYYMMDDhhmmss")
-    try:
-        return dt.datetime.strptime(digits, "%Y%m%d%H%M%S")
-    except ValueError:
-        raise RecordFormatError(f"{what}: {digits} is not a calendar time") from None
 
 
 def terminal_digits(raw: bytes, what: str) -> str:
@@ -271,7 +254,7 @@ class TransitLogRecord:
             amount=int.from_bytes(data[5:9], "big"),
             transaction_type=data[9],
             terminal_number=terminal_digits(data[10:16], "transit log"),
-            when=parse_bcd_time(data[16:23], "transit log"),
+            when=purse.parse_bcd_time(data[16:23], "transit log"),
         )
 
     def to_bytes(self) -> bytes:
@@ -407,10 +390,8 @@ class TransitPurseSession:
         :raises NoPurchasePending: ``6901``/``6985``
         :raises CardRemoved: the card left (the outcome is unknown)
         """
-        if len(mac1) != 4 or not 0 <= terminal_sequence <= 0xFFFFFFFF:
-            raise ProtocolError("MAC1 and the terminal sequence are 4 bytes each")
-        data = terminal_sequence.to_bytes(4, "big") + purse.bcd_datetime(when) + mac1
-        command = CommandApdu(CLA_PBOC, INS_DEBIT, P1_DEBIT, 0x00, data, DEBIT_LEN)
+        data = DebitRequest(terminal_sequence, when, mac1).to_bytes()
+        command = CommandApdu(CLA_PBOC, INS_DEBIT, payment.P1_DEBIT, 0x00, data, payment.ANSWER_LEN)
         return DebitAnswer.parse(send_payment(self.connection, command))
 
     def get_transaction_proof(self, sequence_after: int) -> DebitAnswer:
@@ -425,7 +406,7 @@ class TransitPurseSession:
             0x00,
             purse.TYPE_PURCHASE,
             (sequence_after & 0xFFFF).to_bytes(2, "big"),
-            DEBIT_LEN,
+            payment.ANSWER_LEN,
         )
         return DebitAnswer.parse_proof(send_payment(self.connection, command))
 

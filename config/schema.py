@@ -15,7 +15,7 @@ lines a person can act on::
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_origin
 from urllib.parse import urlsplit
@@ -84,6 +84,21 @@ def table(model: type[Table], name: str) -> Any:
     :param name: its key, for messages
     """
     return Field(default_factory=model, description=f"a table [{name}]")
+
+
+def matching(pattern: re.Pattern[str], what: str) -> Callable[[object], str]:
+    """A validator of strings the whole of which ``pattern`` matches, for ``PlainValidator``.
+
+    :param pattern: the format
+    :param what: what the key takes, in words (:func:`expected`)
+    """
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise expected(what)
+        return value
+
+    return check
 
 
 def _path_text(value: object) -> str:

@@ -21,6 +21,7 @@ from config.schema import (
     Url,
     expected,
     flag,
+    matching,
     seconds,
     table,
     whole,
@@ -75,10 +76,14 @@ ORIGIN = re.compile(
 )
 
 
-def _hotline_number(value: object) -> str:
-    if not isinstance(value, str) or not HOTLINE_NUMBER.fullmatch(value):
-        raise expected('3-12 digits, optionally an area code and "-" first ("0791-12345")')
-    return value
+HotlineNumber = Annotated[
+    str,
+    PlainValidator(
+        matching(
+            HOTLINE_NUMBER, '3-12 digits, optionally an area code and "-" first ("0791-12345")'
+        )
+    ),
+]
 
 
 PURPOSE = f"what the line is for: 1-{HOTLINE_PURPOSE_MAX} characters, no control characters"
@@ -103,9 +108,7 @@ class HotlineEntry(Table):
     :param purpose_en: the same in English
     """
 
-    number: Annotated[str, PlainValidator(_hotline_number)] = Field(
-        description='3-12 digits, optionally an area code and "-" first'
-    )
+    number: HotlineNumber = Field(description='3-12 digits, optionally an area code and "-" first')
     purpose_zh: Annotated[str, PlainValidator(_purpose)] = Field(description=PURPOSE)
     purpose_en: Annotated[str, PlainValidator(_purpose)] = Field(description=PURPOSE)
 
@@ -162,10 +165,9 @@ def _reader_name(value: object) -> str:
     return value
 
 
-def _backend_name(value: object) -> str:
-    if not isinstance(value, str) or not BACKEND_NAME.fullmatch(value):
-        raise expected("a back-end name such as 'pcsc' or 'virtual'")
-    return value
+BackendName = Annotated[
+    str, PlainValidator(matching(BACKEND_NAME, "a back-end name such as 'pcsc' or 'virtual'"))
+]
 
 
 def _key_id(value: object) -> str:
@@ -205,7 +207,7 @@ class TerminalTable(Table):
     device_number: Annotated[str, PlainValidator(_device_number)] = ""
     id: Annotated[str, PlainValidator(_terminal_id)] = "T0000"
     reader: Annotated[str, PlainValidator(_reader_name)] | None = None
-    reader_backend: Annotated[str, PlainValidator(_backend_name)] = DEFAULT_READER_BACKEND
+    reader_backend: BackendName = DEFAULT_READER_BACKEND
     virtual_card: PathText | None = None
 
 
@@ -323,10 +325,10 @@ def _daemon_reader_name(value: object) -> str:
     return value
 
 
-def _scanner(value: object) -> str:
-    if not isinstance(value, str) or not SCANNER.fullmatch(value):
-        raise expected('"serial:PORT", "serial:PORT@BAUD", "camera:N" or "stdin"')
-    return value
+ScannerSpec = Annotated[
+    str,
+    PlainValidator(matching(SCANNER, '"serial:PORT", "serial:PORT@BAUD", "camera:N" or "stdin"')),
+]
 
 
 def _interval(value: object) -> float:
@@ -360,7 +362,7 @@ class DaemonTable(Table):
         default_factory=list, max_length=MAX_READERS, description="a list of reader names"
     )
     sam_reader: ReaderName | None = None
-    scanners: list[Annotated[str, PlainValidator(_scanner)]] = Field(
+    scanners: list[ScannerSpec] = Field(
         default_factory=list, max_length=MAX_SCANNERS, description="a list of scanners"
     )
     sync_interval_s: Annotated[float, PlainValidator(_interval)] = DEFAULT_SYNC_INTERVAL_S
@@ -384,10 +386,14 @@ class PaymentsTable(Table):
     tear_window_s: float = seconds(DEFAULT_TEAR_WINDOW_S, MAX_TEAR_WINDOW_S)
 
 
-def _origin(value: object) -> str:
-    if not isinstance(value, str) or not ORIGIN.fullmatch(value):
-        raise expected('a browser origin such as "https://his.example" or "http://127.0.0.1:8080"')
-    return value
+Origin = Annotated[
+    str,
+    PlainValidator(
+        matching(
+            ORIGIN, 'a browser origin such as "https://his.example" or "http://127.0.0.1:8080"'
+        )
+    ),
+]
 
 
 def _bind(value: object) -> str:
@@ -412,7 +418,7 @@ class HostTable(Table):
     enabled: bool = flag(False)
     bind: Annotated[str, PlainValidator(_bind)] = DEFAULT_HOST_BIND
     port: int = whole(DEFAULT_HOST_PORT, 1, MAX_PORT)
-    origins: list[Annotated[str, PlainValidator(_origin)]] = Field(
+    origins: list[Origin] = Field(
         default_factory=list, max_length=MAX_ORIGINS, description="a list of browser origins"
     )
     token_file: FilePath | None = None

@@ -44,7 +44,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -56,18 +55,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from offline_store.daycount import local_day
 from offline_store.db import StoreDb
 from offline_store.errors import JournalError
-from offline_store.payment_object import (
-    INT_RANGES,
-    ISSUER,
-    KINDS,
-    MEDICAL_ONLY,
-    SERIALS,
-    STATES,
-    TAC,
-    TERMINAL_NUMBER,
-    PaymentFacts,
-    is_int_in,
-)
+from offline_store.payment_object import KINDS, MEDICAL_ONLY, STATES, PaymentFacts, problems
 
 __all__ = [
     "KINDS",
@@ -82,12 +70,6 @@ __all__ = [
 ]
 
 NONCE_LEN = 12
-_TEXT = {
-    "tac": TAC,
-    "time": re.compile(r"[0-9]{14}"),
-    "terminal_number": TERMINAL_NUMBER,
-    "issuer": ISSUER,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,35 +108,20 @@ class Payment(PaymentFacts):
     def check(self) -> Payment:
         """Check every fact's type and format; return the payment.
 
-        :raises JournalError: the first fact off its format
+        :raises JournalError: the first fact off the contract
+            (:func:`offline_store.payment_object.problems`), a transit payment with medical
+            parts, or a ``done`` one without its TAC and card sequence
         """
-        if self.kind not in KINDS:
-            raise JournalError(f"payment kind must be one of {list(KINDS)}")
-        if self.state not in STATES:
-            raise JournalError(f"payment state must be one of {list(STATES)}")
-        for name, (low, high, nullable) in INT_RANGES.items():
-            value = getattr(self, name)
-            if value is None and nullable:
-                continue
-            if not is_int_in(value, low, high):
-                raise JournalError(f"payment {name} must be an integer in {low}…{high}")
-        for name, pattern in _TEXT.items():
-            value = getattr(self, name)
-            if value is None and name in ("tac", "issuer"):
-                continue
-            if not isinstance(value, str) or not pattern.fullmatch(value):
-                raise JournalError(f"payment {name} does not have its format")
-        if not isinstance(self.card_serial, str) or not SERIALS[self.kind].fullmatch(
-            self.card_serial
-        ):
-            raise JournalError(f"payment card_serial is not a {self.kind} serial")
-        if self.kind == "transit" and (
-            self.issuer is None or self.self_pay_fen is not None or self.pooled_fen is not None
-        ):
-            raise JournalError("a transit payment names its issuer and has no medical parts")
+        for name, rule in problems({name: getattr(self, name) for name in _FACTS}):
+            raise JournalError(f"payment {name} {rule}")
+        if self.kind == "transit" and any(getattr(self, name) is not None for name in MEDICAL_ONLY):
+            raise JournalError("a transit payment has no medical parts")
         if self.state == "done" and (self.tac is None or self.card_sequence is None):
             raise JournalError("a done payment has its TAC and card sequence")
         return self
+
+
+_FACTS = tuple(Payment.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 
 from apdu.atr import build_atr
 from apdu.command import CommandApdu, ResponseApdu
-from apdu.errors import ApduFormatError, CardRemoved
+from apdu.errors import ApduFormatError, CardRemoved, RecordFormatError
+from apdu.payment import DEBIT_DATA_LEN, P1_DEBIT, DebitRequest
+from apdu.sw import Sw
 
 INS_GET_RESPONSE = 0xC0
 
@@ -60,6 +62,22 @@ def sw_only(sw: int) -> bytes:
     :param sw: the status word
     """
     return sw.to_bytes(2, "big")
+
+
+def debit_request(command: CommandApdu) -> DebitRequest | ResponseApdu:
+    """A DEBIT FOR PURCHASE as a payment application (transit purse, medical account) reads it:
+    the request, or the answer refusing its form (P1-P2, length, a time that is no time).
+
+    :param command: the command received
+    """
+    if (command.p1, command.p2) != (P1_DEBIT, 0x00):
+        return ResponseApdu(b"", Sw.BAD_P1_P2)
+    if len(command.data) != DEBIT_DATA_LEN:
+        return ResponseApdu(b"", Sw.WRONG_LENGTH)
+    try:
+        return DebitRequest.parse(command.data)
+    except RecordFormatError:
+        return ResponseApdu(b"", Sw.BAD_DATA_FIELD)
 
 
 class VirtualCard:

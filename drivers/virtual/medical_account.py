@@ -24,14 +24,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from apdu import crypto, medical_payment, purse, transit
+from apdu import crypto, medical_payment, purse
 from apdu.command import CommandApdu, ResponseApdu
-from apdu.errors import RecordFormatError
 from apdu.medical_payment import DebitRecord, MedicalBalances, MedicalInit
 from apdu.payment import Charge
 from apdu.sw import Sw
 from drivers.keyfile import RootKeys
-from drivers.virtual.card import VirtualCard
+from drivers.virtual.card import VirtualCard, debit_request
 from drivers.virtual.tables import checked_table
 
 KEY_INDEX = 0x01
@@ -212,18 +211,13 @@ class VirtualMedicalAccount:
     def _debit(
         self, command: CommandApdu, pending: tuple[MedicalInit, Charge, str] | None
     ) -> ResponseApdu:
-        if (command.p1, command.p2) != (medical_payment.P1_DEBIT, 0x00):
-            return _sw(Sw.BAD_P1_P2)
-        if len(command.data) != 15:
-            return _sw(Sw.WRONG_LENGTH)
+        debit = debit_request(command)
+        if isinstance(debit, ResponseApdu):
+            return debit
         if pending is None or self.dpk is None or self.dtk is None:
             return _sw(Sw.COMMAND_NOT_ACCEPTED)
         init, charge, terminal = pending
-        terminal_sequence = int.from_bytes(command.data[0:4], "big")
-        try:
-            when = transit.parse_bcd_time(command.data[4:11], "B0 2C")
-        except RecordFormatError:
-            return _sw(Sw.BAD_DATA_FIELD)
+        terminal_sequence, when = debit.terminal_sequence, debit.when
         request = purse.PurchaseRequest(
             init.random,
             init.sequence,
@@ -235,7 +229,7 @@ class VirtualMedicalAccount:
             (b"\x00" * 8,),  # the factors do not enter the MACs
         )
         sespk = purse.session_key(self.dpk, request, terminal_sequence)
-        if command.data[11:15] != purse.mac1(sespk, request, terminal):
+        if debit.mac1 != purse.mac1(sespk, request, terminal):
             return _sw(Sw.MAC_INVALID)
         mac2 = purse.mac2(sespk, charge.amount)
         tac = purse.tac(

@@ -362,28 +362,33 @@ class VirtualSscCard(VirtualCard):
             return _sw(SW_WRONG_P1P2)
         if command.p2 != KEY_IRK:
             return _sw(SW_KEY_NOT_FOUND)
-        if len(command.data) not in AUTH_LC:
-            return _sw(SW_WRONG_LENGTH)
-        if self.algorithm == records.CardAlgorithm.SSF33:
-            return _sw(SW_NOT_SUPPORTED)
-        if self.irk is None:
-            return _sw(SW_KEY_NOT_FOUND)
+        irk = self._auth_key(command, self.irk)
+        if isinstance(irk, ResponseApdu):
+            return irk
         factor, original = command.data[:8], command.data[8:16]
         if self.behaviour.factor_from_challenge and factor != (self.challenge or b"")[:8]:
             return _sw(SW_NO_CHALLENGE)
         alg = crypto_algorithm(self.algorithm)
-        session = crypto.session_key(alg, self.irk, factor)
+        session = crypto.session_key(alg, irk, factor)
         return ResponseApdu(crypto.auth_data(alg, session, original), SW_OK)
 
-    def _external_authenticate(self, command: CommandApdu) -> ResponseApdu:
-        if command.p2 != KEY_RKSSSE or not self.in_ssse:
-            return _sw(SW_KEY_NOT_FOUND)
+    def _auth_key(self, command: CommandApdu, key: bytes | None) -> bytes | ResponseApdu:
+        """The key an INTERNAL or EXTERNAL AUTHENTICATE uses, or the answer that refuses it
+        first: data of another length, an SSF33 card (not emulated), no such key."""
         if len(command.data) not in AUTH_LC:
             return _sw(SW_WRONG_LENGTH)
         if self.algorithm == records.CardAlgorithm.SSF33:
             return _sw(SW_NOT_SUPPORTED)
-        if self.rkssse is None:
+        if key is None:
             return _sw(SW_KEY_NOT_FOUND)
+        return key
+
+    def _external_authenticate(self, command: CommandApdu) -> ResponseApdu:
+        if command.p2 != KEY_RKSSSE or not self.in_ssse:
+            return _sw(SW_KEY_NOT_FOUND)
+        rkssse = self._auth_key(command, self.rkssse)
+        if isinstance(rkssse, ResponseApdu):
+            return rkssse
         challenge, self.challenge = self.challenge, None  # every attempt consumes the random
         if self.rkssse_tries == 0:
             return _sw(SW_AUTH_BLOCKED)
@@ -393,7 +398,7 @@ class VirtualSscCard(VirtualCard):
             # card has no valid 16-byte random)
             return _sw(SW_NO_CHALLENGE)
         cryptogram, original = command.data[:8], command.data[8:16]
-        session = crypto.session_key(alg, self.rkssse, challenge)
+        session = crypto.session_key(alg, rkssse, challenge)
         if crypto.auth_data(alg, session, original) != cryptogram:
             self.rkssse_authenticated = False
             self.rkssse_tries -= 1

@@ -38,12 +38,12 @@ from typing import Any
 
 from apdu import purse, transit
 from apdu.command import CommandApdu, ResponseApdu
-from apdu.errors import ProtocolError, RecordFormatError
+from apdu.errors import ProtocolError
 from apdu.payment import PurchaseInit
 from apdu.sw import Sw
 from apdu.tlv import encode_ber
 from drivers.keyfile import RootKeys, TransitRoots
-from drivers.virtual.card import VirtualCard
+from drivers.virtual.card import VirtualCard, debit_request
 from drivers.virtual.tables import checked_table
 
 KEY_INDEX = 0x01
@@ -283,17 +283,12 @@ class VirtualTransitPurse:
         return ResponseApdu(transit.init_bytes(init), Sw.OK)
 
     def _debit(self, command: CommandApdu, pending: _Pending | None) -> ResponseApdu:
-        if (command.p1, command.p2) != (transit.P1_DEBIT, 0x00):
-            return _sw(Sw.BAD_P1_P2)
-        if len(command.data) != 15:
-            return _sw(Sw.WRONG_LENGTH)
+        debit = debit_request(command)
+        if isinstance(debit, ResponseApdu):
+            return debit
         if pending is None or self.keys is None:
             return _sw(Sw.COMMAND_NOT_ACCEPTED)
-        terminal_sequence = int.from_bytes(command.data[0:4], "big")
-        try:
-            when = transit.parse_bcd_time(command.data[4:11], "DEBIT")
-        except RecordFormatError:
-            return _sw(Sw.BAD_DATA_FIELD)
+        terminal_sequence, when = debit.terminal_sequence, debit.when
         request = purse.PurchaseRequest(
             card_random=pending.init.random,
             card_sequence=pending.init.sequence,
@@ -310,7 +305,7 @@ class VirtualTransitPurse:
             expected = purse.mac1(sespk, request, pending.terminal_number)
         except ProtocolError:
             return _sw(Sw.BAD_DATA_FIELD)
-        if command.data[11:15] != expected:
+        if debit.mac1 != expected:
             return _sw(Sw.MAC_INVALID)
         # the debit: balance, sequence, log and proof change together (EEPROM)
         mac2 = purse.mac2(sespk, pending.amount)

@@ -150,6 +150,7 @@ def test_the_chain_verifies_without_the_journal_key(tmp_path: Path) -> None:
         ({"card_sequence": 0x10000}, "card_sequence"),
         ({"tac": "1a2b3c4d"}, "tac"),
         ({"time": "2026-11-29"}, "time"),
+        ({"time": "20261332075803"}, "time"),
         ({"terminal_number": "01234567890A"}, "terminal_number"),
         ({"card_serial": SERIAL[:-1]}, "card_serial"),
         ({"issuer": None}, "issuer"),

@@ -19,6 +19,7 @@ from apdu.payment import (
     Charge,
     CounterExhausted,
     DebitAnswer,
+    DebitRequest,
     InsufficientBalance,
     KeyVersionUnsupported,
     Mac1Invalid,
@@ -115,6 +116,19 @@ def test_debit_answer_is_tac_then_mac2_and_the_proof_the_other_way() -> None:
         DebitAnswer.parse(H("11223344"))
     with pytest.raises(ProtocolError):
         DebitAnswer.parse_proof(bytes(9))
+
+
+def test_the_debit_request_is_sequence_time_mac1_and_parses_strictly() -> None:
+    request = DebitRequest(0x131, WHEN, H("A1B2C3D4"))
+    raw = H("00000131") + H("20261129075803") + H("A1B2C3D4")
+    assert request.to_bytes() == raw
+    assert DebitRequest.parse(raw) == request
+    with pytest.raises(ProtocolError, match="4 bytes"):
+        DebitRequest(0x131, WHEN, H("A1B2C3")).to_bytes()
+    with pytest.raises(RecordFormatError, match="15 bytes"):
+        DebitRequest.parse(raw[:-1])
+    with pytest.raises(RecordFormatError, match="calendar"):
+        DebitRequest.parse(raw[:4] + H("20261131075803") + raw[11:])
 
 
 LOG = H("0029000000000000C80644010090000120261129075803")
