@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import io
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from offline_store.denyfile import DenyHeader, delta_entry, entry_lines, line_error
 from offline_store.errors import DenyListError
 
-__all__ = ["BATCH_ROWS", "PROGRESS_EVERY", "Progress", "apply_delta"]
+__all__ = ["BATCH_ROWS", "PROGRESS_EVERY", "Progress", "apply_delta", "stage_entries"]
 
 BATCH_ROWS = 10_000  # rows per executemany when staging a file's entries
 PROGRESS_EVERY = 10_000
@@ -49,23 +50,18 @@ def apply_delta(
         "CREATE TEMP TABLE deny_delta (line INTEGER PRIMARY KEY, card_hash BLOB NOT NULL, "
         "op TEXT NOT NULL, reason TEXT NOT NULL, effective INTEGER NOT NULL)"
     )
-    stage = "INSERT INTO temp.deny_delta VALUES (?, ?, ?, ?, ?)"
-    batch: list[tuple[int, bytes, str, str, int]] = []
     count = 0
     bad: DenyListError | None = None
     try:
-        for line_no, line in entry_lines(lines, header.entries):
-            op, card, reason, effective = delta_entry(line, line_no)
-            batch.append((line_no, card, op, reason, effective))
-            count += 1
-            if len(batch) == BATCH_ROWS:
-                conn.executemany(stage, batch)
-                batch.clear()
-            if progress is not None and count % PROGRESS_EVERY == 0:
-                progress(count, header.entries)
+        count = stage_entries(
+            conn,
+            "INSERT INTO temp.deny_delta VALUES (?, ?, ?, ?, ?)",
+            _operations(lines, header),
+            header,
+            progress,
+        )
     except DenyListError as exc:  # reported unless an earlier line is wrong as well
         bad = exc
-    conn.executemany(stage, batch)
     conn.execute(
         "CREATE TEMP TABLE deny_delta_ops (card_hash BLOB PRIMARY KEY, line INTEGER NOT NULL, "
         "op TEXT NOT NULL, reason TEXT NOT NULL, effective INTEGER NOT NULL) WITHOUT ROWID"
@@ -111,6 +107,52 @@ def apply_delta(
     if progress is not None:
         progress(count, header.entries)
     return int(added) - int(removed)
+
+
+def stage_entries(
+    conn: sqlite3.Connection,
+    insert: str,
+    rows: Iterable[tuple[Any, ...]],
+    header: DenyHeader,
+    progress: Progress | None,
+) -> int:
+    """Stage a file's entries in a temporary table, :data:`BATCH_ROWS` at a time; return how
+    many. The rows read before a bad line are staged before its error goes on: the delta
+    looks among them for an earlier error to report instead.
+
+    :param conn: the import's transaction
+    :param insert: the ``INSERT`` statement of one row
+    :param rows: the rows, in file order
+    :param header: the file's header (its entry count, for ``progress``)
+    :param progress: called every :data:`PROGRESS_EVERY` entries staged
+    :raises DenyListError: a bad line, from ``rows``
+    """
+    batch: list[tuple[Any, ...]] = []
+    count = 0
+    try:
+        for row in rows:
+            batch.append(row)
+            count += 1
+            if len(batch) == BATCH_ROWS:
+                conn.executemany(insert, batch)
+                batch.clear()
+            if progress is not None and count % PROGRESS_EVERY == 0:
+                progress(count, header.entries)
+    finally:
+        conn.executemany(insert, batch)
+    return count
+
+
+def _operations(
+    lines: io.BytesIO, header: DenyHeader
+) -> Iterator[tuple[int, bytes, str, str, int]]:
+    """The delta's operations as rows of ``temp.deny_delta``, in file order.
+
+    :raises DenyListError: at the first unreadable line
+    """
+    for line_no, line in entry_lines(lines, header.entries):
+        op, card, reason, effective = delta_entry(line, line_no)
+        yield line_no, card, op, reason, effective
 
 
 def _first_missing(conn: sqlite3.Connection, version: int) -> int | None:

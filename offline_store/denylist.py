@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_store.db import StoreDb
-from offline_store.denydelta import BATCH_ROWS, PROGRESS_EVERY, Progress, apply_delta
+from offline_store.denydelta import Progress, apply_delta, stage_entries
 from offline_store.denyfile import (
     SIG_SUFFIX,
     DenyHeader,
@@ -405,17 +405,16 @@ class DenyList:
         stage = (
             "INSERT INTO temp.deny_staging (line, card_hash, reason, effective) VALUES (?, ?, ?, ?)"
         )
-        batch: list[tuple[int, bytes, str, int]] = []
-        count = 0
-        for line_no, line in entry_lines(lines, header.entries):
-            batch.append((line_no, *snapshot_entry(line, line_no)))
-            count += 1
-            if len(batch) == BATCH_ROWS:
-                conn.executemany(stage, batch)
-                batch.clear()
-            if progress is not None and count % PROGRESS_EVERY == 0:
-                progress(count, header.entries)
-        conn.executemany(stage, batch)
+        count = stage_entries(
+            conn,
+            stage,
+            (
+                (line_no, *snapshot_entry(line, line_no))
+                for line_no, line in entry_lines(lines, header.entries)
+            ),
+            header,
+            progress,
+        )
         try:
             conn.execute(
                 "INSERT INTO deny_entry (gen, card_hash, reason, effective) "

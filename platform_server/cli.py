@@ -22,9 +22,9 @@ import json
 import os
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from apdu.errors import SscardError
 from apdu.identity import mask_card_number
@@ -52,7 +52,11 @@ from platform_server.cli_support import (
 )
 
 if TYPE_CHECKING:
-    from platform_server.chains import ChainSummary
+    from platform_server.chains import ChainSummary, TxRow
+    from platform_server.deferred import DeferredCode
+    from platform_server.terminals import TerminalInfo
+
+T = TypeVar("T")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -167,20 +171,20 @@ def cmd_terminal_list(args: argparse.Namespace) -> int:
     """
     with open_platform(args) as platform:
         found = platform.list_terminals()
-    for info in found:
-        seen = "never"
-        if info.last_heartbeat_at is not None:
-            seen = _utc(info.last_heartbeat_at)
-        beat = info.heartbeat or {}
-        print(
-            f"{info.terminal_id}  region {info.region}  scenarios {','.join(info.scenarios)}  "
-            f"rows {info.rows}  ack {info.ack_seq}  heartbeat {seen}  "
-            f"offset {_offset(info.clock_offset_s)}  backlog {beat.get('backlog', '-')}  "
-            f"deny v{beat.get('deny_version', '-')}  trust v{beat.get('trust_version', '-')}"
-        )
-    if not found:
-        print("no terminals registered")
-    return EXIT_OK
+    return _print_listing(found, _terminal_line, "no terminals registered")
+
+
+def _terminal_line(info: TerminalInfo) -> str:
+    seen = "never"
+    if info.last_heartbeat_at is not None:
+        seen = _utc(info.last_heartbeat_at)
+    beat = info.heartbeat or {}
+    return (
+        f"{info.terminal_id}  region {info.region}  scenarios {','.join(info.scenarios)}  "
+        f"rows {info.rows}  ack {info.ack_seq}  heartbeat {seen}  "
+        f"offset {_offset(info.clock_offset_s)}  backlog {beat.get('backlog', '-')}  "
+        f"deny v{beat.get('deny_version', '-')}  trust v{beat.get('trust_version', '-')}"
+    )
 
 
 def _offset(value: float | None) -> str:
@@ -318,18 +322,17 @@ def cmd_ecard_deferred(args: argparse.Namespace) -> int:
     """
     with open_platform(args) as platform:
         codes = platform.deferred_codes(args.terminal, args.limit)
-    for code in codes:
-        when = _utc(code.wall_time_us / 1e6)
-        status = f"{code.status}:{code.reason}" if code.reason else code.status
-        follow = f"seq {code.follow_up_seq}" if code.follow_up_seq is not None else "-"
-        amount = _yuan(code.amount)
-        print(
-            f"{code.terminal_id}  {code.seq:>8}  {when}  {code.scenario:<9} {status:<28} "
-            f"{follow:<12} {amount:>8}"
-        )
-    if not codes:
-        print("no deferred e-card codes")
-    return EXIT_OK
+    return _print_listing(codes, _deferred_line, "no deferred e-card codes")
+
+
+def _deferred_line(code: DeferredCode) -> str:
+    when = _utc(code.wall_time_us / 1e6)
+    status = f"{code.status}:{code.reason}" if code.reason else code.status
+    follow = f"seq {code.follow_up_seq}" if code.follow_up_seq is not None else "-"
+    return (
+        f"{code.terminal_id}  {code.seq:>8}  {when}  {code.scenario:<9} {status:<28} "
+        f"{follow:<12} {_yuan(code.amount):>8}"
+    )
 
 
 def cmd_catalogue_load(args: argparse.Namespace) -> int:
@@ -352,17 +355,16 @@ def cmd_tx_list(args: argparse.Namespace) -> int:
     """
     with open_platform(args) as platform:
         rows = platform.transactions(args.terminal, args.limit)
-    for row in rows:
-        when = _utc(row.wall_time_us / 1e6)
-        flags = ",".join(f for f, on in (("chain_break", row.chain_break), ("gap", row.gap)) if on)
-        amount = _yuan(row.amount)
-        print(
-            f"{row.terminal_id}  {row.seq:>8}  {when}  {row.scenario:<9} {row.outcome:<8} "
-            f"{row.reason_code:<24} {amount:>8}  {flags}"
-        )
-    if not rows:
-        print("no journal rows")
-    return EXIT_OK
+    return _print_listing(rows, _tx_line, "no journal rows")
+
+
+def _tx_line(row: TxRow) -> str:
+    when = _utc(row.wall_time_us / 1e6)
+    flags = ",".join(f for f, on in (("chain_break", row.chain_break), ("gap", row.gap)) if on)
+    return (
+        f"{row.terminal_id}  {row.seq:>8}  {when}  {row.scenario:<9} {row.outcome:<8} "
+        f"{row.reason_code:<24} {_yuan(row.amount):>8}  {flags}"
+    )
 
 
 def cmd_tx_verify(args: argparse.Namespace) -> int:
@@ -395,6 +397,20 @@ def _summary_line(summary: ChainSummary) -> str:
         f"{summary.chain_breaks} chain breaks ({_seqs(summary.first_breaks)}), "
         f"{summary.bad_hashes} bad hashes ({_seqs(summary.first_bad_hashes)})"
     )
+
+
+def _print_listing(items: Sequence[T], line: Callable[[T], str], empty: str) -> int:
+    """Print one line per item, or ``empty`` when there is none; the exit status (0).
+
+    :param items: what a listing command found
+    :param line: an item's line
+    :param empty: what is printed when nothing was found
+    """
+    for item in items:
+        print(line(item))
+    if not items:
+        print(empty)
+    return EXIT_OK
 
 
 def _utc(seconds: float) -> str:

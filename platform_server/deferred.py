@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from offline_store.denyfile import DenyReason
 from offline_store.identity import canonical_ecard_id, keyed_card_hash
 from platform_server import cards
 from platform_server.db import ecard_code, journal
@@ -45,12 +46,8 @@ __all__ = ["DeferredCode", "confirm", "deferred_codes", "parse_request"]
 
 log = logging.getLogger(__name__)
 
-DENIED = {
-    "lost": Invalidity.DENY_LOST,
-    "cancelled": Invalidity.DENY_CANCELLED,
-    "replaced": Invalidity.DENY_REPLACED,
-    "fraud": Invalidity.DENY_FRAUD,
-}
+#: each reason a card is on the deny list, and its invalidity ``deny_<reason>``
+DENIED = {str(reason): Invalidity(f"deny_{reason}") for reason in DenyReason}
 WAITING = "waiting"
 INVALID_PREFIX = "invalid:"
 

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, insert, select, update
 from platform_server.db import journal_state, terminal, terminal_key
 from platform_server.errors import AlreadyExists, InvalidInput, NotFound
 from platform_server.keys import PlatformKeys
+from sync.auth import Credentials
 from sync.wire import quote
 
 __all__ = [
@@ -62,23 +63,6 @@ _PRINTABLE = re.compile(r"[\x20-\x7e]{1,64}")
 HEARTBEAT_KEYS = frozenset(
     {"software_version", "deny_version", "trust_version", "backlog", "clock_offset_s"}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """What ``platform terminal add`` hands to the terminal.
-
-    :param terminal_id: the terminal id
-    :param key_id: the key's id (the ``X-Sscard-Key-Id`` header)
-    :param key: the 32-byte HMAC key
-    """
-
-    terminal_id: str
-    key_id: str
-    key: bytes
-
-    def __repr__(self) -> str:
-        return f"Credentials(terminal_id={self.terminal_id!r}, key_id={self.key_id!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -76,6 +77,24 @@ class AuthError(SscardError):
     def __init__(self, failure: AuthFailure, message: str) -> None:
         self.failure = failure
         super().__init__(f"{failure}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Who signs: the terminal id, the key's id and the key. The platform makes them when it
+    registers a terminal (``platform terminal add``); the terminal signs every request with them.
+
+    :param terminal_id: ``[terminal] id``
+    :param key_id: ``[sync] key_id`` (the ``X-Sscard-Key-Id`` header)
+    :param key: the 32-byte HMAC key (never logged)
+    """
+
+    terminal_id: str
+    key_id: str
+    key: bytes
+
+    def __repr__(self) -> str:
+        return f"Credentials(terminal_id={self.terminal_id!r}, key_id={self.key_id!r}, key=…)"
 
 
 def canonical(

@@ -38,7 +38,7 @@ import requests
 from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from sync.auth import sign_request
+from sync.auth import Credentials, sign_request
 from sync.errors import (
     SyncAuthError,
     SyncConfigError,
@@ -74,23 +74,6 @@ _TRUST_FAILURES = (
     "hostname mismatch",
     "doesn't match",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Who signs: the terminal id, the key's id and the key.
-
-    :param terminal_id: ``[terminal] id``
-    :param key_id: ``[sync] key_id``
-    :param key: the 32-byte key (never logged)
-    """
-
-    terminal_id: str
-    key_id: str
-    key: bytes
-
-    def __repr__(self) -> str:
-        return f"Credentials(terminal_id={self.terminal_id!r}, key_id={self.key_id!r}, key=…)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from enum import StrEnum
 from config.settings import DEFAULT_HOTLINES as DEFAULT_HOTLINE_ENTRIES
 from config.settings import HotlineEntry
 from drivers.indicators import Hotline, Indication, Signal
+from offline_store.denyfile import DenyReason
 
 
 def hotlines_from(entries: Iterable[HotlineEntry]) -> tuple[Hotline, ...]:
@@ -416,12 +417,9 @@ TEXTS: dict[Reason, ReasonText] = {
     ),
 }
 
-DENY_REASONS = {
-    "lost": Reason.DENY_LOST,
-    "cancelled": Reason.DENY_CANCELLED,
-    "replaced": Reason.DENY_REPLACED,
-    "fraud": Reason.DENY_FRAUD,
-}
+#: each reason a card is on the deny list, and its own code ``deny_<reason>`` (a reason the
+#: codes lack fails at import)
+DENY_REASONS = {str(reason): Reason(f"deny_{reason}") for reason in DenyReason}
 
 
 RULE_UNNAMED = "-"

@@ -52,8 +52,7 @@ import postgres  # noqa: E402
 from drivers.virtual import TEST_KEYS  # noqa: E402
 from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash  # noqa: E402
 from platform_server import Platform  # noqa: E402
-from platform_server.terminals import Credentials  # noqa: E402
-from sync.auth import sign_request  # noqa: E402
+from sync.auth import Credentials, sign_request  # noqa: E402
 
 BATCH_PATH = "/v1/journal/batch"
 MAX_ROWS = 5000  # a batch holds at most this many rows (docs/sync.md)

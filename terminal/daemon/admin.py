@@ -290,31 +290,41 @@ def ask(path: str | Path, request: str, params: Mapping[str, Any], *, timeout_s:
     body = json.dumps({"request": request, "params": dict(params)}).encode("utf-8") + b"\n"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
         client.settimeout(timeout_s)
-        try:
-            with _sun_path(path) as address:
-                client.connect(address)
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise DaemonUnavailable(f"no daemon answers on {path}") from exc
-        except TimeoutError as exc:
-            raise SscardError(
-                f"the daemon on {path} did not accept within {timeout_s:g} s"
-            ) from exc
-        except OSError as exc:
-            raise SscardError(f"cannot reach the daemon on {path}: {exc.strerror}") from exc
-        try:
+        with _socket_errors(
+            late=f"the daemon on {path} did not accept within {timeout_s:g} s",
+            broken=f"cannot reach the daemon on {path}",
+        ):
+            try:
+                with _sun_path(path) as address:
+                    client.connect(address)
+            except (FileNotFoundError, ConnectionRefusedError) as exc:
+                raise DaemonUnavailable(f"no daemon answers on {path}") from exc
+        with _socket_errors(
+            late=f"the daemon on {path} did not answer {request} within {timeout_s:g} s",
+            broken=f"the daemon on {path} broke off",
+        ):
             client.sendall(body)
             client.shutdown(socket.SHUT_WR)
             raw = _read_all(client)
-        except TimeoutError as exc:
-            raise SscardError(
-                f"the daemon on {path} did not answer {request} within {timeout_s:g} s"
-            ) from exc
-        except OSError as exc:
-            raise SscardError(f"the daemon on {path} broke off: {exc.strerror}") from exc
     try:
         return Answer.from_json(json.loads(raw))
     except ValueError as exc:
         raise SscardError(f"the daemon on {path} answered no JSON") from exc
+
+
+@contextlib.contextmanager
+def _socket_errors(*, late: str, broken: str) -> Iterator[None]:
+    """Turn a socket's timeout into ``SscardError(late)`` and any other ``OSError`` into
+    ``SscardError(f"{broken}: {strerror}")``, chained.
+
+    :raises SscardError: as said
+    """
+    try:
+        yield
+    except TimeoutError as exc:
+        raise SscardError(late) from exc
+    except OSError as exc:
+        raise SscardError(f"{broken}: {exc.strerror}") from exc
 
 
 def _read_request(connection: socket.socket) -> bytes:
