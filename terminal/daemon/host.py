@@ -234,14 +234,17 @@ class DaemonHostService:
         :raises SscardError: the daemon decides for another scenario than ``hospital``
         :raises NoSecurityModule: the daemon has no SSC PSAM (nor another security module)
         :raises ReaderTimeout: no card within ``wait_s``
+        :raises SscardError: the worker failed on the card (an error it logged), nothing settled
         """
         self._deciding("hospital")
         if self.daemon.terminal.module is None:
             raise NoSecurityModule(NO_MODULE)
         shown = self._act(DeskAction(SETTLE, reader, pin=pin, pay_info=pay_info), wait_s)
-        if shown.settled is None:  # the module went away, or the worker failed (its log)
+        if shown.settled is not None:
+            return shown.settled
+        if self.daemon.terminal.module is None:  # the module went away while the card came
             raise NoSecurityModule(NO_MODULE)
-        return shown.settled
+        raise SscardError("the daemon could not settle on the card (see its log)")
 
     def healthz(self) -> dict[str, Any]:
         """``ok`` while the decision worker runs; the devices' health."""

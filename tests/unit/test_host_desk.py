@@ -96,3 +96,26 @@ def test_the_daemon_refuses_a_settlement_it_cannot_make_before_asking_for_a_card
         service.hospital_settle("123456", "95.00|30.00+60.00|20261129101500|", None, 0, "t")
     assert isinstance(raised.value, NoSecurityModule) == (scenario == "hospital")
     assert desk.act(DeskAction(CHECKIN, room="1"), 0) is None  # nothing was queued
+
+
+def test_a_settlement_the_worker_failed_on_is_no_missing_psam() -> None:
+    # the worker answers an action it failed on (an error it logged) with nothing settled; a
+    # missing PSAM is said only when the module went away while the card came
+    terminal = SimpleNamespace(profile=SimpleNamespace(name="hospital"), module=object())
+    desk = Desk()
+    service = DaemonHostService(SimpleNamespace(terminal=terminal), desk)  # type: ignore[arg-type]
+
+    def worker(module_goes: bool) -> None:
+        while (action := desk.claim(READER)) is None:
+            threading.Event().wait(0.01)
+        if module_goes:
+            terminal.module = None
+        desk.decided(READER, None, {}, None, action=action)
+
+    for module_goes, refusal in ((False, "could not settle on the card"), (True, "SSC PSAM")):
+        thread = threading.Thread(target=worker, args=(module_goes,))
+        thread.start()
+        with pytest.raises(SscardError, match=refusal) as raised:
+            service.hospital_settle("123456", "95.00|30.00+60.00|20261129101500|", None, 5, "t")
+        thread.join()
+        assert isinstance(raised.value, NoSecurityModule) == module_goes
