@@ -35,7 +35,8 @@ test: venv lint
 	SSCARD_GOLDEN=check SSCARD_TEST_POSTGRES=required SSCARD_TEST_BROWSER=required $(PY) tests/parallel.py
 
 # the long fault campaigns (tests/faults, README "Faults"), 1,000 random presentations to
-# `sscard run`, 2,000 fares taken by `sscard run` through pcscd under tearing and SIGKILLs and
+# `sscard run`, 10,000 taps on 8 readers with 312 SIGKILLs (about 31 minutes; SSCARD_KILLS_TAPS
+# shortens it), 2,000 fares taken by `sscard run` through pcscd under tearing and SIGKILLs and
 # cleared by the platform, 10,000 fares with tearing and kills in-process, and 10,000 purchases
 # cleared by the platform on SQLite and PostgreSQL; their short forms are in `test`, whose
 # golden outputs they keep

@@ -7,6 +7,7 @@ card leaks into the next test.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -20,7 +21,6 @@ import golden
 import postgres
 import pytest
 from privacy import CaptureHandler, find_leaks, persona_secrets
-from support import READER0, READER1
 
 from drivers.virtual.ssc_card import VirtualSscCard
 
@@ -143,6 +143,24 @@ class Pcscd:
 
         self.process.stop(signal.SIGKILL if crash else signal.SIGTERM)
 
+    @contextlib.contextmanager
+    def readers(self, count: int) -> Iterator[None]:
+        """pcscd restarted with ``count`` vpcd readers (slots ``0`` to ``count - 1``, named by
+        :func:`drivers.virtual.pcscd.reader_name`), and with the usual two again afterwards;
+        a :meth:`stop` and :meth:`start` inside keep the count. Take every card out first.
+
+        :param count: 2 to 8
+        """
+        self.stop()
+        self.process.readers = count
+        try:
+            self.start()
+            yield
+        finally:
+            self.stop()
+            self.process.readers = 2
+            self.start()
+
 
 @pytest.fixture(scope="session")
 def pcscd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pcscd]:
@@ -167,19 +185,23 @@ class InsertedCards:
         self.readers = PcscReader()
 
     def insert(self, card: VirtualSscCard, slot: int = 0, wait: bool = True) -> VirtualSscCard:
+        from drivers.virtual.pcscd import reader_name
         from drivers.virtual.vpcd import VpcdBridge
 
         bridge = VpcdBridge(card, slot=slot)
         bridge.insert()
-        self.bridges.append((bridge, READER0 if slot == 0 else READER1))
+        self.bridges.append((bridge, reader_name(slot)))
         if wait:
-            conn = self.readers.wait_for_card(5, reader=READER0 if slot == 0 else READER1)
+            conn = self.readers.wait_for_card(5, reader=reader_name(slot))
             conn.close()
         return card
 
     def remove_all(self) -> None:
-        for bridge, reader in self.bridges:
+        """Take every card out, then wait until pcscd shows each reader empty (the readers are
+        polled side by side, so several cards leave in one poll)."""
+        for bridge, _reader in self.bridges:
             bridge.remove()  # type: ignore[attr-defined]
+        for _bridge, reader in self.bridges:
             assert self.readers.wait_for_removal(reader, timeout=5), f"{reader} stayed busy"
         self.bridges.clear()
         self.readers.close()

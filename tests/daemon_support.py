@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client.parser import text_string_to_metric_families
@@ -49,23 +50,29 @@ class TerminalFolder:
     metrics_port: int
 
     def settings(
-        self, *, scenario: str = "transit", extra: str = "", sam_reader: str | None = None
+        self,
+        *,
+        scenario: str = "transit",
+        extra: str = "",
+        sam_reader: str | None = None,
+        readers: Sequence[str] = (READER0,),
     ) -> str:
         """The settings file's text (``sam_reader``: the PSAM's reader, ``[daemon] sam_reader``,
-        chosen before the software SAM)."""
+        chosen before the software SAM; ``readers``: the card readers, ``[daemon] readers``)."""
         sam = f'sam_reader = "{sam_reader}"\n' if sam_reader else ""
+        names = ", ".join(f'"{name}"' for name in readers)
         return (
             '[terminal]\nid = "E2E-RUN"\n'
             '[security]\nsoft_sam_keys = "roots.toml"\n'
             '[store]\ndatabase = "store.db"\npepper_file = "pepper"\n'
             'journal_key_file = "journal.key"\n'
             "[indicators]\nconsole = true\nvoice = false\n"
-            f'[daemon]\nscenario = "{scenario}"\nreaders = ["{READER0}"]\n{sam}'
+            f'[daemon]\nscenario = "{scenario}"\nreaders = [{names}]\n{sam}'
             f"metrics_port = {self.metrics_port}\n" + extra
         )
 
-    def write(self, **kwargs: str | None) -> None:
-        """Write the settings file."""
+    def write(self, **kwargs: Any) -> None:
+        """Write the settings file (the keywords of :meth:`settings`)."""
         self.config.write_text(self.settings(**kwargs))
 
     def rows(self, path: Path | None = None) -> list[tuple[int, str, str, str]]:
@@ -73,17 +80,27 @@ class TerminalFolder:
 
         :param path: the store file (default: the folder's ``store.db``)
         """
+        return [
+            (int(seq), str(scenario), str(outcome), str(reason))
+            for seq, scenario, outcome, reason in self._select(
+                "SELECT seq, scenario, outcome, reason_code FROM journal ORDER BY seq", path
+            )
+        ]
+
+    def tokens(self) -> list[str]:
+        """The credential token (the card's keyed hash) of every journal row, in order."""
+        return [str(token) for (token,) in self._select(
+            "SELECT credential_token FROM journal ORDER BY seq"
+        )]  # fmt: skip
+
+    def _select(self, sql: str, path: Path | None = None) -> list[tuple[Any, ...]]:
+        """The rows of a query on the store, read-only; none before the store exists."""
         path = path or self.folder / "store.db"
         if not path.exists():
             return []
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
-            return [
-                (int(seq), str(scenario), str(outcome), str(reason))
-                for seq, scenario, outcome, reason in conn.execute(
-                    "SELECT seq, scenario, outcome, reason_code FROM journal ORDER BY seq"
-                )
-            ]
+            return list(conn.execute(sql))
         finally:
             conn.close()
 
@@ -252,12 +269,12 @@ class DaemonProcess:
                 raise AssertionError(f"{len(shown)} decisions shown, not {count}")
             time.sleep(0.02)
 
-    def wait_state(self, state: str, timeout: float = 10.0) -> None:
+    def wait_state(self, state: str, timeout: float = 10.0, reader: str = READER0) -> None:
         """Wait until the reader's state is ``state``."""
         deadline = time.monotonic() + timeout
-        while self.reader_state() != state:
+        while self.reader_state(reader) != state:
             if time.monotonic() > deadline:
-                raise AssertionError(f"reader not {state}: {self.reader_state()}")
+                raise AssertionError(f"{reader} not {state}: {self.reader_state(reader)}")
             time.sleep(0.02)
 
     def wait_said(self, text: str, timeout: float = 10.0) -> None:
