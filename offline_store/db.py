@@ -245,6 +245,19 @@ def _v6_payments(db: sqlite3.Connection) -> None:
     )
 
 
+def _v7_journal_lost(db: sqlite3.Connection) -> None:
+    """Schema 7: a declared gap (docs/offline-store.md §5.8) names the seqs a recovery lost,
+    ``lost`` = JSON ``[first, last]``; ``NULL`` on every other row. The partial index finds the
+    few gap rows (pruning and the row count subtract the seqs they declare lost)."""
+    _execute_all(
+        db,
+        [
+            "ALTER TABLE journal ADD COLUMN lost TEXT",
+            "CREATE INDEX journal_lost ON journal (seq) WHERE lost IS NOT NULL",
+        ],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_trust_list,
@@ -252,6 +265,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_day_counts,
     _v5_journal_ref_seq,
     _v6_payments,
+    _v7_journal_lost,
 )
 """Forward migrations, in order: entry ``n`` takes the file from version ``n`` to ``n + 1``."""
 
