@@ -13,11 +13,12 @@ again with the journal key) and, when seqs are lost, the declared gap that names
 is swapped.
 
 The swap: the new file is folded into one file (rollback-journal mode, no ``-wal``) and
-synced; the damaged file's write-ahead log is folded into it too (so no stale ``-wal`` can
-ever pair with the new file); the damaged file gets a second name, ``<store>.damaged-<UTC
-time>`` (a hard link: it is never deleted); then ``rename(2)`` puts the new file in its place
-and the folder is synced. A crash before the rename leaves the old file in place, after it the
-new one: nothing is lost either way, and a later recovery starts again from whichever is there.
+synced; the damaged file's write-ahead log is folded into it and emptied (so no page of it can
+ever be applied to the new file); the damaged file gets a second name, ``<store>.damaged-<UTC
+time>`` (a hard link: it is never deleted, nor changed but for that log); then
+``rename(2)`` puts the new file in its place and the folder is synced. A crash before the
+rename leaves the old file in place, after it the new one: nothing is lost either way, and a
+later recovery starts again from whichever is there.
 """
 
 from __future__ import annotations
@@ -340,21 +341,19 @@ def _check(fresh: StoreDb, journal_key: bytes | None) -> None:
 
 
 def _fold_wal(store_db: StoreDb, path: Path) -> None:
-    """Fold the damaged file's write-ahead log into it and leave it without one, so that no
-    stale ``-wal`` (or ``-shm``) can pair with the new file."""
+    """Fold the damaged file's write-ahead log into it and leave the log empty: the new file
+    (rollback-journal mode) never reads a ``-wal``, and when the daemon turns it to WAL mode
+    SQLite starts the log and its ``-shm`` index afresh; pages of the old file's log could
+    never be applied to it."""
     try:
         with store_db.read() as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.execute("PRAGMA journal_mode = DELETE")
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     except StoreError as exc:
         raise StoreError(f"{path}: its write-ahead log cannot be folded in ({exc}): nothing was "
                          "swapped") from exc  # fmt: skip
-    for suffix in ("-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.exists() and (suffix == "-shm" or side.stat().st_size == 0):
-            side.unlink()
-        elif side.exists():
-            raise StoreError(f"{side} still holds pages after a checkpoint: nothing was swapped")
+    wal = path.with_name(path.name + "-wal")
+    if busy or (wal.exists() and wal.stat().st_size):
+        raise StoreError(f"{wal} still holds pages after a checkpoint: nothing was swapped")
 
 
 def _remove_recovering(fresh_path: Path) -> None:
