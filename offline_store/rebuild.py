@@ -163,12 +163,13 @@ def _fill(
     clock: Callable[[], float],
     monotonic: Callable[[], int],
 ) -> tuple[list[str], int, int | None]:
-    """Copy what can be read and write the journal, in one transaction; the unreadable
-    groups, the journal's rows and the gap row's seq."""
+    """Copy what can be read, then write the journal; the unreadable groups, the journal's
+    rows and the gap row's seq."""
     fresh.conn.execute("ATTACH DATABASE ? AS damaged", (str(damaged),))
     try:
+        unreadable = _copy_tables(fresh)
         with fresh.write() as conn:
-            unreadable = _copy_tables(conn)
+            _drop_meta_keys(conn, unreadable)
             state = conn.execute(
                 "SELECT last_seq, anchor_seq, anchor_hash FROM damaged.journal_state"
             ).fetchone()
@@ -210,15 +211,34 @@ def _fill(
     return unreadable, int(rows), gap_seq
 
 
-def _copy_tables(conn: sqlite3.Connection) -> list[str]:
-    """Copy every group of tables that can be read; the names of those that cannot (their
-    meta keys are dropped with them)."""
-    unreadable = [name for name, tables, _ in TABLE_GROUPS if not _copy_group(conn, tables)]
+def _copy_tables(fresh: StoreDb) -> list[str]:
+    """Copy every group of tables that can be read, each in a transaction of its own (after
+    SQLite meets a damaged page, nothing more is written in that transaction); the names of
+    the groups that cannot be read."""
+    unreadable = []
+    for name, tables, _ in TABLE_GROUPS:
+        try:
+            with fresh.write() as conn:
+                for table in tables:
+                    columns = _shared_columns(conn, table)
+                    conn.execute(
+                        f"INSERT INTO main.{table} ({columns}) "
+                        f"SELECT {columns} FROM damaged.{table}"
+                    )
+        except StoreError as exc:
+            log.warning(
+                "event=store_table_unreadable tables=%s error=%r", ",".join(tables), str(exc)
+            )
+            unreadable.append(name)
+    return unreadable
+
+
+def _drop_meta_keys(conn: sqlite3.Connection, unreadable: list[str]) -> None:
+    """The meta keys that describe a group left empty go with it."""
     for name, _, keys in TABLE_GROUPS:
         for key in keys if name in unreadable else ():
             pattern = key + "*" if key.endswith(".") else key
             conn.execute("DELETE FROM main.meta WHERE key GLOB ?", (pattern,))
-    return unreadable
 
 
 def _copy_journal(
@@ -241,24 +261,6 @@ def _copy_journal(
         _insert_fetched(conn, row, aead)
     head_seq = max([plan.kept_to, *plan.salvaged, *(row.seq for row in plan.fetched)])
     return head_seq, _hash_of(conn, head_seq, anchor_seq, anchor_hash)
-
-
-def _copy_group(conn: sqlite3.Connection, tables: tuple[str, ...]) -> bool:
-    """Copy a group of tables in a savepoint: all of them, or none when one cannot be read."""
-    conn.execute("SAVEPOINT copy_group")
-    try:
-        for table in tables:
-            columns = _shared_columns(conn, table)
-            conn.execute(
-                f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM damaged.{table}"
-            )
-    except sqlite3.DatabaseError as exc:
-        conn.execute("ROLLBACK TO copy_group")
-        conn.execute("RELEASE copy_group")
-        log.warning("event=store_table_unreadable tables=%s error=%r", ",".join(tables), str(exc))
-        return False
-    conn.execute("RELEASE copy_group")
-    return True
 
 
 def _shared_columns(conn: sqlite3.Connection, table: str) -> str:

@@ -242,3 +242,44 @@ def test_a_gap_row_hashes_as_the_terminal_writes_it() -> None:
         b'"v":"sscard-journal/1","wall_time_us":"1795953601500000"}'
     )
     assert row.hash == chain_hash("1" * 64, canonical_bytes(row.record()))
+
+
+def test_a_table_that_cannot_be_read_is_named_left_empty_and_its_meta_keys_dropped(
+    tmp_path: Path,
+) -> None:
+    from terminal.recovery import recover_journal
+
+    path = tmp_path / "store.db"
+    with Store.open(path, journal_key=KEY) as store:
+        store.catalogue.load_file(Path(__file__).parents[1] / "catalogue.toml")
+        store.meta.set({"sync.catalogue_etag": '"v1"', "sync.synced_at": "1.0"})
+        for _ in range(5):
+            store.journal.append(_entry())
+    conn = sqlite3.connect(path)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'catalogue'").fetchone()
+    conn.close()
+    with path.open("r+b") as out:  # the catalogue's one page: a bad sector
+        out.seek((root - 1) * page_size)
+        out.write(bytes([0x0A]) + b"\xff" * (page_size - 1))
+    (tmp_path / "store.db.recovering").write_bytes(b"a recovery that died")  # replaced
+
+    def no_platform(after: int, up_to: int) -> list[dict[str, Any]]:
+        raise AssertionError("every row is in the file: the platform is not asked")
+
+    with Store.open(path, journal_key=KEY) as store:
+        answer = recover_journal(store, fetch=no_platform, terminal_id="T1", journal_key=KEY,
+                                 apply=True)  # fmt: skip
+    assert answer.exit_status == 0, answer
+    assert (
+        answer.out[1] == "plan: 5 rows kept from the store, 0 re-fetched from the platform, 0 lost"
+    )
+    assert answer.out[-1] == (
+        "not readable, left empty: catalogue (the next sync provisions catalogue again)"
+    )
+    with Store.open(path, journal_key=KEY) as store:
+        assert store.journal.check_sound().ok and store.journal.count() == 5
+        assert store.catalogue.items() == [] and store.catalogue.loaded_at() is None
+        assert store.meta.get("sync.catalogue_etag") is None  # else the sync would skip it
+        assert store.meta.get("sync.synced_at") == "1.0"
+    assert not (tmp_path / "store.db.recovering").exists()
