@@ -247,13 +247,14 @@ def _v6_payments(db: sqlite3.Connection) -> None:
 
 def _v7_journal_lost(db: sqlite3.Connection) -> None:
     """Schema 7: a declared gap (docs/offline-store.md §5.8) names the seqs a recovery lost,
-    ``lost`` = JSON ``[first, last]``; ``NULL`` on every other row. The partial index finds the
-    few gap rows (pruning and the row count subtract the seqs they declare lost)."""
+    ``lost`` = JSON ``[first, last]``, ``NULL`` on every other row; ``journal_state.lost_held``
+    counts the seqs the gap rows held declare lost (the row count leaves them out). Neither
+    change reads the journal's rows: a damaged file still migrates, and can be recovered."""
     _execute_all(
         db,
         [
             "ALTER TABLE journal ADD COLUMN lost TEXT",
-            "CREATE INDEX journal_lost ON journal (seq) WHERE lost IS NOT NULL",
+            "ALTER TABLE journal_state ADD COLUMN lost_held INTEGER NOT NULL DEFAULT 0",
         ],
     )
 

@@ -59,7 +59,7 @@ from offline_store.entry import (
 from offline_store.errors import JournalError, StoreError
 from offline_store.payment import OpenPurchases, open_sealed, seal
 
-__all__ = ["Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
+__all__ = ["LOST_IN", "Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,11 @@ _COLUMNS = (
     "reason_code, amount, terminal_id, personal_fields, personal_ct, prev_hash, hash, uploaded, "
     "flags, ref_seq, lost, payment_sha256, payment_ct"
 )
-#: how many of the seqs after ``:lo`` and up to ``:hi`` declared gaps name lost
-#: (docs/offline-store.md §5.8): the journal never held them
-_LOST_IN = (
-    "SELECT COALESCE(SUM(MAX(0, MIN(json_extract(lost, '$[1]'), :hi) "
-    "- MAX(json_extract(lost, '$[0]'), :lo + 1) + 1)), 0) "
-    "FROM journal WHERE lost IS NOT NULL AND seq > :lo + 1"
+#: how many seqs the gap rows after ``?`` and up to ``?`` declare lost (docs/offline-store.md
+#: §5.8): the journal never held them (a range scan of those rows: pruning reads them anyway)
+LOST_IN = (
+    "SELECT COALESCE(SUM(json_extract(lost, '$[1]') - json_extract(lost, '$[0]') + 1), 0) "
+    "FROM journal WHERE seq > ? AND seq <= ? AND lost IS NOT NULL"
 )
 #: a deferred row no later row follows up yet (``j`` names the journal table)
 _UNCONFIRMED = (
@@ -237,7 +236,9 @@ class Journal:
                 (row.seq, row.hash),
             )
             add_counts(conn, local_day(row.wall_time), count_keys)
-            held = seq - conn.execute("SELECT anchor_seq FROM journal_state").fetchone()[0]
+            held = (
+                seq - conn.execute("SELECT anchor_seq + lost_held FROM journal_state").fetchone()[0]
+            )
         log.debug(
             "event=journal_append seq=%d scenario=%s outcome=%s", seq, row.scenario, row.outcome
         )
@@ -291,7 +292,7 @@ class Journal:
             if upto <= anchor_seq:
                 return 0
             last = conn.execute("SELECT hash FROM journal WHERE seq = ?", (upto,)).fetchone()
-            (lost,) = conn.execute(_LOST_IN, {"lo": anchor_seq, "hi": upto}).fetchone()
+            (lost,) = conn.execute(LOST_IN, (anchor_seq, upto)).fetchone()
             deleted = conn.execute(
                 "DELETE FROM journal WHERE seq <= ? AND uploaded = 1", (upto,)
             ).rowcount
@@ -301,8 +302,9 @@ class Journal:
                     "and marked uploaded: nothing pruned, run verify_chain"
                 )
             conn.execute(
-                "UPDATE journal_state SET anchor_seq = ?, anchor_hash = ? WHERE id = 1",
-                (upto, last[0]),
+                "UPDATE journal_state SET anchor_seq = ?, anchor_hash = ?, "
+                "lost_held = lost_held - ? WHERE id = 1",
+                (upto, last[0], lost),
             )
         log.info(
             "event=journal_pruned rows=%d anchor_seq=%d kept_from=%s",
@@ -614,10 +616,9 @@ class Journal:
         with self._db.read() as conn:
             filtered = unacknowledged or unconfirmed
             if scenario is None and outcome is None and since is None and not filtered:
-                last_seq, anchor_seq = conn.execute(
-                    "SELECT last_seq, anchor_seq FROM journal_state WHERE id = 1"
+                last_seq, anchor_seq, lost = conn.execute(
+                    "SELECT last_seq, anchor_seq, lost_held FROM journal_state WHERE id = 1"
                 ).fetchone()
-                (lost,) = conn.execute(_LOST_IN, {"lo": anchor_seq, "hi": last_seq}).fetchone()
                 return int(last_seq - anchor_seq - lost)
             where: list[str] = []
             params: list[str | int] = []

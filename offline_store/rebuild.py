@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from offline_store.chain import GENESIS_HASH, JournalRow, declared_gap
 from offline_store.db import LOCK_SUFFIX, StoreDb, open_database
 from offline_store.errors import JournalError, StoreError
+from offline_store.journal import LOST_IN
 from offline_store.payment import seal_object
 from offline_store.recovery import RecoveryPlan, seq_runs
 from offline_store.store import Store
@@ -194,15 +195,18 @@ def _fill(
                 )
                 _insert(conn, gap, uploaded=False, payment_ct=None)
                 gap_seq, head_seq, head_hash = gap.seq, gap.seq, gap.hash
+            # the seqs the gap rows now held declare lost (``journal`` is the new file's)
+            (lost_held,) = conn.execute(LOST_IN, (anchor_seq, head_seq)).fetchone()
             conn.execute(
                 "UPDATE main.journal_state SET last_seq = ?, last_hash = ?, anchor_seq = ?, "
-                "anchor_hash = ?, acked_seq = ? WHERE id = 1",
+                "anchor_hash = ?, acked_seq = ?, lost_held = ? WHERE id = 1",
                 (
                     max(head_seq, last_seq),
                     head_hash,
                     anchor_seq,
                     anchor_hash,
                     _acked(conn, anchor_seq, plan.lost),
+                    lost_held,
                 ),
             )
             (rows,) = conn.execute("SELECT COUNT(*) FROM main.journal").fetchone()

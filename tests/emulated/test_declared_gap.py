@@ -283,3 +283,36 @@ def test_a_table_that_cannot_be_read_is_named_left_empty_and_its_meta_keys_dropp
         assert store.meta.get("sync.catalogue_etag") is None  # else the sync would skip it
         assert store.meta.get("sync.synced_at") == "1.0"
     assert not (tmp_path / "store.db.recovering").exists()
+
+
+def test_a_damaged_store_of_schema_6_still_migrates_and_can_be_recovered(tmp_path: Path) -> None:
+    """Schema 7 reads no journal row: a file damaged before the upgrade still opens."""
+    import random
+    import re
+
+    path = tmp_path / "store.db"
+    with Store.open(path, journal_key=KEY) as store:
+        for _ in range(300):
+            store.journal.append(_entry())
+    conn = sqlite3.connect(path)
+    with conn:  # back to schema 6, as an older sscard left it
+        conn.execute("ALTER TABLE journal DROP COLUMN lost")
+        conn.execute("ALTER TABLE journal_state DROP COLUMN lost_held")
+        conn.execute("PRAGMA user_version = 6")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (marker,) = conn.execute("SELECT uuid FROM journal WHERE seq = 150").fetchone()
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.close()
+    data = path.read_bytes()
+    start = next(
+        at
+        for found in re.finditer(re.escape(marker.encode()), data)
+        if data[at := found.start() // page_size * page_size] == 0x0D
+    )
+    with path.open("r+b") as out:
+        out.seek(start)
+        out.write(random.Random(1).randbytes(page_size))
+    with Store.open(path, journal_key=KEY) as store:
+        report = store.journal.check_sound()
+        assert not report.ok and report.first_bad_seq is not None
+        assert 100 < report.first_bad_seq <= 150
