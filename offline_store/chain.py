@@ -14,11 +14,19 @@ numbers) and **hashed as its digest**: in the hashed record, ``payment`` is the 
 of the object's canonical bytes (:func:`payment_digest`). The terminal keeps the object
 encrypted and its digest in clear, so the chain verifies without the journal key; the
 platform computes the digest from the object it receives.
+
+``lost`` (schema 7, docs/offline-store.md §5.8) is the one member of a **declared gap**: the
+row a recovery writes when rows of a damaged journal could be neither kept nor re-fetched.
+Seqs are never reused, so the gap row takes the next seq, ``lost = [first, last]`` names the
+lost seqs (``last`` is always the gap row's seq − 1) and its ``prev_hash`` is the hash of the
+row before ``first``: the chain goes on over the lost seqs, and only over exactly those. Its
+other members are fixed (:func:`declared_gap`): it is no decision, and nothing counts it.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -32,11 +40,16 @@ __all__ = [
     "CHAIN_FORMAT",
     "FLAGS_MAX",
     "FLAG_PATTERN",
+    "GAP_OUTCOME",
+    "GAP_REASON",
+    "GAP_SCENARIO",
     "GENESIS_HASH",
     "ChainReport",
     "JournalRow",
     "canonical_bytes",
     "chain_hash",
+    "declared_gap",
+    "gap_form_problem",
     "payment_digest",
     "personal_aad",
 ]
@@ -45,6 +58,10 @@ CHAIN_FORMAT = "sscard-journal/1"
 FLAGS_MAX = 16  # flags per row
 #: a flag: a lower-case word, optionally ``:`` and a second one (``stale_list:catalogue``)
 FLAG_PATTERN = r"[a-z][a-z0-9_]{0,31}(?::[a-z][a-z0-9_]{0,31})?"
+#: a declared gap's fixed members (§5.8): no card, no amount, not a decision
+GAP_SCENARIO = "journal"
+GAP_REASON = "journal_lost"
+GAP_OUTCOME = "refuse"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +91,7 @@ class JournalRow:
     :param payment: the purchase's payment object (:meth:`offline_store.payment.Payment.to_json`),
         ``None`` for a row without one, or read without the journal key
     :param payment_sha256: :func:`payment_digest` of the payment object, ``None`` without one
+    :param lost: a declared gap's lost seqs ``(first, last)``, ``None`` on every other row
     """
 
     seq: int
@@ -97,6 +115,7 @@ class JournalRow:
     ref_seq: int | None = None
     payment: dict[str, Any] | None = None
     payment_sha256: str | None = None
+    lost: tuple[int, int] | None = None
 
     def canonical(self) -> bytes:
         """The row's canonical serialisation, the input of its chain hash (a payment as its
@@ -150,6 +169,8 @@ class JournalRow:
             record["flags"] = list(self.flags)
         if self.ref_seq is not None:
             record["ref_seq"] = str(self.ref_seq)
+        if self.lost is not None:
+            record["lost"] = [str(self.lost[0]), str(self.lost[1])]
         return record
 
 
@@ -161,12 +182,20 @@ class ChainReport:
     :param rows: rows checked before the first problem (all of them when ``ok``)
     :param first_bad_seq: the first sequence number that fails, ``None`` when ``ok``
     :param problem: what is wrong there, ``None`` when ``ok``
+    :param gaps: the declared gaps the walk accepted, ``(first, last, gap_seq)`` each: the lost
+        seqs and the row that declares them (never passed over silently)
     """
 
     ok: bool
     rows: int
     first_bad_seq: int | None = None
     problem: str | None = None
+    gaps: tuple[tuple[int, int, int], ...] = ()
+
+    @property
+    def lost_rows(self) -> int:
+        """How many seqs the declared gaps name lost."""
+        return sum(last - first + 1 for first, last, _ in self.gaps)
 
 
 def canonical_bytes(record: Mapping[str, Any]) -> bytes:
@@ -213,11 +242,91 @@ def personal_aad(seq: int, row_uuid: str) -> bytes:
     return f"{CHAIN_FORMAT} seq={seq} uuid={row_uuid}".encode("ascii")
 
 
+def declared_gap(
+    *,
+    seq: int,
+    first_lost: int,
+    prev_hash: str,
+    terminal_id: str,
+    row_uuid: str,
+    wall_time_us: int,
+    monotonic_ns: int,
+) -> JournalRow:
+    """The row that declares seqs ``first_lost``…``seq − 1`` lost (§5.8), hashed.
+
+    :param seq: the gap row's own seq: the journal's last seq + 1 (seqs are never reused)
+    :param first_lost: the first lost seq; the row chains to the hash of the row before it
+    :param prev_hash: that row's hash (the anchor's, or 64 zeros, when there is none)
+    :param terminal_id: the terminal, as on its other rows
+    :param row_uuid: a uuid4
+    :param wall_time_us: when the recovery wrote it, microseconds
+    :param monotonic_ns: the monotonic clock then
+    :raises JournalError: ``first_lost`` is not between 1 and ``seq − 1``
+    """
+    if not 1 <= first_lost < seq:
+        raise JournalError(f"a gap row at seq {seq} cannot declare seqs from {first_lost} lost")
+    row = JournalRow(
+        seq=seq,
+        uuid=row_uuid,
+        wall_time=wall_time_us / 1_000_000,
+        monotonic_ns=monotonic_ns,
+        scenario=GAP_SCENARIO,
+        catalogue_item=None,
+        credential_token="",
+        outcome=GAP_OUTCOME,
+        reason_code=GAP_REASON,
+        amount=None,
+        personal_fields=(),
+        prev_hash=prev_hash,
+        hash="",
+        uploaded=False,
+        terminal_id=terminal_id,
+        wall_time_us=wall_time_us,
+        lost=(first_lost, seq - 1),
+    )
+    return dataclasses.replace(row, hash=chain_hash(prev_hash, row.canonical()))
+
+
+def gap_form_problem(row: JournalRow) -> str | None:
+    """Why a row carrying ``lost`` is not a declared gap (§5.8), ``None`` when it is one.
+
+    :param row: a row with ``lost`` set
+    :raises: nothing
+    """
+    if row.lost is None:
+        return None
+    first, last = row.lost
+    if not 1 <= first <= last or last != row.seq - 1:
+        return f"row {row.seq}: lost must be [first, {row.seq - 1}] with 1 <= first"
+    if (
+        (row.scenario, row.outcome, row.reason_code) != (GAP_SCENARIO, GAP_OUTCOME, GAP_REASON)
+        or row.catalogue_item is not None
+        or row.credential_token
+        or row.amount is not None
+        or row.personal_fields
+        or row.personal_ciphertext is not None
+        or row.flags
+        or row.ref_seq is not None
+        or row.payment is not None
+        or row.payment_sha256 is not None
+    ):
+        return f"row {row.seq} declares a gap but is not in the gap row's form"
+    return None
+
+
 def link_problem(row: JournalRow, seq: int, prev_hash: str) -> tuple[int, str] | None:
-    """Where and why ``row`` does not continue a chain expected at ``seq`` after ``prev_hash``."""
+    """Where and why ``row`` does not continue a chain expected at ``seq`` after ``prev_hash``
+    (a declared gap continues it over exactly the seqs it declares lost)."""
     if row.seq < seq:
         return row.seq, f"row {row.seq} is at or before the prune anchor"
-    if row.seq > seq:
+    if row.lost is not None:
+        problem = gap_form_problem(row)
+        if problem is not None:
+            return row.seq, problem
+        if row.lost[0] != seq:
+            first, last = row.lost
+            return row.seq, f"row {row.seq} declares seqs {first}…{last} lost, not from {seq}"
+    elif row.seq > seq:
         return seq, f"row {seq} is missing"
     if row.prev_hash != prev_hash:
         return row.seq, "prev_hash does not match the previous row's hash"
@@ -228,7 +337,8 @@ def link_problem(row: JournalRow, seq: int, prev_hash: str) -> tuple[int, str] |
 
 def row_from_columns(raw: Sequence[Any]) -> JournalRow:
     """A journal row from the columns of a ``SELECT`` of the journal table, in table order
-    (the payment's two columns excepted: :class:`offline_store.journal.Journal` adds them)."""
+    (the payment's two columns excepted: :class:`offline_store.journal.Journal` adds them;
+    ``lost`` last, see :data:`offline_store.journal._COLUMNS`)."""
     (
         seq,
         row_uuid,
@@ -248,7 +358,9 @@ def row_from_columns(raw: Sequence[Any]) -> JournalRow:
         uploaded,
         flags_json,
         ref_seq,
+        lost_json,
     ) = raw
+    lost = None if lost_json is None else json.loads(lost_json)
     return JournalRow(
         seq=seq,
         uuid=row_uuid,
@@ -269,4 +381,5 @@ def row_from_columns(raw: Sequence[Any]) -> JournalRow:
         personal_ciphertext=ciphertext,
         flags=tuple(json.loads(flags_json)),
         ref_seq=ref_seq,
+        lost=None if lost is None else (int(lost[0]), int(lost[1])),
     )

@@ -245,6 +245,20 @@ def _v6_payments(db: sqlite3.Connection) -> None:
     )
 
 
+def _v7_journal_lost(db: sqlite3.Connection) -> None:
+    """Schema 7: a declared gap (docs/offline-store.md §5.8) names the seqs a recovery lost,
+    ``lost`` = JSON ``[first, last]``, ``NULL`` on every other row; ``journal_state.lost_held``
+    counts the seqs the gap rows held declare lost (the row count leaves them out). Neither
+    change reads the journal's rows: a damaged file still migrates, and can be recovered."""
+    _execute_all(
+        db,
+        [
+            "ALTER TABLE journal ADD COLUMN lost TEXT",
+            "ALTER TABLE journal_state ADD COLUMN lost_held INTEGER NOT NULL DEFAULT 0",
+        ],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_trust_list,
@@ -252,6 +266,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_day_counts,
     _v5_journal_ref_seq,
     _v6_payments,
+    _v7_journal_lost,
 )
 """Forward migrations, in order: entry ``n`` takes the file from version ``n`` to ``n + 1``."""
 

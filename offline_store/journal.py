@@ -59,7 +59,7 @@ from offline_store.entry import (
 from offline_store.errors import JournalError, StoreError
 from offline_store.payment import OpenPurchases, open_sealed, seal
 
-__all__ = ["Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
+__all__ = ["LOST_IN", "Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,13 @@ PAGE_ROWS = 500
 _COLUMNS = (
     "seq, uuid, wall_time_us, monotonic_ns, scenario, catalogue_item, credential_token, outcome, "
     "reason_code, amount, terminal_id, personal_fields, personal_ct, prev_hash, hash, uploaded, "
-    "flags, ref_seq, payment_sha256, payment_ct"
+    "flags, ref_seq, lost, payment_sha256, payment_ct"
+)
+#: how many seqs the gap rows after ``?`` and up to ``?`` declare lost (docs/offline-store.md
+#: §5.8): the journal never held them (a range scan of those rows: pruning reads them anyway)
+LOST_IN = (
+    "SELECT COALESCE(SUM(json_extract(lost, '$[1]') - json_extract(lost, '$[0]') + 1), 0) "
+    "FROM journal WHERE seq > ? AND seq <= ? AND lost IS NOT NULL"
 )
 #: a deferred row no later row follows up yet (``j`` names the journal table)
 _UNCONFIRMED = (
@@ -200,7 +206,7 @@ class Journal:
             row = dataclasses.replace(unhashed, hash=chain_hash(last_hash, unhashed.canonical()))
             conn.execute(
                 f"INSERT INTO journal ({_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, ?, ?)",
                 (
                     row.seq,
                     row.uuid,
@@ -230,7 +236,9 @@ class Journal:
                 (row.seq, row.hash),
             )
             add_counts(conn, local_day(row.wall_time), count_keys)
-            held = seq - conn.execute("SELECT anchor_seq FROM journal_state").fetchone()[0]
+            held = (
+                seq - conn.execute("SELECT anchor_seq + lost_held FROM journal_state").fetchone()[0]
+            )
         log.debug(
             "event=journal_append seq=%d scenario=%s outcome=%s", seq, row.scenario, row.outcome
         )
@@ -267,6 +275,7 @@ class Journal:
 
         A deferred e-card code no later row confirms yet is kept, and every row after it (the
         anchor is one seq): its text is still to be sent to the platform for confirmation.
+        The seqs a declared gap names lost (§5.8) were never held: they are not counted.
 
         :returns: the number of rows deleted
         :raises JournalError: acknowledged rows are missing or not marked uploaded (the file was
@@ -283,17 +292,19 @@ class Journal:
             if upto <= anchor_seq:
                 return 0
             last = conn.execute("SELECT hash FROM journal WHERE seq = ?", (upto,)).fetchone()
+            (lost,) = conn.execute(LOST_IN, (anchor_seq, upto)).fetchone()
             deleted = conn.execute(
                 "DELETE FROM journal WHERE seq <= ? AND uploaded = 1", (upto,)
             ).rowcount
-            if last is None or deleted != upto - anchor_seq:
+            if last is None or deleted != upto - anchor_seq - lost:
                 raise JournalError(
                     f"journal rows {anchor_seq + 1}…{upto} are acknowledged but not all present "
                     "and marked uploaded: nothing pruned, run verify_chain"
                 )
             conn.execute(
-                "UPDATE journal_state SET anchor_seq = ?, anchor_hash = ? WHERE id = 1",
-                (upto, last[0]),
+                "UPDATE journal_state SET anchor_seq = ?, anchor_hash = ?, "
+                "lost_held = lost_held - ? WHERE id = 1",
+                (upto, last[0], lost),
             )
         log.info(
             "event=journal_pruned rows=%d anchor_seq=%d kept_from=%s",
@@ -375,6 +386,69 @@ class Journal:
             ).fetchone()
         return JournalBacklog(int(last_seq), int(acked_seq), int(anchor_seq))
 
+    def readable_rows(self, after_seq: int, up_to_seq: int) -> Iterator[JournalRow]:
+        """The rows after ``after_seq`` (up to ``up_to_seq``) that SQLite can still read from a
+        damaged file, in seq order, stepping over the parts it cannot (docs/offline-store.md
+        §5.8: what a recovery salvages past the damage). Nothing here is checked against the
+        chain: :func:`offline_store.recovery.plan_recovery` does that.
+
+        :param after_seq: the last row the chain walk vouched for
+        :param up_to_seq: the journal's last seq
+        :raises: nothing: a part that cannot be read is passed over
+        """
+        cursor = after_seq
+        while cursor < up_to_seq:
+            last = cursor
+            try:
+                with self._db.read() as conn:
+                    found = conn.execute(
+                        f"SELECT {_COLUMNS} FROM journal WHERE seq > ? AND seq <= ? ORDER BY seq",
+                        (cursor, up_to_seq),
+                    )
+                    for raw in found:
+                        last = raw[0]
+                        yield self._row(raw)
+                return
+            except (StoreError, sqlite3.DatabaseError, JournalError, ValueError, TypeError):
+                cursor = max(last, self._readable_after(last, up_to_seq))
+
+    def _readable_after(self, damaged_after: int, up_to_seq: int) -> int:
+        """The smallest seq from ``damaged_after + 1`` on after which rows read again (a
+        binary search: reading after any seq inside a damaged part fails)."""
+        lo, hi = damaged_after + 1, up_to_seq
+        while lo < hi:
+            mid = (lo + hi) // 2
+            try:
+                with self._db.read() as conn:
+                    raw = conn.execute(
+                        f"SELECT {_COLUMNS} FROM journal WHERE seq > ? ORDER BY seq LIMIT 1", (mid,)
+                    ).fetchone()
+                    if raw is not None:
+                        self._row(raw)
+                hi = mid
+            except (StoreError, sqlite3.DatabaseError, JournalError, ValueError, TypeError):
+                lo = mid + 1
+        return lo
+
+    def hash_at(self, seq: int) -> str:
+        """The hash a row after ``seq`` chains to: row ``seq``'s, or the anchor's when ``seq``
+        is the anchor (64 zeros before any prune).
+
+        :param seq: a held row, or the anchor's seq
+        :raises JournalError: ``seq`` is neither
+        :raises StoreError: the database failed
+        """
+        with self._db.read() as conn:
+            anchor_seq, anchor_hash = conn.execute(
+                "SELECT anchor_seq, anchor_hash FROM journal_state WHERE id = 1"
+            ).fetchone()
+            if seq == anchor_seq:
+                return str(anchor_hash)
+            found = conn.execute("SELECT hash FROM journal WHERE seq = ?", (seq,)).fetchone()
+        if found is None:
+            raise JournalError(f"journal row {seq} is not held (pruned or never written)")
+        return str(found[0])
+
     def last(self) -> JournalRow | None:
         """The newest row held, ``None`` when the journal holds none.
 
@@ -428,6 +502,9 @@ class Journal:
     def verify_chain(self) -> ChainReport:
         """Walk the rows from the anchor and check every link and hash, and the head.
 
+        A declared gap (§5.8) continues the chain over exactly the seqs it names lost, and the
+        report lists it (``gaps``): it is accepted, never passed over silently.
+
         The thread lock is held for the walk so the rows do not change under it. A row that
         does not decode (damaged JSON in its columns) or a page SQLite cannot read is a break
         at the first row not checked, never an exception: the rows before it are sound.
@@ -440,6 +517,7 @@ class Journal:
             ).fetchone()
             last_seq, last_hash, anchor_seq, anchor_hash = state
             expected_seq, expected_prev, checked = anchor_seq + 1, anchor_hash, 0
+            gaps: list[tuple[int, int, int]] = []
             cursor = conn.execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq")
             while True:
                 try:
@@ -449,17 +527,27 @@ class Journal:
                     row = self._row(raw)
                 except sqlite3.DatabaseError as exc:
                     return ChainReport(
-                        False, checked, expected_seq, f"the file is damaged from here: {exc}"
+                        False,
+                        checked,
+                        expected_seq,
+                        f"the file is damaged from here: {exc}",
+                        tuple(gaps),
                     )
                 except JournalError as exc:  # a payment that does not decrypt
-                    return ChainReport(False, checked, expected_seq, str(exc))
-                except (ValueError, TypeError) as exc:  # JSON columns that do not decode
+                    return ChainReport(False, checked, expected_seq, str(exc), tuple(gaps))
+                except (ValueError, TypeError, IndexError) as exc:  # JSON that does not decode
                     return ChainReport(
-                        False, checked, expected_seq, f"row does not decode: {type(exc).__name__}"
+                        False,
+                        checked,
+                        expected_seq,
+                        f"row does not decode: {type(exc).__name__}",
+                        tuple(gaps),
                     )
                 problem = link_problem(row, expected_seq, expected_prev)
                 if problem is not None:
-                    return ChainReport(False, checked, *problem)
+                    return ChainReport(False, checked, *problem, gaps=tuple(gaps))
+                if row.lost is not None:
+                    gaps.append((*row.lost, row.seq))
                 expected_seq, expected_prev, checked = row.seq + 1, row.hash, checked + 1
         if expected_seq - 1 > last_seq:
             return ChainReport(
@@ -476,7 +564,7 @@ class Journal:
             return ChainReport(
                 False, checked, last_seq, "the last row's hash does not match the journal head"
             )
-        return ChainReport(True, checked)
+        return ChainReport(True, checked, gaps=tuple(gaps))
 
     def check_sound(self) -> ChainReport:
         """What the daemon checks at start: SQLite's ``quick_check`` of the file, then the
@@ -496,7 +584,8 @@ class Journal:
             report = ChainReport(False, 0, None, f"the journal cannot be read: {exc}")
         if found == ["ok"] or not report.ok:
             return report
-        return ChainReport(False, report.rows, None, "the file is damaged: " + "; ".join(found[:2]))
+        damaged = "the file is damaged: " + "; ".join(found[:2])
+        return ChainReport(False, report.rows, None, damaged, report.gaps)
 
     def count(
         self,
@@ -527,10 +616,10 @@ class Journal:
         with self._db.read() as conn:
             filtered = unacknowledged or unconfirmed
             if scenario is None and outcome is None and since is None and not filtered:
-                last_seq, anchor_seq = conn.execute(
-                    "SELECT last_seq, anchor_seq FROM journal_state WHERE id = 1"
+                last_seq, anchor_seq, lost = conn.execute(
+                    "SELECT last_seq, anchor_seq, lost_held FROM journal_state WHERE id = 1"
                 ).fetchone()
-                return int(last_seq - anchor_seq)
+                return int(last_seq - anchor_seq - lost)
             where: list[str] = []
             params: list[str | int] = []
             if scenario is not None:

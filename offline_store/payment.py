@@ -67,6 +67,7 @@ __all__ = [
     "PaymentRow",
     "open_sealed",
     "seal",
+    "seal_object",
 ]
 
 NONCE_LEN = 12
@@ -154,8 +155,20 @@ def seal(aead: AESGCM, seq: int, row_uuid: str, payment: Payment) -> bytes:
     :param row_uuid: the row's uuid
     :param payment: the facts
     """
+    return seal_object(aead, seq, row_uuid, payment.to_json())
+
+
+def seal_object(aead: AESGCM, seq: int, row_uuid: str, payment: Mapping[str, Any]) -> bytes:
+    """A payment object as uploaded (a row re-fetched from the platform, docs/offline-store.md
+    §5.8) encrypted for its row, as :func:`seal` encrypts the facts.
+
+    :param aead: the journal key
+    :param seq: the row's sequence number
+    :param row_uuid: the row's uuid
+    :param payment: the object (:meth:`Payment.to_json`)
+    """
     nonce = os.urandom(NONCE_LEN)
-    return nonce + aead.encrypt(nonce, _canonical(payment.to_json()), _aad(seq, row_uuid))
+    return nonce + aead.encrypt(nonce, _canonical(payment), _aad(seq, row_uuid))
 
 
 def open_sealed(aead: AESGCM | None, seq: int, row_uuid: str, sealed: bytes) -> dict[str, Any]:

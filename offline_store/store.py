@@ -146,6 +146,14 @@ class Store(Closing):
         return keyed_card_hash(self._pepper, canonical)
 
     @property
+    def database(self) -> StoreDb:
+        """The open database file (:mod:`offline_store.rebuild` copies what it can read).
+
+        :raises: nothing
+        """
+        return self._db
+
+    @property
     def closed(self) -> bool:
         """``True`` once :meth:`close` ran."""
         return self._db.closed

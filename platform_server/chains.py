@@ -4,7 +4,9 @@ walked again from the rows themselves (``sscard platform tx list|verify``).
 The walk trusts nothing stored beside the rows: for each terminal, in seq order, it recomputes
 each row's hash from its canonical record and ``prev_hash``, checks each link to the row
 before (64 zeros for seq 1), lists the missing seqs between the lowest and the highest stored,
-and compares the row count with the platform's counter. No personal data is read: the
+and compares the row count with the platform's counter. A declared gap (docs/sync.md §5.9)
+links to the row before its first lost seq; the seqs it names are reported as declared lost,
+not as missing. No personal data is read: the
 credential is a keyed hash and the personal fields stay encrypted.
 """
 
@@ -17,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, select
 
 from offline_store.chain import GENESIS_HASH, chain_hash
-from platform_server.db import journal, journal_state
+from platform_server.db import journal, journal_lost, journal_state
 from platform_server.errors import NotFound
 
 __all__ = ["ChainSummary", "TxRow", "list_rows", "verify_chains"]
@@ -103,6 +105,8 @@ class ChainSummary:
         was edited)
     :param first_breaks: the first seqs with a chain break
     :param first_bad_hashes: the first seqs with a bad hash
+    :param lost: seqs declared lost by the terminal's gap rows (accounted for, not missing)
+    :param lost_ranges: the first declared-lost ranges, ``(from, to)`` inclusive
     """
 
     terminal_id: str
@@ -118,6 +122,8 @@ class ChainSummary:
     bad_hashes: int
     first_breaks: tuple[int, ...]
     first_bad_hashes: tuple[int, ...]
+    lost: int = 0
+    lost_ranges: tuple[tuple[int, int], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -154,21 +160,35 @@ def _state(conn: Connection, terminal_id: str) -> Any:
 
 
 def _walk(conn: Connection, state: Any) -> ChainSummary:
-    rows = missing = breaks = bad = 0
+    rows = missing = breaks = bad = lost = 0
     ranges: list[tuple[int, int]] = []
+    lost_ranges: list[tuple[int, int]] = []
     first_breaks: list[int] = []
     first_bad: list[int] = []
     min_seq = prev_seq = 0
     prev_hash = ""
+    gaps = dict(
+        conn.execute(
+            select(journal_lost.c.seq, journal_lost.c.first_seq).where(
+                journal_lost.c.terminal_id == state.terminal_id
+            )
+        ).all()
+    )
     for seq, record, linked, digest in _stored(conn, state.terminal_id):
         rows += 1
+        first_lost = gaps.get(seq)
+        linked_seq = seq - 1 if first_lost is None else first_lost - 1
         if rows == 1:
             min_seq = seq
-        elif seq != prev_seq + 1:
-            missing += seq - prev_seq - 1
+        elif linked_seq > prev_seq:
+            missing += linked_seq - prev_seq
             if len(ranges) < REPORT_MAX:
-                ranges.append((prev_seq + 1, seq - 1))
-        expected = GENESIS_HASH if seq == 1 else (prev_hash if seq == prev_seq + 1 else None)
+                ranges.append((prev_seq + 1, linked_seq))
+        if first_lost is not None:
+            lost += seq - first_lost
+            if len(lost_ranges) < REPORT_MAX:
+                lost_ranges.append((first_lost, seq - 1))
+        expected = _expected(linked_seq, prev_seq, prev_hash, rows == 1)
         if expected is not None and linked != expected:
             breaks += 1
             if len(first_breaks) < REPORT_MAX:
@@ -192,7 +212,20 @@ def _walk(conn: Connection, state: Any) -> ChainSummary:
         bad_hashes=bad,
         first_breaks=tuple(first_breaks),
         first_bad_hashes=tuple(first_bad),
+        lost=lost,
+        lost_ranges=tuple(lost_ranges),
     )
+
+
+def _expected(linked_seq: int, prev_seq: int, prev_hash: str, first: bool) -> str | None:
+    """The hash a row must link to: 64 zeros after seq 0, the row before's when it is the one
+    linked to, ``None`` when that row is not stored (a gap above the first stored row); a gap
+    row declaring stored rows lost links to nothing that could match."""
+    if linked_seq == 0:
+        return GENESIS_HASH
+    if first or linked_seq > prev_seq:
+        return None
+    return prev_hash if linked_seq == prev_seq else "declares stored rows lost"
 
 
 def _stored(conn: Connection, terminal_id: str) -> Iterator[tuple[int, str, str, str]]:

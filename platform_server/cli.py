@@ -389,11 +389,12 @@ def _summary_line(summary: ChainSummary) -> str:
         f"{summary.terminal_id}: {summary.rows} rows (counted {summary.counted}), {span}, "
         f"ack {summary.ack_seq}"
     )
+    if summary.lost:  # declared gaps (docs/sync.md §5.9): accepted, and always said
+        head += f", {summary.lost} declared lost ({_ranges(summary.lost_ranges)})"
     if summary.ok:
         return f"{head}: ok"
-    ranges = " ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in summary.missing_ranges)
     return (
-        f"{head}: {summary.missing} missing ({ranges or '-'}), "
+        f"{head}: {summary.missing} missing ({_ranges(summary.missing_ranges) or '-'}), "
         f"{summary.chain_breaks} chain breaks ({_seqs(summary.first_breaks)}), "
         f"{summary.bad_hashes} bad hashes ({_seqs(summary.first_bad_hashes)})"
     )
@@ -411,6 +412,10 @@ def _print_listing(items: Sequence[T], line: Callable[[T], str], empty: str) -> 
     if not items:
         print(empty)
     return EXIT_OK
+
+
+def _ranges(ranges: tuple[tuple[int, int], ...]) -> str:
+    return " ".join(f"{lo}-{hi}" if lo != hi else str(lo) for lo, hi in ranges)
 
 
 def _utc(seconds: float) -> str:

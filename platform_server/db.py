@@ -55,6 +55,7 @@ __all__ = [
     "fast_commit_engine",
     "iso_utc",
     "journal",
+    "journal_lost",
     "journal_payment",
     "journal_state",
     "meta",
@@ -73,7 +74,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3  # 2: request_nonce; 3: payment
+SCHEMA_VERSION = 4  # 2: request_nonce; 3: payment; 4: journal_lost
 BUSY_TIMEOUT_S = 5  # then 503 + Retry-After, well inside a client's request timeout
 SQLITE_FILE_MODE = 0o600
 READONLY = "sscard_readonly"  # execution option: open the transaction with a deferred BEGIN
@@ -233,6 +234,16 @@ request_nonce = Table(
 )
 Index("request_nonce_expiry", request_nonce.c.expires_at)
 
+# declared gaps (docs/sync.md §5.9): the seqs a terminal's recovery lost, by the gap row
+journal_lost = Table(
+    "journal_lost",
+    metadata,
+    Column("terminal_id", String(TERMINAL_ID_LEN), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),  # the gap row's seq
+    Column("first_seq", BigInteger, nullable=False),  # the lost seqs: first_seq..seq - 1
+    sqlite_with_rowid=False,
+)
+
 # the payment object of each stored journal row that carries one (docs/sync.md §5.7), as
 # received: the journal's record holds its digest, which is what the chain hash covers
 journal_payment = Table(
@@ -275,7 +286,11 @@ payment = Table(
 Index("payment_day", payment.c.day)
 
 # the tables each schema version added, created when an older database is opened
-MIGRATIONS: dict[int, tuple[Table, ...]] = {2: (request_nonce,), 3: (journal_payment, payment)}
+MIGRATIONS: dict[int, tuple[Table, ...]] = {
+    2: (request_nonce,),
+    3: (journal_payment, payment),
+    4: (journal_lost,),
+}
 
 # meta keys
 META_SCHEMA = "schema_version"

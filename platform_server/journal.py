@@ -15,10 +15,17 @@ each row of a batch, in seq order
 * ``hash ≠ SHA-256(prev_hash ‖ canonical_bytes(record))`` → rejected ``bad_hash``;
 * a seq already stored with the same hash → a duplicate (counted once, not stored again);
   with another hash → rejected ``conflict``;
+* a declared gap (``lost``) that does not name ``[first, seq − 1]`` or is not in the gap
+  row's fixed form → rejected ``bad_gap``;
+* a seq an earlier declared gap named lost → rejected ``declared_lost``;
+* a declared gap (``lost``: docs/sync.md §5.9) naming a seq the platform holds → rejected
+  ``gap_over_rows``: a gap can never hide a row;
 * otherwise stored, flagged ``chain_break`` when its ``prev_hash`` is not the stored hash of
   seq − 1 (or not 64 zeros for seq 1), and ``gap`` while seq − 1 is missing above the first
   seq the platform stored; a row that fills a gap clears its successor's flag and checks the
-  successor's link.
+  successor's link. For a declared gap, "seq − 1" is the seq before its first lost one; the
+  gap is recorded in ``journal_lost``, and the acknowledgement cursor passes over the seqs it
+  names (they are accounted for, never stored, never counted).
 
 A batch is applied in one transaction, under a lock on the terminal's ``journal_state`` row.
 :mod:`platform_server.chains` lists the stored rows and checks their chains again.
@@ -40,12 +47,15 @@ from offline_store.chain import (
     CHAIN_FORMAT,
     FLAG_PATTERN,
     FLAGS_MAX,
+    GAP_OUTCOME,
+    GAP_REASON,
+    GAP_SCENARIO,
     GENESIS_HASH,
     canonical_bytes,
     chain_hash,
     payment_digest,
 )
-from platform_server.db import journal, journal_payment, journal_state
+from platform_server.db import journal, journal_lost, journal_payment, journal_state
 from platform_server.errors import InvalidInput, NotFound
 from platform_server.payments import PaymentFact, parse_payment
 from sync.wire import load_json, quote
@@ -91,7 +101,7 @@ RECORD_KEYS = frozenset(
     }
 )
 ROW_KEYS = RECORD_KEYS | {"prev_hash", "hash"}
-OPTIONAL_KEYS = frozenset({"flags", "ref_seq", "payment"})
+OPTIONAL_KEYS = frozenset({"flags", "ref_seq", "payment", "lost"})
 OUTCOMES = frozenset({"accept", "refuse", "deferred"})
 
 # at most 18 digits: every value fits in 64 bits, and JSON Schema can say it (sync/openapi.yaml)
@@ -116,6 +126,12 @@ class RejectCode(StrEnum):
     """The row's hash is not the hash of its contents."""
     CONFLICT = "conflict"
     """Its sequence number is already stored, or twice in the batch, with another hash."""
+    DECLARED_LOST = "declared_lost"
+    """Its sequence number was declared lost by a gap row the platform stored."""
+    GAP_OVER_ROWS = "gap_over_rows"
+    """A declared gap names a sequence number the platform holds: it would hide the row."""
+    BAD_GAP = "bad_gap"
+    """A declared gap does not name the seqs just before its own, or is not in its form."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +152,9 @@ class UploadedRow:
     :param hash_ok: the hash is ``SHA-256(prev_hash ‖ record)``
     :param payment: the row's payment object, ``None`` for a row without one
     :param payment_record: the object's canonical bytes, as stored in ``journal_payment``
+    :param lost: a declared gap's lost seqs ``(first, last)``, ``None`` for every other row
+    :param gap_ok: a declared gap names ``[first, seq − 1]`` and has the gap row's form (true
+        for every other row)
     """
 
     seq: int
@@ -152,6 +171,14 @@ class UploadedRow:
     hash_ok: bool
     payment: PaymentFact | None = None
     payment_record: bytes | None = None
+    lost: tuple[int, int] | None = None
+    gap_ok: bool = True
+
+    @property
+    def linked_seq(self) -> int:
+        """The seq whose hash this row's ``prev_hash`` must be: seq − 1, or for a declared gap
+        the seq before its first lost one."""
+        return (self.seq if self.lost is None else self.lost[0]) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +186,7 @@ class BatchResult:
     """The answer to a batch.
 
     :param ack_seq: every row from the terminal's first stored seq up to this one is stored
-        (0 before any)
+        or declared lost (0 before any)
     :param accepted: rows stored by this batch
     :param duplicates: rows the platform already held with the same hash
     :param rejected: ``(seq, code)`` of the rows not stored, in seq order
@@ -235,6 +262,11 @@ def _row(raw: object, index: int) -> UploadedRow:
     if "ref_seq" in raw:  # a terminal names an earlier row; the format is all that is checked
         _int(raw, "ref_seq", where, _SEQ)
         record["ref_seq"] = raw["ref_seq"]
+    lost, gap_ok = None, True
+    if "lost" in raw:
+        lost = _lost(raw, where)
+        gap_ok = _gap_ok(raw, seq, lost)
+        record["lost"] = raw["lost"]
     payment, payment_record = None, None
     if "payment" in raw:
         payment = parse_payment(raw["payment"], where)
@@ -259,6 +291,40 @@ def _row(raw: object, index: int) -> UploadedRow:
         hash_ok=chain_hash(raw["prev_hash"], canonical) == raw["hash"],
         payment=payment,
         payment_record=payment_record,
+        lost=lost,
+        gap_ok=gap_ok,
+    )
+
+
+def _lost(raw: dict[str, Any], where: str) -> tuple[int, int]:
+    """A declared gap's ``lost``: two seqs (its meaning is checked per row: :func:`_gap_ok`)."""
+    value = raw["lost"]
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, str) and _SEQ.fullmatch(v) for v in value)
+    ):
+        raise InvalidInput(f"{where}.lost must be two decimal integer strings (docs/sync.md §5.9)")
+    return int(value[0]), int(value[1])
+
+
+def _gap_ok(raw: dict[str, Any], seq: int, lost: tuple[int, int]) -> bool:
+    """A declared gap names the seqs just before its own, ``[first, seq - 1]``, and has the gap
+    row's fixed form (docs/sync.md §5.9)."""
+    fixed: dict[str, object] = {
+        "scenario": GAP_SCENARIO,
+        "outcome": GAP_OUTCOME,
+        "reason_code": GAP_REASON,
+        "catalogue_item": None,
+        "credential_token": "",
+        "amount": None,
+        "personal_fields": [],
+        "personal_ct": None,
+    }
+    return (
+        lost[0] <= lost[1] == seq - 1
+        and all(raw[k] == v for k, v in fixed.items())
+        and not raw.keys() & {"flags", "ref_seq", "payment"}
     )
 
 
@@ -339,22 +405,32 @@ def ingest(
         )
     }
     known = {seq: digest for seq, (digest, _) in stored.items()}
+    lost_ranges = _lost_ranges(conn, terminal_id, lo, hi)
     first_seq = state.first_seq
     new: list[dict[str, Any]] = []
+    gaps: list[dict[str, Any]] = []
     for seq, row in batch.items():
-        if seq in stored:
-            if stored[seq][0] == row.hash:
-                duplicates += 1
-            else:
-                rejected.append((seq, RejectCode.CONFLICT))
+        refusal = _refusal(conn, terminal_id, row, stored=stored, lost_ranges=lost_ranges, new=new)
+        if refusal is _DUPLICATE:
+            duplicates += 1
+            continue
+        if refusal is not None:
+            rejected.append((seq, refusal))
             continue
         first_seq = seq if first_seq is None else first_seq
-        expected = GENESIS_HASH if seq == 1 else known.get(seq - 1)
+        linked = row.linked_seq
+        expected = GENESIS_HASH if linked == 0 else known.get(linked)
+        if expected is None and row.lost is not None:
+            expected = _stored_hash(conn, terminal_id, linked)
         known[seq] = row.hash
         new.append(_values(terminal_id, row, now, expected, first_seq))
+        if row.lost is not None:
+            gaps.append({"terminal_id": terminal_id, "seq": seq, "first_seq": row.lost[0]})
     if not new or first_seq is None:
         return _result(state.ack_seq, 0, duplicates, rejected)
     conn.execute(insert(journal), new)
+    if gaps:
+        conn.execute(insert(journal_lost), gaps)
     objects = [
         {"terminal_id": terminal_id, "seq": v["seq"], "payment": record.decode("utf-8")}
         for v in new
@@ -364,7 +440,7 @@ def ingest(
         conn.execute(insert(journal_payment), objects)
     _relink_successors(conn, terminal_id, new, stored)
     ack = state.ack_seq if state.first_seq is not None else first_seq - 1
-    if any(v["seq"] == ack + 1 for v in new):
+    if ack + 1 in {v["seq"] for v in new} | {g["first_seq"] for g in gaps}:
         ack = _advance(conn, terminal_id, ack, known, hi)
     conn.execute(
         update(journal_state)
@@ -376,13 +452,46 @@ def ingest(
             row_count=state.row_count + len(new),
         )
     )
+    _log_flags(terminal_id, new, gaps)
+    return _result(ack, len(new), duplicates, rejected, frozenset(v["seq"] for v in new))
+
+
+def _log_flags(terminal_id: str, new: list[dict[str, Any]], gaps: list[dict[str, Any]]) -> None:
+    """One warning per declared gap, chain break or gap among the rows just stored."""
+    for gap in gaps:
+        log.warning(
+            "event=journal_declared_gap terminal=%s seq=%d lost=%d-%d",
+            quote(terminal_id), gap["seq"], gap["first_seq"], gap["seq"] - 1,
+        )  # fmt: skip
     for values in new:
         if values["chain_break"] or values["gap"]:
             flag = "chain_break" if values["chain_break"] else "gap"
             log.warning(
                 "event=journal_%s terminal=%s seq=%d", flag, quote(terminal_id), values["seq"]
             )
-    return _result(ack, len(new), duplicates, rejected, frozenset(v["seq"] for v in new))
+
+
+_DUPLICATE = "duplicate"  # not a rejection: counted in ``duplicates``
+
+
+def _refusal(
+    conn: Connection,
+    terminal_id: str,
+    row: UploadedRow,
+    *,
+    stored: dict[int, tuple[str, str]],
+    lost_ranges: list[tuple[int, int]],
+    new: list[dict[str, Any]],
+) -> str | None:
+    """Why a row of the batch is not stored (:class:`RejectCode`, or :data:`_DUPLICATE`),
+    ``None`` when it is to be stored."""
+    if row.seq in stored:
+        return _DUPLICATE if stored[row.seq][0] == row.hash else RejectCode.CONFLICT
+    if any(first <= row.seq < gap_seq for first, gap_seq in lost_ranges):
+        return RejectCode.DECLARED_LOST
+    if row.lost is not None and _holds_any(conn, terminal_id, row.lost, new):
+        return RejectCode.GAP_OVER_ROWS
+    return None
 
 
 def _sorted_batch(
@@ -398,6 +507,8 @@ def _sorted_batch(
             rejected.append((row.seq, RejectCode.TERMINAL_MISMATCH))
         elif not row.hash_ok:
             rejected.append((row.seq, RejectCode.BAD_HASH))
+        elif not row.gap_ok:
+            rejected.append((row.seq, RejectCode.BAD_GAP))
         elif row.seq not in batch:
             batch[row.seq] = row
         elif batch[row.seq].hash == row.hash:
@@ -434,7 +545,7 @@ def _values(
         "hash": row.hash,
         "received_at": now,
         "chain_break": expected is not None and row.prev_hash != expected,
-        "gap": expected is None and row.seq > first_seq,
+        "gap": expected is None and row.linked_seq >= first_seq,
     }
 
 
@@ -444,12 +555,24 @@ def _relink_successors(
     new: list[dict[str, Any]],
     stored: dict[int, tuple[str, str]],
 ) -> None:
-    """A new row whose successor was stored before: the gap is filled; check the link."""
+    """A new row whose successor was stored before — the next seq, or a declared gap whose
+    lost seqs start after it: the gap is filled; check the link."""
     fixes = [
         {"t": terminal_id, "s": v["seq"] + 1, "cb": stored[v["seq"] + 1][1] != v["hash"]}
         for v in new
         if v["seq"] + 1 in stored
     ]
+    hashes = {v["seq"] + 1: v["hash"] for v in new}
+    for gap_seq, first, prev_hash in conn.execute(
+        select(journal_lost.c.seq, journal_lost.c.first_seq, journal.c.prev_hash)
+        .join(
+            journal,
+            (journal.c.terminal_id == journal_lost.c.terminal_id)
+            & (journal.c.seq == journal_lost.c.seq),
+        )
+        .where(journal_lost.c.terminal_id == terminal_id, journal_lost.c.first_seq.in_(hashes))
+    ):
+        fixes.append({"t": terminal_id, "s": gap_seq, "cb": prev_hash != hashes[first]})
     if not fixes:
         return
     conn.execute(
@@ -466,13 +589,31 @@ def _relink_successors(
 
 
 def _advance(conn: Connection, terminal_id: str, ack: int, known: dict[int, str], hi: int) -> int:
-    """Move the cursor over every contiguous stored row after ``ack``."""
+    """Move the cursor over every contiguous stored row after ``ack``, and over the seqs a
+    stored declared gap names lost."""
     nxt = ack + 1
-    while nxt in known:
-        nxt += 1
-    if nxt < hi + 2:  # stopped inside the range this batch looked at
-        return nxt - 1
-    while True:  # rows stored beyond the batch (after a gap that is now filled)
+    while True:
+        while nxt in known:
+            nxt += 1
+        gap_seq = conn.execute(
+            select(journal_lost.c.seq).where(
+                journal_lost.c.terminal_id == terminal_id, journal_lost.c.first_seq == nxt
+            )
+        ).scalar()
+        if gap_seq is not None:  # stored with its gap row: the lost seqs are accounted for
+            nxt = gap_seq + 1
+            continue
+        if nxt < hi + 2:  # stopped inside the range this batch looked at
+            return nxt - 1
+        moved = _stored_run(conn, terminal_id, nxt)  # rows stored beyond the batch
+        if moved == nxt:
+            return nxt - 1
+        nxt = moved
+
+
+def _stored_run(conn: Connection, terminal_id: str, nxt: int) -> int:
+    """The first seq from ``nxt`` on that is not stored."""
+    while True:
         seqs = conn.execute(
             select(journal.c.seq)
             .where(journal.c.terminal_id == terminal_id, journal.c.seq >= nxt)
@@ -482,11 +623,47 @@ def _advance(conn: Connection, terminal_id: str, ack: int, known: dict[int, str]
         count = 0
         for seq in seqs:
             if seq != nxt:
-                return nxt - 1
+                return nxt
             nxt += 1
             count += 1
         if count < PAGE_ROWS:
-            return nxt - 1
+            return nxt
+
+
+def _lost_ranges(conn: Connection, terminal_id: str, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The stored declared gaps that may name a seq of ``lo``…``hi`` lost: ``(first, gap seq)``."""
+    return [
+        (first, gap_seq)
+        for gap_seq, first in conn.execute(
+            select(journal_lost.c.seq, journal_lost.c.first_seq).where(
+                journal_lost.c.terminal_id == terminal_id,
+                journal_lost.c.seq > lo,
+                journal_lost.c.first_seq <= hi,
+            )
+        )
+    ]
+
+
+def _holds_any(
+    conn: Connection, terminal_id: str, lost: tuple[int, int], new: list[dict[str, Any]]
+) -> bool:
+    """Whether the platform holds (or this batch just stored) a seq a gap declares lost."""
+    first, last = lost
+    if any(first <= v["seq"] <= last for v in new):
+        return True
+    held = conn.execute(
+        select(journal.c.seq)
+        .where(journal.c.terminal_id == terminal_id, journal.c.seq.between(first, last))
+        .limit(1)
+    ).scalar()
+    return held is not None
+
+
+def _stored_hash(conn: Connection, terminal_id: str, seq: int) -> str | None:
+    """The stored hash of one row, ``None`` when it is not stored."""
+    return conn.execute(
+        select(journal.c.hash).where(journal.c.terminal_id == terminal_id, journal.c.seq == seq)
+    ).scalar()
 
 
 def own_rows(

@@ -118,7 +118,8 @@ class Uploader:
             if not rows:
                 break
             body, rows = _batch_body(rows)
-            if rows[0].seq != acked + 1:
+            # a declared gap (docs/offline-store.md §5.8) follows the seqs it names lost
+            if (rows[0].seq if rows[0].lost is None else rows[0].lost[0]) != acked + 1:
                 raise UploadRefused(
                     f"the journal's first unacknowledged row is {rows[0].seq}, expected "
                     f"{acked + 1}: run `sscard journal verify`"

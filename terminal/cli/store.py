@@ -1,5 +1,8 @@
 """``sscard catalogue …`` and ``sscard journal …``: the operator's view of the offline store.
 
+``journal recover`` rebuilds a damaged store from what it can read and what the platform
+re-sends (:mod:`terminal.recovery`); it refuses while the daemon holds the store.
+
 The store is the one ``[store] database`` of the settings (``--config``); ``journal verify``
 and ``journal tail`` also take ``--db PATH``, as ``sscard deny`` does. Each handler opens it,
 calls one library method and prints; exit status 0, or 2 with a one-line reason (an error that
@@ -114,6 +117,49 @@ def cmd_journal_tail(args: argparse.Namespace) -> int:
     return _on_store(args, direct, "journal-tail", {"n": args.n})
 
 
+def cmd_journal_recover(args: argparse.Namespace) -> int:
+    """``sscard journal recover [--yes] [--json]``: plan the recovery of a damaged journal
+    from the platform, and with ``--yes`` write it into a new store file.
+
+    Never through the daemon: the file is replaced, so the daemon must be stopped first.
+    """
+    from apdu.errors import SscardError
+    from offline_store import Store, StoreError, StoreLocked, load_key_file
+    from terminal.recovery import recover_journal
+
+    settings = _settings(args)
+    path = settings.database
+    if not path.exists():
+        raise StoreError(f"cannot open {path}: there is no offline store there")
+    key_file = settings.journal_key_file
+    key = load_key_file(key_file) if key_file else None
+
+    def fetch(after_seq: int, up_to_seq: int) -> list[dict[str, Any]]:
+        from sync.config import SyncConfig
+        from sync.recovery import fetch_own_rows
+
+        transport = SyncConfig.from_settings(settings).transport()
+        try:
+            return fetch_own_rows(transport, after_seq, up_to_seq)
+        finally:
+            transport.close()
+
+    try:
+        store = Store.open(path, journal_key=key, journal_cap_rows=settings.journal_cap_rows)
+    except StoreLocked as locked:
+        raise SscardError(f"{locked}: stop the daemon first (recovery replaces the file)") from None
+    with store:
+        answer = recover_journal(
+            store,
+            fetch=fetch,
+            terminal_id=settings.terminal_id,
+            journal_key=key,
+            apply=args.yes,
+            as_json=args.json,
+        )
+    return answer.emit()
+
+
 def add_parser(sub: Any) -> None:
     """Register ``sscard catalogue`` and ``sscard journal``.
 
@@ -145,6 +191,17 @@ def add_parser(sub: Any) -> None:
     tail.add_argument("-n", type=int, default=10, help="how many rows (default: 10)")
     db_option(tail)
     tail.set_defaults(handler=cmd_journal_tail)
+    recover = jactions.add_parser(
+        "recover",
+        help="recover a damaged journal: keep the sound rows, re-fetch the rest from the "
+        "platform, declare the lost seqs (the daemon must be stopped)",
+    )
+    recover.add_argument(
+        "--yes", action="store_true", help="write the plan into a new store file (else: print it)"
+    )
+    recover.add_argument("--json", action="store_true", help="print one JSON document")
+    recover.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")
+    recover.set_defaults(handler=cmd_journal_recover)
 
     for parser in (load, listing):
         parser.add_argument("--config", help="terminal settings file (default: $SSCARD_CONFIG)")

@@ -238,12 +238,13 @@ class Daemon:
 
         A damaged file or a broken chain is the ``journal`` device's alarm for the operator,
         naming the first row the chain cannot vouch for; the rows before it verify. Decisions
-        go on, chained after the journal's head, while the operator replaces the file (README
-        "Faults": what is recovered and what is not).
+        go on, chained after the journal's head, until the operator stops the daemon and runs
+        ``sscard journal recover`` (README "Faults": what is recovered and what is not). A
+        declared gap a recovery wrote is sound: it is logged, not an alarm.
         """
         report = store.journal.check_sound()
         if report.ok:
-            log.info("event=journal_sound rows=%d", report.rows)
+            log.info("event=journal_sound rows=%d declared_lost=%d", report.rows, report.lost_rows)
             return
         where = "" if report.first_bad_seq is None else f" at seq {report.first_bad_seq}"
         self.health.down(

@@ -114,3 +114,52 @@ def test_a_row_not_in_the_record_form_is_refused(
     plan = _plan(uploaded, [{**uploaded[3], **change}, *uploaded[4:]])
     assert plan.fetched == () and plan.lost == tuple(range(4, 11))
     assert plan.refused is not None and problem in plan.refused, plan.refused
+
+
+def _rows(uploaded: list[dict[str, Any]]) -> list[Any]:
+    from offline_store.recovery import row_from_upload
+
+    return [row_from_upload(raw) for raw in uploaded]
+
+
+def test_rows_the_store_still_reads_past_the_damage_are_salvaged_first(
+    uploaded: list[dict[str, Any]],
+) -> None:
+    local = _rows(uploaded)
+    plan = plan_recovery(
+        anchor_seq=0,
+        kept_to=3,
+        kept_hash=uploaded[2]["hash"],
+        last_seq=10,
+        fetched=uploaded[3:6],  # the platform has 4-6
+        local=[local[5], local[6], local[8], local[9]],  # the file still reads 6, 7, 9, 10
+    )
+    assert [row.seq for row in plan.fetched] == [4, 5]
+    assert (plan.salvaged, plan.lost, plan.kept) == ((6, 7), (8, 9, 10), 5)
+    assert plan.summary == (
+        "5 rows kept from the store, 2 re-fetched from the platform, 3 lost (seq 8-10)"
+    )  # 9 and 10 read well, but link to the lost row 8: nothing is invented for them
+
+
+def test_a_gap_an_earlier_recovery_declared_is_followed_over_its_seqs(
+    uploaded: list[dict[str, Any]],
+) -> None:
+    from offline_store.chain import declared_gap
+
+    gap = declared_gap(seq=11, first_lost=6, prev_hash=uploaded[4]["hash"], terminal_id="T1",
+                       row_uuid="0b7e5d2c-1a3f-4c8e-b6d4-9e8f7a6b5c4d", wall_time_us=1,
+                       monotonic_ns=1)  # fmt: skip
+    as_uploaded = {**gap.record(), "prev_hash": gap.prev_hash, "hash": gap.hash}
+    plan = plan_recovery(
+        anchor_seq=0,
+        kept_to=3,
+        kept_hash=uploaded[2]["hash"],
+        last_seq=11,
+        fetched=[*uploaded[3:5], as_uploaded],
+    )
+    assert [row.seq for row in plan.fetched] == [4, 5, 11]
+    assert plan.fetched[-1].lost == (6, 10) and plan.lost == ()
+    forged = {**as_uploaded, "lost": ["7", "10"]}  # would hide row 6: its hash breaks
+    plan = plan_recovery(anchor_seq=0, kept_to=3, kept_hash=uploaded[2]["hash"], last_seq=11,
+                         fetched=[*uploaded[3:5], forged])  # fmt: skip
+    assert plan.lost == tuple(range(6, 12)) and plan.refused is None  # nothing starts at 6

@@ -26,6 +26,7 @@ from platform_server import Platform, PlatformServer, create_app
 from platform_server.db import (
     META_SCHEMA,
     SCHEMA_VERSION,
+    journal_lost,
     journal_payment,
     meta,
     payment,
@@ -345,7 +346,7 @@ def test_one_terminal_over_its_share_is_told_to_wait_and_cannot_flush_another(
         assert flood.get("/v1/time").status_code == 200
 
 
-def test_a_database_of_schema_1_gains_the_nonce_and_payment_tables(tmp_path: Path) -> None:
+def test_a_database_of_schema_1_gains_the_nonce_payment_and_gap_tables(tmp_path: Path) -> None:
     with live_platform(tmp_path, {"T1": ("gate",)}) as live:
         db = live.db
     engine = create_engine(db)
@@ -353,14 +354,16 @@ def test_a_database_of_schema_1_gains_the_nonce_and_payment_tables(tmp_path: Pat
         request_nonce.drop(conn)
         payment.drop(conn)
         journal_payment.drop(conn)
+        journal_lost.drop(conn)
         conn.execute(update(meta).where(meta.c.key == META_SCHEMA).values(value="1"))
     engine.dispose()
     with Platform.open(db) as platform, platform.engine.connect() as conn:
         version = conn.execute(select(meta.c.value).where(meta.c.key == META_SCHEMA)).scalar()
-        assert version == str(SCHEMA_VERSION) == "3"
+        assert version == str(SCHEMA_VERSION) == "4"
         conn.execute(delete(request_nonce))  # the tables are there
         conn.execute(delete(payment))
         conn.execute(delete(journal_payment))
+        conn.execute(delete(journal_lost))
 
 
 def test_bad_input_leaves_no_trace_in_the_nonce_table(live: LivePlatform) -> None:
