@@ -141,11 +141,13 @@ def test_the_platform_answers_only_for_the_signers_deferred_row_and_its_own_code
         sync.upload()
     own, other = live.client(TERMINAL), live.client("T2")
     assert own.post(PATH_CONFIRM, {"seq": seq, "code": issued.code}).json()["valid"] is True
+    # another last character (the code is random: replacing it with a fixed one could keep it)
+    changed = issued.code[:-1] + ("B" if issued.code.endswith("A") else "A")
     for asker, body, code in (
         (other, {"seq": seq, "code": issued.code}, "not_deferred"),  # another terminal's row
         (own, {"seq": 1, "code": issued.code}, "not_deferred"),  # a row that was no deferral
         (own, {"seq": 99, "code": issued.code}, "not_deferred"),  # a row never uploaded
-        (own, {"seq": seq, "code": issued.code[:-1] + "A"}, "code_mismatch"),
+        (own, {"seq": seq, "code": changed}, "code_mismatch"),
     ):
         answer = asker.post(PATH_CONFIRM, body)
         assert (answer.status_code, answer.json().get("code")) == (404, code), answer.text
