@@ -169,6 +169,11 @@ class Pipeline:
         :param error: what the read raised
         """
         row = outcome(error)
+        # why, for the operator: the error's class and status word, never its message (which
+        # may quote card data)
+        sw = getattr(error, "sw", None)
+        log.info("event=read_failed error=%s sw=%s", type(error).__name__,
+                 f"{sw:04X}" if isinstance(sw, int) else "-")  # fmt: skip
         return refuse(row.reason_of(error), **row.detail(error))
 
     def _begin(self) -> _Tap:

@@ -285,6 +285,12 @@ CASES: dict[tuple[str, ...], list[Case]] = {
         ),
     ],
     ("journal", "tail"): [terminal("journal", "tail", working=ok(), no_settings=ok())],
+    ("journal", "recover"): [
+        terminal(
+            "journal", "recover",
+            working=ok(r"nothing to recover"), no_settings=ok(r"nothing to recover"),
+        ),
+    ],
     ("qr", "issue"): [same(ok(r"^SSC1:"), "qr", "issue", "--persona", PERSONA)],
     ("qr", "trust-list"): [
         same(ok(r"trust list version 1 with 2 keys"), "qr", "trust-list", "--out", "t.bin")
