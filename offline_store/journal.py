@@ -37,12 +37,12 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from offline_store import integrity
 from offline_store.audit import AuditLog
 from offline_store.chain import (
     ChainReport,
     JournalRow,
     chain_hash,
-    link_problem,
     payment_digest,
     personal_aad,
     row_from_columns,
@@ -56,7 +56,7 @@ from offline_store.entry import (
     check_flags,
     personal_plaintext,
 )
-from offline_store.errors import JournalError, StoreError
+from offline_store.errors import JournalError
 from offline_store.payment import OpenPurchases, open_sealed, seal
 
 __all__ = ["LOST_IN", "Journal", "JournalBacklog", "JournalEntry", "JournalOutcome"]
@@ -388,47 +388,13 @@ class Journal:
 
     def readable_rows(self, after_seq: int, up_to_seq: int) -> Iterator[JournalRow]:
         """The rows after ``after_seq`` (up to ``up_to_seq``) that SQLite can still read from a
-        damaged file, in seq order, stepping over the parts it cannot (docs/offline-store.md
-        §5.8: what a recovery salvages past the damage). Nothing here is checked against the
-        chain: :func:`offline_store.recovery.plan_recovery` does that.
+        damaged file, in seq order (:func:`offline_store.integrity.readable_rows`).
 
         :param after_seq: the last row the chain walk vouched for
         :param up_to_seq: the journal's last seq
         :raises: nothing: a part that cannot be read is passed over
         """
-        cursor = after_seq
-        while cursor < up_to_seq:
-            last = cursor
-            try:
-                with self._db.read() as conn:
-                    found = conn.execute(
-                        f"SELECT {_COLUMNS} FROM journal WHERE seq > ? AND seq <= ? ORDER BY seq",
-                        (cursor, up_to_seq),
-                    )
-                    for raw in found:
-                        last = raw[0]
-                        yield self._row(raw)
-                return
-            except (StoreError, sqlite3.DatabaseError, JournalError, ValueError, TypeError):
-                cursor = max(last, self._readable_after(last, up_to_seq))
-
-    def _readable_after(self, damaged_after: int, up_to_seq: int) -> int:
-        """The smallest seq from ``damaged_after + 1`` on after which rows read again (a
-        binary search: reading after any seq inside a damaged part fails)."""
-        lo, hi = damaged_after + 1, up_to_seq
-        while lo < hi:
-            mid = (lo + hi) // 2
-            try:
-                with self._db.read() as conn:
-                    raw = conn.execute(
-                        f"SELECT {_COLUMNS} FROM journal WHERE seq > ? ORDER BY seq LIMIT 1", (mid,)
-                    ).fetchone()
-                    if raw is not None:
-                        self._row(raw)
-                hi = mid
-            except (StoreError, sqlite3.DatabaseError, JournalError, ValueError, TypeError):
-                lo = mid + 1
-        return lo
+        return integrity.readable_rows(self._db, _COLUMNS, self._row, after_seq, up_to_seq)
 
     def hash_at(self, seq: int) -> str:
         """The hash a row after ``seq`` chains to: row ``seq``'s, or the anchor's when ``seq``
@@ -500,92 +466,20 @@ class Journal:
         return values
 
     def verify_chain(self) -> ChainReport:
-        """Walk the rows from the anchor and check every link and hash, and the head.
-
-        A declared gap (§5.8) continues the chain over exactly the seqs it names lost, and the
-        report lists it (``gaps``): it is accepted, never passed over silently.
-
-        The thread lock is held for the walk so the rows do not change under it. A row that
-        does not decode (damaged JSON in its columns) or a page SQLite cannot read is a break
-        at the first row not checked, never an exception: the rows before it are sound.
+        """Walk the rows from the anchor and check every link and hash, and the head
+        (:func:`offline_store.integrity.verify_chain`).
 
         :raises StoreError: the database failed before the walk (the file cannot be read)
         """
-        with self._db.read() as conn:
-            state = conn.execute(
-                "SELECT last_seq, last_hash, anchor_seq, anchor_hash FROM journal_state"
-            ).fetchone()
-            last_seq, last_hash, anchor_seq, anchor_hash = state
-            expected_seq, expected_prev, checked = anchor_seq + 1, anchor_hash, 0
-            gaps: list[tuple[int, int, int]] = []
-            cursor = conn.execute(f"SELECT {_COLUMNS} FROM journal ORDER BY seq")
-            while True:
-                try:
-                    raw = cursor.fetchone()
-                    if raw is None:
-                        break
-                    row = self._row(raw)
-                except sqlite3.DatabaseError as exc:
-                    return ChainReport(
-                        False,
-                        checked,
-                        expected_seq,
-                        f"the file is damaged from here: {exc}",
-                        tuple(gaps),
-                    )
-                except JournalError as exc:  # a payment that does not decrypt
-                    return ChainReport(False, checked, expected_seq, str(exc), tuple(gaps))
-                except (ValueError, TypeError, IndexError) as exc:  # JSON that does not decode
-                    return ChainReport(
-                        False,
-                        checked,
-                        expected_seq,
-                        f"row does not decode: {type(exc).__name__}",
-                        tuple(gaps),
-                    )
-                problem = link_problem(row, expected_seq, expected_prev)
-                if problem is not None:
-                    return ChainReport(False, checked, *problem, gaps=tuple(gaps))
-                if row.lost is not None:
-                    gaps.append((*row.lost, row.seq))
-                expected_seq, expected_prev, checked = row.seq + 1, row.hash, checked + 1
-        if expected_seq - 1 > last_seq:
-            return ChainReport(
-                False, checked, last_seq + 1, f"row {last_seq + 1} is beyond the journal head"
-            )
-        if expected_seq - 1 < last_seq:
-            return ChainReport(
-                False,
-                checked,
-                expected_seq,
-                f"rows {expected_seq}…{last_seq} are missing (the journal head is {last_seq})",
-            )
-        if expected_prev != last_hash:
-            return ChainReport(
-                False, checked, last_seq, "the last row's hash does not match the journal head"
-            )
-        return ChainReport(True, checked, gaps=tuple(gaps))
+        return integrity.verify_chain(self._db, _COLUMNS, self._row)
 
     def check_sound(self) -> ChainReport:
         """What the daemon checks at start: SQLite's ``quick_check`` of the file, then the
-        chain (:meth:`verify_chain`). A damaged file is reported as a break at the first row
-        the chain walk cannot vouch for (the file's first seq when the walk finds none).
+        chain (:func:`offline_store.integrity.check_sound`).
 
         :raises: nothing: a file that cannot be read at all is a break at the first row held
         """
-        try:
-            with self._db.read() as conn:
-                found = [str(r[0]) for r in conn.execute("PRAGMA quick_check")]
-        except StoreError as exc:
-            found = [str(exc)]
-        try:
-            report = self.verify_chain()
-        except StoreError as exc:
-            report = ChainReport(False, 0, None, f"the journal cannot be read: {exc}")
-        if found == ["ok"] or not report.ok:
-            return report
-        damaged = "the file is damaged: " + "; ".join(found[:2])
-        return ChainReport(False, report.rows, None, damaged, report.gaps)
+        return integrity.check_sound(self._db, _COLUMNS, self._row)
 
     def count(
         self,

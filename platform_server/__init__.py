@@ -11,10 +11,11 @@ and decode opaque e-card codes. SQLite by default, PostgreSQL by URL; FastAPI an
     PlatformServer(create_app("sqlite:///platform.db", "keys/"), "127.0.0.1", 8480).run()
 
 Modules: :mod:`~platform_server.db` (schema), :mod:`~platform_server.keys` (keys folder),
-:mod:`~platform_server.journal` (uploads), :mod:`~platform_server.chains` (listing, verifying),
-:mod:`~platform_server.denylist`, :mod:`~platform_server.trust`, :mod:`~platform_server.terminals`
-(keys, heartbeats, secrets), :mod:`~platform_server.catalogue`, :mod:`~platform_server.ecard`
-(decode table), :mod:`~platform_server.service` (the facade), :mod:`~platform_server.app` (HTTP),
+:mod:`~platform_server.batch` (an upload's format), :mod:`~platform_server.journal` (storing
+uploads), :mod:`~platform_server.chains` (listing, verifying), :mod:`~platform_server.denylist`,
+:mod:`~platform_server.trust`, :mod:`~platform_server.terminals` (keys, heartbeats, secrets),
+:mod:`~platform_server.catalogue`, :mod:`~platform_server.ecard` (decode table),
+:mod:`~platform_server.service` (the facade), :mod:`~platform_server.app` (HTTP),
 :mod:`~platform_server.server` (uvicorn).
 """
 

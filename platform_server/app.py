@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from platform_server import cards, deferred, journal, operator_api
+from platform_server import batch, cards, deferred, journal, operator_api
 from platform_server.ecard import DecodeRefused, DecodeRequest
 from platform_server.errors import Busy, PlatformError
 from platform_server.keys import PlatformKeys
@@ -122,7 +122,7 @@ async def _batch_body(request: Request) -> AsyncIterator[RawRequest]:
             {"Retry-After": str(RETRY_AFTER_S)},
         )
     try:
-        yield await _raw(request, journal.MAX_BATCH_BYTES)
+        yield await _raw(request, batch.MAX_BATCH_BYTES)
     finally:
         slots.release()
 
@@ -248,7 +248,7 @@ def journal_batch(call: BatchPost) -> JSONResponse:
     :raises NotFound: 404, an unregistered terminal
     :raises Busy: 503, the database stayed locked
     """
-    rows = journal.parse_batch(call.raw.body)
+    rows = batch.parse_batch(call.raw.body)
     return JSONResponse(call.platform.upload(call.terminal_id, rows).to_json())
 
 

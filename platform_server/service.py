@@ -28,6 +28,7 @@ from ecard.keys import Alg
 from offline_store.denyfile import DenyReason
 from offline_store.identity import keyed_card_hash
 from platform_server import (
+    batch,
     cards,
     catalogue,
     chains,
@@ -262,11 +263,11 @@ class Platform(Closing):
 
     # --- journal ---------------------------------------------------------------------------
 
-    def upload(self, terminal_id: str, rows: Sequence[journal.UploadedRow]) -> journal.BatchResult:
+    def upload(self, terminal_id: str, rows: Sequence[batch.UploadedRow]) -> batch.BatchResult:
         """Apply a batch of a terminal's journal rows in one transaction.
 
         :param terminal_id: the signer
-        :param rows: :func:`platform_server.journal.parse_batch`
+        :param rows: :func:`platform_server.batch.parse_batch`
         :raises NotFound: an unregistered terminal
         :raises Busy: the database stayed locked
         """

@@ -40,7 +40,7 @@ from ecard import (
 from ecard.keys import Alg, load_private_key
 from offline_store import DenyReason, JournalEntry, Store, canonical_card_id, ed25519_verifier
 from offline_store.chain import GENESIS_HASH
-from platform_server import journal
+from platform_server import batch
 from platform_server.terminals import decrypt_secrets
 
 pytestmark = pytest.mark.emulated
@@ -365,9 +365,9 @@ def test_a_row_with_a_missing_or_extra_key_refuses_the_batch(live) -> None:
 
 def test_more_than_5000_rows_or_8_mib_is_refused(live) -> None:
     client = live.client()
-    too_many = client.upload(chain_rows("T1", journal.MAX_BATCH_ROWS + 1))
+    too_many = client.upload(chain_rows("T1", batch.MAX_BATCH_ROWS + 1))
     assert too_many.status_code == 400 and problem_code(too_many) == "invalid_body"
-    huge = b'{"rows": [' + b" " * (journal.MAX_BATCH_BYTES + 1) + b"]}"
+    huge = b'{"rows": [' + b" " * (batch.MAX_BATCH_BYTES + 1) + b"]}"
     answer = client.request("POST", "/v1/journal/batch", huge)
     assert answer.status_code == 413 and problem_code(answer) == "too_large"
 

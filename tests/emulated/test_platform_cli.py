@@ -39,8 +39,8 @@ from platform_support import (
 from ecard.keys import load_private_key
 from platform_server import Platform
 from platform_server import cli as platform_cli
+from platform_server.batch import parse_batch
 from platform_server.ecard import DecodeRequest
-from platform_server.journal import parse_batch
 from platform_server.terminals import key_for
 from terminal.cli.edge import run_command
 
