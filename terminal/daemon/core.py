@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from apdu.errors import ReaderUnavailable, SscardError
 from config.errors import ConfigError
@@ -39,7 +39,6 @@ from offline_store import Store
 from offline_store.freshness import list_ages
 from terminal.compose import Terminal, open_terminal, profile_dir_of, warn_operator
 from terminal.daemon.admin import AdminServer
-from terminal.daemon.host import HostEndpoint, host_config, reload_endpoint
 from terminal.daemon.inputs import ReaderLoop, ScannerLoop
 from terminal.daemon.metrics import DaemonMetrics
 from terminal.daemon.notify import Notifier
@@ -49,6 +48,9 @@ from terminal.daemon.worker import DecisionWorker
 from terminal.host.desk import Desk
 from terminal.operator import sync_answer
 from terminal.profiles import load_profile
+
+if TYPE_CHECKING:  # the host API (FastAPI, uvicorn) is imported only when [host] is enabled
+    from terminal.daemon.host import HostEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,8 @@ class Daemon:
         if terminal.scanners:
             self.worker.verifier()  # [ecard] settings that cannot be used fail now, not at a scan
         if settings.host_enabled:
+            from terminal.daemon.host import HostEndpoint  # noqa: PLC0415 - FastAPI, uvicorn
+
             self.desk = Desk()
             self.host = HostEndpoint(
                 self, self.desk, settings
@@ -363,6 +367,8 @@ class Daemon:
             settings = load_settings(self.config)
             profile = load_profile(settings.daemon_scenario)
             if self.host is not None and settings.host_enabled:
+                from terminal.daemon.host import host_config  # noqa: PLC0415 - with the API
+
                 host_config(settings)  # a token file that cannot be used refuses the reload
             with self.store_lock:
                 old = self.terminal.settings
@@ -389,6 +395,8 @@ class Daemon:
         same: the requests in flight finish first, an event stream is cut)."""
         if self.host is None or self.desk is None or not settings.host_enabled:
             return
+        from terminal.daemon.host import reload_endpoint  # noqa: PLC0415 - with the API
+
         try:
             self.host = reload_endpoint(self.host, self, self.desk, settings)
         except SscardError as exc:

@@ -1,7 +1,8 @@
 """What ``sscard run`` loads when no camera and no platform is configured (issue 16: ≤ 60 MB
 resident idle). numpy (about 12 MB; sqlite-utils, which the store no longer uses, imported it
 whenever it was installed), OpenCV and SQLAlchemy (the reference platform's) belong to other
-configurations, and sqlite-utils to none (about 13 MB with click, pluggy, dateutil); the daemon is
+configurations, and sqlite-utils to none (about 13 MB with click, pluggy, dateutil); FastAPI and
+uvicorn (about 12 MB) are the host API's, imported only with ``[host] enabled``; the daemon is
 started in a child process under ``python -X importtime``, which names every module imported,
 and stopped once it is ready. The configured reader does not exist, so no pcscd is needed."""
 
@@ -22,7 +23,7 @@ from drivers.virtual import TEST_KEYS
 pytestmark = pytest.mark.emulated
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("numpy", "cv2", "sqlalchemy", "pandas", "sqlite_utils")
+HEAVY = ("numpy", "cv2", "sqlalchemy", "pandas", "sqlite_utils", "fastapi", "uvicorn")
 READY_TIMEOUT_S = 60.0  # a loaded machine; it returns as soon as the daemon says it is ready
 
 
