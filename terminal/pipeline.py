@@ -169,12 +169,15 @@ class Pipeline:
         :param error: what the read raised
         """
         row = outcome(error)
-        # why, for the operator: the error's class and status word, never its message (which
-        # may quote card data)
+        return refuse(row.reason_of(error), **row.detail(error))
+
+    def read_failed(self, error: SscardError) -> Decision:
+        """:meth:`decide_error` for a read of the credential that failed, said in the log: the
+        error's class and status word, never its message (which may quote card data)."""
         sw = getattr(error, "sw", None)
         log.info("event=read_failed error=%s sw=%s", type(error).__name__,
                  f"{sw:04X}" if isinstance(sw, int) else "-")  # fmt: skip
-        return refuse(row.reason_of(error), **row.detail(error))
+        return self.decide_error(error)
 
     def _begin(self) -> _Tap:
         now = self._now()
@@ -472,11 +475,11 @@ class Pipeline:
         try:
             facts = read.base()
         except SscardError as exc:
-            return self.decide_error(exc), None, ""
+            return self.read_failed(exc), None, ""
         try:
             card_hash = self.store.card_hash(read.credential_id(facts))
         except SscardError as exc:
-            return self.decide_error(exc), facts, ""
+            return self.read_failed(exc), facts, ""
         tap = self._begin()
         tap.flags.update(flags)
         decision = self._check_card(facts, card_hash, tap) or _decision(
@@ -492,7 +495,7 @@ class Pipeline:
             try:
                 facts = read.personal(facts)
             except SscardError as exc:
-                return tap.finish(self.decide_error(exc)), facts, card_hash
+                return tap.finish(self.read_failed(exc)), facts, card_hash
             decision = self._scenario_rules(facts, card_hash, tap.now, room, service)
         decision = tap.finish(decision)
         # the fare, journaled step by step; an e-card code has no purse to take it from

@@ -250,7 +250,7 @@ class DecisionWorker:
         try:
             historical = Atr.parse(connection.inner.atr).historical
         except SscardError as exc:  # a card whose ATR does not parse is decided, not skipped
-            return pipeline.record(pipeline.decide_error(exc), None, ""), None
+            return pipeline.record(pipeline.read_failed(exc), None, ""), None
         read = ScenarioRead(t0_chain(connection), historical, terminal.profile, terminal.module)
         if action is None:
             return pipeline.process(read), read
