@@ -74,17 +74,18 @@ def recover_journal(
     if plan.lost:  # the platform is asked only for what the store cannot give
         plan = planned(fetch(kept_to, backlog.last_seq))
     where = "" if first_bad is None else f" at seq {first_bad}"
+    planned_facts = _plan_facts(plan, backlog.anchor_seq, backlog.last_seq)
     facts = {
         "state": "damaged",
         "first_bad_seq": first_bad,
         "problem": report.problem,
-        **_plan_facts(plan, backlog.anchor_seq, backlog.last_seq),
+        **planned_facts,
         "rebuilt": False,
     }
     lines = [
         f"journal damaged{where}: {report.problem}",
         f"plan: {plan.summary}",
-        *_plan_lines(plan, backlog.anchor_seq, backlog.last_seq),
+        *_plan_lines(planned_facts),
     ]
     if plan.refused is not None:
         lines.append("sscard: the platform's rows do not continue the chain: nothing rebuilt")
@@ -113,15 +114,14 @@ def _plan_facts(plan: RecoveryPlan, anchor_seq: int, last_seq: int) -> dict[str,
     }
 
 
-def _plan_lines(plan: RecoveryPlan, anchor_seq: int, last_seq: int) -> list[str]:
-    facts = _plan_facts(plan, anchor_seq, last_seq)
+def _plan_lines(facts: dict[str, Any]) -> list[str]:
     lines = [
         f"kept: seq {facts['kept_seqs'] or '-'}",
         f"re-fetched: seq {facts['refetched_seqs'] or '-'}",
     ]
-    if plan.lost:
+    if facts["lost"]:
         lines.append(
-            f"lost: seq {facts['lost_seqs']} (declared by a gap row at seq {last_seq + 1})"
+            f"lost: seq {facts['lost_seqs']} (declared by a gap row at seq {facts['gap_seq']})"
         )
     return lines
 
