@@ -254,15 +254,13 @@ def gb11643_valid(number: str) -> bool:
 class SsnKind(StrEnum):
     """The kind of number found in the SSN field (社会保障号码, EF06 tag ``08``)."""
 
-    MAINLAND = "mainland"
-    """18 characters, GB 11643, beginning with a mainland province-level code."""
+    MAINLAND = "mainland"  # 18 characters, GB 11643, beginning with a mainland province-level code
+    # 18 characters, GB 11643, beginning 81 (Hong Kong), 82 (Macao) or 83 (Taiwan)
     HK_MACAO_TAIWAN = "hk_macao_taiwan"
-    """18 characters, GB 11643, beginning 81 (Hong Kong), 82 (Macao) or 83 (Taiwan)."""
+    # a foreign permanent-residence number (18 chars beginning 9, or 3 letters + 12 digits),
+    # or a passport-like number
     FOREIGN = "foreign"
-    """A foreign permanent-residence number (18 chars beginning 9, or 3 letters + 12 digits),
-    or a passport-like number."""
-    UNKNOWN = "unknown"
-    """Anything else, including legacy 15-digit mainland numbers."""
+    UNKNOWN = "unknown"  # anything else, including legacy 15-digit mainland numbers
 
 
 @dataclass(frozen=True, slots=True)

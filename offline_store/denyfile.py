@@ -79,14 +79,10 @@ _REMOVE_KEYS = {"op", "hash"}
 class DenyReason(StrEnum):
     """Why a card is on the list."""
 
-    LOST = "lost"
-    """挂失: reported lost."""
-    CANCELLED = "cancelled"
-    """注销: the card was cancelled."""
-    REPLACED = "replaced"
-    """补换: a new card replaced it."""
-    FRAUD = "fraud"
-    """Used fraudulently."""
+    LOST = "lost"  # 挂失: reported lost
+    CANCELLED = "cancelled"  # 注销: the card was cancelled
+    REPLACED = "replaced"  # 补换: a new card replaced it
+    FRAUD = "fraud"  # used fraudulently
 
 
 class DenyListKind(StrEnum):

@@ -29,13 +29,11 @@ _FLAG = re.compile(FLAG_PATTERN)
 class JournalOutcome(StrEnum):
     """What the terminal decided."""
 
-    ACCEPT = "accept"
-    """The holder was let through or served."""
-    REFUSE = "refuse"
-    """The holder was turned away; the row's reason code says why."""
+    ACCEPT = "accept"  # the holder was let through or served
+    REFUSE = "refuse"  # the holder was turned away; the row's reason code says why
+    # accepted offline on an e-card code the platform decodes later;
+    # a sync's follow-up row confirms it or marks it invalid
     DEFERRED = "deferred"
-    """Accepted offline on an e-card code the platform decodes later; a sync's follow-up row
-    confirms it or marks it invalid."""
 
 
 @dataclass(frozen=True, slots=True)

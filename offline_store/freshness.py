@@ -45,12 +45,9 @@ class ListName(StrEnum):
 class ListState(StrEnum):
     """How usable a list is for a scenario."""
 
-    FRESH = "fresh"
-    """Known current within the age the scenario allows."""
-    STALE = "stale"
-    """Older than the scenario allows, or past its own end of validity."""
-    MISSING = "missing"
-    """Never provisioned on this terminal."""
+    FRESH = "fresh"  # known current within the age the scenario allows
+    STALE = "stale"  # older than the scenario allows, or past its own end of validity
+    MISSING = "missing"  # never provisioned on this terminal
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,18 +86,17 @@ _PATTERNS = (("uuid", _UUID), ("prev_hash", _HEX64), ("hash", _HEX64), ("credent
 class RejectCode(StrEnum):
     """Why a row of a batch was not stored."""
 
+    # the row names another terminal than the one that signed the batch
     TERMINAL_MISMATCH = "terminal_mismatch"
-    """The row names another terminal than the one that signed the batch."""
-    BAD_HASH = "bad_hash"
-    """The row's hash is not the hash of its contents."""
+    BAD_HASH = "bad_hash"  # the row's hash is not the hash of its contents
+    # its sequence number is already stored, or twice in the batch, with another hash
     CONFLICT = "conflict"
-    """Its sequence number is already stored, or twice in the batch, with another hash."""
+    # its sequence number was declared lost by a gap row the platform stored
     DECLARED_LOST = "declared_lost"
-    """Its sequence number was declared lost by a gap row the platform stored."""
+    # a declared gap names a sequence number the platform holds: it would hide the row
     GAP_OVER_ROWS = "gap_over_rows"
-    """A declared gap names a sequence number the platform holds: it would hide the row."""
+    # a declared gap does not name the seqs just before its own, or is not in its form
     BAD_GAP = "bad_gap"
-    """A declared gap does not name the seqs just before its own, or is not in its form."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,14 +63,12 @@ _SCENARIO = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 class DecodeRefusal(StrEnum):
     """Why the platform does not decode a code (the ``reason`` of a 422 answer)."""
 
-    UNKNOWN_CODE = "unknown_code"
-    """The platform never issued this code."""
-    CODE_EXPIRED = "code_expired"
-    """The code is past its end of validity."""
+    UNKNOWN_CODE = "unknown_code"  # the platform never issued this code
+    CODE_EXPIRED = "code_expired"  # the code is past its end of validity
+    # the request names another terminal than the one that signed it
     TERMINAL_MISMATCH = "terminal_mismatch"
-    """The request names another terminal than the one that signed it."""
+    # the terminal is not registered for the request's scenario
     SCENARIO_NOT_ALLOWED = "scenario_not_allowed"
-    """The terminal is not registered for the request's scenario."""
 
 
 class DecodeRefused(PlatformError):

@@ -34,10 +34,10 @@ EXIT_FAILED = 2
 class StepStatus(StrEnum):
     """How a step ended."""
 
-    OK = "ok"
-    ALARM = "alarm"
-    REFUSED = "refused"
-    FAILED = "failed"
+    OK = "ok"  # nothing to report
+    ALARM = "alarm"  # the operator must act: the local clock is off, the pepper changed
+    REFUSED = "refused"  # the platform or the terminal refused something (journal rows, a list)
+    FAILED = "failed"  # the platform could not be reached, or the terminal is misconfigured
 
 
 @dataclass(frozen=True, slots=True)

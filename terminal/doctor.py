@@ -52,12 +52,9 @@ SECRET_KEYS = ("pepper_file", "journal_key_file", "sync_key_file", "audience_key
 class Level(StrEnum):
     """How a check came out."""
 
-    OK = "ok"
-    """Nothing to do."""
-    WARN = "warn"
-    """The terminal works, degraded or at risk (exit status 1)."""
-    FAIL = "fail"
-    """The terminal cannot work as configured (exit status 2)."""
+    OK = "ok"  # nothing to do
+    WARN = "warn"  # the terminal works, degraded or at risk (exit status 1)
+    FAIL = "fail"  # the terminal cannot work as configured (exit status 2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,25 +42,18 @@ class LineFormatError(ProtocolError):
 class Led(StrEnum):
     """The LED colours of ``LED <colour> <ms>``."""
 
-    GREEN = "GREEN"
-    """Accepted: the card or code may pass."""
-    RED = "RED"
-    """Refused."""
-    AMBER = "AMBER"
-    """Attention: the holder or the operator must act."""
-    OFF = "OFF"
-    """Nothing lit (``LED OFF`` takes no duration)."""
+    GREEN = "GREEN"  # accepted: the card or code may pass
+    RED = "RED"  # refused
+    AMBER = "AMBER"  # attention: the holder or the operator must act
+    OFF = "OFF"  # nothing lit (``LED OFF`` takes no duration)
 
 
 class Beep(StrEnum):
     """The buzzer patterns of ``BEEP <pattern>``."""
 
-    OK = "OK"
-    """One short beep: accepted."""
-    ERR = "ERR"
-    """Three short beeps: refused."""
-    ATTN = "ATTN"
-    """Two short beeps: attention."""
+    OK = "OK"  # one short beep: accepted
+    ERR = "ERR"  # three short beeps: refused
+    ATTN = "ATTN"  # two short beeps: attention
 
 
 @dataclass(frozen=True, slots=True)
