@@ -35,7 +35,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from apdu.command import CommandApdu
 from apdu.errors import (
@@ -72,52 +72,48 @@ R = TypeVar("R")
 class PaymentRefused(CardStateError):
     """The card refused a payment step: nothing was debited.
 
+    Each kind names its status word in its class line, ``class X(PaymentRefused, sw=…)``, and
+    ``also=`` the others that mean the same; :func:`payment_error` finds it by any of them.
+
     :param message: what happened, for the person at the terminal
     """
 
     sw = 0
+    _by_sw: ClassVar[dict[int, type[PaymentRefused]]] = {}
+
+    def __init_subclass__(cls, *, sw: int, also: tuple[int, ...] = (), **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.sw = sw
+        for code in (sw, *also):
+            PaymentRefused._by_sw[code] = cls
 
 
-class InsufficientBalance(PaymentRefused):
+class InsufficientBalance(PaymentRefused, sw=SW_INSUFFICIENT):
     """``9401``: the balance (with the overdraft limit) does not cover the amount (余额不足)."""
 
-    sw = SW_INSUFFICIENT
 
-
-class Mac1Invalid(PaymentRefused):
+class Mac1Invalid(PaymentRefused, sw=SW_MAC_INVALID):
     """``9302``: the card does not accept MAC1 — the security module's keys are not the card's."""
 
-    sw = SW_MAC_INVALID
 
-
-class PurseLocked(PaymentRefused):
+class PurseLocked(PaymentRefused, sw=SW_LOCKED):
     """``9303``: the payment application is locked; only its issuer can unlock it."""
 
-    sw = SW_LOCKED
 
-
-class CounterExhausted(PaymentRefused):
+class CounterExhausted(PaymentRefused, sw=SW_COUNTER_MAX):
     """``9402``: the card's transaction counter is at its maximum; it can pay no more."""
 
-    sw = SW_COUNTER_MAX
 
-
-class KeyVersionUnsupported(PaymentRefused):
+class KeyVersionUnsupported(PaymentRefused, sw=SW_KEY_UNSUPPORTED):
     """``9403``: the card holds no purchase key of the index the terminal asked for."""
 
-    sw = SW_KEY_UNSUPPORTED
 
-
-class ProofUnavailable(PaymentRefused):
+class ProofUnavailable(PaymentRefused, sw=SW_PROOF_UNAVAILABLE):
     """``9406``: the card keeps no proof of that transaction (it was not its last one)."""
 
-    sw = SW_PROOF_UNAVAILABLE
 
-
-class NoPurchasePending(PaymentRefused):
+class NoPurchasePending(PaymentRefused, sw=SW_NOT_ACCEPTED, also=(SW_CONDITIONS,)):
     """``6901``/``6985``: a DEBIT the card had no fresh INITIALIZE FOR PURCHASE for."""
-
-    sw = SW_NOT_ACCEPTED
 
 
 class PurchaseTorn(SscardError):
@@ -125,15 +121,15 @@ class PurchaseTorn(SscardError):
     back (请重新刷卡 / tap again); the purchase flow then recovers (:mod:`apdu.purchase`)."""
 
 
-_REFUSALS: dict[int, tuple[type[PaymentRefused], str]] = {
-    SW_INSUFFICIENT: (InsufficientBalance, "insufficient balance (余额不足)"),
-    SW_MAC_INVALID: (Mac1Invalid, "the card refused MAC1: the security module's keys differ"),
-    SW_LOCKED: (PurseLocked, "the payment application is locked"),
-    SW_COUNTER_MAX: (CounterExhausted, "the card's transaction counter is exhausted"),
-    SW_KEY_UNSUPPORTED: (KeyVersionUnsupported, "the card has no purchase key of that index"),
-    SW_PROOF_UNAVAILABLE: (ProofUnavailable, "the card keeps no proof of that transaction"),
-    SW_NOT_ACCEPTED: (NoPurchasePending, "no purchase initialised on the card"),
-    SW_CONDITIONS: (NoPurchasePending, "no purchase initialised on the card"),
+#: what each refusal tells the person at the terminal (:func:`payment_error` adds the SW)
+_SAYS: dict[type[PaymentRefused], str] = {
+    InsufficientBalance: "insufficient balance (余额不足)",
+    Mac1Invalid: "the card refused MAC1: the security module's keys differ",
+    PurseLocked: "the payment application is locked",
+    CounterExhausted: "the card's transaction counter is exhausted",
+    KeyVersionUnsupported: "the card has no purchase key of that index",
+    ProofUnavailable: "the card keeps no proof of that transaction",
+    NoPurchasePending: "no purchase initialised on the card",
 }
 
 
@@ -142,11 +138,10 @@ def payment_error(sw: int) -> PaymentRefused | None:
 
     :param sw: SW1SW2 as a 16-bit integer
     """
-    entry = _REFUSALS.get(sw)
-    if entry is None:
+    cls = PaymentRefused._by_sw.get(sw)
+    if cls is None:
         return None
-    cls, message = entry
-    refusal = cls(f"{message} (SW {sw:04X})")
+    refusal = cls(f"{_SAYS[cls]} (SW {sw:04X})")
     refusal.sw = sw  # 6901 and 6985 share a class: keep the one the card said
     return refusal
 
