@@ -16,71 +16,51 @@ FIELD_SEPARATOR = "|"
 
 
 class NationalCode(IntEnum):
-    """Error codes of App A; card status words are reported as ``-(SW)`` (see :func:`for_sw`)."""
+    """Error codes of App A, each with its message in Chinese and English; card status words
+    are reported as ``-(SW)`` (see :func:`for_sw`, :func:`message`)."""
 
-    OK = 0
-    WRONG_CARD_TYPE = -1
-    NO_CARD = -2
-    CARD_NOT_POWERED = -3
-    CARD_NOT_ANSWERING = -4
-    LIBRARY_LOAD = -5
-    READER_CONNECTION = -11
-    NOT_CONNECTED = -12
-    COMMAND_NOT_SUPPORTED = -13
-    BAD_PARAMETER = -14
-    CHECKSUM = -15
-    BAD_CARD_ID_FORMAT = -20
-    NOT_GENUINE = -21
-    INPUT_MISMATCH = -22
-    ILLEGAL_INPUT = -23
-    PSAM_KEY_LEVEL = -24
-    PIN_CANCELLED = -31
-    PIN_TIMEOUT = -32
-    PIN_LENGTH = -33
-    PIN_CONFIRM_MISMATCH = -34
-    CRYPTO_ILLEGAL_CHARS = -41
-    CRYPTO_BAD_LENGTH = -42
-    PIN_WRONG = -51
-    PIN_LOCKED = -52
-    NO_PSAM = -2201
-    PSAM_ALGORITHM_MISSING = -2202
-    PSAM_RKSSSE_MISSING = -2203
-    HSM_NOT_NEEDED = -2204
+    zh: str
+    en: str
 
+    def __new__(cls, value: int, zh: str, en: str) -> NationalCode:
+        """A member: its code, then its Chinese and English message (App A)."""
+        member = int.__new__(cls, value)
+        member._value_ = value
+        member.zh, member.en = zh, en
+        return member
 
-MESSAGES: dict[int, tuple[str, str]] = {
-    NationalCode.OK: ("成功", "success"),
-    NationalCode.WRONG_CARD_TYPE: ("卡类型不对", "wrong card type"),
-    NationalCode.NO_CARD: ("无卡", "no card"),
-    NationalCode.CARD_NOT_POWERED: ("有卡未上电", "card present, not powered"),
-    NationalCode.CARD_NOT_ANSWERING: ("卡无应答", "card not answering"),
-    NationalCode.LIBRARY_LOAD: ("加载动态库失败", "library load error"),
-    NationalCode.READER_CONNECTION: ("读卡器连接错误", "reader connection error"),
-    NationalCode.NOT_CONNECTED: ("未建立连接", "reader not connected"),
-    NationalCode.COMMAND_NOT_SUPPORTED: ("不支持该命令", "command not supported"),
-    NationalCode.BAD_PARAMETER: ("命令参数错", "bad parameter"),
-    NationalCode.CHECKSUM: ("信息校验和出错", "checksum error"),
-    NationalCode.BAD_CARD_ID_FORMAT: ("卡识别码格式错", "bad card identification code format"),
-    NationalCode.NOT_GENUINE: ("内部认证失败", "internal authentication failed: card not genuine"),
-    NationalCode.INPUT_MISMATCH: ("传入数据与卡内不符", "input data does not match the card"),
-    NationalCode.ILLEGAL_INPUT: ("传入数据不合法", "illegal input data"),
-    NationalCode.PSAM_KEY_LEVEL: ("PSAM卡密钥级别不够", "PSAM key level insufficient"),
-    NationalCode.PIN_CANCELLED: ("用户取消密码输入", "PIN entry cancelled"),
-    NationalCode.PIN_TIMEOUT: ("密码输入操作超时", "PIN entry timed out"),
-    NationalCode.PIN_LENGTH: ("输入密码长度不够", "wrong PIN length"),
-    NationalCode.PIN_CONFIRM_MISMATCH: ("两次输入密码不一致", "the two new PINs differ"),
-    NationalCode.CRYPTO_ILLEGAL_CHARS: ("加密数据含非法字符", "illegal characters in crypto data"),
-    NationalCode.CRYPTO_BAD_LENGTH: ("加密数据长度不正确", "wrong crypto data length"),
-    NationalCode.PIN_WRONG: ("PIN校验失败", "wrong PIN"),
-    NationalCode.PIN_LOCKED: ("PIN锁定", "PIN locked"),
-    NationalCode.NO_PSAM: ("无PSAM卡", "no PSAM"),
-    NationalCode.PSAM_ALGORITHM_MISSING: (
+    OK = 0, "成功", "success"
+    WRONG_CARD_TYPE = -1, "卡类型不对", "wrong card type"
+    NO_CARD = -2, "无卡", "no card"
+    CARD_NOT_POWERED = -3, "有卡未上电", "card present, not powered"
+    CARD_NOT_ANSWERING = -4, "卡无应答", "card not answering"
+    LIBRARY_LOAD = -5, "加载动态库失败", "library load error"
+    READER_CONNECTION = -11, "读卡器连接错误", "reader connection error"
+    NOT_CONNECTED = -12, "未建立连接", "reader not connected"
+    COMMAND_NOT_SUPPORTED = -13, "不支持该命令", "command not supported"
+    BAD_PARAMETER = -14, "命令参数错", "bad parameter"
+    CHECKSUM = -15, "信息校验和出错", "checksum error"
+    BAD_CARD_ID_FORMAT = -20, "卡识别码格式错", "bad card identification code format"
+    NOT_GENUINE = -21, "内部认证失败", "internal authentication failed: card not genuine"
+    INPUT_MISMATCH = -22, "传入数据与卡内不符", "input data does not match the card"
+    ILLEGAL_INPUT = -23, "传入数据不合法", "illegal input data"
+    PSAM_KEY_LEVEL = -24, "PSAM卡密钥级别不够", "PSAM key level insufficient"
+    PIN_CANCELLED = -31, "用户取消密码输入", "PIN entry cancelled"
+    PIN_TIMEOUT = -32, "密码输入操作超时", "PIN entry timed out"
+    PIN_LENGTH = -33, "输入密码长度不够", "wrong PIN length"
+    PIN_CONFIRM_MISMATCH = -34, "两次输入密码不一致", "the two new PINs differ"
+    CRYPTO_ILLEGAL_CHARS = -41, "加密数据含非法字符", "illegal characters in crypto data"
+    CRYPTO_BAD_LENGTH = -42, "加密数据长度不正确", "wrong crypto data length"
+    PIN_WRONG = -51, "PIN校验失败", "wrong PIN"
+    PIN_LOCKED = -52, "PIN锁定", "PIN locked"
+    NO_PSAM = -2201, "无PSAM卡", "no PSAM"
+    PSAM_ALGORITHM_MISSING = (
+        -2202,
         "PSAM卡不支持该算法",
         "PSAM does not support the card's algorithm",
-    ),
-    NationalCode.PSAM_RKSSSE_MISSING: ("PSAM卡无RKSSSE密钥", "PSAM holds no RKSSSE key"),
-    NationalCode.HSM_NOT_NEEDED: ("无需加密机认证", "HSM authentication not needed"),
-}
+    )
+    PSAM_RKSSSE_MISSING = -2203, "PSAM卡无RKSSSE密钥", "PSAM holds no RKSSSE key"
+    HSM_NOT_NEEDED = -2204, "无需加密机认证", "HSM authentication not needed"
 
 
 def for_sw(sw: int) -> int:
@@ -96,9 +76,9 @@ def message(code: int) -> str:
 
     :param code: a national error code
     """
-    if code in MESSAGES:
-        zh, en = MESSAGES[code]
-        return f"{zh} / {en}"
+    for known in NationalCode:
+        if known == code:
+            return f"{known.zh} / {known.en}"
     if -0xFFFF <= code <= -0x6000:
         sw = -code
         return f"卡返回 {sw:04X} / card status {sw:04X}: {describe(sw)}"
