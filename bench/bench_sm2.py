@@ -11,13 +11,10 @@ Run: ``.venv/bin/python bench/bench_sm2.py [--rounds N]``
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import time
-from collections.abc import Callable
 
-from shape import Row, row, unavailable
+from shape import Row, percentile, rounds_option, row, timed, unavailable
 
 from ecard import (
     Alg,
@@ -34,26 +31,10 @@ NOW = 1796040000
 GOAL_MS = 1.0
 
 
-def timed(fn: Callable[[], object], rounds: int) -> list[float]:
-    """Wall time of each call, seconds (after one warm-up call)."""
-    fn()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
-def p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-
-
 def print_row(name: str, samples: list[float], base: float | None) -> float:
     median = statistics.median(samples)
     ratio = f"{median / base:8.1f}×" if base else "     1.0×"
-    print(f"{name:34} {median * 1e3:9.3f} ms {p99(samples) * 1e3:9.3f} ms {ratio}")
+    print(f"{name:34} {median * 1e3:9.3f} ms {percentile(samples, 0.99) * 1e3:9.3f} ms {ratio}")
     return median
 
 
@@ -82,7 +63,7 @@ def measure(quick: bool) -> list[Row]:
                 medians[backend.name],
                 "ms",
                 goal=GOAL_MS if native else None,
-                note=f"p99 {p99(samples) * 1e3:.3f} ms",
+                note=f"p99 {percentile(samples, 0.99) * 1e3:.3f} ms",
             )
         )
     if "tongsuopy" not in medians:
@@ -105,9 +86,7 @@ def measure(quick: bool) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1000, help="verifications per native path")
-    rounds = parser.parse_args().rounds
+    rounds = rounds_option(__doc__, 1000, "verifications per native path")
     pure_rounds = max(20, rounds // 10)
     message = os.urandom(250)
 
