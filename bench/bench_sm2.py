@@ -14,18 +14,10 @@ from __future__ import annotations
 import os
 import statistics
 
+from codes import signed_code
 from shape import Row, percentile, rounds_option, row, timed, unavailable
 
-from ecard import (
-    Alg,
-    PrivateKey,
-    issue_credential,
-    make_code,
-    make_trust_list,
-    parse_trust_list,
-    sm2,
-    verify_code,
-)
+from ecard import Alg, PrivateKey, parse_trust_list, sm2, verify_code
 
 NOW = 1796040000
 GOAL_MS = 1.0
@@ -114,22 +106,8 @@ def main() -> None:
 
     root = PrivateKey.generate(Alg.ES256)
     for alg in (Alg.ES256, Alg.SM2):
-        platform, device = PrivateKey.generate(alg), PrivateKey.generate(alg)
-        trust = parse_trust_list(
-            make_trust_list([platform.public_key], root, 1, NOW - 60, NOW + 60),
-            root.public_key.to_pem(),
-            NOW,
-        )
-        credential = issue_credential(
-            platform,
-            token="0" * 64,
-            region="440100",
-            category="3",
-            not_before=NOW - 60,
-            not_after=NOW + 60,
-            device_public_key=device.public_key,
-        )
-        text = make_code(credential, device, timestamp=NOW, counter=1)
+        text, trust_list = signed_code(PrivateKey.generate(alg), root, NOW)
+        trust = parse_trust_list(trust_list, root.public_key.to_pem(), NOW)
         print_row(
             f"verify_code {alg} ({sm2.BACKEND_NAME if alg is Alg.SM2 else 'cryptography'})",
             timed(lambda t=text, tr=trust: verify_code(t, tr, NOW), rounds),
