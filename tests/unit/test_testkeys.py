@@ -29,7 +29,7 @@ from ecard.testkeys import (
 from ecard.trust import make_trust_list
 from offline_store import Store
 from sync.client import SyncClient
-from sync.config import SyncConfig
+from sync.config import SecretFiles, SyncConfig
 from sync.errors import SyncUnreachable
 from sync.transport import Credentials, RetryPolicy
 from terminal.ecard_flow import load_audience_keys, verifier_from_settings
@@ -171,10 +171,11 @@ def test_a_production_sync_refuses_a_deny_key_marked_test_before_any_request(
     offline = "http://127.0.0.1:9/"  # nothing listens on the discard port
     once = RetryPolicy(attempts=1)
     with Store.open(tmp_path / "store.db") as store:
-        config = SyncConfig(offline, credentials, deny_public_key=deny, production=True)
+        keys = SecretFiles(deny_public_key=deny)
+        config = SyncConfig(offline, credentials, secret_files=keys, production=True)
         refused = pytest.raises(RefusedTestKey, match=r"deny_public_key .* marked TEST KEY")
         with SyncClient(config, store, policy=once) as client, refused:
             client.update_deny()  # refused before any request
-        config = SyncConfig(offline, credentials, deny_public_key=deny)  # development
+        config = SyncConfig(offline, credentials, secret_files=keys)  # development
         with SyncClient(config, store, policy=once) as client, pytest.raises(SyncUnreachable):
             client.update_deny()  # the key was taken: the request went out
