@@ -53,8 +53,8 @@ class SecretFiles:
         return cls(
             settings.pepper_file,
             settings.deny_public_key,
-            settings.trust_root_key,
-            settings.audience_keys,
+            settings.ecard.trust_root_key,
+            settings.ecard.audience_keys,
         )
 
 
