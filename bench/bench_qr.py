@@ -7,21 +7,19 @@ the baseline, measured in the same run on the same frame, is pyzbar + the pure-P
 backend. An ES256 code is timed too. Prints median and p99 and the baseline/fast ratio (issue
 5's goal: ≥ 6× faster, ≤ 5 ms median); nothing is asserted.
 
-Run: ``.venv/bin/python bench/bench_qr.py [--rounds N]``
+Run: ``.venv/bin/python bench/bench_qr.py [--rounds N]`` (the rows ``bench/run.py`` prints)
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from drivers.scanners.decoders import decode_frame
 from drivers.virtual import TEST_KEYS
-from ecard import PrivateKey, issue_credential, make_code, make_trust_list, sm2
+from ecard import sm2
 from ecard.keys import Alg, load_private_key
 from ecard.trust import parse_trust_list
 from ecard.verify import verify_code
@@ -29,7 +27,8 @@ from ecard.verify import verify_code
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 import qr_images  # noqa: E402 - the tests' frames, so the bench measures what they check
-from shape import Row, percentile, row  # noqa: E402
+from codes import signed_code  # noqa: E402
+from shape import Row, percentile, print_rows, rounds_option, row, timed  # noqa: E402
 
 KEYS = TEST_KEYS
 
@@ -38,33 +37,12 @@ def make(alg: Alg, now: int) -> tuple[str, bytes, bytes]:
     """A fresh code, its trust list and the root's public key."""
     platform = load_private_key((KEYS / f"qr-platform-{alg.value.lower()}-test.pem").read_bytes())
     root = load_private_key((KEYS / "qr-root-test.pem").read_bytes())
-    device = PrivateKey.generate(alg)
-    credential = issue_credential(
-        platform,
-        token="ab" * 32,
-        region="440100",
-        category="3",
-        not_before=now - 60,
-        not_after=now + 3600,
-        device_public_key=device.public_key,
-    )
-    code = make_code(credential, device, timestamp=now, counter=7)
-    trust = make_trust_list([platform.public_key], root, 1, now - 60, now + 86_400)
+    code, trust = signed_code(platform, root, now)
     return code, trust, root.public_key.to_pem()
 
 
-def timed(rounds: int, step: Callable[[], object]) -> list[float]:
-    """Milliseconds per call."""
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
-
-
 def paths(rounds: int) -> list[tuple[str, list[float]]]:
-    """Milliseconds per decode + verify: SM2 fast, the SM2 baseline, ES256 fast.
+    """Seconds per decode + verify: SM2 fast, the SM2 baseline, ES256 fast.
 
     :param rounds: rounds per fast path (the baseline runs a fifth of them)
     """
@@ -81,7 +59,7 @@ def paths(rounds: int) -> list[tuple[str, list[float]]]:
 
         assert decode_frame(frame, "zxing") == [code], "zxing did not read the frame"
         verifier = sm2.BACKEND.name if alg is Alg.SM2 else "cryptography"
-        rows.append((f"{alg} zxing + {verifier}", timed(rounds, fast)))
+        rows.append((f"{alg} zxing + {verifier}", timed(fast, rounds)))
         if alg is Alg.SM2:
             pure = sm2.get_backend("pysmx")
 
@@ -92,7 +70,7 @@ def paths(rounds: int) -> list[tuple[str, list[float]]]:
             assert decode_frame(frame, "zbar") == [code], "zbar did not read the frame"
             native, sm2.BACKEND = sm2.BACKEND, pure  # the module's default backend, swapped
             try:
-                rows.append(("SM2 zbar + pysmx (baseline)", timed(max(10, rounds // 5), slow)))
+                rows.append(("SM2 zbar + pysmx (baseline)", timed(slow, max(10, rounds // 5))))
             finally:
                 sm2.BACKEND = native
     return rows
@@ -103,11 +81,19 @@ def measure(quick: bool) -> list[Row]:
 
     :param quick: 20 rounds instead of 100
     """
-    timings = paths(20 if quick else 100)
-    baseline = statistics.median(timings[1][1])
+    return report(20 if quick else 100)
+
+
+def report(rounds: int) -> list[Row]:
+    """The rows of :func:`measure`, for any number of rounds.
+
+    :param rounds: rounds per fast path (the baseline runs a fifth of them)
+    """
+    timings = paths(rounds)
+    baseline = statistics.median(timings[1][1]) * 1e3
     found = []
     for name, samples in timings:
-        median, p99 = statistics.median(samples), percentile(samples, 0.99)
+        median, p99 = statistics.median(samples) * 1e3, percentile(samples, 0.99) * 1e3
         label = f"QR 720p decode + verify, {name}"
         if "baseline" in name:
             found.append(row("qr", label + " p50", median, "ms", note=f"{len(samples)} rounds"))
@@ -130,20 +116,5 @@ def measure(quick: bool) -> list[Row]:
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=100, help="rounds per path")
-    args = parser.parse_args()
-    rows = paths(args.rounds)
-    baseline = statistics.median(rows[1][1])
-    print(f"{'path':<34} {'median ms':>10} {'p99 ms':>8} {'baseline ÷ this':>16}")
-    for name, samples in rows:
-        median = statistics.median(samples)
-        print(
-            f"{name:<34} {median:>10.2f} {percentile(samples, 0.99):>8.2f} "
-            f"{baseline / median:>15.1f}×"
-        )
-
-
 if __name__ == "__main__":
-    main()
+    print_rows(report(rounds_option(__doc__, 100, "rounds per path")))

@@ -5,19 +5,18 @@ T=0) for each path, and the ratio against the in-process baseline measured in th
 The third row shows the vpcd TCP_QUICKACK trap (pcsc-feasibility §5): without QUICKACK every
 APDU waits for a delayed ACK.
 
-Run: ``.venv/bin/python bench/bench_read.py [--rounds N]`` (starts its own pcscd if none runs).
+Run: ``.venv/bin/python bench/bench_read.py [--rounds N]`` (starts its own pcscd if none runs;
+without pcscd or vpcd, the in-process row alone). It prints the rows ``bench/run.py`` prints.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from shape import Row, row, unavailable
+from shape import Row, print_rows, rounds_option, row, timed, unavailable
 
 from apdu.errors import SscardError
 from drivers.pcsc import PcscReader
@@ -31,15 +30,6 @@ from terminal.reading import read_and_classify
 
 PERSONA = PERSONAS / "ordinary-2.0.toml"
 READER = "Virtual PCD 00 00"
-
-
-def timed(fn: Callable[[], None], rounds: int) -> list[float]:
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def in_process(t0: bool) -> Callable[[], None]:
@@ -99,7 +89,14 @@ def measure(quick: bool) -> list[Row]:
 
     :param quick: 10 reads per path instead of 200
     """
-    rounds = 10 if quick else 200
+    return report(10 if quick else 200)
+
+
+def report(rounds: int) -> list[Row]:
+    """The rows of :func:`measure`, for any number of reads per path.
+
+    :param rounds: reads per path
+    """
     try:
         timings = paths(rounds)
     except SscardError as error:  # no pcscd or vpcd here: the in-process rows alone
@@ -126,18 +123,5 @@ def measure(quick: bool) -> list[Row]:
     return found
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=200, help="reads per path")
-    args = parser.parse_args()
-    rows = paths(args.rounds)
-    base = statistics.median(rows[0][1])
-    print(f"{'path':<32} {'median ms':>10} {'p95 ms':>8} {'ratio':>8}")
-    for name, samples in rows:
-        median = statistics.median(samples)
-        p95 = sorted(samples)[int(0.95 * (len(samples) - 1))]
-        print(f"{name:<32} {median * 1e3:>10.3f} {p95 * 1e3:>8.3f} {median / base:>8.1f}x")
-
-
 if __name__ == "__main__":
-    main()
+    print_rows(report(rounds_option(__doc__, 200, "reads per path")))

@@ -11,49 +11,22 @@ Run: ``.venv/bin/python bench/bench_sm2.py [--rounds N]``
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import time
-from collections.abc import Callable
 
-from shape import Row, row, unavailable
+from codes import signed_code
+from shape import Row, percentile, rounds_option, row, timed, unavailable
 
-from ecard import (
-    Alg,
-    PrivateKey,
-    issue_credential,
-    make_code,
-    make_trust_list,
-    parse_trust_list,
-    sm2,
-    verify_code,
-)
+from ecard import Alg, PrivateKey, parse_trust_list, sm2, verify_code
 
 NOW = 1796040000
 GOAL_MS = 1.0
 
 
-def timed(fn: Callable[[], object], rounds: int) -> list[float]:
-    """Wall time of each call, seconds (after one warm-up call)."""
-    fn()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return samples
-
-
-def p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-
-
 def print_row(name: str, samples: list[float], base: float | None) -> float:
     median = statistics.median(samples)
     ratio = f"{median / base:8.1f}×" if base else "     1.0×"
-    print(f"{name:34} {median * 1e3:9.3f} ms {p99(samples) * 1e3:9.3f} ms {ratio}")
+    print(f"{name:34} {median * 1e3:9.3f} ms {percentile(samples, 0.99) * 1e3:9.3f} ms {ratio}")
     return median
 
 
@@ -82,7 +55,7 @@ def measure(quick: bool) -> list[Row]:
                 medians[backend.name],
                 "ms",
                 goal=GOAL_MS if native else None,
-                note=f"p99 {p99(samples) * 1e3:.3f} ms",
+                note=f"p99 {percentile(samples, 0.99) * 1e3:.3f} ms",
             )
         )
     if "tongsuopy" not in medians:
@@ -105,9 +78,7 @@ def measure(quick: bool) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1000, help="verifications per native path")
-    rounds = parser.parse_args().rounds
+    rounds = rounds_option(__doc__, 1000, "verifications per native path")
     pure_rounds = max(20, rounds // 10)
     message = os.urandom(250)
 
@@ -135,22 +106,8 @@ def main() -> None:
 
     root = PrivateKey.generate(Alg.ES256)
     for alg in (Alg.ES256, Alg.SM2):
-        platform, device = PrivateKey.generate(alg), PrivateKey.generate(alg)
-        trust = parse_trust_list(
-            make_trust_list([platform.public_key], root, 1, NOW - 60, NOW + 60),
-            root.public_key.to_pem(),
-            NOW,
-        )
-        credential = issue_credential(
-            platform,
-            token="0" * 64,
-            region="440100",
-            category="3",
-            not_before=NOW - 60,
-            not_after=NOW + 60,
-            device_public_key=device.public_key,
-        )
-        text = make_code(credential, device, timestamp=NOW, counter=1)
+        text, trust_list = signed_code(PrivateKey.generate(alg), root, NOW)
+        trust = parse_trust_list(trust_list, root.public_key.to_pem(), NOW)
         print_row(
             f"verify_code {alg} ({sm2.BACKEND_NAME if alg is Alg.SM2 else 'cryptography'})",
             timed(lambda t=text, tr=trust: verify_code(t, tr, NOW), rounds),

@@ -8,7 +8,9 @@ prerequisite is missing returns one :func:`unavailable` row instead of failing.
 
 from __future__ import annotations
 
+import argparse
 import operator
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -109,6 +111,35 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
         raise ValueError("no samples")
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def timed(fn: Callable[[], object], rounds: int) -> list[float]:
+    """The wall time of each of ``rounds`` calls, in seconds, after one untimed warm-up call
+    (a first call loads tables and fills caches that the rest find ready).
+
+    :param fn: what to time
+    :param rounds: how many calls
+    """
+    fn()
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def rounds_option(doc: str | None, default: int, what: str) -> int:
+    """The ``--rounds N`` option of a bench's own entry point, parsed from the command line.
+
+    :param doc: the bench module's docstring (its first line is the help's description)
+    :param default: the rounds of a full run
+    :param what: what one round is, for the help (``reads per path``)
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").partition("\n")[0])
+    parser.add_argument("--rounds", type=int, default=default, help=what)
+    rounds: int = parser.parse_args().rounds
+    return rounds
 
 
 def print_rows(rows: Sequence[Row]) -> None:

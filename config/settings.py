@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,6 @@ from config.schema import problems
 from config.settings_file import (
     ADMIN_SOCKET_NAME,
     DEFAULT_DATABASE,
-    DEFAULT_DECODE_TIMEOUT_S,
     DEFAULT_HOST_BIND,
     DEFAULT_HOST_PORT,
     DEFAULT_HOTLINES,
@@ -123,6 +122,7 @@ from config.settings_file import (
     DEFAULT_SYNC_INTERVAL_S,
     DEFAULT_SYNC_TIMEOUT_S,
     DEFAULT_TEAR_WINDOW_S,
+    EcardTable,
     HotlineEntry,
     SettingsFile,
 )
@@ -140,7 +140,8 @@ class SettingsError(ConfigError):
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The terminal settings, flattened from :class:`SettingsFile`: the file's tables are
-    namespaces, not objects.
+    namespaces, not objects; but ``[ecard]``, which the e-card code verifier takes whole, is
+    kept as its table.
 
     :param production: a production terminal: development aids such as the software SAM refuse
     :param device_number: ``[terminal] device_number``, 终端设备号 (spec §4.3 field 11), empty
@@ -164,10 +165,8 @@ class Settings:
     :param journal_key_file: ``[store] journal_key_file``, the personal-field key (0600)
     :param journal_cap_rows: ``[store] journal_cap_rows``, the journal's alarm threshold
     :param deny_public_key: ``[store] deny_public_key``, the deny-list signing key (PEM)
-    :param trust_root_key: ``[ecard] trust_root_key``, the pinned trust-list root (PEM)
-    :param audience_keys: ``[ecard] audience_keys``, identity-blob keys of this terminal (0600)
-    :param decode_url: ``[ecard] decode_url``, the platform decoding national codes
-    :param decode_timeout_s: ``[ecard] decode_timeout_s``
+    :param ecard: ``[ecard]``: the pinned trust-list root, this terminal's audience keys, the
+        platform decoding national codes and its timeout
     :param sync_url: ``[sync] url``, the platform's base URL, or ``None`` (no sync)
     :param sync_key_file: ``[sync] key_file``, the terminal's request-signing key (0600)
     :param sync_key_id: ``[sync] key_id``, the id of that key at the platform
@@ -230,10 +229,7 @@ class Settings:
     journal_key_file: Path | None = None
     journal_cap_rows: int = DEFAULT_JOURNAL_CAP_ROWS
     deny_public_key: Path | None = None
-    trust_root_key: Path | None = None
-    audience_keys: Path | None = None
-    decode_url: str | None = None
-    decode_timeout_s: float = DEFAULT_DECODE_TIMEOUT_S
+    ecard: EcardTable = field(default_factory=EcardTable)
     sync_url: str | None = None
     sync_key_file: Path | None = None
     sync_key_id: str = ""
@@ -336,10 +332,7 @@ def _flatten(document: SettingsFile, source: str) -> Settings:
         journal_key_file=store.journal_key_file,
         journal_cap_rows=store.journal_cap_rows,
         deny_public_key=store.deny_public_key,
-        trust_root_key=ecard.trust_root_key,
-        audience_keys=ecard.audience_keys,
-        decode_url=ecard.decode_url,
-        decode_timeout_s=ecard.decode_timeout_s,
+        ecard=ecard,
         sync_url=sync.url,
         sync_key_file=sync.key_file,
         sync_key_id=sync.key_id,

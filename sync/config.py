@@ -22,9 +22,40 @@ from offline_store.keys import read_private_file
 from sync.errors import SyncConfigError
 from sync.transport import Credentials, RetryPolicy, SignedTransport
 
-__all__ = ["SECRET_KEY_LEN", "SyncConfig", "load_terminal_key"]
+__all__ = ["SECRET_KEY_LEN", "SecretFiles", "SyncConfig", "load_terminal_key"]
 
 SECRET_KEY_LEN = 32
+
+
+@dataclass(frozen=True, slots=True)
+class SecretFiles:
+    """Where the secrets the platform sends are written, one file each (``[store]`` and
+    ``[ecard]`` name them); ``None``: that secret is not written. The two public keys are also
+    read back from their files to check the lists they sign.
+
+    :param pepper: the deny-list pepper (``[store] pepper_file``)
+    :param deny_public_key: the deny-list public key (``[store] deny_public_key``)
+    :param trust_root_key: the trust-list root key (``[ecard] trust_root_key``)
+    :param audience_keys: the QR audience keys (``[ecard] audience_keys``)
+    """
+
+    pepper: Path | None = None
+    deny_public_key: Path | None = None
+    trust_root_key: Path | None = None
+    audience_keys: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> SecretFiles:
+        """The files :class:`config.settings.Settings` names for the secrets.
+
+        :param settings: the terminal settings
+        """
+        return cls(
+            settings.pepper_file,
+            settings.deny_public_key,
+            settings.ecard.trust_root_key,
+            settings.ecard.audience_keys,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +70,7 @@ class SyncConfig:
     :param pinned_cert_sha256: the pinned certificate digest (hex), or ``None``
     :param ca_file: the CA file, or ``None``
     :param region: the region code the catalogue is fetched for, or ``None`` (not fetched)
-    :param pepper_file: where the deny-list pepper is written, or ``None``
-    :param deny_public_key: where the deny-list public key is read from and written to
-    :param trust_root_key: where the trust-list root key is read from and written to
-    :param audience_keys: where the QR audience keys are written, or ``None``
+    :param secret_files: where the platform's secrets are written
     :param prune: prune the acknowledged journal rows after a complete upload
     :param production: a production terminal: secrets holding a TEST KEY are refused
     """
@@ -55,10 +83,7 @@ class SyncConfig:
     pinned_cert_sha256: str | None = None
     ca_file: Path | None = None
     region: str | None = None
-    pepper_file: Path | None = None
-    deny_public_key: Path | None = None
-    trust_root_key: Path | None = None
-    audience_keys: Path | None = None
+    secret_files: SecretFiles = SecretFiles()
     prune: bool = True
     production: bool = False
 
@@ -95,10 +120,7 @@ class SyncConfig:
             pinned_cert_sha256=settings.pinned_cert_sha256,
             ca_file=settings.sync_ca_file,
             region=settings.sync_region,
-            pepper_file=settings.pepper_file,
-            deny_public_key=settings.deny_public_key,
-            trust_root_key=settings.trust_root_key,
-            audience_keys=settings.audience_keys,
+            secret_files=SecretFiles.from_settings(settings),
             prune=prune,
             production=settings.production,
         )

@@ -172,11 +172,12 @@ class ListUpdater:
         secrets = open_secrets(document, credentials.key, credentials.terminal_id)
         self._refuse_test_keys(secrets)
         self._secrets = secrets
+        to = self.config.secret_files
         files: tuple[tuple[str, Path | None, bytes], ...] = (
-            ("pepper", self.config.pepper_file, secrets.pepper.hex().encode("ascii") + b"\n"),
-            ("deny_public_key", self.config.deny_public_key, secrets.deny_public_key),
-            ("trust_root_key", self.config.trust_root_key, secrets.trust_root_key),
-            ("audience_keys", self.config.audience_keys, audience_keys_toml(secrets.audience_keys)),
+            ("pepper", to.pepper, secrets.pepper.hex().encode("ascii") + b"\n"),
+            ("deny_public_key", to.deny_public_key, secrets.deny_public_key),
+            ("trust_root_key", to.trust_root_key, secrets.trust_root_key),
+            ("audience_keys", to.audience_keys, audience_keys_toml(secrets.audience_keys)),
         )
         written: list[str] = []
         unchanged: list[str] = []
@@ -195,7 +196,7 @@ class ListUpdater:
             else:
                 unchanged.append(name)
         if "pepper" in changed:
-            log.warning("event=sync_pepper_changed path=%s", self.config.pepper_file)
+            log.warning("event=sync_pepper_changed path=%s", to.pepper)
         return SecretsReport(tuple(written), tuple(unchanged), tuple(missing), tuple(changed))
 
     def _newer(self, path: str, version: int | None) -> Exchange:
@@ -219,7 +220,7 @@ class ListUpdater:
     def _public_key(self, name: str) -> bytes:
         """A pinned public key: the configured file, else the one the secrets brought (a TEST
         KEY is refused on a production terminal)."""
-        path: Path | None = getattr(self.config, name)
+        path: Path | None = getattr(self.config.secret_files, name)
         if path is not None and path.exists():
             try:
                 pem = path.read_bytes()

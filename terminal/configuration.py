@@ -228,7 +228,7 @@ def production_problems(settings: Settings) -> list[str]:
         problems.extend(_key_file_problems(key, path, how, secret=True))
     public_files = (
         ("[store] deny_public_key", settings.deny_public_key),
-        ("[ecard] trust_root_key", settings.trust_root_key),
+        ("[ecard] trust_root_key", settings.ecard.trust_root_key),
     )
     for key, path in public_files:
         problems.extend(

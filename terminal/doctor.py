@@ -46,7 +46,6 @@ DISK_FAIL_BYTES = 100 * 1024 * 1024  # the journal's fsyncs fail soon below this
 DISK_WARN_BYTES = 1024 * 1024 * 1024
 PATH_TIME = "/v1/time"
 ADMIN_TIMEOUT_S = 30.0
-SECRET_KEYS = ("pepper_file", "journal_key_file", "sync_key_file", "audience_keys")
 
 
 class Level(StrEnum):
@@ -134,8 +133,13 @@ def check_key_files(settings: Settings) -> Check:
     :raises: nothing
     """
     problems = []
-    for name in SECRET_KEYS:
-        path: Path | None = getattr(settings, name)
+    secrets = (
+        settings.pepper_file,
+        settings.journal_key_file,
+        settings.sync_key_file,
+        settings.ecard.audience_keys,
+    )
+    for path in secrets:
         if path is None:
             continue
         try:

@@ -387,19 +387,20 @@ def verifier_from_settings(settings: Any, transport: SignedTransport | None = No
     :raises RefusedTestKey: ``production = true`` and a TEST KEY as root or audience key
     """
     production = bool(settings.production)
+    ecard = settings.ecard
     root = None
-    if settings.trust_root_key is not None:
+    if ecard.trust_root_key is not None:
         try:
-            root = Path(settings.trust_root_key).read_bytes()
+            root = Path(ecard.trust_root_key).read_bytes()
         except OSError as exc:
-            raise SscardError(f"cannot read trust root {settings.trust_root_key}: {exc}") from exc
-        _refuse_test_root(root, f"[ecard] trust_root_key {settings.trust_root_key}", production)
+            raise SscardError(f"cannot read trust root {ecard.trust_root_key}: {exc}") from exc
+        _refuse_test_root(root, f"[ecard] trust_root_key {ecard.trust_root_key}", production)
     keys = (
-        load_audience_keys(settings.audience_keys, production=production)
-        if settings.audience_keys
+        load_audience_keys(ecard.audience_keys, production=production)
+        if ecard.audience_keys
         else {}
     )
-    url = settings.decode_url or settings.sync_url
+    url = ecard.decode_url or settings.sync_url
     decode_url = None
     if url is not None:
         if transport is None:
@@ -418,7 +419,7 @@ def verifier_from_settings(settings: Any, transport: SignedTransport | None = No
         keys,
         transport if url is not None else None,
         decode_url,
-        settings.decode_timeout_s,
+        ecard.decode_timeout_s,
         production=production,
     )
 

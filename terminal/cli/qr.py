@@ -146,9 +146,9 @@ def cmd_qr_trust_import(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.config)
-        if settings.trust_root_key is None:
+        if settings.ecard.trust_root_key is None:
             return _fail(f"{settings.source}: [ecard] trust_root_key is not set")
-        root = Path(settings.trust_root_key).read_bytes()
+        root = Path(settings.ecard.trust_root_key).read_bytes()
         data = Path(args.file).read_bytes()
         with open_store(settings) as store:
             trust = save_trust_list(store, data, root, time.time(), production=settings.production)

@@ -24,6 +24,7 @@ from pipeline_support import World
 from platform_support import live_platform
 
 from config.settings import Settings
+from config.settings_file import EcardTable
 from drivers.virtual import TEST_KEYS
 from ecard import Alg, PrivateKey, issue_credential, make_code, make_trust_list
 from ecard.keys import load_private_key
@@ -321,7 +322,7 @@ def test_a_production_desk_does_not_keep_a_test_key_list_it_fetched_online(
             settings = Settings(
                 production=production,
                 terminal_id="T-TEST-01",
-                trust_root_key=root,
+                ecard=EcardTable(trust_root_key=str(root)),
                 sync_url=live.url,
                 sync_key_file=key_file,
                 sync_key_id=credentials.key_id,

@@ -39,7 +39,7 @@ from ecard import (
     save_trust_list,
 )
 from offline_store import DenyReason, Store, canonical_card_id, ed25519_verifier
-from sync.config import SyncConfig
+from sync.config import SecretFiles, SyncConfig
 from sync.online import OnlineLists
 from sync.transport import Credentials
 from terminal.card_read import ScenarioRead
@@ -108,7 +108,7 @@ class Terminal:
             url=url,
             credentials=Credentials(TERMINAL, credentials.key_id, credentials.key),
             region="440100",
-            trust_root_key=root,
+            secret_files=SecretFiles(trust_root_key=root),
         )
         return OnlineLists(config, self.store, timeout_s=timeout_s, trust_saver=save_trust_list)
 

@@ -13,6 +13,7 @@ from apdu.national import NationalCode
 from config import settings as settings_module
 from config.errors import ConfigError
 from config.settings import Settings, SettingsError, load_settings, parse_settings
+from config.settings_file import EcardTable
 from terminal.outcomes import classify, error_line
 
 SOURCE = "/etc/sscard/terminal.toml"
@@ -260,9 +261,10 @@ def test_the_ecard_table() -> None:
         },
         base_dir=Path("/etc/sscard"),
     )
-    assert settings.trust_root_key == Path("/etc/sscard/qr-root.pem")
-    assert settings.audience_keys == Path("/etc/sscard/audience.keys")
-    assert (settings.decode_url, settings.decode_timeout_s) == ("https://platform.example/", 1.5)
+    ecard = settings.ecard
+    assert ecard.trust_root_key == Path("/etc/sscard/qr-root.pem")
+    assert ecard.audience_keys == Path("/etc/sscard/audience.keys")
+    assert (ecard.decode_url, ecard.decode_timeout_s) == ("https://platform.example/", 1.5)
     with pytest.raises(SettingsError, match=r"ecard\.decode_url"):
         parse_settings({"ecard": {"decode_url": "ftp://x"}}, source=SOURCE)
     with pytest.raises(SettingsError, match=r"unknown key 'ecard\.url'"):
@@ -423,7 +425,9 @@ def test_every_number_takes_its_bounds(
 ) -> None:
     for value in (least, most):
         settings = parse_settings(_doc(table, key, value))
-        assert value in {getattr(settings, name) for name in Settings.__slots__}
+        fields = [getattr(settings, name) for name in Settings.__slots__]
+        kept_whole = [vars(item).values() for item in fields if isinstance(item, EcardTable)]
+        assert value in {*fields, *(inner for values in kept_whole for inner in values)}
 
 
 @pytest.mark.parametrize(("table", "key", "least", "most", "below"), NUMBERS)

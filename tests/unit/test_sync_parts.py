@@ -283,6 +283,6 @@ def test_the_config_comes_from_the_settings(tmp_path: Path) -> None:
     config = SyncConfig.from_settings(settings)
     assert config.credentials.terminal_id == TERMINAL
     assert config.credentials.key == KEY and KEY.hex() not in repr(config)
-    assert config.pepper_file == tmp_path / "pepper"
+    assert config.secret_files.pepper == tmp_path / "pepper"
     with pytest.raises(SyncConfigError, match="needs url, key_file, key_id"):
         SyncConfig.from_settings(parse_settings({}))

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from config.settings import Settings
+from config.settings_file import EcardTable
 from drivers.virtual import TEST_KEYS as VIRTUAL_TEST_KEYS
 from ecard import Alg, PrivateKey, TrustListError, parse_trust_list
 from ecard.keys import load_private_key, load_public_key
@@ -29,7 +30,7 @@ from ecard.testkeys import (
 from ecard.trust import make_trust_list
 from offline_store import Store
 from sync.client import SyncClient
-from sync.config import SyncConfig
+from sync.config import SecretFiles, SyncConfig
 from sync.errors import SyncUnreachable
 from sync.transport import Credentials, RetryPolicy
 from terminal.ecard_flow import load_audience_keys, verifier_from_settings
@@ -152,12 +153,13 @@ def test_a_production_terminal_refuses_the_test_root_before_reading_any_code(
 ) -> None:
     root = tmp_path / "qr-root.pem"
     root.write_bytes(ROOT.public_key.to_pem())
-    assert verifier_from_settings(Settings(trust_root_key=root)).root_key_pem is not None
+    pinned = EcardTable(trust_root_key=str(root))
+    assert verifier_from_settings(Settings(ecard=pinned)).root_key_pem is not None
     with pytest.raises(RefusedTestKey, match=r"\[ecard\] trust_root_key .* TEST KEY"):
-        verifier_from_settings(Settings(production=True, trust_root_key=root))
-    audience = _audience_file(tmp_path, HOTEL)
+        verifier_from_settings(Settings(production=True, ecard=pinned))
+    audience = EcardTable(audience_keys=str(_audience_file(tmp_path, HOTEL)))
     with pytest.raises(RefusedTestKey, match="audience key hotel"):
-        verifier_from_settings(Settings(production=True, audience_keys=audience))
+        verifier_from_settings(Settings(production=True, ecard=audience))
 
 
 def test_a_production_sync_refuses_a_deny_key_marked_test_before_any_request(
@@ -171,10 +173,11 @@ def test_a_production_sync_refuses_a_deny_key_marked_test_before_any_request(
     offline = "http://127.0.0.1:9/"  # nothing listens on the discard port
     once = RetryPolicy(attempts=1)
     with Store.open(tmp_path / "store.db") as store:
-        config = SyncConfig(offline, credentials, deny_public_key=deny, production=True)
+        keys = SecretFiles(deny_public_key=deny)
+        config = SyncConfig(offline, credentials, secret_files=keys, production=True)
         refused = pytest.raises(RefusedTestKey, match=r"deny_public_key .* marked TEST KEY")
         with SyncClient(config, store, policy=once) as client, refused:
             client.update_deny()  # refused before any request
-        config = SyncConfig(offline, credentials, deny_public_key=deny)  # development
+        config = SyncConfig(offline, credentials, secret_files=keys)  # development
         with SyncClient(config, store, policy=once) as client, pytest.raises(SyncUnreachable):
             client.update_deny()  # the key was taken: the request went out
