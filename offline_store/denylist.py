@@ -119,9 +119,7 @@ class DenyList:
         self._refresh_active()
 
     def _refresh_active(self) -> None:
-        with self._db.read() as conn:
-            row = conn.execute("SELECT version, gen FROM deny_version WHERE state = 'active'")
-            found = row.fetchone()
+        found = self._db.fetch_one("SELECT version, gen FROM deny_version WHERE state = 'active'")
         self._active = (found[0], found[1]) if found else None
 
     # --- reads ------------------------------------------------------------------------------
@@ -167,10 +165,9 @@ class DenyList:
 
         :raises StoreError: the database failed
         """
-        with self._db.read() as conn:
-            rows = conn.execute(
-                "SELECT state, version, listed, created, imported_at FROM deny_version"
-            ).fetchall()
+        rows = self._db.fetch_all(
+            "SELECT state, version, listed, created, imported_at FROM deny_version"
+        )
         by_state = {row[0]: row for row in rows}
         active = by_state.get("active")
         previous = by_state.get("previous")
