@@ -45,6 +45,7 @@ __all__ = [
     "GAP_SCENARIO",
     "GENESIS_HASH",
     "ChainReport",
+    "Decision",
     "JournalRow",
     "canonical_bytes",
     "chain_hash",
@@ -65,19 +66,35 @@ GAP_OUTCOME = "refuse"
 
 
 @dataclass(frozen=True, slots=True)
-class JournalRow:
-    """A stored journal row, without its personal values.
+class Decision:
+    """What the terminal decided: the fields a journal entry
+    (:class:`offline_store.entry.JournalEntry`) states and its row (:class:`JournalRow`) keeps.
+
+    :param scenario: the scenario's code (e.g. ``transit``)
+    :param catalogue_item: the catalogue item (应用目录) it was taken under, if any
+    :param credential_token: the credential's card hash (:meth:`Store.card_hash`), never a card
+        number; empty when no credential was read
+    :param outcome: ``accept``, ``refuse`` or ``deferred``
+    :param reason_code: why, as a code (a national error code, a deny reason …)
+    :param amount: the amount in fen (分), if money was involved
+    """
+
+    scenario: str
+    catalogue_item: str | None
+    credential_token: str
+    outcome: str
+    reason_code: str
+    amount: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow(Decision):
+    """A stored journal row, without its personal values: its :class:`Decision` and
 
     :param seq: the sequence number, from 1, never reused
     :param uuid: a uuid4, for the platform's de-duplication
     :param wall_time: wall-clock time, seconds since the epoch (microsecond resolution)
     :param monotonic_ns: the monotonic clock at append, nanoseconds
-    :param scenario: see :class:`JournalEntry`
-    :param catalogue_item: see :class:`JournalEntry`
-    :param credential_token: see :class:`JournalEntry`
-    :param outcome: see :class:`JournalEntry`
-    :param reason_code: see :class:`JournalEntry`
-    :param amount: see :class:`JournalEntry`
     :param personal_fields: the names of the encrypted personal fields, sorted
     :param prev_hash: the hash of the row before (64 zeros for row 1)
     :param hash: this row's chain hash
@@ -98,12 +115,6 @@ class JournalRow:
     uuid: str
     wall_time: float
     monotonic_ns: int
-    scenario: str
-    catalogue_item: str | None
-    credential_token: str
-    outcome: str
-    reason_code: str
-    amount: int | None
     personal_fields: tuple[str, ...]
     prev_hash: str
     hash: str
