@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_store.db import StoreDb
-from offline_store.denydelta import Progress, apply_delta, stage_entries
+from offline_store.denydelta import Incoming, Progress, apply_delta, stage_entries
 from offline_store.denyfile import (
     SIG_SUFFIX,
     DenyHeader,
@@ -33,7 +33,6 @@ from offline_store.denyfile import (
     DenyReason,
     Verifier,
     date_from_int,
-    entry_lines,
     line_error,
     snapshot_entry,
 )
@@ -254,7 +253,7 @@ class DenyList:
                 if done is not None:
                     log.info("event=deny_import_skipped version=%d", header.version)
                     return done
-                listed = self._apply(conn, header, digest, lines, progress)
+                listed = self._apply(conn, Incoming(header, lines, progress), digest)
             self._refresh_active()
         if header.entries >= CHECKPOINT_AFTER_ROWS:
             self._db.checkpoint()
@@ -317,11 +316,10 @@ class DenyList:
     def _apply(
         self,
         conn: sqlite3.Connection,
-        header: DenyHeader,
+        incoming: Incoming,
         digest: str,
-        lines: io.BytesIO,
-        progress: Progress | None,
     ) -> int:
+        header = incoming.header
         active = conn.execute(
             "SELECT version, gen, listed FROM deny_version WHERE state = 'active'"
         ).fetchone()
@@ -329,11 +327,11 @@ class DenyList:
             gen = conn.execute("SELECT COALESCE(MAX(gen), 0) + 1 FROM deny_version").fetchone()[0]
             # a generation left behind by an interrupted cleanup must not leak into this one
             conn.execute("DELETE FROM deny_entry WHERE gen = ?", (gen,))
-            count = self._insert_snapshot(conn, gen, header, lines, progress)
+            count = self._insert_snapshot(conn, gen, incoming)
             listed = count
         else:
             gen = active[1]
-            listed = active[2] + apply_delta(conn, gen, header, lines, progress)
+            listed = active[2] + apply_delta(conn, gen, incoming)
         self._retire(conn, active, gen)
         now = _utc_iso(self._clock())
         if active is not None:
@@ -384,14 +382,7 @@ class DenyList:
             conn.execute("DELETE FROM deny_entry WHERE gen = ?", (previous[1],))
         conn.execute("DELETE FROM deny_version WHERE version = ?", (previous[0],))
 
-    def _insert_snapshot(
-        self,
-        conn: sqlite3.Connection,
-        gen: int,
-        header: DenyHeader,
-        lines: io.BytesIO,
-        progress: Progress | None,
-    ) -> int:
+    def _insert_snapshot(self, conn: sqlite3.Connection, gen: int, incoming: Incoming) -> int:
         # Entries are staged in file order, then inserted sorted by hash: appending to the
         # B-tree instead of inserting at random places is several times faster at 10^6+ rows.
         conn.execute("DROP TABLE IF EXISTS temp.deny_staging")
@@ -405,12 +396,8 @@ class DenyList:
         count = stage_entries(
             conn,
             stage,
-            (
-                (line_no, *snapshot_entry(line, line_no))
-                for line_no, line in entry_lines(lines, header.entries)
-            ),
-            header,
-            progress,
+            ((line_no, *snapshot_entry(line, line_no)) for line_no, line in incoming.entries()),
+            incoming,
         )
         try:
             conn.execute(
@@ -426,8 +413,7 @@ class DenyList:
             ).fetchone()
             raise line_error(second[0], "the same hash appears twice in this snapshot") from None
         conn.execute("DROP TABLE temp.deny_staging")
-        if progress is not None:
-            progress(count, header.entries)
+        incoming.report(count)
         return count
 
     # --- rollback ---------------------------------------------------------------------------
