@@ -93,14 +93,14 @@ class JournalRow(Decision):
 
     :param seq: the sequence number, from 1, never reused
     :param uuid: a uuid4, for the platform's de-duplication
-    :param wall_time: wall-clock time, seconds since the epoch (microsecond resolution)
+    :param wall_time_us: the wall-clock time as stored and hashed, microseconds since the epoch
+        (:attr:`wall_time` in seconds)
     :param monotonic_ns: the monotonic clock at append, nanoseconds
     :param personal_fields: the names of the encrypted personal fields, sorted
     :param prev_hash: the hash of the row before (64 zeros for row 1)
     :param hash: this row's chain hash
     :param uploaded: the platform acknowledged it
     :param terminal_id: see :class:`JournalEntry`
-    :param wall_time_us: the wall-clock time as stored and hashed, microseconds
     :param personal_ciphertext: nonce ‖ AES-GCM ciphertext ‖ tag, ``None`` without personal
         fields; hashed, so the platform needs it to check the chain
     :param flags: the decision's flags, sorted (see :class:`JournalEntry`)
@@ -113,20 +113,24 @@ class JournalRow(Decision):
 
     seq: int
     uuid: str
-    wall_time: float
+    wall_time_us: int
     monotonic_ns: int
     personal_fields: tuple[str, ...]
     prev_hash: str
     hash: str
     uploaded: bool
     terminal_id: str = ""
-    wall_time_us: int = 0
     personal_ciphertext: bytes | None = None
     flags: tuple[str, ...] = ()
     ref_seq: int | None = None
     payment: dict[str, Any] | None = None
     payment_sha256: str | None = None
     lost: tuple[int, int] | None = None
+
+    @property
+    def wall_time(self) -> float:
+        """The wall-clock time, seconds since the epoch (microsecond resolution)."""
+        return self.wall_time_us / 1_000_000
 
     def canonical(self) -> bytes:
         """The row's canonical serialisation, the input of its chain hash (a payment as its
@@ -279,7 +283,7 @@ def declared_gap(
     row = JournalRow(
         seq=seq,
         uuid=row_uuid,
-        wall_time=wall_time_us / 1_000_000,
+        wall_time_us=wall_time_us,
         monotonic_ns=monotonic_ns,
         scenario=GAP_SCENARIO,
         catalogue_item=None,
@@ -292,7 +296,6 @@ def declared_gap(
         hash="",
         uploaded=False,
         terminal_id=terminal_id,
-        wall_time_us=wall_time_us,
         lost=(first_lost, seq - 1),
     )
     return dataclasses.replace(row, hash=chain_hash(prev_hash, row.canonical()))
@@ -375,7 +378,7 @@ def row_from_columns(raw: Sequence[Any]) -> JournalRow:
     return JournalRow(
         seq=seq,
         uuid=row_uuid,
-        wall_time=wall_time_us / 1_000_000,
+        wall_time_us=wall_time_us,
         monotonic_ns=monotonic_ns,
         scenario=scenario,
         catalogue_item=catalogue_item,
@@ -388,7 +391,6 @@ def row_from_columns(raw: Sequence[Any]) -> JournalRow:
         hash=digest,
         uploaded=bool(uploaded),
         terminal_id=terminal_id,
-        wall_time_us=wall_time_us,
         personal_ciphertext=ciphertext,
         flags=tuple(json.loads(flags_json)),
         ref_seq=ref_seq,

@@ -180,7 +180,7 @@ class Journal:
             unhashed = JournalRow(
                 seq=seq,
                 uuid=row_uuid,
-                wall_time=wall_time_us / 1_000_000,
+                wall_time_us=wall_time_us,
                 monotonic_ns=self._monotonic(),
                 scenario=entry.scenario,
                 catalogue_item=entry.catalogue_item,
@@ -193,7 +193,6 @@ class Journal:
                 hash="",
                 uploaded=False,
                 terminal_id=entry.terminal_id,
-                wall_time_us=wall_time_us,
                 personal_ciphertext=ciphertext,
                 flags=flags,
                 ref_seq=entry.ref_seq,
