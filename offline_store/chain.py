@@ -51,6 +51,7 @@ __all__ = [
     "chain_hash",
     "declared_gap",
     "gap_form_problem",
+    "new_row",
     "payment_digest",
     "personal_aad",
 ]
@@ -189,6 +190,11 @@ class JournalRow(Decision):
         return record
 
 
+_DECISION = tuple(Decision.__dataclass_fields__)
+#: a declared gap's fixed members as a decision (§5.8)
+_GAP = Decision(GAP_SCENARIO, None, "", GAP_OUTCOME, GAP_REASON, None)
+
+
 @dataclass(frozen=True, slots=True)
 class ChainReport:
     """The result of :meth:`Journal.verify_chain`.
@@ -257,6 +263,22 @@ def personal_aad(seq: int, row_uuid: str) -> bytes:
     return f"{CHAIN_FORMAT} seq={seq} uuid={row_uuid}".encode("ascii")
 
 
+def new_row(decision: Decision, prev_hash: str, **fields: Any) -> JournalRow:
+    """A row to append, hashed: ``decision`` with the row's own fields, chained to ``prev_hash``.
+
+    :param decision: what was decided (a :class:`offline_store.entry.JournalEntry`, whose
+        outcome may be its enum, or a declared gap's fixed members)
+    :param prev_hash: the hash of the row before (the anchor's, or 64 zeros, when there is none)
+    :param fields: the row's other fields, by :class:`JournalRow`'s names (``seq``, ``uuid``,
+        ``wall_time_us``, ``monotonic_ns``, ``personal_fields`` …), but ``hash`` and ``uploaded``
+    :raises TypeError: a field missing or unknown
+    """
+    decided = {name: getattr(decision, name) for name in _DECISION}
+    decided["outcome"] = str(decision.outcome)
+    row = JournalRow(**decided, prev_hash=prev_hash, hash="", uploaded=False, **fields)
+    return dataclasses.replace(row, hash=chain_hash(prev_hash, row.canonical()))
+
+
 def declared_gap(
     *,
     seq: int,
@@ -280,25 +302,17 @@ def declared_gap(
     """
     if not 1 <= first_lost < seq:
         raise JournalError(f"a gap row at seq {seq} cannot declare seqs from {first_lost} lost")
-    row = JournalRow(
+    return new_row(
+        _GAP,
+        prev_hash,
         seq=seq,
         uuid=row_uuid,
         wall_time_us=wall_time_us,
         monotonic_ns=monotonic_ns,
-        scenario=GAP_SCENARIO,
-        catalogue_item=None,
-        credential_token="",
-        outcome=GAP_OUTCOME,
-        reason_code=GAP_REASON,
-        amount=None,
         personal_fields=(),
-        prev_hash=prev_hash,
-        hash="",
-        uploaded=False,
         terminal_id=terminal_id,
         lost=(first_lost, seq - 1),
     )
-    return dataclasses.replace(row, hash=chain_hash(prev_hash, row.canonical()))
 
 
 def gap_form_problem(row: JournalRow) -> str | None:

@@ -42,7 +42,7 @@ from offline_store.audit import AuditLog
 from offline_store.chain import (
     ChainReport,
     JournalRow,
-    chain_hash,
+    new_row,
     payment_digest,
     personal_aad,
     row_from_columns,
@@ -177,32 +177,22 @@ class Journal:
             if entry.payment is not None and self._aead is not None:
                 payment_ct = seal(self._aead, seq, row_uuid, entry.payment)
             wall_time_us = round(self._clock() * 1_000_000)
-            unhashed = JournalRow(
+            payment = None if entry.payment is None else entry.payment.to_json()
+            row = new_row(
+                entry,
+                last_hash,
                 seq=seq,
                 uuid=row_uuid,
                 wall_time_us=wall_time_us,
                 monotonic_ns=self._monotonic(),
-                scenario=entry.scenario,
-                catalogue_item=entry.catalogue_item,
-                credential_token=entry.credential_token,
-                outcome=str(entry.outcome),
-                reason_code=entry.reason_code,
-                amount=entry.amount,
                 personal_fields=names,
-                prev_hash=last_hash,
-                hash="",
-                uploaded=False,
                 terminal_id=entry.terminal_id,
                 personal_ciphertext=ciphertext,
                 flags=flags,
                 ref_seq=entry.ref_seq,
-                payment=None if entry.payment is None else entry.payment.to_json(),
+                payment=payment,
+                payment_sha256=None if payment is None else payment_digest(payment),
             )
-            if unhashed.payment is not None:
-                unhashed = dataclasses.replace(
-                    unhashed, payment_sha256=payment_digest(unhashed.payment)
-                )
-            row = dataclasses.replace(unhashed, hash=chain_hash(last_hash, unhashed.canonical()))
             conn.execute(
                 f"INSERT INTO journal ({_COLUMNS}) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, ?, ?)",
