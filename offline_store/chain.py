@@ -45,7 +45,7 @@ __all__ = [
     "GAP_SCENARIO",
     "GENESIS_HASH",
     "ChainReport",
-    "Decision",
+    "JournalDecision",
     "JournalRow",
     "canonical_bytes",
     "chain_hash",
@@ -67,7 +67,7 @@ GAP_OUTCOME = "refuse"
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class JournalDecision:
     """What the terminal decided: the fields a journal entry
     (:class:`offline_store.entry.JournalEntry`) states and its row (:class:`JournalRow`) keeps.
 
@@ -89,8 +89,8 @@ class Decision:
 
 
 @dataclass(frozen=True, slots=True)
-class JournalRow(Decision):
-    """A stored journal row, without its personal values: its :class:`Decision` and
+class JournalRow(JournalDecision):
+    """A stored journal row, without its personal values: its :class:`JournalDecision` and
 
     :param seq: the sequence number, from 1, never reused
     :param uuid: a uuid4, for the platform's de-duplication
@@ -190,9 +190,9 @@ class JournalRow(Decision):
         return record
 
 
-_DECISION = tuple(Decision.__dataclass_fields__)
+_DECISION = tuple(JournalDecision.__dataclass_fields__)
 #: a declared gap's fixed members as a decision (§5.8)
-_GAP = Decision(GAP_SCENARIO, None, "", GAP_OUTCOME, GAP_REASON, None)
+_GAP = JournalDecision(GAP_SCENARIO, None, "", GAP_OUTCOME, GAP_REASON, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,7 +263,7 @@ def personal_aad(seq: int, row_uuid: str) -> bytes:
     return f"{CHAIN_FORMAT} seq={seq} uuid={row_uuid}".encode("ascii")
 
 
-def new_row(decision: Decision, prev_hash: str, **fields: Any) -> JournalRow:
+def new_row(decision: JournalDecision, prev_hash: str, **fields: Any) -> JournalRow:
     """A row to append, hashed: ``decision`` with the row's own fields, chained to ``prev_hash``.
 
     :param decision: what was decided (a :class:`offline_store.entry.JournalEntry`, whose

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from offline_store.audit import check_field_name
-from offline_store.chain import FLAG_PATTERN, FLAGS_MAX, Decision
+from offline_store.chain import FLAG_PATTERN, FLAGS_MAX, JournalDecision
 from offline_store.errors import JournalError
 from offline_store.identity import is_card_hash
 from offline_store.payment import Payment
@@ -39,9 +39,9 @@ class JournalOutcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class JournalEntry(Decision):
-    """A decision to record: the :class:`~offline_store.chain.Decision`'s fields (in its order:
-    they may be passed by position) and
+class JournalEntry(JournalDecision):
+    """A decision to record: the fields of :class:`~offline_store.chain.JournalDecision` (in
+    its order: they may be passed by position) and
 
     :param personal: the personal fields the scenario declared and keeps, name → value;
         encrypted at rest
