@@ -12,8 +12,9 @@ codec the trust table) does not load SQLite's wrapper and every table with it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from apdu.faces import lazy_getattr
 
 if TYPE_CHECKING:
     from offline_store.audit import AuditLog, AuditRow
@@ -163,9 +164,4 @@ __all__ = [
     "pepper_check",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """A name of :data:`__all__`, from its module (imported on first use)."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'offline_store' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -108,12 +108,11 @@ class AuditLog(StorePart):
         :param limit: how many of the newest rows, ``None`` for all
         :raises StoreError: the database failed
         """
-        with self._db.read() as conn:
-            fetched = conn.execute(
-                "SELECT ts, who, terminal_id, scenario, fields, purpose FROM audit "
-                "ORDER BY id DESC LIMIT ?",
-                (-1 if limit is None else limit,),
-            ).fetchall()
+        fetched = self._db.fetch_all(
+            "SELECT ts, who, terminal_id, scenario, fields, purpose FROM audit "
+            "ORDER BY id DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
         return [
             AuditRow(
                 datetime.datetime.fromtimestamp(ts, datetime.UTC),

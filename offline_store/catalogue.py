@@ -273,11 +273,10 @@ class Catalogue(StorePart):
 
         :raises StoreError: the database failed
         """
-        with self._db.read() as conn:
-            fetched = conn.execute(
-                "SELECT code, name, scenario, regions, valid_from, valid_to FROM catalogue "
-                "ORDER BY code"
-            ).fetchall()
+        fetched = self._db.fetch_all(
+            "SELECT code, name, scenario, regions, valid_from, valid_to FROM catalogue "
+            "ORDER BY code"
+        )
         return [_from_row(row) for row in fetched]
 
     def find(self, scenario: str, region_code: str, today: datetime.date) -> CatalogueItem | None:
@@ -291,12 +290,11 @@ class Catalogue(StorePart):
         """
         if not isinstance(region_code, str) or not _CITY.fullmatch(region_code):
             raise StoreError("region code must be 6 ASCII digits")
-        with self._db.read() as conn:
-            fetched = conn.execute(
-                "SELECT code, name, scenario, regions, valid_from, valid_to FROM catalogue "
-                "WHERE scenario = ?",
-                (scenario,),
-            ).fetchall()
+        fetched = self._db.fetch_all(
+            "SELECT code, name, scenario, regions, valid_from, valid_to FROM catalogue "
+            "WHERE scenario = ?",
+            (scenario,),
+        )
         candidates = [
             item
             for item in map(_from_row, fetched)
@@ -331,12 +329,11 @@ class Catalogue(StorePart):
         """
         if region is not None and (not isinstance(region, str) or not _CITY.fullmatch(region)):
             raise StoreError("region code must be 6 ASCII digits")
-        with self._db.read() as conn:
-            found = conn.execute(
-                "SELECT code, name, scenario, regions, valid_from, valid_to FROM catalogue "
-                "WHERE code = ? AND scenario = ?",
-                (code, scenario),
-            ).fetchone()
+        found = self._db.fetch_one(
+            "SELECT code, name, scenario, regions, valid_from, valid_to FROM catalogue "
+            "WHERE code = ? AND scenario = ?",
+            (code, scenario),
+        )
         if found is None:
             return None
         item = _from_row(found)
@@ -349,10 +346,7 @@ class Catalogue(StorePart):
 
         :raises StoreError: the database failed
         """
-        with self._db.read() as conn:
-            found = conn.execute(
-                "SELECT value FROM meta WHERE key = ?", (_META_LOADED_AT,)
-            ).fetchone()
+        found = self._db.fetch_one("SELECT value FROM meta WHERE key = ?", (_META_LOADED_AT,))
         return datetime.datetime.fromisoformat(found[0]) if found else None
 
 

@@ -45,11 +45,13 @@ __all__ = [
     "GAP_SCENARIO",
     "GENESIS_HASH",
     "ChainReport",
+    "JournalDecision",
     "JournalRow",
     "canonical_bytes",
     "chain_hash",
     "declared_gap",
     "gap_form_problem",
+    "new_row",
     "payment_digest",
     "personal_aad",
 ]
@@ -65,25 +67,41 @@ GAP_OUTCOME = "refuse"
 
 
 @dataclass(frozen=True, slots=True)
-class JournalRow:
-    """A stored journal row, without its personal values.
+class JournalDecision:
+    """What the terminal decided: the fields a journal entry
+    (:class:`offline_store.entry.JournalEntry`) states and its row (:class:`JournalRow`) keeps.
+
+    :param scenario: the scenario's code (e.g. ``transit``)
+    :param catalogue_item: the catalogue item (应用目录) it was taken under, if any
+    :param credential_token: the credential's card hash (:meth:`Store.card_hash`), never a card
+        number; empty when no credential was read
+    :param outcome: ``accept``, ``refuse`` or ``deferred``
+    :param reason_code: why, as a code (a national error code, a deny reason …)
+    :param amount: the amount in fen (分), if money was involved
+    """
+
+    scenario: str
+    catalogue_item: str | None
+    credential_token: str
+    outcome: str
+    reason_code: str
+    amount: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRow(JournalDecision):
+    """A stored journal row, without its personal values: its :class:`JournalDecision` and
 
     :param seq: the sequence number, from 1, never reused
     :param uuid: a uuid4, for the platform's de-duplication
-    :param wall_time: wall-clock time, seconds since the epoch (microsecond resolution)
+    :param wall_time_us: the wall-clock time as stored and hashed, microseconds since the epoch
+        (:attr:`wall_time` in seconds)
     :param monotonic_ns: the monotonic clock at append, nanoseconds
-    :param scenario: see :class:`JournalEntry`
-    :param catalogue_item: see :class:`JournalEntry`
-    :param credential_token: see :class:`JournalEntry`
-    :param outcome: see :class:`JournalEntry`
-    :param reason_code: see :class:`JournalEntry`
-    :param amount: see :class:`JournalEntry`
     :param personal_fields: the names of the encrypted personal fields, sorted
     :param prev_hash: the hash of the row before (64 zeros for row 1)
     :param hash: this row's chain hash
     :param uploaded: the platform acknowledged it
     :param terminal_id: see :class:`JournalEntry`
-    :param wall_time_us: the wall-clock time as stored and hashed, microseconds
     :param personal_ciphertext: nonce ‖ AES-GCM ciphertext ‖ tag, ``None`` without personal
         fields; hashed, so the platform needs it to check the chain
     :param flags: the decision's flags, sorted (see :class:`JournalEntry`)
@@ -96,26 +114,24 @@ class JournalRow:
 
     seq: int
     uuid: str
-    wall_time: float
+    wall_time_us: int
     monotonic_ns: int
-    scenario: str
-    catalogue_item: str | None
-    credential_token: str
-    outcome: str
-    reason_code: str
-    amount: int | None
     personal_fields: tuple[str, ...]
     prev_hash: str
     hash: str
     uploaded: bool
     terminal_id: str = ""
-    wall_time_us: int = 0
     personal_ciphertext: bytes | None = None
     flags: tuple[str, ...] = ()
     ref_seq: int | None = None
     payment: dict[str, Any] | None = None
     payment_sha256: str | None = None
     lost: tuple[int, int] | None = None
+
+    @property
+    def wall_time(self) -> float:
+        """The wall-clock time, seconds since the epoch (microsecond resolution)."""
+        return self.wall_time_us / 1_000_000
 
     def canonical(self) -> bytes:
         """The row's canonical serialisation, the input of its chain hash (a payment as its
@@ -172,6 +188,11 @@ class JournalRow:
         if self.lost is not None:
             record["lost"] = [str(self.lost[0]), str(self.lost[1])]
         return record
+
+
+_DECISION = tuple(JournalDecision.__dataclass_fields__)
+#: a declared gap's fixed members as a decision (§5.8)
+_GAP = JournalDecision(GAP_SCENARIO, None, "", GAP_OUTCOME, GAP_REASON, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +263,22 @@ def personal_aad(seq: int, row_uuid: str) -> bytes:
     return f"{CHAIN_FORMAT} seq={seq} uuid={row_uuid}".encode("ascii")
 
 
+def new_row(decision: JournalDecision, prev_hash: str, **fields: Any) -> JournalRow:
+    """A row to append, hashed: ``decision`` with the row's own fields, chained to ``prev_hash``.
+
+    :param decision: what was decided (a :class:`offline_store.entry.JournalEntry`, whose
+        outcome may be its enum, or a declared gap's fixed members)
+    :param prev_hash: the hash of the row before (the anchor's, or 64 zeros, when there is none)
+    :param fields: the row's other fields, by :class:`JournalRow`'s names (``seq``, ``uuid``,
+        ``wall_time_us``, ``monotonic_ns``, ``personal_fields`` …), but ``hash`` and ``uploaded``
+    :raises TypeError: a field missing or unknown
+    """
+    decided = {name: getattr(decision, name) for name in _DECISION}
+    decided["outcome"] = str(decision.outcome)
+    row = JournalRow(**decided, prev_hash=prev_hash, hash="", uploaded=False, **fields)
+    return dataclasses.replace(row, hash=chain_hash(prev_hash, row.canonical()))
+
+
 def declared_gap(
     *,
     seq: int,
@@ -265,26 +302,17 @@ def declared_gap(
     """
     if not 1 <= first_lost < seq:
         raise JournalError(f"a gap row at seq {seq} cannot declare seqs from {first_lost} lost")
-    row = JournalRow(
+    return new_row(
+        _GAP,
+        prev_hash,
         seq=seq,
         uuid=row_uuid,
-        wall_time=wall_time_us / 1_000_000,
-        monotonic_ns=monotonic_ns,
-        scenario=GAP_SCENARIO,
-        catalogue_item=None,
-        credential_token="",
-        outcome=GAP_OUTCOME,
-        reason_code=GAP_REASON,
-        amount=None,
-        personal_fields=(),
-        prev_hash=prev_hash,
-        hash="",
-        uploaded=False,
-        terminal_id=terminal_id,
         wall_time_us=wall_time_us,
+        monotonic_ns=monotonic_ns,
+        personal_fields=(),
+        terminal_id=terminal_id,
         lost=(first_lost, seq - 1),
     )
-    return dataclasses.replace(row, hash=chain_hash(prev_hash, row.canonical()))
 
 
 def gap_form_problem(row: JournalRow) -> str | None:
@@ -364,7 +392,7 @@ def row_from_columns(raw: Sequence[Any]) -> JournalRow:
     return JournalRow(
         seq=seq,
         uuid=row_uuid,
-        wall_time=wall_time_us / 1_000_000,
+        wall_time_us=wall_time_us,
         monotonic_ns=monotonic_ns,
         scenario=scenario,
         catalogue_item=catalogue_item,
@@ -377,7 +405,6 @@ def row_from_columns(raw: Sequence[Any]) -> JournalRow:
         hash=digest,
         uploaded=bool(uploaded),
         terminal_id=terminal_id,
-        wall_time_us=wall_time_us,
         personal_ciphertext=ciphertext,
         flags=tuple(json.loads(flags_json)),
         ref_seq=ref_seq,

@@ -92,8 +92,7 @@ class DayCounts:
         :raises StoreError: a malformed key, or the database failed
         """
         check_count_keys((key,))
-        with self._db.read() as conn:
-            found = conn.execute(
-                "SELECT count FROM day_count WHERE day = ? AND key = ?", (day.isoformat(), key)
-            ).fetchone()
+        found = self._db.fetch_one(
+            "SELECT count FROM day_count WHERE day = ? AND key = ?", (day.isoformat(), key)
+        )
         return 0 if found is None else int(found[0])

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from offline_store.errors import SchemaTooNew, StoreError, StoreLocked
 
@@ -331,6 +332,26 @@ class StoreDb:
         """
         return _Reading(self)
 
+    def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of one query run under :meth:`read`, ``None`` when there is none.
+
+        :param sql: the statement
+        :param params: its ``?`` parameters
+        :raises StoreError: the store is closed, or the database failed
+        """
+        with self.read() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one query run under :meth:`read`.
+
+        :param sql: the statement
+        :param params: its ``?`` parameters
+        :raises StoreError: the store is closed, or the database failed
+        """
+        with self.read() as conn:
+            return conn.execute(sql, params).fetchall()
+
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
         if self._lock_fd is None:
@@ -435,8 +456,7 @@ def migrate(store_db: StoreDb, migrations: Sequence[Migration] = MIGRATIONS) -> 
     :raises StoreError: a migration failed (the file stays at the version before it)
     """
     path = str(store_db.path)
-    with store_db.read() as conn:
-        found = conn.execute("PRAGMA user_version").fetchone()[0]
+    found = store_db.fetch_one("PRAGMA user_version")[0]
     if found > len(migrations):
         raise SchemaTooNew(path, found, len(migrations))
     for number in range(found, len(migrations)):

@@ -13,12 +13,13 @@ from __future__ import annotations
 import io
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from offline_store.denyfile import DenyHeader, delta_entry, entry_lines, line_error
 from offline_store.errors import DenyListError
 
-__all__ = ["BATCH_ROWS", "PROGRESS_EVERY", "Progress", "apply_delta", "stage_entries"]
+__all__ = ["BATCH_ROWS", "PROGRESS_EVERY", "Incoming", "Progress", "apply_delta", "stage_entries"]
 
 BATCH_ROWS = 10_000  # rows per executemany when staging a file's entries
 PROGRESS_EVERY = 10_000
@@ -27,23 +28,46 @@ Progress = Callable[[int, int], None]
 """``progress(done, total)``: entries applied so far, entries in the file."""
 
 
-def apply_delta(
-    conn: sqlite3.Connection,
-    gen: int,
-    header: DenyHeader,
-    lines: io.BytesIO,
-    progress: Progress | None,
-) -> int:
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A deny-list file on its way in: what a snapshot's insert and a delta's apply read.
+
+    :param header: the file's header
+    :param lines: the file, positioned after the header
+    :param progress: called every :data:`PROGRESS_EVERY` entries staged, and once at the end
+    """
+
+    header: DenyHeader
+    lines: io.BytesIO
+    progress: Progress | None = None
+
+    def entries(self) -> Iterator[tuple[int, bytes]]:
+        """The file's entry lines, numbered (:func:`offline_store.denyfile.entry_lines`).
+
+        :raises DenyListError: more or fewer entry lines than the header says
+        """
+        return entry_lines(self.lines, self.header.entries)
+
+    def report(self, done: int) -> None:
+        """Tell ``progress``, if any, that ``done`` of the file's entries are through.
+
+        :param done: entries staged or applied so far
+        :raises: what ``progress`` raises
+        """
+        if self.progress is not None:
+            self.progress(done, self.header.entries)
+
+
+def apply_delta(conn: sqlite3.Connection, gen: int, incoming: Incoming) -> int:
     """Apply a delta's operations to generation ``gen``, recording in ``deny_undo`` the state
     each replaced; return the change in the listed count.
 
     :param conn: the import's transaction
     :param gen: the active generation
-    :param header: the delta's header
-    :param lines: the file, positioned after the header
-    :param progress: called every :data:`PROGRESS_EVERY` entries staged
+    :param incoming: the delta
     :raises DenyListError: naming the first bad line in file order (:func:`_delta_error`)
     """
+    header = incoming.header
     conn.execute("DROP TABLE IF EXISTS temp.deny_delta")
     conn.execute("DROP TABLE IF EXISTS temp.deny_delta_ops")
     conn.execute(
@@ -56,9 +80,8 @@ def apply_delta(
         count = stage_entries(
             conn,
             "INSERT INTO temp.deny_delta VALUES (?, ?, ?, ?, ?)",
-            _operations(lines, header),
-            header,
-            progress,
+            _operations(incoming),
+            incoming,
         )
     except DenyListError as exc:  # reported unless an earlier line is wrong as well
         bad = exc
@@ -104,8 +127,7 @@ def apply_delta(
     ).fetchone()[0]
     conn.execute("DROP TABLE temp.deny_delta")
     conn.execute("DROP TABLE temp.deny_delta_ops")
-    if progress is not None:
-        progress(count, header.entries)
+    incoming.report(count)
     return int(added) - int(removed)
 
 
@@ -113,8 +135,7 @@ def stage_entries(
     conn: sqlite3.Connection,
     insert: str,
     rows: Iterable[tuple[Any, ...]],
-    header: DenyHeader,
-    progress: Progress | None,
+    incoming: Incoming,
 ) -> int:
     """Stage a file's entries in a temporary table, :data:`BATCH_ROWS` at a time; return how
     many. The rows read before a bad line are staged before its error goes on: the delta
@@ -123,8 +144,7 @@ def stage_entries(
     :param conn: the import's transaction
     :param insert: the ``INSERT`` statement of one row
     :param rows: the rows, in file order
-    :param header: the file's header (its entry count, for ``progress``)
-    :param progress: called every :data:`PROGRESS_EVERY` entries staged
+    :param incoming: the file (its ``progress`` is told every :data:`PROGRESS_EVERY` rows)
     :raises DenyListError: a bad line, from ``rows``
     """
     batch: list[tuple[Any, ...]] = []
@@ -136,21 +156,19 @@ def stage_entries(
             if len(batch) == BATCH_ROWS:
                 conn.executemany(insert, batch)
                 batch.clear()
-            if progress is not None and count % PROGRESS_EVERY == 0:
-                progress(count, header.entries)
+            if count % PROGRESS_EVERY == 0:
+                incoming.report(count)
     finally:
         conn.executemany(insert, batch)
     return count
 
 
-def _operations(
-    lines: io.BytesIO, header: DenyHeader
-) -> Iterator[tuple[int, bytes, str, str, int]]:
+def _operations(incoming: Incoming) -> Iterator[tuple[int, bytes, str, str, int]]:
     """The delta's operations as rows of ``temp.deny_delta``, in file order.
 
     :raises DenyListError: at the first unreadable line
     """
-    for line_no, line in entry_lines(lines, header.entries):
+    for line_no, line in incoming.entries():
         op, card, reason, effective = delta_entry(line, line_no)
         yield line_no, card, op, reason, effective
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from offline_store.db import StoreDb
-from offline_store.denydelta import Progress, apply_delta, stage_entries
+from offline_store.denydelta import Incoming, Progress, apply_delta, stage_entries
 from offline_store.denyfile import (
     SIG_SUFFIX,
     DenyHeader,
@@ -33,7 +33,6 @@ from offline_store.denyfile import (
     DenyReason,
     Verifier,
     date_from_int,
-    entry_lines,
     line_error,
     snapshot_entry,
 )
@@ -119,9 +118,7 @@ class DenyList:
         self._refresh_active()
 
     def _refresh_active(self) -> None:
-        with self._db.read() as conn:
-            row = conn.execute("SELECT version, gen FROM deny_version WHERE state = 'active'")
-            found = row.fetchone()
+        found = self._db.fetch_one("SELECT version, gen FROM deny_version WHERE state = 'active'")
         self._active = (found[0], found[1]) if found else None
 
     # --- reads ------------------------------------------------------------------------------
@@ -167,10 +164,9 @@ class DenyList:
 
         :raises StoreError: the database failed
         """
-        with self._db.read() as conn:
-            rows = conn.execute(
-                "SELECT state, version, listed, created, imported_at FROM deny_version"
-            ).fetchall()
+        rows = self._db.fetch_all(
+            "SELECT state, version, listed, created, imported_at FROM deny_version"
+        )
         by_state = {row[0]: row for row in rows}
         active = by_state.get("active")
         previous = by_state.get("previous")
@@ -257,7 +253,7 @@ class DenyList:
                 if done is not None:
                     log.info("event=deny_import_skipped version=%d", header.version)
                     return done
-                listed = self._apply(conn, header, digest, lines, progress)
+                listed = self._apply(conn, Incoming(header, lines, progress), digest)
             self._refresh_active()
         if header.entries >= CHECKPOINT_AFTER_ROWS:
             self._db.checkpoint()
@@ -320,11 +316,10 @@ class DenyList:
     def _apply(
         self,
         conn: sqlite3.Connection,
-        header: DenyHeader,
+        incoming: Incoming,
         digest: str,
-        lines: io.BytesIO,
-        progress: Progress | None,
     ) -> int:
+        header = incoming.header
         active = conn.execute(
             "SELECT version, gen, listed FROM deny_version WHERE state = 'active'"
         ).fetchone()
@@ -332,11 +327,11 @@ class DenyList:
             gen = conn.execute("SELECT COALESCE(MAX(gen), 0) + 1 FROM deny_version").fetchone()[0]
             # a generation left behind by an interrupted cleanup must not leak into this one
             conn.execute("DELETE FROM deny_entry WHERE gen = ?", (gen,))
-            count = self._insert_snapshot(conn, gen, header, lines, progress)
+            count = self._insert_snapshot(conn, gen, incoming)
             listed = count
         else:
             gen = active[1]
-            listed = active[2] + apply_delta(conn, gen, header, lines, progress)
+            listed = active[2] + apply_delta(conn, gen, incoming)
         self._retire(conn, active, gen)
         now = _utc_iso(self._clock())
         if active is not None:
@@ -387,14 +382,7 @@ class DenyList:
             conn.execute("DELETE FROM deny_entry WHERE gen = ?", (previous[1],))
         conn.execute("DELETE FROM deny_version WHERE version = ?", (previous[0],))
 
-    def _insert_snapshot(
-        self,
-        conn: sqlite3.Connection,
-        gen: int,
-        header: DenyHeader,
-        lines: io.BytesIO,
-        progress: Progress | None,
-    ) -> int:
+    def _insert_snapshot(self, conn: sqlite3.Connection, gen: int, incoming: Incoming) -> int:
         # Entries are staged in file order, then inserted sorted by hash: appending to the
         # B-tree instead of inserting at random places is several times faster at 10^6+ rows.
         conn.execute("DROP TABLE IF EXISTS temp.deny_staging")
@@ -408,12 +396,8 @@ class DenyList:
         count = stage_entries(
             conn,
             stage,
-            (
-                (line_no, *snapshot_entry(line, line_no))
-                for line_no, line in entry_lines(lines, header.entries)
-            ),
-            header,
-            progress,
+            ((line_no, *snapshot_entry(line, line_no)) for line_no, line in incoming.entries()),
+            incoming,
         )
         try:
             conn.execute(
@@ -429,8 +413,7 @@ class DenyList:
             ).fetchone()
             raise line_error(second[0], "the same hash appears twice in this snapshot") from None
         conn.execute("DROP TABLE temp.deny_staging")
-        if progress is not None:
-            progress(count, header.entries)
+        incoming.report(count)
         return count
 
     # --- rollback ---------------------------------------------------------------------------

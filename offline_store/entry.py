@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from offline_store.audit import check_field_name
-from offline_store.chain import FLAG_PATTERN, FLAGS_MAX
+from offline_store.chain import FLAG_PATTERN, FLAGS_MAX, JournalDecision
 from offline_store.errors import JournalError
 from offline_store.identity import is_card_hash
 from offline_store.payment import Payment
@@ -37,16 +37,10 @@ class JournalOutcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """A decision to record.
+class JournalEntry(JournalDecision):
+    """A decision to record: the fields of :class:`~offline_store.chain.JournalDecision` (in
+    its order: they may be passed by position) and
 
-    :param scenario: the scenario's code (e.g. ``transit``)
-    :param catalogue_item: the catalogue item (应用目录) it was taken under, if any
-    :param credential_token: the credential's card hash (:meth:`Store.card_hash`), never a card
-        number; empty when no credential was read
-    :param outcome: ``accept``, ``refuse`` or ``deferred``
-    :param reason_code: why, as a code (a national error code, a deny reason …)
-    :param amount: the amount in fen (分), if money was involved
     :param personal: the personal fields the scenario declared and keeps, name → value;
         encrypted at rest
     :param terminal_id: the terminal that took the decision
@@ -59,12 +53,6 @@ class JournalEntry:
         ``None`` for a row that took no payment
     """
 
-    scenario: str
-    catalogue_item: str | None
-    credential_token: str
-    outcome: str
-    reason_code: str
-    amount: int | None
     personal: Mapping[str, str] = field(default_factory=dict)
     terminal_id: str = ""
     flags: tuple[str, ...] = ()

@@ -42,7 +42,7 @@ from offline_store.audit import AuditLog
 from offline_store.chain import (
     ChainReport,
     JournalRow,
-    chain_hash,
+    new_row,
     payment_digest,
     personal_aad,
     row_from_columns,
@@ -177,33 +177,22 @@ class Journal:
             if entry.payment is not None and self._aead is not None:
                 payment_ct = seal(self._aead, seq, row_uuid, entry.payment)
             wall_time_us = round(self._clock() * 1_000_000)
-            unhashed = JournalRow(
+            payment = None if entry.payment is None else entry.payment.to_json()
+            row = new_row(
+                entry,
+                last_hash,
                 seq=seq,
                 uuid=row_uuid,
-                wall_time=wall_time_us / 1_000_000,
-                monotonic_ns=self._monotonic(),
-                scenario=entry.scenario,
-                catalogue_item=entry.catalogue_item,
-                credential_token=entry.credential_token,
-                outcome=str(entry.outcome),
-                reason_code=entry.reason_code,
-                amount=entry.amount,
-                personal_fields=names,
-                prev_hash=last_hash,
-                hash="",
-                uploaded=False,
-                terminal_id=entry.terminal_id,
                 wall_time_us=wall_time_us,
+                monotonic_ns=self._monotonic(),
+                personal_fields=names,
+                terminal_id=entry.terminal_id,
                 personal_ciphertext=ciphertext,
                 flags=flags,
                 ref_seq=entry.ref_seq,
-                payment=None if entry.payment is None else entry.payment.to_json(),
+                payment=payment,
+                payment_sha256=None if payment is None else payment_digest(payment),
             )
-            if unhashed.payment is not None:
-                unhashed = dataclasses.replace(
-                    unhashed, payment_sha256=payment_digest(unhashed.payment)
-                )
-            row = dataclasses.replace(unhashed, hash=chain_hash(last_hash, unhashed.canonical()))
             conn.execute(
                 f"INSERT INTO journal ({_COLUMNS}) VALUES "
                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, NULL, ?, ?)",
@@ -327,11 +316,10 @@ class Journal:
         cursor = after_seq
         while left is None or left > 0:
             page = PAGE_ROWS if left is None else min(PAGE_ROWS, left)
-            with self._db.read() as conn:
-                fetched = conn.execute(
-                    f"SELECT {_COLUMNS} FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (cursor, page),
-                ).fetchall()
+            fetched = self._db.fetch_all(
+                f"SELECT {_COLUMNS} FROM journal WHERE seq > ? ORDER BY seq LIMIT ?",
+                (cursor, page),
+            )
             for raw in fetched:
                 yield self._row(raw)
             if len(fetched) < page:
@@ -346,12 +334,11 @@ class Journal:
         :param limit: at most this many
         :raises StoreError: the database failed
         """
-        with self._db.read() as conn:
-            fetched = conn.execute(
-                f"SELECT {_COLUMNS} FROM journal WHERE seq > "
-                "(SELECT acked_seq FROM journal_state WHERE id = 1) ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
+        fetched = self._db.fetch_all(
+            f"SELECT {_COLUMNS} FROM journal WHERE seq > "
+            "(SELECT acked_seq FROM journal_state WHERE id = 1) ORDER BY seq LIMIT ?",
+            (limit,),
+        )
         return [self._row(raw) for raw in fetched]
 
     def unconfirmed_deferred(
@@ -368,11 +355,10 @@ class Journal:
         if acknowledged:
             where += " AND j.seq <= (SELECT acked_seq FROM journal_state WHERE id = 1)"
         columns = ", ".join(f"j.{c.strip()}" for c in _COLUMNS.split(","))
-        with self._db.read() as conn:
-            fetched = conn.execute(
-                f"SELECT {columns} FROM journal j WHERE {where} ORDER BY j.seq LIMIT ?",
-                (-1 if limit is None else limit,),
-            ).fetchall()
+        fetched = self._db.fetch_all(
+            f"SELECT {columns} FROM journal j WHERE {where} ORDER BY j.seq LIMIT ?",
+            (-1 if limit is None else limit,),
+        )
         return [self._row(raw) for raw in fetched]
 
     def backlog(self) -> JournalBacklog:
@@ -380,10 +366,9 @@ class Journal:
 
         :raises StoreError: the database failed
         """
-        with self._db.read() as conn:
-            last_seq, acked_seq, anchor_seq = conn.execute(
-                "SELECT last_seq, acked_seq, anchor_seq FROM journal_state WHERE id = 1"
-            ).fetchone()
+        last_seq, acked_seq, anchor_seq = self._db.fetch_one(
+            "SELECT last_seq, acked_seq, anchor_seq FROM journal_state WHERE id = 1"
+        )
         return JournalBacklog(int(last_seq), int(acked_seq), int(anchor_seq))
 
     def readable_rows(self, after_seq: int, up_to_seq: int) -> Iterator[JournalRow]:
@@ -420,10 +405,7 @@ class Journal:
 
         :raises StoreError: the database failed
         """
-        with self._db.read() as conn:
-            raw = conn.execute(
-                f"SELECT {_COLUMNS} FROM journal ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
+        raw = self._db.fetch_one(f"SELECT {_COLUMNS} FROM journal ORDER BY seq DESC LIMIT 1")
         return self._row(raw) if raw else None
 
     def read_personal(self, seq: int, who: str, purpose: str = "") -> dict[str, str]:
@@ -439,29 +421,28 @@ class Journal:
         """
         if self._aead is None:
             raise JournalError("no journal key: personal fields cannot be read")
-        with self._db.write() as conn:
-            raw = conn.execute(
-                "SELECT uuid, scenario, terminal_id, personal_fields, personal_ct FROM journal "
-                "WHERE seq = ?",
-                (seq,),
-            ).fetchone()
-            if raw is None:
-                raise JournalError(f"journal row {seq} does not exist (pruned or never written)")
-            row_uuid, scenario, terminal_id, names_json, ciphertext = raw
-            names = tuple(json.loads(names_json))
-            values: dict[str, str] = {}
-            if ciphertext is not None:
-                try:
-                    plaintext = self._aead.decrypt(
-                        ciphertext[:NONCE_LEN], ciphertext[NONCE_LEN:], personal_aad(seq, row_uuid)
-                    )
-                except InvalidTag:
-                    raise JournalError(
-                        f"journal row {seq}: personal fields do not decrypt (wrong journal key "
-                        "or an altered row)"
-                    ) from None
-                values = json.loads(plaintext)
-            self._audit.record(who, terminal_id, scenario, names, purpose or f"journal row {seq}")
+        raw = self._db.fetch_one(
+            "SELECT uuid, scenario, terminal_id, personal_fields, personal_ct FROM journal "
+            "WHERE seq = ?",
+            (seq,),
+        )
+        if raw is None:
+            raise JournalError(f"journal row {seq} does not exist (pruned or never written)")
+        row_uuid, scenario, terminal_id, names_json, ciphertext = raw
+        names = tuple(json.loads(names_json))
+        values: dict[str, str] = {}
+        if ciphertext is not None:
+            try:
+                plaintext = self._aead.decrypt(
+                    ciphertext[:NONCE_LEN], ciphertext[NONCE_LEN:], personal_aad(seq, row_uuid)
+                )
+            except InvalidTag:
+                raise JournalError(
+                    f"journal row {seq}: personal fields do not decrypt (wrong journal key or "
+                    "an altered row)"
+                ) from None
+            values = json.loads(plaintext)
+        self._audit.record(who, terminal_id, scenario, names, purpose or f"journal row {seq}")
         log.info("event=journal_personal_read seq=%d fields=%s", seq, ",".join(names))
         return values
 

@@ -37,8 +37,7 @@ class Meta:
         :raises StoreError: a malformed key, or the database failed
         """
         _check_key(key)
-        with self._db.read() as conn:
-            found = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        found = self._db.fetch_one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if found is None else str(found[0])
 
     def set(self, values: Mapping[str, str | None]) -> None:

@@ -297,11 +297,10 @@ class OpenPurchases:
         """
         key = self.card_key(kind, card_serial)
         day = local_day(wall_time).isoformat()
-        with self._db.read() as conn:
-            found = conn.execute(
-                "SELECT spent_fen, rides, last_us FROM payment_day WHERE day = ? AND card_key = ?",
-                (day, key),
-            ).fetchone()
+        found = self._db.fetch_one(
+            "SELECT spent_fen, rides, last_us FROM payment_day WHERE day = ? AND card_key = ?",
+            (day, key),
+        )
         return DaySpend(0, 0, 0) if found is None else DaySpend(*found)
 
     def find(self, kind: str, card_serial: str) -> OpenPurchase | None:
@@ -310,21 +309,19 @@ class OpenPurchases:
         :raises JournalError: no journal key, or a record that does not decrypt
         """
         key = self.card_key(kind, card_serial)
-        with self._db.read() as conn:
-            raw = conn.execute(
-                "SELECT card_key, kind, state, seq, opened_us, record_ct FROM payment_open "
-                "WHERE card_key = ?",
-                (key,),
-            ).fetchone()
+        raw = self._db.fetch_one(
+            "SELECT card_key, kind, state, seq, opened_us, record_ct FROM payment_open "
+            "WHERE card_key = ?",
+            (key,),
+        )
         return None if raw is None else self._open(raw)
 
     def all(self) -> Iterator[OpenPurchase]:
         """Every open purchase, oldest first (the daemon's start turns pending into torn)."""
-        with self._db.read() as conn:
-            rows = conn.execute(
-                "SELECT card_key, kind, state, seq, opened_us, record_ct FROM payment_open "
-                "ORDER BY opened_us, seq"
-            ).fetchall()
+        rows = self._db.fetch_all(
+            "SELECT card_key, kind, state, seq, opened_us, record_ct FROM payment_open "
+            "ORDER BY opened_us, seq"
+        )
         return (self._open(raw) for raw in rows)
 
     def _open(self, raw: tuple[Any, ...]) -> OpenPurchase:

@@ -352,8 +352,7 @@ def _fold_wal(store_db: StoreDb, path: Path) -> None:
     SQLite starts the log and its ``-shm`` index afresh; pages of the old file's log could
     never be applied to it."""
     try:
-        with store_db.read() as conn:
-            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        busy, _, _ = store_db.fetch_one("PRAGMA wal_checkpoint(TRUNCATE)")
     except StoreError as exc:
         raise StoreError(f"{path}: its write-ahead log cannot be folded in ({exc}): nothing was "
                          "swapped") from exc  # fmt: skip

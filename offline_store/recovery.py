@@ -163,7 +163,7 @@ def row_from_upload(raw: Mapping[str, Any]) -> JournalRow:
         row = JournalRow(
             seq=int(record["seq"]),
             uuid=str(record["uuid"]),
-            wall_time=int(record["wall_time_us"]) / 1_000_000,
+            wall_time_us=int(record["wall_time_us"]),
             monotonic_ns=int(record["monotonic_ns"]),
             scenario=str(record["scenario"]),
             catalogue_item=record["catalogue_item"],
@@ -176,7 +176,6 @@ def row_from_upload(raw: Mapping[str, Any]) -> JournalRow:
             hash=str(raw["hash"]),
             uploaded=True,
             terminal_id=str(record["terminal_id"]),
-            wall_time_us=int(record["wall_time_us"]),
             personal_ciphertext=(
                 None if ciphertext is None else base64.b64decode(ciphertext, validate=True)
             ),

@@ -31,10 +31,7 @@ class ReplayCache(StorePart):
         :raises StoreError: an empty key, or the database failed
         """
         key_hash = _key_hash(key)
-        with self._db.read() as conn:
-            found = conn.execute(
-                "SELECT expires_at FROM replay WHERE key_hash = ?", (key_hash,)
-            ).fetchone()
+        found = self._db.fetch_one("SELECT expires_at FROM replay WHERE key_hash = ?", (key_hash,))
         return found is not None and found[0] > self._clock()
 
     def check_and_add(self, key: str, ttl_s: float) -> bool:

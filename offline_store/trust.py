@@ -105,18 +105,16 @@ class TrustStore(StorePart):
 
         :raises StoreError: the database failed
         """
-        with self._db.read() as conn:
-            row = conn.execute(
-                "SELECT version, not_after, sha256, saved_at FROM trust_list WHERE state = ?",
-                (ACTIVE,),
-            ).fetchone()
+        row = self._db.fetch_one(
+            "SELECT version, not_after, sha256, saved_at FROM trust_list WHERE state = ?",
+            (ACTIVE,),
+        )
         return None if row is None else StoredTrustList(*row)
 
     def _load(self, state: str) -> bytes | None:
-        with self._db.read() as conn:
-            row = conn.execute(
-                "SELECT raw, sha256, version FROM trust_list WHERE state = ?", (state,)
-            ).fetchone()
+        row = self._db.fetch_one(
+            "SELECT raw, sha256, version FROM trust_list WHERE state = ?", (state,)
+        )
         if row is None:
             return None
         raw, sha256, version = bytes(row[0]), row[1], row[2]

@@ -21,8 +21,9 @@ uploads), :mod:`~platform_server.chains` (listing, verifying), :mod:`~platform_s
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from apdu.faces import lazy_getattr
 
 if TYPE_CHECKING:
     from platform_server.app import create_app
@@ -68,9 +69,4 @@ __all__ = [
     "create_app",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """A name of :data:`__all__`, from its module (imported on first use)."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'platform_server' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

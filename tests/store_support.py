@@ -163,7 +163,6 @@ def write_old_journal_rows(path: Path, amounts: Iterable[int | None], *, version
             row = JournalRow(
                 seq=seq,
                 uuid=f"00000000-0000-4000-8000-{seq:012d}",
-                wall_time=NOON + seq,
                 monotonic_ns=seq,
                 scenario="transit",
                 catalogue_item="0301",

@@ -243,7 +243,6 @@ def test_a_follow_up_row_matches_its_documented_vector() -> None:
     fourth = JournalRow(
         seq=4,
         uuid="9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
-        wall_time=1795953604.5,
         monotonic_ns=123460789000,
         scenario="transit",
         catalogue_item="0301",

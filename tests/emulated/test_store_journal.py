@@ -63,7 +63,6 @@ def test_the_serialisation_matches_the_documented_vectors() -> None:
     first = JournalRow(
         seq=1,
         uuid="3f1c2a9e-8b4d-4e6f-9a1b-2c3d4e5f6a7b",
-        wall_time=1795953600.0,
         monotonic_ns=123456789000,
         scenario="transit",
         catalogue_item="0301",
@@ -91,7 +90,6 @@ def test_the_serialisation_matches_the_documented_vectors() -> None:
     second = JournalRow(
         seq=2,
         uuid="0b7e5d2c-1a3f-4c8e-b6d4-9e8f7a6b5c4d",
-        wall_time=1795953601.5,
         monotonic_ns=123457789000,
         scenario="hotel",
         catalogue_item=None,
@@ -384,7 +382,6 @@ def test_a_flagged_row_matches_its_documented_vector_and_an_unflagged_row_is_unc
     third = JournalRow(
         seq=3,
         uuid="7c2e9f40-5d1b-4a3e-8f6c-1b2a3c4d5e6f",
-        wall_time=1795953603.0,
         monotonic_ns=123459289000,
         scenario="transit",
         catalogue_item="0301",

@@ -22,9 +22,10 @@ package                   may import (project)                           third-p
 ``config/``               —                                              pydantic
 ========================  =============================================  =====================
 
-plus the project's two roots, which every package but ``config/`` (its own root,
+plus the project's three roots, which every package but ``config/`` (its own root,
 :mod:`config.errors`) may use: the one error root, ``apdu.errors`` (STYLE.md: "One root,
-``SscardError``"), and ``apdu.resources`` (``Closing``, the base of what ``with`` closes).
+``SscardError``"), ``apdu.resources`` (``Closing``, the base of what ``with`` closes) and
+``apdu.faces`` (``lazy_getattr``, the ``__getattr__`` of a lazy package face).
 A row that names no third-party library limits none; the standard library is always allowed,
 but the pure packages (``apdu/``, ``ecard/``) do no I/O, so not its sockets, child processes or
 SQLite. What the code needs beyond the table is listed, with its reason, in
@@ -42,7 +43,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROOTS = frozenset({"apdu.errors", "apdu.resources"})
+ROOTS = frozenset({"apdu.errors", "apdu.faces", "apdu.resources"})
 #: stdlib modules that are I/O, which the pure packages never import
 IO_STDLIB = frozenset({"socket", "subprocess", "sqlite3", "ssl", "http", "urllib", "asyncio"})
 
@@ -54,7 +55,8 @@ class Layer:
     :param project: the project modules it may import (a package, or a module of one)
     :param third_party: the third-party top-level names it may import; ``None``: any
     :param pure: no I/O (the stdlib's sockets, child processes and SQLite are out too)
-    :param error_root: it may import the roots (``apdu.errors``, ``apdu.resources``)
+    :param error_root: it may import the roots (``apdu.errors``, ``apdu.faces``,
+        ``apdu.resources``)
     """
 
     project: tuple[str, ...]
