@@ -39,6 +39,7 @@ __all__ = [
     "Envelope",
     "Header",
     "SignedCredential",
+    "SignedPart",
     "decode_text",
     "encode_text",
     "sig_structure",
@@ -206,21 +207,34 @@ def _no_unprotected(value: Any) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class SignedCredential:
-    """Part 1, as carried: a COSE_Sign1 ``[protected, {}, payload, signature]``.
+class SignedPart:
+    """What both signed parts carry, COSE_Sign1-shaped: a protected header, a payload and a
+    signature over their Sig_structure.
 
-    :param encoded: the whole CBOR array (the bytes of the envelope's first item)
     :param protected: the protected header's bytes
     :param header: the decoded protected header
     :param payload: the claims' bytes (decoded only once the signature holds)
     :param signature: ``r ‖ s``
     """
 
-    encoded: bytes = field(repr=False)
     protected: bytes = field(repr=False)
     header: Header
     payload: bytes = field(repr=False)
     signature: bytes = field(repr=False)
+
+    def _sig_structure(self, external_aad: bytes) -> bytes:
+        return sig_structure(self.protected, external_aad, self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedCredential(SignedPart):
+    """Part 1, as carried: a COSE_Sign1 ``[protected, {}, payload, signature]`` (the fields
+    of :class:`SignedPart`, signed by the platform).
+
+    :param encoded: the whole CBOR array (the bytes of the envelope's first item)
+    """
+
+    encoded: bytes = field(repr=False)
 
     @classmethod
     def parse(cls, encoded: bytes) -> SignedCredential:
@@ -237,7 +251,7 @@ class SignedCredential:
         payload = _bstr(value[2], "the credential's payload")
         signature = _signature(value[3], "the credential's signature")
         header = Header.parse(protected, with_kid=True)
-        return cls(encoded, protected, header, payload, signature)
+        return cls(protected, header, payload, signature, encoded)
 
     @classmethod
     def build(cls, header: Header, payload: bytes, signature: bytes) -> SignedCredential:
@@ -250,30 +264,21 @@ class SignedCredential:
         """
         protected = header.to_bytes()
         encoded = cbor.dumps([protected, {}, payload, signature])
-        return cls(encoded, protected, header, payload, signature)
+        return cls(protected, header, payload, signature, encoded)
 
     def to_be_signed(self) -> bytes:
         """The platform's Sig_structure: ``["Signature1", protected, b"", payload]``.
 
         :raises: nothing
         """
-        return sig_structure(self.protected, b"", self.payload)
+        return self._sig_structure(b"")
 
 
 @dataclass(frozen=True, slots=True)
-class DynamicPart:
-    """Part 2, as carried: ``[protected {1: alg}, payload {"ts", "ctr"}, signature]``.
-
-    :param protected: the protected header's bytes
-    :param header: the decoded protected header
-    :param payload: the dynamic claims' bytes
-    :param signature: ``r ‖ s`` by the device key
+class DynamicPart(SignedPart):
+    """Part 2, as carried: ``[protected {1: alg}, payload {"ts", "ctr"}, signature]`` (the
+    fields of :class:`SignedPart`: the dynamic claims, signed by the device key).
     """
-
-    protected: bytes = field(repr=False)
-    header: Header
-    payload: bytes = field(repr=False)
-    signature: bytes = field(repr=False)
 
     @classmethod
     def parse(cls, value: Any) -> DynamicPart:
@@ -311,7 +316,7 @@ class DynamicPart:
         :param credential: the credential carried beside it
         :raises: nothing
         """
-        return sig_structure(self.protected, credential.encoded, self.payload)
+        return self._sig_structure(credential.encoded)
 
     def to_list(self) -> list[bytes]:
         """The array to encode.

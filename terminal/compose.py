@@ -231,16 +231,12 @@ class Terminal(Closing):
     """A terminal built from its settings: what ``sscard tap`` and ``sscard run`` decide with.
 
     Close it (or use it as a context manager) to close the module, the platform link, the
-    indicators and the store, in the reverse order of opening.
+    indicators and the store, in the reverse order of opening. Its profile, store and
+    indicators are its pipeline's.
 
     :param settings: the settings it was built from
-    :param profile: the scenario profile
-    :param profile_dir: the folder the profile's relative files are taken from
-    :param store: the offline store
     :param pipeline: the validation pipeline (journal, then indicator)
     :param module: the security module, or ``None``
-    :param authenticate: whether the module checks cards (a module was chosen)
-    :param indicator: the indicators, or ``None``
     :param pcsc: the PC/SC access the security module (a PSAM) uses
     :param reader_names: the card readers to watch (names or unique parts; empty: any)
     :param excluded_readers: readers never taken for a card (the PSAM's)
@@ -249,13 +245,8 @@ class Terminal(Closing):
     """
 
     settings: Settings
-    profile: Profile
-    profile_dir: Path
-    store: Store
     pipeline: Pipeline
     module: SecurityModule | None
-    authenticate: bool
-    indicator: Indicator | None
     pcsc: PcscReader
     reader_names: tuple[str, ...] = ()
     excluded_readers: tuple[str, ...] = ()
@@ -263,6 +254,21 @@ class Terminal(Closing):
     fare_module: SecurityModule | None = None
     _stack: ExitStack = field(default_factory=ExitStack, repr=False)
     _parts: ExitStack = field(default_factory=ExitStack, repr=False)
+
+    @property
+    def profile(self) -> Profile:
+        """The scenario profile (the pipeline's)."""
+        return self.pipeline.profile
+
+    @property
+    def store(self) -> Store:
+        """The offline store (the pipeline's)."""
+        return self.pipeline.store
+
+    @property
+    def indicator(self) -> Indicator | None:
+        """The indicators (the pipeline's), or ``None``."""
+        return self.pipeline.indicator
 
     def replace_pipeline(self, settings: Settings, profile: Profile, profile_dir: Path) -> None:
         """Decide with new settings and profile from now on (the daemon's reload): a new
@@ -285,8 +291,7 @@ class Terminal(Closing):
             )
             parts = stack.pop_all()
         old, self._parts = self._parts, parts
-        self.settings, self.profile, self.profile_dir = settings, profile, profile_dir
-        self.pipeline, self.indicator = pipeline, pipeline.indicator
+        self.settings, self.pipeline = settings, pipeline
         old.close()
 
     def adopt(self, part: SecurityModule) -> None:
@@ -367,7 +372,7 @@ def open_terminal(
     with ExitStack() as stack:
         store = stack.enter_context(open_store(settings))
         pcsc = stack.enter_context(PcscReader())
-        authenticate, security = open_chosen(choice, pcsc, settings)
+        _, security = open_chosen(choice, pcsc, settings)
         if security is not None:
             stack.enter_context(security)
         fare_module = open_fare_module(settings, pcsc, stack)
@@ -379,13 +384,8 @@ def open_terminal(
             pipeline.purse.at_start(pipeline)
         terminal = Terminal(
             settings=settings,
-            profile=profile,
-            profile_dir=profile_dir,
-            store=store,
             pipeline=pipeline,
             module=security,
-            authenticate=authenticate,
-            indicator=pipeline.indicator,
             pcsc=pcsc,
             reader_names=settings.daemon_readers if reader_names is None else reader_names,
             excluded_readers=tuple(

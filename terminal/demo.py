@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -24,7 +25,7 @@ from drivers.readers import Reader
 from drivers.virtual import TEST_KEYS
 from drivers.virtual.card import Behaviour
 from drivers.virtual.pcscd import PcscdProcess, running_pid
-from drivers.virtual.persona import load_persona
+from drivers.virtual.persona import Persona, load_persona
 from drivers.virtual.psam import VirtualPsam, load_psam
 from drivers.virtual.ssc_card import VirtualSscCard
 from drivers.virtual.vpcd import VpcdBridge
@@ -80,18 +81,19 @@ def run_demo(personas: Path, out: TextIO, keys: Path = TEST_KEYS) -> int:
     print(f"pcscd pid {running_pid()}; cards go into {READER!r}", file=out)
     try:
         with open_reader(Settings(), name=READER) as reader:  # vpcd slot 0, through pcscd
+            slot = _Slot(reader, roots)
             for path in files:
                 for t0 in (False, True) if path.stem == "ordinary-2.0" else (False,):
-                    _show(reader, path, roots, out, t0=t0)
+                    _show(slot, path, out, t0=t0)
             psam = VirtualPsam(load_psam(keys / "psam-national.toml"), Behaviour(t0=True))
             print(f"\nvirtual PSAM (TEST KEYS) in {PSAM_READER!r}", file=out)
             psam_bridge = VpcdBridge(psam, slot=1)
             psam_bridge.insert()
             try:
                 for name in WITH_PSAM:
-                    _show(reader, personas / f"{name}.toml", roots, out, psam=True)
+                    _show(slot, personas / f"{name}.toml", out, psam=True)
 
-                insert = _inserter(reader, personas, roots)
+                insert = _inserter(slot, personas)
                 bus_validator(insert, PSAM_READER, READER, out)
             finally:
                 psam_bridge.remove()
@@ -101,45 +103,50 @@ def run_demo(personas: Path, out: TextIO, keys: Path = TEST_KEYS) -> int:
     return 0
 
 
-def _show(
-    reader: Reader,
-    path: Path,
-    roots: RootKeys,
-    out: TextIO,
-    *,
-    t0: bool = False,
-    psam: bool = False,
-) -> None:
-    """Insert one persona in slot 0, read it with the CLI, print the answer, remove it."""
-    persona = load_persona(path)
-    card = VirtualSscCard(persona, Behaviour(t0=t0), roots)
-    mode = "T=0" if t0 else "T=1"
-    how = ", with the PSAM" if psam else ""
-    print(f"\n[{persona.name}] {persona.description} ({mode}{how})", file=out)
-    bridge = VpcdBridge(card, slot=0)
-    bridge.insert()
-    try:
-        _read_once(out, *(("--sam-reader", PSAM_READER) if psam else ()))
-    finally:
-        bridge.remove()
-        reader.wait_for_removal(timeout=3)
+@dataclass(frozen=True)
+class _Slot:
+    """vpcd slot 0 as the demo uses it: a persona's card put in, then taken out again.
 
+    :param reader: the reader of slot 0, through pcscd
+    :param roots: the TEST KEYS the cards derive from
+    """
 
-def _inserter(
-    reader: Reader, personas: Path, roots: RootKeys
-) -> Callable[[str], Callable[[], None]]:
-    """A function that inserts a persona's card in slot 0 and returns its remover."""
+    reader: Reader
+    roots: RootKeys
 
-    def insert(name: str) -> Callable[[], None]:
-        card = VirtualSscCard(load_persona(personas / f"{name}.toml"), Behaviour(), roots)
-        bridge = VpcdBridge(card, slot=0)
+    def insert(self, persona: Persona, *, t0: bool = False) -> Callable[[], None]:
+        """Put a persona's card in; the function that takes it out and waits until the reader
+        has seen it go."""
+        bridge = VpcdBridge(VirtualSscCard(persona, Behaviour(t0=t0), self.roots), slot=0)
         bridge.insert()
-        reader.wait_for_card(5).close()
 
         def remove() -> None:
             bridge.remove()
-            reader.wait_for_removal(timeout=3)
+            self.reader.wait_for_removal(timeout=3)
 
+        return remove
+
+
+def _show(slot: _Slot, path: Path, out: TextIO, *, t0: bool = False, psam: bool = False) -> None:
+    """Insert one persona in slot 0, read it with the CLI, print the answer, remove it."""
+    persona = load_persona(path)
+    mode = "T=0" if t0 else "T=1"
+    how = ", with the PSAM" if psam else ""
+    print(f"\n[{persona.name}] {persona.description} ({mode}{how})", file=out)
+    remove = slot.insert(persona, t0=t0)
+    try:
+        _read_once(out, *(("--sam-reader", PSAM_READER) if psam else ()))
+    finally:
+        remove()
+
+
+def _inserter(slot: _Slot, personas: Path) -> Callable[[str], Callable[[], None]]:
+    """A function that inserts a persona's card in slot 0, waits until the reader sees it, and
+    returns its remover."""
+
+    def insert(name: str) -> Callable[[], None]:
+        remove = slot.insert(load_persona(personas / f"{name}.toml"))
+        slot.reader.wait_for_card(5).close()
         return remove
 
     return insert

@@ -260,20 +260,14 @@ def check_serial(settings: Settings) -> Check:
     if port is None:
         return Check("serial ports", Level.OK, "none configured")
     if not os.path.exists(port):
-        return Check(
-            "serial ports",
-            Level.FAIL,
-            f"{port} does not exist",
-            "plug the relay/buzzer/gate board in, or correct [indicators] serial_port",
-        )
-    if not os.access(port, os.R_OK | os.W_OK):
-        return Check(
-            "serial ports",
-            Level.FAIL,
-            f"{port}: no permission to read and write",
-            "add the terminal's user to the group owning the port (dialout)",
-        )
-    return Check("serial ports", Level.OK, f"{port} present and writable")
+        found = f"{port} does not exist"
+        advice = "plug the relay/buzzer/gate board in, or correct [indicators] serial_port"
+    elif not os.access(port, os.R_OK | os.W_OK):
+        found = f"{port}: no permission to read and write"
+        advice = "add the terminal's user to the group owning the port (dialout)"
+    else:
+        return Check("serial ports", Level.OK, f"{port} present and writable")
+    return Check("serial ports", Level.FAIL, found, advice)
 
 
 def check_audio(settings: Settings) -> Check:

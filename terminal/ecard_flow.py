@@ -45,6 +45,7 @@ from ecard import (
     QrRefused,
     TrustList,
     TrustListError,
+    VerifiedCode,
     code_kind,
     load_public_key,
     verify_code,
@@ -154,6 +155,31 @@ class CodeVerifier:
             log.warning("event=trust_list_unusable error=%s", exc.message)
             raise QrRefused(QrReason.STALE_TRUST_LIST, f"the stored trust list: {exc}") from exc
 
+    def verify(
+        self, pipeline: Pipeline, text: str, now: float
+    ) -> tuple[VerifiedCode, tuple[str, ...]]:
+        """Verify an open-format code offline, against :meth:`trust_list` under the profile's
+        ``[qr]`` rules and with the audience keys; the verified code and the list's journal
+        flags.
+
+        :param pipeline: the pipeline (its store, profile, platform link and list watch)
+        :param text: the scanned text
+        :param now: the wall clock
+        :raises QrRefused: no usable trust list (see :meth:`trust_list`), or the code fails a
+            check (:func:`ecard.verify_code`)
+        """
+        trust, flags = self.trust_list(pipeline, now)
+        rules = pipeline.profile.qr
+        verified = verify_code(
+            text,
+            trust,
+            now,
+            window_s=rules.window_s,
+            skew_s=rules.skew_s,
+            audience_keys=self.audience_keys,
+        )
+        return verified, flags
+
     def decode_online(self, text: str, pipeline: Pipeline) -> dict[str, Any] | None:
         """Ask the platform to decode a national code: one signed attempt, no retry (a holder
         is waiting), through the terminal's one transport.
@@ -240,15 +266,7 @@ def _open_code(pipeline: Pipeline, verifier: CodeVerifier, text: str, room: str 
     rules = pipeline.profile.qr
     now = pipeline.clock()
     try:
-        trust, flags = verifier.trust_list(pipeline, now)
-        verified = verify_code(
-            text,
-            trust,
-            now,
-            window_s=rules.window_s,
-            skew_s=rules.skew_s,
-            audience_keys=verifier.audience_keys,
-        )
+        verified, flags = verifier.verify(pipeline, text, now)
     except QrRefused as exc:
         log.info("event=qr_refused reason=%s", exc.reason)
         return pipeline.record(pipeline.decide_error(exc), None, "")

@@ -55,7 +55,7 @@ from drivers.keyfile import load_root_keys
 from drivers.pcsc import PcscReader
 from drivers.soft_sam import SoftTransitSam, refuse_in_production
 from offline_store import Store
-from offline_store.payment import Payment, PaymentRow
+from offline_store.payment import OpenPurchase, Payment, PaymentRow
 from terminal.card_read import ScenarioRead
 from terminal.fares import PurseRules, purse_fare
 from terminal.pipeline import ACCEPT, Decision, Pipeline, refuse
@@ -63,6 +63,7 @@ from terminal.profiles import Profile
 from terminal.reasons import Reason
 
 __all__ = [
+    "PurseDebits",
     "TransitPayments",
     "leave_to_platform",
     "open_fare_module",
@@ -204,14 +205,41 @@ def leave_to_platform(
     log.warning("event=purchase_left_torn card=%s", mask_serial(record.card_id))
 
 
-class TransitPayments:
-    """The transit purchase step of a pipeline (see the module docstring).
+class PurseDebits:
+    """What debits a card's purse through a security module and recovers a purchase the card
+    left torn: the transit fares here, the medical settlements (:mod:`terminal.settlement`).
+
+    :param module: the module of MAC1 and MAC2 (a PSAM, or in development a software SAM)
+    :param tear_window_s: how long a torn purchase waits for its card
+    :param clock: wall-clock seconds
+    """
+
+    def __init__(
+        self, module: SecurityModule, *, tear_window_s: float, clock: Callable[[], float]
+    ) -> None:
+        self.module = module
+        self.tear_window_us = round(tear_window_s * 1_000_000)
+        self.clock = clock
+
+    def recoverable_here(self, opened: OpenPurchase, record: PurchaseRecord) -> bool:
+        """Whether this terminal recovers a card's open purchase: opened within the tear
+        window, by this module (any other is left to the platform).
+
+        :param opened: the card's open purchase
+        :param record: its purchase record
+        :raises SscardError: the module cannot say its terminal number
+        """
+        fresh = self.clock() * 1_000_000 - opened.opened_us <= self.tear_window_us
+        return fresh and record.terminal_number == self.module.terminal_number()
+
+
+class TransitPayments(PurseDebits):
+    """The transit purchase step of a pipeline (see the module docstring); the module, the
+    tear window and the clock as in :class:`PurseDebits`.
 
     :param store: the open store (journal, open purchases, what cards paid today)
     :param module: the transit PSAM (or, in development, the software transit SAM)
     :param rules: the profile's ``[transit.purse]``
-    :param tear_window_s: how long a torn purchase waits for its card
-    :param clock: wall-clock seconds
     """
 
     def __init__(
@@ -223,11 +251,9 @@ class TransitPayments:
         tear_window_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(module, tear_window_s=tear_window_s, clock=clock)
         self.store = store
-        self.module = module
         self.rules = rules
-        self.tear_window_us = round(tear_window_s * 1_000_000)
-        self.clock = clock
 
     def __call__(
         self, pipeline: Pipeline, decision: Decision, read: ScenarioRead, card_hash: str
@@ -260,8 +286,7 @@ class TransitPayments:
         opened = self.store.payments.find(KIND, card.purse.card_id)
         if opened is not None:
             record = record_from_json(opened.record)
-            fresh = self.clock() * 1_000_000 - opened.opened_us <= self.tear_window_us
-            if fresh and record.terminal_number == self.module.terminal_number():
+            if self.recoverable_here(opened, record):
                 return self._recover(card, decision, record, opened.seq)
             self._give_up(card, record, opened.seq)
         spend = self.store.payments.day_spend(KIND, card.purse.card_id, self.clock())

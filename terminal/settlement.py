@@ -37,7 +37,13 @@ from apdu.ssc import SscSession
 from apdu.transport import Connection
 from offline_store import canonical_card_id
 from terminal.outcomes import classify
-from terminal.payments import UNPROVEN_FLAG, leave_to_platform, payment_row, record_from_json
+from terminal.payments import (
+    UNPROVEN_FLAG,
+    PurseDebits,
+    leave_to_platform,
+    payment_row,
+    record_from_json,
+)
 from terminal.pipeline import ACCEPT, Decision, Pipeline, refuse
 from terminal.reasons import Reason
 
@@ -66,13 +72,12 @@ class Settled:
         return {"code": self.code, "result": self.result, "decision": self.decision.to_json()}
 
 
-class MedicalSettlement:
-    """Settle bills on the hospital profile's pipeline with the SSC PSAM.
+class MedicalSettlement(PurseDebits):
+    """Settle bills on the hospital profile's pipeline with the SSC PSAM; a torn settlement
+    waits ``tear_window_s`` (300 s unless told) for its card, as in :class:`PurseDebits`.
 
     :param pipeline: the hospital profile's pipeline (its journal, its indicators)
     :param module: the SSC PSAM (MAC1, MAC2 of the personal account)
-    :param tear_window_s: how long a torn settlement waits for its card
-    :param clock: wall-clock seconds
     """
 
     def __init__(
@@ -83,10 +88,8 @@ class MedicalSettlement:
         tear_window_s: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(module, tear_window_s=tear_window_s, clock=clock)
         self.pipeline = pipeline
-        self.module = module
-        self.tear_window_us = round(tear_window_s * 1_000_000)
-        self.clock = clock
 
     def settle(self, connection: Connection, pin: str, pay_info: str) -> Settled:
         """One settlement on the card in the field (see the module docstring).
@@ -152,8 +155,7 @@ class MedicalSettlement:
         if opened is None:
             return None
         record = record_from_json(opened.record)
-        fresh = self.clock() * 1_000_000 - opened.opened_us <= self.tear_window_us
-        if not fresh or record.terminal_number != self.module.terminal_number():
+        if not self.recoverable_here(opened, record):
             leave_to_platform(self.pipeline, record, None, card_hash, opened.seq)
             return None
         result = recover(account, self.module, record, info.when)

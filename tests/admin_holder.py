@@ -43,7 +43,6 @@ def main() -> None:
             return operator.sync_answer(client.sync_once()).to_json()
 
     server = AdminServer(
-        settings.admin_socket_path,
         settings=settings,
         store=store,
         store_lock=lock,

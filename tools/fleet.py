@@ -36,7 +36,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -72,6 +72,57 @@ class Terminal:
 
 
 @dataclass
+class Answers:
+    """What the platform answered the uploads: the fleet counts into it, the result holds it."""
+
+    requests: int = 0
+    answers: dict[str, int] = field(default_factory=dict)  # HTTP status or exception → count
+    accepted: int = 0  # rows the answers counted as new
+    duplicates: int = 0  # rows they counted as already there (retries after a kill)
+    rejected: int = 0
+
+
+@dataclass
+class Lag:
+    """The upload lag, row journaled → acknowledged, in seconds."""
+
+    p50_s: float = 0.0
+    p99_s: float = 0.0
+    max_s: float = 0.0
+
+    @classmethod
+    def of(cls, lags: list[float]) -> Lag:
+        """The median, the 99th percentile and the longest of ``lags`` (all 0 when empty)."""
+        if not lags:
+            return cls()
+        lags = sorted(lags)
+        return cls(
+            statistics.median(lags), lags[min(len(lags) - 1, int(len(lags) * 0.99))], lags[-1]
+        )
+
+
+@dataclass
+class CpuSeconds:
+    """CPU seconds used, by whom; :meth:`read` reads the clocks, :meth:`since` subtracts."""
+
+    platform_cpu_s: float = 0.0  # the platform process over all its lives
+    postgres_cpu_s: float = 0.0  # the cluster's processes; 0 for a server given by --db
+    simulator_cpu_s: float = 0.0  # this process: the terminals' signing, hashing and HTTP
+    machine_cpu_s: float = 0.0  # every process of the machine, other people's too
+
+    @classmethod
+    def read(cls, server: str, platform_cpu_s: float = 0.0) -> CpuSeconds:
+        """The clocks now: ``server``'s throwaway cluster, this process and the machine."""
+        return cls(platform_cpu_s, _postgres_cpu_s(server), _own_cpu_s(), _machine_cpu_s())
+
+    def since(self, start: CpuSeconds) -> CpuSeconds:
+        """The seconds used between ``start`` and this reading."""
+        return CpuSeconds(
+            *(now - then for now, then in zip(astuple(self), astuple(start), strict=True))
+        )
+
+
+@dataclass
 class Result:
     """What a run measured."""
 
@@ -80,23 +131,14 @@ class Result:
     kills: int
     rows_made: int = 0
     rows_on_platform: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
     terminals_short: int = 0
     terminals_over: int = 0
-    requests: int = 0
-    answers: dict[str, int] = field(default_factory=dict)
-    lag_p50_s: float = 0.0
-    lag_p99_s: float = 0.0
-    lag_max_s: float = 0.0
+    answered: Answers = field(default_factory=Answers)
+    lag: Lag = field(default_factory=Lag)
     drain_s: float = 0.0
     platform_rows_per_s: float = 0.0  # all rows over the whole run, drain included
     peak_rows_per_s: float = 0.0  # the best 5 s of acknowledged rows
-    platform_cpu_s: float = 0.0
-    postgres_cpu_s: float = 0.0  # the cluster's processes; 0 for a server given by --db
-    simulator_cpu_s: float = 0.0  # this process: the terminals' signing, hashing and HTTP
-    machine_cpu_s: float = 0.0  # every process of the machine, other people's too
+    cpu: CpuSeconds = field(default_factory=CpuSeconds)
     cpus: int = 0
     register_s: float = 0.0
     journal_table_bytes: int = 0  # the platform's journal on PostgreSQL: heap and TOAST
@@ -108,13 +150,22 @@ class Result:
         made, and no answer counted a row as new twice. A batch whose answer a kill cut off
         after its commit is sent again and comes back as duplicates, so the answers seen may
         count fewer rows ``accepted`` than were made; with the duplicates, at least as many."""
+        answered = self.answered
         return (
             self.rows_on_platform == self.rows_made
-            and self.accepted <= self.rows_made <= self.accepted + self.duplicates
+            and answered.accepted <= self.rows_made <= answered.accepted + answered.duplicates
             and not self.terminals_short
             and not self.terminals_over
-            and not self.rejected
+            and not answered.rejected
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as ``--json`` writes it: one flat object (the answers' and the CPU
+        seconds' fields at the top, the lag's as ``lag_…``) and the verdict ``ok``."""
+        flat = asdict(self)
+        answered, lag, cpu = flat.pop("answered"), flat.pop("lag"), flat.pop("cpu")
+        lags = {f"lag_{name}": value for name, value in lag.items()}
+        return {**flat, **answered, **lags, **cpu, "ok": self.ok}
 
 
 class PlatformChild:
@@ -256,8 +307,7 @@ class Fleet:
         self.lock = threading.Lock()
         self.lags: list[float] = []
         self.acks: list[tuple[float, int]] = []  # (when, rows newly acknowledged)
-        self.answers: dict[str, int] = {}
-        self.accepted = self.duplicates = self.rejected = self.requests = 0
+        self.answered = Answers()
         self.local = threading.local()
 
     def made_by(self, terminal: Terminal, now: float) -> int:
@@ -310,9 +360,9 @@ class Fleet:
             acked_now = time.time()
             ack = int(doc["ack_seq"])
             with self.lock:
-                self.accepted += int(doc.get("accepted", 0))
-                self.duplicates += int(doc.get("duplicates", 0))
-                self.rejected += len(doc.get("rejected", []))
+                self.answered.accepted += int(doc.get("accepted", 0))
+                self.answered.duplicates += int(doc.get("duplicates", 0))
+                self.answered.rejected += len(doc.get("rejected", []))
                 self.acks.append((acked_now, max(0, ack - terminal.acked)))
                 self.lags.extend(
                     acked_now - self.made_at(terminal, s)
@@ -337,8 +387,8 @@ class Fleet:
 
     def _count(self, what: str) -> None:
         with self.lock:
-            self.requests += 1
-            self.answers[what] = self.answers.get(what, 0) + 1
+            self.answered.requests += 1
+            self.answered.answers[what] = self.answered.answers.get(what, 0) + 1
 
     def run(self, platform: PlatformChild) -> float:
         """Run until every terminal's rows are acknowledged; the drain time after the last
@@ -426,16 +476,13 @@ def run(args: argparse.Namespace) -> Result:
         result.register_s = time.monotonic() - started
         platform = PlatformChild(db, folder / "keys", _free_port())
         platform.start()
-        cpu0, pg0, own0 = _machine_cpu_s(), _postgres_cpu_s(server), _own_cpu_s()
+        cpu0 = CpuSeconds.read(server)
         fleet = Fleet(args, creds, platform.url)
         try:
             result.drain_s = fleet.run(platform)
         finally:
             platform.stop()
-        result.machine_cpu_s = _machine_cpu_s() - cpu0
-        result.postgres_cpu_s = _postgres_cpu_s(server) - pg0
-        result.simulator_cpu_s = _own_cpu_s() - own0
-        result.platform_cpu_s = platform.cpu_s
+        result.cpu = CpuSeconds.read(server, platform.cpu_s).since(cpu0)
         on_platform, result.journal_table_bytes, result.journal_index_bytes = _platform_rows(db)
     end = fleet.t0 + args.seconds
     for terminal in fleet.terminals:
@@ -445,14 +492,9 @@ def run(args: argparse.Namespace) -> Result:
         result.rows_on_platform += have
         result.terminals_short += have < made
         result.terminals_over += have > made
-    result.accepted, result.duplicates = fleet.accepted, fleet.duplicates
-    result.rejected, result.requests = fleet.rejected, fleet.requests
-    result.answers = dict(sorted(fleet.answers.items()))
-    lags = sorted(fleet.lags)
-    if lags:
-        result.lag_p50_s = statistics.median(lags)
-        result.lag_p99_s = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-        result.lag_max_s = lags[-1]
+    result.answered = fleet.answered
+    result.answered.answers = dict(sorted(fleet.answered.answers.items()))
+    result.lag = Lag.of(fleet.lags)
     result.platform_rows_per_s = result.rows_made / (args.seconds + result.drain_s)
     result.peak_rows_per_s = fleet.peak_rows_per_s()
     return result
@@ -481,27 +523,30 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({**asdict(result), "ok": result.ok}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return 0 if result.ok else 1
 
 
 def _table(r: Result) -> str:
     verdict = "no row lost, none doubled" if r.ok else "ROWS LOST OR DOUBLED"
+    answered, lag, cpu = r.answered, r.lag, r.cpu
     return "\n".join(
         [
             f"fleet: {r.terminals} terminals × {r.seconds:.0f} s, "
             f"platform killed {r.kills}×: {verdict}",
             f"  rows journaled {r.rows_made}, on the platform {r.rows_on_platform}, "
-            f"accepted {r.accepted}, duplicates (retries) {r.duplicates}, rejected {r.rejected}",
+            f"accepted {answered.accepted}, duplicates (retries) {answered.duplicates}, "
+            f"rejected {answered.rejected}",
             f"  terminals short {r.terminals_short}, over {r.terminals_over}",
-            f"  upload lag p50 {r.lag_p50_s:.2f} s, p99 {r.lag_p99_s:.2f} s, "
-            f"max {r.lag_max_s:.2f} s; "
+            f"  upload lag p50 {lag.p50_s:.2f} s, p99 {lag.p99_s:.2f} s, "
+            f"max {lag.max_s:.2f} s; "
             f"drain after the last decision {r.drain_s:.1f} s",
             f"  platform {r.platform_rows_per_s:.0f} rows/s over the run, "
-            f"{r.peak_rows_per_s:.0f} rows/s at best (5 s), {r.requests} requests {r.answers}",
-            f"  CPU: platform process {r.platform_cpu_s:.1f} s, "
-            f"PostgreSQL {r.postgres_cpu_s:.1f} s, simulator {r.simulator_cpu_s:.1f} s, "
-            f"whole machine {r.machine_cpu_s:.1f} s "
+            f"{r.peak_rows_per_s:.0f} rows/s at best (5 s), "
+            f"{answered.requests} requests {answered.answers}",
+            f"  CPU: platform process {cpu.platform_cpu_s:.1f} s, "
+            f"PostgreSQL {cpu.postgres_cpu_s:.1f} s, simulator {cpu.simulator_cpu_s:.1f} s, "
+            f"whole machine {cpu.machine_cpu_s:.1f} s "
             f"({r.cpus} CPUs, load {os.getloadavg()[0]:.1f} at the end)",
             f"  {r.terminals} terminals registered in {r.register_s:.1f} s; the journal on "
             f"PostgreSQL: {r.journal_table_bytes / max(1, r.rows_on_platform):.0f} bytes a row, "

@@ -9,9 +9,7 @@ tag; a board that still does not answer is an :class:`IndicatorError` naming the
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import termios
 import time
 
 import serial
@@ -28,19 +26,16 @@ from drivers.indicators.protocol import (
     gate_open,
     next_tag,
 )
+from drivers.serial_port import BAUDRATE, OPEN_ERRORS, PORT_ERRORS, SerialBackend
 
 log = logging.getLogger(__name__)
-
-# what pyserial lets through from a port that went away: SerialException is an OSError, but
-# tcflush/tcdrain on a hung-up tty raise a bare termios.error
-PORT_ERRORS = (OSError, termios.error)
 
 
 class CommandRefused(IndicatorError):
     """The board answered ``ERR`` to a command (it is there, but could not do it)."""
 
 
-class SerialIndicator(Indicator):
+class SerialIndicator(SerialBackend, Indicator):
     """Drive an indicator board over a serial port (pyserial).
 
     An accept sends ``GATE OPEN`` (when the indication opens the gate), ``LED GREEN`` and
@@ -58,12 +53,10 @@ class SerialIndicator(Indicator):
     :raises IndicatorError: when the port cannot be opened
     """
 
-    kind = "serial"
-
     def __init__(
         self,
         port: str,
-        baudrate: int = 9600,
+        baudrate: int = BAUDRATE,
         timeout_s: float = 0.5,
         gate_open_ms: int = 3000,
         led_ms: int = 1000,
@@ -156,25 +149,16 @@ class SerialIndicator(Indicator):
 
     def _open(self, command: str | None = None) -> None:
         try:
-            # exclusive: a second process on the same board would steal answers
-            self._serial = serial.Serial(
-                self.port, self.baudrate, timeout=self.timeout_s, exclusive=True
-            )
-        # ValueError: a baud rate or port setting the device does not take
-        except (*PORT_ERRORS, ValueError) as exc:
+            self._open_port(self.timeout_s)
+        except OPEN_ERRORS as exc:
             what = f"{command}: " if command else ""
             raise IndicatorError(
                 f"{what}cannot open indicator port {self.port}: {exc}", command=command
             ) from exc
-        self._rx.clear()
         log.info("event=indicator_port_open kind=serial port=%s", self.port)
 
-    def _drop(self) -> None:
-        port, self._serial = self._serial, None
+    def _forget(self) -> None:
         self._rx.clear()
-        if port is not None:
-            with contextlib.suppress(*PORT_ERRORS):
-                port.close()
 
     @staticmethod
     def _error(command: str, why: str) -> IndicatorError:

@@ -9,9 +9,7 @@ an unfinished line from before is forgotten.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import termios
 import time
 from collections.abc import Sequence
 
@@ -19,14 +17,12 @@ import serial
 
 from drivers.scanners.base import DEDUP_S, Scanner, ScannerDisconnected, ScannerError
 from drivers.scanners.lines import MAX_LINE, LineBuffer
+from drivers.serial_port import BAUDRATE, OPEN_ERRORS, PORT_ERRORS, SerialBackend
 
 log = logging.getLogger(__name__)
 
-# SerialException is an OSError; a hung-up tty can also raise a bare termios.error
-PORT_ERRORS = (OSError, termios.error)
 
-
-class SerialScanner(Scanner):
+class SerialScanner(SerialBackend, Scanner):
     """Read codes, one per line, from a scanner on a serial port.
 
     The port is opened exclusively at construction, 8N1 without flow control: most scanners
@@ -40,12 +36,10 @@ class SerialScanner(Scanner):
     :raises ScannerError: when the port cannot be opened
     """
 
-    kind = "serial"
-
     def __init__(
         self,
         port: str,
-        baudrate: int = 9600,
+        baudrate: int = BAUDRATE,
         *,
         dedup_s: float = DEDUP_S,
         max_line: int = MAX_LINE,
@@ -89,17 +83,10 @@ class SerialScanner(Scanner):
 
     def _open(self) -> None:
         try:
-            # exclusive: a second reader on the same scanner would take half of the codes
-            self._serial = serial.Serial(self.port, self.baudrate, timeout=0, exclusive=True)
-        # ValueError: a baud rate or setting the device does not take
-        except (*PORT_ERRORS, ValueError) as exc:
+            self._open_port(0)
+        except OPEN_ERRORS as exc:
             raise ScannerError(f"{self.source}: cannot open the scanner port: {exc}") from exc
-        self.lines.clear()
         log.info("event=scanner_port_open kind=serial port=%s", self.port)
 
-    def _drop(self) -> None:
-        port, self._serial = self._serial, None
+    def _forget(self) -> None:
         self.lines.clear()
-        if port is not None:
-            with contextlib.suppress(*PORT_ERRORS):
-                port.close()

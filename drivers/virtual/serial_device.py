@@ -18,7 +18,7 @@ from typing import Self
 
 import serial
 
-from drivers.indicators.serial_board import PORT_ERRORS
+from drivers.serial_port import PORT_ERRORS
 
 log = logging.getLogger(__name__)
 

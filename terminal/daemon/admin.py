@@ -86,8 +86,8 @@ class DaemonUnavailable(SscardError):
 class AdminServer:
     """Serve the admin socket from a thread of the daemon.
 
-    :param path: the socket file (``settings.admin_socket_path``)
-    :param settings: the terminal settings (the scenarios' profiles, the clock)
+    :param settings: the terminal settings (the socket file, their ``admin_socket_path``; the
+        scenarios' profiles; the clock)
     :param store: the daemon's open store
     :param store_lock: held around every use of ``store``
     :param status: the daemon's status, a JSON-ready mapping
@@ -99,7 +99,6 @@ class AdminServer:
 
     def __init__(
         self,
-        path: str | Path,
         *,
         settings: Settings,
         store: Store,
@@ -108,7 +107,7 @@ class AdminServer:
         sync_now: SyncFn,
         allowed_uids: frozenset[int] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = settings.admin_socket_path
         self.settings = settings
         self.store = store
         self.store_lock = store_lock

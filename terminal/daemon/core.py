@@ -224,8 +224,7 @@ class Daemon:
         self.watchdog.add("sync", self.syncer.run)
         # the operator commands reach the store the daemon owns through its admin socket
         self.admin = AdminServer(
-            terminal.settings.admin_socket_path,
-            settings=terminal.settings,
+            settings=settings,
             store=self.store,
             store_lock=self.store_lock,
             status=self.status,

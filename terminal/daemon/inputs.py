@@ -51,7 +51,30 @@ WAITING, PROCESSING, REMOVAL, DOWN, STOPPED = (
 Submit = Callable[[Job], None]
 
 
-class ReaderLoop:
+class _InputLoop:
+    """What the thread of an input device (a card reader, a code scanner) has: its name in the
+    health table, the worker it hands jobs to, the health and the daemon's stop flag.
+
+    :param device: the device's name in the health table (``reader:…``, ``scanner:…``)
+    :param submit: hands a job to the decision worker
+    :param health: the devices' health
+    :param stop: set when the daemon stops
+    """
+
+    def __init__(self, device: str, submit: Submit, health: Health, stop: threading.Event) -> None:
+        self.device = device
+        self.submit = submit
+        self.health = health
+        self.stop = stop
+
+    def _hand_over(self, job: Job) -> None:
+        """Hand a job to the decision worker and wait until it is decided (the worker always
+        answers, even when the decision failed)."""
+        self.submit(job)
+        job.done.wait()
+
+
+class ReaderLoop(_InputLoop):
     """One card reader's thread.
 
     :param wanted: the reader's name or a unique part of it
@@ -74,16 +97,12 @@ class ReaderLoop:
         on_state: Callable[[str], None] = lambda state: None,
         desk: Desk | None = None,
     ) -> None:
+        super().__init__(f"reader:{wanted}", submit, health, stop)
         self.wanted = wanted
         self.exclude = exclude
-        self.submit = submit
-        self.health = health
-        self.stop = stop
         self.on_state = on_state
         self.desk = desk
         self.state = WAITING
-        self.device = f"reader:{wanted}"
-        self.presentations = 0
 
     def _set(self, state: str) -> None:
         if state != self.state:
@@ -113,7 +132,6 @@ class ReaderLoop:
         if found is None:
             return
         connection, events = found
-        self.presentations += 1
         name = slot.name or self.wanted
         if self.desk is not None:
             self.desk.inserted(name)
@@ -143,8 +161,7 @@ class ReaderLoop:
         self._set(PROCESSING)
         job = Job(CARD, name, time.monotonic(), connection=connection, for_desk=for_desk)
         try:
-            self.submit(job)
-            job.done.wait()  # the worker always answers, even when the decision failed
+            self._hand_over(job)
         finally:
             connection.close()
 
@@ -160,7 +177,7 @@ class ReaderLoop:
         self.stop.wait(RETRY_S)
 
 
-class ScannerLoop:
+class ScannerLoop(_InputLoop):
     """One code scanner's thread.
 
     :param spec: the scanner (``serial:PORT[@BAUD]``, ``camera:N``, ``stdin``)
@@ -170,11 +187,8 @@ class ScannerLoop:
     """
 
     def __init__(self, spec: str, submit: Submit, health: Health, stop: threading.Event) -> None:
+        super().__init__(f"scanner:{spec}", submit, health, stop)
         self.spec = spec
-        self.submit = submit
-        self.health = health
-        self.stop = stop
-        self.device = f"scanner:{spec}"
 
     def run(self) -> None:
         """The thread: read codes until the daemon stops or the scanner's stream ends."""
@@ -201,9 +215,7 @@ class ScannerLoop:
                         log.info("event=scanner_ended scanner=%r", self.spec)
                         return
                     continue
-                job = Job(CODE, self.spec, scan.monotonic, text=scan.text)
-                self.submit(job)
-                job.done.wait()
+                self._hand_over(Job(CODE, self.spec, scan.monotonic, text=scan.text))
         finally:
             if scanner is not None:
                 scanner.close()

@@ -35,13 +35,13 @@ class Served:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.path = folder / "admin.sock"
         self.store = Store.open(folder / "store.db")
         self.lock = threading.Lock()
         self.syncs = 0
-        self.settings = parse_settings({}, base_dir=folder)
+        self.path = folder / "admin.sock"
+        daemon = {"admin_socket": str(self.path)}
+        self.settings = parse_settings({"daemon": daemon}, base_dir=folder)
         self.server = AdminServer(
-            self.path,
             settings=self.settings,
             store=self.store,
             store_lock=self.lock,
@@ -245,7 +245,6 @@ def test_a_stale_socket_is_replaced_and_a_live_daemon_is_not(tmp_path: Path) -> 
     with first.server:
         assert first.ask("journal-verify").exit_status == 0
         second = AdminServer(
-            first.path,
             settings=first.settings,
             store=first.store,
             store_lock=first.lock,

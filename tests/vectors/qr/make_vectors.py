@@ -372,11 +372,11 @@ def main() -> None:
     protected = good.protected
     signature = platform[Alg.ES256].sign(sig_structure(protected, b"", unsorted))
     odd = SignedCredential(
-        cbor.dumps([protected, {}, unsorted, signature]),
         protected,
         good.header,
         unsorted,
         signature,
+        encoded=cbor.dumps([protected, {}, unsorted, signature]),
     )
     odd_dynamic = DynamicPart.build(
         Alg.ES256, Dynamic(NOW, COUNTER).to_bytes(), device[Alg.ES256].sign, odd
