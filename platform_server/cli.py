@@ -38,7 +38,6 @@ from platform_server.cli_support import (
     DEFAULT_PORT,
     DEFAULT_URL,
     EXIT_OK,
-    ISO_DATE,
     KEY_FILE_MODE,
     card_options,
     command,
@@ -52,6 +51,7 @@ from platform_server.cli_support import (
     open_platform,
     platform_package,
 )
+from sync.wire import ISO_DATE
 
 if TYPE_CHECKING:
     from platform_server.chains import ChainSummary, TxRow

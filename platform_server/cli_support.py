@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,7 +57,6 @@ DEFAULT_PORT = 8480
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/"
 KEY_FILE_MODE = 0o600
 DAY_S = 86_400
-ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ALGS = {"es256": ("ES256",), "sm2": ("SM2",), "all": ("ES256", "SM2")}  # ecard.keys.Alg values
 
 

@@ -48,6 +48,7 @@ from platform_server.payment_keys import (
     load_payment_roots,
     payment_roots_of_test_keys,
 )
+from sync.wire import HEX64, SCENARIO
 
 __all__ = [
     "DEFAULT_IDENTITY_SCENARIOS",
@@ -78,8 +79,6 @@ TEST_CARD_ROOTS = "test-roots.toml"
 
 _QR_FILE = re.compile(r"qr-(es256|sm2)-([0-9a-f]{16})\.pem")
 _KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_SCENARIO = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +323,7 @@ def _ecard_key(path: Path, *, check_mode: bool = True) -> PrivateKey:
 
 def _hex_secret(path: Path, *, check_mode: bool = True) -> bytes:
     text = _private(path, check_mode=check_mode).decode("ascii", errors="replace").strip()
-    if not _HEX64.fullmatch(text):
+    if not HEX64.fullmatch(text):
         raise PlatformConfigError(f"{path} must hold 64 lowercase hex digits (32 bytes)")
     return bytes.fromhex(text)
 
@@ -341,10 +340,10 @@ def _audience(path: Path) -> tuple[AudienceKey, ...]:
         if set(table) != {"key", "scenarios"}:
             raise PlatformConfigError(f"{path}: [{kid}] has exactly key and scenarios")
         key, scenarios = table["key"], table["scenarios"]
-        if not isinstance(key, str) or not _HEX64.fullmatch(key):
+        if not isinstance(key, str) or not HEX64.fullmatch(key):
             raise PlatformConfigError(f"{path}: [{kid}] key must be 64 lowercase hex digits")
         if not isinstance(scenarios, list) or not all(
-            isinstance(s, str) and _SCENARIO.fullmatch(s) for s in scenarios
+            isinstance(s, str) and SCENARIO.fullmatch(s) for s in scenarios
         ):
             raise PlatformConfigError(f"{path}: [{kid}] scenarios must be a list of names")
         keys.append(AudienceKey(kid, bytes.fromhex(key), tuple(scenarios)))

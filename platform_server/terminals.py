@@ -29,7 +29,7 @@ from platform_server.db import journal_state, terminal, terminal_key
 from platform_server.errors import AlreadyExists, InvalidInput, NotFound
 from platform_server.keys import PlatformKeys
 from sync.auth import Credentials
-from sync.wire import quote
+from sync.wire import REGION, SCENARIO, TERMINAL_ID, quote
 
 __all__ = [
     "SECRETS_INFO",
@@ -56,9 +56,6 @@ IV_LEN = 12
 VERSION_MAX = 64
 BACKLOG_MAX = 2**63 - 1
 CLOCK_OFFSET_MAX_S = 1e9
-_TERMINAL_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_REGION = re.compile(r"[0-9]{6}")
-_SCENARIO = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]{1,64}")
 HEARTBEAT_KEYS = frozenset(
     {"software_version", "deny_version", "trust_version", "backlog", "clock_offset_s"}
@@ -152,7 +149,7 @@ def check_terminal_id(terminal_id: str) -> str:
     :param terminal_id: the id
     :raises InvalidInput: any other text
     """
-    if not isinstance(terminal_id, str) or not _TERMINAL_ID.fullmatch(terminal_id):
+    if not isinstance(terminal_id, str) or not TERMINAL_ID.fullmatch(terminal_id):
         raise InvalidInput("a terminal id is 1-32 letters, digits, '-' or '_'", "invalid_terminal")
     return terminal_id
 
@@ -165,7 +162,7 @@ def parse_scenarios(text: str | Iterable[str]) -> tuple[str, ...]:
     """
     names = text.split(",") if isinstance(text, str) else list(text)
     cleaned = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
-    if not cleaned or not all(_SCENARIO.fullmatch(n) for n in cleaned):
+    if not cleaned or not all(SCENARIO.fullmatch(n) for n in cleaned):
         raise InvalidInput(
             "scenarios are lower-case names separated by commas (transit,gate)", "invalid_scenario"
         )
@@ -187,7 +184,7 @@ def add(
     """
     check_terminal_id(terminal_id)
     parse_scenarios(scenarios)
-    if not isinstance(region, str) or not _REGION.fullmatch(region):
+    if not isinstance(region, str) or not REGION.fullmatch(region):
         raise InvalidInput("a region code is 6 digits", "invalid_region")
     found = conn.execute(select(terminal.c.id).where(terminal.c.id == terminal_id)).first()
     if found is not None:

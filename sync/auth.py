@@ -39,7 +39,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from apdu.errors import SscardError
-from sync.wire import ascii_uint, quote
+from sync.wire import TERMINAL_ID, ascii_uint, quote
 
 MAX_SKEW_S = 300
 NONCE_HEX = 32
@@ -54,7 +54,6 @@ H_SIGNATURE = "X-Sscard-Signature"
 HEADERS = (H_TERMINAL, H_KEY_ID, H_TIMESTAMP, H_NONCE, H_SIGNATURE)
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
-_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # a terminal id (docs/sync.md §3), a key id
 
 
 class AuthFailure(StrEnum):
@@ -275,7 +274,8 @@ def verify_request(
     stamp, nonce = str(values[H_TIMESTAMP]), str(values[H_NONCE])
     signature = str(values[H_SIGNATURE])
     # ids off their format name no key: never looked up (a NUL byte breaks PostgreSQL)
-    key = key_for(terminal, key_id) if _ID.fullmatch(terminal) and _ID.fullmatch(key_id) else None
+    well_formed = TERMINAL_ID.fullmatch(terminal) and TERMINAL_ID.fullmatch(key_id)
+    key = key_for(terminal, key_id) if well_formed else None
     if key is None:
         raise AuthError(
             AuthFailure.UNKNOWN_KEY, f"terminal {quote(terminal, 40)} key {quote(key_id, 40)}"
