@@ -10,7 +10,7 @@ pipeline imports it).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sync.errors import SyncProtocolError
@@ -64,17 +64,13 @@ class CardStatus:
         return self.listed and self.effective is not None and self.effective <= day
 
     def to_json(self) -> dict[str, Any]:
-        """The answer's JSON object.
+        """The answer's JSON object: every field, the date in ISO form.
 
         :raises: nothing
         """
-        return {
-            "card_hash": self.card_hash,
-            "listed": self.listed,
-            "reason": self.reason,
-            "effective": self.effective.isoformat() if self.effective else None,
-            "version": self.version,
-        }
+        answer = asdict(self)
+        answer["effective"] = self.effective.isoformat() if self.effective else None
+        return answer
 
     @classmethod
     def parse(cls, data: object, asked: str) -> CardStatus:
