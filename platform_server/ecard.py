@@ -142,12 +142,7 @@ def token_for(keys: PlatformKeys, canonical: str) -> str:
 
 
 def issue(
-    conn: Connection,
-    keys: PlatformKeys,
-    persona: Mapping[str, Any],
-    *,
-    now: float,
-    valid_s: float = DEFAULT_CODE_VALIDITY_S,
+    conn: Connection, keys: PlatformKeys, persona: Mapping[str, Any], *, now: float, valid_s: float
 ) -> IssuedCode:
     """Store a new opaque code for a persona's card and holder.
 
@@ -156,7 +151,8 @@ def issue(
     :param persona: a persona document (drivers/virtual/personas): ``[card]`` city_code,
         card_number, category, expiry_date; ``[holder]`` name, ssn, sex, birth_date, ethnicity
     :param now: the platform's clock
-    :param valid_s: how long the code may be decoded
+    :param valid_s: how long the code may be decoded (the default is
+        :meth:`platform_server.Platform.issue_ecard`'s)
     :raises InvalidInput: ``invalid_persona``: missing or malformed card data
     """
     card = persona.get("card")
