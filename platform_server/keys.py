@@ -35,6 +35,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -222,22 +223,6 @@ class PlatformKeys:
         return _hex_secret(path)
 
     @property
-    def deny_public_pem(self) -> bytes:
-        """The deny-list public key, PEM (SubjectPublicKeyInfo).
-
-        :raises: nothing
-        """
-        return _spki_pem(self.deny_key)
-
-    @property
-    def root_public_pem(self) -> bytes:
-        """The trust root's public key, PEM.
-
-        :raises: nothing
-        """
-        return self.root.public_key.to_pem()
-
-    @property
     def identity_scenarios(self) -> frozenset[str]:
         """Every scenario some audience key serves (those may read identity).
 
@@ -245,14 +230,21 @@ class PlatformKeys:
         """
         return frozenset(s for key in self.audience for s in key.scenarios)
 
-    def audience_for(self, scenarios: Iterable[str]) -> dict[str, bytes]:
-        """The audience keys a terminal with these scenarios receives.
+    def terminal_secrets(self, scenarios: Iterable[str]) -> dict[str, Any]:
+        """The secrets a terminal with these scenarios receives, before
+        :func:`platform_server.terminals.encrypt_secrets` (``GET /v1/secrets``).
 
         :param scenarios: the terminal's scenarios
         :raises: nothing
         """
         wanted = set(scenarios)
-        return {key.kid: key.key for key in self.audience if wanted & set(key.scenarios)}
+        audience = {key.kid: key.key for key in self.audience if wanted & set(key.scenarios)}
+        return {
+            "pepper": self.pepper.hex(),
+            "deny_public_key": _spki_pem(self.deny_key).decode("ascii"),
+            "trust_root_key": self.root.public_key.to_pem().decode("ascii"),
+            "audience_keys": {kid: key.hex() for kid, key in audience.items()},
+        }
 
     def sign_deny(self, data: bytes) -> bytes:
         """The raw 64-byte Ed25519 signature over a deny-list file.

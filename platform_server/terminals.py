@@ -27,7 +27,6 @@ from sqlalchemy import Connection, insert, select, update
 
 from platform_server.db import journal_state, terminal, terminal_key
 from platform_server.errors import AlreadyExists, InvalidInput, NotFound
-from platform_server.keys import PlatformKeys
 from sync.auth import Credentials
 from sync.wire import REGION, SCENARIO, TERMINAL_ID, quote
 
@@ -45,7 +44,6 @@ __all__ = [
     "key_for",
     "list_terminals",
     "parse_scenarios",
-    "secrets_plaintext",
 ]
 
 log = logging.getLogger(__name__)
@@ -307,21 +305,6 @@ def heartbeat(conn: Connection, terminal_id: str, report: HeartbeatReport, now: 
     )
 
 
-def secrets_plaintext(keys: PlatformKeys, scenarios: Iterable[str]) -> dict[str, Any]:
-    """The secrets a terminal with these scenarios receives (before encryption).
-
-    :param keys: the platform's keys
-    :param scenarios: the terminal's scenarios
-    :raises: nothing
-    """
-    return {
-        "pepper": keys.pepper.hex(),
-        "deny_public_key": keys.deny_public_pem.decode("ascii"),
-        "trust_root_key": keys.root_public_pem.decode("ascii"),
-        "audience_keys": {kid: key.hex() for kid, key in keys.audience_for(scenarios).items()},
-    }
-
-
 def _secrets_key(terminal_key_bytes: bytes, terminal_id: str) -> bytes:
     hkdf = HKDF(
         algorithm=hashes.SHA256(),
@@ -337,7 +320,7 @@ def encrypt_secrets(
 ) -> dict[str, str]:
     """Encrypt secrets to a terminal's key.
 
-    :param plaintext: :func:`secrets_plaintext`
+    :param plaintext: :meth:`platform_server.keys.PlatformKeys.terminal_secrets`
     :param terminal_key_bytes: the key the request was signed with
     :param terminal_id: the terminal (bound into the key derivation)
     :raises: nothing
