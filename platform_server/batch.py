@@ -31,7 +31,7 @@ from offline_store.chain import (
 )
 from platform_server.errors import InvalidInput
 from platform_server.payments import PaymentFact, parse_payment
-from sync.wire import load_json
+from sync.wire import CONTROL, HEX64, load_json
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -75,12 +75,10 @@ _SEQ = re.compile(r"[1-9][0-9]{0,17}")
 _INT = re.compile(r"0|-?[1-9][0-9]{0,17}")
 _BASE64 = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _TOKEN = re.compile(r"|[0-9a-f]{64}")
 _FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _FLAG = re.compile(FLAG_PATTERN)
-_PATTERNS = (("uuid", _UUID), ("prev_hash", _HEX64), ("hash", _HEX64), ("credential_token", _TOKEN))
+_PATTERNS = (("uuid", _UUID), ("prev_hash", HEX64), ("hash", HEX64), ("credential_token", _TOKEN))
 
 
 class RejectCode(StrEnum):
@@ -305,7 +303,7 @@ def _text(value: object, where: str, *, empty_ok: bool = False) -> None:
         not isinstance(value, str)
         or (not value and not empty_ok)
         or len(value) > TEXT_MAX
-        or _CONTROL.search(value)
+        or CONTROL.search(value)
     ):
         raise InvalidInput(
             f"{where} must be a string of 1-{TEXT_MAX} characters without control characters"

@@ -12,7 +12,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +22,11 @@ from offline_store.catalogue import CATALOGUE_FORMAT, CatalogueItem, parse_catal
 from offline_store.errors import CatalogueError
 from platform_server.db import META_CATALOGUE_LOADED, catalogue_item, write_meta
 from platform_server.errors import InvalidInput
+from sync.wire import REGION
 
 __all__ = ["CatalogueDocument", "document", "load"]
 
 log = logging.getLogger(__name__)
-
-_CITY = re.compile(r"[0-9]{6}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +96,7 @@ def document(conn: Connection, region: str) -> CatalogueDocument:
     :param region: a six-digit region code
     :raises InvalidInput: ``invalid_region``
     """
-    if not isinstance(region, str) or not _CITY.fullmatch(region):
+    if not isinstance(region, str) or not REGION.fullmatch(region):
         raise InvalidInput("region must be a six-digit region code", "invalid_region")
     items = []
     for row in conn.execute(select(catalogue_item).order_by(catalogue_item.c.code)):

@@ -18,7 +18,6 @@ purchases carried; an issuer is the transit issuer id, or a medical card's city 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,10 +26,9 @@ from sqlalchemy import Connection, func, select
 
 from platform_server.db import payment
 from platform_server.errors import InvalidInput
+from sync.wire import ISO_DATE
 
 __all__ = ["ClearingReport", "Group", "clearing_day", "parse_day"]
-
-_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(slots=True)
@@ -124,7 +122,7 @@ def parse_day(text: str) -> str:
     :param text: the operator's or the query's value
     :raises InvalidInput: not a date of that form
     """
-    if _DAY.fullmatch(text):
+    if ISO_DATE.fullmatch(text):
         try:
             return dt.date.fromisoformat(text).isoformat()
         except ValueError:

@@ -4,10 +4,11 @@ The terminal's command line registers them (:func:`add_parser`) and hands over w
 public TEST KEYS of ``platform init --test-keys`` are (the platform does not know the terminal's
 drivers); the platform's web stack is imported only when one of its commands runs.
 
-Each handler parses its options, makes one :class:`platform_server.Platform` call and formats
-the answer. ``--db`` takes a database URL or an SQLite file path (default:
-``$SSCARD_PLATFORM_DB``, else ``platform.db`` in the current folder); ``--keys`` the keys
-folder (default: ``$SSCARD_PLATFORM_KEYS``). Card numbers are never printed in full.
+Each handler (``cmd_*``) takes the parsed options (:class:`argparse.Namespace`), makes one
+:class:`platform_server.Platform` call, formats the answer and returns the exit status. ``--db``
+takes a database URL or an SQLite file path (default: ``$SSCARD_PLATFORM_DB``, else
+``platform.db`` in the current folder); ``--keys`` the keys folder (default:
+``$SSCARD_PLATFORM_KEYS``). Card numbers are never printed in full.
 
 Exit status: 0 done, 2 failure (one line on stderr; an error that escapes a handler is answered
 by ``sscard``'s ``main``); ``tx verify`` exits 2 when a chain has a gap, a break, a bad hash or
@@ -37,9 +38,9 @@ from platform_server.cli_support import (
     DEFAULT_PORT,
     DEFAULT_URL,
     EXIT_OK,
-    ISO_DATE,
     KEY_FILE_MODE,
     card_options,
+    command,
     command_group,
     config_error,
     database_errors,
@@ -50,6 +51,7 @@ from platform_server.cli_support import (
     open_platform,
     platform_package,
 )
+from sync.wire import ISO_DATE
 
 if TYPE_CHECKING:
     from platform_server.chains import ChainSummary, TxRow
@@ -60,11 +62,7 @@ T = TypeVar("T")
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    """``platform init``: a keys folder with fresh (or test) keys, and the database.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform init``: a keys folder with fresh (or test) keys, and the database."""
     try:
         test_keys = args.test_keys_folder if args.test_keys else None
         with (
@@ -86,11 +84,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``platform serve``: the HTTP API with uvicorn until SIGTERM or SIGINT.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform serve``: the HTTP API with uvicorn until SIGTERM or SIGINT."""
     if (
         not platform_package().server.is_loopback(args.host)
         and not args.tls_cert
@@ -118,11 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_terminal_add(args: argparse.Namespace) -> int:
-    """``platform terminal add ID``: register a terminal, write its key, print its settings.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform terminal add ID``: register a terminal, write its key, print its settings."""
     key_out = Path(args.key_out)
     try:
         fd = os.open(key_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
@@ -164,11 +154,7 @@ def _toml(text: str) -> str:
 
 
 def cmd_terminal_list(args: argparse.Namespace) -> int:
-    """``platform terminal list``: terminals, last heartbeats, journal cursors.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform terminal list``: terminals, last heartbeats, journal cursors."""
     with open_platform(args) as platform:
         found = platform.list_terminals()
     return _print_listing(found, _terminal_line, "no terminals registered")
@@ -207,11 +193,7 @@ def _card(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_deny_add(args: argparse.Namespace) -> int:
-    """``platform deny add``: list a card (挂失 …) in a new list version.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform deny add``: list a card (挂失 …) in a new list version."""
     try:
         canonical, shown = _card(args)
         effective = None
@@ -234,11 +216,7 @@ def cmd_deny_add(args: argparse.Namespace) -> int:
 
 
 def cmd_deny_remove(args: argparse.Namespace) -> int:
-    """``platform deny remove``: unlist a card (解挂) in a new list version.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform deny remove``: unlist a card (解挂) in a new list version."""
     canonical, shown = _card(args)
     with open_platform(args, keys=True) as platform:
         result = platform.undeny(canonical)
@@ -247,11 +225,7 @@ def cmd_deny_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_deny_status(args: argparse.Namespace) -> int:
-    """``platform deny status``: the current version and its size.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform deny status``: the current version and its size."""
     with open_platform(args) as platform:
         found = platform.deny_status()
     print(f"deny list version {found.version}: {found.listed} entries, created {found.created}")
@@ -259,11 +233,7 @@ def cmd_deny_status(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
-    """``platform keys rotate``: new QR signing keys; the old ones leave after the grace.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform keys rotate``: new QR signing keys; the old ones leave after the grace."""
     with open_platform(args, keys=True) as platform:
         from ecard.keys import Alg
 
@@ -280,11 +250,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
-    """``platform keys list``: the QR signing keys and when they retire.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform keys list``: the QR signing keys and when they retire."""
     with open_platform(args) as platform:
         found = platform.qr_keys()
     for key in found:
@@ -296,11 +262,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_ecard_issue(args: argparse.Namespace) -> int:
-    """``platform ecard issue --persona FILE``: an opaque national code for the decode table.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform ecard issue --persona FILE``: an opaque national code for the decode table."""
     try:
         persona = tomllib.loads(Path(args.persona).read_text(encoding="utf-8"))
         with open_platform(args, keys=True) as platform:
@@ -315,32 +277,20 @@ def cmd_ecard_issue(args: argparse.Namespace) -> int:
 
 def cmd_ecard_deferred(args: argparse.Namespace) -> int:
     """``platform ecard deferred``: the national codes terminals let through offline, and what
-    became of each once the terminal synced (docs/sync.md §12).
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    became of each once the terminal synced (docs/sync.md §12)."""
     with open_platform(args) as platform:
         codes = platform.deferred_codes(args.terminal, args.limit)
     return _print_listing(codes, _deferred_line, "no deferred e-card codes")
 
 
 def _deferred_line(code: DeferredCode) -> str:
-    when = _utc(code.wall_time_us / 1e6)
     status = f"{code.status}:{code.reason}" if code.reason else code.status
     follow = f"seq {code.follow_up_seq}" if code.follow_up_seq is not None else "-"
-    return (
-        f"{code.terminal_id}  {code.seq:>8}  {when}  {code.scenario:<9} {status:<28} "
-        f"{follow:<12} {_yuan(code.amount):>8}"
-    )
+    return _row_line(code, f"{status:<28} {follow:<12}")
 
 
 def cmd_catalogue_load(args: argparse.Namespace) -> int:
-    """``platform catalogue load FILE``: replace the catalogue.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform catalogue load FILE``: replace the catalogue."""
     with open_platform(args) as platform:
         count = platform.load_catalogue(args.file)
     print(f"catalogue loaded: {count} items")
@@ -348,31 +298,27 @@ def cmd_catalogue_load(args: argparse.Namespace) -> int:
 
 
 def cmd_tx_list(args: argparse.Namespace) -> int:
-    """``platform tx list``: the newest journal rows (no personal data).
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform tx list``: the newest journal rows (no personal data)."""
     with open_platform(args) as platform:
         rows = platform.transactions(args.terminal, args.limit)
     return _print_listing(rows, _tx_line, "no journal rows")
 
 
 def _tx_line(row: TxRow) -> str:
-    when = _utc(row.wall_time_us / 1e6)
     flags = ",".join(f for f, on in (("chain_break", row.chain_break), ("gap", row.gap)) if on)
-    return (
-        f"{row.terminal_id}  {row.seq:>8}  {when}  {row.scenario:<9} {row.outcome:<8} "
-        f"{row.reason_code:<24} {_yuan(row.amount):>8}  {flags}"
-    )
+    return _row_line(row, f"{row.outcome:<8} {row.reason_code:<24}") + f"  {flags}"
+
+
+def _row_line(row: TxRow | DeferredCode, middle: str) -> str:
+    """A journal row's line in ``tx list`` and ``ecard deferred``: terminal, seq, time (UTC)
+    and scenario, then what the command shows of it, then the amount in yuan."""
+    when = _utc(row.wall_time_us / 1e6)
+    head = f"{row.terminal_id}  {row.seq:>8}  {when}  {row.scenario:<9}"
+    return f"{head} {middle} {_yuan(row.amount):>8}"
 
 
 def cmd_tx_verify(args: argparse.Namespace) -> int:
-    """``platform tx verify``: per terminal, walk the stored chain again.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform tx verify``: per terminal, walk the stored chain again."""
     with open_platform(args) as platform:
         summaries = platform.verify_chains(args.terminal)
     for summary in summaries:
@@ -504,9 +450,7 @@ def _keys_parsers(actions: Any) -> None:
     )
     db_option(rotate, keys=True)
     rotate.set_defaults(handler=cmd_keys_rotate)
-    listing = keys_actions.add_parser("list", help="the QR signing keys and their retirement")
-    db_option(listing)
-    listing.set_defaults(handler=cmd_keys_list)
+    command(keys_actions, "list", "the QR signing keys and their retirement", cmd_keys_list)
 
 
 def _ecard_parsers(actions: Any) -> None:
@@ -527,10 +471,10 @@ def _ecard_parsers(actions: Any) -> None:
 
 def _catalogue_parsers(actions: Any) -> None:
     catalogue_actions = command_group(actions, "catalogue", "the application catalogue (应用目录)")
-    load = catalogue_actions.add_parser("load", help="replace it with a .toml or .json file")
+    load = command(
+        catalogue_actions, "load", "replace it with a .toml or .json file", cmd_catalogue_load
+    )
     load.add_argument("file", help="an sscard-catalogue/1 file")
-    db_option(load)
-    load.set_defaults(handler=cmd_catalogue_load)
 
 
 def _tx_parsers(actions: Any) -> None:
@@ -560,9 +504,7 @@ def _terminal_parsers(actions: Any) -> None:
     )
     db_option(add)
     add.set_defaults(handler=cmd_terminal_add)
-    listing = terminal_actions.add_parser("list", help="terminals and their last heartbeat")
-    db_option(listing)
-    listing.set_defaults(handler=cmd_terminal_list)
+    command(terminal_actions, "list", "terminals and their last heartbeat", cmd_terminal_list)
 
 
 def _deny_parsers(actions: Any) -> None:
@@ -577,6 +519,4 @@ def _deny_parsers(actions: Any) -> None:
     remove = deny_actions.add_parser("remove", help="unlist a card (解挂): a new list version")
     card_options(remove)
     remove.set_defaults(handler=cmd_deny_remove)
-    status = deny_actions.add_parser("status", help="the current list version")
-    db_option(status)
-    status.set_defaults(handler=cmd_deny_status)
+    command(deny_actions, "status", "the current list version", cmd_deny_status)

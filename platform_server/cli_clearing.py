@@ -1,7 +1,8 @@
 """``sscard platform clearing --day YYYY-MM-DD [--format json]``: a day's clearing (清分) per
 terminal and per card issuer (docs/clearing.md). Text by default, sums in yuan; ``--format
-json`` prints what ``GET /v1/clearing`` answers, sums in fen. Exit status 0 (also for a day
-without purchases), 2 on a failure (one line on stderr).
+json`` prints what ``GET /v1/clearing`` answers, sums in fen. The handler takes the parsed
+options and returns the exit status: 0 (also for a day without purchases), 2 on a failure (one
+line on stderr).
 """
 
 from __future__ import annotations
@@ -17,11 +18,7 @@ __all__ = ["add_clearing_parser", "cmd_clearing"]
 
 
 def cmd_clearing(args: argparse.Namespace) -> int:
-    """``platform clearing``: the day's clearing.
-
-    :param args: the parsed options
-    :returns: the exit status (0 done, 2 failure)
-    """
+    """``platform clearing``: the day's clearing."""
     try:
         with open_platform(args) as platform:
             report = platform.clearing(args.day)

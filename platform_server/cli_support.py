@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "card_options",
+    "command",
     "command_group",
     "config_error",
     "db_option",
@@ -57,7 +57,6 @@ DEFAULT_PORT = 8480
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/"
 KEY_FILE_MODE = 0o600
 DAY_S = 86_400
-ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 ALGS = {"es256": ("ES256",), "sm2": ("SM2",), "all": ("ES256", "SM2")}  # ecard.keys.Alg values
 
 
@@ -154,6 +153,21 @@ def card_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ecard-token", metavar="TOKEN", help="an e-card token instead of a card")
     db_option(parser, keys=True)
+
+
+def command(actions: Any, name: str, help_text: str, handler: Callable[..., int]) -> Any:
+    """Add an ACTION whose only option is ``--db``, run by ``handler``; return its parser.
+
+    :param actions: a command group's subparsers (:func:`command_group`)
+    :param name: the action's name (``list``, ``status`` …)
+    :param help_text: its one-line help
+    :param handler: the ``cmd_*`` function that runs it
+    :raises: nothing
+    """
+    parser = actions.add_parser(name, help=help_text)
+    db_option(parser)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def command_group(actions: Any, name: str, help_text: str) -> Any:

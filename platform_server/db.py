@@ -41,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.schema import SchemaItem
 
 from platform_server.errors import AlreadyExists, Busy, PlatformConfigError, PlatformError
 
@@ -84,12 +85,22 @@ NONCE_LEN = 32
 
 metadata = MetaData()
 
-meta = Table(
+
+def _without_rowid(name: str, *columns: SchemaItem) -> Table:
+    """A table SQLite stores WITHOUT ROWID: its rows are kept in the primary key's own b-tree,
+    not behind a hidden rowid (PostgreSQL ignores the option).
+
+    :param name: the table's name
+    :param columns: its columns and constraints
+    :raises: nothing
+    """
+    return Table(name, metadata, *columns, sqlite_with_rowid=False)
+
+
+meta = _without_rowid(
     "meta",
-    metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
-    sqlite_with_rowid=False,
 )
 
 terminal = Table(
@@ -125,9 +136,8 @@ journal_state = Table(
     Column("row_count", BigInteger, nullable=False),
 )
 
-journal = Table(
+journal = _without_rowid(
     "journal",
-    metadata,
     Column("terminal_id", String(TERMINAL_ID_LEN), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("uuid", String(36), nullable=False),
@@ -142,28 +152,23 @@ journal = Table(
     Column("received_at", Float, nullable=False),
     Column("chain_break", Boolean, nullable=False),
     Column("gap", Boolean, nullable=False),
-    sqlite_with_rowid=False,
 )
 
-deny_entry = Table(
+deny_entry = _without_rowid(
     "deny_entry",
-    metadata,
     Column("card_hash", String(HASH_LEN), primary_key=True),
     Column("reason", String(16), nullable=False),
     Column("effective", String(10), nullable=False),  # YYYY-MM-DD
     Column("version", BigInteger, nullable=False),  # the version that last set it
-    sqlite_with_rowid=False,
 )
 
-deny_change = Table(
+deny_change = _without_rowid(
     "deny_change",
-    metadata,
     Column("version", BigInteger, primary_key=True, autoincrement=False),
     Column("card_hash", String(HASH_LEN), primary_key=True),
     Column("op", String(8), nullable=False),  # add | remove
     Column("reason", String(16)),
     Column("effective", String(10)),
-    sqlite_with_rowid=False,
 )
 Index("deny_change_hash", deny_change.c.card_hash, deny_change.c.version)
 
@@ -224,43 +229,36 @@ ecard_code = Table(
 
 # the request nonces whose timestamps are still accepted (docs/sync.md §2): a restart, or
 # another process serving the same database, still refuses their replays
-request_nonce = Table(
+request_nonce = _without_rowid(
     "request_nonce",
-    metadata,
     Column("terminal_id", String(TERMINAL_ID_LEN), primary_key=True),
     Column("nonce", String(NONCE_LEN), primary_key=True),
     Column("expires_at", BigInteger, nullable=False),  # the last second it is accepted
-    sqlite_with_rowid=False,
 )
 Index("request_nonce_expiry", request_nonce.c.expires_at)
 
 # declared gaps (docs/sync.md §5.9): the seqs a terminal's recovery lost, by the gap row
-journal_lost = Table(
+journal_lost = _without_rowid(
     "journal_lost",
-    metadata,
     Column("terminal_id", String(TERMINAL_ID_LEN), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),  # the gap row's seq
     Column("first_seq", BigInteger, nullable=False),  # the lost seqs: first_seq..seq - 1
-    sqlite_with_rowid=False,
 )
 
 # the payment object of each stored journal row that carries one (docs/sync.md §5.7), as
 # received: the journal's record holds its digest, which is what the chain hash covers
-journal_payment = Table(
+journal_payment = _without_rowid(
     "journal_payment",
-    metadata,
     Column("terminal_id", String(TERMINAL_ID_LEN), primary_key=True),
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Column("payment", Text, nullable=False),  # canonical_bytes(payment object)
-    sqlite_with_rowid=False,
 )
 
 # one row per purchase a card made, keyed as the card keys it: its kind, its serial and the
 # offline sequence it debited under; the latest journal row that states it wins
 # (platform_server.payments, docs/clearing.md)
-payment = Table(
+payment = _without_rowid(
     "payment",
-    metadata,
     Column("kind", String(8), primary_key=True),  # transit | medical
     Column("card_serial", String(32), primary_key=True),  # 20 or 32 upper-case hex
     Column("card_sequence", BigInteger, primary_key=True, autoincrement=False),
@@ -281,7 +279,6 @@ payment = Table(
     Column("seq", BigInteger, nullable=False),
     Column("wall_time_us", BigInteger, nullable=False),
     Column("rows", BigInteger, nullable=False),  # journal rows that named this purchase
-    sqlite_with_rowid=False,
 )
 Index("payment_day", payment.c.day)
 

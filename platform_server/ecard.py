@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from platform_server.db import ecard_code
 from platform_server.errors import InvalidInput, PlatformError
 from platform_server.keys import PlatformKeys
 from platform_server.terminals import TerminalInfo
-from sync.wire import quote
+from sync.wire import CATEGORY, CONTROL, SCENARIO, quote
 
 __all__ = [
     "CODE_PREFIX",
@@ -55,9 +54,6 @@ TOKEN_LABEL = "sscard-ecard-token/1|"
 IDENTITY_FIELDS = ("name", "ssn", "sex", "birth_date", "ethnicity")
 DEFAULT_CODE_VALIDITY_S = 24 * 3600
 DECODE_KEYS = frozenset({"code", "terminal_id", "scenario"})
-_CATEGORY = re.compile(r"[1-4]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SCENARIO = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 class DecodeRefusal(StrEnum):
@@ -119,15 +115,15 @@ class DecodeRequest:
         if not isinstance(data, dict) or data.keys() != DECODE_KEYS:
             raise InvalidInput(f"a decode request has exactly {sorted(DECODE_KEYS)}")
         code, terminal_id, scenario = data["code"], data["terminal_id"], data["scenario"]
-        if not isinstance(code, str) or not 0 < len(code) <= CODE_TEXT_MAX or _CONTROL.search(code):
+        if not isinstance(code, str) or not 0 < len(code) <= CODE_TEXT_MAX or CONTROL.search(code):
             raise InvalidInput(f"code must be 1-{CODE_TEXT_MAX} characters without controls")
         if (
             not isinstance(terminal_id, str)
             or not 0 < len(terminal_id) <= TERMINAL_ID_MAX
-            or _CONTROL.search(terminal_id)
+            or CONTROL.search(terminal_id)
         ):
             raise InvalidInput(f"terminal_id must be 1-{TERMINAL_ID_MAX} characters")
-        if not isinstance(scenario, str) or not _SCENARIO.fullmatch(scenario):
+        if not isinstance(scenario, str) or not SCENARIO.fullmatch(scenario):
             raise InvalidInput("scenario must be a lower-case scenario name")
         return cls(code, terminal_id, scenario)
 
@@ -144,12 +140,7 @@ def token_for(keys: PlatformKeys, canonical: str) -> str:
 
 
 def issue(
-    conn: Connection,
-    keys: PlatformKeys,
-    persona: Mapping[str, Any],
-    *,
-    now: float,
-    valid_s: float = DEFAULT_CODE_VALIDITY_S,
+    conn: Connection, keys: PlatformKeys, persona: Mapping[str, Any], *, now: float, valid_s: float
 ) -> IssuedCode:
     """Store a new opaque code for a persona's card and holder.
 
@@ -158,7 +149,8 @@ def issue(
     :param persona: a persona document (drivers/virtual/personas): ``[card]`` city_code,
         card_number, category, expiry_date; ``[holder]`` name, ssn, sex, birth_date, ethnicity
     :param now: the platform's clock
-    :param valid_s: how long the code may be decoded
+    :param valid_s: how long the code may be decoded (the default is
+        :meth:`platform_server.Platform.issue_ecard`'s)
     :raises InvalidInput: ``invalid_persona``: missing or malformed card data
     """
     card = persona.get("card")
@@ -170,7 +162,7 @@ def issue(
         raise InvalidInput(f"the persona's card: {exc}", "invalid_persona") from None
     category = str(card.get("category", "3"))
     expiry = card.get("expiry_date")
-    if not _CATEGORY.fullmatch(category) or not isinstance(expiry, dt.date):
+    if not CATEGORY.fullmatch(category) or not isinstance(expiry, dt.date):
         raise InvalidInput(
             "the persona's card needs category 1-4 and an expiry_date", "invalid_persona"
         )

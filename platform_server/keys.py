@@ -35,6 +35,7 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -48,6 +49,7 @@ from platform_server.payment_keys import (
     load_payment_roots,
     payment_roots_of_test_keys,
 )
+from sync.wire import HEX64, SCENARIO
 
 __all__ = [
     "DEFAULT_IDENTITY_SCENARIOS",
@@ -78,8 +80,6 @@ TEST_CARD_ROOTS = "test-roots.toml"
 
 _QR_FILE = re.compile(r"qr-(es256|sm2)-([0-9a-f]{16})\.pem")
 _KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_SCENARIO = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,22 +223,6 @@ class PlatformKeys:
         return _hex_secret(path)
 
     @property
-    def deny_public_pem(self) -> bytes:
-        """The deny-list public key, PEM (SubjectPublicKeyInfo).
-
-        :raises: nothing
-        """
-        return _spki_pem(self.deny_key)
-
-    @property
-    def root_public_pem(self) -> bytes:
-        """The trust root's public key, PEM.
-
-        :raises: nothing
-        """
-        return self.root.public_key.to_pem()
-
-    @property
     def identity_scenarios(self) -> frozenset[str]:
         """Every scenario some audience key serves (those may read identity).
 
@@ -246,14 +230,21 @@ class PlatformKeys:
         """
         return frozenset(s for key in self.audience for s in key.scenarios)
 
-    def audience_for(self, scenarios: Iterable[str]) -> dict[str, bytes]:
-        """The audience keys a terminal with these scenarios receives.
+    def terminal_secrets(self, scenarios: Iterable[str]) -> dict[str, Any]:
+        """The secrets a terminal with these scenarios receives, before
+        :func:`platform_server.terminals.encrypt_secrets` (``GET /v1/secrets``).
 
         :param scenarios: the terminal's scenarios
         :raises: nothing
         """
         wanted = set(scenarios)
-        return {key.kid: key.key for key in self.audience if wanted & set(key.scenarios)}
+        audience = {key.kid: key.key for key in self.audience if wanted & set(key.scenarios)}
+        return {
+            "pepper": self.pepper.hex(),
+            "deny_public_key": _spki_pem(self.deny_key).decode("ascii"),
+            "trust_root_key": self.root.public_key.to_pem().decode("ascii"),
+            "audience_keys": {kid: key.hex() for kid, key in audience.items()},
+        }
 
     def sign_deny(self, data: bytes) -> bytes:
         """The raw 64-byte Ed25519 signature over a deny-list file.
@@ -324,7 +315,7 @@ def _ecard_key(path: Path, *, check_mode: bool = True) -> PrivateKey:
 
 def _hex_secret(path: Path, *, check_mode: bool = True) -> bytes:
     text = _private(path, check_mode=check_mode).decode("ascii", errors="replace").strip()
-    if not _HEX64.fullmatch(text):
+    if not HEX64.fullmatch(text):
         raise PlatformConfigError(f"{path} must hold 64 lowercase hex digits (32 bytes)")
     return bytes.fromhex(text)
 
@@ -341,10 +332,10 @@ def _audience(path: Path) -> tuple[AudienceKey, ...]:
         if set(table) != {"key", "scenarios"}:
             raise PlatformConfigError(f"{path}: [{kid}] has exactly key and scenarios")
         key, scenarios = table["key"], table["scenarios"]
-        if not isinstance(key, str) or not _HEX64.fullmatch(key):
+        if not isinstance(key, str) or not HEX64.fullmatch(key):
             raise PlatformConfigError(f"{path}: [{kid}] key must be 64 lowercase hex digits")
         if not isinstance(scenarios, list) or not all(
-            isinstance(s, str) and _SCENARIO.fullmatch(s) for s in scenarios
+            isinstance(s, str) and SCENARIO.fullmatch(s) for s in scenarios
         ):
             raise PlatformConfigError(f"{path}: [{kid}] scenarios must be a list of names")
         keys.append(AudienceKey(kid, bytes.fromhex(key), tuple(scenarios)))

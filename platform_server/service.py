@@ -253,7 +253,7 @@ class Platform(Closing):
         """
         with self._read() as conn:
             info = terminals.info(conn, terminal_id)
-        plaintext = terminals.secrets_plaintext(self.keys, info.scenarios)
+        plaintext = self.keys.terminal_secrets(info.scenarios)
         log.info(
             "event=secrets_sent terminal=%s audience_keys=%d",
             quote(terminal_id),

@@ -27,9 +27,8 @@ from sqlalchemy import Connection, insert, select, update
 
 from platform_server.db import journal_state, terminal, terminal_key
 from platform_server.errors import AlreadyExists, InvalidInput, NotFound
-from platform_server.keys import PlatformKeys
 from sync.auth import Credentials
-from sync.wire import quote
+from sync.wire import REGION, SCENARIO, TERMINAL_ID, quote
 
 __all__ = [
     "SECRETS_INFO",
@@ -45,7 +44,6 @@ __all__ = [
     "key_for",
     "list_terminals",
     "parse_scenarios",
-    "secrets_plaintext",
 ]
 
 log = logging.getLogger(__name__)
@@ -56,9 +54,6 @@ IV_LEN = 12
 VERSION_MAX = 64
 BACKLOG_MAX = 2**63 - 1
 CLOCK_OFFSET_MAX_S = 1e9
-_TERMINAL_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_REGION = re.compile(r"[0-9]{6}")
-_SCENARIO = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _PRINTABLE = re.compile(r"[\x20-\x7e]{1,64}")
 HEARTBEAT_KEYS = frozenset(
     {"software_version", "deny_version", "trust_version", "backlog", "clock_offset_s"}
@@ -152,7 +147,7 @@ def check_terminal_id(terminal_id: str) -> str:
     :param terminal_id: the id
     :raises InvalidInput: any other text
     """
-    if not isinstance(terminal_id, str) or not _TERMINAL_ID.fullmatch(terminal_id):
+    if not isinstance(terminal_id, str) or not TERMINAL_ID.fullmatch(terminal_id):
         raise InvalidInput("a terminal id is 1-32 letters, digits, '-' or '_'", "invalid_terminal")
     return terminal_id
 
@@ -165,7 +160,7 @@ def parse_scenarios(text: str | Iterable[str]) -> tuple[str, ...]:
     """
     names = text.split(",") if isinstance(text, str) else list(text)
     cleaned = tuple(dict.fromkeys(n.strip() for n in names if n.strip()))
-    if not cleaned or not all(_SCENARIO.fullmatch(n) for n in cleaned):
+    if not cleaned or not all(SCENARIO.fullmatch(n) for n in cleaned):
         raise InvalidInput(
             "scenarios are lower-case names separated by commas (transit,gate)", "invalid_scenario"
         )
@@ -187,7 +182,7 @@ def add(
     """
     check_terminal_id(terminal_id)
     parse_scenarios(scenarios)
-    if not isinstance(region, str) or not _REGION.fullmatch(region):
+    if not isinstance(region, str) or not REGION.fullmatch(region):
         raise InvalidInput("a region code is 6 digits", "invalid_region")
     found = conn.execute(select(terminal.c.id).where(terminal.c.id == terminal_id)).first()
     if found is not None:
@@ -310,21 +305,6 @@ def heartbeat(conn: Connection, terminal_id: str, report: HeartbeatReport, now: 
     )
 
 
-def secrets_plaintext(keys: PlatformKeys, scenarios: Iterable[str]) -> dict[str, Any]:
-    """The secrets a terminal with these scenarios receives (before encryption).
-
-    :param keys: the platform's keys
-    :param scenarios: the terminal's scenarios
-    :raises: nothing
-    """
-    return {
-        "pepper": keys.pepper.hex(),
-        "deny_public_key": keys.deny_public_pem.decode("ascii"),
-        "trust_root_key": keys.root_public_pem.decode("ascii"),
-        "audience_keys": {kid: key.hex() for kid, key in keys.audience_for(scenarios).items()},
-    }
-
-
 def _secrets_key(terminal_key_bytes: bytes, terminal_id: str) -> bytes:
     hkdf = HKDF(
         algorithm=hashes.SHA256(),
@@ -340,7 +320,7 @@ def encrypt_secrets(
 ) -> dict[str, str]:
     """Encrypt secrets to a terminal's key.
 
-    :param plaintext: :func:`secrets_plaintext`
+    :param plaintext: :meth:`platform_server.keys.PlatformKeys.terminal_secrets`
     :param terminal_key_bytes: the key the request was signed with
     :param terminal_id: the terminal (bound into the key derivation)
     :raises: nothing

@@ -39,7 +39,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from apdu.errors import SscardError
-from sync.wire import ascii_uint, quote
+from sync.wire import TERMINAL_ID, ascii_uint, quote
 
 MAX_SKEW_S = 300
 NONCE_HEX = 32
@@ -54,7 +54,6 @@ H_SIGNATURE = "X-Sscard-Signature"
 HEADERS = (H_TERMINAL, H_KEY_ID, H_TIMESTAMP, H_NONCE, H_SIGNATURE)
 _NONCE = re.compile(r"[0-9a-f]{32}")
 _SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
-_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # a terminal id (docs/sync.md §3), a key id
 
 
 class AuthFailure(StrEnum):
@@ -96,6 +95,37 @@ class Credentials:
     def __repr__(self) -> str:
         return f"Credentials(terminal_id={self.terminal_id!r}, key_id={self.key_id!r}, key=…)"
 
+    def sign(
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        now: float | None = None,
+        nonce: str | None = None,
+    ) -> dict[str, str]:
+        """The five headers of a request signed with these credentials.
+
+        :param method: the HTTP method
+        :param path: the path and query, exactly as they will be sent
+        :param body: the body bytes
+        :param now: the clock (default: :func:`time.time`)
+        :param nonce: a nonce (default: 16 random bytes, hex)
+        :raises ValueError: a key shorter than 32 bytes
+        """
+        if len(self.key) < 32:
+            raise ValueError("a terminal key is at least 32 bytes")
+        stamp = str(int(time.time() if now is None else now))
+        once = nonce or secrets.token_hex(NONCE_HEX // 2)
+        message = canonical(method, path, stamp, once, body, key_id=self.key_id)
+        return {
+            H_TERMINAL: self.terminal_id,
+            H_KEY_ID: self.key_id,
+            H_TIMESTAMP: stamp,
+            H_NONCE: once,
+            H_SIGNATURE: hmac.new(self.key, message, hashlib.sha256).hexdigest(),
+        }
+
 
 def canonical(
     method: str, path: str, timestamp: str, nonce: str, body: bytes, *, key_id: str
@@ -111,45 +141,6 @@ def canonical(
     """
     lines = (method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest(), key_id)
     return "\n".join(lines).encode("utf-8")
-
-
-def sign_request(
-    method: str,
-    path: str,
-    body: bytes,
-    *,
-    terminal_id: str,
-    key_id: str,
-    secret: bytes,
-    now: float | None = None,
-    nonce: str | None = None,
-) -> dict[str, str]:
-    """The five headers of a signed request.
-
-    :param method: the HTTP method
-    :param path: the path and query, exactly as they will be sent
-    :param body: the body bytes
-    :param terminal_id: the terminal id
-    :param key_id: the key id
-    :param secret: the key (at least 32 bytes)
-    :param now: the clock (default: :func:`time.time`)
-    :param nonce: a nonce (default: 16 random bytes, hex)
-    :raises ValueError: a key shorter than 32 bytes
-    """
-    if len(secret) < 32:
-        raise ValueError("a terminal key is at least 32 bytes")
-    stamp = str(int(time.time() if now is None else now))
-    once = nonce or secrets.token_hex(NONCE_HEX // 2)
-    mac = hmac.new(
-        secret, canonical(method, path, stamp, once, body, key_id=key_id), hashlib.sha256
-    )
-    return {
-        H_TERMINAL: terminal_id,
-        H_KEY_ID: key_id,
-        H_TIMESTAMP: stamp,
-        H_NONCE: once,
-        H_SIGNATURE: mac.hexdigest(),
-    }
 
 
 class NonceLimit(SscardError):
@@ -283,7 +274,8 @@ def verify_request(
     stamp, nonce = str(values[H_TIMESTAMP]), str(values[H_NONCE])
     signature = str(values[H_SIGNATURE])
     # ids off their format name no key: never looked up (a NUL byte breaks PostgreSQL)
-    key = key_for(terminal, key_id) if _ID.fullmatch(terminal) and _ID.fullmatch(key_id) else None
+    well_formed = TERMINAL_ID.fullmatch(terminal) and TERMINAL_ID.fullmatch(key_id)
+    key = key_for(terminal, key_id) if well_formed else None
     if key is None:
         raise AuthError(
             AuthFailure.UNKNOWN_KEY, f"terminal {quote(terminal, 40)} key {quote(key_id, 40)}"

@@ -23,13 +23,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from offline_store import JournalEntry, JournalRow, Store, canonical_ecard_id
 from sync.errors import SyncProtocolError
+from sync.wire import CATEGORY, CONTROL, HEX64, ISO_DATE, REGION
 
 __all__ = [
     "CONFIRMED",
@@ -56,11 +56,6 @@ INT64_MAX = 2**63 - 1
 REQUEST_KEYS = frozenset({"seq", "code"})
 VALID_KEYS = frozenset({"seq", "valid", "token", "region", "category", "not_after"})
 INVALID_KEYS = frozenset({"seq", "valid", "reason"})
-_TOKEN = re.compile(r"[0-9a-f]{64}")
-_REGION = re.compile(r"[0-9]{6}")
-_CATEGORY = re.compile(r"[1-4]")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Invalidity(StrEnum):
@@ -151,7 +146,7 @@ class ConfirmRequest:
             seq = int(seq)  # 15.0 is an integer to JSON Schema
         if isinstance(seq, bool) or not isinstance(seq, int) or not 1 <= seq <= INT64_MAX:
             raise ValueError("seq must be a positive integer (the deferred row's)")
-        if not isinstance(code, str) or not 0 < len(code) <= CODE_TEXT_MAX or _CONTROL.search(code):
+        if not isinstance(code, str) or not 0 < len(code) <= CODE_TEXT_MAX or CONTROL.search(code):
             raise ValueError(f"code must be 1-{CODE_TEXT_MAX} characters without controls")
         try:
             code.encode("utf-8")
@@ -222,10 +217,10 @@ class Confirmation:
             data["not_after"],
         )
         for name, value, pattern in (
-            ("token", token, _TOKEN),
-            ("region", region, _REGION),
-            ("category", category, _CATEGORY),
-            ("not_after", not_after, _DATE),
+            ("token", token, HEX64),
+            ("region", region, REGION),
+            ("category", category, CATEGORY),
+            ("not_after", not_after, ISO_DATE),
         ):
             if not isinstance(value, str) or not pattern.fullmatch(value):
                 raise SyncProtocolError(f"the confirm answer's {name} is malformed")

@@ -27,6 +27,7 @@ from sync.provisioning import (
     write_private_file,
 )
 from sync.reports import CatalogueReport, DenyReport, SecretsReport, TrustReport
+from sync.step import SyncStep
 from sync.transport import Exchange, SignedTransport
 
 __all__ = ["ListUpdater", "TrustSaver"]
@@ -48,7 +49,7 @@ TrustSaver = Callable[[Store, bytes, bytes, float], object]
 (:func:`ecard.trust.save_trust_list`); raises to refuse it."""
 
 
-class ListUpdater:
+class ListUpdater(SyncStep):
     """Brings one terminal's lists up to date and fetches its secrets.
 
     :param transport: the signed transport to the platform
@@ -67,9 +68,7 @@ class ListUpdater:
         clock: Callable[[], float] = time.time,
         trust_saver: TrustSaver | None = None,
     ) -> None:
-        self.transport = transport
-        self.store = store
-        self.config = config
+        super().__init__(transport, store, config)
         self.clock = clock
         self._trust_saver = trust_saver
         self._secrets: TerminalSecrets | None = None

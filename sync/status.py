@@ -10,19 +10,17 @@ pipeline imports it).
 from __future__ import annotations
 
 import datetime as dt
-import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sync.errors import SyncProtocolError
+from sync.wire import HEX64, ISO_DATE
 
 __all__ = ["DENY_REASONS", "PATH_CARD_STATUS", "CardStatus", "parse_card_hash"]
 
 PATH_CARD_STATUS = "/v1/cards/status"
 DENY_REASONS = frozenset({"lost", "cancelled", "replaced", "fraud"})
 ANSWER_KEYS = frozenset({"card_hash", "listed", "reason", "effective", "version"})
-_HASH = re.compile(r"[0-9a-f]{64}")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 INT64_MAX = 2**63 - 1
 
 
@@ -35,7 +33,7 @@ def parse_card_hash(body: object) -> str:
     if not isinstance(body, dict) or set(body) != {"card_hash"}:
         raise ValueError('the body must be exactly {"card_hash": "…64 hex…"}')
     card_hash = body["card_hash"]
-    if not isinstance(card_hash, str) or not _HASH.fullmatch(card_hash):
+    if not isinstance(card_hash, str) or not HEX64.fullmatch(card_hash):
         raise ValueError("card_hash must be 64 lowercase hex characters (a keyed card hash)")
     return card_hash
 
@@ -66,17 +64,13 @@ class CardStatus:
         return self.listed and self.effective is not None and self.effective <= day
 
     def to_json(self) -> dict[str, Any]:
-        """The answer's JSON object.
+        """The answer's JSON object: every field, the date in ISO form.
 
         :raises: nothing
         """
-        return {
-            "card_hash": self.card_hash,
-            "listed": self.listed,
-            "reason": self.reason,
-            "effective": self.effective.isoformat() if self.effective else None,
-            "version": self.version,
-        }
+        answer = asdict(self)
+        answer["effective"] = self.effective.isoformat() if self.effective else None
+        return answer
 
     @classmethod
     def parse(cls, data: object, asked: str) -> CardStatus:
@@ -108,7 +102,7 @@ class CardStatus:
             return cls(asked, False, None, None, version)
         if reason not in DENY_REASONS:
             raise SyncProtocolError(f"card status: reason must be one of {sorted(DENY_REASONS)}")
-        if not isinstance(effective, str) or not _DATE.fullmatch(effective):
+        if not isinstance(effective, str) or not ISO_DATE.fullmatch(effective):
             raise SyncProtocolError("card status: effective must be a date YYYY-MM-DD")
         try:
             day = dt.date.fromisoformat(effective)

@@ -38,7 +38,7 @@ import requests
 from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
-from sync.auth import Credentials, sign_request
+from sync.auth import Credentials
 from sync.errors import (
     SyncAuthError,
     SyncConfigError,
@@ -352,14 +352,8 @@ class SignedTransport:
     ) -> tuple[Exchange, T | None] | _Retry:
         """Send one signed attempt: the final answer, or why and when to retry."""
         sent_at = self.clock()
-        signed = sign_request(
-            request.method,
-            request.signed_path,
-            request.body,
-            terminal_id=self.credentials.terminal_id,
-            key_id=self.credentials.key_id,
-            secret=self.credentials.key,
-            now=sent_at,
+        signed = self.credentials.sign(
+            request.method, request.signed_path, request.body, now=sent_at
         )
         started = time.monotonic()
         try:

@@ -38,6 +38,7 @@ from sync.deferred import (
 )
 from sync.errors import SyncRefused, SyncStopped, UploadRefused
 from sync.reports import DeferredReport, UploadReport
+from sync.step import SyncStep
 from sync.transport import SignedTransport
 
 __all__ = ["FollowUp", "Progress", "Uploader"]
@@ -59,7 +60,7 @@ FollowUp = Callable[[Store, JournalRow, Confirmation], JournalEntry]
 which adds the profile's own checks and the fare)."""
 
 
-class Uploader:
+class Uploader(SyncStep):
     """Sends one terminal's journal to the platform and confirms its deferred e-card codes.
 
     :param transport: the signed transport to the platform
@@ -78,9 +79,7 @@ class Uploader:
         stop: threading.Event,
         follow_up: FollowUp = plain_follow_up,
     ) -> None:
-        self.transport = transport
-        self.store = store
-        self.config = config
+        super().__init__(transport, store, config)
         self.stop = stop
         self._follow_up = follow_up
 

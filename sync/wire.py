@@ -31,9 +31,16 @@ from typing import Any
 from apdu.errors import SscardError
 
 __all__ = [
+    "CATEGORY",
+    "CONTROL",
+    "HEX64",
+    "ISO_DATE",
     "MAX_DIGITS",
     "MAX_JSON_DEPTH",
     "QUOTE_LIMIT",
+    "REGION",
+    "SCENARIO",
+    "TERMINAL_ID",
     "MalformedBody",
     "ascii_uint",
     "json_depth",
@@ -47,6 +54,15 @@ QUOTE_LIMIT = 120  # characters of a value shown in a log line
 
 BAD_JSON = "bad_json"
 TOO_LARGE = "too_large"
+
+# the field formats of both contracts (docs/sync.md), read with fullmatch (CONTROL: search)
+HEX64 = re.compile(r"[0-9a-f]{64}")  # a SHA-256 in lowercase hex: row hashes, tokens
+ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # YYYY-MM-DD
+REGION = re.compile(r"[0-9]{6}")  # a six-digit region code (行政区划代码)
+SCENARIO = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # a scenario's name (gate, bus …)
+TERMINAL_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # a terminal id (docs/sync.md §3), a key id
+CATEGORY = re.compile(r"[1-4]")  # an e-card's category digit
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # a control character: refused in free text
 
 _STRUCTURE = bytes(sorted(set(range(256)) - set(b'"[]{}')))  # deleted: all but these
 _BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")  # minus 1: +1 open, -1 close

@@ -19,7 +19,7 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ from drivers.virtual import PERSONAS, TEST_KEYS  # noqa: F401 - the platform tes
 from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash
 from platform_server import Platform, PlatformServer, create_app
 from platform_server.terminals import Credentials
-from sync.auth import sign_request
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = 1_795_953_600.0  # 2026-11-29T08:00:00Z
@@ -90,18 +89,9 @@ class SignedClient:
         if body:
             sent["Content-Type"] = "application/json"
         if sign:
-            sent.update(
-                sign_request(
-                    method,
-                    path,
-                    body,
-                    terminal_id=self.credentials.terminal_id,
-                    key_id=self.credentials.key_id,
-                    secret=secret or self.credentials.key,
-                    now=self.clock() if now is None else now,
-                    nonce=nonce,
-                )
-            )
+            signer = replace(self.credentials, key=secret) if secret else self.credentials
+            when = self.clock() if now is None else now
+            sent.update(signer.sign(method, path, body, now=when, nonce=nonce))
         sent.update(headers or {})
         return self.session.request(
             method, self.url + path, data=body, headers=sent, timeout=timeout

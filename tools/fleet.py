@@ -52,7 +52,7 @@ import postgres  # noqa: E402
 from drivers.virtual import TEST_KEYS  # noqa: E402
 from offline_store.chain import GENESIS_HASH, canonical_bytes, chain_hash  # noqa: E402
 from platform_server import Platform  # noqa: E402
-from sync.auth import Credentials, sign_request  # noqa: E402
+from sync.auth import Credentials  # noqa: E402
 
 BATCH_PATH = "/v1/journal/batch"
 MAX_ROWS = 5000  # a batch holds at most this many rows (docs/sync.md)
@@ -335,18 +335,8 @@ class Fleet:
             last = min(terminal.made, terminal.acked + MAX_ROWS)
             rows = [_row(terminal, s, self.made_at(terminal, s)) for s in range(first, last + 1)]
             body = json.dumps({"rows": rows}, separators=(",", ":")).encode()
-            creds = terminal.credentials
             headers = {"Content-Type": "application/json"}
-            headers.update(
-                sign_request(
-                    "POST",
-                    BATCH_PATH,
-                    body,
-                    terminal_id=creds.terminal_id,
-                    key_id=creds.key_id,
-                    secret=creds.key,
-                )
-            )
+            headers.update(terminal.credentials.sign("POST", BATCH_PATH, body))
             try:
                 answer = session.post(self.url + BATCH_PATH, data=body, headers=headers, timeout=60)
             except requests.RequestException as exc:

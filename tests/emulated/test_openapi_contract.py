@@ -27,7 +27,7 @@ from platform_support import ROOT, TEST_KEYS, LivePlatform, live_platform
 from drivers.keyfile import load_root_keys, private_copy
 from drivers.virtual.hsm_service import HsmService
 from platform_server.terminals import Credentials
-from sync.auth import H_SIGNATURE, sign_request
+from sync.auth import H_SIGNATURE
 
 pytestmark = pytest.mark.emulated
 
@@ -110,16 +110,7 @@ class SignedByTerminal(requests.auth.AuthBase):
         body = request.body or b""
         if isinstance(body, str):
             body = body.encode("utf-8")
-        request.headers.update(
-            sign_request(
-                str(request.method),
-                request.path_url,
-                body,
-                terminal_id=self.credentials.terminal_id,
-                key_id=self.credentials.key_id,
-                secret=self.credentials.key,
-            )
-        )
+        request.headers.update(self.credentials.sign(str(request.method), request.path_url, body))
         return request
 
 

@@ -18,10 +18,10 @@ from sync.auth import (
     MAX_SKEW_S,
     AuthError,
     AuthFailure,
+    Credentials,
     NonceCache,
     NonceLimit,
     canonical,
-    sign_request,
     verify_request,
 )
 
@@ -34,9 +34,7 @@ def keys(terminal: str, key_id: str) -> bytes | None:
 
 
 def signed(method: str = "POST", path: str = "/v1/journal/batch", body: bytes = b"{}", **kw):
-    return sign_request(
-        method, path, body, terminal_id="T-1", key_id="k1", secret=KEY, now=NOW, **kw
-    )
+    return Credentials("T-1", "k1", KEY).sign(method, path, body, now=NOW, **kw)
 
 
 def check(headers, *, method="POST", path="/v1/journal/batch", body=b"{}", now=NOW, nonces=None):
@@ -85,9 +83,7 @@ def test_each_tampering_is_refused_with_its_code(change: dict, failure: AuthFail
 
 
 def test_an_unknown_key_and_a_replayed_nonce() -> None:
-    other = sign_request(
-        "GET", "/v1/time", b"", terminal_id="T-2", key_id="k1", secret=KEY, now=NOW
-    )
+    other = Credentials("T-2", "k1", KEY).sign("GET", "/v1/time", b"", now=NOW)
     with pytest.raises(AuthError) as info:
         check(other, method="GET", path="/v1/time", body=b"")
     assert info.value.failure == AuthFailure.UNKNOWN_KEY
@@ -208,4 +204,4 @@ def test_ids_off_their_format_are_unknown_without_a_lookup(header: str, value: s
 
 def test_a_short_key_is_refused() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
-        sign_request("GET", "/v1/time", b"", terminal_id="T", key_id="k", secret=b"short")
+        Credentials("T", "k", b"short").sign("GET", "/v1/time", b"")
