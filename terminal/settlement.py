@@ -73,11 +73,12 @@ class Settled:
 
 
 class MedicalSettlement(PurseDebits):
-    """Settle bills on the hospital profile's pipeline with the SSC PSAM; a torn settlement
-    waits ``tear_window_s`` (300 s unless told) for its card, as in :class:`PurseDebits`.
+    """Settle bills on the hospital profile's pipeline with the SSC PSAM.
 
     :param pipeline: the hospital profile's pipeline (its journal, its indicators)
     :param module: the SSC PSAM (MAC1, MAC2 of the personal account)
+    :param tear_window_s: how long a torn settlement waits for its card
+    :param clock: wall-clock seconds
     """
 
     def __init__(
