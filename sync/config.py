@@ -14,13 +14,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import requests
 
 from offline_store.keys import read_private_file
 from sync.errors import SyncConfigError
 from sync.transport import Credentials, RetryPolicy, SignedTransport
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 __all__ = ["SECRET_KEY_LEN", "SecretFiles", "SyncConfig", "load_terminal_key"]
 
@@ -45,7 +48,7 @@ class SecretFiles:
     audience_keys: Path | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> SecretFiles:
+    def from_settings(cls, settings: Settings) -> SecretFiles:
         """The files :class:`config.settings.Settings` names for the secrets.
 
         :param settings: the terminal settings
@@ -88,7 +91,7 @@ class SyncConfig:
     production: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Any, *, prune: bool = True) -> SyncConfig:
+    def from_settings(cls, settings: Settings, *, prune: bool = True) -> SyncConfig:
         """Build the configuration from :class:`config.settings.Settings`, reading the key.
 
         :param settings: the terminal settings
@@ -96,24 +99,18 @@ class SyncConfig:
         :raises SyncConfigError: no ``[sync] url``, ``key_file`` or ``key_id``, or a key file
             that is unreadable, readable by others, or not 32 bytes in hex
         """
-        missing = [
-            name
-            for name, value in (
-                ("url", settings.sync_url),
-                ("key_file", settings.sync_key_file),
-                ("key_id", settings.sync_key_id),
-            )
-            if not value
-        ]
-        if missing:
+        url, key_file, key_id = settings.sync_url, settings.sync_key_file, settings.sync_key_id
+        if not (url and key_file and key_id):
+            needed = (("url", url), ("key_file", key_file), ("key_id", key_id))
+            missing = ", ".join(name for name, value in needed if not value)
             raise SyncConfigError(
-                f"{settings.source}: [sync] needs {', '.join(missing)} "
+                f"{settings.source}: [sync] needs {missing} "
                 "(`sscard platform terminal add` prints them)"
             )
-        key = load_terminal_key(settings.sync_key_file)
+        key = load_terminal_key(key_file)
         return cls(
-            url=settings.sync_url,
-            credentials=Credentials(settings.terminal_id, settings.sync_key_id, key),
+            url=url,
+            credentials=Credentials(settings.terminal_id, key_id, key),
             batch_rows=settings.sync_batch_rows,
             timeout_s=settings.sync_timeout_s,
             max_clock_offset_s=settings.max_clock_offset_s,
